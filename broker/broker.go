@@ -1,0 +1,479 @@
+// Package broker is the Go core of WSBroker: it accepts WebSocket connections (its own upgrade
+// parser and connection layer, github.com/gobwas/ws as the frame codec), keeps the socket
+// registry, the channel table and the tokens, and reports every connection's events to a Handler.
+// Every method is safe for concurrent use.
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/rs/zerolog"
+)
+
+const (
+	defaultMaxPayload = 16 << 20
+	regShards         = 64
+	chanShards        = 32
+)
+
+// Options configures a Broker.
+type Options struct {
+	Logger     zerolog.Logger // where the broker logs
+	MaxPayload int            // largest message (after reassembly) accepted; 0 means 16 MiB; larger closes with 1009
+}
+
+// Broker accepts WebSocket connections on any number of listeners and routes frames to them.
+type Broker struct {
+	h          Handler
+	log        zerolog.Logger
+	maxPayload int64
+
+	// Timeouts; fields so that tests can shorten them.
+	handshakeTimeout time.Duration // to read the upgrade request
+	drainTimeout     time.Duration // for a peer to close after our close frame (and to read it)
+	lingerTimeout    time.Duration // after an HTTP error response
+
+	nextID atomic.Uint64
+	reg    [regShards]regShard
+	seed   maphash.Seed
+	chans  [chanShards]chanShard
+
+	flushers   []*flusher
+	writeCalls atomic.Uint64 // write syscalls made (tests check coalescing with it)
+
+	life      sync.Mutex    // serialises Listen and Close
+	stop      chan struct{} // closed by Close; replaced after it
+	lmu       sync.Mutex
+	listeners []net.Listener
+	acceptWG  sync.WaitGroup
+	allMu     sync.Mutex
+	all       map[*Conn]struct{} // every connection with a running reader goroutine
+	connWG    sync.WaitGroup
+}
+
+type regShard struct {
+	mu sync.RWMutex
+	m  map[uint64]*Conn
+}
+
+type chanShard struct {
+	mu sync.RWMutex
+	m  map[string]map[*Conn]struct{}
+}
+
+// New returns a Broker that reports events to h. It listens on nothing until Listen.
+func New(h Handler, opts Options) *Broker {
+	b := &Broker{
+		h:                h,
+		log:              opts.Logger,
+		maxPayload:       int64(opts.MaxPayload),
+		handshakeTimeout: 10 * time.Second,
+		drainTimeout:     5 * time.Second,
+		lingerTimeout:    2 * time.Second,
+		seed:             maphash.MakeSeed(),
+		stop:             make(chan struct{}),
+		all:              make(map[*Conn]struct{}),
+	}
+	if b.maxPayload <= 0 {
+		b.maxPayload = defaultMaxPayload
+	}
+	for i := range b.reg {
+		b.reg[i].m = make(map[uint64]*Conn)
+	}
+	for i := range b.chans {
+		b.chans[i].m = make(map[string]map[*Conn]struct{})
+	}
+	b.flushers = make([]*flusher, runtime.GOMAXPROCS(0))
+	for i := range b.flushers {
+		b.flushers[i] = newFlusher(b)
+		go b.flushers[i].run()
+	}
+	return b
+}
+
+// Listen starts accepting on addr (as net.Listen("tcp", addr)) in the background and returns
+// once listening. Several listeners share all state.
+func (b *Broker) Listen(addr string) (net.Addr, error) {
+	b.life.Lock()
+	defer b.life.Unlock()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err // "bind: address already in use" without "listen tcp <addr>: "
+		}
+		return nil, fmt.Errorf("cannot listen on %q: %w", addr, err)
+	}
+	b.lmu.Lock()
+	b.listeners = append(b.listeners, ln)
+	b.lmu.Unlock()
+	b.acceptWG.Add(1)
+	go b.acceptLoop(ln, b.stop)
+	b.log.Debug().Stringer("addr", ln.Addr()).Msg("listening")
+	return ln.Addr(), nil
+}
+
+func (b *Broker) acceptLoop(ln net.Listener, stop chan struct{}) {
+	defer b.acceptWG.Done()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and the like: wait and retry.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			b.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+			select {
+			case <-time.After(delay):
+			case <-stop:
+				return
+			}
+			continue
+		}
+		delay = 0
+		tc, ok := nc.(*net.TCPConn)
+		if !ok {
+			nc.Close()
+			continue
+		}
+		rc, err := tc.SyscallConn()
+		if err != nil {
+			tc.Close()
+			continue
+		}
+		c := &Conn{b: b, nc: tc, rc: rc, stop: stop}
+		c.parser.max = b.maxPayload
+		b.allMu.Lock()
+		b.all[c] = struct{}{}
+		b.connWG.Add(1)
+		b.allMu.Unlock()
+		go c.serve()
+	}
+}
+
+// connDone is the last thing a reader goroutine does.
+func (b *Broker) connDone(c *Conn) {
+	if r := recover(); r != nil {
+		// A bug in the broker: never take the process down for it.
+		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("connection goroutine panicked")
+		c.nc.Close()
+		if c.verdict.Load() == verdictAccepted && !c.finished {
+			c.finish()
+		} else {
+			c.discard()
+		}
+	}
+	b.allMu.Lock()
+	delete(b.all, c)
+	b.allMu.Unlock()
+	b.connWG.Done()
+}
+
+// Close stops every listener, closes every connection with close code 1001 and returns when every
+// Close event has been delivered. Pending opens are refused with 503. The Broker may be used
+// again with Listen afterwards; ids continue. Close must not be called from a Handler method.
+func (b *Broker) Close() {
+	b.life.Lock()
+	defer b.life.Unlock()
+	b.lmu.Lock()
+	lns := b.listeners
+	b.listeners = nil
+	b.lmu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	b.acceptWG.Wait()
+
+	close(b.stop)
+	b.allMu.Lock()
+	conns := make([]*Conn, 0, len(b.all))
+	for c := range b.all {
+		conns = append(conns, c)
+	}
+	b.allMu.Unlock()
+	for _, c := range conns {
+		c.goAway()
+	}
+	b.connWG.Wait()
+	b.stop = make(chan struct{})
+}
+
+// Accept gives the verdict for a connection whose Open is pending. true writes the 101 response
+// and then the frames queued meanwhile; false answers 403, closes, unregisters the id and drops
+// its subscriptions and queued frames (no Close event follows). It returns false if id is not
+// pending.
+func (b *Broker) Accept(id uint64, ok bool) bool {
+	c := b.lookup(id)
+	if c == nil {
+		return false
+	}
+	v := verdictRejected
+	if ok {
+		v = verdictAccepted
+	}
+	if !c.verdict.CompareAndSwap(verdictPending, v) {
+		return false
+	}
+	if ok {
+		c.wmu.Lock()
+		c.phase = phaseOpen
+		sched := c.scheduleLocked()
+		c.wmu.Unlock()
+		if sched {
+			b.flusherFor(c).add(c)
+		}
+	} else {
+		c.discard()
+	}
+	c.verdictCh <- ok // buffered, sent once: the CAS above succeeds once
+	return true
+}
+
+// Send queues one frame for socket id; data is copied. Unknown or closed id: no-op.
+func (b *Broker) Send(id uint64, data []byte, text bool) {
+	c := b.lookup(id)
+	if c == nil {
+		return
+	}
+	c.enqueue(encodeFrame(opFor(text), data))
+}
+
+// SendToChannel encodes the frame once and queues it for every current subscriber of channel.
+func (b *Broker) SendToChannel(channel, data []byte, text bool) {
+	s := b.chanShard(channel)
+	s.mu.RLock()
+	set := s.m[string(channel)]
+	if len(set) == 0 {
+		s.mu.RUnlock()
+		return
+	}
+	f := encodeFrame(opFor(text), data)
+	for c := range set {
+		c.enqueue(f)
+	}
+	s.mu.RUnlock()
+}
+
+// Subscribe adds socket id to channel. It returns true if added; false if already subscribed or
+// if the socket is unknown or closed (then nothing is stored).
+func (b *Broker) Subscribe(id uint64, channel []byte) bool {
+	c := b.lookup(id)
+	if c == nil {
+		return false
+	}
+	s := b.chanShard(channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return b.addLocked(s, string(channel), c)
+}
+
+// addLocked subscribes c to name in s (locked).
+func (b *Broker) addLocked(s *chanShard, name string, c *Conn) bool {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if c.dead {
+		return false
+	}
+	set := s.m[name]
+	if _, ok := set[c]; ok {
+		return false
+	}
+	if set == nil {
+		set = make(map[*Conn]struct{})
+		s.m[name] = set
+	}
+	set[c] = struct{}{}
+	if c.chans == nil {
+		c.chans = make(map[string]struct{})
+	}
+	c.chans[name] = struct{}{}
+	return true
+}
+
+// Unsubscribe removes socket id from channel. It returns true if it was subscribed.
+func (b *Broker) Unsubscribe(id uint64, channel []byte) bool {
+	c := b.lookup(id)
+	if c == nil {
+		return false
+	}
+	s := b.chanShard(channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	set := s.m[string(channel)]
+	if _, ok := set[c]; !ok {
+		return false
+	}
+	delete(set, c)
+	if len(set) == 0 {
+		delete(s.m, string(channel))
+	}
+	delete(c.chans, string(channel))
+	return true
+}
+
+// CopySubscriptions subscribes every socket subscribed to from (at call time) to to.
+func (b *Broker) CopySubscriptions(from, to []byte) {
+	if bytes.Equal(from, to) {
+		return
+	}
+	fi, ti := b.chanIndex(from), b.chanIndex(to)
+	sf, st := &b.chans[fi], &b.chans[ti]
+	switch {
+	case fi == ti:
+		sf.mu.Lock()
+		defer sf.mu.Unlock()
+	case fi < ti:
+		sf.mu.RLock()
+		defer sf.mu.RUnlock()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+	default:
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		sf.mu.RLock()
+		defer sf.mu.RUnlock()
+	}
+	set := sf.m[string(from)]
+	if len(set) == 0 {
+		return
+	}
+	name := string(to)
+	for c := range set {
+		b.addLocked(st, name, c)
+	}
+}
+
+// SetToken stores a copy of token for socket id (nil clears it). Unknown id: no-op.
+func (b *Broker) SetToken(id uint64, token []byte) {
+	c := b.lookup(id)
+	if c == nil {
+		return
+	}
+	if token == nil {
+		c.token.Store(nil)
+		return
+	}
+	t := bytes.Clone(token)
+	c.token.Store(&t)
+}
+
+func opFor(text bool) ws.OpCode {
+	if text {
+		return ws.OpText
+	}
+	return ws.OpBinary
+}
+
+// Registry.
+
+func (b *Broker) lookup(id uint64) *Conn {
+	s := &b.reg[id%regShards]
+	s.mu.RLock()
+	c := s.m[id]
+	s.mu.RUnlock()
+	return c
+}
+
+func (b *Broker) register(c *Conn) {
+	s := &b.reg[c.id%regShards]
+	s.mu.Lock()
+	s.m[c.id] = c
+	s.mu.Unlock()
+}
+
+func (b *Broker) unregister(c *Conn) {
+	s := &b.reg[c.id%regShards]
+	s.mu.Lock()
+	if s.m[c.id] == c {
+		delete(s.m, c.id)
+	}
+	s.mu.Unlock()
+}
+
+// Channels. Lock order: channel shard(s), then Conn.subMu.
+
+func (b *Broker) chanIndex(name []byte) uint64 { return maphash.Bytes(b.seed, name) % chanShards }
+
+func (b *Broker) chanShard(name []byte) *chanShard { return &b.chans[b.chanIndex(name)] }
+
+// dropSubs removes c from every channel and refuses later subscriptions.
+func (b *Broker) dropSubs(c *Conn) {
+	c.subMu.Lock()
+	c.dead = true
+	names := c.chans
+	c.chans = nil
+	c.subMu.Unlock()
+	for name := range names {
+		s := &b.chans[maphash.String(b.seed, name)%chanShards]
+		s.mu.Lock()
+		if set := s.m[name]; set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(s.m, name)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// subscribers returns how many sockets channel has (tests).
+func (b *Broker) subscribers(channel string) int {
+	s := b.chanShard([]byte(channel))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m[channel])
+}
+
+func (b *Broker) flusherFor(c *Conn) *flusher { return b.flushers[c.id%uint64(len(b.flushers))] }
+
+// Handler calls. A panicking Handler is logged and never takes the process down.
+
+func (b *Broker) callOpen(c *Conn, req *Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("Handler.Open panicked; rejecting")
+			b.Accept(c.id, false)
+		}
+	}()
+	b.h.Open(c, req)
+}
+
+func (b *Broker) callText(c *Conn, p []byte) {
+	defer b.recoverMessage(c)
+	b.h.Text(c, p)
+}
+
+func (b *Broker) callBinary(c *Conn, p []byte) {
+	defer b.recoverMessage(c)
+	b.h.Binary(c, p)
+}
+
+func (b *Broker) recoverMessage(c *Conn) {
+	if r := recover(); r != nil {
+		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("Handler panicked; closing with 1011")
+		c.closeWith(ws.StatusInternalServerError)
+	}
+}
+
+func (b *Broker) callClose(c *Conn) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("Handler.Close panicked")
+		}
+	}()
+	b.h.Close(c)
+}

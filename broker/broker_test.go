@@ -1,0 +1,849 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
+)
+
+func TestOpenRequestAndIDs(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Options{})
+	hdr := http.Header{"X-Multi": {"a", "b"}, "Origin": {"http://example.com"}}
+	for want := uint64(1); want <= 3; want++ {
+		dial(t, addr, "/chat?room="+strconv.Itoa(int(want)), hdr)
+		e := await(t, rec.opens, "open")
+		if e.id != want || e.c.ID() != want {
+			t.Fatalf("id %d, want %d", e.id, want)
+		}
+		if e.req.IP != "127.0.0.1" || e.req.URL != "/chat?room="+strconv.Itoa(int(want)) {
+			t.Fatalf("request %+v", e.req)
+		}
+		got := map[string]string{}
+		for _, h := range e.req.Headers {
+			if h.Name != strings.ToLower(h.Name) {
+				t.Fatalf("header name %q not lower-case", h.Name)
+			}
+			if _, dup := got[h.Name]; dup {
+				t.Fatalf("header %q twice", h.Name)
+			}
+			got[h.Name] = h.Value
+		}
+		if got["x-multi"] != "a, b" || got["origin"] != "http://example.com" || got["upgrade"] != "websocket" ||
+			got["sec-websocket-version"] != "13" || got["sec-websocket-key"] == "" || got["host"] != addr {
+			t.Fatalf("headers %v", got)
+		}
+	}
+}
+
+func TestDualStackIP(t *testing.T) {
+	rec := newRecorder()
+	b := New(rec, Options{Logger: testLogger()})
+	rec.b = b
+	t.Cleanup(b.Close)
+	a, err := b.Listen("[::]:0")
+	if err != nil {
+		t.Skipf("no IPv6: %v", err)
+	}
+	port := a.(*net.TCPAddr).Port
+	dial(t, "127.0.0.1:"+strconv.Itoa(port), "/", nil)
+	if ip := await(t, rec.opens, "open").req.IP; ip != "127.0.0.1" {
+		t.Fatalf("IPv4 peer of a dual-stack listener: %q", ip)
+	}
+	probe, err := net.Dial("tcp", "[::1]:"+strconv.Itoa(port))
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	probe.Close()
+	dial(t, "[::1]:"+strconv.Itoa(port), "/", nil)
+	if ip := await(t, rec.opens, "open").req.IP; ip != "::1" {
+		t.Fatalf("IPv6 peer: %q", ip)
+	}
+}
+
+func TestAcceptLaterWithPendingSends(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		id := c.ID()
+		b.Send(id, []byte("one"), true)
+		b.Send(id, []byte{2}, false)
+		b.SetToken(id, []byte("tok"))
+		if !b.Subscribe(id, []byte("room")) {
+			t.Error("subscribe during Open failed")
+		}
+	}
+	done := make(chan *websocket.Conn)
+	go func() {
+		c, _, err := websocket.Dial(context.Background(), "ws://"+addr+"/", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- c
+	}()
+	e := await(t, rec.opens, "open")
+	b.SendToChannel([]byte("room"), []byte("three"), true)
+	if b.Accept(e.id+1000, true) {
+		t.Fatal("Accept of an unknown id returned true")
+	}
+	if !b.Accept(e.id, true) {
+		t.Fatal("Accept returned false")
+	}
+	if b.Accept(e.id, true) || b.Accept(e.id, false) {
+		t.Fatal("second Accept returned true")
+	}
+	var c *websocket.Conn
+	select {
+	case c = <-done:
+	case <-time.After(waitTimeout):
+		t.Fatal("dial did not complete")
+	}
+	if c == nil {
+		t.FailNow()
+	}
+	defer c.CloseNow()
+	readText(t, c, "one")
+	if typ, p := read(t, c); typ != websocket.MessageBinary || !bytes.Equal(p, []byte{2}) {
+		t.Fatalf("got %v %x", typ, p)
+	}
+	readText(t, c, "three")
+	write(t, c, websocket.MessageText, []byte("hi"))
+	if m := await(t, rec.msgs, "text"); string(m.data) != "hi" || string(m.token) != "tok" {
+		t.Fatalf("message %q token %q", m.data, m.token)
+	}
+}
+
+func TestReject(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		b.Send(c.ID(), []byte("never"), true)
+		b.Subscribe(c.ID(), []byte("room"))
+	}
+	r := rawConnect(t, addr)
+	r.send([]byte(upgradeRequestText("/")))
+	e := await(t, rec.opens, "open")
+	if !b.Accept(e.id, false) {
+		t.Fatal("Accept(false) returned false")
+	}
+	if b.Accept(e.id, true) {
+		t.Fatal("Accept after reject returned true")
+	}
+	if b.Subscribe(e.id, []byte("other")) || b.Unsubscribe(e.id, []byte("room")) {
+		t.Fatal("subscription changes on a rejected socket")
+	}
+	if n := b.subscribers("room"); n != 0 {
+		t.Fatalf("room has %d subscribers", n)
+	}
+	b.Send(e.id, []byte("x"), true)
+	resp := r.response()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 403 || resp.Status != "403 Forbidden" || string(body) != "Connection rejected" {
+		t.Fatalf("got %q %q", resp.Status, body)
+	}
+	r.expectEOF()
+
+	// Rejecting inside Open, and a client library seeing it.
+	rec.onOpen = func(c *Conn, req *Request) { b.Accept(c.ID(), false) }
+	_, resp, err := websocket.Dial(context.Background(), "ws://"+addr+"/", nil)
+	if err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("dial of a rejected socket: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	await(t, rec.opens, "open")
+	b.Close()
+	if len(rec.closes) != 0 {
+		t.Fatal("Close event for a rejected socket")
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onText = func(c *Conn, p []byte) { b.Send(c.ID(), p, true) }
+	rec.onBinary = func(c *Conn, p []byte) { b.Send(c.ID(), p, false) }
+	c, _ := dialOpen(t, rec, addr)
+
+	big := make([]byte, 1<<20)
+	rand.New(rand.NewSource(1)).Read(big)
+	bigText := strings.Repeat("héllo wörld ✓ 🎉 ", (1<<20)/24)
+	cases := []struct {
+		typ websocket.MessageType
+		p   []byte
+	}{
+		{websocket.MessageText, []byte{}},
+		{websocket.MessageText, []byte("a")},
+		{websocket.MessageText, []byte("héllo wörld ✓ 🎉")},
+		{websocket.MessageText, []byte(bigText)},
+		{websocket.MessageBinary, []byte{}},
+		{websocket.MessageBinary, []byte{0}},
+		{websocket.MessageBinary, big},
+		{websocket.MessageBinary, big[:65535]},
+		{websocket.MessageBinary, big[:65536]},
+		{websocket.MessageBinary, big[:125]},
+		{websocket.MessageBinary, big[:126]},
+	}
+	for _, tc := range cases {
+		write(t, c, tc.typ, tc.p)
+		m := await(t, rec.msgs, "message")
+		if m.text != (tc.typ == websocket.MessageText) || !bytes.Equal(m.data, tc.p) {
+			t.Fatalf("event %v %d bytes, want %v %d bytes", m.text, len(m.data), tc.typ, len(tc.p))
+		}
+		typ, p := read(t, c)
+		if typ != tc.typ || !bytes.Equal(p, tc.p) {
+			t.Fatalf("echo %v %d bytes, want %v %d bytes", typ, len(p), tc.typ, len(tc.p))
+		}
+	}
+}
+
+func TestFragmentedWithPing(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onText = func(c *Conn, p []byte) { b.Send(c.ID(), p, true) }
+	rec.onBinary = func(c *Conn, p []byte) { b.Send(c.ID(), p, false) }
+	// The first frame rides in the same packet as the upgrade request.
+	r := rawDial(t, addr, frame(0x01, []byte("Hel")))
+	await(t, rec.opens, "open")
+	r.send(cat(
+		frame(0x89, []byte("ping!")),
+		frame(0x00, []byte("lo w\xc3")), // "ö" split across fragments
+		frame(0x8A, []byte("unsolicited pong")),
+		frame(0x80, []byte("\xb6rld")),
+	))
+	h, p := r.readFrame()
+	if h.OpCode != ws.OpPong || string(p) != "ping!" || !h.Fin {
+		t.Fatalf("got %v %q, want pong", h.OpCode, p)
+	}
+	h, p = r.readFrame()
+	if h.OpCode != ws.OpText || string(p) != "Hello wörld" || !h.Fin {
+		t.Fatalf("got %v %q", h.OpCode, p)
+	}
+
+	// A binary message in three fragments, written one byte at a time.
+	msg := cat(frame(0x02, []byte{1, 2}), frame(0x00, nil), frame(0x80, []byte{3}))
+	for i := range msg {
+		r.send(msg[i : i+1])
+	}
+	h, p = r.readFrame()
+	if h.OpCode != ws.OpBinary || !bytes.Equal(p, []byte{1, 2, 3}) {
+		t.Fatalf("got %v %x", h.OpCode, p)
+	}
+	// A large fragmented message (crosses many reads).
+	big := bytes.Repeat([]byte("x"), 300000)
+	r.send(cat(frame(0x01, big[:100000]), frame(0x89, nil), frame(0x80, big[100000:])))
+	if h, _ := r.readFrame(); h.OpCode != ws.OpPong {
+		t.Fatalf("got %v", h.OpCode)
+	}
+	if h, p := r.readFrame(); h.OpCode != ws.OpText || !bytes.Equal(p, big) {
+		t.Fatalf("got %v %d bytes", h.OpCode, len(p))
+	}
+	r.send(frame(0x88, closePayload(1000, "bye")))
+	r.expectClose(closePayload(1000, ""))
+	await(t, rec.closes, "close")
+}
+
+func TestSubscribe(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	c, id := dialOpen(t, rec, addr)
+	ch := []byte("a")
+	if !b.Subscribe(id, ch) || b.Subscribe(id, ch) {
+		t.Fatal("subscribe booleans")
+	}
+	if !b.Subscribe(id, []byte{}) {
+		t.Fatal("empty channel name")
+	}
+	if b.Subscribe(id, nil) {
+		t.Fatal("nil and empty are the same channel")
+	}
+	if !b.Subscribe(id, []byte{0, 255, 'a'}) {
+		t.Fatal("binary channel name")
+	}
+	if !b.Unsubscribe(id, ch) || b.Unsubscribe(id, ch) || b.Unsubscribe(id, []byte("none")) {
+		t.Fatal("unsubscribe booleans")
+	}
+	if b.subscribers("a") != 0 {
+		t.Fatal("empty channel kept")
+	}
+	if b.Subscribe(id+99, ch) || b.Unsubscribe(id+99, ch) || b.Subscribe(0, ch) {
+		t.Fatal("unknown socket")
+	}
+	b.SendToChannel(nil, []byte("to empty name"), true)
+	readText(t, c, "to empty name")
+	b.SendToChannel([]byte{0, 255, 'a'}, []byte("to binary name"), true)
+	readText(t, c, "to binary name")
+	b.SendToChannel([]byte("nobody"), []byte("x"), true)
+	b.Subscribe(id, ch)
+
+	c.Close(websocket.StatusNormalClosure, "")
+	if e := await(t, rec.closes, "close"); e.id != id {
+		t.Fatalf("close of %d", e.id)
+	}
+	if b.Subscribe(id, ch) || b.Unsubscribe(id, ch) || b.Accept(id, true) {
+		t.Fatal("changes on a closed socket")
+	}
+	for _, name := range []string{"a", "", "\x00\xffa"} {
+		if n := b.subscribers(name); n != 0 {
+			t.Fatalf("channel %q has %d subscribers after close", name, n)
+		}
+	}
+	b.Send(id, []byte("x"), true)
+	b.SendToChannel(ch, []byte("x"), true)
+	b.SetToken(id, []byte("x"))
+}
+
+func TestBroadcast(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		b.Subscribe(c.ID(), []byte("room"))
+		b.Accept(c.ID(), true)
+	}
+	const n = 200
+	clients := make([]*websocket.Conn, n)
+	ids := make([]uint64, n)
+	for i := range clients {
+		clients[i], ids[i] = dialOpen(t, rec, addr)
+	}
+	if got := b.subscribers("room"); got != n {
+		t.Fatalf("%d subscribers", got)
+	}
+	before := b.writeCalls.Load()
+	b.SendToChannel([]byte("room"), []byte("hello all"), true)
+	for i, id := range ids {
+		b.Send(id, []byte("marker "+strconv.Itoa(i)), true)
+	}
+	for i, c := range clients {
+		readText(t, c, "hello all")
+		readText(t, c, "marker "+strconv.Itoa(i)) // and not a second "hello all"
+	}
+	t.Logf("%d deliveries in %d writes", 2*n, b.writeCalls.Load()-before)
+}
+
+func TestCopySubscriptions(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	var cs [4]*websocket.Conn
+	var ids [4]uint64
+	for i := range cs {
+		cs[i], ids[i] = dialOpen(t, rec, addr)
+	}
+	x, y := []byte("x"), []byte("y")
+	b.Subscribe(ids[0], x)
+	b.Subscribe(ids[1], x)
+	b.Subscribe(ids[2], x)
+	b.Subscribe(ids[2], y)
+	b.CopySubscriptions(x, y)
+	b.CopySubscriptions(x, x)
+	b.CopySubscriptions([]byte("none"), y)
+	b.Subscribe(ids[3], x)   // after the copy: not in y
+	b.Unsubscribe(ids[0], x) // after the copy: stays in y
+	if n := b.subscribers("y"); n != 3 {
+		t.Fatalf("y has %d subscribers", n)
+	}
+	if n := b.subscribers("none"); n != 0 {
+		t.Fatalf("copy from an empty channel created it")
+	}
+	if b.Subscribe(ids[1], y) {
+		t.Fatal("copied subscription not recorded on the socket")
+	}
+	b.SendToChannel(y, []byte("to y"), true)
+	for i, id := range ids {
+		b.Send(id, []byte("marker"), true)
+		if i < 3 {
+			readText(t, cs[i], "to y")
+		}
+		readText(t, cs[i], "marker")
+	}
+	// Copied subscriptions are cleaned up on close like any other.
+	cs[1].Close(websocket.StatusNormalClosure, "")
+	await(t, rec.closes, "close")
+	if n := b.subscribers("y"); n != 2 {
+		t.Fatalf("y has %d subscribers after close", n)
+	}
+}
+
+func TestToken(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		if c.Token() != nil {
+			t.Error("token before SetToken")
+		}
+		tok := []byte("t1")
+		b.SetToken(c.ID(), tok)
+		tok[0] = 'X' // SetToken copied
+		b.Accept(c.ID(), true)
+	}
+	c, id := dialOpen(t, rec, addr)
+	write(t, c, websocket.MessageText, []byte("1"))
+	if e := await(t, rec.msgs, "text"); string(e.token) != "t1" {
+		t.Fatalf("token %q", e.token)
+	}
+	b.SetToken(id, nil)
+	write(t, c, websocket.MessageText, []byte("2"))
+	if e := await(t, rec.msgs, "text"); e.token != nil {
+		t.Fatalf("token %q after clearing", e.token)
+	}
+	b.SetToken(id, []byte{})
+	write(t, c, websocket.MessageBinary, []byte("3"))
+	if e := await(t, rec.msgs, "binary"); e.token == nil || len(e.token) != 0 {
+		t.Fatalf("empty token %v", e.token)
+	}
+	b.SetToken(id, []byte("t2\x00"))
+	b.SetToken(id+50, []byte("nobody"))
+	c.Close(websocket.StatusNormalClosure, "")
+	if e := await(t, rec.closes, "close"); string(e.token) != "t2\x00" {
+		t.Fatalf("token in Close %q", e.token)
+	}
+	var zero Conn
+	if zero.ID() != 0 || zero.Token() != nil {
+		t.Fatal("zero Conn")
+	}
+}
+
+func TestCloseExactlyOnce(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+
+	// Client close handshake: the code is echoed.
+	c, id1 := dialOpen(t, rec, addr)
+	if err := c.Close(4321, "bye"); err != nil {
+		t.Fatalf("close handshake: %v", err)
+	}
+	if e := await(t, rec.closes, "close"); e.id != id1 {
+		t.Fatalf("close of %d", e.id)
+	}
+
+	// TCP drop.
+	r := rawDial(t, addr, nil)
+	id2 := await(t, rec.opens, "open").id
+	b.Subscribe(id2, []byte("room"))
+	r.nc.Close()
+	if e := await(t, rec.closes, "close"); e.id != id2 {
+		t.Fatalf("close of %d", e.id)
+	}
+	if b.subscribers("room") != 0 {
+		t.Fatal("dropped socket still subscribed")
+	}
+
+	// Protocol error.
+	r = rawDial(t, addr, nil)
+	id3 := await(t, rec.opens, "open").id
+	r.send(frame(0x81, []byte("x"), true))
+	r.expectClose(closePayload(1002, ""))
+	if e := await(t, rec.closes, "close"); e.id != id3 {
+		t.Fatalf("close of %d", e.id)
+	}
+
+	// Write error: the peer resets while we send.
+	r = rawDial(t, addr, nil)
+	id4 := await(t, rec.opens, "open").id
+	r.nc.(*net.TCPConn).SetLinger(0)
+	r.nc.Close()
+	for i := 0; i < 100; i++ {
+		b.Send(id4, bytes.Repeat([]byte("z"), 10000), false)
+	}
+	if e := await(t, rec.closes, "close"); e.id != id4 {
+		t.Fatalf("close of %d", e.id)
+	}
+
+	b.Close()
+	for _, id := range []uint64{id1, id2, id3, id4} {
+		if n := rec.closesOf(id); n != 1 {
+			t.Fatalf("socket %d: %d Close events", id, n)
+		}
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{MaxPayload: 1024})
+	_ = b
+	cases := []struct {
+		name string
+		in   []byte
+		want []byte // close frame payload expected back
+	}{
+		{"unmasked", frame(0x81, []byte("hi"), true), closePayload(1002, "")},
+		{"rsv1", frame(0xC1, []byte("hi")), closePayload(1002, "")},
+		{"rsv2", frame(0xA1, []byte("hi")), closePayload(1002, "")},
+		{"rsv3", frame(0x91, []byte("hi")), closePayload(1002, "")},
+		{"reserved data opcode", frame(0x83, nil), closePayload(1002, "")},
+		{"reserved control opcode", frame(0x8B, nil), closePayload(1002, "")},
+		{"fragmented ping", frame(0x09, nil), closePayload(1002, "")},
+		{"ping too long", frame(0x89, make([]byte, 126)), closePayload(1002, "")},
+		{"close too long", frame(0x88, make([]byte, 126)), closePayload(1002, "")},
+		{"orphan continuation", frame(0x80, []byte("x")), closePayload(1002, "")},
+		{"data during fragments", cat(frame(0x01, []byte("a")), frame(0x81, []byte("b"))), closePayload(1002, "")},
+		{"64-bit length msb", header(0x82, 1<<63, true), closePayload(1002, "")},
+		{"invalid utf8", frame(0x81, []byte{'a', 0xff}), closePayload(1007, "")},
+		{"invalid utf8 across fragments", cat(frame(0x01, []byte{0xc3}), frame(0x80, []byte{'A'})), closePayload(1007, "")},
+		{"truncated utf8", frame(0x81, []byte{0xe2, 0x9c}), closePayload(1007, "")},
+		{"too big declared", header(0x81, 1025, true), closePayload(1009, "")},
+		{"too big 64-bit", header(0x82, 1<<40, true), closePayload(1009, "")},
+		{"too big reassembled", cat(frame(0x02, make([]byte, 1000)), header(0x80, 25, true)), closePayload(1009, "")},
+		{"close 1 byte", frame(0x88, []byte{3}), closePayload(1002, "")},
+		{"close 999", frame(0x88, closePayload(999, "")), closePayload(1002, "")},
+		{"close 1004", frame(0x88, closePayload(1004, "")), closePayload(1002, "")},
+		{"close 1005", frame(0x88, closePayload(1005, "")), closePayload(1002, "")},
+		{"close 1006", frame(0x88, closePayload(1006, "")), closePayload(1002, "")},
+		{"close 1015", frame(0x88, closePayload(1015, "")), closePayload(1002, "")},
+		{"close 2000", frame(0x88, closePayload(2000, "")), closePayload(1002, "")},
+		{"close 5000", frame(0x88, closePayload(5000, "")), closePayload(1002, "")},
+		{"close reason not utf8", frame(0x88, closePayload(1000, "\xff")), closePayload(1007, "")},
+		{"close echo 1000", frame(0x88, closePayload(1000, "bye")), closePayload(1000, "")},
+		{"close echo 1001", frame(0x88, closePayload(1001, "")), closePayload(1001, "")},
+		{"close echo 1012", frame(0x88, closePayload(1012, "")), closePayload(1012, "")},
+		{"close echo 3000", frame(0x88, closePayload(3000, "")), closePayload(3000, "")},
+		{"close echo 4999", frame(0x88, closePayload(4999, "ok ✓")), closePayload(4999, "")},
+		{"close empty", frame(0x88, nil), []byte{}},
+		{"close after message", cat(frame(0x81, []byte("ok")), frame(0x88, nil), frame(0x81, []byte("ignored"))), []byte{}},
+		{"max payload is allowed", cat(frame(0x82, make([]byte, 1024)), frame(0x88, nil)), []byte{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rawDial(t, addr, nil)
+			id := await(t, rec.opens, "open").id
+			r.send(tc.in)
+			r.expectClose(tc.want)
+			if e := await(t, rec.closes, "close"); e.id != id {
+				t.Fatalf("close of %d", e.id)
+			}
+			for len(rec.msgs) > 0 {
+				e := <-rec.msgs
+				if e.id == id && string(e.data) == "ignored" {
+					t.Fatal("message after the close frame delivered")
+				}
+			}
+		})
+	}
+}
+
+func TestBrokerClose(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		if req.URL != "/pending" {
+			b.Accept(c.ID(), true)
+		}
+	}
+	const n = 20
+	statuses := make(chan websocket.StatusCode, n)
+	for i := 0; i < n; i++ {
+		c, _ := dialOpen(t, rec, addr)
+		go func() {
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					statuses <- websocket.CloseStatus(err)
+					return
+				}
+			}
+		}()
+	}
+	// One socket in the middle of its Open.
+	r := rawConnect(t, addr)
+	r.send([]byte(upgradeRequestText("/pending")))
+	pendingID := await(t, rec.opens, "open").id
+	pendingStatus := make(chan int, 1)
+	go func() { // reads the refusal while Close runs, as a client would
+		resp, err := http.ReadResponse(r.br, nil)
+		if err != nil {
+			pendingStatus <- 0
+			return
+		}
+		io.Copy(io.Discard, r.br)
+		r.nc.Close()
+		pendingStatus <- resp.StatusCode
+	}()
+	// One connection that has not finished its request.
+	half := rawConnect(t, addr)
+	half.send([]byte("GET / HTTP/1.1\r\n"))
+
+	b.Close()
+	if len(rec.closes) != n {
+		t.Fatalf("%d Close events, want %d", len(rec.closes), n)
+	}
+	for i := 0; i < n; i++ {
+		<-rec.closes
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case s := <-statuses:
+			if s != websocket.StatusGoingAway {
+				t.Fatalf("client saw close status %v", s)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("client not closed")
+		}
+	}
+	if st := <-pendingStatus; st != 503 {
+		t.Fatalf("pending socket got %d", st)
+	}
+	half.expectEOF()
+	if rec.closesOf(pendingID) != 0 {
+		t.Fatal("Close event for a pending socket")
+	}
+
+	// The Broker can listen again; ids continue.
+	a, err := b.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, id := dialOpen(t, rec, a.String())
+	if id != pendingID+1 {
+		t.Fatalf("id %d after restart, want %d", id, pendingID+1)
+	}
+	write(t, c, websocket.MessageText, []byte("again"))
+	await(t, rec.msgs, "text")
+	go readCloseStatus(t, c)
+	b.Close()
+	if e := await(t, rec.closes, "close"); e.id != id {
+		t.Fatalf("close of %d", e.id)
+	}
+	b.Close() // twice: nothing to do
+}
+
+func TestHandshakeErrors(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Options{}, func(b *Broker) { b.handshakeTimeout = 300 * time.Millisecond })
+	good := "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + testKey + "\r\n"
+	cases := []struct {
+		name   string
+		req    string
+		status int
+		header string
+	}{
+		{"plain GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426, "Upgrade"},
+		{"POST", "POST / HTTP/1.1\r\n" + good + "Sec-WebSocket-Version: 13\r\n\r\n", 405, "Allow"},
+		{"version 8", "GET / HTTP/1.1\r\n" + good + "Sec-WebSocket-Version: 8\r\n\r\n", 426, "Sec-Websocket-Version"},
+		{"no version", "GET / HTTP/1.1\r\n" + good + "\r\n", 426, "Sec-Websocket-Version"},
+		{"bad key", "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: abc\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
+		{"no key", "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
+		{"connection keep-alive", "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Key: " + testKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\n" + good + "Sec-WebSocket-Version: 13\r\n\r\n", 400, ""},
+		{"garbage", "hello\r\n\r\n", 400, ""},
+		{"bad header line", "GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400, ""},
+		{"folded header", "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400, ""},
+		{"too large", "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 20000) + "\r\n\r\n", 431, ""},
+		{"too large, no end", "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 40000), 431, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rawConnect(t, addr)
+			r.send([]byte(tc.req))
+			resp := r.response()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status || len(body) == 0 {
+				t.Fatalf("got %v %q, want %d", resp.Status, body, tc.status)
+			}
+			if tc.header != "" && resp.Header.Get(tc.header) == "" {
+				t.Fatalf("no %s header: %v", tc.header, resp.Header)
+			}
+			r.expectEOF()
+		})
+	}
+	t.Run("silent client times out", func(t *testing.T) {
+		r := rawConnect(t, addr)
+		r.send([]byte("GET / HTTP/1.1\r\n"))
+		r.expectEOF()
+	})
+	t.Run("ids not consumed", func(t *testing.T) {
+		_, id := dialOpen(t, rec, addr)
+		if id != 1 {
+			t.Fatalf("first WebSocket got id %d", id)
+		}
+	})
+}
+
+func TestCoalescing(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	const n = 1000
+	rec.onOpen = func(c *Conn, req *Request) {
+		for i := 0; i < n; i++ {
+			b.Send(c.ID(), []byte(msgName(i)), true)
+		}
+	}
+	done := make(chan *websocket.Conn, 1)
+	go func() {
+		c, _, err := websocket.Dial(context.Background(), "ws://"+addr+"/", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- c
+	}()
+	id := await(t, rec.opens, "open").id
+	before := b.writeCalls.Load()
+	b.Accept(id, true)
+	c := <-done
+	if c == nil {
+		t.FailNow()
+	}
+	defer c.CloseNow()
+	for i := 0; i < n; i++ {
+		readText(t, c, msgName(i))
+	}
+	if w := b.writeCalls.Load() - before; w > 5 {
+		t.Fatalf("101 response + %d queued frames took %d writes", n, w)
+	}
+
+	// Back to back on an open socket: in order, and in fewer writes than messages.
+	before = b.writeCalls.Load()
+	for i := 0; i < n; i++ {
+		b.Send(id, []byte(msgName(i)), true)
+	}
+	for i := 0; i < n; i++ {
+		readText(t, c, msgName(i))
+	}
+	t.Logf("%d sends on an open socket took %d writes", n, b.writeCalls.Load()-before)
+}
+
+func TestSlowReader(t *testing.T) {
+	// More than the socket buffers hold: the writer goroutine path.
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	c, id := dialOpen(t, rec, addr)
+	const n, size = 100, 128 << 10
+	msg := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, size) }
+	for i := 0; i < n; i++ {
+		b.Send(id, msg(i), false)
+	}
+	for i := 0; i < n; i++ {
+		typ, p := read(t, c)
+		if typ != websocket.MessageBinary || !bytes.Equal(p, msg(i)) {
+			t.Fatalf("message %d: %v %d bytes", i, typ, len(p))
+		}
+	}
+	// And the socket goes back to the flusher afterwards.
+	b.Send(id, []byte("after"), true)
+	readText(t, c, "after")
+}
+
+func TestListenErrors(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	_, err := b.Listen(addr)
+	want := fmt.Sprintf("cannot listen on %q: bind: address already in use", addr)
+	if err == nil || err.Error() != want || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+	_, err = b.Listen("nonsense")
+	if err == nil || !strings.HasPrefix(err.Error(), `cannot listen on "nonsense": `) {
+		t.Fatalf("got %v", err)
+	}
+	// Two listeners share the state.
+	a2, err := b.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, id1 := dialOpen(t, rec, addr)
+	c2, id2 := dialOpen(t, rec, a2.String())
+	if id2 != id1+1 {
+		t.Fatalf("ids %d %d", id1, id2)
+	}
+	b.Subscribe(id1, []byte("r"))
+	b.Subscribe(id2, []byte("r"))
+	b.SendToChannel([]byte("r"), []byte("x"), true)
+	readText(t, c2, "x")
+}
+
+func TestHandlerPanic(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Options{})
+	rec.onText = func(c *Conn, p []byte) {
+		if string(p) == "boom" {
+			panic("boom")
+		}
+	}
+	c, id := dialOpen(t, rec, addr)
+	write(t, c, websocket.MessageText, []byte("boom"))
+	if s := readCloseStatus(t, c); s != websocket.StatusInternalError {
+		t.Fatalf("status %v", s)
+	}
+	if e := await(t, rec.closes, "close"); e.id != id {
+		t.Fatalf("close of %d", e.id)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Options{})
+	rec.onText = func(c *Conn, p []byte) { b.SendToChannel([]byte("all"), p, true) }
+	const n = 16
+	var clients []*websocket.Conn
+	var ids []uint64
+	for i := 0; i < n; i++ {
+		c, id := dialOpen(t, rec, addr)
+		clients = append(clients, c)
+		ids = append(ids, id)
+		go func() { // drain
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rnd := rand.New(rand.NewSource(int64(g)))
+			for i := 0; i < 3000; i++ {
+				id := uint64(rnd.Intn(n + 3))
+				ch := []byte{byte(rnd.Intn(3))}
+				switch rnd.Intn(7) {
+				case 0:
+					b.Subscribe(id, ch)
+				case 1:
+					b.Unsubscribe(id, ch)
+				case 2:
+					b.SendToChannel(ch, []byte("x"), false)
+				case 3:
+					b.Send(id, []byte("y"), true)
+				case 4:
+					b.CopySubscriptions(ch, []byte("all"))
+				case 5:
+					b.SetToken(id, ch)
+				case 6:
+					b.Accept(id, rnd.Intn(2) == 0)
+				}
+			}
+		}(g)
+	}
+	for i, c := range clients {
+		if i%2 == 0 {
+			c.CloseNow()
+		} else {
+			write(t, c, websocket.MessageText, []byte("hello"))
+		}
+	}
+	wg.Wait()
+	b.Close()
+	for _, id := range ids {
+		if k := rec.closesOf(id); k != 1 {
+			t.Fatalf("socket %d: %d Close events", id, k)
+		}
+	}
+	for _, name := range []string{"\x00", "\x01", "\x02", "all"} {
+		if k := b.subscribers(name); k != 0 {
+			t.Fatalf("channel %q: %d subscribers after Close", name, k)
+		}
+	}
+}

@@ -1,0 +1,332 @@
+package broker
+
+import (
+	"encoding/binary"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// This file holds the RFC 6455 frame layer: an incremental parser for client frames (bytes may
+// arrive split anywhere) and the encoder for server frames. It has no I/O so that it can be
+// fuzzed on its own.
+
+// frameSink receives what frameParser decodes. Byte slices are valid only during the call.
+type frameSink interface {
+	// message is a complete data message (OpText or OpBinary); text is valid UTF-8. It returns
+	// false to stop the parser.
+	message(op ws.OpCode, p []byte) bool
+	// ping is a ping frame's payload.
+	ping(p []byte)
+	// close is a valid close frame's payload: empty, or a valid code and a UTF-8 reason. The
+	// parser stops after it.
+	close(p []byte)
+}
+
+// msgPool holds buffers for messages that span reads or frames.
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledMsg is the largest message buffer put back in msgPool; larger ones go to the GC.
+const maxPooledMsg = 64 << 10
+
+// frameParser decodes client frames incrementally. Its zero value (plus max) is ready; it holds
+// no buffer between messages except a header of at most 14 bytes.
+type frameParser struct {
+	max int64 // largest message accepted (after reassembly)
+
+	hdr    [ws.MaxHeaderSize]byte // a header split across reads
+	hdrLen int
+
+	inFrame bool // a header was parsed; remain payload bytes follow
+	fin     bool
+	op      ws.OpCode
+	mask    [4]byte
+	remain  int64
+	off     int // payload bytes of the current frame already seen (mask offset)
+
+	ctl []byte // a control frame's payload split across reads
+
+	msgOp ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
+	msg   *[]byte   // its payload so far (from msgPool), nil when none
+}
+
+// headerLen is the size of a client frame header given its second byte.
+func headerLen(b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// feed parses b, which the parser may modify (payloads are unmasked in place). It returns a
+// close code != 0 when the peer broke the protocol (the connection must be closed with it), and
+// stop = true when no more input must be fed (error, close frame received or sink stopped).
+func (p *frameParser) feed(b []byte, s frameSink) (code ws.StatusCode, stop bool) {
+	for len(b) > 0 || (p.inFrame && p.remain == 0) {
+		if !p.inFrame {
+			var h []byte
+			if p.hdrLen == 0 && len(b) >= 2 {
+				if n := headerLen(b[1]); len(b) >= n {
+					h, b = b[:n], b[n:]
+				}
+			}
+			for h == nil {
+				need := 2
+				if p.hdrLen >= 2 {
+					need = headerLen(p.hdr[1])
+				}
+				if p.hdrLen == need {
+					h = p.hdr[:need]
+					p.hdrLen = 0
+					break
+				}
+				if len(b) == 0 {
+					return 0, false
+				}
+				k := copy(p.hdr[p.hdrLen:need], b)
+				p.hdrLen += k
+				b = b[k:]
+			}
+			if code := p.start(h); code != 0 {
+				return code, true
+			}
+		}
+
+		k := len(b)
+		if int64(k) > p.remain {
+			k = int(p.remain)
+		}
+		if k == 0 && p.remain > 0 {
+			continue // header only so far
+		}
+		chunk := b[:k]
+		b = b[k:]
+		ws.Cipher(chunk, p.mask, p.off)
+		whole := p.off == 0 && int64(k) == p.remain // the whole payload is in chunk
+		p.remain -= int64(k)
+		p.off += k
+
+		if p.op.IsControl() {
+			if !whole {
+				if p.ctl == nil {
+					p.ctl = make([]byte, 0, ws.MaxControlFramePayloadSize)
+				}
+				p.ctl = append(p.ctl, chunk...)
+			}
+			if p.remain > 0 {
+				continue
+			}
+			payload := chunk
+			if !whole {
+				payload = p.ctl
+			}
+			p.inFrame = false
+			code, stop := p.control(payload, s)
+			p.ctl = nil
+			if code != 0 || stop {
+				return code, true
+			}
+			continue
+		}
+
+		// Data frame.
+		if whole && p.fin && p.op != ws.OpContinuation {
+			// The common case: a whole unfragmented message in one read, delivered in place.
+			p.inFrame = false
+			p.msgOp = 0
+			if code, stop := p.deliver(p.op, chunk, s); code != 0 || stop {
+				return code, true
+			}
+			continue
+		}
+		if p.msg == nil {
+			p.msg = msgPool.Get().(*[]byte)
+		}
+		*p.msg = append(*p.msg, chunk...)
+		if p.remain > 0 {
+			continue
+		}
+		p.inFrame = false
+		if !p.fin {
+			continue
+		}
+		op := p.msgOp
+		p.msgOp = 0
+		code, stop := p.deliver(op, *p.msg, s)
+		p.releaseMsg()
+		if code != 0 || stop {
+			return code, true
+		}
+	}
+	return 0, false
+}
+
+// start validates a complete frame header and makes it the current frame.
+func (p *frameParser) start(h []byte) ws.StatusCode {
+	b0, b1 := h[0], h[1]
+	fin := b0&0x80 != 0
+	op := ws.OpCode(b0 & 0x0f)
+	if b0&0x70 != 0 || op.IsReserved() || b1&0x80 == 0 {
+		// Reserved bits without a negotiated extension, reserved opcode, unmasked client frame.
+		return ws.StatusProtocolError
+	}
+	length := int64(b1 & 0x7f)
+	i := 2
+	switch length {
+	case 126:
+		length = int64(binary.BigEndian.Uint16(h[2:]))
+		i = 4
+	case 127:
+		u := binary.BigEndian.Uint64(h[2:])
+		if u>>63 != 0 {
+			return ws.StatusProtocolError
+		}
+		length = int64(u)
+		i = 10
+	}
+	copy(p.mask[:], h[i:i+4])
+
+	if op.IsControl() {
+		if !fin || length > ws.MaxControlFramePayloadSize {
+			return ws.StatusProtocolError
+		}
+	} else {
+		var have int64
+		if op == ws.OpContinuation {
+			if p.msgOp == 0 {
+				return ws.StatusProtocolError
+			}
+			if p.msg != nil {
+				have = int64(len(*p.msg))
+			}
+		} else {
+			if p.msgOp != 0 {
+				return ws.StatusProtocolError
+			}
+			p.msgOp = op
+		}
+		if length > p.max-have {
+			return ws.StatusMessageTooBig
+		}
+	}
+	p.inFrame = true
+	p.fin = fin
+	p.op = op
+	p.remain = length
+	p.off = 0
+	return 0
+}
+
+// deliver checks a complete data message and hands it to s.
+func (p *frameParser) deliver(op ws.OpCode, data []byte, s frameSink) (ws.StatusCode, bool) {
+	if op == ws.OpText && !utf8.Valid(data) {
+		return ws.StatusInvalidFramePayloadData, true
+	}
+	return 0, !s.message(op, data)
+}
+
+// control handles a complete control frame.
+func (p *frameParser) control(payload []byte, s frameSink) (ws.StatusCode, bool) {
+	switch p.op {
+	case ws.OpPing:
+		s.ping(payload)
+	case ws.OpClose:
+		if code := checkClosePayload(payload); code != 0 {
+			return code, true
+		}
+		s.close(payload)
+		return 0, true
+	}
+	// Pong: unsolicited or not, ignored.
+	return 0, false
+}
+
+// releaseMsg gives the message buffer back.
+func (p *frameParser) releaseMsg() {
+	if p.msg == nil {
+		return
+	}
+	if cap(*p.msg) <= maxPooledMsg {
+		*p.msg = (*p.msg)[:0]
+		msgPool.Put(p.msg)
+	}
+	p.msg = nil
+}
+
+// reset drops any partial state (the connection is gone).
+func (p *frameParser) reset() {
+	p.releaseMsg()
+	p.ctl = nil
+	p.inFrame = false
+	p.hdrLen = 0
+	p.msgOp = 0
+}
+
+// checkClosePayload validates a close frame payload received from a client.
+func checkClosePayload(p []byte) ws.StatusCode {
+	switch {
+	case len(p) == 0:
+		return 0
+	case len(p) == 1:
+		return ws.StatusProtocolError
+	}
+	if !validCloseCode(ws.StatusCode(binary.BigEndian.Uint16(p))) {
+		return ws.StatusProtocolError
+	}
+	if !utf8.Valid(p[2:]) {
+		return ws.StatusInvalidFramePayloadData
+	}
+	return 0
+}
+
+// validCloseCode reports whether a peer may send code in a close frame (RFC 6455 7.4 and the
+// IANA registry): 1000-1003, 1007-1014, 3000-4999.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003:
+		return true
+	case code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+// encodeFrame returns a complete unmasked server frame: one allocation, header then payload.
+func encodeFrame(op ws.OpCode, data []byte) []byte {
+	n := len(data)
+	hs := ws.HeaderSize(ws.Header{Length: int64(n)})
+	f := make([]byte, hs+n)
+	f[0] = 0x80 | byte(op)
+	switch hs {
+	case 2:
+		f[1] = byte(n)
+	case 4:
+		f[1] = 126
+		binary.BigEndian.PutUint16(f[2:], uint16(n))
+	default:
+		f[1] = 127
+		binary.BigEndian.PutUint64(f[2:], uint64(n))
+	}
+	copy(f[hs:], data)
+	return f
+}
+
+// closeFrame encodes a close frame with code (0: empty payload).
+func closeFrame(code ws.StatusCode) []byte {
+	if code == 0 {
+		return encodeFrame(ws.OpClose, nil)
+	}
+	var p [2]byte
+	binary.BigEndian.PutUint16(p[:], uint16(code))
+	return encodeFrame(ws.OpClose, p[:])
+}

@@ -1,0 +1,35 @@
+package broker
+
+// Handler receives the events of every connection. Calls for one connection are made one at a
+// time, in order, from that connection's reader goroutine; calls for different connections run
+// concurrently. Byte slices passed to a Handler are valid only for the duration of the call.
+type Handler interface {
+	// Open is called when a valid WebSocket upgrade request arrives. The connection is already
+	// registered: Send, Subscribe and SetToken work on c.ID(). The handler must eventually call
+	// Broker.Accept(c.ID(), verdict), from any goroutine, possibly before Open returns; until then
+	// the upgrade response is held back and frames sent to the socket are queued, not written.
+	Open(c *Conn, req *Request)
+	// Text is called for every complete text message (valid UTF-8).
+	Text(c *Conn, data []byte)
+	// Binary is called for every complete binary message.
+	Binary(c *Conn, data []byte)
+	// Close is called exactly once for every accepted connection, whatever ended it. By then the
+	// connection is unregistered and in no channel.
+	Close(c *Conn)
+}
+
+// Request is what an upgrade request carries that a Handler may decide on.
+type Request struct {
+	// IP is the peer address without port; IPv4 peers of dual-stack listeners as a dotted quad.
+	IP string
+	// URL is the request target as sent (path and query).
+	URL string
+	// Headers holds every request header once, its name lower-cased; repeated headers are joined
+	// with ", " in the order received.
+	Headers []Header
+}
+
+// Header is one request header.
+type Header struct {
+	Name, Value string
+}

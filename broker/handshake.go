@@ -1,0 +1,221 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
+	"strconv"
+	"strings"
+)
+
+// This file parses the HTTP/1.1 upgrade request and builds the responses. ws.Upgrader is not
+// used because its header callback hides the headers it handles itself, and a Handler must see
+// every header.
+
+const (
+	maxHeadBytes = 16 << 10 // request line + headers, without the blank line
+	wsGUID       = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+)
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// upgradeRequest is a valid upgrade request.
+type upgradeRequest struct {
+	url     string
+	headers []Header
+	accept  string // Sec-WebSocket-Accept value
+}
+
+// httpError is the response to a request that is not a valid upgrade.
+type httpError struct {
+	status int
+	extra  string // additional header lines, each ending in \r\n
+	body   string
+}
+
+var (
+	errBadRequest   = &httpError{status: 400, body: "Bad Request"}
+	errMethod       = &httpError{status: 405, extra: "Allow: GET\r\n", body: "Method Not Allowed"}
+	errNotUpgrade   = &httpError{status: 426, extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", body: "Upgrade Required: this is a WebSocket server"}
+	errVersion      = &httpError{status: 426, extra: "Sec-WebSocket-Version: 13\r\n", body: "Unsupported WebSocket version"}
+	errBadKey       = &httpError{status: 400, body: "Bad Request: invalid Sec-WebSocket-Key"}
+	errNoConnection = &httpError{status: 400, body: "Bad Request: Connection header must contain upgrade"}
+	errTooLarge     = &httpError{status: 431, body: "Request Header Fields Too Large"}
+	errRejected     = &httpError{status: 403, body: "Connection rejected"}
+	errShutdown     = &httpError{status: 503, body: "Server shutting down"}
+)
+
+var statusText = map[int]string{
+	400: "Bad Request",
+	403: "Forbidden",
+	405: "Method Not Allowed",
+	426: "Upgrade Required",
+	431: "Request Header Fields Too Large",
+	503: "Service Unavailable",
+}
+
+// response renders e as a complete HTTP/1.1 response that closes the connection.
+func (e *httpError) response() []byte {
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 ")
+	b.WriteString(strconv.Itoa(e.status))
+	b.WriteByte(' ')
+	b.WriteString(statusText[e.status])
+	b.WriteString("\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	b.WriteString(strconv.Itoa(len(e.body)))
+	b.WriteString("\r\n")
+	b.WriteString(e.extra)
+	b.WriteString("\r\n")
+	b.WriteString(e.body)
+	return b.Bytes()
+}
+
+// switchingResponse is the 101 response for a Sec-WebSocket-Accept value.
+func switchingResponse(accept string) []byte {
+	return []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n")
+}
+
+// acceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
+func acceptKey(key string) string {
+	h := sha1.New()
+	h.Write([]byte(key))
+	h.Write([]byte(wsGUID))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// headEnd returns the index of the blank line ending the request head in buf, or -1. from is
+// where the new bytes start (the search backs up 3 bytes to find a terminator split by reads).
+func headEnd(buf []byte, from int) int {
+	from = max(from-3, 0)
+	if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
+		return from + i
+	}
+	return -1
+}
+
+// parseUpgrade parses a request head (request line and header lines separated by CRLF, without
+// the final blank line) and checks it is a WebSocket upgrade.
+func parseUpgrade(head []byte) (*upgradeRequest, *httpError) {
+	if len(head) > maxHeadBytes {
+		return nil, errTooLarge
+	}
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	method, line, ok1 := bytes.Cut(line, []byte(" "))
+	target, version, ok2 := bytes.Cut(line, []byte(" "))
+	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || !isToken(method) || !validText(target) ||
+		bytes.IndexByte(target, ' ') >= 0 {
+		return nil, errBadRequest
+	}
+	if string(version) != "HTTP/1.1" {
+		return nil, errBadRequest
+	}
+
+	var headers []Header
+	var index map[string]int // name -> position in headers, once there are many
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || !isToken(name) {
+			// Also rejects obsolete line folding (a line starting with a space).
+			return nil, errBadRequest
+		}
+		value = bytes.Trim(value, " \t")
+		if !validText(value) {
+			return nil, errBadRequest
+		}
+		n := strings.ToLower(string(name))
+		i := -1
+		if index != nil {
+			if j, ok := index[n]; ok {
+				i = j
+			}
+		} else {
+			for j := range headers {
+				if headers[j].Name == n {
+					i = j
+					break
+				}
+			}
+		}
+		if i >= 0 {
+			headers[i].Value += ", " + string(value)
+			continue
+		}
+		headers = append(headers, Header{Name: n, Value: string(value)})
+		if index != nil {
+			index[n] = len(headers) - 1
+		} else if len(headers) > 16 {
+			index = make(map[string]int, 32)
+			for j, h := range headers {
+				index[h.Name] = j
+			}
+		}
+	}
+
+	if string(method) != "GET" {
+		return nil, errMethod
+	}
+	var upgrade, connection, version13, key string
+	var haveVersion bool
+	for _, h := range headers {
+		switch h.Name {
+		case "upgrade":
+			upgrade = h.Value
+		case "connection":
+			connection = h.Value
+		case "sec-websocket-version":
+			version13, haveVersion = h.Value, true
+		case "sec-websocket-key":
+			key = h.Value
+		}
+	}
+	if !hasToken(upgrade, "websocket") {
+		return nil, errNotUpgrade
+	}
+	if !hasToken(connection, "upgrade") {
+		return nil, errNoConnection
+	}
+	if !haveVersion || version13 != "13" {
+		return nil, errVersion
+	}
+	if k, err := base64.StdEncoding.DecodeString(key); err != nil || len(k) != 16 {
+		return nil, errBadKey
+	}
+	return &upgradeRequest{url: string(target), headers: headers, accept: acceptKey(key)}, nil
+}
+
+// hasToken reports whether the comma-separated list contains token (case-insensitive).
+func hasToken(list, token string) bool {
+	for list != "" {
+		var t string
+		t, list, _ = strings.Cut(list, ",")
+		if strings.EqualFold(strings.Trim(t, " \t"), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// isToken reports whether b is an HTTP token (RFC 9110 5.6.2).
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if c < '!' || c > '~' {
+			return false
+		}
+		switch c {
+		case '"', '(', ')', ',', '/', ':', ';', '<', '=', '>', '?', '@', '[', '\\', ']', '{', '}':
+			return false
+		}
+	}
+	return true
+}
+
+// validText reports whether b holds no control characters other than tab.
+func validText(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,333 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
+	"github.com/rs/zerolog"
+)
+
+const waitTimeout = 10 * time.Second
+
+type event struct {
+	c     *Conn
+	id    uint64
+	text  bool
+	data  []byte
+	token []byte
+	req   *Request
+}
+
+// recorder is the test Handler: it records events on channels. By default Open accepts.
+type recorder struct {
+	b        *Broker
+	onOpen   func(c *Conn, req *Request)
+	onText   func(c *Conn, data []byte)
+	onBinary func(c *Conn, data []byte)
+
+	opens  chan event
+	msgs   chan event
+	closes chan event
+
+	mu         sync.Mutex
+	closeCount map[uint64]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{
+		opens:      make(chan event, 10000),
+		msgs:       make(chan event, 10000),
+		closes:     make(chan event, 10000),
+		closeCount: make(map[uint64]int),
+	}
+}
+
+func (r *recorder) Open(c *Conn, req *Request) {
+	e := event{c: c, id: c.ID(), token: bytes.Clone(c.Token()), req: req}
+	// The event is recorded after onOpen so that a test sees what onOpen did.
+	defer func() { r.opens <- e }()
+	if r.onOpen != nil {
+		r.onOpen(c, req)
+		return
+	}
+	r.b.Accept(c.ID(), true)
+}
+
+func (r *recorder) Text(c *Conn, data []byte) {
+	if r.onText != nil {
+		r.onText(c, data)
+	}
+	r.msgs <- event{c: c, id: c.ID(), text: true, data: bytes.Clone(data), token: bytes.Clone(c.Token())}
+}
+
+func (r *recorder) Binary(c *Conn, data []byte) {
+	if r.onBinary != nil {
+		r.onBinary(c, data)
+	}
+	r.msgs <- event{c: c, id: c.ID(), data: bytes.Clone(data), token: bytes.Clone(c.Token())}
+}
+
+func (r *recorder) Close(c *Conn) {
+	r.mu.Lock()
+	r.closeCount[c.ID()]++
+	r.mu.Unlock()
+	r.closes <- event{c: c, id: c.ID(), token: bytes.Clone(c.Token())}
+}
+
+func (r *recorder) closesOf(id uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closeCount[id]
+}
+
+func await(t *testing.T, ch chan event, what string) event {
+	t.Helper()
+	select {
+	case e := <-ch:
+		return e
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		return event{}
+	}
+}
+
+func testLogger() zerolog.Logger {
+	if os.Getenv("BROKER_DEBUG") != "" {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+	}
+	return zerolog.Nop()
+}
+
+// start returns a Broker listening on a loopback port; it is closed when the test ends.
+func start(t *testing.T, rec *recorder, opts Options, configure ...func(*Broker)) (*Broker, string) {
+	t.Helper()
+	opts.Logger = testLogger()
+	b := New(rec, opts)
+	rec.b = b
+	for _, f := range configure {
+		f(b)
+	}
+	addr, err := b.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b, addr.String()
+}
+
+func dial(t *testing.T, addr, path string, hdr http.Header) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+path, &websocket.DialOptions{HTTPHeader: hdr})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.SetReadLimit(8 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// dialOpen dials and returns the client and the id of its socket (from the Open event).
+func dialOpen(t *testing.T, rec *recorder, addr string) (*websocket.Conn, uint64) {
+	t.Helper()
+	c := dial(t, addr, "/", nil)
+	return c, await(t, rec.opens, "open").id
+}
+
+func read(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	typ, p, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return typ, p
+}
+
+func readText(t *testing.T, c *websocket.Conn, want string) {
+	t.Helper()
+	typ, p := read(t, c)
+	if typ != websocket.MessageText || string(p) != want {
+		t.Fatalf("got %v %q, want text %q", typ, trunc(p), trunc([]byte(want)))
+	}
+}
+
+func write(t *testing.T, c *websocket.Conn, typ websocket.MessageType, p []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := c.Write(ctx, typ, p); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+// readCloseStatus reads until the connection is closed and returns the close code.
+func readCloseStatus(t *testing.T, c *websocket.Conn) websocket.StatusCode {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	for {
+		_, _, err := c.Read(ctx)
+		if err != nil {
+			return websocket.CloseStatus(err)
+		}
+	}
+}
+
+func trunc(p []byte) []byte {
+	if len(p) > 64 {
+		return p[:64]
+	}
+	return p
+}
+
+// rawClient speaks WebSocket by hand for malformed input.
+type rawClient struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+const testKey = "dGhlIHNhbXBsZSBub25jZQ=="
+
+func upgradeRequestText(path string) string {
+	return "GET " + path + " HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + testKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+}
+
+func rawConnect(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(waitTimeout))
+	t.Cleanup(func() { nc.Close() })
+	return &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+// rawDial connects and upgrades; extra is written right after the request, in the same write.
+func rawDial(t *testing.T, addr string, extra []byte) *rawClient {
+	t.Helper()
+	r := rawConnect(t, addr)
+	r.send(append([]byte(upgradeRequestText("/")), extra...))
+	resp := r.response()
+	if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("upgrade: %v %v", resp.Status, resp.Header)
+	}
+	return r
+}
+
+func (r *rawClient) send(p []byte) {
+	r.t.Helper()
+	if _, err := r.nc.Write(p); err != nil {
+		r.t.Fatalf("raw write: %v", err)
+	}
+}
+
+func (r *rawClient) response() *http.Response {
+	r.t.Helper()
+	resp, err := http.ReadResponse(r.br, nil)
+	if err != nil {
+		r.t.Fatalf("read response: %v", err)
+	}
+	return resp
+}
+
+func (r *rawClient) readFrame() (ws.Header, []byte) {
+	r.t.Helper()
+	h, err := ws.ReadHeader(r.br)
+	if err != nil {
+		r.t.Fatalf("read frame: %v", err)
+	}
+	if h.Masked {
+		r.t.Fatalf("server frame is masked")
+	}
+	p := make([]byte, h.Length)
+	if _, err := io.ReadFull(r.br, p); err != nil {
+		r.t.Fatalf("read payload: %v", err)
+	}
+	return h, p
+}
+
+// expectClose reads a close frame with the given payload, then EOF.
+func (r *rawClient) expectClose(want []byte) {
+	r.t.Helper()
+	h, p := r.readFrame()
+	if h.OpCode != ws.OpClose || !bytes.Equal(p, want) {
+		r.t.Fatalf("got frame %v %x, want close %x", h.OpCode, p, want)
+	}
+	r.expectEOF()
+}
+
+func (r *rawClient) expectEOF() {
+	r.t.Helper()
+	n, err := io.Copy(io.Discard, r.br)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			r.t.Fatalf("connection not closed by the server")
+		}
+	}
+	if n != 0 {
+		r.t.Fatalf("%d unexpected bytes before EOF", n)
+	}
+	r.nc.Close() // as a client does once the server closed
+}
+
+func closePayload(code uint16, reason string) []byte {
+	p := binary.BigEndian.AppendUint16(nil, code)
+	return append(p, reason...)
+}
+
+var testMask = [4]byte{0x12, 0x34, 0x56, 0x78}
+
+// frame builds a client frame: b0 is FIN|RSV|opcode; masked as clients must unless unmasked.
+func frame(b0 byte, payload []byte, unmasked ...bool) []byte {
+	masked := len(unmasked) == 0 || !unmasked[0]
+	f := header(b0, uint64(len(payload)), masked)
+	p := bytes.Clone(payload)
+	if masked {
+		ws.Cipher(p, testMask, 0)
+	}
+	return append(f, p...)
+}
+
+// header builds a client frame header declaring length.
+func header(b0 byte, length uint64, masked bool) []byte {
+	f := []byte{b0, 0}
+	switch {
+	case length < 126:
+		f[1] = byte(length)
+	case length <= 0xffff:
+		f[1] = 126
+		f = binary.BigEndian.AppendUint16(f, uint16(length))
+	default:
+		f[1] = 127
+		f = binary.BigEndian.AppendUint64(f, length)
+	}
+	if masked {
+		f[1] |= 0x80
+		f = append(f, testMask[:]...)
+	}
+	return f
+}
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func msgName(i int) string { return fmt.Sprintf("m%04d", i) }

@@ -1,0 +1,190 @@
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// recSink records what a frameParser emits.
+type recSink struct {
+	out   []string
+	limit int // stop after this many messages (0: never)
+	msgs  int
+}
+
+func (s *recSink) message(op ws.OpCode, p []byte) bool {
+	s.out = append(s.out, fmt.Sprintf("msg %d %x", op, p))
+	s.msgs++
+	return s.limit == 0 || s.msgs < s.limit
+}
+func (s *recSink) ping(p []byte)  { s.out = append(s.out, fmt.Sprintf("ping %x", p)) }
+func (s *recSink) close(p []byte) { s.out = append(s.out, fmt.Sprintf("close %x", p)) }
+
+// parseChunks feeds data in chunks of size step (0: all at once) and returns what was emitted.
+func parseChunks(data []byte, step int, max int64, limit int) []string {
+	data = bytes.Clone(data) // the parser unmasks in place
+	p := frameParser{max: max}
+	s := &recSink{limit: limit}
+	if step <= 0 {
+		step = len(data) + 1
+	}
+	for len(data) > 0 {
+		k := min(step, len(data))
+		code, stop := p.feed(data[:k], s)
+		data = data[k:]
+		if code != 0 {
+			s.out = append(s.out, fmt.Sprintf("error %d", code))
+		}
+		if stop {
+			s.out = append(s.out, "stop")
+			break
+		}
+	}
+	p.reset()
+	return s.out
+}
+
+func TestParser(t *testing.T) {
+	cases := []struct {
+		in   []byte
+		want string
+	}{
+		{frame(0x81, []byte("hi")), "msg 1 6869"},
+		{frame(0x82, nil), "msg 2 "},
+		{cat(frame(0x01, []byte("a")), frame(0x89, []byte("p")), frame(0x80, []byte("b"))), "ping 70|msg 1 6162"},
+		{frame(0x8A, []byte("x")), ""},
+		{cat(frame(0x88, closePayload(1000, "r")), frame(0x81, []byte("x"))), "close 03e872|stop"},
+		{frame(0x81, []byte{0xff}), "error 1007|stop"},
+		{frame(0x81, []byte("x"), true), "error 1002|stop"},
+		{header(0x82, 101, true), "error 1009|stop"},
+		{cat(frame(0x82, make([]byte, 100)), frame(0x82, make([]byte, 1))), "msg 2 " + strings.Repeat("00", 100) + "|msg 2 00"},
+	}
+	for i, tc := range cases {
+		for _, step := range []int{0, 1, 2, 3, 7} {
+			got := strings.Join(parseChunks(tc.in, step, 100, 0), "|")
+			if got != tc.want {
+				t.Fatalf("case %d step %d: got %q, want %q", i, step, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestEncodeFrame(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 70000} {
+		p := bytes.Repeat([]byte{7}, n)
+		f := encodeFrame(ws.OpBinary, p)
+		got, err := ws.ReadFrame(bytes.NewReader(f))
+		if err != nil || !got.Header.Fin || got.Header.OpCode != ws.OpBinary || got.Header.Masked || !bytes.Equal(got.Payload, p) {
+			t.Fatalf("length %d: %v %+v", n, err, got.Header)
+		}
+		if len(f) != n+ws.HeaderSize(ws.Header{Length: int64(n)}) {
+			t.Fatalf("length %d: frame of %d bytes", n, len(f))
+		}
+	}
+	if !bytes.Equal(closeFrame(0), []byte{0x88, 0}) || !bytes.Equal(closeFrame(1001), []byte{0x88, 2, 0x03, 0xe9}) {
+		t.Fatal("close frames")
+	}
+}
+
+func TestParseUpgrade(t *testing.T) {
+	head := "GET /a?b=c HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" +
+		"Sec-WebSocket-Key:   " + testKey + "  \r\nSec-WebSocket-Version: 13\r\nX-A: 1\r\nx-a: 2\r\nX-Empty:\r\n"
+	for i := 0; i < 30; i++ {
+		head += fmt.Sprintf("X-%d: v\r\nx-a: %d\r\n", i, i+3)
+	}
+	head = strings.TrimSuffix(head, "\r\n")
+	up, herr := parseUpgrade([]byte(head))
+	if herr != nil {
+		t.Fatalf("refused: %d", herr.status)
+	}
+	if up.url != "/a?b=c" || up.accept != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("%+v", up)
+	}
+	vals := map[string]string{}
+	for _, h := range up.headers {
+		if _, dup := vals[h.Name]; dup {
+			t.Fatalf("%q twice", h.Name)
+		}
+		vals[h.Name] = h.Value
+	}
+	wantA := "1, 2"
+	for i := 0; i < 30; i++ {
+		wantA += fmt.Sprintf(", %d", i+3)
+	}
+	if vals["x-a"] != wantA || vals["sec-websocket-key"] != testKey || vals["x-empty"] != "" || vals["upgrade"] != "WebSocket" {
+		t.Fatalf("%v", vals)
+	}
+	if up.headers[0].Name != "host" {
+		t.Fatal("header order not kept")
+	}
+}
+
+func FuzzFrameParser(f *testing.F) {
+	f.Add(frame(0x81, []byte("hello")), uint8(0), uint8(0))
+	f.Add(cat(frame(0x01, []byte("a")), frame(0x89, []byte("p")), frame(0x80, []byte("b"))), uint8(1), uint8(0))
+	f.Add(cat(frame(0x82, make([]byte, 300)), frame(0x88, closePayload(1000, "x"))), uint8(5), uint8(1))
+	f.Add(cat(frame(0x81, []byte("a")), frame(0x81, []byte("b")), frame(0x81, []byte("c"))), uint8(2), uint8(2))
+	f.Add(header(0x82, 70000, true), uint8(3), uint8(0))
+	f.Add(frame(0x88, []byte{3}), uint8(0), uint8(0))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(0), uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, step, limit uint8) {
+		const max = 1000
+		whole := parseChunks(data, 0, max, int(limit))
+		split := parseChunks(data, int(step)+1, max, int(limit))
+		if strings.Join(whole, "|") != strings.Join(split, "|") {
+			t.Fatalf("whole %q\nsplit by %d %q", whole, int(step)+1, split)
+		}
+		for _, e := range whole {
+			if strings.HasPrefix(e, "msg 1 ") {
+				var p []byte
+				fmt.Sscanf(strings.TrimPrefix(e, "msg 1 "), "%x", &p)
+				if !utf8.Valid(p) {
+					t.Fatalf("invalid UTF-8 text delivered: %q", e)
+				}
+			}
+			if strings.HasPrefix(e, "msg ") && len(e) > 6+2*max {
+				t.Fatalf("message over max delivered")
+			}
+		}
+	})
+}
+
+func FuzzHandshake(f *testing.F) {
+	f.Add([]byte(strings.TrimSuffix(upgradeRequestText("/x"), "\r\n\r\n")))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x"))
+	f.Add([]byte("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="))
+	f.Add([]byte("POST /\x00 HTTP/1.1\r\n:\r\n"))
+	f.Add([]byte("\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, head []byte) {
+		up, herr := parseUpgrade(head)
+		if (up == nil) == (herr == nil) {
+			t.Fatal("exactly one of request and error expected")
+		}
+		if herr != nil {
+			if _, ok := statusText[herr.status]; !ok || !bytes.HasPrefix(herr.response(), []byte("HTTP/1.1 4")) {
+				t.Fatalf("bad error response %d", herr.status)
+			}
+			return
+		}
+		if up.accept == "" || up.url == "" {
+			t.Fatal("empty accept or url")
+		}
+		for _, h := range up.headers {
+			if h.Name == "" || h.Name != strings.ToLower(h.Name) {
+				t.Fatalf("header name %q", h.Name)
+			}
+		}
+		// headEnd finds the terminator wherever reads split it.
+		full := append(bytes.Clone(head), "\r\n\r\n"...)
+		for from := 0; from <= len(full); from++ {
+			if headEnd(full, from) < 0 && from <= len(head)+3 {
+				t.Fatalf("terminator not found from %d", from)
+			}
+		}
+	})
+}

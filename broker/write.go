@@ -1,0 +1,268 @@
+package broker
+
+import (
+	"sync"
+	"syscall"
+)
+
+// The write path. Every frame is encoded once and queued as one []byte (a broadcast frame is
+// shared by all its subscribers). A socket with something to write is handed to the flusher of
+// its shard, which takes the whole queue and writes it with one non-blocking sendmsg/writev. Only
+// when the kernel buffer is full does the socket get a writer goroutine of its own, which waits
+// for the socket through the netpoller and exits once the queue is empty.
+
+const (
+	maxIov        = 1024 // IOV_MAX on Linux
+	flushAttempts = 16   // syscalls a flusher spends on one socket per turn
+	maxKeptSlots  = 256  // larger queue slices are dropped once empty, not kept by idle sockets
+)
+
+// enqueue queues frame for c. It never blocks on the socket.
+func (c *Conn) enqueue(frame []byte) {
+	c.wmu.Lock()
+	if c.closing.Load() || c.wdead {
+		c.wmu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.pending += len(frame)
+	sched := c.scheduleLocked()
+	c.wmu.Unlock()
+	if sched {
+		c.b.flusherFor(c).add(c)
+	}
+}
+
+// scheduleLocked marks c scheduled and reports whether it must be handed to a flusher: it is
+// open, has something queued and nobody is on it already.
+func (c *Conn) scheduleLocked() bool {
+	if c.phase != phaseOpen || c.scheduled || c.writing || c.wdead || len(c.queue) == 0 {
+		return false
+	}
+	c.scheduled = true
+	return true
+}
+
+// flusher writes the sockets of one shard.
+type flusher struct {
+	b    *Broker
+	mu   sync.Mutex
+	list []*Conn
+	wake chan struct{}
+	w    *writeState
+}
+
+func newFlusher(b *Broker) *flusher {
+	f := &flusher{b: b, wake: make(chan struct{}, 1)}
+	f.w = newWriteState(b, false)
+	return f
+}
+
+func (f *flusher) add(c *Conn) {
+	f.mu.Lock()
+	f.list = append(f.list, c)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *flusher) run() {
+	var batch []*Conn
+	for range f.wake {
+		f.mu.Lock()
+		batch, f.list = f.list, batch[:0]
+		f.mu.Unlock()
+		for i, c := range batch {
+			batch[i] = nil
+			c.flush(f.w)
+		}
+		if cap(batch) > 4096 {
+			batch = nil
+		}
+	}
+}
+
+// flush is a flusher's turn on c: take the queue, write what the socket accepts without waiting,
+// and leave the rest to a writer goroutine.
+func (c *Conn) flush(w *writeState) {
+	c.wmu.Lock()
+	c.scheduled = false
+	if c.writing || c.wdead || c.phase != phaseOpen || len(c.queue) == 0 {
+		c.wmu.Unlock()
+		return
+	}
+	c.out, c.queue = c.queue, c.out[:0]
+	c.writing = true
+	c.wmu.Unlock()
+	n, err := w.write(c)
+	c.afterWrite(n, err, false)
+}
+
+// writer runs while c's socket is full: it waits for it to drain and writes until the queue is
+// empty. c.writing is true while it runs.
+func (c *Conn) writer() {
+	w := newWriteState(c.b, true)
+	for {
+		n, err := w.write(c)
+		if !c.afterWrite(n, err, true) {
+			return
+		}
+	}
+}
+
+// afterWrite settles the state after a write of n bytes from c.out. It reports whether the
+// caller (a writer goroutine) must write c.out again.
+func (c *Conn) afterWrite(n int, err error, inWriter bool) bool {
+	c.wmu.Lock()
+	c.pending = max(c.pending-n, 0)
+	if err != nil {
+		c.writing = false
+		c.wdead = true
+		c.dropLocked()
+		c.wmu.Unlock()
+		c.b.log.Debug().Uint64("id", c.id).Err(err).Msg("write failed, closing connection")
+		c.nc.Close() // ends the reader, which delivers Close
+		return false
+	}
+	if len(c.out) > 0 {
+		c.wmu.Unlock()
+		if inWriter {
+			return true
+		}
+		go c.writer() // c.writing stays true: the writer owns c.out now
+		return false
+	}
+	if len(c.queue) > 0 {
+		if inWriter {
+			c.out, c.queue = c.queue, c.out[:0]
+			c.wmu.Unlock()
+			return true
+		}
+		// More arrived during the write: back to the end of the flusher's list.
+		c.writing = false
+		c.scheduled = true
+		c.wmu.Unlock()
+		c.b.flusherFor(c).add(c)
+		return false
+	}
+	c.writing = false
+	if cap(c.out) > maxKeptSlots {
+		c.out = nil
+	}
+	if cap(c.queue) > maxKeptSlots {
+		c.queue = nil
+	}
+	shut := c.shutAfterFlush && !c.shutDone
+	if shut {
+		c.shutDone = true
+	}
+	c.wmu.Unlock()
+	if shut {
+		// The close frame is out: half-close so the peer sees EOF; the reader drains what the
+		// peer still sends until it closes too (or the drain deadline passes).
+		c.nc.CloseWrite()
+	}
+	return false
+}
+
+// dropLocked forgets everything queued. Only when nobody is writing: c.out belongs to the writer.
+func (c *Conn) dropLocked() {
+	clear(c.queue)
+	c.queue = nil
+	if !c.writing {
+		clear(c.out)
+		c.out = nil
+	}
+	c.pending = 0
+}
+
+// writeState is the scratch space of one writing goroutine; fn is created once so that a write
+// allocates nothing.
+type writeState struct {
+	b     *Broker
+	block bool // wait for the socket (writer goroutine) or give up at EAGAIN (flusher)
+	iov   []syscall.Iovec
+	fn    func(fd uintptr) bool
+
+	c       *Conn
+	written int
+	errno   syscall.Errno
+}
+
+func newWriteState(b *Broker, block bool) *writeState {
+	w := &writeState{b: b, block: block, iov: make([]syscall.Iovec, 0, 64)}
+	w.fn = w.do
+	return w
+}
+
+// write writes c.out (owned by the caller, c.writing is set). It returns the bytes written and a
+// non-nil error when the connection is broken. What was written is removed from c.out.
+func (w *writeState) write(c *Conn) (int, error) {
+	w.c, w.written, w.errno = c, 0, 0
+	err := c.rc.Write(w.fn)
+	n := w.written
+	w.c = nil
+	if err == nil && w.errno != 0 {
+		err = w.errno
+	}
+	return n, err
+}
+
+// do is the RawConn.Write callback.
+func (w *writeState) do(fd uintptr) bool {
+	c := w.c
+	for attempts := 0; len(c.out) > 0; attempts++ {
+		if !w.block && attempts == flushAttempts {
+			return true
+		}
+		iov := w.iov[:0]
+		total := 0
+		for _, b := range c.out {
+			if len(iov) == maxIov {
+				break
+			}
+			v := syscall.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			iov = append(iov, v)
+			total += len(b)
+		}
+		w.iov = iov
+		n, e := sendv(fd, iov)
+		clear(iov) // keep no pointers to frames
+		w.b.writeCalls.Add(1)
+		if e == syscall.EAGAIN {
+			return !w.block // the writer waits for the netpoller, a flusher gives up
+		}
+		if e != 0 {
+			w.errno = e
+			return true
+		}
+		w.written += n
+		c.consume(n)
+		if n < total && !w.block {
+			return true // the socket buffer is full
+		}
+	}
+	return true
+}
+
+// consume removes n written bytes from the front of c.out.
+func (c *Conn) consume(n int) {
+	i := 0
+	for n > 0 && i < len(c.out) {
+		if n >= len(c.out[i]) {
+			n -= len(c.out[i])
+			i++
+			continue
+		}
+		c.out[i] = c.out[i][n:]
+		n = 0
+	}
+	if i > 0 {
+		k := copy(c.out, c.out[i:])
+		clear(c.out[k:])
+		c.out = c.out[:k]
+	}
+}

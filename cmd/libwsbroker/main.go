@@ -1,0 +1,213 @@
+// Command libwsbroker is built with -buildmode=c-shared into libwsbroker.so: the C ABI that the
+// N-API glue (napi/) calls, over one process-wide broker whose events go to JS worker threads.
+package main
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+
+// Set by the glue at init: queues a batch (malloc'd, the glue frees it) for a worker's JS thread.
+// Returns 0 when queued, non-zero when that thread is gone.
+typedef int (*wsb_deliver_fn)(int32_t worker, uint8_t *batch, size_t len);
+
+static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, uint8_t *batch, size_t len) {
+	return f(worker, batch, len);
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/rs/zerolog"
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+var (
+	logger    = newLogger()
+	deliverFn atomic.Pointer[C.wsb_deliver_fn]
+	workers   *pool
+	brk       *broker.Broker
+)
+
+func init() {
+	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	workers = newPool(deliverToC, func(id uint64) { brk.Accept(id, true) })
+	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
+}
+
+// newLogger logs JSON lines to stderr at the level named by WSBROKER_LOG (default warn).
+func newLogger() zerolog.Logger {
+	level := zerolog.WarnLevel
+	if name := strings.TrimSpace(os.Getenv("WSBROKER_LOG")); name != "" {
+		if l, err := zerolog.ParseLevel(strings.ToLower(name)); err == nil && l != zerolog.NoLevel {
+			level = l
+		}
+	}
+	return zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
+}
+
+// bridge turns broker events into queued events of the socket's JS worker.
+type bridge struct{ pool *pool }
+
+func (b bridge) Open(c *broker.Conn, req *broker.Request) { b.pool.push(c, kindOpen, nil, req) }
+func (b bridge) Text(c *broker.Conn, data []byte)         { b.pool.push(c, kindText, data, nil) }
+func (b bridge) Binary(c *broker.Conn, data []byte)       { b.pool.push(c, kindBinary, data, nil) }
+func (b bridge) Close(c *broker.Conn)                     { b.pool.push(c, kindClose, nil, nil) }
+
+func deliverToC(id int32, batch []byte) bool {
+	f := deliverFn.Load()
+	if f == nil {
+		return false
+	}
+	p := C.CBytes(batch)
+	if C.wsb_call_deliver(*f, C.int32_t(id), (*C.uint8_t)(p), C.size_t(len(batch))) != 0 {
+		C.free(p)
+		return false
+	}
+	return true
+}
+
+// bytesOf views C memory, valid only during the call that passed it.
+func bytesOf(p *C.uint8_t, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+}
+
+// Every export recovers: a Go panic would take node down with it.
+func recoverInto(what string) {
+	if r := recover(); r != nil {
+		logger.Error().Str("call", what).Interface("panic", r).Msg("internal error")
+	}
+}
+
+//export wsb_init
+func wsb_init(deliver C.wsb_deliver_fn) {
+	deliverFn.Store(&deliver)
+}
+
+// wsb_worker_register makes worker id live; the glue must be ready to deliver to it.
+//
+//export wsb_worker_register
+func wsb_worker_register(id C.int32_t, mask C.uint32_t) {
+	defer recoverInto("registerWorker")
+	workers.register(int32(id), uint32(mask))
+	logger.Debug().Int32("worker", int32(id)).Uint32("handlers", uint32(mask)).Msg("worker registered")
+}
+
+//export wsb_worker_set_mask
+func wsb_worker_set_mask(worker C.int32_t, mask C.uint32_t) {
+	defer recoverInto("registerWorker")
+	workers.setMask(int32(worker), uint32(mask))
+}
+
+//export wsb_worker_gone
+func wsb_worker_gone(worker C.int32_t, undelivered C.int) {
+	defer recoverInto("workerGone")
+	logger.Debug().Int32("worker", int32(worker)).Msg("worker gone")
+	workers.retire(int32(worker), undelivered != 0)
+}
+
+//export wsb_batch_done
+func wsb_batch_done(worker C.int32_t) {
+	defer recoverInto("batchDone")
+	workers.done(int32(worker))
+}
+
+// wsb_listen returns NULL once listening, else a malloc'd message for the caller to free.
+//
+//export wsb_listen
+func wsb_listen(addr *C.uint8_t, n C.size_t) (errMsg *C.char) {
+	defer func() {
+		if r := recover(); r != nil {
+			errMsg = C.CString(fmt.Sprint("internal error: ", r))
+		}
+	}()
+	if _, err := brk.Listen(string(bytesOf(addr, n))); err != nil {
+		return C.CString(err.Error())
+	}
+	return nil
+}
+
+//export wsb_accept_open
+func wsb_accept_open(id C.uint64_t, accept C.int) {
+	defer recoverInto("acceptOpen")
+	brk.Accept(uint64(id), accept != 0)
+}
+
+//export wsb_send
+func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t) {
+	defer recoverInto("send")
+	brk.Send(uint64(id), bytesOf(data, n), text != 0)
+}
+
+//export wsb_send_to_channel
+func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t) {
+	defer recoverInto("sendToChannel")
+	brk.SendToChannel(bytesOf(ch, chLen), bytesOf(data, n), text != 0)
+}
+
+//export wsb_subscribe
+func wsb_subscribe(id C.uint64_t, ch *C.uint8_t, chLen C.size_t) C.int {
+	defer recoverInto("subscribe")
+	return cBool(brk.Subscribe(uint64(id), bytesOf(ch, chLen)))
+}
+
+//export wsb_unsubscribe
+func wsb_unsubscribe(id C.uint64_t, ch *C.uint8_t, chLen C.size_t) C.int {
+	defer recoverInto("unsubscribe")
+	return cBool(brk.Unsubscribe(uint64(id), bytesOf(ch, chLen)))
+}
+
+//export wsb_set_token
+func wsb_set_token(id C.uint64_t, token *C.uint8_t, n C.size_t) {
+	defer recoverInto("setToken")
+	tok := bytesOf(token, n)
+	if tok == nil {
+		tok = []byte{} // an empty token is still a token
+	}
+	brk.SetToken(uint64(id), tok)
+}
+
+//export wsb_copy_subscriptions
+func wsb_copy_subscriptions(from *C.uint8_t, fromLen C.size_t, to *C.uint8_t, toLen C.size_t) {
+	defer recoverInto("copySubscriptions")
+	brk.CopySubscriptions(bytesOf(from, fromLen), bytesOf(to, toLen))
+}
+
+// wsb_log writes a line from JS: level 0 debug, 1 info, 2 warn, 3 error.
+//
+//export wsb_log
+func wsb_log(level C.int, msg *C.uint8_t, n C.size_t) {
+	defer recoverInto("log")
+	var ev *zerolog.Event
+	switch level {
+	case 0:
+		ev = logger.Debug()
+	case 1:
+		ev = logger.Info()
+	case 2:
+		ev = logger.Warn()
+	default:
+		ev = logger.Error()
+	}
+	ev.Str("from", "js").Msg(string(bytesOf(msg, n)))
+}
+
+func cBool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func main() {}

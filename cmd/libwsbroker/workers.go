@@ -1,0 +1,282 @@
+package main
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+// maxBatchBytes caps what one hand-over to a JS worker carries (a single larger event goes alone),
+// so one call into JS never holds its thread for long.
+const maxBatchBytes = 1 << 20
+
+// parkedID pins sockets to the parking worker: it holds events while no JS worker is alive and
+// hands them on when one registers.
+const parkedID int32 = -1
+
+// A queued event: the socket it belongs to (for re-pinning) and where its bytes end in the batch.
+type queued struct {
+	conn *broker.Conn
+	end  int
+}
+
+// worker is one JS thread's event queue. At most one batch is in flight per worker; events that
+// arrive meanwhile accumulate, so batches grow exactly when JS falls behind.
+type worker struct {
+	id   int32
+	mu   sync.Mutex
+	mask uint32 // handlerBit of each handler the thread registered
+	dead bool
+
+	pending   []byte
+	pendingEv []queued
+	busy      bool     // a batch is in flight
+	handed    bool     // the batch in flight reached the JS thread's queue
+	inflight  []byte   // kept until JS is done with it, in case it never arrives
+	inflEv    []queued //
+	spare     []byte   // the previous in-flight buffer, reused for the next batch
+	spareEv   []queued
+}
+
+// deliverFunc hands a batch to worker id's JS thread; false means that thread is gone. The bytes
+// are copied before it returns.
+type deliverFunc func(id int32, batch []byte) bool
+
+// pool routes every socket's events to the worker the socket is pinned to (Conn.Pin).
+// Lock order: pool.mu, then a dead or parking worker's mu, then a live worker's mu.
+type pool struct {
+	deliver deliverFunc
+	accept  func(id uint64) // accepts an upgrade without asking JS (no handleOpen there)
+
+	mu      sync.Mutex // serialises registration and retirement
+	byID    atomic.Pointer[map[int32]*worker]
+	live    atomic.Pointer[[]*worker]
+	rr      atomic.Uint32
+	parking worker
+}
+
+func newPool(deliver deliverFunc, accept func(id uint64)) *pool {
+	p := &pool{deliver: deliver, accept: accept}
+	p.parking.id = parkedID
+	p.parking.mask = ^uint32(0)
+	m := map[int32]*worker{parkedID: &p.parking}
+	p.byID.Store(&m)
+	p.live.Store(&[]*worker{})
+	return p
+}
+
+func (p *pool) get(id int32) *worker { return (*p.byID.Load())[id] }
+
+// pick chooses a live worker round-robin, or the parking worker when none is alive.
+func (p *pool) pick() *worker {
+	live := *p.live.Load()
+	if len(live) == 0 {
+		return &p.parking
+	}
+	return live[int(p.rr.Add(1)-1)%len(live)]
+}
+
+// closedTo reports that w takes no events (dead, or parking while a worker is alive). w is locked.
+func (p *pool) closedTo(w *worker) bool {
+	return w.dead || (w == &p.parking && len(*p.live.Load()) > 0)
+}
+
+// register adds worker id (chosen by the glue, never reused) and hands it, and the other live
+// workers, whatever was parked.
+func (p *pool) register(id int32, mask uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := &worker{id: id, mask: mask}
+	m := make(map[int32]*worker, len(*p.byID.Load())+1)
+	for k, v := range *p.byID.Load() {
+		m[k] = v
+	}
+	m[w.id] = w
+	p.byID.Store(&m)
+
+	// The parking lock is taken before the worker goes live: a reader that then finds parking
+	// closed waits until the parked events, older than its own, are on their way.
+	p.parking.mu.Lock()
+	p.setLive(append(append([]*worker{}, *p.live.Load()...), w))
+	p.rerouteLocked(&p.parking, events{p.parking.pending, p.parking.pendingEv})
+	p.parking.pending, p.parking.pendingEv = p.parking.pending[:0], p.parking.pendingEv[:0]
+	p.parking.mu.Unlock()
+}
+
+func (p *pool) setLive(live []*worker) { p.live.Store(&live) }
+
+func (p *pool) setMask(id int32, mask uint32) {
+	if w := p.get(id); w != nil && w != &p.parking {
+		w.mu.Lock()
+		w.mask = mask
+		w.mu.Unlock()
+	}
+}
+
+// retire marks worker id dead and moves its events, oldest first, to live workers. undelivered
+// says the JS thread never received the batch in flight.
+func (p *pool) retire(id int32, undelivered bool) {
+	w := p.get(id)
+	if w == nil || w == &p.parking {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	live := make([]*worker, 0, len(*p.live.Load()))
+	for _, l := range *p.live.Load() {
+		if l != w {
+			live = append(live, l)
+		}
+	}
+	p.setLive(live)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dead {
+		return
+	}
+	w.dead = true
+	runs := []events{{w.pending, w.pendingEv}}
+	if w.busy && (undelivered || !w.handed) {
+		runs = []events{{w.inflight, w.inflEv}, runs[0]}
+	}
+	p.rerouteLocked(w, runs...)
+	w.pending, w.pendingEv, w.inflight, w.inflEv, w.spare, w.spareEv = nil, nil, nil, nil, nil, nil
+	w.busy = false
+}
+
+// events is a run of encoded events and where each ends.
+type events struct {
+	bytes []byte
+	evs   []queued
+}
+
+// rerouteLocked queues the events held by from (locked, taking no more events) on live workers,
+// oldest first, each socket's events together and in order, then re-pins those sockets. Until the
+// re-pinning, readers of those sockets find them pinned to from and wait on its lock, so no newer
+// event overtakes the moved ones.
+func (p *pool) rerouteLocked(from *worker, runs ...events) {
+	dest := map[*broker.Conn]*worker{}
+	for _, run := range runs {
+		start := 0
+		for _, ev := range run.evs {
+			to, ok := dest[ev.conn]
+			if !ok {
+				to = p.pick()
+				dest[ev.conn] = to
+			}
+			to.mu.Lock()
+			if p.wants(to, ev.conn, run.bytes[start]) {
+				to.pending = append(to.pending, run.bytes[start:ev.end]...)
+				p.queuedLocked(to, ev.conn)
+			}
+			to.mu.Unlock()
+			start = ev.end
+		}
+	}
+	for c, to := range dest {
+		c.Pin.CompareAndSwap(from.id, to.id)
+	}
+}
+
+// repin moves conn off worker `from` to a live one, unless something else moved it already.
+func (p *pool) repin(c *broker.Conn, from int32) {
+	c.Pin.CompareAndSwap(from, p.pick().id)
+}
+
+// lockPinned returns the socket's worker, locked and taking events; a socket that is new, or whose
+// worker died, is pinned to a live worker first.
+func (p *pool) lockPinned(c *broker.Conn) *worker {
+	for {
+		id := c.Pin.Load()
+		w := p.get(id)
+		if w == nil { // a new socket
+			p.repin(c, id)
+			continue
+		}
+		w.mu.Lock()
+		if p.closedTo(w) {
+			w.mu.Unlock()
+			p.repin(c, id)
+			continue
+		}
+		return w
+	}
+}
+
+// push queues one event of socket c on its worker.
+func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
+	w := p.lockPinned(c)
+	defer w.mu.Unlock()
+	if !p.wants(w, c, kind) {
+		return
+	}
+	switch kind {
+	case kindOpen:
+		w.pending = appendOpen(w.pending, c, req)
+	case kindClose:
+		w.pending = appendClose(w.pending, c)
+	default:
+		w.pending = appendMessage(w.pending, kind, c, data)
+	}
+	p.queuedLocked(w, c)
+}
+
+// wants reports whether w takes events of kind; an open that no handler will judge is accepted.
+func (p *pool) wants(w *worker, c *broker.Conn, kind byte) bool {
+	if w.mask&handlerBit(kind) != 0 {
+		return true
+	}
+	if kind == kindOpen {
+		p.accept(c.ID())
+	}
+	return false
+}
+
+// queuedLocked records the event just appended to w.pending and hands it over if w is idle.
+func (p *pool) queuedLocked(w *worker, c *broker.Conn) {
+	w.pendingEv = append(w.pendingEv, queued{conn: c, end: len(w.pending)})
+	p.flushLocked(w)
+}
+
+// flushLocked hands the oldest pending events to JS when no batch is in flight. If the thread is
+// gone, the batch stays in flight until retire moves it on (the thread's finalizer calls retire).
+func (p *pool) flushLocked(w *worker) {
+	if w.busy || w.dead || w == &p.parking || len(w.pendingEv) == 0 {
+		return
+	}
+	n := 1
+	for n < len(w.pendingEv) && w.pendingEv[n].end <= maxBatchBytes {
+		n++
+	}
+	end := w.pendingEv[n-1].end
+	w.inflight, w.inflEv = w.pending[:end], w.pendingEv[:n]
+	w.pending = append(w.spare[:0], w.pending[end:]...)
+	rest := w.spareEv[:0]
+	for _, ev := range w.pendingEv[n:] {
+		rest = append(rest, queued{conn: ev.conn, end: ev.end - end})
+	}
+	w.pendingEv = rest
+	w.spare, w.spareEv = nil, nil
+	w.busy = true
+	w.handed = p.deliver(w.id, w.inflight)
+}
+
+// done is called when worker id's JS thread has handled the batch in flight.
+func (p *pool) done(id int32) {
+	w := p.get(id)
+	if w == nil || w == &p.parking {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.busy {
+		return
+	}
+	w.busy = false
+	clear(w.inflEv) // drop the conn pointers
+	w.spare, w.spareEv = w.inflight[:0], w.inflEv[:0]
+	w.inflight, w.inflEv = nil, nil
+	p.flushLocked(w)
+}

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+const allHandlers = 15
+
+// fakeJS stands in for the JS threads: it records the batches each worker receives, and
+// refuses deliveries to workers marked gone, as the glue does for a finished thread.
+type fakeJS struct {
+	mu       sync.Mutex
+	batches  map[int32][][]byte // every batch handed over, per worker
+	queued   map[int32][]byte   // handed over, not yet run
+	log      [][]byte           // every batch run, in order
+	gone     map[int32]bool
+	accepted []uint64
+}
+
+func newFakeJS() *fakeJS {
+	return &fakeJS{batches: map[int32][][]byte{}, queued: map[int32][]byte{}, gone: map[int32]bool{}}
+}
+
+func (f *fakeJS) deliver(id int32, batch []byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone[id] {
+		return false
+	}
+	b := append([]byte(nil), batch...)
+	f.batches[id] = append(f.batches[id], b)
+	if _, dup := f.queued[id]; dup { // the pool keeps one batch in flight per worker
+		panic(fmt.Sprintf("worker %d: second batch before the first ran", id))
+	}
+	f.queued[id] = b
+	return true
+}
+
+// run has worker id's thread handle the batch handed to it, if any.
+func (f *fakeJS) run(p *pool, id int32) {
+	f.mu.Lock()
+	b, ok := f.queued[id]
+	if ok {
+		f.log = append(f.log, b)
+		delete(f.queued, id)
+	}
+	f.mu.Unlock()
+	if ok {
+		p.done(id)
+	}
+}
+
+// kill ends worker id's thread as the glue's finalizer reports it.
+func (f *fakeJS) kill(p *pool, id int32) {
+	f.mu.Lock()
+	f.gone[id] = true
+	_, undelivered := f.queued[id]
+	delete(f.queued, id)
+	f.mu.Unlock()
+	p.retire(id, undelivered)
+}
+
+func (f *fakeJS) accept(id uint64) {
+	f.mu.Lock()
+	f.accepted = append(f.accepted, id)
+	f.mu.Unlock()
+}
+
+// texts returns the text payloads worker id received, batch by batch.
+func (f *fakeJS) texts(t *testing.T, id int32) [][]string {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out [][]string
+	for _, b := range f.batches[id] {
+		out = append(out, decodeTexts(t, b))
+	}
+	return out
+}
+
+func flat(batches [][]string) []string {
+	var all []string
+	for _, b := range batches {
+		all = append(all, b...)
+	}
+	return all
+}
+
+// decodeTexts reads a batch (format in batch.go) and returns each event as "kind:payload".
+func decodeTexts(t *testing.T, b []byte) []string {
+	t.Helper()
+	var out []string
+	field := func() []byte {
+		n := int(binary.LittleEndian.Uint32(b))
+		v := b[4 : 4+n]
+		b = b[4+n:]
+		return v
+	}
+	for len(b) > 0 {
+		kind := b[0]
+		if id := math.Float64frombits(binary.LittleEndian.Uint64(b[1:])); id != 0 {
+			t.Fatalf("unexpected id %v", id)
+		}
+		b = b[9:]
+		if binary.LittleEndian.Uint32(b) == noToken {
+			b = b[4:]
+		} else {
+			field()
+		}
+		switch kind {
+		case kindOpen:
+			ip, url := field(), field()
+			n := int(binary.LittleEndian.Uint32(b))
+			b = b[4:]
+			for i := 0; i < n; i++ {
+				field()
+				field()
+			}
+			out = append(out, fmt.Sprintf("open:%s%s", ip, url))
+		case kindText, kindBinary:
+			out = append(out, fmt.Sprintf("%d:%s", kind, field()))
+		case kindClose:
+			out = append(out, "close")
+		default:
+			t.Fatalf("bad kind %d", kind)
+		}
+	}
+	return out
+}
+
+func text(p *pool, c *broker.Conn, s string) { p.push(c, kindText, []byte(s), nil) }
+
+func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	text(p, c, "a") // worker idle: handed over at once
+	text(p, c, "b")
+	text(p, c, "c")
+	if got := js.texts(t, 1); len(got) != 1 {
+		t.Fatalf("batches before done: %v", got)
+	}
+	js.run(p, 1)
+	got := js.texts(t, 1)
+	if len(got) != 2 || strings.Join(got[1], ",") != "2:b,2:c" {
+		t.Fatalf("second batch should carry both waiting events: %v", got)
+	}
+}
+
+func TestBatchesAreCapped(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	big := strings.Repeat("x", maxBatchBytes/4)
+	text(p, c, "first")
+	for i := 0; i < 8; i++ {
+		text(p, c, big)
+	}
+	for i := 0; i < 10; i++ {
+		js.run(p, 1)
+	}
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	total := 0
+	for _, b := range js.batches[1] {
+		if len(b) > maxBatchBytes {
+			t.Fatalf("batch of %d bytes exceeds the cap", len(b))
+		}
+		total += len(decodeTexts(t, b))
+	}
+	if total != 9 || len(js.batches[1]) < 3 {
+		t.Fatalf("got %d events in %d batches", total, len(js.batches[1]))
+	}
+}
+
+func TestSocketsArePinnedRoundRobin(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	p.register(2, allHandlers)
+	conns := []*broker.Conn{{}, {}, {}, {}}
+	for round := 0; round < 3; round++ {
+		for i, c := range conns {
+			text(p, c, fmt.Sprintf("c%d-%d", i, round))
+			js.run(p, 1)
+			js.run(p, 2)
+		}
+	}
+	w1, w2 := flat(js.texts(t, 1)), flat(js.texts(t, 2))
+	if len(w1) != 6 || len(w2) != 6 {
+		t.Fatalf("not spread evenly: %v / %v", w1, w2)
+	}
+	for i, c := range conns {
+		want := c.Pin.Load()
+		got := flat(js.texts(t, want))
+		n := 0
+		for _, s := range got {
+			if strings.HasPrefix(s, fmt.Sprintf("2:c%d-", i)) {
+				n++
+			}
+		}
+		if n != 3 {
+			t.Fatalf("conn %d: %d of its 3 events on its worker %d", i, n, want)
+		}
+	}
+}
+
+func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	text(p, c, "1") // in flight on worker 1
+	text(p, c, "2") // pending on worker 1
+	p.register(2, allHandlers)
+	js.mu.Lock()
+	js.gone[1] = true
+	js.mu.Unlock()
+	p.retire(1, true) // the thread never saw batch "1"
+	text(p, c, "3")
+	js.run(p, 2)
+	js.run(p, 2)
+	if got := strings.Join(flat(js.texts(t, 2)), ","); got != "2:1,2:2,2:3" {
+		t.Fatalf("worker 2 got %q", got)
+	}
+	if c.Pin.Load() != 2 {
+		t.Fatalf("socket pinned to %d", c.Pin.Load())
+	}
+}
+
+func TestHandedBatchIsNotRepeated(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	p.register(2, allHandlers)
+	c := &broker.Conn{}
+	text(p, c, "1")
+	first := c.Pin.Load()
+	other := 3 - first
+	text(p, c, "2")
+	p.retire(first, false) // "1" reached JS; "2" did not
+	js.run(p, other)
+	if got := strings.Join(flat(js.texts(t, other)), ","); got != "2:2" {
+		t.Fatalf("worker %d got %q", other, got)
+	}
+}
+
+func TestEventsWaitForAWorker(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	c := &broker.Conn{}
+	p.push(c, kindOpen, nil, &broker.Request{IP: "127.0.0.1", URL: "/x"})
+	text(p, c, "early")
+	p.register(7, allHandlers)
+	js.run(p, 7)
+	if got := strings.Join(flat(js.texts(t, 7)), ","); got != "open:127.0.0.1/x,2:early" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestHandlerMask(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, 2) // text only
+	c := &broker.Conn{}
+	p.push(c, kindOpen, nil, &broker.Request{})
+	p.push(c, kindBinary, []byte("b"), nil)
+	text(p, c, "t")
+	p.push(c, kindClose, nil, nil)
+	js.run(p, 1)
+	if got := strings.Join(flat(js.texts(t, 1)), ","); got != "2:t" {
+		t.Fatalf("got %q", got)
+	}
+	if len(js.accepted) != 1 {
+		t.Fatalf("an open with no handleOpen must be accepted at once: %v", js.accepted)
+	}
+}
+
+// Many sockets sending while workers come and go: every event arrives exactly once, and each
+// socket's events arrive in order.
+func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	const sockets, perSocket = 16, 300
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for s := 0; s < sockets; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			c := &broker.Conn{}
+			for i := 0; i < perSocket; i++ {
+				text(p, c, fmt.Sprintf("%d/%d", s, i))
+				runtime.Gosched()
+			}
+		}(s)
+	}
+	var jsWG sync.WaitGroup
+	jsWG.Add(1)
+	go func() { // the JS side: finish batches, and replace workers now and then
+		defer jsWG.Done()
+		next := int32(2)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for id := int32(1); id < next; id++ {
+				js.run(p, id)
+			}
+			if n%5 == 4 {
+				p.register(next, allHandlers)
+				js.kill(p, next-1)
+				next++
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	jsWG.Wait()
+	for more := true; more; {
+		js.mu.Lock()
+		more = len(js.queued) > 0
+		js.mu.Unlock()
+		for id := int32(1); id < 1000; id++ {
+			js.run(p, id)
+		}
+	}
+
+	seen := map[int]int{}
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if len(js.batches) < 3 {
+		t.Fatalf("only %d workers received events: the test did not exercise retirement", len(js.batches))
+	}
+	for _, b := range js.log {
+		{
+			for _, ev := range decodeTexts(t, b) {
+				var s, i int
+				if _, err := fmt.Sscanf(ev, "2:%d/%d", &s, &i); err != nil {
+					t.Fatal(err)
+				}
+				if i < seen[s] {
+					t.Fatalf("socket %d: event %d after %d", s, i, seen[s])
+				}
+				if i != seen[s] {
+					t.Fatalf("socket %d: event %d out of order or missing (got %d)", s, seen[s], i)
+				}
+				seen[s] = i + 1
+			}
+		}
+	}
+	for s := 0; s < sockets; s++ {
+		if seen[s] != perSocket {
+			t.Fatalf("socket %d: %d of %d events", s, seen[s], perSocket)
+		}
+	}
+}

@@ -1,0 +1,473 @@
+// The N-API glue: argument checks and conversion for the calls JS makes into the Go library, and
+// one threadsafe function per JS worker thread through which Go hands that thread its event
+// batches. Everything else lives in Go (cmd/libwsbroker, broker) or TypeScript (js/).
+#define NAPI_VERSION 8
+#include <math.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libwsbroker.h"
+
+// A worker thread's link to Go. Slots are never freed: a late delivery from Go must still find
+// one to be told the thread is gone.
+typedef struct {
+  pthread_mutex_t mu;  // guards alive, tsfn calls and inflight against the finalizer
+  int alive;
+  int32_t id;
+  napi_threadsafe_function tsfn;
+  uint8_t *inflight;  // the batch queued on tsfn and not yet taken by call_js
+  size_t inflight_len;
+} slot_t;
+
+// Per-env (main thread or Worker) state.
+typedef struct {
+  int32_t worker;  // 0 until registerWorker
+  napi_ref dispatch;
+} env_state_t;
+
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static slot_t **table;  // indexed by worker id
+static size_t table_len;
+static int32_t last_id;
+
+static slot_t *slot_get(int32_t id) {
+  slot_t *s = NULL;
+  pthread_mutex_lock(&table_mu);
+  if (id > 0 && (size_t)id < table_len) s = table[id];
+  pthread_mutex_unlock(&table_mu);
+  return s;
+}
+
+// slot_add gives s the next worker id; returns 0 when out of memory.
+static int32_t slot_add(slot_t *s) {
+  int32_t id = 0;
+  pthread_mutex_lock(&table_mu);
+  if ((size_t)last_id + 1 >= table_len) {
+    size_t len = table_len ? table_len * 2 : 64;
+    slot_t **grown = realloc(table, len * sizeof *grown);
+    if (grown) {
+      memset(grown + table_len, 0, (len - table_len) * sizeof *grown);
+      table = grown;
+      table_len = len;
+    }
+  }
+  if ((size_t)last_id + 1 < table_len) {
+    id = ++last_id;
+    table[id] = s;
+    s->id = id;
+  }
+  pthread_mutex_unlock(&table_mu);
+  return id;
+}
+
+static void log_line(int level, const char *msg) { wsb_log(level, (uint8_t *)msg, strlen(msg)); }
+
+// deliver is called by Go from any thread; it takes ownership of batch only when it returns 0.
+static int deliver(int32_t id, uint8_t *batch, size_t len) {
+  slot_t *s = slot_get(id);
+  if (!s) return -1;
+  int rc = -1;
+  pthread_mutex_lock(&s->mu);
+  if (s->alive) {
+    s->inflight = batch;
+    s->inflight_len = len;
+    if (napi_call_threadsafe_function(s->tsfn, batch, napi_tsfn_nonblocking) == napi_ok) {
+      rc = 0;
+    } else {
+      s->inflight = NULL;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+// log_exception logs what a JS call threw, with its stack when it has one.
+static void log_exception(napi_env env, const char *what) {
+  napi_value exc, text;
+  char buf[4096];
+  size_t n = 0;
+  if (napi_get_and_clear_last_exception(env, &exc) != napi_ok) return;
+  bool is_error = false;
+  napi_is_error(env, exc, &is_error);
+  if (is_error && napi_get_named_property(env, exc, "stack", &text) == napi_ok) exc = text;
+  if (napi_coerce_to_string(env, exc, &text) != napi_ok ||
+      napi_get_value_string_utf8(env, text, buf, sizeof buf, &n) != napi_ok) {
+    napi_get_and_clear_last_exception(env, &exc);
+    n = 0;
+  }
+  char line[4200];
+  snprintf(line, sizeof line, "%s: %.*s", what, (int)n, buf);
+  log_line(3, line);
+}
+
+// call_js runs on the worker's JS thread: it hands one batch to the worker's dispatch function.
+static void call_js(napi_env env, napi_value unused, void *context, void *data) {
+  (void)unused;
+  slot_t *s = context;
+  if (env == NULL) return;  // the finalizer has already dealt with the batch
+  pthread_mutex_lock(&s->mu);
+  if (s->inflight != data) {  // taken by the finalizer
+    pthread_mutex_unlock(&s->mu);
+    return;
+  }
+  size_t len = s->inflight_len;
+  s->inflight = NULL;
+  pthread_mutex_unlock(&s->mu);
+
+  env_state_t *st = NULL;
+  napi_value buf, fn, undef;
+  napi_status status = napi_create_buffer_copy(env, len, data, NULL, &buf);
+  free(data);
+  if (status == napi_ok) status = napi_get_instance_data(env, (void **)&st);
+  if (status == napi_ok) status = napi_get_reference_value(env, st->dispatch, &fn);
+  if (status == napi_ok) status = napi_get_undefined(env, &undef);
+  if (status == napi_ok) status = napi_call_function(env, undef, fn, 1, &buf, NULL);
+  if (status == napi_pending_exception) {
+    log_exception(env, "event dispatch failed");
+  } else if (status != napi_ok) {
+    // The env is shutting down: take no more batches; the finalizer tells Go.
+    pthread_mutex_lock(&s->mu);
+    s->alive = 0;
+    pthread_mutex_unlock(&s->mu);
+  }
+  wsb_batch_done(s->id);
+}
+
+static void finalize_tsfn(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  slot_t *s = data;
+  pthread_mutex_lock(&s->mu);
+  s->alive = 0;
+  uint8_t *batch = s->inflight;
+  s->inflight = NULL;
+  pthread_mutex_unlock(&s->mu);
+  free(batch);
+  wsb_worker_gone(s->id, batch != NULL);
+}
+
+// ---- arguments -------------------------------------------------------------------------------
+
+#define STACK_BYTES 4096
+
+// bytes_t is a view of a JS string (as UTF-8) or of binary data, valid during the call.
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+  int is_text;
+  char *heap;
+  char stack[STACK_BYTES];
+} bytes_t;
+
+static void bytes_free(bytes_t *b) { free(b->heap); }
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, NULL, msg);
+  return NULL;
+}
+
+static size_t element_size(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int16_array:
+    case napi_uint16_array:
+      return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      return 4;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      return 8;
+    default:
+      return 1;
+  }
+}
+
+// get_bytes reads a string, ArrayBuffer or ArrayBufferView; on a wrong type it throws a TypeError
+// naming `what` and returns 0.
+static int get_bytes(napi_env env, napi_value v, const char *what, bytes_t *b) {
+  napi_valuetype type;
+  b->heap = NULL;
+  b->is_text = 0;
+  if (napi_typeof(env, v, &type) != napi_ok) return 0;
+  if (type == napi_string) {
+    size_t n;
+    if (napi_get_value_string_utf8(env, v, b->stack, sizeof b->stack, &n) != napi_ok) return 0;
+    if (n == sizeof b->stack - 1) {  // possibly cut short: fetch it whole
+      if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return 0;
+      b->heap = malloc(n + 1);
+      if (!b->heap) {
+        napi_throw_error(env, NULL, "out of memory");
+        return 0;
+      }
+      if (napi_get_value_string_utf8(env, v, b->heap, n + 1, &n) != napi_ok) return 0;
+    }
+    b->data = (const uint8_t *)(b->heap ? b->heap : b->stack);
+    b->len = n;
+    b->is_text = 1;
+    return 1;
+  }
+  bool yes = false;
+  void *data = NULL;
+  size_t len = 0;
+  if (type == napi_object) {
+    if (napi_is_typedarray(env, v, &yes) == napi_ok && yes) {
+      napi_typedarray_type t;
+      if (napi_get_typedarray_info(env, v, &t, &len, &data, NULL, NULL) != napi_ok) return 0;
+      len *= element_size(t);
+    } else if (napi_is_dataview(env, v, &yes) == napi_ok && yes) {
+      if (napi_get_dataview_info(env, v, &len, &data, NULL, NULL) != napi_ok) return 0;
+    } else if (napi_is_arraybuffer(env, v, &yes) == napi_ok && yes) {
+      if (napi_get_arraybuffer_info(env, v, &data, &len) != napi_ok) return 0;
+    }
+  }
+  if (!yes) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s must be a string, an ArrayBuffer or an ArrayBufferView", what);
+    throw_type(env, msg);
+    return 0;
+  }
+  b->data = data;  // NULL with len 0 for a detached buffer
+  b->len = data ? len : 0;
+  return 1;
+}
+
+// get_id reads a socket id: an integer from 1 to 2^53-1, as Number.isSafeInteger allows.
+static int get_id(napi_env env, napi_value v, uint64_t *id) {
+  double d;
+  napi_valuetype type;
+  if (napi_typeof(env, v, &type) != napi_ok || type != napi_number ||
+      napi_get_value_double(env, v, &d) != napi_ok || !(d >= 1 && d <= 9007199254740991.0) ||
+      d != floor(d)) {
+    throw_type(env, "socketId must be an integer from 1 to 2^53-1");
+    return 0;
+  }
+  *id = (uint64_t)d;
+  return 1;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
+  if (argc < want) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "expected %zu arguments, got %zu", want, argc);
+    throw_type(env, msg);
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value make_bool(napi_env env, int v) {
+  napi_value r;
+  napi_get_boolean(env, v != 0, &r);
+  return r;
+}
+
+// ---- exported functions ------------------------------------------------------------------------
+
+static napi_value js_register_worker(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result, name;
+  napi_valuetype type;
+  uint32_t mask;
+  env_state_t *st;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function)
+    return throw_type(env, "dispatch must be a function");
+  if (napi_get_value_uint32(env, argv[1], &mask) != napi_ok)
+    return throw_type(env, "handlerMask must be a number");
+  if (napi_get_instance_data(env, (void **)&st) != napi_ok || !st) return NULL;
+
+  napi_ref old = st->dispatch;
+  if (napi_create_reference(env, argv[0], 1, &st->dispatch) != napi_ok) return NULL;
+  if (old) napi_delete_reference(env, old);
+  if (st->worker) {
+    wsb_worker_set_mask(st->worker, mask);
+  } else {
+    slot_t *s = calloc(1, sizeof *s);
+    if (!s) {
+      napi_throw_error(env, NULL, "out of memory");
+      return NULL;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    if (!slot_add(s)) {
+      free(s);
+      napi_throw_error(env, NULL, "out of memory");
+      return NULL;
+    }
+    napi_create_string_utf8(env, "wsbroker events", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, s, finalize_tsfn, s, call_js,
+                                        &s->tsfn) != napi_ok) {
+      napi_throw_error(env, NULL, "cannot create the worker's event channel");
+      return NULL;
+    }
+    s->alive = 1;
+    st->worker = s->id;
+    wsb_worker_register(s->id, mask);
+  }
+  napi_create_int32(env, st->worker, &result);
+  return result;
+}
+
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  napi_valuetype type;
+  bytes_t addr;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
+    return throw_type(env, "bind must be a string");
+  if (!get_bytes(env, argv[0], "bind", &addr)) return NULL;
+  char *err = wsb_listen((uint8_t *)addr.data, addr.len);
+  bytes_free(&addr);
+  if (err) {
+    napi_throw_error(env, NULL, err);
+    free(err);
+  }
+  return NULL;
+}
+
+static napi_value js_accept_open(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint64_t id;
+  bool accept;
+  if (!get_args(env, info, 2, argv) || !get_id(env, argv[0], &id)) return NULL;
+  if (napi_get_value_bool(env, argv[1], &accept) != napi_ok)
+    return throw_type(env, "accept must be a boolean");
+  wsb_accept_open(id, accept);
+  return NULL;
+}
+
+static napi_value js_send(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint64_t id;
+  bytes_t data;
+  if (!get_args(env, info, 2, argv) || !get_id(env, argv[0], &id) ||
+      !get_bytes(env, argv[1], "data", &data))
+    return NULL;
+  wsb_send(id, data.is_text, (uint8_t *)data.data, data.len);
+  bytes_free(&data);
+  return NULL;
+}
+
+static napi_value js_send_to_channel(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bytes_t ch, data;
+  if (!get_args(env, info, 2, argv) || !get_bytes(env, argv[0], "channelName", &ch)) return NULL;
+  if (!get_bytes(env, argv[1], "data", &data)) {
+    bytes_free(&ch);
+    return NULL;
+  }
+  wsb_send_to_channel((uint8_t *)ch.data, ch.len, data.is_text, (uint8_t *)data.data, data.len);
+  bytes_free(&ch);
+  bytes_free(&data);
+  return NULL;
+}
+
+// js_membership implements subscribe and unsubscribe.
+static napi_value js_membership(napi_env env, napi_callback_info info, int subscribe) {
+  napi_value argv[2];
+  uint64_t id;
+  bytes_t ch;
+  if (!get_args(env, info, 2, argv) || !get_id(env, argv[0], &id) ||
+      !get_bytes(env, argv[1], "channelName", &ch))
+    return NULL;
+  int changed = subscribe ? wsb_subscribe(id, (uint8_t *)ch.data, ch.len)
+                          : wsb_unsubscribe(id, (uint8_t *)ch.data, ch.len);
+  bytes_free(&ch);
+  return make_bool(env, changed);
+}
+
+static napi_value js_subscribe(napi_env env, napi_callback_info info) {
+  return js_membership(env, info, 1);
+}
+
+static napi_value js_unsubscribe(napi_env env, napi_callback_info info) {
+  return js_membership(env, info, 0);
+}
+
+static napi_value js_set_token(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint64_t id;
+  bytes_t tok;
+  if (!get_args(env, info, 2, argv) || !get_id(env, argv[0], &id) ||
+      !get_bytes(env, argv[1], "token", &tok))
+    return NULL;
+  wsb_set_token(id, (uint8_t *)tok.data, tok.len);
+  bytes_free(&tok);
+  return NULL;
+}
+
+static napi_value js_copy_subscriptions(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bytes_t from, to;
+  if (!get_args(env, info, 2, argv) || !get_bytes(env, argv[0], "fromChannelName", &from))
+    return NULL;
+  if (!get_bytes(env, argv[1], "toChannelName", &to)) {
+    bytes_free(&from);
+    return NULL;
+  }
+  wsb_copy_subscriptions((uint8_t *)from.data, from.len, (uint8_t *)to.data, to.len);
+  bytes_free(&from);
+  bytes_free(&to);
+  return NULL;
+}
+
+static napi_value js_log(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t level;
+  napi_valuetype type;
+  bytes_t msg;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &level) != napi_ok)
+    return throw_type(env, "level must be a number");
+  if (napi_typeof(env, argv[1], &type) != napi_ok || type != napi_string)
+    return throw_type(env, "message must be a string");
+  if (!get_bytes(env, argv[1], "message", &msg)) return NULL;
+  wsb_log(level, (uint8_t *)msg.data, msg.len);
+  bytes_free(&msg);
+  return NULL;
+}
+
+static void free_env_state(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+NAPI_MODULE_INIT() {
+  env_state_t *st = calloc(1, sizeof *st);
+  if (!st || napi_set_instance_data(env, st, free_env_state, NULL) != napi_ok) {
+    free(st);
+    napi_throw_error(env, NULL, "wsbroker: cannot initialise the addon");
+    return NULL;
+  }
+  wsb_init(deliver);
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } fns[] = {
+      {"registerWorker", js_register_worker},
+      {"listen", js_listen},
+      {"acceptOpen", js_accept_open},
+      {"send", js_send},
+      {"sendToChannel", js_send_to_channel},
+      {"subscribe", js_subscribe},
+      {"unsubscribe", js_unsubscribe},
+      {"setToken", js_set_token},
+      {"copySubscriptions", js_copy_subscriptions},
+      {"log", js_log},
+  };
+  enum { COUNT = sizeof fns / sizeof fns[0] };
+  napi_property_descriptor props[COUNT];
+  for (size_t i = 0; i < COUNT; i++) {
+    props[i] = (napi_property_descriptor){fns[i].name, NULL, fns[i].fn, NULL,
+                                          NULL, NULL, napi_enumerable, NULL};
+  }
+  if (napi_define_properties(env, exports, COUNT, props) != napi_ok) return NULL;
+  return exports;
+}
