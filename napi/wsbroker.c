@@ -198,7 +198,8 @@ static int get_bytes(napi_env env, napi_value v, const char *what, bytes_t *b) {
   if (type == napi_string) {
     size_t n;
     if (napi_get_value_string_utf8(env, v, b->stack, sizeof b->stack, &n) != napi_ok) return 0;
-    if (n == sizeof b->stack - 1) {  // possibly cut short: fetch it whole
+    // V8 stops short of a character that does not fit, so a nearly full buffer may be cut short.
+    if (n + 4 >= sizeof b->stack) {
       if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return 0;
       b->heap = malloc(n + 1);
       if (!b->heap) {

@@ -1,0 +1,65 @@
+// The chat example: WSBroker on port 8080 runs the chat logic of worker.ts in worker threads, and
+// a small node:http server on port 3000 serves the browser client in example/client/.
+//   make example        (or: npm run build && node lib/example/example.js)
+// then open http://localhost:3000 in two browser tabs. WS_PORT and HTTP_PORT change the ports.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { start } from 'wsbroker';
+
+const WS_PORT = Number(process.env.WS_PORT ?? 8080);
+const HTTP_PORT = Number(process.env.HTTP_PORT ?? 3000);
+
+// This file runs as lib/example/example.js; the client files are served from the source tree.
+const clientDir = path.resolve(__dirname, '..', '..', 'example', 'client');
+
+const contentTypes: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+};
+
+function serveClient(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    return;
+  }
+  if (url.pathname === '/config.js') {
+    // Tells the page which port the WebSocket server listens on.
+    res.writeHead(200, { 'content-type': contentTypes['.js'], 'cache-control': 'no-store' });
+    res.end(`window.CHAT_WS_PORT = ${JSON.stringify(WS_PORT)};\n`);
+    return;
+  }
+  const file = path.resolve(clientDir, `.${url.pathname === '/' ? '/index.html' : decodeURIComponent(url.pathname)}`);
+  if (!file.startsWith(clientDir + path.sep)) {
+    res.writeHead(404).end('Not found');
+    return;
+  }
+  fs.readFile(file, (err, body) => {
+    if (err) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': contentTypes[path.extname(file)] ?? 'application/octet-stream' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+}
+
+async function main(): Promise<void> {
+  // worker.ts is compiled next to this file.
+  await start({ bind: `0.0.0.0:${WS_PORT}`, workerPath: path.join(__dirname, 'worker.js') });
+  const server = http.createServer(serveClient);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(HTTP_PORT, resolve);
+  });
+  console.log(`Chat example: open http://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT})`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,138 @@
+// Decoder for the event batches that the native addon hands to `dispatch`.
+//
+// A batch is one Buffer holding a sequence of events, little-endian, without padding:
+//
+//   event  = kind:u8  socketId:f64  token  body
+//   token  = len:u32, then len bytes; len = 0xFFFFFFFF means "no token" (no bytes follow)
+//   kind 1 open:   ip:str  url:str  headerCount:u32, then headerCount × (name:str value:str)
+//   kind 2 text:   data:str        (UTF-8, validated by the broker)
+//   kind 3 binary: data:bytes
+//   kind 4 close:  nothing more
+//   str / bytes = len:u32, then len bytes
+//
+// The batch is a single allocation owned by the addon and is only valid during the call, so
+// everything handed on is a copy: strings are decoded, tokens and binary data are copied into
+// Buffers of their own.
+
+/** Event kinds, as the first byte of every event. */
+export const enum EventKind {
+  Open = 1,
+  Text = 2,
+  Binary = 3,
+  Close = 4,
+}
+
+/** `len` value of a token that is absent. */
+export const NO_TOKEN = 0xffffffff;
+
+/** Receives the decoded events of a batch, one call per event, in batch order. */
+export interface BatchSink {
+  open(socketId: number, token: Buffer | undefined, ip: string, url: string, headers: Record<string, string>): void;
+  text(socketId: number, token: Buffer | undefined, data: string): void;
+  binary(socketId: number, token: Buffer | undefined, data: Buffer): void;
+  close(socketId: number, token: Buffer | undefined): void;
+}
+
+type FastBuffer = Buffer & { utf8Slice?: (start: number, end: number) => string };
+
+// Buffer#utf8Slice skips the argument juggling of Buffer#toString; fall back where it is missing.
+const utf8Slice: (buf: FastBuffer, start: number, end: number) => string =
+  typeof (Buffer.prototype as FastBuffer).utf8Slice === 'function'
+    ? (buf, start, end) => buf.utf8Slice!(start, end)
+    : (buf, start, end) => buf.toString('utf8', start, end);
+
+function copyOut(src: Buffer, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  if (end > start) src.copy(out, 0, start, end);
+  return out;
+}
+
+function truncated(offset: number, need: number, length: number): RangeError {
+  return new RangeError(`wsbroker: truncated event batch (need ${need} bytes at offset ${offset}, batch has ${length})`);
+}
+
+/**
+ * Walks `batch` and calls `sink` once per event. Returns the number of events delivered.
+ * Throws a RangeError on a malformed batch; the events before the bad one have been delivered.
+ * Exceptions thrown by `sink` propagate.
+ */
+export function decodeBatch(batch: Buffer, sink: BatchSink): number {
+  const length = batch.length;
+  const view = new DataView(batch.buffer, batch.byteOffset, length);
+  let off = 0;
+  let count = 0;
+
+  // Reads a u32 length at `off` and checks that that many bytes follow it.
+  const span = (): number => {
+    if (off + 4 > length) throw truncated(off, 4, length);
+    const len = view.getUint32(off, true);
+    off += 4;
+    if (off + len > length) throw truncated(off, len, length);
+    return len;
+  };
+  const str = (): string => {
+    const len = span();
+    const s = len === 0 ? '' : utf8Slice(batch, off, off + len);
+    off += len;
+    return s;
+  };
+
+  while (off < length) {
+    const start = off;
+    if (off + 13 > length) throw truncated(off, 13, length);
+    const kind = view.getUint8(off);
+    const socketId = view.getFloat64(off + 1, true);
+    off += 9;
+
+    let token: Buffer | undefined;
+    const tokenLen = view.getUint32(off, true);
+    off += 4;
+    if (tokenLen !== NO_TOKEN) {
+      if (off + tokenLen > length) throw truncated(off, tokenLen, length);
+      token = copyOut(batch, off, off + tokenLen);
+      off += tokenLen;
+    }
+
+    switch (kind) {
+      case EventKind.Text: {
+        sink.text(socketId, token, str());
+        break;
+      }
+      case EventKind.Binary: {
+        const len = span();
+        const data = copyOut(batch, off, off + len);
+        off += len;
+        sink.binary(socketId, token, data);
+        break;
+      }
+      case EventKind.Close: {
+        sink.close(socketId, token);
+        break;
+      }
+      case EventKind.Open: {
+        const ip = str();
+        const url = str();
+        if (off + 4 > length) throw truncated(off, 4, length);
+        const headerCount = view.getUint32(off, true);
+        off += 4;
+        const headers: Record<string, string> = {};
+        for (let i = 0; i < headerCount; i++) {
+          const name = str();
+          const value = str();
+          if (name === '__proto__') {
+            // A plain assignment would try to set the prototype; keep it as an ordinary key.
+            Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
+          } else {
+            headers[name] = value;
+          }
+        }
+        sink.open(socketId, token, ip, url, headers);
+        break;
+      }
+      default:
+        throw new RangeError(`wsbroker: unknown event kind ${kind} at offset ${start} of an event batch`);
+    }
+    count++;
+  }
+  return count;
+}

@@ -1,0 +1,564 @@
+// The public API of WSBroker (CommonJS entry; index.mts re-exports it for ES modules).
+//
+// Go owns the connections, channels and tokens; this file validates arguments, hands calls to the
+// native addon, decodes the event batches the addon delivers to each registered thread and calls
+// the handlers, and, on the main thread, spawns and supervises the worker threads of start().
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as util from 'node:util';
+import { Worker, isMainThread, threadId } from 'node:worker_threads';
+import { decodeBatch, type BatchSink } from './batch.cjs';
+import { loadNative } from './load.cjs';
+import { HANDLER_NAMES, importWorkerModule, loadError } from './module.cjs';
+import { HandlerBit, LogLevel, type NativeBytes } from './native.cjs';
+import type { WorkerData, WorkerMessage } from './worker.cjs';
+
+const native = loadNative();
+
+/**
+ * Starts a WebSocket server on `options.bind` and, when `options.workerPath` is given, the worker
+ * threads that run the handlers of that module.
+ *
+ * Notes:
+ * - Several servers can run at once on different addresses: call `start` once per address. They
+ *   share one broker state (channels, subscriptions, tokens) and one pool of workers; a `start`
+ *   with a `workerPath` adds its workers to that pool, one without uses the pool as it is.
+ * - Without `workerPath`, a worker must already be registered: an earlier `start` with a
+ *   `workerPath`, or `registerWorkerThread` called on the main thread. A `registerWorkerThread`
+ *   call made in a `Worker` that `start` did not spawn cannot be seen from the main thread and does
+ *   not count for this check.
+ * - Each connection is pinned, when it arrives, to one worker (round-robin); all its events reach
+ *   that worker, in order. A spawned worker that exits or crashes is replaced by a new one running
+ *   the same module, and its connections are handed to the live workers; a module that keeps
+ *   crashing is restarted with a growing delay (100 ms doubling up to 30 s), and every death is
+ *   logged.
+ * - A listening server keeps the Node.js process alive, like an `http.Server`.
+ *
+ * @param options - What to start:
+ * - `bind`: required. The address to listen on, `host:port` as Go's `net.Listen` takes it
+ *   (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`).
+ * - `workerPath`: optional. The worker module, absolute or relative to `process.cwd()`; an ES module
+ *   or a CommonJS module exporting any of the `WorkerInterface` handlers (for CommonJS, on
+ *   `module.exports`). It is imported in every worker thread and the handlers it exports are
+ *   registered there.
+ * - `threads`: optional. How many worker threads to spawn for `workerPath`, default
+ *   `Math.max(os.cpus().length, 4)`. With `0`, the module is imported and registered on the main
+ *   thread and no worker thread is spawned (its handlers stay registered even if `start` then
+ *   fails to listen).
+ * @returns A Promise that resolves once the workers of this call are ready and the address is
+ * listening.
+ * @throws {TypeError} (a rejection) when `options` is not an object, `bind` is not a string,
+ * `threads` is present but not a non-negative integer, or `workerPath` is present but not a string.
+ * @throws {Error} (a rejection) when the worker module cannot be imported (the message names its
+ * path, `cause` is the original error; the workers of this call are stopped and nothing listens);
+ * when no `workerPath` is given and no worker is registered (`At least one worker must be
+ * registered before starting the server`); when the address cannot be listened on (the message
+ * names the address and the reason, e.g. the port is in use; the workers of this call are stopped).
+ */
+export async function start(options: { bind: string; workerPath?: string; threads?: number }): Promise<void> {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`start: options must be an object like { bind: '127.0.0.1:8080' }, got ${describe(options)}`);
+  }
+  const { bind, workerPath, threads } = options;
+  if (typeof bind !== 'string') {
+    throw new TypeError(`start: options.bind must be a string like '127.0.0.1:8080', got ${describe(bind)}`);
+  }
+  if (threads !== undefined && (typeof threads !== 'number' || !Number.isSafeInteger(threads) || threads < 0)) {
+    throw new TypeError(`start: options.threads must be a non-negative integer, got ${describe(threads)}`);
+  }
+  if (workerPath !== undefined && typeof workerPath !== 'string') {
+    throw new TypeError(`start: options.workerPath must be a string, got ${describe(workerPath)}`);
+  }
+
+  let spawned: WorkerSlot[] = [];
+  if (workerPath !== undefined) {
+    const absPath = path.resolve(process.cwd(), workerPath);
+    const count = threads ?? Math.max(os.cpus().length, 4);
+    if (count === 0) {
+      let exported: WorkerInterface;
+      try {
+        exported = await importWorkerModule(absPath);
+      } catch (err) {
+        throw loadError(absPath, err);
+      }
+      try {
+        registerWorkerThread(exported);
+      } catch (err) {
+        throw loadError(absPath, err);
+      }
+    } else {
+      spawned = Array.from({ length: count }, () => new WorkerSlot(absPath));
+      const started = await Promise.allSettled(spawned.map((slot) => slot.launch()));
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) {
+        await retireAll(spawned);
+        throw loadError(absPath, failed.reason);
+      }
+    }
+  } else if (!mainThreadRegistered && liveSlots.size === 0) {
+    throw new Error('At least one worker must be registered before starting the server');
+  }
+
+  try {
+    native.listen(bind);
+  } catch (err) {
+    await retireAll(spawned);
+    throw err;
+  }
+}
+
+/**
+ * The handlers a worker module exports, or passes to `registerWorkerThread`. Every handler is
+ * optional: an event without a handler is skipped (a connection without `handleOpen` is accepted).
+ * Handlers may be `async`. A handler that throws, or whose promise rejects, is logged with its
+ * stack; the other events are still delivered and the server carries on.
+ */
+export interface WorkerInterface {
+  /**
+   * Called when a client asks to open a WebSocket connection, before the upgrade is answered.
+   * `ip` is the peer address without port (IPv4 as a dotted quad, also on dual-stack listeners);
+   * `headers` holds the request headers with lower-case names, `origin` among them (the broker
+   * checks no origin: decide here). Returning `false`, throwing, or returning a promise that
+   * resolves to `false` or rejects refuses the connection with HTTP 403; anything else accepts it,
+   * once the promise (if any) has settled. The socket id is live during this call: `setToken`,
+   * `subscribe` and `send` work here, and what was sent is written once the upgrade completes
+   * (dropped if the connection is refused).
+   */
+  handleOpen?: (socketId: number, ip: string, headers: Record<string, string>) => boolean | void | Promise<boolean | void>;
+  /**
+   * Called for every text message a client sends, with the message as a string. `token` is the
+   * connection's token as a `Buffer` (the one set when the event was queued), `undefined` when none
+   * is set.
+   */
+  handleTextMessage?: (data: string, socketId: number, token?: Buffer) => void | Promise<void>;
+  /**
+   * Called for every binary message a client sends, with the message as a `Buffer` of its own.
+   * `token` as for `handleTextMessage`.
+   */
+  handleBinaryMessage?: (data: Buffer, socketId: number, token?: Buffer) => void | Promise<void>;
+  /**
+   * Called exactly once for every accepted connection when it has ended, whatever ended it. By then
+   * the socket is in no channel and sends to it are no-ops. `token` as for `handleTextMessage`.
+   */
+  handleClose?: (socketId: number, token?: Buffer) => void | Promise<void>;
+}
+
+/**
+ * Registers the calling thread as a worker: the broker delivers events of the connections pinned
+ * to this thread to the given handlers. `start` with a `workerPath` does this in every thread it
+ * spawns, so this is only needed to handle events in a thread of your own (the main thread, or a
+ * `Worker` you created). Calling it again on the same thread replaces the handlers.
+ *
+ * @param worker - An object with any of the `WorkerInterface` handlers.
+ * @throws {TypeError} when `worker` is not an object, or one of its handlers is present but not a
+ * function.
+ */
+export function registerWorkerThread(worker: WorkerInterface): void {
+  if (worker === null || (typeof worker !== 'object' && typeof worker !== 'function')) {
+    throw new TypeError(`registerWorkerThread: worker must be an object with handler functions, got ${describe(worker)}`);
+  }
+  let mask = 0;
+  for (const name of HANDLER_NAMES) {
+    const fn = worker[name];
+    if (fn === undefined) continue;
+    if (typeof fn !== 'function') {
+      throw new TypeError(`registerWorkerThread: worker.${name} must be a function, got ${describe(fn)}`);
+    }
+    mask |= HANDLER_BITS[name];
+  }
+  const previous = handlers;
+  handlers = {
+    handleOpen: worker.handleOpen,
+    handleTextMessage: worker.handleTextMessage,
+    handleBinaryMessage: worker.handleBinaryMessage,
+    handleClose: worker.handleClose,
+  };
+  try {
+    native.registerWorker(dispatch, mask);
+  } catch (err) {
+    handlers = previous;
+    throw err;
+  }
+  if (isMainThread) mainThreadRegistered = true;
+}
+
+/**
+ * Sends a message to one connection: a string as a text frame, bytes as a binary frame. An unknown
+ * or closed socket id is a silent no-op. The message is queued on the socket and written without
+ * blocking this thread.
+ *
+ * @param socketId - The connection's socket id, as the handlers receive it.
+ * @param data - The message: a string (sent as UTF-8 text) or bytes (`Buffer`, any typed array or
+ * `DataView`, honouring its offset and length, `ArrayBuffer`, `SharedArrayBuffer`).
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `data` is none of the
+ * types above.
+ */
+export function send(socketId: number, data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
+  checkSocketId(socketId, 'send');
+  native.send(socketId, typeof data === 'string' ? data : toBytes(data, 'send', 'data'));
+}
+
+/**
+ * Sends a message to every connection subscribed to a channel, once each: a string as a text
+ * frame, bytes as a binary frame. A channel without subscribers is a silent no-op.
+ *
+ * @param channelName - The channel: a string or bytes; a string and its UTF-8 bytes name the same
+ * channel.
+ * @param data - The message, as for `send`.
+ * @throws {TypeError} when `channelName` or `data` is not a string, `ArrayBuffer`,
+ * `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function sendToChannel(
+  channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+  data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+): void {
+  native.sendToChannel(
+    typeof channelName === 'string' ? channelName : toBytes(channelName, 'sendToChannel', 'channelName'),
+    typeof data === 'string' ? data : toBytes(data, 'sendToChannel', 'data'),
+  );
+}
+
+/**
+ * Subscribes a connection to a channel. It takes effect before this returns: a `sendToChannel`
+ * right after it reaches the connection. A connection leaves all its channels when it closes.
+ *
+ * @param socketId - The connection's socket id.
+ * @param channelName - The channel: a string or bytes, as for `sendToChannel`.
+ * @returns `true` if the subscription was added; `false` if the connection was already subscribed,
+ * or if the socket is unknown or closed (nothing is stored then).
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `channelName` is not a
+ * string, `ArrayBuffer`, `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function subscribe(socketId: number, channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): boolean {
+  checkSocketId(socketId, 'subscribe');
+  return native.subscribe(
+    socketId,
+    typeof channelName === 'string' ? channelName : toBytes(channelName, 'subscribe', 'channelName'),
+  );
+}
+
+/**
+ * Unsubscribes a connection from a channel.
+ *
+ * @param socketId - The connection's socket id.
+ * @param channelName - The channel: a string or bytes, as for `sendToChannel`.
+ * @returns `true` if the subscription was removed, `false` if the connection was not subscribed.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `channelName` is not a
+ * string, `ArrayBuffer`, `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function unsubscribe(socketId: number, channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): boolean {
+  checkSocketId(socketId, 'unsubscribe');
+  return native.unsubscribe(
+    socketId,
+    typeof channelName === 'string' ? channelName : toBytes(channelName, 'unsubscribe', 'channelName'),
+  );
+}
+
+/**
+ * Attaches a token (for instance who the user is, once authenticated) to a connection, replacing
+ * the previous one. It is passed, as a `Buffer`, with every later event of that connection,
+ * `handleClose` included. An unknown or closed socket id is a silent no-op.
+ *
+ * @param socketId - The connection's socket id.
+ * @param token - The token: a string (stored as its UTF-8) or bytes.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `token` is not a
+ * string, `ArrayBuffer`, `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function setToken(socketId: number, token: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
+  checkSocketId(socketId, 'setToken');
+  native.setToken(socketId, typeof token === 'string' ? token : toBytes(token, 'setToken', 'token'));
+}
+
+/**
+ * Subscribes every connection that is subscribed to one channel to another channel as well. This
+ * is a one-time copy, not a live alias: later changes to either channel do not affect the other.
+ *
+ * @param fromChannelName - The channel whose subscribers are copied.
+ * @param toChannelName - The channel they are added to.
+ * @throws {TypeError} when a channel name is not a string, `ArrayBuffer`, `SharedArrayBuffer` or
+ * `ArrayBufferView`.
+ */
+export function copySubscriptions(
+  fromChannelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+  toChannelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+): void {
+  native.copySubscriptions(
+    typeof fromChannelName === 'string' ? fromChannelName : toBytes(fromChannelName, 'copySubscriptions', 'fromChannelName'),
+    typeof toChannelName === 'string' ? toChannelName : toBytes(toChannelName, 'copySubscriptions', 'toChannelName'),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks.
+
+function describe(value: unknown): string {
+  switch (typeof value) {
+    case 'undefined':
+      return 'undefined';
+    case 'string':
+      return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return `${typeof value} ${String(value)}`;
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return 'a symbol';
+    default: {
+      if (value === null) return 'null';
+      const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+      if (typeof name !== 'string' || name === '' || name === 'Object') return 'an object';
+      return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`;
+    }
+  }
+}
+
+function checkSocketId(socketId: unknown, fn: string): void {
+  if (typeof socketId !== 'number' || !Number.isSafeInteger(socketId) || socketId < 1) {
+    throw new TypeError(`${fn}: socketId must be an integer from 1 to 2^53-1, got ${describe(socketId)}`);
+  }
+}
+
+/** Bytes in a form the addon takes (a SharedArrayBuffer is viewed through a Uint8Array). */
+function toBytes(value: unknown, fn: string, what: string): NativeBytes {
+  if (typeof value === 'object' && value !== null) {
+    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
+    if (value instanceof SharedArrayBuffer) return new Uint8Array(value);
+    // Buffers of another realm (vm contexts) fail instanceof.
+    if (util.types.isArrayBuffer(value)) return value;
+    if (util.types.isSharedArrayBuffer(value)) return new Uint8Array(value);
+  }
+  throw new TypeError(
+    `${fn}: ${what} must be a string, an ArrayBuffer, a SharedArrayBuffer or an ArrayBufferView (Buffer, typed array, DataView), got ${describe(value)}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event delivery on this thread.
+
+const HANDLER_BITS: Record<(typeof HANDLER_NAMES)[number], number> = {
+  handleOpen: HandlerBit.Open,
+  handleTextMessage: HandlerBit.Text,
+  handleBinaryMessage: HandlerBit.Binary,
+  handleClose: HandlerBit.Close,
+};
+
+/** The handlers registered on this thread. */
+let handlers: WorkerInterface | undefined;
+/** Whether registerWorkerThread succeeded on the main thread (only meaningful there). */
+let mainThreadRegistered = false;
+
+function errorText(err: unknown): string {
+  if (err instanceof Error && typeof err.stack === 'string') return err.stack;
+  return util.inspect(err);
+}
+
+function logError(message: string): void {
+  try {
+    native.log(LogLevel.Error, message);
+  } catch {
+    // Nothing better to do: logging must never take the server down.
+  }
+}
+
+function logHandlerError(handler: string, socketId: number, err: unknown): void {
+  logError(`${handler} failed for socket ${socketId} (worker thread ${threadId}): ${errorText(err)}`);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+function acceptOpen(socketId: number, accept: boolean): void {
+  try {
+    native.acceptOpen(socketId, accept);
+  } catch (err) {
+    logError(`acceptOpen failed for socket ${socketId}: ${errorText(err)}`);
+  }
+}
+
+/** Watches the promise an async handler returned, so that a rejection is logged. */
+function watch(result: PromiseLike<unknown>, handler: string, socketId: number): void {
+  Promise.resolve(result).then(undefined, (err: unknown) => logHandlerError(handler, socketId, err));
+}
+
+const sink: BatchSink = {
+  open(socketId, _token, ip, _url, headers) {
+    const fn = handlers?.handleOpen;
+    if (fn === undefined) {
+      acceptOpen(socketId, true);
+      return;
+    }
+    let verdict: unknown;
+    try {
+      verdict = fn(socketId, ip, headers);
+    } catch (err) {
+      logHandlerError('handleOpen', socketId, err);
+      acceptOpen(socketId, false);
+      return;
+    }
+    if (isThenable(verdict)) {
+      Promise.resolve(verdict).then(
+        (value) => acceptOpen(socketId, value !== false),
+        (err: unknown) => {
+          logHandlerError('handleOpen', socketId, err);
+          acceptOpen(socketId, false);
+        },
+      );
+    } else {
+      acceptOpen(socketId, verdict !== false);
+    }
+  },
+  text(socketId, token, data) {
+    const fn = handlers?.handleTextMessage;
+    if (fn === undefined) return;
+    try {
+      const result = fn(data, socketId, token);
+      if (result !== undefined && isThenable(result)) watch(result, 'handleTextMessage', socketId);
+    } catch (err) {
+      logHandlerError('handleTextMessage', socketId, err);
+    }
+  },
+  binary(socketId, token, data) {
+    const fn = handlers?.handleBinaryMessage;
+    if (fn === undefined) return;
+    try {
+      const result = fn(data, socketId, token);
+      if (result !== undefined && isThenable(result)) watch(result, 'handleBinaryMessage', socketId);
+    } catch (err) {
+      logHandlerError('handleBinaryMessage', socketId, err);
+    }
+  },
+  close(socketId, token) {
+    const fn = handlers?.handleClose;
+    if (fn === undefined) return;
+    try {
+      const result = fn(socketId, token);
+      if (result !== undefined && isThenable(result)) watch(result, 'handleClose', socketId);
+    } catch (err) {
+      logHandlerError('handleClose', socketId, err);
+    }
+  },
+};
+
+/** Called by the addon on this thread with a batch of events. Never throws. */
+function dispatch(batch: Buffer): void {
+  try {
+    decodeBatch(batch, sink);
+  } catch (err) {
+    logError(`wsbroker: dropped the rest of an event batch (worker thread ${threadId}): ${errorText(err)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker threads spawned by start() (main thread side).
+
+const WORKER_ENTRY = path.join(__dirname, 'worker.cjs');
+const FAST_DEATH_MS = 1000;
+const FIRST_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 30_000;
+
+/** The standard error types, to rebuild an error that a worker reported by name. */
+const ERROR_TYPES: Record<string, ErrorConstructor> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+/** Spawned workers that are running or being replaced: the pool that start() can count on. */
+const liveSlots = new Set<WorkerSlot>();
+
+/** Stops the given workers for good and waits until they are gone. */
+async function retireAll(slots: WorkerSlot[]): Promise<void> {
+  await Promise.all(slots.map((slot) => slot.retire()));
+}
+
+/**
+ * One place in the pool: runs a Worker on the module and, once that worker has been ready, keeps
+ * replacing it whenever it dies, until retired.
+ */
+class WorkerSlot {
+  private worker: Worker | undefined;
+  private retired = false;
+  private readyAt = 0;
+  private backoff = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly modulePath: string) {}
+
+  /** Spawns the worker; resolves when it is ready, rejects with the reason it could not be. */
+  launch(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const data: WorkerData = { modulePath: this.modulePath };
+      const worker = new Worker(WORKER_ENTRY, { workerData: data });
+      this.worker = worker;
+      const id = worker.threadId;
+      let ready = false;
+      let failure: unknown;
+      worker.on('message', (msg: WorkerMessage) => {
+        if (msg?.type === 'ready' && !ready) {
+          ready = true;
+          this.readyAt = Date.now();
+          liveSlots.add(this);
+          resolve();
+        } else if (msg?.type === 'failed' && !ready) {
+          const Ctor = ERROR_TYPES[msg.error.name] ?? Error;
+          const cause = new Ctor(msg.error.message);
+          if (cause.name !== msg.error.name) cause.name = msg.error.name;
+          if (msg.error.stack !== undefined) cause.stack = msg.error.stack;
+          failure = cause;
+          reject(cause);
+          void worker.terminate();
+        }
+      });
+      worker.on('error', (err) => {
+        failure ??= err;
+        if (!ready) reject(err);
+      });
+      worker.on('exit', (code) => {
+        if (this.worker === worker) this.worker = undefined;
+        if (!ready) {
+          reject(failure ?? new Error(`worker thread ${id} exited with code ${code} before it was ready`));
+          return;
+        }
+        if (this.retired) return;
+        const why = failure !== undefined ? `uncaught exception: ${errorText(failure)}` : `exit code ${code}`;
+        this.replace(`worker thread ${id} (${this.modulePath}) died (${why})`, Date.now() - this.readyAt < FAST_DEATH_MS);
+      });
+    });
+  }
+
+  /** Schedules a new worker after one died (or failed to start while being replaced). */
+  private replace(what: string, fast: boolean): void {
+    this.backoff = fast ? Math.min(this.backoff === 0 ? FIRST_BACKOFF_MS : this.backoff * 2, MAX_BACKOFF_MS) : 0;
+    logError(`wsbroker: ${what}; starting a new worker${this.backoff > 0 ? ` in ${this.backoff} ms` : ''}`);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.retired) return;
+      this.launch().then(undefined, (err: unknown) => {
+        if (this.retired) return;
+        this.replace(`a new worker for ${this.modulePath} failed to start: ${errorText(err)}`, true);
+      });
+    }, this.backoff);
+  }
+
+  /** Stops this slot for good: no more replacements; resolves once the worker has exited. */
+  async retire(): Promise<void> {
+    this.retired = true;
+    liveSlots.delete(this);
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker !== undefined) await worker.terminate();
+  }
+}

@@ -1,0 +1,285 @@
+// Shared by the end-to-end tests: free ports, servers in child processes, WebSocket clients.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const fixture = (name) => path.join(root, 'test', 'fixtures', name);
+
+/** A TCP port that was free a moment ago (bind 127.0.0.1:0, read the port, close). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Rejects after `ms` with a message saying what was awaited. */
+export function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A node child process whose output is collected: `lines` (stdout lines), `stderr` (all of it),
+ * `waitForLine(re)`, `exited` (a promise of { code, signal }).
+ */
+export class Child {
+  constructor(args, { env = {}, cwd = root } = {}) {
+    this.proc = spawn(process.execPath, args, {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.lines = [];
+    this.stderr = '';
+    this.waiters = [];
+    let partial = '';
+    this.proc.stdout.setEncoding('utf8');
+    this.proc.stdout.on('data', (chunk) => {
+      partial += chunk;
+      let nl;
+      while ((nl = partial.indexOf('\n')) >= 0) {
+        const line = partial.slice(0, nl);
+        partial = partial.slice(nl + 1);
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => !w(line));
+      }
+    });
+    this.proc.stderr.setEncoding('utf8');
+    this.proc.stderr.on('data', (chunk) => {
+      this.stderr += chunk;
+      this.waiters = this.waiters.filter((w) => !w(null));
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => {
+        this.exitStatus = { code, signal };
+        resolve(this.exitStatus);
+        this.waiters = this.waiters.filter((w) => !w(undefined));
+      });
+    });
+  }
+
+  /** Resolves with the first stdout line (past or future) matching `re`. */
+  waitForLine(re, ms = 20_000) {
+    const found = this.lines.find((l) => re.test(l));
+    if (found !== undefined) return Promise.resolve(found);
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        this.waiters.push((line) => {
+          if (line === undefined) {
+            reject(new Error(`child exited (${JSON.stringify(this.exitStatus)}) before printing ${re}\nstdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`));
+            return true;
+          }
+          if (line !== null && re.test(line)) {
+            resolve(line);
+            return true;
+          }
+          return false;
+        });
+      }),
+      ms,
+      `a line matching ${re} from the child (stderr so far:\n${this.stderr})`,
+    );
+  }
+
+  /** Resolves once stderr contains `text` (a string or RegExp). */
+  waitForStderr(text, ms = 10_000) {
+    const has = () => (typeof text === 'string' ? this.stderr.includes(text) : text.test(this.stderr));
+    if (has()) return Promise.resolve();
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        this.waiters.push((line) => {
+          if (has()) {
+            resolve();
+            return true;
+          }
+          if (line === undefined) {
+            reject(new Error(`child exited before its stderr contained ${text}`));
+            return true;
+          }
+          return false;
+        });
+      }),
+      ms,
+      `${text} on the child's stderr (stderr so far:\n${this.stderr})`,
+    );
+  }
+
+  /** Ends the child (SIGTERM, then SIGKILL) and waits for it. */
+  async stop() {
+    if (this.exitStatus) return this.exitStatus;
+    this.proc.kill('SIGTERM');
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    const status = await this.exited;
+    clearTimeout(t);
+    return status;
+  }
+}
+
+/**
+ * Starts test/fixtures/server.mjs with `config` ({ servers: [{ bind, workerPath, threads }],
+ * registerMain }) and waits until every server listens. Resolves with the Child.
+ */
+export async function startServer(config, { env = {} } = {}) {
+  const child = new Child([fixture('server.mjs'), JSON.stringify(config)], { env: { WSBROKER_LOG: 'warn', ...env } });
+  try {
+    await child.waitForLine(/^listening\b/, 30_000);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  return child;
+}
+
+/**
+ * A WebSocket client (the `ws` package) that records every message: `messages` holds
+ * { text } for text frames and { binary: Buffer } for binary ones; `next(pred)` takes the next
+ * unconsumed message, waiting for it; JSON text messages also have `json`.
+ */
+export class Client {
+  static connect(port, { headers, origin, host = '127.0.0.1', path: urlPath = '/' } = {}) {
+    const ws = new WebSocket(`ws://${host}:${port}${urlPath}`, { headers, origin, maxPayload: 64 * 1024 * 1024 });
+    const client = new Client(ws);
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        ws.once('open', () => resolve(client));
+        ws.once('unexpected-response', (_req, res) => {
+          const err = new Error(`upgrade refused with HTTP ${res.statusCode}`);
+          err.statusCode = res.statusCode;
+          res.resume();
+          reject(err);
+        });
+        ws.once('error', reject);
+      }),
+      10_000,
+      `the WebSocket upgrade on port ${port}`,
+    );
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.messages = [];
+    this.consumed = 0;
+    this.waiters = new Set();
+    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.on('message', (data, isBinary) => {
+      let msg;
+      if (isBinary) msg = { binary: Buffer.from(data) };
+      else {
+        msg = { text: data.toString('utf8') };
+        try {
+          msg.json = JSON.parse(msg.text);
+        } catch {
+          // not JSON
+        }
+      }
+      this.messages.push(msg);
+      for (const w of [...this.waiters]) w();
+    });
+    ws.on('close', () => {
+      for (const w of [...this.waiters]) w();
+    });
+  }
+
+  send(data) {
+    this.ws.send(data);
+  }
+
+  /** Sends a JSON command to the fixture worker. */
+  cmd(obj) {
+    this.ws.send(JSON.stringify(obj));
+  }
+
+  /**
+   * The next message not yet taken whose json matches `pred` (or any message without `pred`);
+   * earlier non-matching messages stay available to later calls.
+   */
+  next(pred = () => true, ms = 10_000, what = 'a message') {
+    const find = () => {
+      for (let i = this.consumed; i < this.messages.length; i++) {
+        const m = this.messages[i];
+        if (!m.taken && pred(m)) {
+          m.taken = true;
+          while (this.consumed < this.messages.length && this.messages[this.consumed].taken) this.consumed++;
+          return m;
+        }
+      }
+      return undefined;
+    };
+    const now = find();
+    if (now) return Promise.resolve(now);
+    let waiter;
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        waiter = () => {
+          const m = find();
+          if (m) {
+            this.waiters.delete(waiter);
+            resolve(m);
+          } else if (this.ws.readyState === WebSocket.CLOSED) {
+            this.waiters.delete(waiter);
+            reject(new Error(`socket closed while waiting for ${what}`));
+          }
+        };
+        this.waiters.add(waiter);
+      }),
+      ms,
+      what,
+    ).finally(() => this.waiters.delete(waiter));
+  }
+
+  /** The next message whose JSON has `type`. */
+  nextType(type, ms) {
+    return this.next((m) => m.json?.type === type, ms, `a message of type ${type}`).then((m) => m.json);
+  }
+
+  /** Sends a command and waits for the reply of type `reply`. */
+  async ask(obj, reply = obj.op) {
+    this.cmd(obj);
+    return this.nextType(reply);
+  }
+
+  close() {
+    this.ws.close();
+    return this.closed;
+  }
+
+  terminate() {
+    this.ws.terminate();
+  }
+}
+
+/** Connects, expecting a refusal; resolves with the HTTP status code. */
+export async function refusedStatus(port, options) {
+  try {
+    const c = await Client.connect(port, options);
+    c.terminate();
+  } catch (err) {
+    if (err.statusCode) return err.statusCode;
+    throw err;
+  }
+  throw new Error('the connection was accepted');
+}
+
+/** Resolves true if something accepts TCP connections on 127.0.0.1:port. */
+export function isListening(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,79 @@
+// start() failures: argument checks, nothing registered, addresses that cannot be listened on,
+// worker modules that cannot be loaded. Run in one child process (test/fixtures/start-errors.mjs),
+// which must exit by itself afterwards: failed starts leave no worker and no listener behind.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import path from 'node:path';
+import { Child, fixture, freePort, isListening, root, withTimeout } from './helpers.mjs';
+
+test('start() rejects with the right errors and leaves nothing behind', { timeout: 60_000 }, async (t) => {
+  const blocker = net.createServer();
+  await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => blocker.close());
+  const inUse = blocker.address().port;
+  const free = [await freePort(), await freePort(), await freePort()];
+
+  const child = new Child([fixture('start-errors.mjs'), JSON.stringify({ inUse, free })]);
+  t.after(() => child.stop());
+  await child.waitForLine(/^done$/, 45_000);
+  const results = {};
+  for (const line of child.lines) {
+    const m = /^result (.+?) (\{.*\})$/.exec(line);
+    if (m) results[m[1]] = JSON.parse(m[2]);
+  }
+
+  const noWorker = { name: 'Error', message: 'At least one worker must be registered before starting the server', cause: null };
+  assert.deepEqual(results['no worker'], noWorker);
+  assert.deepEqual(results['no worker, after failures'], noWorker);
+
+  for (const name of [
+    'no options',
+    'null options',
+    'string options',
+    'missing bind',
+    'numeric bind',
+    'negative threads',
+    'fractional threads',
+    'string threads',
+    'NaN threads',
+    'numeric workerPath',
+  ]) {
+    assert.equal(results[name]?.name, 'TypeError', `${name}: ${JSON.stringify(results[name])}`);
+    assert.ok(!results[name].sync, `${name}: a rejection, not a synchronous throw`);
+  }
+  assert.match(results['missing bind'].message, /bind/);
+  assert.match(results['negative threads'].message, /threads/);
+  assert.match(results['numeric workerPath'].message, /workerPath/);
+
+  assert.equal(results['port in use'].name, 'Error');
+  assert.ok(results['port in use'].message.includes(`127.0.0.1:${inUse}`), results['port in use'].message);
+  assert.equal(results['bad bind'].name, 'Error');
+  assert.ok(results['bad bind'].message.includes('no port here'), results['bad bind'].message);
+  assert.equal(results['port out of range'].name, 'Error');
+  assert.ok(results['port out of range'].message.includes('99999'), results['port out of range'].message);
+
+  const broken = fixture('broken-worker.mjs');
+  for (const name of ['broken module, threads 2', 'broken module, threads 0']) {
+    const r = results[name];
+    assert.equal(r.name, 'Error', name);
+    assert.ok(r.message.includes(broken), `${name}: names the path: ${r.message}`);
+    assert.ok(r.message.includes('this worker module is broken on purpose'), `${name}: includes the cause: ${r.message}`);
+    assert.equal(r.cause?.message, 'this worker module is broken on purpose', name);
+  }
+  const missing = results['missing module'];
+  assert.ok(missing.message.includes(path.join(root, 'test/fixtures/does-not-exist.mjs')), missing.message);
+  assert.ok(missing.cause, 'missing module: has a cause');
+  const badHandler = results['handler not a function'];
+  assert.ok(badHandler.message.includes(fixture('bad-handler-worker.mjs')), badHandler.message);
+  assert.equal(badHandler.cause?.name, 'TypeError');
+  assert.match(badHandler.message, /handleTextMessage must be a function/);
+
+  // No half-started server: the addresses of the failed starts are not listening.
+  for (const port of free) assert.equal(await isListening(port), false, `port ${port} is not listening`);
+
+  // And nothing keeps the process alive: once its stdin closes, it exits by itself.
+  child.proc.stdin.end();
+  const status = await withTimeout(child.exited, 10_000, 'the start-errors child to exit by itself');
+  assert.deepEqual(status, { code: 0, signal: null }, child.stderr);
+});
