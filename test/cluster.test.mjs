@@ -34,6 +34,25 @@ test('two listeners share channels, tokens and the worker pool', async (t) => {
   await a.next((m) => m.text === 'via b-made');
 });
 
+test('bind takes [::1]:port and localhost:port; the peer ip of an IPv6 client is ::1', async (t) => {
+  const [p1, p2] = [await freePort(), await freePort()];
+  const server = await startServer({
+    servers: [{ bind: `[::1]:${p1}`, workerPath: fixture('worker.mjs'), threads: 1 }, { bind: `localhost:${p2}` }],
+  });
+  const clients = [];
+  t.after(async () => {
+    for (const c of clients) c.terminate();
+    await server.stop();
+  });
+  const v6 = await Client.connect(p1, { host: '[::1]', headers: { 'x-report-open': '1' } });
+  const named = await Client.connect(p2, { host: 'localhost' });
+  clients.push(v6, named);
+  assert.equal((await v6.nextType('open')).ip, '::1');
+  assert.equal((await v6.ask({ op: 'sub', ch: 'v6' })).result, true);
+  named.cmd({ op: 'pub', ch: 'v6', data: 'across address families' });
+  await v6.next((m) => m.text === 'across address families');
+});
+
 test('two listeners each with their own workerPath and module kind (ESM and CommonJS)', async (t) => {
   const [p1, p2] = [await freePort(), await freePort()];
   const server = await startServer({
