@@ -21,22 +21,28 @@ import (
 )
 
 const (
-	defaultMaxPayload = 16 << 20
-	regShards         = 64
-	chanShards        = 32
+	defaultMaxPayload  = 16 << 20
+	defaultOpenTimeout = 10 * time.Second
+	regShards          = 64
+	chanShards         = 32
 )
 
 // Options configures a Broker.
 type Options struct {
 	Logger     zerolog.Logger // where the broker logs
 	MaxPayload int            // largest message (after reassembly) accepted; 0 means 16 MiB; larger closes with 1009
+	// OpenTimeout bounds the wait for Accept after Open; past it the upgrade is refused with 503
+	// (a handler that never answers, or whose thread died, must not hold the client forever).
+	// 0 means 10 s.
+	OpenTimeout time.Duration
 }
 
 // Broker accepts WebSocket connections on any number of listeners and routes frames to them.
 type Broker struct {
-	h          Handler
-	log        zerolog.Logger
-	maxPayload int64
+	h           Handler
+	log         zerolog.Logger
+	maxPayload  int64
+	openTimeout time.Duration
 
 	// Timeouts; fields so that tests can shorten them.
 	handshakeTimeout time.Duration // to read the upgrade request
@@ -77,6 +83,7 @@ func New(h Handler, opts Options) *Broker {
 		h:                h,
 		log:              opts.Logger,
 		maxPayload:       int64(opts.MaxPayload),
+		openTimeout:      opts.OpenTimeout,
 		handshakeTimeout: 10 * time.Second,
 		drainTimeout:     5 * time.Second,
 		lingerTimeout:    2 * time.Second,
@@ -86,6 +93,9 @@ func New(h Handler, opts Options) *Broker {
 	}
 	if b.maxPayload <= 0 {
 		b.maxPayload = defaultMaxPayload
+	}
+	if b.openTimeout <= 0 {
+		b.openTimeout = defaultOpenTimeout
 	}
 	for i := range b.reg {
 		b.reg[i].m = make(map[uint64]*Conn)

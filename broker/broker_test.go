@@ -847,3 +847,27 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestUnansweredOpenIsRefusedWith503(t *testing.T) {
+	rec := newRecorder()
+	rec.onOpen = func(c *Conn, req *Request) {} // never gives a verdict
+	_, addr := start(t, rec, Options{OpenTimeout: 200 * time.Millisecond})
+	r := rawConnect(t, addr)
+	r.send([]byte(upgradeRequestText("/")))
+	resp := r.response()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 {
+		t.Fatalf("got %v %q, want 503", resp.Status, body)
+	}
+	r.expectEOF()
+	id := await(t, rec.opens, "open").id
+	if rec.b.Accept(id, true) {
+		t.Fatal("a verdict after the timeout must find nothing pending")
+	}
+	rec.b.Send(id, []byte("x"), true) // the id is gone: a no-op
+	select {
+	case e := <-rec.closes:
+		t.Fatalf("Close for a connection never accepted: %v", e.id)
+	default:
+	}
+}

@@ -221,16 +221,22 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	b.log.Debug().Uint64("id", c.id).Str("ip", req.IP).Str("url", req.URL).Msg("open")
 	b.callOpen(c, req)
 
+	timeout := time.NewTimer(b.openTimeout)
+	defer timeout.Stop()
 	var ok bool
 	select {
 	case ok = <-c.verdictCh:
 	case <-c.stop:
-		if c.verdict.CompareAndSwap(verdictPending, verdictRefused) {
-			c.discard()
-			c.refuse(errShutdown)
+		if c.refuseUnanswered(errShutdown) {
 			return false
 		}
 		ok = <-c.verdictCh // Accept won the race and is about to deliver
+	case <-timeout.C:
+		if c.refuseUnanswered(errOpenTimeout) {
+			b.log.Warn().Uint64("id", c.id).Dur("open_timeout", b.openTimeout).Msg("no verdict on the upgrade in time; refused with 503")
+			return false
+		}
+		ok = <-c.verdictCh
 	}
 	if !ok {
 		b.log.Debug().Uint64("id", c.id).Msg("rejected")
@@ -240,6 +246,16 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	if stopped(c.stop) {
 		c.closeWith(ws.StatusGoingAway)
 	}
+	return true
+}
+
+// refuseUnanswered refuses a connection whose verdict has not come, unless Accept comes first.
+func (c *Conn) refuseUnanswered(e *httpError) bool {
+	if !c.verdict.CompareAndSwap(verdictPending, verdictRefused) {
+		return false
+	}
+	c.discard()
+	c.refuse(e)
 	return true
 }
 

@@ -43,6 +43,7 @@ var (
 	errTooLarge     = &httpError{status: 431, body: "Request Header Fields Too Large"}
 	errRejected     = &httpError{status: 403, body: "Connection rejected"}
 	errShutdown     = &httpError{status: 503, body: "Server shutting down"}
+	errOpenTimeout  = &httpError{status: 503, body: "The server did not accept the connection in time"}
 )
 
 var statusText = map[int]string{
