@@ -15,39 +15,130 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
 )
 
 const (
-	defaultMaxPayload  = 16 << 20
-	defaultOpenTimeout = 10 * time.Second
-	regShards          = 64
-	chanShards         = 32
+	defaultMaxPayload       = 16 << 20
+	defaultIdleTimeout      = 120 * time.Second
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultMaxHeaderBytes   = 16 << 10
+	defaultMaxBackpressure  = 16 << 20
+	defaultOpenTimeout      = 10 * time.Second
+	regShards               = 64
+	chanShards              = 32
 )
 
-// Options configures a Broker.
-type Options struct {
-	Logger     zerolog.Logger // where the broker logs
-	MaxPayload int            // largest message (after reassembly) accepted; 0 means 16 MiB; larger closes with 1009
-	// OpenTimeout bounds the wait for Accept after Open; past it the upgrade is refused with 503
-	// (a handler that never answers, or whose thread died, must not hold the client forever).
-	// 0 means 10 s.
+// Limits are per listener (each Listen call has its own). The zero value of a field selects its
+// default, given with the field; DefaultLimits returns them all (IdleTimeout included).
+type Limits struct {
+	// MaxPayload is the largest message accepted, after reassembly of its fragments; a larger one
+	// closes the socket with 1009. 0: 16 MiB.
+	MaxPayload int64
+	// IdleTimeout: after this long without input the socket is pinged; with still no input (a pong
+	// or anything else) after as long again it is closed with 1001. Only time spent waiting for
+	// input counts: not time the reader spends blocked in a Handler call. 0 disables (DefaultLimits
+	// has 120 s).
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the time to receive the whole upgrade request (slowloris); past it
+	// the TCP connection is closed without a response. 0: 10 s.
+	HandshakeTimeout time.Duration
+	// MaxHeaderBytes bounds the upgrade request head (request line and headers); a larger one is
+	// answered with HTTP 431. 0: 16 KiB.
+	MaxHeaderBytes int
+	// MaxConnections bounds the connections of this listener, from TCP accept to their end
+	// (requests being read and pending opens included); one more is answered with HTTP 503 as
+	// soon as its upgrade request is in (HandshakeTimeout and MaxHeaderBytes apply to it), without
+	// Handler.Open. 0: unlimited.
+	MaxConnections int
+	// MaxBackpressure bounds the bytes queued for one socket and not yet written (every queued
+	// frame counts frameOverhead bytes more, its bookkeeping, so that a flood of tiny frames cannot
+	// hold many times the limit); past it the socket is closed with 1008, its queue freed at once,
+	// and the TCP connection ended if the peer does not read the close frame within the drain
+	// timeout. A single message larger than the limit closes the socket the same way. 0: 16 MiB.
+	MaxBackpressure int
+	// OpenTimeout bounds the wait for Accept after Handler.Open returns; past it the upgrade is
+	// refused with HTTP 503 (a handler that never answers, or whose thread died, must not hold the
+	// client forever). 0: 10 s.
 	OpenTimeout time.Duration
+}
+
+// DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 120 s,
+// HandshakeTimeout 10 s, MaxHeaderBytes 16 KiB, MaxConnections unlimited, MaxBackpressure 16 MiB,
+// OpenTimeout 10 s.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxPayload:       defaultMaxPayload,
+		IdleTimeout:      defaultIdleTimeout,
+		HandshakeTimeout: defaultHandshakeTimeout,
+		MaxHeaderBytes:   defaultMaxHeaderBytes,
+		MaxBackpressure:  defaultMaxBackpressure,
+		OpenTimeout:      defaultOpenTimeout,
+	}
+}
+
+// resolve checks lim and replaces zero values with defaults.
+func (lim Limits) resolve() (Limits, error) {
+	for _, f := range []struct {
+		name string
+		neg  bool
+		v    any
+	}{
+		{"MaxPayload", lim.MaxPayload < 0, lim.MaxPayload},
+		{"IdleTimeout", lim.IdleTimeout < 0, lim.IdleTimeout},
+		{"HandshakeTimeout", lim.HandshakeTimeout < 0, lim.HandshakeTimeout},
+		{"MaxHeaderBytes", lim.MaxHeaderBytes < 0, lim.MaxHeaderBytes},
+		{"MaxConnections", lim.MaxConnections < 0, lim.MaxConnections},
+		{"MaxBackpressure", lim.MaxBackpressure < 0, lim.MaxBackpressure},
+		{"OpenTimeout", lim.OpenTimeout < 0, lim.OpenTimeout},
+	} {
+		if f.neg {
+			return lim, fmt.Errorf("invalid limits: %s must not be negative, got %v", f.name, f.v)
+		}
+	}
+	d := DefaultLimits()
+	if lim.MaxPayload == 0 {
+		lim.MaxPayload = d.MaxPayload
+	}
+	if lim.HandshakeTimeout == 0 {
+		lim.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if lim.MaxHeaderBytes == 0 {
+		lim.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if lim.MaxBackpressure == 0 {
+		lim.MaxBackpressure = d.MaxBackpressure
+	}
+	if lim.OpenTimeout == 0 {
+		lim.OpenTimeout = d.OpenTimeout
+	}
+	return lim, nil
+}
+
+// Options configures a Broker. Limits are per listener: see Listen.
+type Options struct {
+	Logger zerolog.Logger // where the broker logs
+}
+
+// listener is one Listen call: its socket, its limits and its connection count.
+type listener struct {
+	ln       net.Listener
+	lim      Limits // resolved: no zero value where a default applies
+	conns    atomic.Int64
+	lastBusy atomic.Int64 // unix nanoseconds of the last "too many connections" warning
 }
 
 // Broker accepts WebSocket connections on any number of listeners and routes frames to them.
 type Broker struct {
-	h           Handler
-	log         zerolog.Logger
-	maxPayload  int64
-	openTimeout time.Duration
+	h   Handler
+	log zerolog.Logger
 
 	// Timeouts; fields so that tests can shorten them.
-	handshakeTimeout time.Duration // to read the upgrade request
-	drainTimeout     time.Duration // for a peer to close after our close frame (and to read it)
-	lingerTimeout    time.Duration // after an HTTP error response
+	drainTimeout  time.Duration // for a peer to read our close frame and close its side
+	lingerTimeout time.Duration // after an HTTP error response
 
 	nextID atomic.Uint64
 	reg    [regShards]regShard
@@ -60,7 +151,7 @@ type Broker struct {
 	life      sync.Mutex    // serialises Listen and Close
 	stop      chan struct{} // closed by Close; replaced after it
 	lmu       sync.Mutex
-	listeners []net.Listener
+	listeners []*listener
 	acceptWG  sync.WaitGroup
 	allMu     sync.Mutex
 	all       map[*Conn]struct{} // every connection with a running reader goroutine
@@ -80,22 +171,13 @@ type chanShard struct {
 // New returns a Broker that reports events to h. It listens on nothing until Listen.
 func New(h Handler, opts Options) *Broker {
 	b := &Broker{
-		h:                h,
-		log:              opts.Logger,
-		maxPayload:       int64(opts.MaxPayload),
-		openTimeout:      opts.OpenTimeout,
-		handshakeTimeout: 10 * time.Second,
-		drainTimeout:     5 * time.Second,
-		lingerTimeout:    2 * time.Second,
-		seed:             maphash.MakeSeed(),
-		stop:             make(chan struct{}),
-		all:              make(map[*Conn]struct{}),
-	}
-	if b.maxPayload <= 0 {
-		b.maxPayload = defaultMaxPayload
-	}
-	if b.openTimeout <= 0 {
-		b.openTimeout = defaultOpenTimeout
+		h:             h,
+		log:           opts.Logger,
+		drainTimeout:  5 * time.Second,
+		lingerTimeout: 2 * time.Second,
+		seed:          maphash.MakeSeed(),
+		stop:          make(chan struct{}),
+		all:           make(map[*Conn]struct{}),
 	}
 	for i := range b.reg {
 		b.reg[i].m = make(map[uint64]*Conn)
@@ -111,9 +193,15 @@ func New(h Handler, opts Options) *Broker {
 	return b
 }
 
-// Listen starts accepting on addr (as net.Listen("tcp", addr)) in the background and returns
-// once listening. Several listeners share all state.
-func (b *Broker) Listen(addr string) (net.Addr, error) {
+// Listen starts accepting on addr (as net.Listen("tcp", addr)) in the background, with the
+// limits lim (see Limits for zero values), and returns once listening. Several listeners share
+// the sockets, channels and ids; each has its own limits. A negative limit is an error naming
+// the field.
+func (b *Broker) Listen(addr string, lim Limits) (net.Addr, error) {
+	lim, err := lim.resolve()
+	if err != nil {
+		return nil, err
+	}
 	b.life.Lock()
 	defer b.life.Unlock()
 	ln, err := net.Listen("tcp", addr)
@@ -124,20 +212,21 @@ func (b *Broker) Listen(addr string) (net.Addr, error) {
 		}
 		return nil, fmt.Errorf("cannot listen on %q: %w", addr, err)
 	}
+	l := &listener{ln: ln, lim: lim}
 	b.lmu.Lock()
-	b.listeners = append(b.listeners, ln)
+	b.listeners = append(b.listeners, l)
 	b.lmu.Unlock()
 	b.acceptWG.Add(1)
-	go b.acceptLoop(ln, b.stop)
+	go b.acceptLoop(l, b.stop)
 	b.log.Debug().Stringer("addr", ln.Addr()).Msg("listening")
 	return ln.Addr(), nil
 }
 
-func (b *Broker) acceptLoop(ln net.Listener, stop chan struct{}) {
+func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 	defer b.acceptWG.Done()
 	var delay time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := l.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -163,8 +252,17 @@ func (b *Broker) acceptLoop(ln net.Listener, stop chan struct{}) {
 			tc.Close()
 			continue
 		}
-		c := &Conn{b: b, nc: tc, rc: rc, stop: stop}
-		c.parser.max = b.maxPayload
+		c := &Conn{b: b, l: l, nc: tc, rc: rc, stop: stop, counted: true}
+		if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {
+			l.conns.Add(-1)
+			c.counted, c.busy = false, true
+			now, last := time.Now().UnixNano(), l.lastBusy.Load()
+			if now-last > int64(10*time.Second) && l.lastBusy.CompareAndSwap(last, now) {
+				b.log.Warn().Stringer("addr", l.ln.Addr()).Int("max_connections", l.lim.MaxConnections).
+					Msg("connection limit reached; refusing upgrades with 503 (logged at most every 10 s)")
+			}
+		}
+		c.parser.max = l.lim.MaxPayload
 		b.allMu.Lock()
 		b.all[c] = struct{}{}
 		b.connWG.Add(1)
@@ -185,6 +283,7 @@ func (b *Broker) connDone(c *Conn) {
 			c.discard()
 		}
 	}
+	c.release()
 	b.allMu.Lock()
 	delete(b.all, c)
 	b.allMu.Unlock()
@@ -192,7 +291,9 @@ func (b *Broker) connDone(c *Conn) {
 }
 
 // Close stops every listener, closes every connection with close code 1001 and returns when every
-// Close event has been delivered. Pending opens are refused with 503. The Broker may be used
+// Close event has been delivered. Pending opens are refused with 503. Close frames go out at
+// once, even to connections whose reader is blocked in a Handler call; Close waits for such calls
+// to return (and for peers to answer, at most the drain timeout, 5 s). The Broker may be used
 // again with Listen afterwards; ids continue. Close must not be called from a Handler method.
 func (b *Broker) Close() {
 	b.life.Lock()
@@ -201,8 +302,8 @@ func (b *Broker) Close() {
 	lns := b.listeners
 	b.listeners = nil
 	b.lmu.Unlock()
-	for _, ln := range lns {
-		ln.Close()
+	for _, l := range lns {
+		l.ln.Close()
 	}
 	b.acceptWG.Wait()
 
@@ -239,6 +340,9 @@ func (b *Broker) Accept(id uint64, ok bool) bool {
 	if ok {
 		c.wmu.Lock()
 		c.phase = phaseOpen
+		if c.shutAfterFlush {
+			c.startDrainLocked() // CloseSocket while pending: the drain starts now
+		}
 		sched := c.scheduleLocked()
 		c.wmu.Unlock()
 		if sched {
@@ -251,13 +355,38 @@ func (b *Broker) Accept(id uint64, ok bool) bool {
 	return true
 }
 
-// Send queues one frame for socket id; data is copied. Unknown or closed id: no-op.
+// Send queues one frame for socket id; data is copied. Unknown or closed id: no-op. If the
+// socket's queue would pass its listener's MaxBackpressure, the socket is closed with 1008
+// instead and its queue dropped.
 func (b *Broker) Send(id uint64, data []byte, text bool) {
 	c := b.lookup(id)
 	if c == nil {
 		return
 	}
 	c.enqueue(encodeFrame(opFor(text), data))
+}
+
+// CloseSocket closes socket id with a close frame carrying code and reason; Handler.Close
+// follows as for any close, once the peer answers with its close frame or the drain timeout
+// passes. code must be 1000 or in 3000..4999 and reason at most 123 bytes of valid UTF-8, else
+// an error says what is allowed. It returns false (nil error) if the id is unknown or the socket
+// already closing. On a pending socket (Open not answered yet) the close frame is queued behind
+// what was sent: written once accepted, dropped if rejected.
+func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error) {
+	if code != 1000 && (code < 3000 || code > 4999) {
+		return false, fmt.Errorf("invalid close code %d: it must be 1000 or in the range 3000 to 4999", code)
+	}
+	if len(reason) > maxCloseReason {
+		return false, fmt.Errorf("close reason too long: %d bytes, at most %d bytes of UTF-8 are allowed", len(reason), maxCloseReason)
+	}
+	if !utf8.Valid(reason) {
+		return false, errors.New("invalid close reason: it must be valid UTF-8")
+	}
+	c := b.lookup(id)
+	if c == nil {
+		return false, nil
+	}
+	return c.closeWith(ws.StatusCode(code), reason), nil
 }
 
 // SendToChannel encodes the frame once and queues it for every current subscriber of channel.
@@ -475,7 +604,7 @@ func (b *Broker) callBinary(c *Conn, p []byte) {
 func (b *Broker) recoverMessage(c *Conn) {
 	if r := recover(); r != nil {
 		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("Handler panicked; closing with 1011")
-		c.closeWith(ws.StatusInternalServerError)
+		c.closeWith(ws.StatusInternalServerError, nil)
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 
 func TestOpenRequestAndIDs(t *testing.T) {
 	rec := newRecorder()
-	_, addr := start(t, rec, Options{})
+	_, addr := start(t, rec, Limits{})
 	hdr := http.Header{"X-Multi": {"a", "b"}, "Origin": {"http://example.com"}}
 	for want := uint64(1); want <= 3; want++ {
 		dial(t, addr, "/chat?room="+strconv.Itoa(int(want)), hdr)
@@ -55,7 +55,7 @@ func TestDualStackIP(t *testing.T) {
 	b := New(rec, Options{Logger: testLogger()})
 	rec.b = b
 	t.Cleanup(b.Close)
-	a, err := b.Listen("[::]:0")
+	a, err := b.Listen("[::]:0", Limits{})
 	if err != nil {
 		t.Skipf("no IPv6: %v", err)
 	}
@@ -77,7 +77,7 @@ func TestDualStackIP(t *testing.T) {
 
 func TestAcceptLaterWithPendingSends(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {
 		id := c.ID()
 		b.Send(id, []byte("one"), true)
@@ -129,7 +129,7 @@ func TestAcceptLaterWithPendingSends(t *testing.T) {
 
 func TestReject(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {
 		b.Send(c.ID(), []byte("never"), true)
 		b.Subscribe(c.ID(), []byte("room"))
@@ -173,7 +173,7 @@ func TestReject(t *testing.T) {
 
 func TestRoundTrip(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onText = func(c *Conn, p []byte) { b.Send(c.ID(), p, true) }
 	rec.onBinary = func(c *Conn, p []byte) { b.Send(c.ID(), p, false) }
 	c, _ := dialOpen(t, rec, addr)
@@ -212,7 +212,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestFragmentedWithPing(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onText = func(c *Conn, p []byte) { b.Send(c.ID(), p, true) }
 	rec.onBinary = func(c *Conn, p []byte) { b.Send(c.ID(), p, false) }
 	// The first frame rides in the same packet as the upgrade request.
@@ -258,7 +258,7 @@ func TestFragmentedWithPing(t *testing.T) {
 
 func TestSubscribe(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	c, id := dialOpen(t, rec, addr)
 	ch := []byte("a")
 	if !b.Subscribe(id, ch) || b.Subscribe(id, ch) {
@@ -308,7 +308,7 @@ func TestSubscribe(t *testing.T) {
 
 func TestBroadcast(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {
 		b.Subscribe(c.ID(), []byte("room"))
 		b.Accept(c.ID(), true)
@@ -336,7 +336,7 @@ func TestBroadcast(t *testing.T) {
 
 func TestCopySubscriptions(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	var cs [4]*websocket.Conn
 	var ids [4]uint64
 	for i := range cs {
@@ -379,7 +379,7 @@ func TestCopySubscriptions(t *testing.T) {
 
 func TestToken(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {
 		if c.Token() != nil {
 			t.Error("token before SetToken")
@@ -418,7 +418,7 @@ func TestToken(t *testing.T) {
 
 func TestCloseExactlyOnce(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 
 	// Client close handshake: the code is echoed.
 	c, id1 := dialOpen(t, rec, addr)
@@ -472,7 +472,7 @@ func TestCloseExactlyOnce(t *testing.T) {
 
 func TestProtocolErrors(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{MaxPayload: 1024})
+	b, addr := start(t, rec, Limits{MaxPayload: 1024})
 	_ = b
 	cases := []struct {
 		name string
@@ -536,7 +536,7 @@ func TestProtocolErrors(t *testing.T) {
 
 func TestBrokerClose(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {
 		if req.URL != "/pending" {
 			b.Accept(c.ID(), true)
@@ -600,7 +600,7 @@ func TestBrokerClose(t *testing.T) {
 	}
 
 	// The Broker can listen again; ids continue.
-	a, err := b.Listen("127.0.0.1:0")
+	a, err := b.Listen("127.0.0.1:0", Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,7 +620,7 @@ func TestBrokerClose(t *testing.T) {
 
 func TestHandshakeErrors(t *testing.T) {
 	rec := newRecorder()
-	_, addr := start(t, rec, Options{}, func(b *Broker) { b.handshakeTimeout = 300 * time.Millisecond })
+	_, addr := start(t, rec, Limits{HandshakeTimeout: 300 * time.Millisecond})
 	good := "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + testKey + "\r\n"
 	cases := []struct {
 		name   string
@@ -672,7 +672,7 @@ func TestHandshakeErrors(t *testing.T) {
 
 func TestCoalescing(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	const n = 1000
 	rec.onOpen = func(c *Conn, req *Request) {
 		for i := 0; i < n; i++ {
@@ -716,7 +716,7 @@ func TestCoalescing(t *testing.T) {
 func TestSlowReader(t *testing.T) {
 	// More than the socket buffers hold: the writer goroutine path.
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	c, id := dialOpen(t, rec, addr)
 	const n, size = 100, 128 << 10
 	msg := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, size) }
@@ -736,18 +736,18 @@ func TestSlowReader(t *testing.T) {
 
 func TestListenErrors(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
-	_, err := b.Listen(addr)
+	b, addr := start(t, rec, Limits{})
+	_, err := b.Listen(addr, Limits{})
 	want := fmt.Sprintf("cannot listen on %q: bind: address already in use", addr)
 	if err == nil || err.Error() != want || !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("got %v, want %s", err, want)
 	}
-	_, err = b.Listen("nonsense")
+	_, err = b.Listen("nonsense", Limits{})
 	if err == nil || !strings.HasPrefix(err.Error(), `cannot listen on "nonsense": `) {
 		t.Fatalf("got %v", err)
 	}
 	// Two listeners share the state.
-	a2, err := b.Listen("127.0.0.1:0")
+	a2, err := b.Listen("127.0.0.1:0", Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -764,7 +764,7 @@ func TestListenErrors(t *testing.T) {
 
 func TestHandlerPanic(t *testing.T) {
 	rec := newRecorder()
-	_, addr := start(t, rec, Options{})
+	_, addr := start(t, rec, Limits{})
 	rec.onText = func(c *Conn, p []byte) {
 		if string(p) == "boom" {
 			panic("boom")
@@ -782,7 +782,7 @@ func TestHandlerPanic(t *testing.T) {
 
 func TestConcurrentUse(t *testing.T) {
 	rec := newRecorder()
-	b, addr := start(t, rec, Options{})
+	b, addr := start(t, rec, Limits{})
 	rec.onText = func(c *Conn, p []byte) { b.SendToChannel([]byte("all"), p, true) }
 	const n = 16
 	var clients []*websocket.Conn
@@ -851,7 +851,7 @@ func TestConcurrentUse(t *testing.T) {
 func TestUnansweredOpenIsRefusedWith503(t *testing.T) {
 	rec := newRecorder()
 	rec.onOpen = func(c *Conn, req *Request) {} // never gives a verdict
-	_, addr := start(t, rec, Options{OpenTimeout: 200 * time.Millisecond})
+	_, addr := start(t, rec, Limits{OpenTimeout: 200 * time.Millisecond})
 	r := rawConnect(t, addr)
 	r.send([]byte(upgradeRequestText("/")))
 	resp := r.response()

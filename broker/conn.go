@@ -3,7 +3,9 @@ package broker
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,6 +45,7 @@ type Conn struct {
 	token atomic.Pointer[[]byte]
 
 	b    *Broker
+	l    *listener // the listener that accepted it: its limits
 	nc   *net.TCPConn
 	rc   syscall.RawConn
 	stop <-chan struct{} // closed by Broker.Close
@@ -64,7 +67,10 @@ type Conn struct {
 	shutDone       bool     //
 	queue          [][]byte // frames waiting for a writer
 	out            [][]byte // frames being written (owned by whoever has writing set)
-	pending        int      // bytes in queue and out
+	outPartial     bool     // out[0] is partly written (owned with out)
+	pending        int      // bytes in queue and out, plus frameOverhead per frame
+	trim           bool     // backpressure: whoever owns out drops it but for a partly written frame
+	drainBy        time.Time
 
 	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
 	subMu sync.Mutex
@@ -75,7 +81,13 @@ type Conn struct {
 	pre      []byte // bytes that followed the upgrade request in the same read
 	parser   frameParser
 	finished bool // finish ran
+	counted  bool // counts in l.conns
+	busy     bool // over the listener's MaxConnections: refused with 503
 }
+
+// pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
+// the socket.
+var pastDeadline = time.Unix(1, 0)
 
 // ID returns the socket id: unique for the life of the Broker (and so of the process, which has
 // one), the first is 1. The zero Conn has id 0.
@@ -108,6 +120,13 @@ func (c *Conn) serve() {
 	if !ok {
 		return
 	}
+	if c.busy {
+		// Answered once the request is in, not before: an HTTP client that gets a response
+		// before it has sent its request (Go's net/http) treats it as a broken connection.
+		c.b.log.Debug().Stringer("peer", c.nc.RemoteAddr()).Msg("too many connections; refused with 503")
+		c.refuse(errBusy)
+		return
+	}
 	if !c.open(up) {
 		return
 	}
@@ -118,25 +137,33 @@ func (c *Conn) serve() {
 // handshake reads and checks the upgrade request. On failure it has answered and closed.
 func (c *Conn) handshake() (*upgradeRequest, bool) {
 	b := c.b
-	c.nc.SetDeadline(time.Now().Add(b.handshakeTimeout))
+	lim := &c.l.lim
+	c.nc.SetDeadline(time.Now().Add(lim.HandshakeTimeout))
 	if stopped(c.stop) {
 		c.nc.Close()
 		return nil, false
 	}
+	limit := lim.MaxHeaderBytes + len(crlfcrlf) // the head and its terminator
 	bufp := readPool.Get().(*[]byte)
 	buf := *bufp
+	giveBack := func() {
+		if bufp != nil {
+			readPool.Put(bufp)
+			bufp = nil
+		}
+	}
 	n, end := 0, -1
 	var herr *httpError
 	for {
 		if n == len(buf) {
-			if len(buf) >= maxHeadBytes+4 {
+			if len(buf) >= limit {
 				herr = errTooLarge
 				break
 			}
-			big := make([]byte, maxHeadBytes+4)
+			big := make([]byte, min(2*len(buf), limit))
 			copy(big, buf[:n])
-			readPool.Put(bufp)
-			bufp, buf = nil, big
+			giveBack()
+			buf = big
 		}
 		k, err := c.nc.Read(buf[n:])
 		n += k
@@ -144,11 +171,13 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 			if end = headEnd(buf[:n], n-k); end >= 0 {
 				break
 			}
+			if n >= limit { // no terminator within the limit
+				herr = errTooLarge
+				break
+			}
 		}
 		if err != nil {
-			if bufp != nil {
-				readPool.Put(bufp)
-			}
+			giveBack()
 			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("handshake not completed")
 			c.nc.Close()
 			return nil, false
@@ -156,14 +185,12 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 	}
 	var up *upgradeRequest
 	if herr == nil {
-		up, herr = parseUpgrade(buf[:end])
+		up, herr = parseUpgrade(buf[:end], lim.MaxHeaderBytes)
 	}
 	if herr == nil && end+4 < n {
 		c.pre = bytes.Clone(buf[end+4 : n])
 	}
-	if bufp != nil {
-		readPool.Put(bufp)
-	}
+	giveBack()
 	if herr != nil {
 		b.log.Debug().Int("status", herr.status).Stringer("peer", c.nc.RemoteAddr()).Msg("upgrade refused")
 		c.refuse(herr)
@@ -173,8 +200,17 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 	return up, true
 }
 
+// release takes the connection out of its listener's count (once).
+func (c *Conn) release() {
+	if c.counted {
+		c.counted = false
+		c.l.conns.Add(-1)
+	}
+}
+
 // refuse answers with an HTTP error and closes the connection.
 func (c *Conn) refuse(e *httpError) {
+	c.release()
 	c.nc.SetWriteDeadline(time.Now().Add(c.b.drainTimeout))
 	c.nc.Write(e.response())
 	c.lingerClose()
@@ -213,7 +249,7 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	c.id = b.nextID.Add(1)
 	c.phase = phasePending
 	c.queue = append(c.queue, resp)
-	c.pending = len(resp)
+	c.pending = len(resp) + frameOverhead
 	c.wmu.Unlock()
 	b.register(c)
 
@@ -221,7 +257,8 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	b.log.Debug().Uint64("id", c.id).Str("ip", req.IP).Str("url", req.URL).Msg("open")
 	b.callOpen(c, req)
 
-	timeout := time.NewTimer(b.openTimeout)
+	openTimeout := c.l.lim.OpenTimeout
+	timeout := time.NewTimer(openTimeout)
 	defer timeout.Stop()
 	var ok bool
 	select {
@@ -233,7 +270,7 @@ func (c *Conn) open(up *upgradeRequest) bool {
 		ok = <-c.verdictCh // Accept won the race and is about to deliver
 	case <-timeout.C:
 		if c.refuseUnanswered(errOpenTimeout) {
-			b.log.Warn().Uint64("id", c.id).Dur("open_timeout", b.openTimeout).Msg("no verdict on the upgrade in time; refused with 503")
+			b.log.Warn().Uint64("id", c.id).Dur("open_timeout", openTimeout).Msg("no verdict on the upgrade in time; refused with 503")
 			return false
 		}
 		ok = <-c.verdictCh
@@ -244,7 +281,7 @@ func (c *Conn) open(up *upgradeRequest) bool {
 		return false
 	}
 	if stopped(c.stop) {
-		c.closeWith(ws.StatusGoingAway)
+		c.closeWith(ws.StatusGoingAway, nil)
 	}
 	return true
 }
@@ -302,17 +339,49 @@ func (c *Conn) readLoop() {
 	}()
 
 	sink := (*connSink)(c)
-	draining := false
+	idle := c.l.lim.IdleTimeout
+	draining := false // a close frame is queued: input is only read to see the peer close
+	pinged := false   // the idle ping is out and no input came since
 	if len(c.pre) > 0 {
 		pre := c.pre
 		c.pre = nil
 		draining = c.process(pre, sink)
 	}
 	for {
-		if !draining && c.closing.Load() {
-			draining = true
+		if !draining {
+			if c.closing.Load() {
+				draining = true // closeWith set the drain deadline
+			} else if idle > 0 {
+				// Set before every wait for input, so that only that wait counts as idle time,
+				// never the time spent in a Handler call (which may block on purpose).
+				c.nc.SetReadDeadline(time.Now().Add(idle))
+				if c.closing.Load() {
+					// closeWith ran meanwhile and its drain deadline may have been overwritten.
+					draining = true
+					c.wmu.Lock()
+					d := c.drainBy
+					c.wmu.Unlock()
+					if d.IsZero() {
+						d = time.Now().Add(c.b.drainTimeout)
+					}
+					c.nc.SetReadDeadline(d)
+				}
+			}
 		}
 		if err := c.rc.Read(read); err != nil {
+			if !draining && errors.Is(err, os.ErrDeadlineExceeded) {
+				switch {
+				case c.closing.Load():
+					// The drain deadline, or the idle one as closeWith ran: the loop's top decides.
+				case !pinged:
+					pinged = true
+					c.enqueue(pingFrame)
+				default:
+					c.b.log.Debug().Uint64("id", c.id).Dur("idle_timeout", idle).Msg("idle: no answer to the ping; closing with 1001")
+					c.closeWith(ws.StatusGoingAway, nil)
+				}
+				continue
+			}
 			c.b.log.Debug().Uint64("id", c.id).Err(err).Msg("read ended")
 			return
 		}
@@ -323,8 +392,9 @@ func (c *Conn) readLoop() {
 		if n <= 0 {
 			return // EOF
 		}
+		pinged = false
 		if draining {
-			continue // after a close frame, input is read only to see the peer close
+			continue
 		}
 		draining = c.process((*bufp)[:n], sink)
 	}
@@ -335,31 +405,74 @@ func (c *Conn) process(data []byte, sink *connSink) bool {
 	code, stop := c.parser.feed(data, sink)
 	if code != 0 {
 		c.b.log.Debug().Uint64("id", c.id).Int("code", int(code)).Msg("protocol error")
-		c.closeWith(code)
+		c.closeWith(code, nil)
 		return true
 	}
 	return stop || c.closing.Load()
 }
 
-// closeWith queues a close frame with code (0: empty payload); the socket is half-closed once it
-// is written, and the reader gives the peer drainTimeout to close its side.
-func (c *Conn) closeWith(code ws.StatusCode) {
+// closeWith queues a close frame with code (0: empty payload) and reason (at most
+// maxCloseReason bytes). Once it is written the socket is half-closed; the peer has drainTimeout
+// to read it and to close its side, else the connection is ended. It reports whether this call
+// started the close (false: already closing, or the socket is dead).
+func (c *Conn) closeWith(code ws.StatusCode, reason []byte) bool {
 	c.wmu.Lock()
-	if c.closing.Load() || c.wdead {
-		c.wmu.Unlock()
-		return
-	}
-	c.closing.Store(true)
-	f := closeFrame(code)
-	c.queue = append(c.queue, f)
-	c.pending += len(f)
-	c.shutAfterFlush = true
-	sched := c.scheduleLocked()
+	ok := c.closeLocked(closeFrame(code, reason), false)
+	sched := ok && c.scheduleLocked()
 	c.wmu.Unlock()
 	if sched {
 		c.b.flusherFor(c).add(c)
 	}
-	c.nc.SetReadDeadline(time.Now().Add(c.b.drainTimeout))
+	return ok
+}
+
+// closeLocked queues the close frame f and marks the connection closing. With drop, everything
+// not written yet is dropped first (backpressure): the queue at once, and whoever is writing
+// keeps only the rest of a partly written frame. Nothing more can be queued afterwards.
+func (c *Conn) closeLocked(f []byte, drop bool) bool {
+	if c.closing.Load() || c.wdead {
+		return false
+	}
+	c.closing.Store(true)
+	if drop {
+		keep := 0
+		if c.phase == phasePending && len(c.queue) > 0 {
+			keep = 1 // the 101 response, written if the socket is accepted
+		}
+		for _, q := range c.queue[keep:] {
+			c.pending -= len(q) + frameOverhead
+		}
+		q := make([][]byte, keep, keep+1)
+		copy(q, c.queue[:keep])
+		clear(c.queue)
+		c.queue = q
+		if c.writing {
+			c.trim = true
+		}
+	}
+	c.queue = append(c.queue, f)
+	c.pending += len(f) + frameOverhead
+	c.shutAfterFlush = true
+	if c.phase == phaseOpen {
+		c.startDrainLocked()
+	}
+	// A pending socket starts its drain once accepted (Accept).
+	return true
+}
+
+// startDrainLocked gives the peer drainTimeout from now to read what is queued (the close frame
+// last) and to close its side: past it, the writer and the reader both fail, which ends the
+// connection even if the reader is held in a Handler call.
+func (c *Conn) startDrainLocked() {
+	c.drainBy = time.Now().Add(c.b.drainTimeout)
+	c.nc.SetReadDeadline(c.drainBy)
+	if c.trim {
+		// Wake the writer (it may be waiting for a peer that does not read): it trims what it
+		// holds and sets the drain deadline itself (afterWrite).
+		c.nc.SetWriteDeadline(pastDeadline)
+	} else {
+		c.nc.SetWriteDeadline(c.drainBy)
+	}
 }
 
 // goAway is Broker.Close's request to end the connection.
@@ -369,9 +482,9 @@ func (c *Conn) goAway() {
 	c.wmu.Unlock()
 	switch phase {
 	case phaseHandshake:
-		c.nc.SetReadDeadline(time.Now()) // interrupts the request read
+		c.nc.SetReadDeadline(pastDeadline) // interrupts the request read (or the linger)
 	case phaseOpen:
-		c.closeWith(ws.StatusGoingAway)
+		c.closeWith(ws.StatusGoingAway, nil)
 	}
 	// phasePending: the reader waits on c.stop as well as on the verdict.
 }
@@ -388,6 +501,7 @@ func (c *Conn) finish() {
 	c.parser.reset()
 	c.b.unregister(c)
 	c.b.dropSubs(c)
+	c.release() // before Handler.Close: a client told of the close may connect again at once
 	c.b.log.Debug().Uint64("id", c.id).Msg("close")
 	c.b.callClose(c)
 }
@@ -424,5 +538,5 @@ func (s *connSink) close(p []byte) {
 		code = ws.StatusCode(binary.BigEndian.Uint16(p))
 	}
 	c.b.log.Debug().Uint64("id", c.id).Int("code", int(code)).Msg("close frame received")
-	c.closeWith(code) // echo the peer's code
+	c.closeWith(code, nil) // echo the peer's code
 }

@@ -47,8 +47,9 @@ type frameParser struct {
 
 	ctl []byte // a control frame's payload split across reads
 
-	msgOp ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
-	msg   *[]byte   // its payload so far (from msgPool), nil when none
+	msgOp   ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
+	msg     *[]byte   // its payload so far (from msgPool), nil when none
+	checked int       // leading bytes of *msg known to be complete valid UTF-8 (text)
 }
 
 // headerLen is the size of a client frame header given its second byte.
@@ -142,7 +143,7 @@ func (p *frameParser) feed(b []byte, s frameSink) (code ws.StatusCode, stop bool
 			// The common case: a whole unfragmented message in one read, delivered in place.
 			p.inFrame = false
 			p.msgOp = 0
-			if code, stop := p.deliver(p.op, chunk, s); code != 0 || stop {
+			if code, stop := p.deliver(p.op, chunk, 0, s); code != 0 || stop {
 				return code, true
 			}
 			continue
@@ -151,6 +152,15 @@ func (p *frameParser) feed(b []byte, s frameSink) (code ws.StatusCode, stop bool
 			p.msg = msgPool.Get().(*[]byte)
 		}
 		*p.msg = append(*p.msg, chunk...)
+		if p.msgOp == ws.OpText {
+			// Fail fast: invalid UTF-8 closes the connection as soon as it arrives, not at the end
+			// of the message (a code point split across reads or fragments waits for its end).
+			n, ok := utf8Prefix((*p.msg)[p.checked:])
+			if !ok {
+				return ws.StatusInvalidFramePayloadData, true
+			}
+			p.checked += n
+		}
 		if p.remain > 0 {
 			continue
 		}
@@ -160,7 +170,7 @@ func (p *frameParser) feed(b []byte, s frameSink) (code ws.StatusCode, stop bool
 		}
 		op := p.msgOp
 		p.msgOp = 0
-		code, stop := p.deliver(op, *p.msg, s)
+		code, stop := p.deliver(op, *p.msg, p.checked, s)
 		p.releaseMsg()
 		if code != 0 || stop {
 			return code, true
@@ -225,9 +235,10 @@ func (p *frameParser) start(h []byte) ws.StatusCode {
 	return 0
 }
 
-// deliver checks a complete data message and hands it to s.
-func (p *frameParser) deliver(op ws.OpCode, data []byte, s frameSink) (ws.StatusCode, bool) {
-	if op == ws.OpText && !utf8.Valid(data) {
+// deliver checks a complete data message, whose first checked bytes are known valid UTF-8, and
+// hands it to s.
+func (p *frameParser) deliver(op ws.OpCode, data []byte, checked int, s frameSink) (ws.StatusCode, bool) {
+	if op == ws.OpText && !utf8.Valid(data[checked:]) {
 		return ws.StatusInvalidFramePayloadData, true
 	}
 	return 0, !s.message(op, data)
@@ -259,6 +270,28 @@ func (p *frameParser) releaseMsg() {
 		msgPool.Put(p.msg)
 	}
 	p.msg = nil
+	p.checked = 0
+}
+
+// utf8Prefix returns how many leading bytes of b are complete, valid UTF-8, and whether the
+// rest (the start of a code point cut by the end of b) can still become valid.
+func utf8Prefix(b []byte) (int, bool) {
+	if utf8.Valid(b) {
+		return len(b), true
+	}
+	// Invalid, or ending inside a code point: look for a lead byte in the last three bytes.
+	for i := len(b) - 1; i >= 0 && i >= len(b)-3; i-- {
+		if b[i] < utf8.RuneSelf {
+			break
+		}
+		if b[i] >= 0xC0 {
+			if !utf8.FullRune(b[i:]) && utf8.Valid(b[:i]) {
+				return i, true
+			}
+			break
+		}
+	}
+	return 0, false
 }
 
 // reset drops any partial state (the connection is gone).
@@ -268,6 +301,7 @@ func (p *frameParser) reset() {
 	p.inFrame = false
 	p.hdrLen = 0
 	p.msgOp = 0
+	p.checked = 0
 }
 
 // checkClosePayload validates a close frame payload received from a client.
@@ -321,12 +355,20 @@ func encodeFrame(op ws.OpCode, data []byte) []byte {
 	return f
 }
 
-// closeFrame encodes a close frame with code (0: empty payload).
-func closeFrame(code ws.StatusCode) []byte {
+// maxCloseReason is the longest close reason: a control frame payload is at most 125 bytes.
+const maxCloseReason = ws.MaxControlFramePayloadSize - 2
+
+// closeFrame encodes a close frame with code (0: empty payload) and reason (at most
+// maxCloseReason bytes; ignored when code is 0).
+func closeFrame(code ws.StatusCode, reason []byte) []byte {
 	if code == 0 {
 		return encodeFrame(ws.OpClose, nil)
 	}
-	var p [2]byte
+	var p [ws.MaxControlFramePayloadSize]byte
 	binary.BigEndian.PutUint16(p[:], uint16(code))
-	return encodeFrame(ws.OpClose, p[:])
+	n := copy(p[2:], reason)
+	return encodeFrame(ws.OpClose, p[:2+n])
 }
+
+// pingFrame is the idle ping (shared: frames are never modified once queued).
+var pingFrame = encodeFrame(ws.OpPing, nil)

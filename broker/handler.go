@@ -3,6 +3,10 @@ package broker
 // Handler receives the events of every connection. Calls for one connection are made one at a
 // time, in order, from that connection's reader goroutine; calls for different connections run
 // concurrently. Byte slices passed to a Handler are valid only for the duration of the call.
+//
+// A call may block: the connection is not read meanwhile (TCP pushes back on the client), the
+// time does not count towards IdleTimeout, and writes to it go on (the flusher never waits for a
+// reader). Broker.Close waits for blocked calls to return.
 type Handler interface {
 	// Open is called when a valid WebSocket upgrade request arrives. The connection is already
 	// registered: Send, Subscribe and SetToken work on c.ID(). The handler must eventually call

@@ -12,10 +12,7 @@ import (
 // used because its header callback hides the headers it handles itself, and a Handler must see
 // every header.
 
-const (
-	maxHeadBytes = 16 << 10 // request line + headers, without the blank line
-	wsGUID       = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-)
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 var crlfcrlf = []byte("\r\n\r\n")
 
@@ -44,6 +41,7 @@ var (
 	errRejected     = &httpError{status: 403, body: "Connection rejected"}
 	errShutdown     = &httpError{status: 503, body: "Server shutting down"}
 	errOpenTimeout  = &httpError{status: 503, body: "The server did not accept the connection in time"}
+	errBusy         = &httpError{status: 503, body: "Too many connections"}
 )
 
 var statusText = map[int]string{
@@ -95,9 +93,9 @@ func headEnd(buf []byte, from int) int {
 }
 
 // parseUpgrade parses a request head (request line and header lines separated by CRLF, without
-// the final blank line) and checks it is a WebSocket upgrade.
-func parseUpgrade(head []byte) (*upgradeRequest, *httpError) {
-	if len(head) > maxHeadBytes {
+// the final blank line) of at most maxHead bytes and checks it is a WebSocket upgrade.
+func parseUpgrade(head []byte, maxHead int) (*upgradeRequest, *httpError) {
+	if len(head) > maxHead {
 		return nil, errTooLarge
 	}
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))

@@ -112,15 +112,14 @@ func testLogger() zerolog.Logger {
 }
 
 // start returns a Broker listening on a loopback port; it is closed when the test ends.
-func start(t *testing.T, rec *recorder, opts Options, configure ...func(*Broker)) (*Broker, string) {
+func start(t *testing.T, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
 	t.Helper()
-	opts.Logger = testLogger()
-	b := New(rec, opts)
+	b := New(rec, Options{Logger: testLogger()})
 	rec.b = b
 	for _, f := range configure {
 		f(b)
 	}
-	addr, err := b.Listen("127.0.0.1:0")
+	addr, err := b.Listen("127.0.0.1:0", lim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +246,16 @@ func (r *rawClient) response() *http.Response {
 		r.t.Fatalf("read response: %v", err)
 	}
 	return resp
+}
+
+// status reads a response and its body and returns the status code.
+func (r *rawClient) status() int {
+	r.t.Helper()
+	resp := r.response()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		r.t.Fatalf("read body: %v", err)
+	}
+	return resp.StatusCode
 }
 
 func (r *rawClient) readFrame() (ws.Header, []byte) {

@@ -63,6 +63,15 @@ func TestParser(t *testing.T) {
 		{frame(0x81, []byte("x"), true), "error 1002|stop"},
 		{header(0x82, 101, true), "error 1009|stop"},
 		{cat(frame(0x82, make([]byte, 100)), frame(0x82, make([]byte, 1))), "msg 2 " + strings.Repeat("00", 100) + "|msg 2 00"},
+		// "€" split byte by byte across fragments, a ping in the middle.
+		{cat(frame(0x01, []byte{0xe2}), frame(0x89, []byte("p")), frame(0x00, []byte{0x82}), frame(0x80, []byte{0xac})), "ping 70|msg 1 e282ac"},
+		// Invalid UTF-8 fails fast: before the message ends, before a ping that follows.
+		{cat(frame(0x01, []byte("a\xff")), frame(0x89, []byte("p"))), "error 1007|stop"},
+		{cat(frame(0x01, []byte("é")), frame(0x00, []byte{0xc3, '('}), frame(0x89, []byte("p"))), "error 1007|stop"},
+		{cat(frame(0x01, []byte{0xe2, 0x82}), frame(0x00, []byte{'x'})), "error 1007|stop"},
+		{cat(frame(0x01, []byte{0xed, 0xa0}), frame(0x89, []byte("p"))), "error 1007|stop"}, // a surrogate, found by its second byte
+		{cat(frame(0x01, []byte{0xf4, 0x8f}), frame(0x89, []byte("p"))), "ping 70"},         // may still become U+10FFFF
+		{cat(frame(0x01, []byte{0xe2, 0x82}), frame(0x80, nil)), "error 1007|stop"},         // truncated at the end
 	}
 	for i, tc := range cases {
 		for _, step := range []int{0, 1, 2, 3, 7} {
@@ -86,7 +95,7 @@ func TestEncodeFrame(t *testing.T) {
 			t.Fatalf("length %d: frame of %d bytes", n, len(f))
 		}
 	}
-	if !bytes.Equal(closeFrame(0), []byte{0x88, 0}) || !bytes.Equal(closeFrame(1001), []byte{0x88, 2, 0x03, 0xe9}) {
+	if !bytes.Equal(closeFrame(0, nil), []byte{0x88, 0}) || !bytes.Equal(closeFrame(1001, nil), []byte{0x88, 2, 0x03, 0xe9}) {
 		t.Fatal("close frames")
 	}
 }
@@ -98,7 +107,7 @@ func TestParseUpgrade(t *testing.T) {
 		head += fmt.Sprintf("X-%d: v\r\nx-a: %d\r\n", i, i+3)
 	}
 	head = strings.TrimSuffix(head, "\r\n")
-	up, herr := parseUpgrade([]byte(head))
+	up, herr := parseUpgrade([]byte(head), defaultMaxHeaderBytes)
 	if herr != nil {
 		t.Fatalf("refused: %d", herr.status)
 	}
@@ -131,6 +140,8 @@ func FuzzFrameParser(f *testing.F) {
 	f.Add(cat(frame(0x81, []byte("a")), frame(0x81, []byte("b")), frame(0x81, []byte("c"))), uint8(2), uint8(2))
 	f.Add(header(0x82, 70000, true), uint8(3), uint8(0))
 	f.Add(frame(0x88, []byte{3}), uint8(0), uint8(0))
+	f.Add(cat(frame(0x01, []byte{0xe2}), frame(0x89, nil), frame(0x00, []byte{0x82}), frame(0x80, []byte{0xac, 0xff})), uint8(0), uint8(0))
+	f.Add(cat(frame(0x01, []byte("ok \xf0\x9f")), frame(0x8A, []byte("p")), frame(0x80, []byte("\x8e\x89"))), uint8(4), uint8(0))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(0), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, step, limit uint8) {
 		const max = 1000
@@ -161,7 +172,7 @@ func FuzzHandshake(f *testing.F) {
 	f.Add([]byte("POST /\x00 HTTP/1.1\r\n:\r\n"))
 	f.Add([]byte("\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, head []byte) {
-		up, herr := parseUpgrade(head)
+		up, herr := parseUpgrade(head, defaultMaxHeaderBytes)
 		if (up == nil) == (herr == nil) {
 			t.Fatal("exactly one of request and error expected")
 		}

@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"errors"
+	"os"
 	"sync"
 	"syscall"
+
+	"github.com/gobwas/ws"
 )
 
 // The write path. Every frame is encoded once and queued as one []byte (a broadcast frame is
@@ -10,27 +14,53 @@ import (
 // its shard, which takes the whole queue and writes it with one non-blocking sendmsg/writev. Only
 // when the kernel buffer is full does the socket get a writer goroutine of its own, which waits
 // for the socket through the netpoller and exits once the queue is empty.
+//
+// Backpressure: a socket whose queue would pass MaxBackpressure is closed with 1008. Its queue is
+// dropped at once; whoever is writing (woken by a past write deadline if it waits for the peer)
+// keeps only the rest of a frame it has begun, then writes the close frame. The write deadline
+// is then the drain deadline: a peer that does not read by then loses the connection.
 
 const (
 	maxIov        = 1024 // IOV_MAX on Linux
 	flushAttempts = 16   // syscalls a flusher spends on one socket per turn
 	maxKeptSlots  = 256  // larger queue slices are dropped once empty, not kept by idle sockets
+
+	// frameOverhead is what a queued frame costs beyond its bytes (its slot in the queue and its
+	// allocation), counted against MaxBackpressure so that a flood of tiny frames (pongs to a
+	// client that pings without reading) cannot hold many times the limit.
+	frameOverhead = 32
 )
 
-// enqueue queues frame for c. It never blocks on the socket.
+// enqueue queues frame for c. It never blocks on the socket. Past the listener's
+// MaxBackpressure the socket is closed with 1008 instead: the queue is dropped (closeLocked).
 func (c *Conn) enqueue(frame []byte) {
 	c.wmu.Lock()
 	if c.closing.Load() || c.wdead {
 		c.wmu.Unlock()
 		return
 	}
-	c.queue = append(c.queue, frame)
-	c.pending += len(frame)
-	sched := c.scheduleLocked()
-	c.wmu.Unlock()
+	var sched bool
+	if c.pending+len(frame)+frameOverhead > c.l.lim.MaxBackpressure {
+		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked()
+		c.wmu.Unlock()
+		c.b.log.Info().Uint64("id", c.id).Int("max_backpressure", c.l.lim.MaxBackpressure).
+			Msg("the client does not read fast enough: queue dropped, closing with 1008")
+	} else {
+		c.queue = append(c.queue, frame)
+		c.pending += len(frame) + frameOverhead
+		sched = c.scheduleLocked()
+		c.wmu.Unlock()
+	}
 	if sched {
 		c.b.flusherFor(c).add(c)
 	}
+}
+
+// queued returns the bytes queued for c and not yet written, with frameOverhead per frame.
+func (c *Conn) queued() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.pending
 }
 
 // scheduleLocked marks c scheduled and reports whether it must be handed to a flusher: it is
@@ -96,8 +126,8 @@ func (c *Conn) flush(w *writeState) {
 	c.out, c.queue = c.queue, c.out[:0]
 	c.writing = true
 	c.wmu.Unlock()
-	n, err := w.write(c)
-	c.afterWrite(n, err, false)
+	n, frames, err := w.write(c)
+	c.afterWrite(n, frames, err, false)
 }
 
 // writer runs while c's socket is full: it waits for it to drain and writes until the queue is
@@ -105,18 +135,27 @@ func (c *Conn) flush(w *writeState) {
 func (c *Conn) writer() {
 	w := newWriteState(c.b, true)
 	for {
-		n, err := w.write(c)
-		if !c.afterWrite(n, err, true) {
+		n, frames, err := w.write(c)
+		if !c.afterWrite(n, frames, err, true) {
 			return
 		}
 	}
 }
 
-// afterWrite settles the state after a write of n bytes from c.out. It reports whether the
-// caller (a writer goroutine) must write c.out again.
-func (c *Conn) afterWrite(n int, err error, inWriter bool) bool {
+// afterWrite settles the state after a write of n bytes (completing frames frames) from c.out.
+// It reports whether the caller (a writer goroutine) must write c.out again.
+func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	c.wmu.Lock()
-	c.pending = max(c.pending-n, 0)
+	c.pending = max(c.pending-n-frames*frameOverhead, 0)
+	if c.trim {
+		// Backpressure: closeLocked dropped the queue and woke us with a past write deadline.
+		c.trim = false
+		c.trimLocked()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = nil
+		}
+		c.nc.SetWriteDeadline(c.drainBy)
+	}
 	if err != nil {
 		c.writing = false
 		c.wdead = true
@@ -167,6 +206,26 @@ func (c *Conn) afterWrite(n int, err error, inWriter bool) bool {
 	return false
 }
 
+// trimLocked drops c.out (its caller owns it) but for the rest of a partly written frame, which
+// must be finished before the close frame can follow.
+func (c *Conn) trimLocked() {
+	keep := 0
+	if c.outPartial && len(c.out) > 0 {
+		keep = 1
+	}
+	out := make([][]byte, keep, keep+1)
+	copy(out, c.out[:keep])
+	clear(c.out)
+	c.out = out
+	c.pending = 0
+	for _, f := range c.out {
+		c.pending += len(f) + frameOverhead
+	}
+	for _, f := range c.queue {
+		c.pending += len(f) + frameOverhead
+	}
+}
+
 // dropLocked forgets everything queued. Only when nobody is writing: c.out belongs to the writer.
 func (c *Conn) dropLocked() {
 	clear(c.queue)
@@ -174,6 +233,7 @@ func (c *Conn) dropLocked() {
 	if !c.writing {
 		clear(c.out)
 		c.out = nil
+		c.outPartial = false
 	}
 	c.pending = 0
 }
@@ -188,6 +248,7 @@ type writeState struct {
 
 	c       *Conn
 	written int
+	frames  int // frames completed
 	errno   syscall.Errno
 }
 
@@ -197,17 +258,18 @@ func newWriteState(b *Broker, block bool) *writeState {
 	return w
 }
 
-// write writes c.out (owned by the caller, c.writing is set). It returns the bytes written and a
-// non-nil error when the connection is broken. What was written is removed from c.out.
-func (w *writeState) write(c *Conn) (int, error) {
-	w.c, w.written, w.errno = c, 0, 0
+// write writes c.out (owned by the caller, c.writing is set). It returns the bytes written, the
+// frames completed, and a non-nil error when the connection is broken or the write deadline
+// passed. What was written is removed from c.out.
+func (w *writeState) write(c *Conn) (int, int, error) {
+	w.c, w.written, w.frames, w.errno = c, 0, 0, 0
 	err := c.rc.Write(w.fn)
-	n := w.written
+	n, frames := w.written, w.frames
 	w.c = nil
 	if err == nil && w.errno != 0 {
 		err = w.errno
 	}
-	return n, err
+	return n, frames, err
 }
 
 // do is the RawConn.Write callback.
@@ -240,7 +302,7 @@ func (w *writeState) do(fd uintptr) bool {
 			return true
 		}
 		w.written += n
-		c.consume(n)
+		w.frames += c.consume(n)
 		if n < total && !w.block {
 			return true // the socket buffer is full
 		}
@@ -248,9 +310,11 @@ func (w *writeState) do(fd uintptr) bool {
 	return true
 }
 
-// consume removes n written bytes from the front of c.out.
-func (c *Conn) consume(n int) {
+// consume removes n written bytes from the front of c.out and returns how many frames it
+// completed.
+func (c *Conn) consume(n int) int {
 	i := 0
+	cut := false
 	for n > 0 && i < len(c.out) {
 		if n >= len(c.out[i]) {
 			n -= len(c.out[i])
@@ -259,10 +323,15 @@ func (c *Conn) consume(n int) {
 		}
 		c.out[i] = c.out[i][n:]
 		n = 0
+		cut = true
+	}
+	if i > 0 || cut {
+		c.outPartial = cut
 	}
 	if i > 0 {
 		k := copy(c.out, c.out[i:])
 		clear(c.out[k:])
 		c.out = c.out[:k]
 	}
+	return i
 }

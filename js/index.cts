@@ -10,7 +10,7 @@ import { Worker, isMainThread, threadId } from 'node:worker_threads';
 import { decodeBatch, type BatchSink } from './batch.cjs';
 import { loadNative } from './load.cjs';
 import { HANDLER_NAMES, importWorkerModule, loadError } from './module.cjs';
-import { HandlerBit, LogLevel, type NativeBytes } from './native.cjs';
+import { HandlerBit, Limit, LogLevel, type NativeBytes } from './native.cjs';
 import type { WorkerData, WorkerMessage } from './worker.cjs';
 
 const native = loadNative();
@@ -45,17 +45,22 @@ const native = loadNative();
  *   `Math.max(os.cpus().length, 4)`. With `0`, the module is imported and registered on the main
  *   thread and no worker thread is spawned (its handlers stay registered even if `start` then
  *   fails to listen).
+ * - the limits of this listener, each optional (see `StartOptions`): `maxPayload` (16 MiB),
+ *   `idleTimeout` (120000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
+ *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB), `openTimeout`
+ *   (10000 ms).
  * @returns A Promise that resolves once the workers of this call are ready and the address is
  * listening.
  * @throws {TypeError} (a rejection) when `options` is not an object, `bind` is not a string,
- * `threads` is present but not a non-negative integer, or `workerPath` is present but not a string.
+ * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
+ * or a limit is not an integer in its range.
  * @throws {Error} (a rejection) when the worker module cannot be imported (the message names its
  * path, `cause` is the original error; the workers of this call are stopped and nothing listens);
  * when no `workerPath` is given and no worker is registered (`At least one worker must be
  * registered before starting the server`); when the address cannot be listened on (the message
  * names the address and the reason, e.g. the port is in use; the workers of this call are stopped).
  */
-export async function start(options: { bind: string; workerPath?: string; threads?: number }): Promise<void> {
+export async function start(options: StartOptions): Promise<void> {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`start: options must be an object like { bind: '127.0.0.1:8080' }, got ${describe(options)}`);
   }
@@ -69,6 +74,8 @@ export async function start(options: { bind: string; workerPath?: string; thread
   if (workerPath !== undefined && typeof workerPath !== 'string') {
     throw new TypeError(`start: options.workerPath must be a string, got ${describe(workerPath)}`);
   }
+  const limits = limitsOf(options);
+  await stopping;
 
   let spawned: WorkerSlot[] = [];
   if (workerPath !== undefined) {
@@ -100,11 +107,62 @@ export async function start(options: { bind: string; workerPath?: string; thread
   }
 
   try {
-    native.listen(bind);
+    native.listen(bind, limits);
   } catch (err) {
     await retireAll(spawned);
     throw err;
   }
+}
+
+/** The options of `start`. Sizes are in bytes, times in milliseconds; every limit applies to the listener that this `start` call opens. */
+export interface StartOptions {
+  /** The address to listen on, `host:port` as Go's `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`). */
+  bind: string;
+  /** The worker module, absolute or relative to `process.cwd()`. */
+  workerPath?: string;
+  /** How many worker threads to spawn for `workerPath`; default `Math.max(os.cpus().length, 4)`; `0` registers the module on the main thread. */
+  threads?: number;
+  /** The largest message a client may send, after reassembly of its fragments; a larger one closes the connection with code 1009. Default 16 MiB. */
+  maxPayload?: number;
+  /** A connection that sends nothing for this long is pinged; if it still sends nothing for as long again, it is closed with code 1001. `0` disables. Default 120000. */
+  idleTimeout?: number;
+  /** The time a client has to send its whole upgrade request; past it the TCP connection is closed. Default 10000. */
+  handshakeTimeout?: number;
+  /** The largest upgrade request head (request line and headers); a larger one is answered with HTTP 431. Default 16384. */
+  maxHeaderBytes?: number;
+  /** How many connections this listener holds at most (upgrades waiting for `handleOpen` included); one more is answered with HTTP 503. `0`: no limit. Default 0. */
+  maxConnections?: number;
+  /** How many bytes may wait to be written to one connection; a client that reads too slowly to stay under it is closed with code 1008 and its queue freed. Default 16 MiB. */
+  maxBackpressure?: number;
+  /** How long `handleOpen` (and the promise it returns) may take; past it the upgrade is answered with HTTP 503. Default 10000. */
+  openTimeout?: number;
+}
+
+/** The limits of `StartOptions`: name, index in the native array, default, and whether 0 is allowed (it means "off"). */
+const LIMITS: ReadonlyArray<readonly [keyof StartOptions, Limit, number, boolean]> = [
+  ['maxPayload', Limit.MaxPayload, 16 * 1024 * 1024, false],
+  ['idleTimeout', Limit.IdleTimeout, 120_000, true],
+  ['handshakeTimeout', Limit.HandshakeTimeout, 10_000, false],
+  ['maxHeaderBytes', Limit.MaxHeaderBytes, 16 * 1024, false],
+  ['maxConnections', Limit.MaxConnections, 0, true],
+  ['maxBackpressure', Limit.MaxBackpressure, 16 * 1024 * 1024, false],
+  ['openTimeout', Limit.OpenTimeout, 10_000, false],
+];
+
+/** Checks the limits of `options` and returns them as the addon takes them. */
+function limitsOf(options: StartOptions): Float64Array {
+  const out = new Float64Array(Limit.Count);
+  for (const [name, index, fallback, zeroAllowed] of LIMITS) {
+    const value = options[name];
+    if (value === undefined) {
+      out[index] = fallback;
+    } else if (typeof value === 'number' && Number.isSafeInteger(value) && (value > 0 || (zeroAllowed && value === 0))) {
+      out[index] = value;
+    } else {
+      throw new TypeError(`start: options.${name} must be ${zeroAllowed ? 'a non-negative' : 'a positive'} integer, got ${describe(value)}`);
+    }
+  }
+  return out;
 }
 
 /**
@@ -286,6 +344,58 @@ export function copySubscriptions(
     typeof fromChannelName === 'string' ? fromChannelName : toBytes(fromChannelName, 'copySubscriptions', 'fromChannelName'),
     typeof toChannelName === 'string' ? toChannelName : toBytes(toChannelName, 'copySubscriptions', 'toChannelName'),
   );
+}
+
+/**
+ * Closes a connection from the server side with a close frame. `handleClose` follows, as for any
+ * close, once the client has answered (or after a few seconds if it does not).
+ *
+ * @param socketId - The connection's socket id.
+ * @param code - The close code: 1000 (the default) or an application code from 3000 to 4999.
+ * @param reason - A short text for the client, at most 123 bytes of UTF-8. Default empty.
+ * @returns `true` if the connection was open and is now closing; `false` if it was unknown,
+ * closed or already closing.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, `code` is not 1000 or an
+ * integer from 3000 to 4999, or `reason` is not a string of at most 123 bytes of UTF-8.
+ */
+export function close(socketId: number, code = 1000, reason = ''): boolean {
+  checkSocketId(socketId, 'close');
+  if (typeof code !== 'number' || !Number.isInteger(code) || !(code === 1000 || (code >= 3000 && code <= 4999))) {
+    throw new TypeError(`close: code must be 1000 or an integer from 3000 to 4999, got ${describe(code)}`);
+  }
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
+    throw new TypeError(`close: reason must be a string of at most 123 bytes of UTF-8, got ${describe(reason)}`);
+  }
+  return native.close(socketId, code, reason);
+}
+
+/** The stop in progress, if any: `start` waits for it. */
+let stopping: Promise<void> | undefined;
+
+/**
+ * Stops the server: stops accepting connections on every address, closes every connection with
+ * code 1001, waits until every `handleClose` has been delivered, then ends the worker threads that
+ * `start` spawned and releases the main thread if it was registered. The process then exits by
+ * itself if nothing else keeps it alive. `start` works again afterwards; after `stop`, the other
+ * functions are no-ops on the old connections.
+ *
+ * @returns A Promise that resolves once everything is stopped.
+ */
+export function stop(): Promise<void> {
+  stopping ??= (async () => {
+    try {
+      await new Promise<void>((resolve) => native.stop(resolve));
+      await retireAll([...liveSlots]);
+      if (mainThreadRegistered) {
+        native.unregisterWorker();
+        mainThreadRegistered = false;
+        handlers = undefined;
+      }
+    } finally {
+      stopping = undefined;
+    }
+  })();
+  return stopping;
 }
 
 // ---------------------------------------------------------------------------------------------

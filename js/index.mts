@@ -8,5 +8,7 @@ export {
   unsubscribe,
   setToken,
   copySubscriptions,
+  close,
+  stop,
 } from './index.cjs';
-export type { WorkerInterface } from './index.cjs';
+export type { StartOptions, WorkerInterface } from './index.cjs';

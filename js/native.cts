@@ -21,6 +21,18 @@ export const enum LogLevel {
   Error = 3,
 }
 
+/** Indexes of the limits passed to `listen`, in the order the Go side reads them. */
+export const enum Limit {
+  MaxPayload = 0,
+  IdleTimeout = 1,
+  HandshakeTimeout = 2,
+  MaxHeaderBytes = 3,
+  MaxConnections = 4,
+  MaxBackpressure = 5,
+  OpenTimeout = 6,
+  Count = 7,
+}
+
 export interface Native {
   /**
    * Registers the calling thread as a worker. `dispatch` is called on this thread with batches of
@@ -28,8 +40,26 @@ export interface Native {
    * dispatch function and mask. Returns the worker id.
    */
   registerWorker(dispatch: (batch: Buffer) => void, handlerMask: number): number;
-  /** Starts listening on `addr` ("host:port"); throws an Error naming the address and the reason. */
-  listen(addr: string): void;
+  /**
+   * Removes the calling thread from the pool: its pending events go to the other workers and the
+   * addon no longer keeps the thread alive. A no-op on a thread that is not registered.
+   */
+  unregisterWorker(): void;
+  /**
+   * Starts listening on `addr` ("host:port") with the given limits (indexed by `Limit`); throws an
+   * Error naming the address and the reason.
+   */
+  listen(addr: string, limits: Float64Array): void;
+  /**
+   * Closes a socket with a close frame (code 1000 or 3000–4999, reason at most 123 bytes of UTF-8,
+   * else a TypeError). Returns false if the socket was unknown or already closing.
+   */
+  close(socketId: number, code: number, reason: string): boolean;
+  /**
+   * Stops every listener, closes every socket with 1001, and calls `done` on this thread once every
+   * worker has handled every event (handleClose included).
+   */
+  stop(done: () => void): void;
   /** The verdict for a socket whose open event was delivered: true accepts, false answers 403. */
   acceptOpen(socketId: number, accept: boolean): void;
   /** A string is sent as a text frame, bytes as a binary frame. */

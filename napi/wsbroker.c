@@ -316,19 +316,98 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_listen(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[2];
   napi_valuetype type;
+  bool is_typed = false;
+  napi_typedarray_type ltype;
+  size_t count = 0;
+  void *limits = NULL;
   bytes_t addr;
-  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!get_args(env, info, 2, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
     return throw_type(env, "bind must be a string");
+  if (napi_is_typedarray(env, argv[1], &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, argv[1], &ltype, &count, &limits, NULL, NULL) != napi_ok ||
+      ltype != napi_float64_array)
+    return throw_type(env, "limits must be a Float64Array");
   if (!get_bytes(env, argv[0], "bind", &addr)) return NULL;
-  char *err = wsb_listen((uint8_t *)addr.data, addr.len);
+  char *err = wsb_listen((uint8_t *)addr.data, addr.len, limits, count);
   bytes_free(&addr);
   if (err) {
     napi_throw_error(env, NULL, err);
     free(err);
   }
+  return NULL;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  uint64_t id;
+  int32_t code;
+  bytes_t reason;
+  char *err = NULL;
+  if (!get_args(env, info, 3, argv) || !get_id(env, argv[0], &id)) return NULL;
+  if (napi_get_value_int32(env, argv[1], &code) != napi_ok)
+    return throw_type(env, "code must be a number");
+  if (!get_bytes(env, argv[2], "reason", &reason)) return NULL;
+  int closed = wsb_close(id, code, (uint8_t *)reason.data, reason.len, &err);
+  bytes_free(&reason);
+  if (err) {
+    throw_type(env, err);
+    free(err);
+    return NULL;
+  }
+  return make_bool(env, closed);
+}
+
+// stop_done runs on the JS thread that called stop: it calls stop's callback.
+static void stop_done(napi_env env, napi_value callback, void *context, void *data) {
+  (void)context;
+  (void)data;
+  napi_value undef;
+  if (env == NULL || napi_get_undefined(env, &undef) != napi_ok) return;
+  if (napi_call_function(env, undef, callback, 0, NULL, NULL) == napi_pending_exception)
+    log_exception(env, "stop callback failed");
+}
+
+// notify is called by Go, on its own thread, when an asynchronous call ends.
+static void notify(void *ctx) {
+  napi_threadsafe_function done = ctx;
+  napi_call_threadsafe_function(done, NULL, napi_tsfn_blocking);
+  napi_release_threadsafe_function(done, napi_tsfn_release);
+}
+
+static napi_value js_stop(napi_env env, napi_callback_info info) {
+  napi_value argv[1], name;
+  napi_valuetype type;
+  napi_threadsafe_function done;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function)
+    return throw_type(env, "callback must be a function");
+  napi_create_string_utf8(env, "wsbroker stop", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, stop_done,
+                                      &done) != napi_ok) {
+    napi_throw_error(env, NULL, "cannot create the stop callback");
+    return NULL;
+  }
+  wsb_stop(done);
+  return NULL;
+}
+
+// js_unregister_worker ends this thread's part in the pool: its pending events go to the other
+// workers, and its threadsafe function no longer keeps the thread alive.
+static napi_value js_unregister_worker(napi_env env, napi_callback_info info) {
+  (void)info;
+  env_state_t *st;
+  if (napi_get_instance_data(env, (void **)&st) != napi_ok || !st || !st->worker) return NULL;
+  slot_t *s = slot_get(st->worker);
+  st->worker = 0;
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->mu);
+  int alive = s->alive;
+  s->alive = 0;  // no more deliveries; the finalizer tells Go
+  pthread_mutex_unlock(&s->mu);
+  if (alive) napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
   return NULL;
 }
 
@@ -447,13 +526,16 @@ NAPI_MODULE_INIT() {
     napi_throw_error(env, NULL, "wsbroker: cannot initialise the addon");
     return NULL;
   }
-  wsb_init(deliver);
+  wsb_init(deliver, notify);
   static const struct {
     const char *name;
     napi_callback fn;
   } fns[] = {
       {"registerWorker", js_register_worker},
+      {"unregisterWorker", js_unregister_worker},
       {"listen", js_listen},
+      {"close", js_close},
+      {"stop", js_stop},
       {"acceptOpen", js_accept_open},
       {"send", js_send},
       {"sendToChannel", js_send_to_channel},

@@ -13,10 +13,11 @@ test('README.md has an up-to-date API reference (npm run docs)', () => {
 
 test('the API reference covers every export', () => {
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-  for (const name of ['start', 'registerWorkerThread', 'send', 'sendToChannel', 'subscribe', 'unsubscribe', 'setToken', 'copySubscriptions']) {
+  for (const name of ['start', 'stop', 'registerWorkerThread', 'send', 'sendToChannel', 'subscribe', 'unsubscribe', 'setToken', 'copySubscriptions', 'close']) {
     assert.ok(readme.includes(`### ${name} · function`), name);
   }
   assert.ok(readme.includes('### WorkerInterface · interface'));
+  assert.ok(readme.includes('### StartOptions · interface'));
   for (const member of ['handleOpen', 'handleTextMessage', 'handleBinaryMessage', 'handleClose']) {
     assert.ok(readme.includes(`#### workerInterface.${member} · member`), member);
   }

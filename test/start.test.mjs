@@ -38,6 +38,11 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
     'string threads',
     'NaN threads',
     'numeric workerPath',
+    'zero maxPayload',
+    'negative idleTimeout',
+    'fractional openTimeout',
+    'string maxConnections',
+    'huge maxBackpressure',
   ]) {
     assert.equal(results[name]?.name, 'TypeError', `${name}: ${JSON.stringify(results[name])}`);
     assert.ok(!results[name].sync, `${name}: a rejection, not a synchronous throw`);
@@ -45,6 +50,9 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
   assert.match(results['missing bind'].message, /bind/);
   assert.match(results['negative threads'].message, /threads/);
   assert.match(results['numeric workerPath'].message, /workerPath/);
+  assert.match(results['zero maxPayload'].message, /maxPayload must be a positive integer/);
+  assert.match(results['negative idleTimeout'].message, /idleTimeout must be a non-negative integer/);
+  assert.match(results['string maxConnections'].message, /maxConnections/);
 
   assert.equal(results['port in use'].name, 'Error');
   assert.ok(results['port in use'].message.includes(`127.0.0.1:${inUse}`), results['port in use'].message);

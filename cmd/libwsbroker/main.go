@@ -13,6 +13,11 @@ typedef int (*wsb_deliver_fn)(int32_t worker, uint8_t *batch, size_t len);
 static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, uint8_t *batch, size_t len) {
 	return f(worker, batch, len);
 }
+
+// Set by the glue at init: reports the end of an asynchronous call (wsb_stop) to its caller.
+typedef void (*wsb_notify_fn)(void *ctx);
+
+static inline void wsb_call_notify(wsb_notify_fn f, void *ctx) { f(ctx); }
 */
 import "C"
 
@@ -23,6 +28,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/rs/zerolog"
@@ -32,6 +38,7 @@ import (
 var (
 	logger    = newLogger()
 	deliverFn atomic.Pointer[C.wsb_deliver_fn]
+	notifyFn  atomic.Pointer[C.wsb_notify_fn]
 	workers   *pool
 	brk       *broker.Broker
 )
@@ -91,8 +98,9 @@ func recoverInto(what string) {
 }
 
 //export wsb_init
-func wsb_init(deliver C.wsb_deliver_fn) {
+func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) {
 	deliverFn.Store(&deliver)
+	notifyFn.Store(&notify)
 }
 
 // wsb_worker_register makes worker id live; the glue must be ready to deliver to it.
@@ -123,19 +131,83 @@ func wsb_batch_done(worker C.int32_t) {
 	workers.done(int32(worker))
 }
 
-// wsb_listen returns NULL once listening, else a malloc'd message for the caller to free.
+// The limits of a listener, in the order of the doubles that wsb_listen takes (js/native.cts).
+const (
+	limMaxPayload = iota
+	limIdleTimeout
+	limHandshakeTimeout
+	limMaxHeaderBytes
+	limMaxConnections
+	limMaxBackpressure
+	limOpenTimeout
+	limCount
+)
+
+// wsb_listen starts a listener with the given limits (sizes in bytes, times in milliseconds). It
+// returns NULL once listening, else a malloc'd message for the caller to free.
 //
 //export wsb_listen
-func wsb_listen(addr *C.uint8_t, n C.size_t) (errMsg *C.char) {
+func wsb_listen(addr *C.uint8_t, n C.size_t, limits *C.double, count C.size_t) (errMsg *C.char) {
 	defer func() {
 		if r := recover(); r != nil {
 			errMsg = C.CString(fmt.Sprint("internal error: ", r))
 		}
 	}()
-	if _, err := brk.Listen(string(bytesOf(addr, n))); err != nil {
+	if count != limCount {
+		return C.CString(fmt.Sprintf("expected %d limits, got %d", limCount, count))
+	}
+	v := unsafe.Slice((*float64)(unsafe.Pointer(limits)), limCount)
+	ms := func(i int) time.Duration { return time.Duration(v[i] * float64(time.Millisecond)) }
+	lim := broker.Limits{
+		MaxPayload:       int64(v[limMaxPayload]),
+		IdleTimeout:      ms(limIdleTimeout),
+		HandshakeTimeout: ms(limHandshakeTimeout),
+		MaxHeaderBytes:   int(v[limMaxHeaderBytes]),
+		MaxConnections:   int(v[limMaxConnections]),
+		MaxBackpressure:  int(v[limMaxBackpressure]),
+		OpenTimeout:      ms(limOpenTimeout),
+	}
+	if _, err := brk.Listen(string(bytesOf(addr, n)), lim); err != nil {
 		return C.CString(err.Error())
 	}
 	return nil
+}
+
+// wsb_close closes a socket with a close frame. It returns 1 if the socket was open, 0 if not;
+// an invalid code or reason sets *errMsg to a malloc'd message for the caller to free.
+//
+//export wsb_close
+func wsb_close(id C.uint64_t, code C.int, reason *C.uint8_t, n C.size_t, errMsg **C.char) C.int {
+	defer recoverInto("close")
+	if code < 0 || code > 0xffff {
+		*errMsg = C.CString(fmt.Sprintf("invalid close code %d", int(code)))
+		return 0
+	}
+	closed, err := brk.CloseSocket(uint64(id), uint16(code), bytesOf(reason, n))
+	if err != nil {
+		*errMsg = C.CString(err.Error())
+		return 0
+	}
+	return cBool(closed)
+}
+
+// wsb_stop stops every listener, closes every socket with 1001 and waits until every worker has
+// handled every event, handleClose included; then it calls the notify function with ctx. It
+// returns at once: the JS threads must keep running meanwhile.
+//
+//export wsb_stop
+func wsb_stop(ctx unsafe.Pointer) {
+	defer recoverInto("stop")
+	go func() {
+		defer recoverInto("stop")
+		workers.setStopping(true)
+		brk.Close()
+		workers.drain()
+		workers.setStopping(false)
+		if f := notifyFn.Load(); f != nil {
+			C.wsb_call_notify(*f, ctx)
+		}
+	}()
 }
 
 //export wsb_accept_open

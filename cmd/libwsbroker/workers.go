@@ -11,6 +11,12 @@ import (
 // so one call into JS never holds its thread for long.
 const maxBatchBytes = 1 << 20
 
+// maxBacklog is how many bytes of events may wait for one worker. Past it, the reader goroutine
+// that brings the next event waits (so its socket is not read and TCP pushes back on the client)
+// until the worker catches up. Each waiting reader may add one event beyond the bound when it
+// resumes.
+const maxBacklog = 8 << 20
+
 // parkedID pins sockets to the parking worker: it holds events while no JS worker is alive and
 // hands them on when one registers.
 const parkedID int32 = -1
@@ -26,7 +32,8 @@ type queued struct {
 type worker struct {
 	id   int32
 	mu   sync.Mutex
-	mask uint32 // handlerBit of each handler the thread registered
+	room sync.Cond // signalled when the backlog shrinks or the worker dies; uses mu
+	mask uint32    // handlerBit of each handler the thread registered
 	dead bool
 
 	pending   []byte
@@ -44,7 +51,8 @@ type worker struct {
 type deliverFunc func(id int32, batch []byte) bool
 
 // pool routes every socket's events to the worker the socket is pinned to (Conn.Pin).
-// Lock order: pool.mu, then a dead or parking worker's mu, then a live worker's mu.
+// Lock order: pool.mu, then a dead or parking worker's mu, then a live worker's mu; idleMu before
+// any worker's mu.
 type pool struct {
 	deliver deliverFunc
 	accept  func(id uint64) // accepts an upgrade without asking JS (no handleOpen there)
@@ -54,10 +62,16 @@ type pool struct {
 	live    atomic.Pointer[[]*worker]
 	rr      atomic.Uint32
 	parking worker
+
+	stopping atomic.Bool // while stopping, readers never wait for a backlog to shrink
+	idleMu   sync.Mutex  // with idle: drain waits for every worker to finish its events
+	idle     sync.Cond
 }
 
 func newPool(deliver deliverFunc, accept func(id uint64)) *pool {
 	p := &pool{deliver: deliver, accept: accept}
+	p.idle.L = &p.idleMu
+	p.parking.room.L = &p.parking.mu
 	p.parking.id = parkedID
 	p.parking.mask = ^uint32(0)
 	m := map[int32]*worker{parkedID: &p.parking}
@@ -88,6 +102,7 @@ func (p *pool) register(id int32, mask uint32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := &worker{id: id, mask: mask}
+	w.room.L = &w.mu
 	m := make(map[int32]*worker, len(*p.byID.Load())+1)
 	for k, v := range *p.byID.Load() {
 		m[k] = v
@@ -101,6 +116,7 @@ func (p *pool) register(id int32, mask uint32) {
 	p.setLive(append(append([]*worker{}, *p.live.Load()...), w))
 	p.rerouteLocked(&p.parking, events{p.parking.pending, p.parking.pendingEv})
 	p.parking.pending, p.parking.pendingEv = p.parking.pending[:0], p.parking.pendingEv[:0]
+	p.parking.room.Broadcast()
 	p.parking.mu.Unlock()
 }
 
@@ -132,8 +148,8 @@ func (p *pool) retire(id int32, undelivered bool) {
 	p.setLive(live)
 
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.dead {
+		w.mu.Unlock()
 		return
 	}
 	w.dead = true
@@ -144,6 +160,9 @@ func (p *pool) retire(id int32, undelivered bool) {
 	p.rerouteLocked(w, runs...)
 	w.pending, w.pendingEv, w.inflight, w.inflEv, w.spare, w.spareEv = nil, nil, nil, nil, nil, nil
 	w.busy = false
+	w.room.Broadcast()
+	w.mu.Unlock()
+	p.signalIdle()
 }
 
 // events is a run of encoded events and where each ends.
@@ -205,9 +224,17 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 	}
 }
 
-// push queues one event of socket c on its worker.
+// push queues one event of socket c on its worker, first waiting while that worker is too far
+// behind.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
+	for len(w.pending) >= maxBacklog && !p.stopping.Load() {
+		w.room.Wait()
+		if p.closedTo(w) {
+			w.mu.Unlock()
+			w = p.lockPinned(c)
+		}
+	}
 	defer w.mu.Unlock()
 	if !p.wants(w, c, kind) {
 		return
@@ -270,8 +297,8 @@ func (p *pool) done(id int32) {
 		return
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if !w.busy {
+		w.mu.Unlock()
 		return
 	}
 	w.busy = false
@@ -279,4 +306,53 @@ func (p *pool) done(id int32) {
 	w.spare, w.spareEv = w.inflight[:0], w.inflEv[:0]
 	w.inflight, w.inflEv = nil, nil
 	p.flushLocked(w)
+	if len(w.pending) < maxBacklog {
+		w.room.Broadcast()
+	}
+	idle := !w.busy
+	w.mu.Unlock()
+	if idle { // after w.mu is released: drain holds idleMu while it takes worker locks
+		p.signalIdle()
+	}
+}
+
+func (p *pool) signalIdle() {
+	p.idleMu.Lock()
+	p.idle.Broadcast()
+	p.idleMu.Unlock()
+}
+
+// setStopping makes readers stop waiting for backlogs (stop must not depend on JS keeping up
+// with every socket) and wakes those that wait.
+func (p *pool) setStopping(on bool) {
+	p.stopping.Store(on)
+	if !on {
+		return
+	}
+	for _, w := range append(*p.live.Load(), &p.parking) {
+		w.mu.Lock()
+		w.room.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+// drain waits until every live worker has handled all its events.
+func (p *pool) drain() {
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	for !p.allIdle() {
+		p.idle.Wait()
+	}
+}
+
+func (p *pool) allIdle() bool {
+	for _, w := range *p.live.Load() {
+		w.mu.Lock()
+		idle := w.dead || (!w.busy && len(w.pendingEv) == 0)
+		w.mu.Unlock()
+		if !idle {
+			return false
+		}
+	}
+	return true
 }

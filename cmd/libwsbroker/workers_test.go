@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wsbroker/wsbroker/broker"
 )
@@ -365,6 +366,105 @@ func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 	for s := 0; s < sockets; s++ {
 		if seen[s] != perSocket {
 			t.Fatalf("socket %d: %d of %d events", s, seen[s], perSocket)
+		}
+	}
+}
+
+// fillBacklog queues events on a busy worker until its backlog reaches maxBacklog.
+func fillBacklog(p *pool, c *broker.Conn) {
+	chunk := strings.Repeat("x", 64<<10)
+	for {
+		w := p.get(c.Pin.Load())
+		w.mu.Lock()
+		full := len(w.pending) >= maxBacklog
+		w.mu.Unlock()
+		if full {
+			return
+		}
+		text(p, c, chunk)
+	}
+}
+
+// A reader that brings an event for a worker that is too far behind waits (its socket is not
+// read meanwhile) until the worker catches up.
+func TestReaderWaitsWhileItsWorkerIsBehind(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	text(p, c, "in flight")
+	fillBacklog(p, c)
+	pushed := make(chan struct{})
+	go func() {
+		text(p, c, "one more")
+		close(pushed)
+	}()
+	select {
+	case <-pushed:
+		t.Fatal("the reader did not wait for the backlog to shrink")
+	case <-time.After(100 * time.Millisecond):
+	}
+	js.run(p, 1)
+	select {
+	case <-pushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader was not released when the worker caught up")
+	}
+}
+
+// While stopping, nothing waits: every socket's last events must reach the queues.
+func TestStoppingReleasesWaitingReaders(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	text(p, c, "in flight")
+	fillBacklog(p, c)
+	pushed := make(chan struct{})
+	go func() {
+		p.push(c, kindClose, nil, nil)
+		close(pushed)
+	}()
+	p.setStopping(true)
+	select {
+	case <-pushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting reader was not released by stop")
+	}
+}
+
+// drain returns once every worker has run every event it was given.
+func TestDrainWaitsForEveryEvent(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	p.register(2, allHandlers)
+	for i := 0; i < 10; i++ {
+		text(p, &broker.Conn{}, fmt.Sprint(i))
+	}
+	drained := make(chan struct{})
+	go func() {
+		p.drain()
+		close(drained)
+	}()
+	for n := 0; ; n++ {
+		select {
+		case <-drained:
+			js.mu.Lock()
+			defer js.mu.Unlock()
+			if got := len(js.log); got < 2 {
+				t.Fatalf("drained after %d batches", got)
+			}
+			if len(js.queued) != 0 {
+				t.Fatalf("drained with batches still queued: %v", js.queued)
+			}
+			return
+		default:
+		}
+		js.run(p, 1)
+		js.run(p, 2)
+		if n > 1e6 {
+			t.Fatal("drain never returned")
 		}
 	}
 }

@@ -1,0 +1,192 @@
+// close(), stop(), and the limits of start(): what a client and the handlers see.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Child, Client, fixture, freePort, isListening, refusedStatus, withTimeout } from './helpers.mjs';
+
+/** Starts the lifecycle server with the given start() options; resolves with { child, port, log }. */
+async function lifecycleServer(t, options = {}) {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-lifecycle-'));
+  const log = path.join(dir, 'events.log');
+  const child = new Child(
+    [fixture('lifecycle-server.mjs'), JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('lifecycle-worker.mjs'), threads: 2, ...options })],
+    { env: { LIFECYCLE_LOG: log, WSBROKER_LOG: 'warn' } },
+  );
+  t.after(async () => {
+    await child.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await child.waitForLine(/^listening$/, 30_000);
+  const events = () => {
+    try {
+      return readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    } catch {
+      return [];
+    }
+  };
+  return { child, port, events };
+}
+
+/** Opens a client and returns it with its socket id. */
+async function client(port, options) {
+  const c = await Client.connect(port, options);
+  c.send('id');
+  const id = Number((await c.next((m) => m.text?.startsWith('id '))).text.slice(3));
+  return { c, id };
+}
+
+/** Completes an upgrade over a raw TCP socket and then neither reads nor answers anything. */
+function silentClient(port) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('error', reject);
+    s.once('connect', () => {
+      s.write(
+        'GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+    });
+    let head = '';
+    const onData = (chunk) => {
+      head += chunk.toString('latin1');
+      if (head.includes('\r\n\r\n')) {
+        s.off('data', onData);
+        s.pause();
+        assert.match(head, /^HTTP\/1\.1 101 /);
+        resolve(s);
+      }
+    };
+    s.on('data', onData);
+  });
+}
+
+test('close(): the client gets the code and reason, handleClose runs once; bad codes and reasons are TypeErrors', async (t) => {
+  const { port, events } = await lifecycleServer(t);
+  const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
+  t.after(() => observer.terminate());
+  const { c, id } = await client(port);
+  c.send('badclose');
+  const bad = JSON.parse((await c.next((m) => m.text?.startsWith('{'))).text);
+  for (const name of ['code 1005', 'code 2999', 'code 5000', 'code 3000.5', 'code "3000"']) {
+    assert.match(bad[name], /^TypeError: close: code must be 1000 or an integer from 3000 to 4999/, name);
+  }
+  assert.match(bad['reason of 124 bytes'], /^TypeError: close: reason must be a string of at most 123 bytes/);
+  assert.match(bad['reason not a string'], /^TypeError: close: reason/);
+  assert.match(bad['id 0'], /^TypeError: close: socketId/);
+  assert.equal(bad['unknown id'], 'returned false');
+
+  c.send('close 4321 going home, grüße');
+  assert.deepEqual(await withTimeout(c.closed, 10_000, 'the close'), { code: 4321, reason: 'going home, grüße' });
+  await observer.next((m) => m.text === `close ${id}`);
+  assert.equal(events().filter((e) => e === `close ${id}`).length, 1);
+});
+
+for (const threads of [0, 2]) {
+  test(`stop() with threads: ${threads}: every socket gets 1001, every handleClose runs, the process exits by itself`, async (t) => {
+    const { child, port, events } = await lifecycleServer(t, { threads });
+    const clients = await Promise.all(Array.from({ length: 20 }, () => client(port)));
+    child.proc.stdin.write('stop\n');
+    const codes = await Promise.all(clients.map(({ c }) => withTimeout(c.closed, 15_000, 'a close')));
+    assert.deepEqual(new Set(codes.map((c) => c.code)), new Set([1001]));
+    await child.waitForLine(/^stopped$/, 15_000);
+    const closed = events().filter((e) => e.startsWith('close '));
+    assert.deepEqual(closed.sort(), clients.map(({ id }) => `close ${id}`).sort(), 'one handleClose per socket, before stop() resolved');
+    assert.equal(await isListening(port), false);
+    child.proc.stdin.end();
+    const status = await withTimeout(child.exited, 10_000, 'the stopped server to exit by itself');
+    assert.deepEqual(status, { code: 0, signal: null }, child.stderr);
+  });
+}
+
+test('start() works again after stop()', async (t) => {
+  const { child, port } = await lifecycleServer(t);
+  const before = await client(port);
+  child.proc.stdin.write('stop\n');
+  await child.waitForLine(/^stopped$/, 15_000);
+  await withTimeout(before.c.closed, 10_000, 'the close');
+  child.lines.length = 0;
+  child.proc.stdin.write('start\n');
+  await child.waitForLine(/^listening$/, 30_000);
+  const after = await client(port);
+  t.after(() => after.c.terminate());
+  assert.ok(after.id > before.id, 'socket ids continue');
+  after.c.send('echo again');
+  await after.c.next((m) => m.text === 'again');
+});
+
+test('maxPayload: a larger message closes the connection with 1009', async (t) => {
+  const { port } = await lifecycleServer(t, { maxPayload: 1000 });
+  const { c } = await client(port);
+  c.send('echo ' + 'x'.repeat(990)); // 995 bytes: fine
+  await c.next((m) => m.text?.length === 990);
+  c.send('x'.repeat(1001));
+  assert.equal((await withTimeout(c.closed, 10_000, 'the close')).code, 1009);
+});
+
+test('maxConnections: one more connection than the limit gets HTTP 503; a freed place is taken again', async (t) => {
+  const { port } = await lifecycleServer(t, { maxConnections: 3 });
+  const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
+  t.after(() => observer.terminate());
+  const a = await client(port);
+  const b = await client(port);
+  t.after(() => b.c.terminate());
+  assert.equal(await refusedStatus(port), 503);
+  await a.c.close();
+  await observer.next((m) => m.text === `close ${a.id}`); // handleClose is the broker's last step
+  const again = await client(port);
+  again.c.terminate();
+});
+
+test('maxBackpressure: a client that stops reading is closed with 1008; the others keep receiving', async (t) => {
+  const { port } = await lifecycleServer(t, { maxBackpressure: 1 << 20 });
+  const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
+  t.after(() => observer.terminate());
+  const slow = await client(port);
+  const other = await client(port);
+  t.after(() => other.c.terminate());
+  slow.c.ws._socket.pause(); // reads nothing more: the server's queue for it grows
+  slow.c.send('flood 400 65536'); // 25 MiB toward a client that does not read
+  await observer.next((m) => m.text === `close ${slow.id}`, 20_000, 'the slow client to be closed');
+  other.c.send('echo still here');
+  await other.c.next((m) => m.text === 'still here');
+  slow.c.ws._socket.resume();
+  const { code } = await withTimeout(slow.c.closed, 10_000, 'the slow client to see the end');
+  assert.ok(code === 1008 || code === 1006, `close code ${code}`);
+});
+
+test('idleTimeout: a client that answers pings stays open; one that answers nothing is closed', async (t) => {
+  const { port } = await lifecycleServer(t, { idleTimeout: 200 });
+  const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
+  t.after(() => observer.terminate());
+  const lively = await client(port);
+  t.after(() => lively.c.terminate());
+  const silent = await silentClient(port);
+  t.after(() => silent.destroy());
+  const isLaterOpen = (m) => /^open \d+$/.test(m.text ?? '') && Number(m.text.slice(5)) > lively.id;
+  const silentId = Number((await observer.next(isLaterOpen)).text.slice(5));
+  await observer.next((m) => m.text === `close ${silentId}`, 10_000, 'the silent client to be closed');
+  // The ws client answered every ping meanwhile (at least two idle periods have passed).
+  lively.c.send('echo alive');
+  await lively.c.next((m) => m.text === 'alive');
+});
+
+test('a worker that falls behind: its sockets stop being read (TCP pushes back), nothing is lost', async (t) => {
+  const { port } = await lifecycleServer(t, { threads: 1 });
+  const { c } = await client(port);
+  t.after(() => c.terminate());
+  c.send('block 3000');
+  await c.next((m) => m.text === 'blocking');
+  const mib = Buffer.alloc(1 << 20, 0x62);
+  for (let i = 0; i < 64; i++) c.send(mib);
+  c.send(Buffer.from([1]));
+  // While the worker is blocked the broker holds a bounded backlog (8 MiB) and stops reading this
+  // socket, so most of the 64 MiB is still waiting in the client's own buffer.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.ok(c.ws.bufferedAmount > 24 << 20, `only ${c.ws.bufferedAmount} bytes held back by the client`);
+  // Once the worker catches up, reading resumes and every message arrives.
+  assert.equal((await c.next((m) => m.text?.startsWith('got '), 30_000)).text, 'got 64');
+});
