@@ -11,7 +11,7 @@ import { decodeBatch, type BatchSink } from './batch.cjs';
 import { loadNative } from './load.cjs';
 import { HANDLER_NAMES, importWorkerModule, loadError } from './module.cjs';
 import { HandlerBit, Limit, LogLevel, type NativeBytes } from './native.cjs';
-import type { WorkerData, WorkerMessage } from './worker.cjs';
+import type { MainMessage, WorkerData, WorkerMessage } from './worker.cjs';
 
 const native = loadNative();
 
@@ -31,7 +31,8 @@ const native = loadNative();
  *   that worker, in order. A spawned worker that exits or crashes is replaced by a new one running
  *   the same module, and its connections are handed to the live workers; a module that keeps
  *   crashing is restarted with a growing delay (100 ms doubling up to 30 s), and every death is
- *   logged.
+ *   logged. A spawned worker whose event loop stays blocked (a handler that never returns) is
+ *   detected within 5 s, terminated and replaced the same way.
  * - A listening server keeps the Node.js process alive, like an `http.Server`.
  *
  * @param options - What to start:
@@ -570,6 +571,9 @@ function dispatch(batch: Buffer): void {
 
 const WORKER_ENTRY = path.join(__dirname, 'worker.cjs');
 const FAST_DEATH_MS = 1000;
+/** The watchdog pings every worker this often and terminates one that has not answered for HANG_MS. */
+const PING_MS = 1000;
+const HANG_MS = 4000;
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 30_000;
 
@@ -614,10 +618,25 @@ class WorkerSlot {
       const id = worker.threadId;
       let ready = false;
       let failure: unknown;
+      let hung: string | undefined;
+      let lastPong = 0;
+      const ping: MainMessage = { type: 'ping' };
+      const watchdog = setInterval(() => {
+        if (!ready) return; // importing the module may take its time
+        if (Date.now() - lastPong < HANG_MS) {
+          worker.postMessage(ping);
+        } else if (hung === undefined) {
+          hung = `its event loop did not answer for ${HANG_MS} ms (a handler that never returns?); terminated`;
+          void worker.terminate();
+        }
+      }, PING_MS);
+      watchdog.unref();
       worker.on('message', (msg: WorkerMessage) => {
-        if (msg?.type === 'ready' && !ready) {
+        if (msg?.type === 'pong') {
+          lastPong = Date.now();
+        } else if (msg?.type === 'ready' && !ready) {
           ready = true;
-          this.readyAt = Date.now();
+          this.readyAt = lastPong = Date.now();
           liveSlots.add(this);
           resolve();
         } else if (msg?.type === 'failed' && !ready) {
@@ -635,13 +654,14 @@ class WorkerSlot {
         if (!ready) reject(err);
       });
       worker.on('exit', (code) => {
+        clearInterval(watchdog);
         if (this.worker === worker) this.worker = undefined;
         if (!ready) {
           reject(failure ?? new Error(`worker thread ${id} exited with code ${code} before it was ready`));
           return;
         }
         if (this.retired) return;
-        const why = failure !== undefined ? `uncaught exception: ${errorText(failure)}` : `exit code ${code}`;
+        const why = hung ?? (failure !== undefined ? `uncaught exception: ${errorText(failure)}` : `exit code ${code}`);
         this.replace(`worker thread ${id} (${this.modulePath}) died (${why})`, Date.now() - this.readyAt < FAST_DEATH_MS);
       });
     });

@@ -12,7 +12,11 @@ export interface WorkerData {
 /** Messages from a spawned worker to the main thread. */
 export type WorkerMessage =
   | { type: 'ready' }
+  | { type: 'pong' }
   | { type: 'failed'; error: { name: string; message: string; stack?: string } };
+
+/** Messages from the main thread to a spawned worker: the watchdog's pings. */
+export type MainMessage = { type: 'ping' };
 
 async function main(): Promise<void> {
   const port = parentPort;
@@ -26,9 +30,11 @@ async function main(): Promise<void> {
     port.postMessage(msg);
     return;
   }
-  // A listener keeps this thread's event loop alive for as long as the main thread keeps the
-  // Worker; the events themselves arrive through the addon.
-  port.on('message', () => {});
+  // The main thread's watchdog pings; a thread whose event loop is stuck cannot answer.
+  const pong: WorkerMessage = { type: 'pong' };
+  port.on('message', (msg: MainMessage) => {
+    if (msg?.type === 'ping') port.postMessage(pong);
+  });
   const ready: WorkerMessage = { type: 'ready' };
   port.postMessage(ready);
 }

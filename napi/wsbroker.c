@@ -85,12 +85,11 @@ static int deliver(int32_t id, uint8_t *batch, size_t len) {
   return rc;
 }
 
-// log_exception logs what a JS call threw, with its stack when it has one.
-static void log_exception(napi_env env, const char *what) {
-  napi_value exc, text;
+// log_value logs a thrown value, with its stack when it has one.
+static void log_value(napi_env env, napi_value exc, const char *what) {
+  napi_value text;
   char buf[4096];
   size_t n = 0;
-  if (napi_get_and_clear_last_exception(env, &exc) != napi_ok) return;
   bool is_error = false;
   napi_is_error(env, exc, &is_error);
   if (is_error && napi_get_named_property(env, exc, "stack", &text) == napi_ok) exc = text;
@@ -102,6 +101,28 @@ static void log_exception(napi_env env, const char *what) {
   char line[4200];
   snprintf(line, sizeof line, "%s: %.*s", what, (int)n, buf);
   log_line(3, line);
+}
+
+// take_exception clears the exception a failed call left, if any.
+static napi_value take_exception(napi_env env) {
+  bool pending = false;
+  napi_value exc;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending ||
+      napi_get_and_clear_last_exception(env, &exc) != napi_ok)
+    return NULL;
+  return exc;
+}
+
+// js_can_run reports whether this thread still runs JavaScript: not while it is being terminated.
+static int js_can_run(napi_env env) {
+  napi_value global, object, result;
+  if (napi_get_global(env, &global) != napi_ok ||
+      napi_get_named_property(env, global, "Object", &object) != napi_ok ||
+      napi_call_function(env, global, object, 0, NULL, &result) != napi_ok) {
+    take_exception(env);
+    return 0;
+  }
+  return 1;
 }
 
 // call_js runs on the worker's JS thread: it hands one batch to the worker's dispatch function.
@@ -126,13 +147,18 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
   if (status == napi_ok) status = napi_get_reference_value(env, st->dispatch, &fn);
   if (status == napi_ok) status = napi_get_undefined(env, &undef);
   if (status == napi_ok) status = napi_call_function(env, undef, fn, 1, &buf, NULL);
-  if (status == napi_pending_exception) {
-    log_exception(env, "event dispatch failed");
-  } else if (status != napi_ok) {
-    // The env is shutting down: take no more batches; the finalizer tells Go.
-    pthread_mutex_lock(&s->mu);
-    s->alive = 0;
-    pthread_mutex_unlock(&s->mu);
+  if (status != napi_ok) {
+    napi_value exc = take_exception(env);
+    if (!js_can_run(env)) {
+      // The thread is being terminated (process.exit in a handler, or the watchdog ending a
+      // handler that never returns): this batch counts as delivered, since it may have partly
+      // run. Take no more; the finalizer hands the events still waiting to the other workers.
+      pthread_mutex_lock(&s->mu);
+      s->alive = 0;
+      pthread_mutex_unlock(&s->mu);
+      return;
+    }
+    if (exc) log_value(env, exc, "event dispatch failed");
   }
   wsb_batch_done(s->id);
 }
@@ -366,8 +392,10 @@ static void stop_done(napi_env env, napi_value callback, void *context, void *da
   (void)data;
   napi_value undef;
   if (env == NULL || napi_get_undefined(env, &undef) != napi_ok) return;
-  if (napi_call_function(env, undef, callback, 0, NULL, NULL) == napi_pending_exception)
-    log_exception(env, "stop callback failed");
+  if (napi_call_function(env, undef, callback, 0, NULL, NULL) == napi_pending_exception) {
+    napi_value exc = take_exception(env);
+    if (exc) log_value(env, exc, "stop callback failed");
+  }
 }
 
 // notify is called by Go, on its own thread, when an asynchronous call ends.

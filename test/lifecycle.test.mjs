@@ -190,3 +190,28 @@ test('a worker that falls behind: its sockets stop being read (TCP pushes back),
   // Once the worker catches up, reading resumes and every message arrives.
   assert.equal((await c.next((m) => m.text?.startsWith('got '), 30_000)).text, 'got 64');
 });
+
+test('a worker that hangs is terminated within 5 s and replaced; its sockets are served by the others', async (t) => {
+  const { child, port } = await lifecycleServer(t, { threads: 2 });
+  const stuck = await client(port); // round-robin: the two clients are on different workers
+  const other = await client(port);
+  t.after(() => {
+    stuck.c.terminate();
+    other.c.terminate();
+  });
+  const started = Date.now();
+  stuck.c.send('hang');
+  await stuck.c.next((m) => m.text === 'hanging');
+  stuck.c.send('echo after the hang'); // queued behind the hung handler
+  other.c.send('echo meanwhile');
+  await other.c.next((m) => m.text === 'meanwhile');
+  await stuck.c.next((m) => m.text === 'after the hang', 15_000, 'the stuck socket to be served again');
+  const took = Date.now() - started;
+  assert.ok(took < 7000, `re-served after ${took} ms`);
+  await child.waitForStderr(/did not answer for 4000 ms/);
+  // The replacement serves new connections too.
+  const fresh = await client(port);
+  fresh.c.send('echo fresh');
+  await fresh.c.next((m) => m.text === 'fresh');
+  fresh.c.terminate();
+});

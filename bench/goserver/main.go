@@ -1,0 +1,84 @@
+// Command goserver is the benchmark application (the protocol of bench/README.md) on WSBroker's Go
+// core with a Go Handler: no JavaScript. It is the limit of what the JavaScript hop costs.
+//
+//	goserver -addr 127.0.0.1:9003
+//
+// It prints "listening <addr>" on stdout once listening, and stops on SIGINT or SIGTERM.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+// app implements broker.Handler with the benchmark protocol.
+type app struct {
+	b *broker.Broker
+}
+
+var ok = []byte("ok")
+
+// Open accepts every connection; an x-bench-token header becomes the socket's token.
+func (a *app) Open(c *broker.Conn, req *broker.Request) {
+	for _, h := range req.Headers {
+		if h.Name == "x-bench-token" {
+			a.b.SetToken(c.ID(), []byte(h.Value))
+			break
+		}
+	}
+	a.b.Accept(c.ID(), true)
+}
+
+// Text: "e:<payload>" echo; "s:<channel>" subscribe and answer "ok"; "p:<channel>:<payload>"
+// publish; "r:<channel>:<payload>" reply to the sender and publish.
+func (a *app) Text(c *broker.Conn, data []byte) {
+	if len(data) < 2 || data[1] != ':' {
+		return
+	}
+	rest := data[2:]
+	switch data[0] {
+	case 'e':
+		a.b.Send(c.ID(), rest, true)
+	case 's':
+		a.b.Subscribe(c.ID(), rest)
+		a.b.Send(c.ID(), ok, true)
+	case 'p':
+		if ch, payload, found := bytes.Cut(rest, []byte{':'}); found {
+			a.b.SendToChannel(ch, payload, true)
+		}
+	case 'r':
+		if ch, payload, found := bytes.Cut(rest, []byte{':'}); found {
+			a.b.Send(c.ID(), payload, true)
+			a.b.SendToChannel(ch, payload, true)
+		}
+	}
+}
+
+func (a *app) Binary(c *broker.Conn, data []byte) {}
+func (a *app) Close(c *broker.Conn)               {}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9003", "address to listen on")
+	flag.Parse()
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	a := &app{}
+	a.b = broker.New(a, broker.Options{Logger: log})
+	la, err := a.b.Listen(*addr, broker.DefaultLimits())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "goserver:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening %s\n", la)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	a.b.Close()
+}

@@ -1,0 +1,35 @@
+// The handlers of the WSBroker benchmark server: the protocol of bench/README.md.
+import { send, sendToChannel, setToken, subscribe } from 'wsbroker';
+
+export function handleOpen(socketId, ip, headers) {
+  const token = headers['x-bench-token'];
+  if (token !== undefined) setToken(socketId, token);
+  return true;
+}
+
+export function handleTextMessage(text, socketId) {
+  if (text.charCodeAt(1) !== 58 /* : */) return;
+  switch (text.charCodeAt(0)) {
+    case 101: // e:<payload>
+      send(socketId, text.slice(2));
+      break;
+    case 115: // s:<channel>
+      subscribe(socketId, text.slice(2));
+      send(socketId, 'ok');
+      break;
+    case 112: { // p:<channel>:<payload>
+      const i = text.indexOf(':', 2);
+      if (i >= 0) sendToChannel(text.slice(2, i), text.slice(i + 1));
+      break;
+    }
+    case 114: { // r:<channel>:<payload>
+      const i = text.indexOf(':', 2);
+      if (i >= 0) {
+        const payload = text.slice(i + 1);
+        send(socketId, payload);
+        sendToChannel(text.slice(2, i), payload);
+      }
+      break;
+    }
+  }
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// maxMessage bounds what the generator accepts from a server (frame or reassembled message).
+const maxMessage = 64 << 20
+
+var (
+	errServerClosed = errors.New("server closed the connection (close frame)")
+	errProtocol     = errors.New("protocol error from server")
+)
+
+// wsConn is the client side of one WebSocket connection: a socket, its read buffer and a frame
+// parser. One goroutine reads (next); writes may come from any goroutine (write is locked).
+type wsConn struct {
+	nc   net.Conn
+	buf  []byte
+	r, w int // unread bytes are buf[r:w]
+	key  [4]byte
+	wmu  sync.Mutex
+
+	frag    []byte // a fragmented message being reassembled
+	fragged bool
+}
+
+func (c *wsConn) write(p []byte) error {
+	c.wmu.Lock()
+	_, err := c.nc.Write(p)
+	c.wmu.Unlock()
+	return err
+}
+
+// next returns the next data message (text or binary), answering pings on the way. The slice is
+// valid until the next call.
+func (c *wsConn) next() ([]byte, error) {
+	for {
+		fin, op, p, err := c.frame()
+		if err != nil {
+			return nil, err
+		}
+		switch ws.OpCode(op) {
+		case ws.OpText, ws.OpBinary:
+			if c.fragged {
+				return nil, errProtocol
+			}
+			if fin {
+				return p, nil
+			}
+			c.frag = append(c.frag[:0], p...)
+			c.fragged = true
+		case ws.OpContinuation:
+			if !c.fragged {
+				return nil, errProtocol
+			}
+			if len(c.frag)+len(p) > maxMessage {
+				return nil, errProtocol
+			}
+			c.frag = append(c.frag, p...)
+			if fin {
+				c.fragged = false
+				return c.frag, nil
+			}
+		case ws.OpPing:
+			if err := c.write(maskedFrame(ws.OpPong, p, c.key)); err != nil {
+				return nil, err
+			}
+		case ws.OpPong:
+		case ws.OpClose:
+			return nil, errServerClosed
+		default:
+			return nil, errProtocol
+		}
+	}
+}
+
+// frame parses one frame, reading from the socket as needed. payload points into the read buffer.
+func (c *wsConn) frame() (fin bool, op byte, payload []byte, err error) {
+	if err = c.need(2); err != nil {
+		return
+	}
+	b0, b1 := c.buf[c.r], c.buf[c.r+1]
+	hl := 2
+	n := uint64(b1 & 0x7f)
+	switch n {
+	case 126:
+		hl = 4
+	case 127:
+		hl = 10
+	}
+	masked := b1&0x80 != 0
+	if masked {
+		hl += 4
+	}
+	if err = c.need(hl); err != nil {
+		return
+	}
+	h := c.buf[c.r : c.r+hl]
+	switch n {
+	case 126:
+		n = uint64(binary.BigEndian.Uint16(h[2:]))
+	case 127:
+		n = binary.BigEndian.Uint64(h[2:])
+	}
+	if n > maxMessage {
+		err = errProtocol
+		return
+	}
+	var key [4]byte
+	if masked {
+		copy(key[:], h[hl-4:])
+	}
+	if err = c.need(hl + int(n)); err != nil {
+		return
+	}
+	payload = c.buf[c.r+hl : c.r+hl+int(n)]
+	if masked {
+		ws.Cipher(payload, key, 0)
+	}
+	c.r += hl + int(n)
+	return b0&0x80 != 0, b0 & 0x0f, payload, nil
+}
+
+// need makes sure that at least n unread bytes are buffered.
+func (c *wsConn) need(n int) error {
+	for c.w-c.r < n {
+		if c.r == c.w {
+			c.r, c.w = 0, 0
+		}
+		if len(c.buf)-c.r < n {
+			if n > len(c.buf) {
+				nb := make([]byte, max(n, 2*len(c.buf)))
+				c.w = copy(nb, c.buf[c.r:c.w])
+				c.buf = nb
+			} else {
+				c.w = copy(c.buf, c.buf[c.r:c.w])
+			}
+			c.r = 0
+		}
+		m, err := c.nc.Read(c.buf[c.w:])
+		c.w += m
+		if err != nil {
+			if c.w-c.r >= n {
+				return nil
+			}
+			if err == io.EOF && c.w > c.r {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// closeNow sends a close frame (best effort, not waiting) and closes the socket.
+func (c *wsConn) closeNow() {
+	c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.write(closeFrame(c.key))
+	c.nc.Close()
+}
+
+// dialer opens WebSocket connections to one loopback server, from source addresses 127.0.0.1 to
+// 127.0.0.<srcs> in turn (each source address has its own ~28k ephemeral ports).
+type dialer struct {
+	addr    string // host:port
+	host    string // for the Host header
+	path    string
+	srcs    int  // source addresses to spread over; 0: let the kernel choose
+	v4      bool // the server is on IPv4 loopback (source binding applies)
+	bufSize int  // initial read buffer per connection
+	timeout time.Duration
+}
+
+func newDialer(addr, path string, srcs, bufSize int) (*dialer, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return nil, fmt.Errorf("port %q", port)
+	}
+	ip := net.ParseIP(host)
+	if host == "localhost" {
+		ip = net.IPv4(127, 0, 0, 1)
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	if ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%s is not a loopback address: wsbench only loads local servers", host)
+	}
+	d := &dialer{addr: addr, host: addr, path: path, srcs: srcs, v4: ip.To4() != nil,
+		bufSize: bufSize, timeout: 10 * time.Second}
+	if !d.v4 {
+		d.srcs = 0
+	}
+	return d, nil
+}
+
+// ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT (Linux): a bind with port 0 leaves the port to
+// connect(), which can then reuse a port towards another destination.
+const ipBindAddressNoPort = 24
+
+func bindNoPort(network, address string, rc syscall.RawConn) error {
+	rc.Control(func(fd uintptr) {
+		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1) // best effort
+	})
+	return nil
+}
+
+// dial opens connection number i (which chooses its source address) and upgrades it, sending the
+// extra header lines.
+func (d *dialer) dial(ctx context.Context, i int, extra []string) (*wsConn, error) {
+	nd := net.Dialer{Timeout: d.timeout}
+	if d.srcs > 0 {
+		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%d.srcs))}
+		nd.Control = bindNoPort
+	}
+	nc, err := nd.DialContext(ctx, "tcp", d.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &wsConn{nc: nc, buf: make([]byte, d.bufSize), key: randomKey()}
+	if err := c.handshake(d.host, d.path, extra, d.timeout); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// handshake sends the upgrade request and reads the response; bytes after it stay buffered.
+func (c *wsConn) handshake(host, path string, extra []string, timeout time.Duration) error {
+	key := newKey()
+	c.nc.SetDeadline(time.Now().Add(timeout))
+	defer c.nc.SetDeadline(time.Time{})
+	if _, err := c.nc.Write(upgradeRequest(host, path, key, extra)); err != nil {
+		return err
+	}
+	for {
+		if c.w == len(c.buf) {
+			if len(c.buf) >= 64<<10 {
+				return errors.New("upgrade response head too large")
+			}
+			nb := make([]byte, max(2*len(c.buf), 1024))
+			copy(nb, c.buf[:c.w])
+			c.buf = nb
+		}
+		m, err := c.nc.Read(c.buf[c.w:])
+		c.w += m
+		n, perr := parseUpgradeResponse(c.buf[:c.w], key)
+		if perr == nil {
+			c.r = n
+			return nil
+		}
+		if perr != errIncomplete {
+			return perr
+		}
+		if err != nil {
+			return fmt.Errorf("reading the upgrade response: %w", err)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of the times in /proc/<pid>/stat: 100 on every Linux ABI.
+const clockTicks = 100
+
+// parseProcStat returns utime+stime (seconds) from the text of /proc/<pid>/stat. For a process
+// these sum all its threads, live and exited. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted after the last ')'.
+func parseProcStat(b []byte) (float64, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("no ')' in stat")
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat has %d fields after the name", len(f))
+	}
+	ut, err := strconv.ParseUint(string(f[11]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("utime: %w", err)
+	}
+	st, err := strconv.ParseUint(string(f[12]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("stime: %w", err)
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// parseStatusKiB returns the value in KiB of a "Name:  1234 kB" line of /proc/<pid>/status.
+func parseStatusKiB(b []byte, name string) (int64, error) {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok || string(k) != name {
+			continue
+		}
+		f := bytes.Fields(v)
+		if len(f) == 0 {
+			break
+		}
+		n, err := strconv.ParseInt(string(f[0]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(f) > 1 && string(f[1]) != "kB" {
+			return 0, fmt.Errorf("%s: unit %q", name, f[1])
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("no %s line", name)
+}
+
+// serverCPU returns the CPU seconds (user+system, all threads) used so far by process pid.
+func serverCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(b)
+}
+
+// serverRSS returns the resident set size of process pid in KiB.
+func serverRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusKiB(b, "VmRSS")
+}
+
+// selfCPU returns the CPU seconds (user+system) this process has used.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// raiseNofile raises RLIMIT_NOFILE as far as allowed: to want (or fs.nr_open) when privileged,
+// else to the hard limit. It returns the soft limit in force.
+func raiseNofile(want uint64) uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64); err == nil && want > n {
+			want = n
+		}
+	}
+	if rl.Cur >= want {
+		return rl.Cur
+	}
+	if rl.Max < want {
+		try := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &try) == nil {
+			return want
+		}
+	}
+	rl.Cur = min(want, rl.Max)
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	return rl.Cur
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestParseProcStat(t *testing.T) {
+	// A command name with spaces and parentheses; utime 250 and stime 50 ticks.
+	stat := "4242 (node (x) y) S 1 4242 4242 0 -1 4194560 7380 0 0 0 250 50 0 0 20 0 11 0 1234 " +
+		"1000000 5000 18446744073709551615 0 0 0 0 0 0 0 16781312 0 0 0 17 0 0 0 0 0 0\n"
+	got, err := parseProcStat([]byte(stat))
+	if err != nil || got != 3.0 {
+		t.Fatalf("got %v, %v; want 3 s", got, err)
+	}
+	for _, bad := range []string{"", "1 (x S 1", "1 (x) S 1 2 3", "1 (x) S 1 2 3 4 5 6 7 8 9 10 zz 1 0"} {
+		if _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestParseStatusKiB(t *testing.T) {
+	status := "Name:\tnode\nVmPeak:\t  999 kB\nVmRSS:\t   65432 kB\nThreads:\t11\n"
+	if v, err := parseStatusKiB([]byte(status), "VmRSS"); err != nil || v != 65432 {
+		t.Fatalf("VmRSS %d, %v", v, err)
+	}
+	if _, err := parseStatusKiB([]byte(status), "VmSwap"); err == nil {
+		t.Fatal("missing line accepted")
+	}
+	if _, err := parseStatusKiB([]byte("VmRSS:\t12 MB\n"), "VmRSS"); err == nil {
+		t.Fatal("unknown unit accepted")
+	}
+}
+
+func TestOwnProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc")
+	}
+	// Burn a little CPU so that the tick counters are likely to move; only sanity is checked.
+	end := time.Now().Add(30 * time.Millisecond)
+	for time.Now().Before(end) {
+	}
+	cpu, err := serverCPU(os.Getpid())
+	if err != nil || cpu < 0 {
+		t.Fatalf("cpu %v, %v", cpu, err)
+	}
+	rss, err := serverRSS(os.Getpid())
+	if err != nil || rss <= 0 {
+		t.Fatalf("rss %v, %v", rss, err)
+	}
+	if selfCPU() <= 0 {
+		t.Fatal("getrusage")
+	}
+	if n := raiseNofile(1024); n < 1024 {
+		t.Fatalf("RLIMIT_NOFILE %d", n)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	c, err := parseFlags([]string{"-scenario", "fanout", "-size", "2"})
+	if err != nil || c.size != 8 {
+		t.Fatalf("fanout size %d, %v", c.size, err)
+	}
+	c, err = parseFlags([]string{"-scenario", "rooms", "-size", "2"})
+	if err != nil || c.size != 16 {
+		t.Fatalf("rooms size %d, %v", c.size, err)
+	}
+	for _, bad := range [][]string{{"-scenario", "nope"}, {"-conns", "0"}, {"-channel", "a:b"}, {"extra"}, {"-srcaddrs", "300"}} {
+		if _, err := parseFlags(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestNum(t *testing.T) {
+	for n, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567.4: "1,234,567", -1500: "-1,500"} {
+		if got := num(n); got != want {
+			t.Errorf("num(%v) = %q, want %q", n, got, want)
+		}
+	}
+}

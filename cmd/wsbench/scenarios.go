@@ -1,0 +1,502 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// stallAfter fails a run in which nothing arrives for this long.
+const stallAfter = 5 * time.Second
+
+// readBuf is the initial read buffer of a connection that carries load.
+const readBuf = 16 << 10
+
+// isStop reports whether a connection error is only the run stopping it (read deadlines are set
+// to now, connections closed).
+func isStop(r *run, err error) bool { return r.stopping() }
+
+// subscribeTo returns a setup step that subscribes a connection to the channel chosen by name
+// and waits for the server's "ok".
+func subscribeTo(name func(i int) string) func(i int, c *wsConn) error {
+	return func(i int, c *wsConn) error {
+		if err := c.write(newTemplate([]byte("s:"+name(i)), c.key).frame); err != nil {
+			return err
+		}
+		p, err := c.next()
+		if err != nil {
+			return fmt.Errorf("waiting for the subscription: %w", err)
+		}
+		if string(p) != "ok" {
+			return fmt.Errorf("subscription answered %q, want \"ok\"", p)
+		}
+		return nil
+	}
+}
+
+// --- echo ---
+
+// runEcho: every connection sends "e:<payload>" and the server sends <payload> back. Closed loop:
+// one message in flight per connection, latency is the round trip. Open loop (-rate): each
+// connection sends on a fixed schedule whatever the answers do, and latency runs from the
+// scheduled send time, so queueing in the server shows.
+func runEcho(cfg *config) (*result, error) {
+	res := newResult(cfg)
+	res.Size = cfg.size
+	res.Mode = "closed"
+	if cfg.rate > 0 {
+		res.Mode, res.Rate = "open", cfg.rate
+	}
+	r, err := newRun(cfg, readBuf)
+	if err != nil {
+		return res, err
+	}
+	frame := newTemplate(append([]byte("e:"), padding(cfg.size)...), randomKey()).frame // read-only, shared
+	conns, err := r.dialAll(cfg.conns, 0, nil, nil)
+	if err != nil {
+		return res, err
+	}
+	r.tracked(len(conns))
+	// Sends too sparse to judge a connection's progress: not checked.
+	r.checkStalls = cfg.rate == 0 || float64(cfg.conns)/cfg.rate < 0.25
+	if cfg.rate == 0 {
+		for i, c := range conns {
+			r.wg.Add(1)
+			go echoClosed(r, c, frame, &r.progress[i])
+		}
+	} else {
+		interval := float64(cfg.conns) / cfg.rate * 1e9 // ns between two sends of one connection
+		start := mono() + int64(50*time.Millisecond)
+		for i, c := range conns {
+			sched := make(chan int64, 4096)
+			first := start + int64(interval*float64(i)/float64(cfg.conns))
+			r.wg.Add(2)
+			go echoOpenWriter(r, c, frame, sched, first, interval)
+			go echoOpenReader(r, c, sched, &r.progress[i])
+		}
+	}
+	s0, s1, err := r.measure(stallAfter)
+	r.fill(res, s0, s1)
+	return res, err
+}
+
+func echoClosed(r *run, c *wsConn, frame []byte, progress *atomic.Int64) {
+	defer r.wg.Done()
+	want := len(frame) - frameHeaderLen(frame) - 2
+	for !r.stopping() {
+		t0 := mono()
+		if err := c.write(frame); err != nil {
+			r.fail(fmt.Errorf("write: %w", err))
+			return
+		}
+		p, err := c.next()
+		if err != nil {
+			if !isStop(r, err) {
+				r.fail(fmt.Errorf("read: %w", err))
+			}
+			return
+		}
+		t1 := mono()
+		r.latency(t1 - t0)
+		progress.Store(t1)
+		if len(p) != want {
+			r.errs.Add(1)
+		}
+		r.deliveries.Add(1)
+		r.msgs.Add(1)
+	}
+}
+
+func echoOpenWriter(r *run, c *wsConn, frame []byte, sched chan<- int64, first int64, interval float64) {
+	defer r.wg.Done()
+	for k := 0; ; k++ {
+		t := first + int64(interval*float64(k))
+		if !sleepUntil(t, r.done) {
+			return
+		}
+		select {
+		case sched <- t:
+		case <-r.done:
+			return
+		}
+		if err := c.write(frame); err != nil {
+			if !r.stopping() {
+				r.fail(fmt.Errorf("write: %w", err))
+			}
+			return
+		}
+	}
+}
+
+func echoOpenReader(r *run, c *wsConn, sched <-chan int64, progress *atomic.Int64) {
+	defer r.wg.Done()
+	for {
+		_, err := c.next()
+		if err != nil {
+			if !isStop(r, err) {
+				r.fail(fmt.Errorf("read: %w", err))
+			}
+			return
+		}
+		var t int64
+		select {
+		case t = <-sched:
+		default:
+			r.errs.Add(1) // an answer to nothing we sent
+			continue
+		}
+		t1 := mono()
+		r.latency(t1 - t)
+		progress.Store(t1)
+		r.deliveries.Add(1)
+		r.msgs.Add(1)
+	}
+}
+
+// frameHeaderLen is the header length of a masked client frame.
+func frameHeaderLen(f []byte) int {
+	switch f[1] & 0x7f {
+	case 126:
+		return 8
+	case 127:
+		return 14
+	}
+	return 6
+}
+
+// --- fanout ---
+
+const fanRing = 1 << 16 // messages tracked at once (a power of two)
+
+// fanTrack follows each published message until every subscriber has it.
+type fanTrack struct {
+	subs int32
+	sent [fanRing]atomic.Int64 // send time (scheduled time in open loop)
+	got  [fanRing]atomic.Int32 // subscribers that have it
+}
+
+// runFanout: -conns subscribers on one channel, one more connection publishes
+// "p:<channel>:<8 hex seq><padding>". Closed loop: -window messages in flight, a message leaves the
+// window once every subscriber has it. Open loop: -rate messages/s. Latency is the time until the
+// last subscriber received the message.
+func runFanout(cfg *config) (*result, error) {
+	res := newResult(cfg)
+	res.Size = cfg.size
+	res.Mode = "closed"
+	res.Window = cfg.window
+	if cfg.rate > 0 {
+		res.Mode, res.Rate, res.Window = "open", cfg.rate, 0
+	}
+	if cfg.window > fanRing/2 {
+		return res, fmt.Errorf("-window at most %d", fanRing/2)
+	}
+	r, err := newRun(cfg, readBuf)
+	if err != nil {
+		return res, err
+	}
+	subs, err := r.dialAll(cfg.conns, 0, nil, subscribeTo(func(int) string { return cfg.channel }))
+	if err != nil {
+		return res, err
+	}
+	pubs, err := r.dialAll(1, cfg.conns, nil, nil)
+	if err != nil {
+		return res, err
+	}
+	pub := pubs[0]
+	tr := &fanTrack{subs: int32(cfg.conns)}
+	tokens := make(chan struct{}, cfg.window)
+	for range cfg.window {
+		tokens <- struct{}{}
+	}
+	for _, c := range subs {
+		r.wg.Add(1)
+		go fanSubscriber(r, c, tr, tokens)
+	}
+	r.wg.Add(2)
+	go discard(r, pub)
+	go fanPublisher(r, pub, tr, tokens)
+	s0, s1, err := r.measure(stallAfter)
+	r.fill(res, s0, s1)
+	return res, err
+}
+
+func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}) {
+	defer r.wg.Done()
+	for {
+		p, err := c.next()
+		if err != nil {
+			if !isStop(r, err) {
+				r.fail(fmt.Errorf("subscriber read: %w", err))
+			}
+			return
+		}
+		r.deliveries.Add(1)
+		seq, ok := parseHex(p)
+		if !ok {
+			r.errs.Add(1)
+			continue
+		}
+		slot := seq & (fanRing - 1)
+		if tr.got[slot].Add(1) == tr.subs {
+			r.latency(mono() - tr.sent[slot].Load())
+			r.msgs.Add(1)
+			select {
+			case tokens <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func fanPublisher(r *run, pub *wsConn, tr *fanTrack, tokens <-chan struct{}) {
+	defer r.wg.Done()
+	prefix := "p:" + r.cfg.channel + ":"
+	tpl := newTemplate(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), pub.key)
+	interval := 0.0
+	start := mono()
+	if r.cfg.rate > 0 {
+		interval = 1e9 / r.cfg.rate
+	}
+	for seq := uint32(0); ; seq++ {
+		var t int64
+		if interval == 0 {
+			select {
+			case <-tokens:
+			case <-r.done:
+				return
+			}
+			t = mono()
+		} else {
+			t = start + int64(interval*float64(seq))
+			if !sleepUntil(t, r.done) {
+				return
+			}
+			// Never reuse a slot whose message is still travelling.
+			for uint64(seq)-r.msgs.Load() >= fanRing/2 {
+				if !sleepUntil(mono()+int64(time.Millisecond), r.done) {
+					return
+				}
+			}
+		}
+		slot := seq & (fanRing - 1)
+		tr.got[slot].Store(0)
+		tr.sent[slot].Store(t)
+		tpl.patchHex(len(prefix), seq)
+		if err := pub.write(tpl.frame); err != nil {
+			if !r.stopping() {
+				r.fail(fmt.Errorf("publish: %w", err))
+			}
+			return
+		}
+	}
+}
+
+// discard reads and drops what a connection receives (answering pings).
+func discard(r *run, c *wsConn) {
+	defer r.wg.Done()
+	for {
+		if _, err := c.next(); err != nil {
+			if !isStop(r, err) {
+				r.fail(fmt.Errorf("read: %w", err))
+			}
+			return
+		}
+	}
+}
+
+// --- rooms ---
+
+// runRooms: connections in rooms of -room, each subscribed to its room's channel. Every
+// connection sends "r:<room>:<8 hex conn><8 hex seq><padding>" and waits for its reply; the server
+// replies to the sender and publishes the payload to the room, so each request makes room+1
+// deliveries. msgs counts replies, deliveries every message received.
+func runRooms(cfg *config) (*result, error) {
+	res := newResult(cfg)
+	res.Size, res.Mode, res.Room = cfg.size, "closed", cfg.room
+	r, err := newRun(cfg, readBuf)
+	if err != nil {
+		return res, err
+	}
+	room := func(i int) string { return "room" + strconv.Itoa(i/cfg.room) }
+	conns, err := r.dialAll(cfg.conns, 0, nil, subscribeTo(room))
+	if err != nil {
+		return res, err
+	}
+	r.tracked(len(conns))
+	for i, c := range conns {
+		prefix := "r:" + room(i) + ":"
+		tpl := newTemplate(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), c.key)
+		tpl.patchHex(len(prefix), uint32(i))
+		r.wg.Add(1)
+		go roomClient(r, c, uint32(i), tpl, len(prefix), &r.progress[i])
+	}
+	s0, s1, err := r.measure(stallAfter)
+	r.fill(res, s0, s1)
+	return res, err
+}
+
+func roomClient(r *run, c *wsConn, id uint32, tpl *template, off int, progress *atomic.Int64) {
+	defer r.wg.Done()
+	for seq := uint32(0); !r.stopping(); seq++ {
+		tpl.patchHex(off+8, seq)
+		t0 := mono()
+		if err := c.write(tpl.frame); err != nil {
+			r.fail(fmt.Errorf("write: %w", err))
+			return
+		}
+		for {
+			p, err := c.next()
+			if err != nil {
+				if !isStop(r, err) {
+					r.fail(fmt.Errorf("read: %w", err))
+				}
+				return
+			}
+			r.deliveries.Add(1)
+			from, ok1 := parseHex(p)
+			s, ok2 := parseHex(p[min(8, len(p)):])
+			if !ok1 || !ok2 {
+				r.errs.Add(1)
+				continue
+			}
+			if from == id && s == seq {
+				break // the reply (or our own broadcast, whichever comes first)
+			}
+		}
+		t1 := mono()
+		r.latency(t1 - t0)
+		progress.Store(t1)
+		r.msgs.Add(1)
+	}
+}
+
+// --- idle ---
+
+// runIdle opens -conns connections, says so on stderr as soon as they are all open, holds them
+// for -duration and reports the server's RSS before, once open and at the end.
+func runIdle(cfg *config) (*result, error) {
+	res := newResult(cfg)
+	r, err := newRun(cfg, 512)
+	if err != nil {
+		return res, err
+	}
+	if cfg.pid > 0 {
+		res.RSSBeforeKiB, _ = serverRSS(cfg.pid)
+	}
+	t0 := time.Now()
+	conns, err := r.dialAll(cfg.conns, 0, nil, nil)
+	if err != nil {
+		return res, err
+	}
+	res.OpenS = time.Since(t0).Seconds()
+	var alive atomic.Int64
+	alive.Store(int64(len(conns)))
+	for _, c := range conns {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if _, err := c.next(); err != nil && !isStop(r, err) {
+				alive.Add(-1)
+			}
+		}()
+	}
+	if cfg.pid > 0 {
+		res.RSSOpenKiB, _ = serverRSS(cfg.pid)
+	}
+	if !cfg.quiet {
+		fmt.Fprintf(os.Stderr, "wsbench: ready: %d connections open in %.2f s\n", len(conns), res.OpenS)
+	}
+	s0 := r.sample()
+	r.phase.Store(phaseMeasure)
+	select {
+	case <-time.After(cfg.duration):
+	case <-r.failed:
+	}
+	r.phase.Store(phaseStop)
+	s1 := r.sample()
+	res.Alive = int(alive.Load())
+	r.fill(res, s0, s1)
+	if res.ServerRSSKiB > 0 && res.RSSBeforeKiB > 0 {
+		res.RSSPerConnKiB = float64(res.ServerRSSKiB-res.RSSBeforeKiB) / float64(len(conns))
+	}
+	err = r.stop()
+	if err == nil && res.Alive < len(conns) {
+		err = fmt.Errorf("%d of %d connections were closed by the server", len(conns)-res.Alive, len(conns))
+	}
+	return res, err
+}
+
+// --- connect ---
+
+// runConnect: -conns dialers in parallel, each opening a connection (the upgrade carries
+// "X-Bench-Token: t<n>"), closing it with a close frame once open, waiting for the server to
+// close, and starting again. msgs counts completed upgrades; latency is connect + upgrade.
+func runConnect(cfg *config) (*result, error) {
+	res := newResult(cfg)
+	r, err := newRun(cfg, 1024)
+	if err != nil {
+		return res, err
+	}
+	var next atomic.Uint64
+	var firstErr atomic.Pointer[string]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-r.done; cancel() }()
+	for range cfg.conns {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for !r.stopping() {
+				n := next.Add(1)
+				t0 := mono()
+				c, err := r.dial.dial(ctx, int(n), []string{"X-Bench-Token: t" + strconv.FormatUint(n, 10)})
+				if err != nil {
+					if r.stopping() {
+						return
+					}
+					r.errs.Add(1)
+					s := err.Error()
+					firstErr.CompareAndSwap(nil, &s)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				r.latency(mono() - t0)
+				r.msgs.Add(1)
+				closeGracefully(c)
+			}
+		}()
+	}
+	s0, s1, err := r.measure(stallAfter)
+	r.fill(res, s0, s1)
+	if p := firstErr.Load(); p != nil && err == nil && res.Errors > 0 {
+		res.Error = "first connection error: " + *p
+	}
+	return res, err
+}
+
+// closeGracefully sends a close frame and waits (briefly) for the server to close its side
+// first, so that TIME_WAIT stays on the server side and the generator's ports are not used up.
+func closeGracefully(c *wsConn) {
+	c.nc.SetDeadline(time.Now().Add(2 * time.Second))
+	if c.write(closeFrame(c.key)) == nil {
+		for {
+			if _, err := c.next(); err != nil {
+				if errors.Is(err, errServerClosed) {
+					// The server's close frame; now wait for its FIN.
+					var b [64]byte
+					for {
+						if _, err := c.nc.Read(b[:]); err != nil {
+							break
+						}
+					}
+				}
+				break
+			}
+		}
+	}
+	c.nc.Close()
+}
