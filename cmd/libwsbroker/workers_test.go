@@ -370,8 +370,14 @@ func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 	}
 }
 
-// fillBacklog queues events on a busy worker until its backlog reaches maxBacklog.
-func fillBacklog(p *pool, c *broker.Conn) {
+// behindWorker returns a pool whose only worker has a batch in flight and a full backlog, and a
+// goroutine pushing one more event of the same socket, which reports on the channel when done.
+func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	text(p, c, "in flight")
 	chunk := strings.Repeat("x", 64<<10)
 	for {
 		w := p.get(c.Pin.Load())
@@ -379,26 +385,22 @@ func fillBacklog(p *pool, c *broker.Conn) {
 		full := len(w.pending) >= maxBacklog
 		w.mu.Unlock()
 		if full {
-			return
+			break
 		}
 		text(p, c, chunk)
 	}
+	pushed := make(chan struct{})
+	go func() {
+		p.push(c, kind, []byte("one more"), nil)
+		close(pushed)
+	}()
+	return js, p, pushed
 }
 
 // A reader that brings an event for a worker that is too far behind waits (its socket is not
 // read meanwhile) until the worker catches up.
 func TestReaderWaitsWhileItsWorkerIsBehind(t *testing.T) {
-	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
-	p.register(1, allHandlers)
-	c := &broker.Conn{}
-	text(p, c, "in flight")
-	fillBacklog(p, c)
-	pushed := make(chan struct{})
-	go func() {
-		text(p, c, "one more")
-		close(pushed)
-	}()
+	js, p, pushed := behindWorker(kindText)
 	select {
 	case <-pushed:
 		t.Fatal("the reader did not wait for the backlog to shrink")
@@ -414,17 +416,7 @@ func TestReaderWaitsWhileItsWorkerIsBehind(t *testing.T) {
 
 // While stopping, nothing waits: every socket's last events must reach the queues.
 func TestStoppingReleasesWaitingReaders(t *testing.T) {
-	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
-	p.register(1, allHandlers)
-	c := &broker.Conn{}
-	text(p, c, "in flight")
-	fillBacklog(p, c)
-	pushed := make(chan struct{})
-	go func() {
-		p.push(c, kindClose, nil, nil)
-		close(pushed)
-	}()
+	_, p, pushed := behindWorker(kindClose)
 	p.setStopping(true)
 	select {
 	case <-pushed:
