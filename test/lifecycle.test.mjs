@@ -175,7 +175,8 @@ test('idleTimeout: a client that answers pings stays open; one that answers noth
 });
 
 test('a worker that falls behind: its sockets stop being read (TCP pushes back), nothing is lost', async (t) => {
-  const { port } = await lifecycleServer(t, { threads: 1 });
+  // idleTimeout is far below the 3 s the worker is blocked: a socket paused for its worker is not idle.
+  const { port } = await lifecycleServer(t, { threads: 1, idleTimeout: 300 });
   const { c } = await client(port);
   t.after(() => c.terminate());
   c.send('block 3000');
@@ -214,4 +215,27 @@ test('a worker that hangs is terminated within 5 s and replaced; its sockets are
   fresh.c.send('echo fresh');
   await fresh.c.next((m) => m.text === 'fresh');
   fresh.c.terminate();
+});
+
+/** Sends `request` over a raw TCP connection; resolves with what the server sent before it closed. */
+function rawExchange(port, request) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d) => (got += d.toString('latin1')));
+    s.on('error', reject);
+    s.on('close', () => resolve(got));
+    s.on('connect', () => s.write(request));
+  });
+}
+
+test('handshakeTimeout and maxHeaderBytes: slow and oversized upgrade requests are cut off; a plain GET gets 426 at once', async (t) => {
+  const { port } = await lifecycleServer(t, { handshakeTimeout: 300, maxHeaderBytes: 1024 });
+  const started = Date.now();
+  assert.equal(await withTimeout(rawExchange(port, 'GET / HTTP/1.1\r\nHost: slow\r\n'), 5000, 'the slow request to be cut off'), '');
+  assert.ok(Date.now() - started >= 250, 'not before the timeout');
+  const big = await rawExchange(port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(2000)}\r\n\r\n`);
+  assert.match(big, /^HTTP\/1\.1 431 /);
+  const plain = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.match(plain, /^HTTP\/1\.1 426 /);
 });
