@@ -2,10 +2,19 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: deps build lint test example
+.PHONY: deps system-deps build lint test example
 
 # npm ci without scripts: its install script would build the addon, which `build` does anyway.
-deps: node_modules/.deps-installed
+deps: system-deps node_modules/.deps-installed
+
+# Debian packages of the end-to-end tests: Python's websockets client (test/conformance-python.test.mjs)
+# and Chromium (test/conformance-browser.test.mjs). apt runs only for what is missing; quiet unless
+# it fails.
+APT_INSTALL = { { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); } >/tmp/wsbroker-apt.log 2>&1 || { cat /tmp/wsbroker-apt.log; exit 1; }; }
+system-deps:
+	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || $(call APT_INSTALL,python3-websockets)
+	@test -x /usr/bin/chromium || $(call APT_INSTALL,chromium)
+
 node_modules/.deps-installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	go mod download

@@ -1,0 +1,59 @@
+// A randomized test of the event batch decoder (js/batch.cts, built to lib/js/batch.cjs): random,
+// truncated and mutated batches decode exactly, or throw a RangeError (never anything else), and
+// never hang. It runs in a Worker (test/fixtures/batch-fuzz-worker.mjs) that is terminated if it
+// stops reporting progress. The PRNG is seeded: a failure names its seed and iteration, and
+// WSBROKER_FUZZ_SEED=N replays it. Needs only `tsc`, not the native addon.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
+import { fixture } from './helpers.mjs';
+
+const FIXED_SEED = 0x5eed1;
+const seeds = process.env.WSBROKER_FUZZ_SEED
+  ? [Number(process.env.WSBROKER_FUZZ_SEED)]
+  : [FIXED_SEED, Math.floor(Math.random() * 2 ** 32)]; // the fixed one, and a new one each run
+
+/** Runs the fuzzer; rejects if it fails, throws something else than RangeError, or stalls. */
+function fuzz(seed, { iterations = 40_000, budgetMs = 8_000, stallMs = 10_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(fixture('batch-fuzz-worker.mjs'), { workerData: { seed, iterations, budgetMs } });
+    let last = -1;
+    let timer;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        w.terminate();
+        reject(new Error(`seed ${seed}: no progress for ${stallMs} ms after iteration ${last}: decodeBatch hangs (replay with WSBROKER_FUZZ_SEED=${seed})`));
+      }, stallMs);
+    };
+    arm();
+    w.on('message', (m) => {
+      if (m.progress !== undefined) {
+        last = m.progress;
+        arm();
+      } else if (m.done) {
+        clearTimeout(timer);
+        resolve(m.done);
+      } else if (m.failure) {
+        clearTimeout(timer);
+        const f = m.failure;
+        reject(new Error(`seed ${f.seed}, iteration ${f.iteration} (${f.mode}): ${f.message}\nbatch (${f.batchLength} bytes, hex, first 1 KiB): ${f.batchHex}\nreplay with WSBROKER_FUZZ_SEED=${f.seed}`));
+      }
+    });
+    w.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    w.on('exit', () => clearTimeout(timer));
+  });
+}
+
+for (const seed of seeds) {
+  test(`decodeBatch on random, truncated and mutated batches, seed ${seed}: exact or RangeError, never a hang`, { timeout: 60_000 }, async () => {
+    const stats = await fuzz(seed);
+    console.log(`decodeBatch fuzz, seed ${seed}: ${JSON.stringify(stats)}`);
+    assert.ok(stats.iterations >= 5_000, `only ${stats.iterations} iterations ran`);
+    assert.ok(stats.valid > 0 && stats.truncated > 0 && stats.mutated > 0 && stats.random > 0);
+    assert.ok(stats.rangeErrors > 0 && stats.decodedMutants > 0, 'both outcomes were exercised');
+  });
+}

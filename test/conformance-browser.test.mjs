@@ -1,0 +1,101 @@
+// Protocol conformance with a browser: Debian's headless Chromium (installed by `make deps`),
+// driven by playwright-core. A page served over HTTP from one loopback port opens a WebSocket to
+// the broker on another port (test/fixtures/e2e-server.mjs in a child process).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import { chromium } from 'playwright-core';
+import { Client } from './helpers.mjs';
+import { closeCounts, e2eServer, withTimeout } from './harness.mjs';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>wsbroker conformance</title></head>
+<body><script>
+// Runs the whole exchange and resolves with what the page saw.
+window.exchange = (url) => new Promise((resolve, reject) => {
+  const seen = { messages: [] };
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  const steps = [];
+  const next = () => new Promise((res) => steps.push(res));
+  ws.onmessage = (e) => {
+    const m = typeof e.data === 'string' ? { text: e.data } : { binary: Array.from(new Uint8Array(e.data)) };
+    seen.messages.push(m);
+    steps.shift()?.(m);
+  };
+  ws.onerror = () => { seen.error = true; };
+  ws.onclose = (e) => {
+    seen.close = { code: e.code, reason: e.reason, wasClean: e.wasClean };
+    resolve(seen);
+  };
+  ws.onopen = async () => {
+    try {
+      ws.send('!open');
+      seen.open = JSON.parse((await next()).text);
+      ws.send('!id');
+      seen.id = Number((await next()).text.split(' ')[1]);
+      ws.send('grüße, 世界 ✓ 😀');
+      seen.text = (await next()).text;
+      const bytes = new Uint8Array([0, 1, 2, 127, 128, 254, 255]);
+      ws.send(bytes.buffer);
+      seen.binary = (await next()).binary;
+      const big = new Uint8Array(256 * 1024).map((_, i) => (i * 7) & 0xff);
+      ws.send(big);
+      const back = (await next()).binary;
+      seen.bigEqual = back.length === big.length && back.every((b, i) => b === big[i]);
+      ws.send('!close 4001 bye');
+    } catch (err) {
+      reject(err);
+    }
+  };
+});
+</script></body></html>`;
+
+test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, close(4001, "bye") in the CloseEvent', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is needed at ${CHROMIUM} (Debian's package chromium): 'make deps' installs it`);
+  }
+  const { server, port, events } = await e2eServer(t);
+  const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
+  t.after(() => observer.terminate());
+
+  const web = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(PAGE);
+  });
+  await new Promise((resolve) => web.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => web.close(resolve)));
+  const pageOrigin = `http://127.0.0.1:${web.address().port}`;
+
+  const browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 }), 40_000, 'Chromium to start');
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(m.text()));
+  await page.goto(`${pageOrigin}/`, { timeout: 15_000 });
+  const seen = await withTimeout(page.evaluate((url) => window.exchange(url), `ws://127.0.0.1:${port}/`), 20_000, `the page's exchange (console: ${consoleLines.join(' | ')})`);
+
+  assert.deepEqual(seen.open, { ip: '127.0.0.1', origin: pageOrigin }, 'handleOpen saw the page origin');
+  assert.equal(seen.text, 'grüße, 世界 ✓ 😀');
+  assert.deepEqual(seen.binary, [0, 1, 2, 127, 128, 254, 255]);
+  assert.equal(seen.bigEqual, true, '256 KiB binary echo');
+  assert.deepEqual(seen.close, { code: 4001, reason: 'bye', wasClean: true });
+  assert.equal(seen.error, undefined, 'no error event');
+
+  await observer.next((m) => m.text === `close ${seen.id}`, 10_000, 'handleClose of the browser socket');
+  await server.ask('stop', /^stopped$/, 15_000); // every handleClose delivered
+  assert.equal(closeCounts(events, [seen.id]).get(seen.id), 1, 'handleClose ran once');
+});

@@ -1,0 +1,370 @@
+// Shared by the conformance, load and fault tests (conformance-*.test.mjs, load-10k.test.mjs,
+// faults.test.mjs): any program as a child whose stdout lines are awaited, the server of
+// test/fixtures/e2e-server.mjs with its event log, and a raw WebSocket client that writes frames
+// byte by byte.
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fixture, freePort, root, withTimeout } from './helpers.mjs';
+
+/**
+ * A child process (any command) whose stdout lines are collected: `lines`, `stderr`,
+ * `waitForLine(re)`, `exited` (a promise of { code, signal }), `send(line)` on its stdin.
+ */
+export class Proc {
+  constructor(command, args, { env = {}, cwd = root } = {}) {
+    this.command = [command, ...args].join(' ');
+    this.proc = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.lines = [];
+    this.stderr = '';
+    this.waiters = new Set();
+    let partial = '';
+    this.proc.stdout.setEncoding('utf8');
+    this.proc.stdout.on('data', (chunk) => {
+      partial += chunk;
+      let nl;
+      while ((nl = partial.indexOf('\n')) >= 0) {
+        this.lines.push(partial.slice(0, nl));
+        partial = partial.slice(nl + 1);
+      }
+      for (const w of [...this.waiters]) w();
+    });
+    this.proc.stderr.setEncoding('utf8');
+    this.proc.stderr.on('data', (chunk) => {
+      this.stderr += chunk;
+      for (const w of [...this.waiters]) w();
+    });
+    this.proc.stdin.on('error', () => {}); // a child that exited early: reported by waitForLine
+    // 'close' comes once the process has exited and its stdout has ended: every line is in.
+    this.exited = new Promise((resolve) => {
+      this.proc.on('close', (code, signal) => {
+        this.exitStatus = { code, signal };
+        resolve(this.exitStatus);
+        for (const w of [...this.waiters]) w();
+      });
+    });
+  }
+
+  get pid() {
+    return this.proc.pid;
+  }
+
+  /** Writes one line to the child's stdin. */
+  send(line) {
+    this.proc.stdin.write(`${line}\n`);
+  }
+
+  /**
+   * Resolves with the first stdout line at or after index `from` matching `re` (with its index in
+   * `this.lines` as `.index` on the result array of re.exec).
+   */
+  waitForLine(re, ms = 20_000, from = 0) {
+    let waiter;
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        waiter = () => {
+          for (let i = from; i < this.lines.length; i++) {
+            const m = re.exec(this.lines[i]);
+            if (m) {
+              m.lineIndex = i;
+              this.waiters.delete(waiter);
+              resolve(m);
+              return;
+            }
+          }
+          if (this.exitStatus) {
+            this.waiters.delete(waiter);
+            reject(new Error(`${this.command}\nexited (${JSON.stringify(this.exitStatus)}) before printing ${re}\nstdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`));
+          }
+        };
+        this.waiters.add(waiter);
+        waiter();
+      }),
+      ms,
+      `a line matching ${re} from ${this.command} (stdout so far:\n${this.lines.slice(-20).join('\n')}\nstderr so far:\n${this.stderr.slice(-4000)})`,
+    ).finally(() => this.waiters.delete(waiter));
+  }
+
+  /** Resolves once the child's stderr matches `re`. */
+  waitForStderr(re, ms = 20_000) {
+    let waiter;
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        waiter = () => {
+          if (re.test(this.stderr)) {
+            this.waiters.delete(waiter);
+            resolve();
+          } else if (this.exitStatus) {
+            this.waiters.delete(waiter);
+            reject(new Error(`${this.command}\nexited (${JSON.stringify(this.exitStatus)}) before its stderr matched ${re}\nstderr:\n${this.stderr}`));
+          }
+        };
+        this.waiters.add(waiter);
+        waiter();
+      }),
+      ms,
+      `${re} on the stderr of ${this.command} (stderr so far:\n${this.stderr.slice(-4000)})`,
+    ).finally(() => this.waiters.delete(waiter));
+  }
+
+  /** Sends `line` and waits for the next stdout line matching `re`. */
+  ask(line, re, ms) {
+    const from = this.lines.length;
+    this.send(line);
+    return this.waitForLine(re, ms, from);
+  }
+
+  /** Ends the child (SIGTERM, then SIGKILL) and waits for it. */
+  async stop() {
+    if (this.exitStatus) return this.exitStatus;
+    this.proc.kill('SIGTERM');
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    const status = await this.exited;
+    clearTimeout(t);
+    return status;
+  }
+}
+
+/**
+ * A node script run through bash with the soft limit on open files raised as far as the hard
+ * limit allows (the test runner cannot raise its own); its first stdout line is `nofile N`, the
+ * limit it got. `exec` keeps the pid, so /proc/<pid> is the node process.
+ */
+export function nodeWithManyFiles(args, options) {
+  const quoted = [process.execPath, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
+  const script = `ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; echo "nofile $(ulimit -n)"; exec ${quoted}`;
+  return new Proc('/bin/bash', ['-c', script], options);
+}
+
+/** Resident set size of a process in bytes, from /proc/<pid>/status (VmRSS). */
+export function rssOf(pid) {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(m[1]) * 1024;
+}
+
+export const mib = (bytes) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+
+/**
+ * Starts test/fixtures/e2e-server.mjs (worker test/fixtures/e2e-worker.mjs, 2 threads unless
+ * `options` says otherwise) and waits until it listens. Resolves with { server, port, events },
+ * where `events()` is the worker's log so far (`open ID TAG`, `close ID`), one string per line.
+ * With `manyFiles`, the server runs with the limit on open files raised.
+ */
+export async function e2eServer(t, options = {}, { manyFiles = false, env = {} } = {}) {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-e2e-'));
+  const log = path.join(dir, 'events.log');
+  const args = [
+    fixture('e2e-server.mjs'),
+    JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('e2e-worker.mjs'), threads: 2, ...options }),
+  ];
+  const procEnv = { E2E_LOG: log, WSBROKER_LOG: 'warn', ...env };
+  const server = manyFiles ? nodeWithManyFiles(args, { env: procEnv }) : new Proc(process.execPath, args, { env: procEnv });
+  t.after(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await server.waitForLine(/^listening$/, 30_000);
+  const events = () => {
+    try {
+      return readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    } catch {
+      return [];
+    }
+  };
+  return { server, port, events };
+}
+
+/** How many times `close ID` is in the log, for each of `ids`; resolves with a Map id → count. */
+export function closeCounts(events, ids) {
+  const want = new Set(ids.map(Number));
+  const counts = new Map([...want].map((id) => [id, 0]));
+  for (const e of events()) {
+    const m = /^close (\d+)$/.exec(e);
+    if (m && want.has(Number(m[1]))) counts.set(Number(m[1]), counts.get(Number(m[1])) + 1);
+  }
+  return counts;
+}
+
+// ---- raw WebSocket frames ----
+
+/** A client frame: FIN/RSV bits and opcode in `b0`, masked unless `mask === false`. */
+export function clientFrame(b0, payload = Buffer.alloc(0), { mask = true, length } = {}) {
+  const data = Buffer.from(payload);
+  const n = length ?? data.length;
+  let head;
+  if (n < 126) head = Buffer.from([b0, (mask ? 0x80 : 0) | n]);
+  else if (n < 65536) {
+    head = Buffer.from([b0, (mask ? 0x80 : 0) | 126, 0, 0]);
+    head.writeUInt16BE(n, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[0] = b0;
+    head[1] = (mask ? 0x80 : 0) | 127;
+    head.writeBigUInt64BE(BigInt(n), 2);
+  }
+  if (!mask) return Buffer.concat([head, data]);
+  const key = crypto.randomBytes(4);
+  const masked = Buffer.from(data);
+  for (let i = 0; i < masked.length; i++) masked[i] ^= key[i & 3];
+  return Buffer.concat([head, key, masked]);
+}
+
+export const OP = { cont: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa };
+export const FIN = 0x80;
+
+/** A close frame payload: code (big-endian) and reason. */
+export function closePayload(code, reason = '') {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(code);
+  return Buffer.concat([b, Buffer.from(reason)]);
+}
+
+/**
+ * A WebSocket client over a raw TCP socket: it performs the upgrade, then writes whatever bytes it
+ * is given (one byte per write with `byteByByte`) and parses the server's frames into `frames`
+ * ({ fin, rsv, op, payload }; op -1 stands for a masked frame, which a server must not send). `ended`
+ * resolves when the server has closed the TCP connection.
+ */
+export class RawClient {
+  static connect(port, { headers = {} } = {}) {
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
+        s.once('error', reject);
+        s.once('connect', () => {
+          const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+          s.write(
+            `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+              `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
+          );
+        });
+        let buf = Buffer.alloc(0);
+        const onData = (chunk) => {
+          buf = Buffer.concat([buf, chunk]);
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          s.off('data', onData);
+          s.off('error', reject);
+          const head = buf.subarray(0, end).toString('latin1');
+          if (!/^HTTP\/1\.1 101 /.test(head)) {
+            s.destroy();
+            reject(new Error(`upgrade refused: ${head.split('\r\n')[0]}`));
+            return;
+          }
+          resolve(new RawClient(s, buf.subarray(end + 4)));
+        };
+        s.on('data', onData);
+      }),
+      10_000,
+      `a raw upgrade on port ${port}`,
+    );
+  }
+
+  constructor(socket, rest) {
+    this.socket = socket;
+    this.frames = [];
+    this.buf = Buffer.alloc(0);
+    this.waiters = new Set();
+    this.error = undefined;
+    this.ended = new Promise((resolve) => socket.once('close', resolve));
+    socket.on('error', (err) => {
+      this.error = err;
+    });
+    socket.on('data', (chunk) => this.feed(chunk));
+    socket.on('close', () => {
+      this.closed = true;
+      for (const w of [...this.waiters]) w();
+    });
+    if (rest.length > 0) this.feed(rest);
+  }
+
+  feed(chunk) {
+    this.buf = Buffer.concat([this.buf, chunk]);
+    for (;;) {
+      const b = this.buf;
+      if (b.length < 2) break;
+      let n = b[1] & 0x7f;
+      let off = 2;
+      if (n === 126) {
+        if (b.length < 4) break;
+        n = b.readUInt16BE(2);
+        off = 4;
+      } else if (n === 127) {
+        if (b.length < 10) break;
+        n = Number(b.readBigUInt64BE(2));
+        off = 10;
+      }
+      if (b[1] & 0x80) {
+        // RFC 6455 5.1: a server must not mask its frames. Recorded as a frame of its own.
+        this.frames.push({ fin: true, rsv: 0, op: -1, payload: Buffer.from('a masked server frame') });
+        this.socket.destroy();
+        break;
+      }
+      if (b.length < off + n) break;
+      this.frames.push({ fin: (b[0] & 0x80) !== 0, rsv: b[0] & 0x70, op: b[0] & 0x0f, payload: Buffer.from(b.subarray(off, off + n)) });
+      this.buf = b.subarray(off + n);
+    }
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Writes `bytes`, one byte per write (each awaited) with `byteByByte`. */
+  async write(bytes, { byteByByte = true } = {}) {
+    const chunks = byteByByte ? [...bytes].map((x) => Buffer.from([x])) : [bytes];
+    for (const c of chunks) {
+      if (this.closed) return; // the server may close before the last byte: that is its right
+      await new Promise((resolve) => this.socket.write(c, () => resolve()));
+    }
+  }
+
+  /** The next frame (from index `from` on) matching `pred`. */
+  nextFrame(pred = () => true, ms = 10_000, what = 'a frame') {
+    let waiter;
+    let from = this.taken ?? 0;
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        waiter = () => {
+          for (let i = from; i < this.frames.length; i++) {
+            if (pred(this.frames[i])) {
+              this.taken = i + 1;
+              this.waiters.delete(waiter);
+              resolve(this.frames[i]);
+              return;
+            }
+          }
+          from = this.frames.length;
+          if (this.closed) {
+            this.waiters.delete(waiter);
+            reject(new Error(`connection closed while waiting for ${what}; frames: ${JSON.stringify(this.frames.map((f) => [f.op, f.payload.toString('latin1').slice(0, 40)]))}`));
+          }
+        };
+        this.waiters.add(waiter);
+        waiter();
+      }),
+      ms,
+      what,
+    ).finally(() => this.waiters.delete(waiter));
+  }
+
+  /** The next close frame: { code, reason } (code undefined for an empty payload). */
+  async nextClose(ms) {
+    const f = await this.nextFrame((x) => x.op === OP.close, ms, 'a close frame');
+    return { code: f.payload.length >= 2 ? f.payload.readUInt16BE(0) : undefined, reason: f.payload.subarray(2).toString() };
+  }
+
+  /** Sends a text message in one frame and waits for the next text frame. */
+  async ask(text) {
+    await this.write(clientFrame(FIN | OP.text, Buffer.from(text)), { byteByByte: false });
+    return (await this.nextFrame((f) => f.op === OP.text, 10_000, `the answer to ${text}`)).payload.toString();
+  }
+
+  destroy() {
+    this.socket.destroy();
+  }
+}
+
+export { freePort, fixture, withTimeout };
