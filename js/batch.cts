@@ -54,9 +54,11 @@ function truncated(offset: number, need: number, length: number): RangeError {
 /**
  * Walks `batch` and calls `sink` once per event. Returns the number of events delivered.
  * Throws a RangeError on a malformed batch; the events before the bad one have been delivered.
- * Exceptions thrown by `sink` propagate.
+ * Exceptions thrown by `sink` propagate. Before each call, `progress[0]` is set to where that
+ * event ends in the batch: if the thread is terminated during a handler, the addon hands the
+ * events after that one to another worker.
  */
-export function decodeBatch(batch: Buffer, sink: BatchSink): number {
+export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Array): number {
   const length = batch.length;
   const view = new DataView(batch.buffer, batch.byteOffset, length);
   let off = 0;
@@ -95,17 +97,21 @@ export function decodeBatch(batch: Buffer, sink: BatchSink): number {
 
     switch (kind) {
       case EventKind.Text: {
-        sink.text(socketId, token, str());
+        const data = str();
+        if (progress !== undefined) progress[0] = off;
+        sink.text(socketId, token, data);
         break;
       }
       case EventKind.Binary: {
         const len = span();
         const data = copyOut(batch, off, off + len);
         off += len;
+        if (progress !== undefined) progress[0] = off;
         sink.binary(socketId, token, data);
         break;
       }
       case EventKind.Close: {
+        if (progress !== undefined) progress[0] = off;
         sink.close(socketId, token);
         break;
       }
@@ -126,6 +132,7 @@ export function decodeBatch(batch: Buffer, sink: BatchSink): number {
             headers[name] = value;
           }
         }
+        if (progress !== undefined) progress[0] = off;
         sink.open(socketId, token, ip, url, headers);
         break;
       }

@@ -233,7 +233,7 @@ export function registerWorkerThread(worker: WorkerInterface): void {
     handleClose: worker.handleClose,
   };
   try {
-    native.registerWorker(dispatch, mask);
+    native.registerWorker(dispatch, mask, progress);
   } catch (err) {
     handlers = previous;
     throw err;
@@ -457,6 +457,8 @@ const HANDLER_BITS: Record<(typeof HANDLER_NAMES)[number], number> = {
 
 /** The handlers registered on this thread. */
 let handlers: WorkerInterface | undefined;
+/** Where the event being handled ends in the current batch; the addon reads it (see batch.cts). */
+const progress = new Int32Array(1);
 /** Whether registerWorkerThread succeeded on the main thread (only meaningful there). */
 let mainThreadRegistered = false;
 
@@ -560,7 +562,7 @@ const sink: BatchSink = {
 /** Called by the addon on this thread with a batch of events. Never throws. */
 function dispatch(batch: Buffer): void {
   try {
-    decodeBatch(batch, sink);
+    decodeBatch(batch, sink, progress);
   } catch (err) {
     logError(`wsbroker: dropped the rest of an event batch (worker thread ${threadId}): ${errorText(err)}`);
   }

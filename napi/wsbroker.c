@@ -21,12 +21,16 @@ typedef struct {
   napi_threadsafe_function tsfn;
   uint8_t *inflight;  // the batch queued on tsfn and not yet taken by call_js
   size_t inflight_len;
+  int64_t handled;  // bytes of the batch in flight that JS handled before the thread was
+                    // terminated; -1 while nothing is cut short
 } slot_t;
 
 // Per-env (main thread or Worker) state.
 typedef struct {
   int32_t worker;  // 0 until registerWorker
   napi_ref dispatch;
+  napi_ref progress_ref;  // keeps the array behind progress alive
+  int32_t *progress;      // where the event being handled ends in the batch (js/batch.cts)
 } env_state_t;
 
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -141,20 +145,26 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
 
   env_state_t *st = NULL;
   napi_value buf, fn, undef;
+  int called = 0;
   napi_status status = napi_create_buffer_copy(env, len, data, NULL, &buf);
   free(data);
   if (status == napi_ok) status = napi_get_instance_data(env, (void **)&st);
   if (status == napi_ok) status = napi_get_reference_value(env, st->dispatch, &fn);
   if (status == napi_ok) status = napi_get_undefined(env, &undef);
-  if (status == napi_ok) status = napi_call_function(env, undef, fn, 1, &buf, NULL);
+  if (status == napi_ok) {
+    *st->progress = 0;
+    called = 1;
+    status = napi_call_function(env, undef, fn, 1, &buf, NULL);
+  }
   if (status != napi_ok) {
     napi_value exc = take_exception(env);
     if (!js_can_run(env)) {
       // The thread is being terminated (process.exit in a handler, or the watchdog ending a
-      // handler that never returns): this batch counts as delivered, since it may have partly
-      // run. Take no more; the finalizer hands the events still waiting to the other workers.
+      // handler that never returns). The events up to the one being handled count as delivered;
+      // take no more: the finalizer hands the rest, and what waits, to the other workers.
       pthread_mutex_lock(&s->mu);
       s->alive = 0;
+      s->handled = called ? *st->progress : 0;
       pthread_mutex_unlock(&s->mu);
       return;
     }
@@ -170,10 +180,11 @@ static void finalize_tsfn(napi_env env, void *data, void *hint) {
   pthread_mutex_lock(&s->mu);
   s->alive = 0;
   uint8_t *batch = s->inflight;
+  int64_t handled = batch ? 0 : s->handled;
   s->inflight = NULL;
   pthread_mutex_unlock(&s->mu);
   free(batch);
-  wsb_worker_gone(s->id, batch != NULL);
+  wsb_worker_gone(s->id, handled);
 }
 
 // ---- arguments -------------------------------------------------------------------------------
@@ -299,20 +310,32 @@ static napi_value make_bool(napi_env env, int v) {
 // ---- exported functions ------------------------------------------------------------------------
 
 static napi_value js_register_worker(napi_env env, napi_callback_info info) {
-  napi_value argv[2], result, name;
+  napi_value argv[3], result, name;
   napi_valuetype type;
+  napi_typedarray_type ptype;
   uint32_t mask;
+  size_t plen = 0;
+  void *progress = NULL;
+  bool is_typed = false;
   env_state_t *st;
-  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!get_args(env, info, 3, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function)
     return throw_type(env, "dispatch must be a function");
   if (napi_get_value_uint32(env, argv[1], &mask) != napi_ok)
     return throw_type(env, "handlerMask must be a number");
+  if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, argv[2], &ptype, &plen, &progress, NULL, NULL) != napi_ok ||
+      ptype != napi_int32_array || plen < 1)
+    return throw_type(env, "progress must be an Int32Array");
   if (napi_get_instance_data(env, (void **)&st) != napi_ok || !st) return NULL;
 
-  napi_ref old = st->dispatch;
-  if (napi_create_reference(env, argv[0], 1, &st->dispatch) != napi_ok) return NULL;
+  napi_ref old = st->dispatch, old_progress = st->progress_ref;
+  if (napi_create_reference(env, argv[0], 1, &st->dispatch) != napi_ok ||
+      napi_create_reference(env, argv[2], 1, &st->progress_ref) != napi_ok)
+    return NULL;
   if (old) napi_delete_reference(env, old);
+  if (old_progress) napi_delete_reference(env, old_progress);
+  st->progress = progress;
   if (st->worker) {
     wsb_worker_set_mask(st->worker, mask);
   } else {
@@ -322,6 +345,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
       return NULL;
     }
     pthread_mutex_init(&s->mu, NULL);
+    s->handled = -1;
     if (!slot_add(s)) {
       free(s);
       napi_throw_error(env, NULL, "out of memory");

@@ -118,11 +118,15 @@ func wsb_worker_set_mask(worker C.int32_t, mask C.uint32_t) {
 	workers.setMask(int32(worker), uint32(mask))
 }
 
+// wsb_worker_gone retires a worker whose thread has ended. handled is how many bytes of the batch
+// in flight its JS thread handled: -1 all of it (or none was in flight), else the events after
+// that offset never ran and go to the live workers with everything else that waited.
+//
 //export wsb_worker_gone
-func wsb_worker_gone(worker C.int32_t, undelivered C.int) {
+func wsb_worker_gone(worker C.int32_t, handled C.int64_t) {
 	defer recoverInto("workerGone")
-	logger.Debug().Int32("worker", int32(worker)).Msg("worker gone")
-	workers.retire(int32(worker), undelivered != 0)
+	logger.Debug().Int32("worker", int32(worker)).Int64("handled", int64(handled)).Msg("worker gone")
+	workers.retire(int32(worker), int(handled))
 }
 
 //export wsb_batch_done

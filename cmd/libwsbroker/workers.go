@@ -114,7 +114,7 @@ func (p *pool) register(id int32, mask uint32) {
 	// closed waits until the parked events, older than its own, are on their way.
 	p.parking.mu.Lock()
 	p.setLive(append(append([]*worker{}, *p.live.Load()...), w))
-	p.rerouteLocked(&p.parking, events{p.parking.pending, p.parking.pendingEv})
+	p.rerouteLocked(&p.parking, events{p.parking.pending, p.parking.pendingEv, 0})
 	p.parking.pending, p.parking.pendingEv = p.parking.pending[:0], p.parking.pendingEv[:0]
 	p.parking.room.Broadcast()
 	p.parking.mu.Unlock()
@@ -130,9 +130,10 @@ func (p *pool) setMask(id int32, mask uint32) {
 	}
 }
 
-// retire marks worker id dead and moves its events, oldest first, to live workers. undelivered
-// says the JS thread never received the batch in flight.
-func (p *pool) retire(id int32, undelivered bool) {
+// retire marks worker id dead and moves its events, oldest first, to live workers: those of the
+// batch in flight after the first `handled` bytes (all of them if the thread never received it;
+// none if handled < 0), then those that waited.
+func (p *pool) retire(id int32, handled int) {
 	w := p.get(id)
 	if w == nil || w == &p.parking {
 		return
@@ -153,9 +154,20 @@ func (p *pool) retire(id int32, undelivered bool) {
 		return
 	}
 	w.dead = true
-	runs := []events{{w.pending, w.pendingEv}}
-	if w.busy && (undelivered || !w.handed) {
-		runs = []events{{w.inflight, w.inflEv}, runs[0]}
+	runs := []events{{w.pending, w.pendingEv, 0}}
+	if !w.handed {
+		handled = 0
+	}
+	if w.busy && handled >= 0 {
+		n := 0
+		for n < len(w.inflEv) && w.inflEv[n].end <= handled {
+			n++
+		}
+		start := 0
+		if n > 0 {
+			start = w.inflEv[n-1].end
+		}
+		runs = []events{{w.inflight, w.inflEv[n:], start}, runs[0]}
 	}
 	p.rerouteLocked(w, runs...)
 	w.pending, w.pendingEv, w.inflight, w.inflEv, w.spare, w.spareEv = nil, nil, nil, nil, nil, nil
@@ -165,10 +177,11 @@ func (p *pool) retire(id int32, undelivered bool) {
 	p.signalIdle()
 }
 
-// events is a run of encoded events and where each ends.
+// events is a run of encoded events in bytes, from offset start, and where each ends.
 type events struct {
 	bytes []byte
 	evs   []queued
+	start int
 }
 
 // rerouteLocked queues the events held by from (locked, taking no more events) on live workers,
@@ -178,7 +191,7 @@ type events struct {
 func (p *pool) rerouteLocked(from *worker, runs ...events) {
 	dest := map[*broker.Conn]*worker{}
 	for _, run := range runs {
-		start := 0
+		start := run.start
 		for _, ev := range run.evs {
 			to, ok := dest[ev.conn]
 			if !ok {

@@ -66,7 +66,11 @@ func (f *fakeJS) kill(p *pool, id int32) {
 	_, undelivered := f.queued[id]
 	delete(f.queued, id)
 	f.mu.Unlock()
-	p.retire(id, undelivered)
+	handled := -1
+	if undelivered {
+		handled = 0
+	}
+	p.retire(id, handled)
 }
 
 func (f *fakeJS) accept(id uint64) {
@@ -227,7 +231,7 @@ func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 	js.mu.Lock()
 	js.gone[1] = true
 	js.mu.Unlock()
-	p.retire(1, true) // the thread never saw batch "1"
+	p.retire(1, 0) // the thread never saw batch "1"
 	text(p, c, "3")
 	js.run(p, 2)
 	js.run(p, 2)
@@ -249,10 +253,41 @@ func TestHandedBatchIsNotRepeated(t *testing.T) {
 	first := c.Pin.Load()
 	other := 3 - first
 	text(p, c, "2")
-	p.retire(first, false) // "1" reached JS; "2" did not
+	p.retire(first, -1) // "1" reached JS; "2" did not
 	js.run(p, other)
 	if got := strings.Join(flat(js.texts(t, other)), ","); got != "2:2" {
 		t.Fatalf("worker %d got %q", other, got)
+	}
+}
+
+// A thread terminated in the middle of a batch handled the events up to the one it was in; the
+// rest of the batch, and what waited behind it, go to the live workers in order.
+func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	p.register(1, allHandlers)
+	c1, c2 := &broker.Conn{}, &broker.Conn{}
+	text(p, c1, "first") // in flight alone
+	text(p, c1, "fatal")
+	text(p, c2, "other")
+	text(p, c1, "after")
+	js.run(p, 1) // "first" done; the next batch is fatal, other, after
+	p.register(2, allHandlers)
+	text(p, c2, "waiting")
+	js.mu.Lock()
+	batch := js.queued[1]
+	delete(js.queued, 1)
+	js.gone[1] = true
+	js.mu.Unlock()
+	fatalEnd := len(appendMessage(nil, kindText, c1, []byte("fatal")))
+	if got := decodeTexts(t, batch); strings.Join(got, ",") != "2:fatal,2:other,2:after" {
+		t.Fatalf("batch in flight: %v", got)
+	}
+	p.retire(1, fatalEnd)
+	js.run(p, 2)
+	js.run(p, 2)
+	if got := strings.Join(flat(js.texts(t, 2)), ","); got != "2:other,2:after,2:waiting" {
+		t.Fatalf("worker 2 got %q", got)
 	}
 }
 
