@@ -389,8 +389,9 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 	return c.closeWith(ws.StatusCode(code), reason), nil
 }
 
-// SendToChannel encodes the frame once and queues it for every current subscriber of channel.
-func (b *Broker) SendToChannel(channel, data []byte, text bool) {
+// SendToChannel encodes the frame once and queues it for every current subscriber of channel
+// except the socket whose id is except (0: none).
+func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 	s := b.chanShard(channel)
 	s.mu.RLock()
 	set := s.m[string(channel)]
@@ -400,9 +401,34 @@ func (b *Broker) SendToChannel(channel, data []byte, text bool) {
 	}
 	f := encodeFrame(opFor(text), data)
 	for c := range set {
-		c.enqueue(f)
+		if c.id != except {
+			c.enqueue(f)
+		}
 	}
 	s.mu.RUnlock()
+}
+
+// SubscriberCount returns how many sockets are subscribed to channel.
+func (b *Broker) SubscriberCount(channel []byte) int {
+	s := b.chanShard(channel)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m[string(channel)])
+}
+
+// Subscriptions returns the channels socket id is subscribed to (none if it is unknown or closed).
+func (b *Broker) Subscriptions(id uint64) [][]byte {
+	c := b.lookup(id)
+	if c == nil {
+		return nil
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	out := make([][]byte, 0, len(c.chans))
+	for name := range c.chans {
+		out = append(out, []byte(name))
+	}
+	return out
 }
 
 // Subscribe adds socket id to channel. It returns true if added; false if already subscribed or
@@ -567,14 +593,6 @@ func (b *Broker) dropSubs(c *Conn) {
 		}
 		s.mu.Unlock()
 	}
-}
-
-// subscribers returns how many sockets channel has (tests).
-func (b *Broker) subscribers(channel string) int {
-	s := b.chanShard([]byte(channel))
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.m[channel])
 }
 
 func (b *Broker) flusherFor(c *Conn) *flusher { return b.flushers[c.id%uint64(len(b.flushers))] }

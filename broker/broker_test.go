@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,7 +97,7 @@ func TestAcceptLaterWithPendingSends(t *testing.T) {
 		done <- c
 	}()
 	e := await(t, rec.opens, "open")
-	b.SendToChannel([]byte("room"), []byte("three"), true)
+	b.SendToChannel([]byte("room"), []byte("three"), true, 0)
 	if b.Accept(e.id+1000, true) {
 		t.Fatal("Accept of an unknown id returned true")
 	}
@@ -146,7 +147,7 @@ func TestReject(t *testing.T) {
 	if b.Subscribe(e.id, []byte("other")) || b.Unsubscribe(e.id, []byte("room")) {
 		t.Fatal("subscription changes on a rejected socket")
 	}
-	if n := b.subscribers("room"); n != 0 {
+	if n := b.SubscriberCount([]byte("room")); n != 0 {
 		t.Fatalf("room has %d subscribers", n)
 	}
 	b.Send(e.id, []byte("x"), true)
@@ -276,17 +277,17 @@ func TestSubscribe(t *testing.T) {
 	if !b.Unsubscribe(id, ch) || b.Unsubscribe(id, ch) || b.Unsubscribe(id, []byte("none")) {
 		t.Fatal("unsubscribe booleans")
 	}
-	if b.subscribers("a") != 0 {
+	if b.SubscriberCount([]byte("a")) != 0 {
 		t.Fatal("empty channel kept")
 	}
 	if b.Subscribe(id+99, ch) || b.Unsubscribe(id+99, ch) || b.Subscribe(0, ch) {
 		t.Fatal("unknown socket")
 	}
-	b.SendToChannel(nil, []byte("to empty name"), true)
+	b.SendToChannel(nil, []byte("to empty name"), true, 0)
 	readText(t, c, "to empty name")
-	b.SendToChannel([]byte{0, 255, 'a'}, []byte("to binary name"), true)
+	b.SendToChannel([]byte{0, 255, 'a'}, []byte("to binary name"), true, 0)
 	readText(t, c, "to binary name")
-	b.SendToChannel([]byte("nobody"), []byte("x"), true)
+	b.SendToChannel([]byte("nobody"), []byte("x"), true, 0)
 	b.Subscribe(id, ch)
 
 	c.Close(websocket.StatusNormalClosure, "")
@@ -297,12 +298,12 @@ func TestSubscribe(t *testing.T) {
 		t.Fatal("changes on a closed socket")
 	}
 	for _, name := range []string{"a", "", "\x00\xffa"} {
-		if n := b.subscribers(name); n != 0 {
+		if n := b.SubscriberCount([]byte(name)); n != 0 {
 			t.Fatalf("channel %q has %d subscribers after close", name, n)
 		}
 	}
 	b.Send(id, []byte("x"), true)
-	b.SendToChannel(ch, []byte("x"), true)
+	b.SendToChannel(ch, []byte("x"), true, 0)
 	b.SetToken(id, []byte("x"))
 }
 
@@ -319,11 +320,11 @@ func TestBroadcast(t *testing.T) {
 	for i := range clients {
 		clients[i], ids[i] = dialOpen(t, rec, addr)
 	}
-	if got := b.subscribers("room"); got != n {
+	if got := b.SubscriberCount([]byte("room")); got != n {
 		t.Fatalf("%d subscribers", got)
 	}
 	before := b.writeCalls.Load()
-	b.SendToChannel([]byte("room"), []byte("hello all"), true)
+	b.SendToChannel([]byte("room"), []byte("hello all"), true, 0)
 	for i, id := range ids {
 		b.Send(id, []byte("marker "+strconv.Itoa(i)), true)
 	}
@@ -352,16 +353,16 @@ func TestCopySubscriptions(t *testing.T) {
 	b.CopySubscriptions([]byte("none"), y)
 	b.Subscribe(ids[3], x)   // after the copy: not in y
 	b.Unsubscribe(ids[0], x) // after the copy: stays in y
-	if n := b.subscribers("y"); n != 3 {
+	if n := b.SubscriberCount([]byte("y")); n != 3 {
 		t.Fatalf("y has %d subscribers", n)
 	}
-	if n := b.subscribers("none"); n != 0 {
+	if n := b.SubscriberCount([]byte("none")); n != 0 {
 		t.Fatalf("copy from an empty channel created it")
 	}
 	if b.Subscribe(ids[1], y) {
 		t.Fatal("copied subscription not recorded on the socket")
 	}
-	b.SendToChannel(y, []byte("to y"), true)
+	b.SendToChannel(y, []byte("to y"), true, 0)
 	for i, id := range ids {
 		b.Send(id, []byte("marker"), true)
 		if i < 3 {
@@ -372,7 +373,7 @@ func TestCopySubscriptions(t *testing.T) {
 	// Copied subscriptions are cleaned up on close like any other.
 	cs[1].Close(websocket.StatusNormalClosure, "")
 	await(t, rec.closes, "close")
-	if n := b.subscribers("y"); n != 2 {
+	if n := b.SubscriberCount([]byte("y")); n != 2 {
 		t.Fatalf("y has %d subscribers after close", n)
 	}
 }
@@ -437,7 +438,7 @@ func TestCloseExactlyOnce(t *testing.T) {
 	if e := await(t, rec.closes, "close"); e.id != id2 {
 		t.Fatalf("close of %d", e.id)
 	}
-	if b.subscribers("room") != 0 {
+	if b.SubscriberCount([]byte("room")) != 0 {
 		t.Fatal("dropped socket still subscribed")
 	}
 
@@ -758,7 +759,7 @@ func TestListenErrors(t *testing.T) {
 	}
 	b.Subscribe(id1, []byte("r"))
 	b.Subscribe(id2, []byte("r"))
-	b.SendToChannel([]byte("r"), []byte("x"), true)
+	b.SendToChannel([]byte("r"), []byte("x"), true, 0)
 	readText(t, c2, "x")
 }
 
@@ -783,7 +784,7 @@ func TestHandlerPanic(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
-	rec.onText = func(c *Conn, p []byte) { b.SendToChannel([]byte("all"), p, true) }
+	rec.onText = func(c *Conn, p []byte) { b.SendToChannel([]byte("all"), p, true, 0) }
 	const n = 16
 	var clients []*websocket.Conn
 	var ids []uint64
@@ -814,7 +815,7 @@ func TestConcurrentUse(t *testing.T) {
 				case 1:
 					b.Unsubscribe(id, ch)
 				case 2:
-					b.SendToChannel(ch, []byte("x"), false)
+					b.SendToChannel(ch, []byte("x"), false, 0)
 				case 3:
 					b.Send(id, []byte("y"), true)
 				case 4:
@@ -842,7 +843,7 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"\x00", "\x01", "\x02", "all"} {
-		if k := b.subscribers(name); k != 0 {
+		if k := b.SubscriberCount([]byte(name)); k != 0 {
 			t.Fatalf("channel %q: %d subscribers after Close", name, k)
 		}
 	}
@@ -869,5 +870,65 @@ func TestUnansweredOpenIsRefusedWith503(t *testing.T) {
 	case e := <-rec.closes:
 		t.Fatalf("Close for a connection never accepted: %v", e.id)
 	default:
+	}
+}
+
+func TestSendToChannelExceptAndPresence(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	a, ida := dialOpen(t, rec, addr)
+	c, idc := dialOpen(t, rec, addr)
+	for _, id := range []uint64{ida, idc} {
+		b.Subscribe(id, []byte("room"))
+	}
+	b.Subscribe(ida, []byte("other"))
+	if n := b.SubscriberCount([]byte("room")); n != 2 {
+		t.Fatalf("room has %d subscribers", n)
+	}
+	if n := b.SubscriberCount([]byte("nobody")); n != 0 {
+		t.Fatalf("an unknown channel has %d subscribers", n)
+	}
+	subs := b.Subscriptions(ida)
+	names := []string{}
+	for _, s := range subs {
+		names = append(names, string(s))
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "other,room" {
+		t.Fatalf("subscriptions %v", names)
+	}
+	if b.Subscriptions(1<<50) != nil {
+		t.Fatal("an unknown socket has subscriptions")
+	}
+	b.SendToChannel([]byte("room"), []byte("not to a"), true, ida)
+	b.Send(ida, []byte("direct"), true)
+	readText(t, c, "not to a")
+	readText(t, a, "direct") // and not "not to a" first
+}
+
+func TestCloseCause(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+
+	client, _ := dialOpen(t, rec, addr)
+	client.Close(4001, "client says bye")
+	if e := await(t, rec.closes, "close"); e.code != 4001 || string(e.reason) != "client says bye" {
+		t.Fatalf("client close: %d %q", e.code, e.reason)
+	}
+
+	client, id := dialOpen(t, rec, addr)
+	if ok, err := b.CloseSocket(id, 4002, []byte("server says bye")); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	go readCloseStatus(t, client)
+	if e := await(t, rec.closes, "close"); e.code != 4002 || string(e.reason) != "server says bye" {
+		t.Fatalf("server close: %d %q", e.code, e.reason)
+	}
+
+	raw := rawDial(t, addr, nil)
+	await(t, rec.opens, "open")
+	raw.nc.Close()
+	if e := await(t, rec.closes, "close"); e.code != 1006 {
+		t.Fatalf("dropped connection: %d", e.code)
 	}
 }

@@ -60,10 +60,12 @@ type Conn struct {
 	// Write side, under wmu (see write.go).
 	wmu            sync.Mutex
 	phase          uint8
-	scheduled      bool     // in a flusher's list
-	writing        bool     // a flusher or the writer goroutine owns out
-	wdead          bool     // the socket cannot be written any more
-	shutAfterFlush bool     // half-close once the queue (ending with a close frame) is written
+	scheduled      bool   // in a flusher's list
+	writing        bool   // a flusher or the writer goroutine owns out
+	wdead          bool   // the socket cannot be written any more
+	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written
+	causeCode      uint16 // why the connection ends (CloseCause); 0 while unknown
+	causeReason    []byte
 	shutDone       bool     //
 	queue          [][]byte // frames waiting for a writer
 	out            [][]byte // frames being written (owned by whoever has writing set)
@@ -417,6 +419,7 @@ func (c *Conn) process(data []byte, sink *connSink) bool {
 // started the close (false: already closing, or the socket is dead).
 func (c *Conn) closeWith(code ws.StatusCode, reason []byte) bool {
 	c.wmu.Lock()
+	c.causeLocked(code, reason)
 	ok := c.closeLocked(closeFrame(code, reason), false)
 	sched := ok && c.scheduleLocked()
 	c.wmu.Unlock()
@@ -429,6 +432,30 @@ func (c *Conn) closeWith(code ws.StatusCode, reason []byte) bool {
 // closeLocked queues the close frame f and marks the connection closing. With drop, everything
 // not written yet is dropped first (backpressure): the queue at once, and whoever is writing
 // keeps only the rest of a partly written frame. Nothing more can be queued afterwards.
+// causeLocked records why the connection ends, unless a cause is known already: the first close
+// frame, sent or received, says it. A close frame without a code counts as 1005.
+func (c *Conn) causeLocked(code ws.StatusCode, reason []byte) {
+	if c.causeCode != 0 {
+		return
+	}
+	if code == 0 {
+		code = ws.StatusNoStatusRcvd
+	}
+	c.causeCode, c.causeReason = uint16(code), bytes.Clone(reason)
+}
+
+// CloseCause returns why the connection ended: the code and reason of the first close frame sent
+// or received (1005 for one without a code), or 1006 if it ended without one. Meant for
+// Handler.Close.
+func (c *Conn) CloseCause() (code uint16, reason []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.causeCode == 0 {
+		return uint16(ws.StatusAbnormalClosure), nil
+	}
+	return c.causeCode, c.causeReason
+}
+
 func (c *Conn) closeLocked(f []byte, drop bool) bool {
 	if c.closing.Load() || c.wdead {
 		return false
@@ -538,5 +565,12 @@ func (s *connSink) close(p []byte) {
 		code = ws.StatusCode(binary.BigEndian.Uint16(p))
 	}
 	c.b.log.Debug().Uint64("id", c.id).Int("code", int(code)).Msg("close frame received")
+	c.wmu.Lock()
+	if len(p) >= 2 {
+		c.causeLocked(code, p[2:])
+	} else {
+		c.causeLocked(code, nil)
+	}
+	c.wmu.Unlock()
 	c.closeWith(code, nil) // echo the peer's code
 }

@@ -23,12 +23,14 @@ import (
 const waitTimeout = 10 * time.Second
 
 type event struct {
-	c     *Conn
-	id    uint64
-	text  bool
-	data  []byte
-	token []byte
-	req   *Request
+	c      *Conn
+	id     uint64
+	text   bool
+	data   []byte
+	token  []byte
+	req    *Request
+	code   uint16 // Close: CloseCause
+	reason []byte // Close: the reason of CloseCause
 }
 
 // recorder is the test Handler: it records events on channels. By default Open accepts.
@@ -84,7 +86,8 @@ func (r *recorder) Close(c *Conn) {
 	r.mu.Lock()
 	r.closeCount[c.ID()]++
 	r.mu.Unlock()
-	r.closes <- event{c: c, id: c.ID(), token: bytes.Clone(c.Token())}
+	code, reason := c.CloseCause()
+	r.closes <- event{c: c, id: c.ID(), token: bytes.Clone(c.Token()), code: code, reason: bytes.Clone(reason)}
 }
 
 func (r *recorder) closesOf(id uint64) int {

@@ -41,6 +41,7 @@ func (c *Conn) enqueue(frame []byte) {
 	}
 	var sched bool
 	if c.pending+len(frame)+frameOverhead > c.l.lim.MaxBackpressure {
+		c.causeLocked(ws.StatusPolicyViolation, nil)
 		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked()
 		c.wmu.Unlock()
 		c.b.log.Info().Uint64("id", c.id).Int("max_backpressure", c.l.lim.MaxBackpressure).

@@ -7,7 +7,7 @@
 //   kind 1 open:   ip:str  url:str  headerCount:u32, then headerCount × (name:str value:str)
 //   kind 2 text:   data:str        (UTF-8, validated by the broker)
 //   kind 3 binary: data:bytes
-//   kind 4 close:  nothing more
+//   kind 4 close:  code:u32 reason:str   (the close code and reason: the client's, or the server's own)
 //   str / bytes = len:u32, then len bytes
 //
 // The batch is a single allocation owned by the addon and is only valid during the call, so
@@ -30,7 +30,7 @@ export interface BatchSink {
   open(socketId: number, token: Buffer | undefined, ip: string, url: string, headers: Record<string, string>): void;
   text(socketId: number, token: Buffer | undefined, data: string): void;
   binary(socketId: number, token: Buffer | undefined, data: Buffer): void;
-  close(socketId: number, token: Buffer | undefined): void;
+  close(socketId: number, token: Buffer | undefined, code: number, reason: string): void;
 }
 
 type FastBuffer = Buffer & { utf8Slice?: (start: number, end: number) => string };
@@ -111,8 +111,12 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
         break;
       }
       case EventKind.Close: {
+        if (off + 4 > length) throw truncated(off, 4, length);
+        const code = view.getUint32(off, true);
+        off += 4;
+        const reason = str();
         if (progress !== undefined) progress[0] = off;
-        sink.close(socketId, token);
+        sink.close(socketId, token, code, reason);
         break;
       }
       case EventKind.Open: {

@@ -177,13 +177,14 @@ export interface WorkerInterface {
    * Called when a client asks to open a WebSocket connection, before the upgrade is answered.
    * `ip` is the peer address without port (IPv4 as a dotted quad, also on dual-stack listeners);
    * `headers` holds the request headers with lower-case names, `origin` among them (the broker
-   * checks no origin: decide here). Returning `false`, throwing, or returning a promise that
+   * checks no origin: decide here); `url` is the request target, path and query as the client sent
+   * them (for instance `/chat?token=…`). Returning `false`, throwing, or returning a promise that
    * resolves to `false` or rejects refuses the connection with HTTP 403; anything else accepts it,
    * once the promise (if any) has settled. The socket id is live during this call: `setToken`,
    * `subscribe` and `send` work here, and what was sent is written once the upgrade completes
    * (dropped if the connection is refused).
    */
-  handleOpen?: (socketId: number, ip: string, headers: Record<string, string>) => boolean | void | Promise<boolean | void>;
+  handleOpen?: (socketId: number, ip: string, headers: Record<string, string>, url: string) => boolean | void | Promise<boolean | void>;
   /**
    * Called for every text message a client sends, with the message as a string. `token` is the
    * connection's token as a `Buffer` (the one set when the event was queued), `undefined` when none
@@ -198,8 +199,12 @@ export interface WorkerInterface {
   /**
    * Called exactly once for every accepted connection when it has ended, whatever ended it. By then
    * the socket is in no channel and sends to it are no-ops. `token` as for `handleTextMessage`.
+   * `code` and `reason` say why: those of the client's close frame (1005 if it had no code), or of
+   * the server's own (your `close()`, 1001 for `stop()` or an idle client, 1002 or 1007 for a
+   * protocol error, 1008 for backpressure, 1009 for a message over `maxPayload`), or 1006 when the
+   * connection dropped without a close frame.
    */
-  handleClose?: (socketId: number, token?: Buffer) => void | Promise<void>;
+  handleClose?: (socketId: number, token: Buffer | undefined, code: number, reason: string) => void | Promise<void>;
 }
 
 /**
@@ -264,17 +269,48 @@ export function send(socketId: number, data: string | ArrayBuffer | SharedArrayB
  * @param channelName - The channel: a string or bytes; a string and its UTF-8 bytes name the same
  * channel.
  * @param data - The message, as for `send`.
+ * @param exceptSocketId - Optional: a connection that does not get the message even if it is
+ * subscribed (typically the sender).
  * @throws {TypeError} when `channelName` or `data` is not a string, `ArrayBuffer`,
- * `SharedArrayBuffer` or `ArrayBufferView`.
+ * `SharedArrayBuffer` or `ArrayBufferView`, or `exceptSocketId` is given but not an integer from 1
+ * to 2^53-1.
  */
 export function sendToChannel(
   channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
   data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+  exceptSocketId?: number,
 ): void {
+  if (exceptSocketId !== undefined) checkSocketId(exceptSocketId, 'sendToChannel', 'exceptSocketId');
   native.sendToChannel(
     typeof channelName === 'string' ? channelName : toBytes(channelName, 'sendToChannel', 'channelName'),
     typeof data === 'string' ? data : toBytes(data, 'sendToChannel', 'data'),
+    exceptSocketId,
   );
+}
+
+/**
+ * Counts the connections subscribed to a channel.
+ *
+ * @param channelName - The channel: a string or bytes, as for `sendToChannel`.
+ * @returns How many connections are subscribed to it (0 for an unknown channel).
+ * @throws {TypeError} when `channelName` is not a string, `ArrayBuffer`, `SharedArrayBuffer` or
+ * `ArrayBufferView`.
+ */
+export function subscriberCount(channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): number {
+  return native.subscriberCount(typeof channelName === 'string' ? channelName : toBytes(channelName, 'subscriberCount', 'channelName'));
+}
+
+/**
+ * Lists the channels a connection is subscribed to, in no particular order.
+ *
+ * @param socketId - The connection's socket id.
+ * @returns One `Buffer` per channel, holding its name's bytes (`.toString()` gives back a name
+ * given as a string); an empty array for an unknown or closed socket.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1.
+ */
+export function subscriptions(socketId: number): Buffer[] {
+  checkSocketId(socketId, 'subscriptions');
+  return native.subscriptions(socketId);
 }
 
 /**
@@ -425,9 +461,9 @@ function describe(value: unknown): string {
   }
 }
 
-function checkSocketId(socketId: unknown, fn: string): void {
+function checkSocketId(socketId: unknown, fn: string, what = 'socketId'): void {
   if (typeof socketId !== 'number' || !Number.isSafeInteger(socketId) || socketId < 1) {
-    throw new TypeError(`${fn}: socketId must be an integer from 1 to 2^53-1, got ${describe(socketId)}`);
+    throw new TypeError(`${fn}: ${what} must be an integer from 1 to 2^53-1, got ${describe(socketId)}`);
   }
 }
 
@@ -501,7 +537,7 @@ function watch(result: PromiseLike<unknown>, handler: string, socketId: number):
 }
 
 const sink: BatchSink = {
-  open(socketId, _token, ip, _url, headers) {
+  open(socketId, _token, ip, url, headers) {
     const fn = handlers?.handleOpen;
     if (fn === undefined) {
       acceptOpen(socketId, true);
@@ -509,7 +545,7 @@ const sink: BatchSink = {
     }
     let verdict: unknown;
     try {
-      verdict = fn(socketId, ip, headers);
+      verdict = fn(socketId, ip, headers, url);
     } catch (err) {
       logHandlerError('handleOpen', socketId, err);
       acceptOpen(socketId, false);
@@ -547,11 +583,11 @@ const sink: BatchSink = {
       logHandlerError('handleBinaryMessage', socketId, err);
     }
   },
-  close(socketId, token) {
+  close(socketId, token, code, reason) {
     const fn = handlers?.handleClose;
     if (fn === undefined) return;
     try {
-      const result = fn(socketId, token);
+      const result = fn(socketId, token, code, reason);
       if (result !== undefined && isThenable(result)) watch(result, 'handleClose', socketId);
     } catch (err) {
       logHandlerError('handleClose', socketId, err);

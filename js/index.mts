@@ -8,6 +8,8 @@ export {
   unsubscribe,
   setToken,
   copySubscriptions,
+  subscriberCount,
+  subscriptions,
   close,
   stop,
 } from './index.cjs';

@@ -66,7 +66,11 @@ export interface Native {
   acceptOpen(socketId: number, accept: boolean): void;
   /** A string is sent as a text frame, bytes as a binary frame. */
   send(socketId: number, data: NativeBytes): void;
-  sendToChannel(channel: NativeBytes, data: NativeBytes): void;
+  /** Broadcasts to every subscriber of `channel` but `exceptSocketId` (when given). */
+  sendToChannel(channel: NativeBytes, data: NativeBytes, exceptSocketId?: number): void;
+  subscriberCount(channel: NativeBytes): number;
+  /** The channels a socket is subscribed to, each as a Buffer (none for an unknown socket). */
+  subscriptions(socketId: number): Buffer[];
   subscribe(socketId: number, channel: NativeBytes): boolean;
   unsubscribe(socketId: number, channel: NativeBytes): boolean;
   setToken(socketId: number, token: NativeBytes): void;

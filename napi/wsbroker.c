@@ -486,18 +486,62 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// sendToChannel(channel, data, exceptSocketId?)
 static napi_value js_send_to_channel(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
+  size_t argc = 3;
+  napi_valuetype type = napi_undefined;
+  uint64_t except = 0;
   bytes_t ch, data;
-  if (!get_args(env, info, 2, argv) || !get_bytes(env, argv[0], "channelName", &ch)) return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2) return throw_type(env, "expected 2 or 3 arguments");
+  if (argc > 2 && napi_typeof(env, argv[2], &type) != napi_ok) return NULL;
+  if (type != napi_undefined && !get_id(env, argv[2], &except)) return NULL;
+  if (!get_bytes(env, argv[0], "channelName", &ch)) return NULL;
   if (!get_bytes(env, argv[1], "data", &data)) {
     bytes_free(&ch);
     return NULL;
   }
-  wsb_send_to_channel((uint8_t *)ch.data, ch.len, data.is_text, (uint8_t *)data.data, data.len);
+  wsb_send_to_channel((uint8_t *)ch.data, ch.len, data.is_text, (uint8_t *)data.data, data.len,
+                      except);
   bytes_free(&ch);
   bytes_free(&data);
   return NULL;
+}
+
+static napi_value js_subscriber_count(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  bytes_t ch;
+  if (!get_args(env, info, 1, argv) || !get_bytes(env, argv[0], "channelName", &ch)) return NULL;
+  int64_t count = wsb_subscriber_count((uint8_t *)ch.data, ch.len);
+  bytes_free(&ch);
+  napi_create_int64(env, count, &result);
+  return result;
+}
+
+// subscriptions(socketId): an array of Buffers, one per channel.
+static napi_value js_subscriptions(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result, buf;
+  uint64_t id;
+  size_t n = 0;
+  if (!get_args(env, info, 1, argv) || !get_id(env, argv[0], &id)) return NULL;
+  uint8_t *packed = wsb_subscriptions(id, &n);
+  if (napi_create_array(env, &result) != napi_ok) {
+    free(packed);
+    return NULL;
+  }
+  uint32_t i = 0;
+  for (size_t p = 0; p + 4 <= n; i++) {
+    uint32_t len;
+    memcpy(&len, packed + p, 4);  // little-endian, as on every platform this builds for
+    p += 4;
+    if (len > n - p || napi_create_buffer_copy(env, len, packed + p, NULL, &buf) != napi_ok ||
+        napi_set_element(env, result, i, buf) != napi_ok)
+      break;
+    p += len;
+  }
+  free(packed);
+  return result;
 }
 
 // js_membership implements subscribe and unsubscribe.
@@ -591,6 +635,8 @@ NAPI_MODULE_INIT() {
       {"acceptOpen", js_accept_open},
       {"send", js_send},
       {"sendToChannel", js_send_to_channel},
+      {"subscriberCount", js_subscriber_count},
+      {"subscriptions", js_subscriptions},
       {"subscribe", js_subscribe},
       {"unsubscribe", js_unsubscribe},
       {"setToken", js_set_token},

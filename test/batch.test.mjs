@@ -36,7 +36,7 @@ const open = (id, tok, ip, url, headers) =>
   ]);
 const text = (id, tok, s) => Buffer.concat([head(2, id, tok), bytes(s)]);
 const binary = (id, tok, b) => Buffer.concat([head(3, id, tok), bytes(b)]);
-const close = (id, tok) => head(4, id, tok);
+const close = (id, tok, code = 1000, reason = '') => Buffer.concat([head(4, id, tok), u32(code), bytes(reason)]);
 
 function collect(batch) {
   const events = [];
@@ -44,7 +44,7 @@ function collect(batch) {
     open: (socketId, tok, ip, url, headers) => events.push({ kind: 'open', socketId, token: tok, ip, url, headers }),
     text: (socketId, tok, data) => events.push({ kind: 'text', socketId, token: tok, data }),
     binary: (socketId, tok, data) => events.push({ kind: 'binary', socketId, token: tok, data }),
-    close: (socketId, tok) => events.push({ kind: 'close', socketId, token: tok }),
+    close: (socketId, tok, code, reason) => events.push({ kind: 'close', socketId, token: tok, code, reason }),
   };
   const count = decodeBatch(batch, sink);
   assert.equal(count, events.length);
@@ -71,7 +71,7 @@ test('every kind of event, in order, with and without tokens', () => {
     close(1, 'tok'),
     text(2 ** 53 - 1, undefined, ''),
     binary(3, undefined, Buffer.alloc(0)),
-    close(4, Buffer.alloc(0)),
+    close(4, Buffer.alloc(0), 4000, 'gone: ✓'),
   ]);
   const events = collect(batch);
   assert.equal(events.length, 7);
@@ -97,7 +97,7 @@ test('every kind of event, in order, with and without tokens', () => {
   assert.deepEqual([...events[2].data], [9, 8, 7]);
   assert.deepEqual([...events[2].token], [0, 1, 2, 255]);
 
-  assert.deepEqual({ ...events[3], token: events[3].token.toString() }, { kind: 'close', socketId: 1, token: 'tok' });
+  assert.deepEqual({ ...events[3], token: events[3].token.toString() }, { kind: 'close', socketId: 1, token: 'tok', code: 1000, reason: '' });
 
   assert.equal(events[4].socketId, 2 ** 53 - 1);
   assert.equal(events[4].data, '');
@@ -108,6 +108,8 @@ test('every kind of event, in order, with and without tokens', () => {
 
   assert.ok(Buffer.isBuffer(events[6].token), 'an empty token is a token, not "no token"');
   assert.equal(events[6].token.length, 0);
+  assert.equal(events[6].code, 4000);
+  assert.equal(events[6].reason, 'gone: ✓');
 });
 
 test('binary data and tokens are copies, not views of the batch', () => {

@@ -52,12 +52,12 @@ func (a *app) Text(c *broker.Conn, data []byte) {
 		a.b.Send(c.ID(), ok, true)
 	case 'p':
 		if ch, payload, found := bytes.Cut(rest, []byte{':'}); found {
-			a.b.SendToChannel(ch, payload, true)
+			a.b.SendToChannel(ch, payload, true, 0)
 		}
 	case 'r':
 		if ch, payload, found := bytes.Cut(rest, []byte{':'}); found {
 			a.b.Send(c.ID(), payload, true)
-			a.b.SendToChannel(ch, payload, true)
+			a.b.SendToChannel(ch, payload, true, 0)
 		}
 	}
 }

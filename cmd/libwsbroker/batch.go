@@ -15,7 +15,7 @@ import (
 //	open   body: ip:str url:str headerCount:u32 then headerCount × (name:str value:str)
 //	text   body: data:str
 //	binary body: data:bytes
-//	close  body: (empty)
+//	close  body: code:u32 reason:str   (Conn.CloseCause)
 //	str, bytes = len:u32 then len bytes
 //
 // The socket id is a double because JS numbers are; ids stay below 2^53.
@@ -67,5 +67,7 @@ func appendMessage(b []byte, kind byte, c *broker.Conn, data []byte) []byte {
 }
 
 func appendClose(b []byte, c *broker.Conn) []byte {
-	return appendHead(b, kindClose, c.ID(), c.Token())
+	code, reason := c.CloseCause()
+	b = binary.LittleEndian.AppendUint32(appendHead(b, kindClose, c.ID(), c.Token()), uint32(code))
+	return appendBytes(b, reason)
 }

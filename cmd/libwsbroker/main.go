@@ -226,10 +226,36 @@ func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t) {
 	brk.Send(uint64(id), bytesOf(data, n), text != 0)
 }
 
+// wsb_send_to_channel broadcasts to a channel, except to socket `except` (0: none).
+//
 //export wsb_send_to_channel
-func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t) {
+func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t, except C.uint64_t) {
 	defer recoverInto("sendToChannel")
-	brk.SendToChannel(bytesOf(ch, chLen), bytesOf(data, n), text != 0)
+	brk.SendToChannel(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except))
+}
+
+//export wsb_subscriber_count
+func wsb_subscriber_count(ch *C.uint8_t, chLen C.size_t) C.int64_t {
+	defer recoverInto("subscriberCount")
+	return C.int64_t(brk.SubscriberCount(bytesOf(ch, chLen)))
+}
+
+// wsb_subscriptions returns the channels of a socket packed as (len:u32 LE, bytes)*, in malloc'd
+// memory the caller frees (NULL when there are none), and their total size in *n.
+//
+//export wsb_subscriptions
+func wsb_subscriptions(id C.uint64_t, n *C.size_t) (packed *C.uint8_t) {
+	defer recoverInto("subscriptions")
+	*n = 0
+	var b []byte
+	for _, name := range brk.Subscriptions(uint64(id)) {
+		b = appendBytes(b, name)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	*n = C.size_t(len(b))
+	return (*C.uint8_t)(C.CBytes(b))
 }
 
 //export wsb_subscribe

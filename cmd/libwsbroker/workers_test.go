@@ -133,7 +133,8 @@ func decodeTexts(t *testing.T, b []byte) []string {
 		case kindText, kindBinary:
 			out = append(out, fmt.Sprintf("%d:%s", kind, field()))
 		case kindClose:
-			out = append(out, "close")
+			b = b[4:]
+			out = append(out, fmt.Sprintf("close:%s", field()))
 		default:
 			t.Fatalf("bad kind %d", kind)
 		}
@@ -314,7 +315,7 @@ func TestHandlerMask(t *testing.T) {
 	text(p, c, "t")
 	p.push(c, kindClose, nil, nil)
 	js.run(p, 1)
-	if got := strings.Join(flat(js.texts(t, 1)), ","); got != "2:t" {
+	if got := strings.Join(flat(js.texts(t, 1)), ","); got != "2:t" { // binary, open, close: no handler
 		t.Fatalf("got %q", got)
 	}
 	if len(js.accepted) != 1 {

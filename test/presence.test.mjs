@@ -1,0 +1,66 @@
+// The request URL in handleOpen, sendToChannel's exceptSocketId, subscriberCount, subscriptions,
+// and the close code and reason handleClose gets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Child, Client, fixture, freePort, withTimeout } from './helpers.mjs';
+
+async function presenceServer(t) {
+  const port = await freePort();
+  const child = new Child([fixture('lifecycle-server.mjs'), JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('presence-worker.mjs'), threads: 2 })]);
+  t.after(() => child.stop());
+  await child.waitForLine(/^listening$/, 30_000);
+  return port;
+}
+
+/** Connects and returns the client with its socket id (from the first `closed`-free id probe). */
+async function join(port, path = '/') {
+  const c = await Client.connect(port, { path });
+  const url = (await c.next((m) => m.text?.startsWith('url '))).text.slice(4);
+  return { c, url };
+}
+
+test('handleOpen gets the request URL; sendToChannel skips exceptSocketId; subscriberCount and subscriptions', async (t) => {
+  const port = await presenceServer(t);
+  const a = await join(port, '/chat/room?token=abc%20d&x=1');
+  assert.equal(a.url, '/chat/room?token=abc%20d&x=1');
+  const b = await join(port);
+  t.after(() => {
+    a.c.terminate();
+    b.c.terminate();
+  });
+  a.c.send('say hello');
+  await a.c.next((m) => m.text === 'said hello');
+  await b.c.next((m) => m.text === 'hello');
+  a.c.send('count');
+  assert.equal((await a.c.next((m) => m.text?.startsWith('count '))).text, 'count 2 2 0');
+  assert.ok(!a.c.messages.some((m) => m.text === 'hello'), 'the sender did not get its own message');
+  a.c.send('join other');
+  await a.c.next((m) => m.text === 'joined other');
+  a.c.send('subs');
+  assert.equal((await a.c.next((m) => m.text?.startsWith('subs '))).text, 'subs other,room 0');
+});
+
+test('handleClose gets the close code and reason: the client\'s, the server\'s close(), 1006 for a dropped connection', async (t) => {
+  const port = await presenceServer(t);
+  const watcher = await join(port);
+  t.after(() => watcher.c.terminate());
+  const closedLine = (m) => m.text?.startsWith('closed ');
+
+  const byClient = await join(port);
+  byClient.c.ws.close(4005, 'bye bye');
+  const first = (await watcher.c.next(closedLine)).text.split(' ');
+  assert.deepEqual(first.slice(2), ['4005', 'bye', 'bye']);
+
+  const dropped = await join(port);
+  dropped.c.terminate();
+  const second = (await watcher.c.next(closedLine)).text;
+  assert.match(second, /^closed \d+ 1006 $/);
+
+  const kicked = await join(port);
+  watcher.c.send('count'); // the watcher and `kicked` are in the room
+  await watcher.c.next((m) => m.text === 'count 2 2 0');
+  const id = Number(first[1]) + 2; // ids are consecutive here: byClient, dropped, kicked
+  watcher.c.send(`kick ${id}`);
+  assert.deepEqual(await withTimeout(kicked.c.closed, 10_000, 'the kick'), { code: 4010, reason: 'kick' });
+  assert.equal((await watcher.c.next(closedLine)).text, `closed ${id} 4010 kick`);
+});
