@@ -594,52 +594,6 @@ func TestIndependentClientPingAndFragments(t *testing.T) {
 	await(t, rec.closes, "close")
 }
 
-func TestProtocolConformanceMore(t *testing.T) {
-	rec := newRecorder()
-	_, addr := start(t, rec, Limits{})
-	cases := []struct {
-		name string
-		in   []byte
-		want []byte
-	}{
-		// Invalid UTF-8 in a middle fragment, fragments cut at code point boundaries.
-		{"invalid utf8 middle fragment", cat(frame(0x01, []byte("héllo ")), frame(0x00, []byte("\xff")), frame(0x80, []byte("ok"))), closePayload(1007, "")},
-		// Fail fast: the message is never finished, the close comes anyway.
-		{"invalid utf8 unfinished message", frame(0x01, []byte("ab\xc3(")), closePayload(1007, "")},
-		{"invalid utf8 mid frame", cat(header(0x81, 1000, true), maskedPrefix([]byte("\xf8"))), closePayload(1007, "")},
-		{"close between fragments", cat(frame(0x01, []byte("a")), frame(0x88, closePayload(1000, "")), frame(0x80, []byte("b"))), closePayload(1000, "")},
-		{"reserved opcode 7", frame(0x87, nil), closePayload(1002, "")},
-		{"reserved opcode 15", frame(0x8F, nil), closePayload(1002, "")},
-		{"fragmented close", frame(0x08, closePayload(1000, "")), closePayload(1002, "")},
-		{"fragmented pong", frame(0x0A, nil), closePayload(1002, "")},
-		{"pong too long", frame(0x8A, make([]byte, 126)), closePayload(1002, "")},
-		{"continuation after a whole message", cat(frame(0x81, []byte("a")), frame(0x00, []byte("b"))), closePayload(1002, "")},
-		{"unmasked in a fragmented message", cat(frame(0x01, []byte("a")), frame(0x80, []byte("b"), true)), closePayload(1002, "")},
-		{"close echo 1003", frame(0x88, closePayload(1003, "x")), closePayload(1003, "")},
-		{"close echo 1007", frame(0x88, closePayload(1007, "")), closePayload(1007, "")},
-		{"close echo 1014", frame(0x88, closePayload(1014, "")), closePayload(1014, "")},
-		{"close 2999", frame(0x88, closePayload(2999, "")), closePayload(1002, "")},
-		{"close 65535", frame(0x88, closePayload(65535, "")), closePayload(1002, "")},
-		{"close reason truncated utf8", frame(0x88, closePayload(1000, "\xe2\x82")), closePayload(1007, "")},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			r := rawDial(t, addr, nil)
-			id := await(t, rec.opens, "open").id
-			r.send(tc.in)
-			r.expectClose(tc.want)
-			if e := await(t, rec.closes, "close"); e.id != id {
-				t.Fatalf("close of %d", e.id)
-			}
-		})
-	}
-	for len(rec.msgs) > 0 {
-		if e := <-rec.msgs; e.text && !utf8Valid(e.data) {
-			t.Fatal("invalid UTF-8 delivered")
-		}
-	}
-}
-
 // maskedPrefix masks p as the start of a payload.
 func maskedPrefix(p []byte) []byte {
 	p = bytes.Clone(p)

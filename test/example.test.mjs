@@ -100,7 +100,7 @@ test('the authentication example', { timeout: 60_000 }, async (t) => {
     await server.stop();
   });
   await server.waitForLine(/^Authentication example listening/, 30_000);
-  const printed = (await server.waitForLine(/^A token for user "alice"/)).split(': ').pop();
+  const printed = (await server.waitForLine(/^A token for user "alice"/)).input.split(': ').pop();
   const { signJwt, verifyJwt } = require(path.join(root, 'lib', 'example', 'jwt.js'));
   assert.equal(verifyJwt(printed, secret).sub, 'alice');
 

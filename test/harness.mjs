@@ -2,131 +2,12 @@
 // faults.test.mjs): any program as a child whose stdout lines are awaited, the server of
 // test/fixtures/e2e-server.mjs with its event log, and a raw WebSocket client that writes frames
 // byte by byte.
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fixture, freePort, root, withTimeout } from './helpers.mjs';
-
-/**
- * A child process (any command) whose stdout lines are collected: `lines`, `stderr`,
- * `waitForLine(re)`, `exited` (a promise of { code, signal }), `send(line)` on its stdin.
- */
-export class Proc {
-  constructor(command, args, { env = {}, cwd = root } = {}) {
-    this.command = [command, ...args].join(' ');
-    this.proc = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.lines = [];
-    this.stderr = '';
-    this.waiters = new Set();
-    let partial = '';
-    this.proc.stdout.setEncoding('utf8');
-    this.proc.stdout.on('data', (chunk) => {
-      partial += chunk;
-      let nl;
-      while ((nl = partial.indexOf('\n')) >= 0) {
-        this.lines.push(partial.slice(0, nl));
-        partial = partial.slice(nl + 1);
-      }
-      for (const w of [...this.waiters]) w();
-    });
-    this.proc.stderr.setEncoding('utf8');
-    this.proc.stderr.on('data', (chunk) => {
-      this.stderr += chunk;
-      for (const w of [...this.waiters]) w();
-    });
-    this.proc.stdin.on('error', () => {}); // a child that exited early: reported by waitForLine
-    // 'close' comes once the process has exited and its stdout has ended: every line is in.
-    this.exited = new Promise((resolve) => {
-      this.proc.on('close', (code, signal) => {
-        this.exitStatus = { code, signal };
-        resolve(this.exitStatus);
-        for (const w of [...this.waiters]) w();
-      });
-    });
-  }
-
-  get pid() {
-    return this.proc.pid;
-  }
-
-  /** Writes one line to the child's stdin. */
-  send(line) {
-    this.proc.stdin.write(`${line}\n`);
-  }
-
-  /**
-   * Resolves with the first stdout line at or after index `from` matching `re` (with its index in
-   * `this.lines` as `.index` on the result array of re.exec).
-   */
-  waitForLine(re, ms = 20_000, from = 0) {
-    let waiter;
-    return withTimeout(
-      new Promise((resolve, reject) => {
-        waiter = () => {
-          for (let i = from; i < this.lines.length; i++) {
-            const m = re.exec(this.lines[i]);
-            if (m) {
-              m.lineIndex = i;
-              this.waiters.delete(waiter);
-              resolve(m);
-              return;
-            }
-          }
-          if (this.exitStatus) {
-            this.waiters.delete(waiter);
-            reject(new Error(`${this.command}\nexited (${JSON.stringify(this.exitStatus)}) before printing ${re}\nstdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`));
-          }
-        };
-        this.waiters.add(waiter);
-        waiter();
-      }),
-      ms,
-      `a line matching ${re} from ${this.command} (stdout so far:\n${this.lines.slice(-20).join('\n')}\nstderr so far:\n${this.stderr.slice(-4000)})`,
-    ).finally(() => this.waiters.delete(waiter));
-  }
-
-  /** Resolves once the child's stderr matches `re`. */
-  waitForStderr(re, ms = 20_000) {
-    let waiter;
-    return withTimeout(
-      new Promise((resolve, reject) => {
-        waiter = () => {
-          if (re.test(this.stderr)) {
-            this.waiters.delete(waiter);
-            resolve();
-          } else if (this.exitStatus) {
-            this.waiters.delete(waiter);
-            reject(new Error(`${this.command}\nexited (${JSON.stringify(this.exitStatus)}) before its stderr matched ${re}\nstderr:\n${this.stderr}`));
-          }
-        };
-        this.waiters.add(waiter);
-        waiter();
-      }),
-      ms,
-      `${re} on the stderr of ${this.command} (stderr so far:\n${this.stderr.slice(-4000)})`,
-    ).finally(() => this.waiters.delete(waiter));
-  }
-
-  /** Sends `line` and waits for the next stdout line matching `re`. */
-  ask(line, re, ms) {
-    const from = this.lines.length;
-    this.send(line);
-    return this.waitForLine(re, ms, from);
-  }
-
-  /** Ends the child (SIGTERM, then SIGKILL) and waits for it. */
-  async stop() {
-    if (this.exitStatus) return this.exitStatus;
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
-    const status = await this.exited;
-    clearTimeout(t);
-    return status;
-  }
-}
+import { Proc, fixture, freePort, withTimeout } from './helpers.mjs';
 
 /**
  * A node script run through bash with the soft limit on open files raised as far as the hard
@@ -162,7 +43,7 @@ export async function e2eServer(t, options = {}, { manyFiles = false, env = {} }
     fixture('e2e-server.mjs'),
     JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('e2e-worker.mjs'), threads: 2, ...options }),
   ];
-  const procEnv = { E2E_LOG: log, WSBROKER_LOG: 'warn', ...env };
+  const procEnv = { EVENT_LOG: log, WSBROKER_LOG: 'warn', ...env };
   const server = manyFiles ? nodeWithManyFiles(args, { env: procEnv }) : new Proc(process.execPath, args, { env: procEnv });
   t.after(async () => {
     await server.stop();
@@ -367,4 +248,4 @@ export class RawClient {
   }
 }
 
-export { freePort, fixture, withTimeout };
+export { Proc, freePort, fixture, withTimeout };

@@ -31,89 +31,111 @@ export function withTimeout(promise, ms, what) {
 }
 
 /**
- * A node child process whose output is collected: `lines` (stdout lines), `stderr` (all of it),
- * `waitForLine(re)`, `exited` (a promise of { code, signal }).
+ * A child process (any command) whose stdout lines are collected: `lines`, `stderr`,
+ * `waitForLine(re)`, `exited` (a promise of { code, signal }), `send(line)` on its stdin.
  */
-export class Child {
-  constructor(args, { env = {}, cwd = root } = {}) {
-    this.proc = spawn(process.execPath, args, {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+export class Proc {
+  constructor(command, args, { env = {}, cwd = root } = {}) {
+    this.command = [command, ...args].join(' ');
+    this.proc = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     this.lines = [];
     this.stderr = '';
-    this.waiters = [];
+    this.waiters = new Set();
     let partial = '';
     this.proc.stdout.setEncoding('utf8');
     this.proc.stdout.on('data', (chunk) => {
       partial += chunk;
       let nl;
       while ((nl = partial.indexOf('\n')) >= 0) {
-        const line = partial.slice(0, nl);
+        this.lines.push(partial.slice(0, nl));
         partial = partial.slice(nl + 1);
-        this.lines.push(line);
-        this.waiters = this.waiters.filter((w) => !w(line));
       }
+      for (const w of [...this.waiters]) w();
     });
     this.proc.stderr.setEncoding('utf8');
     this.proc.stderr.on('data', (chunk) => {
       this.stderr += chunk;
-      this.waiters = this.waiters.filter((w) => !w(null));
+      for (const w of [...this.waiters]) w();
     });
+    this.proc.stdin.on('error', () => {}); // a child that exited early: reported by waitForLine
+    // 'close' comes once the process has exited and its stdout has ended: every line is in.
     this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
+      this.proc.on('close', (code, signal) => {
         this.exitStatus = { code, signal };
         resolve(this.exitStatus);
-        this.waiters = this.waiters.filter((w) => !w(undefined));
+        for (const w of [...this.waiters]) w();
       });
     });
   }
 
-  /** Resolves with the first stdout line (past or future) matching `re`. */
-  waitForLine(re, ms = 20_000) {
-    const found = this.lines.find((l) => re.test(l));
-    if (found !== undefined) return Promise.resolve(found);
-    return withTimeout(
-      new Promise((resolve, reject) => {
-        this.waiters.push((line) => {
-          if (line === undefined) {
-            reject(new Error(`child exited (${JSON.stringify(this.exitStatus)}) before printing ${re}\nstdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`));
-            return true;
-          }
-          if (line !== null && re.test(line)) {
-            resolve(line);
-            return true;
-          }
-          return false;
-        });
-      }),
-      ms,
-      `a line matching ${re} from the child (stderr so far:\n${this.stderr})`,
-    );
+  get pid() {
+    return this.proc.pid;
   }
 
-  /** Resolves once stderr contains `text` (a string or RegExp). */
-  waitForStderr(text, ms = 10_000) {
-    const has = () => (typeof text === 'string' ? this.stderr.includes(text) : text.test(this.stderr));
-    if (has()) return Promise.resolve();
+  /** Writes one line to the child's stdin. */
+  send(line) {
+    this.proc.stdin.write(`${line}\n`);
+  }
+
+  /**
+   * Resolves with the first stdout line at or after index `from` matching `re` (with its index in
+   * `this.lines` as `.index` on the result array of re.exec).
+   */
+  waitForLine(re, ms = 20_000, from = 0) {
+    let waiter;
     return withTimeout(
       new Promise((resolve, reject) => {
-        this.waiters.push((line) => {
-          if (has()) {
-            resolve();
-            return true;
+        waiter = () => {
+          for (let i = from; i < this.lines.length; i++) {
+            const m = re.exec(this.lines[i]);
+            if (m) {
+              m.lineIndex = i;
+              this.waiters.delete(waiter);
+              resolve(m);
+              return;
+            }
           }
-          if (line === undefined) {
-            reject(new Error(`child exited before its stderr contained ${text}`));
-            return true;
+          if (this.exitStatus) {
+            this.waiters.delete(waiter);
+            reject(new Error(`${this.command}\nexited (${JSON.stringify(this.exitStatus)}) before printing ${re}\nstdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`));
           }
-          return false;
-        });
+        };
+        this.waiters.add(waiter);
+        waiter();
       }),
       ms,
-      `${text} on the child's stderr (stderr so far:\n${this.stderr})`,
-    );
+      `a line matching ${re} from ${this.command} (stdout so far:\n${this.lines.slice(-20).join('\n')}\nstderr so far:\n${this.stderr.slice(-4000)})`,
+    ).finally(() => this.waiters.delete(waiter));
+  }
+
+  /** Resolves once the child's stderr contains `text` (a string) or matches it (a RegExp). */
+  waitForStderr(text, ms = 20_000) {
+    const re = typeof text === 'string' ? new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : text;
+    let waiter;
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        waiter = () => {
+          if (re.test(this.stderr)) {
+            this.waiters.delete(waiter);
+            resolve();
+          } else if (this.exitStatus) {
+            this.waiters.delete(waiter);
+            reject(new Error(`${this.command}\nexited (${JSON.stringify(this.exitStatus)}) before its stderr matched ${re}\nstderr:\n${this.stderr}`));
+          }
+        };
+        this.waiters.add(waiter);
+        waiter();
+      }),
+      ms,
+      `${re} on the stderr of ${this.command} (stderr so far:\n${this.stderr.slice(-4000)})`,
+    ).finally(() => this.waiters.delete(waiter));
+  }
+
+  /** Sends `line` and waits for the next stdout line matching `re`. */
+  ask(line, re, ms) {
+    const from = this.lines.length;
+    this.send(line);
+    return this.waitForLine(re, ms, from);
   }
 
   /** Ends the child (SIGTERM, then SIGKILL) and waits for it. */
@@ -124,6 +146,13 @@ export class Child {
     const status = await this.exited;
     clearTimeout(t);
     return status;
+  }
+}
+
+/** A node script as a child process (see Proc). */
+export class Child extends Proc {
+  constructor(args, options) {
+    super(process.execPath, args, options);
   }
 }
 

@@ -1,34 +1,14 @@
 // close(), stop(), and the limits of start(): what a client and the handlers see.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { Child, Client, fixture, freePort, isListening, refusedStatus, withTimeout } from './helpers.mjs';
+import { Client, fixture, isListening, refusedStatus, withTimeout } from './helpers.mjs';
+import { e2eServer } from './harness.mjs';
 
-/** Starts the lifecycle server with the given start() options; resolves with { child, port, log }. */
+/** Starts the e2e server with the lifecycle worker and the given start() options; resolves with { child, port, events }. */
 async function lifecycleServer(t, options = {}) {
-  const port = await freePort();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-lifecycle-'));
-  const log = path.join(dir, 'events.log');
-  const child = new Child(
-    [fixture('lifecycle-server.mjs'), JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('lifecycle-worker.mjs'), threads: 2, ...options })],
-    { env: { LIFECYCLE_LOG: log, WSBROKER_LOG: 'warn' } },
-  );
-  t.after(async () => {
-    await child.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await child.waitForLine(/^listening$/, 30_000);
-  const events = () => {
-    try {
-      return readFileSync(log, 'utf8').split('\n').filter(Boolean);
-    } catch {
-      return [];
-    }
-  };
-  return { child, port, events };
+  const { server, port, events } = await e2eServer(t, { workerPath: fixture('lifecycle-worker.mjs'), ...options });
+  return { child: server, port, events };
 }
 
 /** Opens a client and returns it with its socket id. */
@@ -89,7 +69,7 @@ for (const threads of [0, 2]) {
   test(`stop() with threads: ${threads}: every socket gets 1001, every handleClose runs, the process exits by itself`, async (t) => {
     const { child, port, events } = await lifecycleServer(t, { threads });
     const clients = await Promise.all(Array.from({ length: 20 }, () => client(port)));
-    child.proc.stdin.write('stop\n');
+    child.send('stop');
     const codes = await Promise.all(clients.map(({ c }) => withTimeout(c.closed, 15_000, 'a close')));
     assert.deepEqual(new Set(codes.map((c) => c.code)), new Set([1001]));
     await child.waitForLine(/^stopped$/, 15_000);
@@ -105,12 +85,10 @@ for (const threads of [0, 2]) {
 test('start() works again after stop()', async (t) => {
   const { child, port } = await lifecycleServer(t);
   const before = await client(port);
-  child.proc.stdin.write('stop\n');
+  child.send('stop');
   await child.waitForLine(/^stopped$/, 15_000);
   await withTimeout(before.c.closed, 10_000, 'the close');
-  child.lines.length = 0;
-  child.proc.stdin.write('start\n');
-  await child.waitForLine(/^listening$/, 30_000);
+  await child.ask('start', /^listening$/, 30_000);
   const after = await client(port);
   t.after(() => after.c.terminate());
   assert.ok(after.id > before.id, 'socket ids continue');

@@ -2,17 +2,14 @@
 // and the close code and reason handleClose gets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Child, Client, fixture, freePort, withTimeout } from './helpers.mjs';
+import { Client, fixture, withTimeout } from './helpers.mjs';
+import { e2eServer } from './harness.mjs';
 
 async function presenceServer(t) {
-  const port = await freePort();
-  const child = new Child([fixture('lifecycle-server.mjs'), JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('presence-worker.mjs'), threads: 2 })]);
-  t.after(() => child.stop());
-  await child.waitForLine(/^listening$/, 30_000);
-  return port;
+  return (await e2eServer(t, { workerPath: fixture('presence-worker.mjs') })).port;
 }
 
-/** Connects and returns the client with its socket id (from the first `closed`-free id probe). */
+/** Connects and returns the client with the request URL its handleOpen saw. */
 async function join(port, path = '/') {
   const c = await Client.connect(port, { path });
   const url = (await c.next((m) => m.text?.startsWith('url '))).text.slice(4);
