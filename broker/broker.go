@@ -64,6 +64,10 @@ type Limits struct {
 	// refused with HTTP 503 (a handler that never answers, or whose thread died, must not hold the
 	// client forever). 0: 10 s.
 	OpenTimeout time.Duration
+	// Protocols are the subprotocols the server speaks: the first one the client offers
+	// (Sec-WebSocket-Protocol) that is listed is chosen in the 101 response. None: no subprotocol
+	// is ever chosen.
+	Protocols []string
 }
 
 // DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 120 s,
@@ -193,33 +197,44 @@ func New(h Handler, opts Options) *Broker {
 	return b
 }
 
-// Listen starts accepting on addr (as net.Listen("tcp", addr)) in the background, with the
-// limits lim (see Limits for zero values), and returns once listening. Several listeners share
-// the sockets, channels and ids; each has its own limits. A negative limit is an error naming
-// the field.
-func (b *Broker) Listen(addr string, lim Limits) (net.Addr, error) {
+// Listen starts accepting on every address of addrs (each as net.Listen("tcp", addr)) with the
+// same limits, in the background, and returns once all listen. If one cannot listen, none is
+// left listening and the error names that address and the OS reason. Listeners started by
+// several calls share all state.
+func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 	lim, err := lim.resolve()
 	if err != nil {
 		return nil, err
 	}
 	b.life.Lock()
 	defer b.life.Unlock()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Err != nil {
-			err = oe.Err // "bind: address already in use" without "listen tcp <addr>: "
+	lns := make([]net.Listener, 0, len(addrs))
+	for _, addr := range addrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, opened := range lns {
+				opened.Close()
+			}
+			var oe *net.OpError
+			if errors.As(err, &oe) && oe.Err != nil {
+				err = oe.Err // "bind: address already in use" without "listen tcp <addr>: "
+			}
+			return nil, fmt.Errorf("cannot listen on %q: %w", addr, err)
 		}
-		return nil, fmt.Errorf("cannot listen on %q: %w", addr, err)
+		lns = append(lns, ln)
 	}
-	l := &listener{ln: ln, lim: lim}
-	b.lmu.Lock()
-	b.listeners = append(b.listeners, l)
-	b.lmu.Unlock()
-	b.acceptWG.Add(1)
-	go b.acceptLoop(l, b.stop)
-	b.log.Debug().Stringer("addr", ln.Addr()).Msg("listening")
-	return ln.Addr(), nil
+	bound := make([]net.Addr, len(lns))
+	for i, ln := range lns {
+		l := &listener{ln: ln, lim: lim}
+		b.lmu.Lock()
+		b.listeners = append(b.listeners, l)
+		b.lmu.Unlock()
+		b.acceptWG.Add(1)
+		go b.acceptLoop(l, b.stop)
+		b.log.Debug().Stringer("addr", ln.Addr()).Msg("listening")
+		bound[i] = ln.Addr()
+	}
+	return bound, nil
 }
 
 func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {

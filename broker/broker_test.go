@@ -56,11 +56,11 @@ func TestDualStackIP(t *testing.T) {
 	b := New(rec, Options{Logger: testLogger()})
 	rec.b = b
 	t.Cleanup(b.Close)
-	a, err := b.Listen("[::]:0", Limits{})
+	a, err := b.Listen([]string{"[::]:0"}, Limits{})
 	if err != nil {
 		t.Skipf("no IPv6: %v", err)
 	}
-	port := a.(*net.TCPAddr).Port
+	port := a[0].(*net.TCPAddr).Port
 	dial(t, "127.0.0.1:"+strconv.Itoa(port), "/", nil)
 	if ip := await(t, rec.opens, "open").req.IP; ip != "127.0.0.1" {
 		t.Fatalf("IPv4 peer of a dual-stack listener: %q", ip)
@@ -622,11 +622,11 @@ func TestBrokerClose(t *testing.T) {
 	}
 
 	// The Broker can listen again; ids continue.
-	a, err := b.Listen("127.0.0.1:0", Limits{})
+	a, err := b.Listen([]string{"127.0.0.1:0"}, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, id := dialOpen(t, rec, a.String())
+	c, id := dialOpen(t, rec, a[0].String())
 	if id != pendingID+1 {
 		t.Fatalf("id %d after restart, want %d", id, pendingID+1)
 	}
@@ -759,22 +759,37 @@ func TestSlowReader(t *testing.T) {
 func TestListenErrors(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
-	_, err := b.Listen(addr, Limits{})
+	_, err := b.Listen([]string{addr}, Limits{})
 	want := fmt.Sprintf("cannot listen on %q: bind: address already in use", addr)
 	if err == nil || err.Error() != want || !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("got %v, want %s", err, want)
 	}
-	_, err = b.Listen("nonsense", Limits{})
+	_, err = b.Listen([]string{"nonsense"}, Limits{})
 	if err == nil || !strings.HasPrefix(err.Error(), `cannot listen on "nonsense": `) {
 		t.Fatalf("got %v", err)
 	}
+	// Several addresses: all or none. The first of these was free; it is free again after.
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+	if _, err = b.Listen([]string{freeAddr, addr}, Limits{}); err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("got %v", err)
+	}
+	if again, err := net.Listen("tcp", freeAddr); err != nil {
+		t.Fatalf("the first address was left listening: %v", err)
+	} else {
+		again.Close()
+	}
 	// Two listeners share the state.
-	a2, err := b.Listen("127.0.0.1:0", Limits{})
+	a2, err := b.Listen([]string{"127.0.0.1:0"}, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, id1 := dialOpen(t, rec, addr)
-	c2, id2 := dialOpen(t, rec, a2.String())
+	c2, id2 := dialOpen(t, rec, a2[0].String())
 	if id2 != id1+1 {
 		t.Fatalf("ids %d %d", id1, id2)
 	}
@@ -951,5 +966,37 @@ func TestCloseCause(t *testing.T) {
 	raw.nc.Close()
 	if e := await(t, rec.closes, "close"); e.code != 1006 {
 		t.Fatalf("dropped connection: %d", e.code)
+	}
+}
+
+func TestSubprotocols(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{Protocols: []string{"chat.v2", "chat.v1"}})
+	for _, tc := range []struct{ offered, want string }{
+		{"chat.v1, chat.v2", "chat.v1"}, // the client's order decides
+		{"other,chat.v2", "chat.v2"},
+		{"other", ""},
+		{"", ""},
+	} {
+		r := rawConnect(t, addr)
+		req := upgradeRequestText("/")
+		if tc.offered != "" {
+			req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Protocol: "+tc.offered+"\r\n\r\n", 1)
+		}
+		r.send([]byte(req))
+		resp := r.response()
+		if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Protocol") != tc.want {
+			t.Fatalf("offered %q: %v, protocol %q, want %q", tc.offered, resp.Status, resp.Header.Get("Sec-WebSocket-Protocol"), tc.want)
+		}
+		e := await(t, rec.opens, "open")
+		seen := ""
+		for _, h := range e.req.Headers {
+			if h.Name == "sec-websocket-protocol" {
+				seen = h.Value
+			}
+		}
+		if seen != tc.offered {
+			t.Fatalf("Open saw %q, the client offered %q", seen, tc.offered)
+		}
 	}
 }

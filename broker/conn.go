@@ -241,7 +241,7 @@ func (c *Conn) lingerClose() {
 func (c *Conn) open(up *upgradeRequest) bool {
 	b := c.b
 	c.verdictCh = make(chan bool, 1)
-	resp := switchingResponse(up.accept)
+	resp := switchingResponse(up.accept, chooseProtocol(up.headers, c.l.lim.Protocols))
 	c.wmu.Lock()
 	if stopped(c.stop) {
 		c.wmu.Unlock()

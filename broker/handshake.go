@@ -70,8 +70,34 @@ func (e *httpError) response() []byte {
 }
 
 // switchingResponse is the 101 response for a Sec-WebSocket-Accept value.
-func switchingResponse(accept string) []byte {
-	return []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n")
+func switchingResponse(accept, protocol string) []byte {
+	head := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
+	if protocol != "" {
+		head += "Sec-WebSocket-Protocol: " + protocol + "\r\n"
+	}
+	return []byte(head + "\r\n")
+}
+
+// chooseProtocol returns the first subprotocol the client offers (Sec-WebSocket-Protocol, a
+// comma-separated list) that is in supported, or "" if none is.
+func chooseProtocol(headers []Header, supported []string) string {
+	if len(supported) == 0 {
+		return ""
+	}
+	for _, h := range headers {
+		if h.Name != "sec-websocket-protocol" {
+			continue
+		}
+		for _, offered := range strings.Split(h.Value, ",") {
+			offered = strings.TrimSpace(offered)
+			for _, p := range supported {
+				if offered == p {
+					return p
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // acceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.

@@ -122,12 +122,12 @@ func start(t *testing.T, rec *recorder, lim Limits, configure ...func(*Broker)) 
 	for _, f := range configure {
 		f(b)
 	}
-	addr, err := b.Listen("127.0.0.1:0", lim)
+	addrs, err := b.Listen([]string{"127.0.0.1:0"}, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	return b, addr.String()
+	return b, addrs[0].String()
 }
 
 func dial(t *testing.T, addr, path string, hdr http.Header) *websocket.Conn {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -29,11 +30,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // listenAlso starts another listener of b with lim.
 func listenAlso(t *testing.T, b *Broker, lim Limits) string {
 	t.Helper()
-	a, err := b.Listen("127.0.0.1:0", lim)
+	a, err := b.Listen([]string{"127.0.0.1:0"}, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a.String()
+	return a[0].String()
 }
 
 // collect reads every message of c into a channel until the connection ends; the final error
@@ -72,7 +73,7 @@ func TestLimitsValidation(t *testing.T) {
 		t.Fatalf("defaults %+v", d)
 	}
 	r, err := Limits{}.resolve()
-	if want := d; err != nil || r.IdleTimeout != 0 || func() bool { want.IdleTimeout = 0; return r != want }() {
+	if want := d; err != nil || r.IdleTimeout != 0 || func() bool { want.IdleTimeout = 0; return !reflect.DeepEqual(r, want) }() {
 		t.Fatalf("zero limits resolve to %+v %v", r, err)
 	}
 	b := New(newRecorder(), Options{Logger: testLogger()})
@@ -86,12 +87,12 @@ func TestLimitsValidation(t *testing.T) {
 		"MaxBackpressure":  {MaxBackpressure: -1},
 		"OpenTimeout":      {OpenTimeout: -time.Second},
 	} {
-		_, err := b.Listen("127.0.0.1:0", lim)
+		_, err := b.Listen([]string{"127.0.0.1:0"}, lim)
 		if err == nil || !strings.Contains(err.Error(), name+" must not be negative") {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	if _, err := b.Listen("127.0.0.1:0", DefaultLimits()); err != nil {
+	if _, err := b.Listen([]string{"127.0.0.1:0"}, DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
 }

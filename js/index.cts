@@ -37,7 +37,8 @@ const native = loadNative();
  *
  * @param options - What to start:
  * - `bind`: required. The address to listen on, `host:port` as Go's `net.Listen` takes it
- *   (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`).
+ *   (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of such
+ *   addresses (all listen, with the same options, or none does).
  * - `workerPath`: optional. The worker module, absolute or relative to `process.cwd()`; an ES module
  *   or a CommonJS module exporting any of the `WorkerInterface` handlers (for CommonJS, on
  *   `module.exports`). It is imported in every worker thread and the handlers it exports are
@@ -49,10 +50,11 @@ const native = loadNative();
  * - the limits of this listener, each optional (see `StartOptions`): `maxPayload` (16 MiB),
  *   `idleTimeout` (120000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
  *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB), `openTimeout`
- *   (10000 ms).
+ *   (10000 ms); and `protocols`, the subprotocols this listener speaks.
  * @returns A Promise that resolves once the workers of this call are ready and the address is
  * listening.
- * @throws {TypeError} (a rejection) when `options` is not an object, `bind` is not a string,
+ * @throws {TypeError} (a rejection) when `options` is not an object, `bind` is not a string or a
+ * non-empty array of strings,
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
  * or a limit is not an integer in its range.
  * @throws {Error} (a rejection) when the worker module cannot be imported (the message names its
@@ -66,8 +68,9 @@ export async function start(options: StartOptions): Promise<void> {
     throw new TypeError(`start: options must be an object like { bind: '127.0.0.1:8080' }, got ${describe(options)}`);
   }
   const { bind, workerPath, threads } = options;
-  if (typeof bind !== 'string') {
-    throw new TypeError(`start: options.bind must be a string like '127.0.0.1:8080', got ${describe(bind)}`);
+  const addresses = typeof bind === 'string' ? [bind] : bind;
+  if (!Array.isArray(addresses) || addresses.length === 0 || !addresses.every((a) => typeof a === 'string' && !a.includes('\n'))) {
+    throw new TypeError(`start: options.bind must be an address like '127.0.0.1:8080', or an array of them, got ${describe(bind)}`);
   }
   if (threads !== undefined && (typeof threads !== 'number' || !Number.isSafeInteger(threads) || threads < 0)) {
     throw new TypeError(`start: options.threads must be a non-negative integer, got ${describe(threads)}`);
@@ -76,6 +79,7 @@ export async function start(options: StartOptions): Promise<void> {
     throw new TypeError(`start: options.workerPath must be a string, got ${describe(workerPath)}`);
   }
   const limits = limitsOf(options);
+  const protocols = protocolsOf(options);
   await stopping;
 
   let spawned: WorkerSlot[] = [];
@@ -108,17 +112,17 @@ export async function start(options: StartOptions): Promise<void> {
   }
 
   try {
-    native.listen(bind, limits);
+    native.listen(addresses.join('\n'), limits, protocols);
   } catch (err) {
     await retireAll(spawned);
     throw err;
   }
 }
 
-/** The options of `start`. Sizes are in bytes, times in milliseconds; every limit applies to the listener that this `start` call opens. */
+/** The options of `start`. Sizes are in bytes, times in milliseconds; every limit applies to the listeners that this `start` call opens. */
 export interface StartOptions {
-  /** The address to listen on, `host:port` as Go's `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`). */
-  bind: string;
+  /** The address to listen on, `host:port` as Go's `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of them: all listen, or none does. */
+  bind: string | string[];
   /** The worker module, absolute or relative to `process.cwd()`. */
   workerPath?: string;
   /** How many worker threads to spawn for `workerPath`; default `Math.max(os.cpus().length, 4)`; `0` registers the module on the main thread. */
@@ -137,6 +141,21 @@ export interface StartOptions {
   maxBackpressure?: number;
   /** How long `handleOpen` (and the promise it returns) may take; past it the upgrade is answered with HTTP 503. Default 10000. */
   openTimeout?: number;
+  /** The subprotocols this server speaks, e.g. `['chat.v2', 'chat.v1']`: the first one the client offers (`Sec-WebSocket-Protocol`) that is in this list is chosen in the handshake; `handleOpen` sees what the client offered in `headers['sec-websocket-protocol']`. Default: none. */
+  protocols?: string[];
+}
+
+/** An HTTP token (RFC 9110), what a subprotocol name must be. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Checks `options.protocols` and returns them as the addon takes them. */
+function protocolsOf(options: StartOptions): string {
+  const { protocols } = options;
+  if (protocols === undefined) return '';
+  if (!Array.isArray(protocols) || !protocols.every((p) => typeof p === 'string' && TOKEN.test(p))) {
+    throw new TypeError(`start: options.protocols must be an array of subprotocol names (HTTP tokens, like 'chat.v1'), got ${describe(protocols)}`);
+  }
+  return protocols.join(',');
 }
 
 /** The limits of `StartOptions`: name, index in the native array, default, and whether 0 is allowed (it means "off"). */

@@ -48,10 +48,11 @@ export interface Native {
    */
   unregisterWorker(): void;
   /**
-   * Starts listening on `addr` ("host:port") with the given limits (indexed by `Limit`); throws an
-   * Error naming the address and the reason.
+   * Starts listening on `addr` ("host:port", or several separated by "\n": all or none) with the given limits (indexed by `Limit`) and
+   * subprotocols (comma-separated, in order of preference; "" for none); throws an Error naming
+   * the address and the reason.
    */
-  listen(addr: string, limits: Float64Array): void;
+  listen(addr: string, limits: Float64Array, protocols: string): void;
   /**
    * Closes a socket with a close frame (code 1000 or 3000–4999, reason at most 123 bytes of UTF-8,
    * else a TypeError). Returns false if the socket was unknown or already closing.

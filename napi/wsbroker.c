@@ -366,23 +366,31 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_listen(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
   napi_valuetype type;
   bool is_typed = false;
   napi_typedarray_type ltype;
   size_t count = 0;
   void *limits = NULL;
-  bytes_t addr;
-  if (!get_args(env, info, 2, argv)) return NULL;
+  bytes_t addr, protocols;
+  if (!get_args(env, info, 3, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
     return throw_type(env, "bind must be a string");
+  if (napi_typeof(env, argv[2], &type) != napi_ok || type != napi_string)
+    return throw_type(env, "protocols must be a string");
   if (napi_is_typedarray(env, argv[1], &is_typed) != napi_ok || !is_typed ||
       napi_get_typedarray_info(env, argv[1], &ltype, &count, &limits, NULL, NULL) != napi_ok ||
       ltype != napi_float64_array)
     return throw_type(env, "limits must be a Float64Array");
   if (!get_bytes(env, argv[0], "bind", &addr)) return NULL;
-  char *err = wsb_listen((uint8_t *)addr.data, addr.len, limits, count);
+  if (!get_bytes(env, argv[2], "protocols", &protocols)) {
+    bytes_free(&addr);
+    return NULL;
+  }
+  char *err = wsb_listen((uint8_t *)addr.data, addr.len, limits, count, (uint8_t *)protocols.data,
+                         protocols.len);
   bytes_free(&addr);
+  bytes_free(&protocols);
   if (err) {
     napi_throw_error(env, NULL, err);
     free(err);

@@ -34,10 +34,10 @@ test('two listeners share channels, tokens and the worker pool', async (t) => {
   await a.next((m) => m.text === 'via b-made');
 });
 
-test('bind takes [::1]:port and localhost:port; the peer ip of an IPv6 client is ::1', async (t) => {
+test('bind takes [::1]:port and localhost:port, also as an array in one start(); the peer ip of an IPv6 client is ::1', async (t) => {
   const [p1, p2] = [await freePort(), await freePort()];
   const server = await startServer({
-    servers: [{ bind: `[::1]:${p1}`, workerPath: fixture('worker.mjs'), threads: 1 }, { bind: `localhost:${p2}` }],
+    servers: [{ bind: [`[::1]:${p1}`, `localhost:${p2}`], workerPath: fixture('worker.mjs'), threads: 1 }],
   });
   const clients = [];
   t.after(async () => {

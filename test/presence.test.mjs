@@ -1,12 +1,13 @@
 // The request URL in handleOpen, sendToChannel's exceptSocketId, subscriberCount, subscriptions,
 // and the close code and reason handleClose gets.
 import { test } from 'node:test';
+import WebSocket from 'ws';
 import assert from 'node:assert/strict';
 import { Client, fixture, withTimeout } from './helpers.mjs';
 import { e2eServer } from './harness.mjs';
 
-async function presenceServer(t) {
-  return (await e2eServer(t, { workerPath: fixture('presence-worker.mjs') })).port;
+async function presenceServer(t, options = {}) {
+  return (await e2eServer(t, { workerPath: fixture('presence-worker.mjs'), ...options })).port;
 }
 
 /** Connects and returns the client with the request URL its handleOpen saw. */
@@ -60,4 +61,18 @@ test('handleClose gets the close code and reason: the client\'s, the server\'s c
   watcher.c.send(`kick ${id}`);
   assert.deepEqual(await withTimeout(kicked.c.closed, 10_000, 'the kick'), { code: 4010, reason: 'kick' });
   assert.equal((await watcher.c.next(closedLine)).text, `closed ${id} 4010 kick`);
+});
+
+test('protocols: the first subprotocol the client offers that the server speaks is chosen; handleOpen sees the offer', async (t) => {
+  const port = await presenceServer(t, { protocols: ['chat.v2', 'chat.v1'] });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, ['chat.v1', 'chat.v2']);
+  t.after(() => ws.terminate());
+  const offered = new Promise((resolve) => ws.on('message', (m) => String(m).startsWith('offered ') && resolve(String(m))));
+  await withTimeout(new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject))), 10_000, 'the upgrade');
+  assert.equal(ws.protocol, 'chat.v1', 'the client\'s order decides');
+  assert.equal(await withTimeout(offered, 10_000, 'the offer'), 'offered chat.v1,chat.v2');
+  // A client offering nothing the server speaks gets no subprotocol (the ws client then refuses the connection itself).
+  const other = new WebSocket(`ws://127.0.0.1:${port}/`, ['chat.v9']);
+  const err = await withTimeout(new Promise((resolve) => other.once('error', resolve)), 10_000, 'the refusal');
+  assert.match(err.message, /Server sent no subprotocol/);
 });

@@ -38,6 +38,8 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
     'string threads',
     'NaN threads',
     'numeric workerPath',
+    'empty bind array',
+    'bind array with a number',
     'zero maxPayload',
     'negative idleTimeout',
     'fractional openTimeout',
@@ -54,6 +56,8 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
   assert.match(results['negative idleTimeout'].message, /idleTimeout must be a non-negative integer/);
   assert.match(results['string maxConnections'].message, /maxConnections/);
 
+  assert.equal(results['one of two addresses in use'].name, 'Error');
+  assert.ok(results['one of two addresses in use'].message.includes(`127.0.0.1:${inUse}`), results['one of two addresses in use'].message);
   assert.equal(results['port in use'].name, 'Error');
   assert.ok(results['port in use'].message.includes(`127.0.0.1:${inUse}`), results['port in use'].message);
   assert.equal(results['bad bind'].name, 'Error');

@@ -71,12 +71,12 @@ func main() {
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	a := &app{}
 	a.b = broker.New(a, broker.Options{Logger: log})
-	la, err := a.b.Listen(*addr, broker.DefaultLimits())
+	la, err := a.b.Listen([]string{*addr}, broker.DefaultLimits())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "goserver:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("listening %s\n", la)
+	fmt.Printf("listening %s\n", la[0])
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig

@@ -147,11 +147,12 @@ const (
 	limCount
 )
 
-// wsb_listen starts a listener with the given limits (sizes in bytes, times in milliseconds). It
-// returns NULL once listening, else a malloc'd message for the caller to free.
+// wsb_listen starts a listener with the given limits (sizes in bytes, times in milliseconds) and
+// subprotocols (comma-separated). It returns NULL once listening, else a malloc'd message for the
+// caller to free.
 //
 //export wsb_listen
-func wsb_listen(addr *C.uint8_t, n C.size_t, limits *C.double, count C.size_t) (errMsg *C.char) {
+func wsb_listen(addr *C.uint8_t, n C.size_t, limits *C.double, count C.size_t, protocols *C.uint8_t, pn C.size_t) (errMsg *C.char) {
 	defer func() {
 		if r := recover(); r != nil {
 			errMsg = C.CString(fmt.Sprint("internal error: ", r))
@@ -171,7 +172,10 @@ func wsb_listen(addr *C.uint8_t, n C.size_t, limits *C.double, count C.size_t) (
 		MaxBackpressure:  int(v[limMaxBackpressure]),
 		OpenTimeout:      ms(limOpenTimeout),
 	}
-	if _, err := brk.Listen(string(bytesOf(addr, n)), lim); err != nil {
+	if pn > 0 {
+		lim.Protocols = strings.Split(string(bytesOf(protocols, pn)), ",")
+	}
+	if _, err := brk.Listen(strings.Split(string(bytesOf(addr, n)), "\n"), lim); err != nil {
 		return C.CString(err.Error())
 	}
 	return nil
