@@ -383,13 +383,14 @@ func (b *Broker) Send(id uint64, data []byte, text bool) {
 
 // CloseSocket closes socket id with a close frame carrying code and reason; Handler.Close
 // follows as for any close, once the peer answers with its close frame or the drain timeout
-// passes. code must be 1000 or in 3000..4999 and reason at most 123 bytes of valid UTF-8, else
+// passes. code must be 1000, 1011 (a handler failed: the bridge's ordered mode uses it) or in
+// 3000..4999, and reason at most 123 bytes of valid UTF-8, else
 // an error says what is allowed. It returns false (nil error) if the id is unknown or the socket
 // already closing. On a pending socket (Open not answered yet) the close frame is queued behind
 // what was sent: written once accepted, dropped if rejected.
 func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error) {
-	if code != 1000 && (code < 3000 || code > 4999) {
-		return false, fmt.Errorf("invalid close code %d: it must be 1000 or in the range 3000 to 4999", code)
+	if code != 1000 && code != 1011 && (code < 3000 || code > 4999) {
+		return false, fmt.Errorf("invalid close code %d: it must be 1000, 1011 or in the range 3000 to 4999", code)
 	}
 	if len(reason) > maxCloseReason {
 		return false, fmt.Errorf("close reason too long: %d bytes, at most %d bytes of UTF-8 are allowed", len(reason), maxCloseReason)

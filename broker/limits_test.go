@@ -298,7 +298,7 @@ func TestCloseSocketValidation(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
 	_, id := dialOpen(t, rec, addr)
-	for _, code := range []uint16{0, 999, 1001, 1002, 1005, 1006, 1011, 1015, 2999, 5000, 65535} {
+	for _, code := range []uint16{0, 999, 1001, 1002, 1005, 1006, 1012, 1015, 2999, 5000, 65535} {
 		ok, err := b.CloseSocket(id, code, nil)
 		if ok || err == nil || !strings.Contains(err.Error(), "1000") || !strings.Contains(err.Error(), "3000 to 4999") {
 			t.Fatalf("code %d: %v %v", code, ok, err)

@@ -80,6 +80,7 @@ export async function start(options: StartOptions): Promise<void> {
   }
   const limits = limitsOf(options);
   const protocols = protocolsOf(options);
+  const workerDelivery = deliveryOf(options, 'start');
   await stopping;
 
   let spawned: WorkerSlot[] = [];
@@ -94,12 +95,12 @@ export async function start(options: StartOptions): Promise<void> {
         throw loadError(absPath, err);
       }
       try {
-        registerWorkerThread(exported);
+        registerWorkerThread(exported, workerDelivery);
       } catch (err) {
         throw loadError(absPath, err);
       }
     } else {
-      spawned = Array.from({ length: count }, () => new WorkerSlot(absPath));
+      spawned = Array.from({ length: count }, () => new WorkerSlot(absPath, workerDelivery));
       const started = await Promise.allSettled(spawned.map((slot) => slot.launch()));
       const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined) {
@@ -119,8 +120,12 @@ export async function start(options: StartOptions): Promise<void> {
   }
 }
 
-/** The options of `start`. Sizes are in bytes, times in milliseconds; every limit applies to the listeners that this `start` call opens. */
-export interface StartOptions {
+/**
+ * The options of `start`. Sizes are in bytes, times in milliseconds; every limit applies to the
+ * listeners that this `start` call opens, `ordered` and `handlerTimeout` (see `DeliveryOptions`)
+ * to the workers it starts.
+ */
+export interface StartOptions extends DeliveryOptions {
   /** The address to listen on, `host:port` as Go's `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of them: all listen, or none does. */
   bind: string | string[];
   /** The worker module, absolute or relative to `process.cwd()`. */
@@ -226,6 +231,31 @@ export interface WorkerInterface {
   handleClose?: (socketId: number, token: Buffer | undefined, code: number, reason: string) => void | Promise<void>;
 }
 
+/** How a worker thread delivers events to its handlers. */
+export interface DeliveryOptions {
+  /**
+   * With `true`, an `async` handler sees a socket's events strictly in order: the next event of a
+   * socket waits until the promise of the previous handler settles (other sockets go on). A handler
+   * that throws, rejects, or has not settled after `handlerTimeout` closes its socket with code
+   * 1011 and a reason naming the handler. Default `false`: handlers are called as events arrive.
+   */
+  ordered?: boolean;
+  /** With `ordered`, how long a handler's promise may take, in milliseconds. Default 30000. */
+  handlerTimeout?: number;
+}
+
+function deliveryOf(options: unknown, fn: string): Required<DeliveryOptions> {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`${fn}: options must be an object, got ${describe(options)}`);
+  }
+  const { ordered = false, handlerTimeout = 30_000 } = options as DeliveryOptions;
+  if (typeof ordered !== 'boolean') throw new TypeError(`${fn}: ordered must be a boolean, got ${describe(ordered)}`);
+  if (typeof handlerTimeout !== 'number' || !Number.isSafeInteger(handlerTimeout) || handlerTimeout <= 0) {
+    throw new TypeError(`${fn}: handlerTimeout must be a positive integer, got ${describe(handlerTimeout)}`);
+  }
+  return { ordered, handlerTimeout };
+}
+
 /**
  * Registers the calling thread as a worker: the broker delivers events of the connections pinned
  * to this thread to the given handlers. `start` with a `workerPath` does this in every thread it
@@ -233,13 +263,15 @@ export interface WorkerInterface {
  * `Worker` you created). Calling it again on the same thread replaces the handlers.
  *
  * @param worker - An object with any of the `WorkerInterface` handlers.
- * @throws {TypeError} when `worker` is not an object, or one of its handlers is present but not a
- * function.
+ * @param options - Optional: how events are delivered on this thread (see `DeliveryOptions`).
+ * @throws {TypeError} when `worker` is not an object, one of its handlers is present but not a
+ * function, or an option is out of range.
  */
-export function registerWorkerThread(worker: WorkerInterface): void {
+export function registerWorkerThread(worker: WorkerInterface, options: DeliveryOptions = {}): void {
   if (worker === null || (typeof worker !== 'object' && typeof worker !== 'function')) {
     throw new TypeError(`registerWorkerThread: worker must be an object with handler functions, got ${describe(worker)}`);
   }
+  const nextDelivery = deliveryOf(options, 'registerWorkerThread');
   let mask = 0;
   for (const name of HANDLER_NAMES) {
     const fn = worker[name];
@@ -250,6 +282,7 @@ export function registerWorkerThread(worker: WorkerInterface): void {
     mask |= HANDLER_BITS[name];
   }
   const previous = handlers;
+  delivery = nextDelivery;
   handlers = {
     handleOpen: worker.handleOpen,
     handleTextMessage: worker.handleTextMessage,
@@ -550,9 +583,75 @@ function acceptOpen(socketId: number, accept: boolean): void {
   }
 }
 
-/** Watches the promise an async handler returned, so that a rejection is logged. */
-function watch(result: PromiseLike<unknown>, handler: string, socketId: number): void {
-  Promise.resolve(result).then(undefined, (err: unknown) => logHandlerError(handler, socketId, err));
+type EventHandler = 'handleTextMessage' | 'handleBinaryMessage' | 'handleClose';
+
+/** How this thread delivers events (registerWorkerThread's options). */
+let delivery: Required<DeliveryOptions> = { ordered: false, handlerTimeout: 30_000 };
+
+/** Ordered mode: the sockets whose handler promise has not settled, with the events waiting for it. */
+const waiting = new Map<number, Array<[EventHandler, () => unknown]>>();
+
+/** Calls a handler now, or, in ordered mode, once the socket's previous handler has settled. */
+function deliver(socketId: number, name: EventHandler, call: () => unknown): void {
+  const queue = waiting.get(socketId);
+  if (queue !== undefined) queue.push([name, call]);
+  else run(socketId, name, call);
+}
+
+function run(socketId: number, name: EventHandler, call: () => unknown): void {
+  let result: unknown;
+  try {
+    result = call();
+  } catch (err) {
+    failed(socketId, name, err);
+    return;
+  }
+  if (!isThenable(result)) return;
+  if (!delivery.ordered) {
+    Promise.resolve(result).then(undefined, (err: unknown) => logHandlerError(name, socketId, err));
+    return;
+  }
+  // Later events of this socket wait until the promise settles, or until handlerTimeout.
+  if (!waiting.has(socketId)) waiting.set(socketId, []);
+  let done = false;
+  const settle = (err?: unknown) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    if (err !== undefined) failed(socketId, name, err);
+    release(socketId);
+  };
+  const timer = setTimeout(() => settle(new Error(`${name} did not settle within ${delivery.handlerTimeout} ms`)), delivery.handlerTimeout);
+  Promise.resolve(result).then(
+    () => settle(),
+    (err: unknown) => settle(err ?? new Error(`${name} rejected with ${String(err)}`)),
+  );
+}
+
+/** Runs the events that waited for the socket's settled handler, until one holds it again. */
+function release(socketId: number): void {
+  const queue = waiting.get(socketId) ?? [];
+  waiting.delete(socketId);
+  while (queue.length > 0) {
+    const [name, call] = queue.shift()!;
+    run(socketId, name, call);
+    const held = waiting.get(socketId);
+    if (held !== undefined) {
+      held.push(...queue);
+      return;
+    }
+  }
+}
+
+/** A handler threw or rejected: log it; in ordered mode the socket is closed with 1011. */
+function failed(socketId: number, name: EventHandler, err: unknown): void {
+  logHandlerError(name, socketId, err);
+  if (!delivery.ordered || name === 'handleClose') return;
+  try {
+    native.close(socketId, 1011, `${name} failed`);
+  } catch (closeErr) {
+    logError(`close failed for socket ${socketId}: ${errorText(closeErr)}`);
+  }
 }
 
 const sink: BatchSink = {
@@ -584,33 +683,15 @@ const sink: BatchSink = {
   },
   text(socketId, token, data) {
     const fn = handlers?.handleTextMessage;
-    if (fn === undefined) return;
-    try {
-      const result = fn(data, socketId, token);
-      if (result !== undefined && isThenable(result)) watch(result, 'handleTextMessage', socketId);
-    } catch (err) {
-      logHandlerError('handleTextMessage', socketId, err);
-    }
+    if (fn !== undefined) deliver(socketId, 'handleTextMessage', () => fn(data, socketId, token));
   },
   binary(socketId, token, data) {
     const fn = handlers?.handleBinaryMessage;
-    if (fn === undefined) return;
-    try {
-      const result = fn(data, socketId, token);
-      if (result !== undefined && isThenable(result)) watch(result, 'handleBinaryMessage', socketId);
-    } catch (err) {
-      logHandlerError('handleBinaryMessage', socketId, err);
-    }
+    if (fn !== undefined) deliver(socketId, 'handleBinaryMessage', () => fn(data, socketId, token));
   },
   close(socketId, token, code, reason) {
     const fn = handlers?.handleClose;
-    if (fn === undefined) return;
-    try {
-      const result = fn(socketId, token, code, reason);
-      if (result !== undefined && isThenable(result)) watch(result, 'handleClose', socketId);
-    } catch (err) {
-      logHandlerError('handleClose', socketId, err);
-    }
+    if (fn !== undefined) deliver(socketId, 'handleClose', () => fn(socketId, token, code, reason));
   },
 };
 
@@ -664,12 +745,15 @@ class WorkerSlot {
   private backoff = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(readonly modulePath: string) {}
+  constructor(
+    readonly modulePath: string,
+    readonly delivery: DeliveryOptions,
+  ) {}
 
   /** Spawns the worker; resolves when it is ready, rejects with the reason it could not be. */
   launch(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const data: WorkerData = { modulePath: this.modulePath };
+      const data: WorkerData = { modulePath: this.modulePath, delivery: this.delivery };
       const worker = new Worker(WORKER_ENTRY, { workerData: data });
       this.worker = worker;
       const id = worker.threadId;

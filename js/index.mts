@@ -13,4 +13,4 @@ export {
   close,
   stop,
 } from './index.cjs';
-export type { StartOptions, WorkerInterface } from './index.cjs';
+export type { DeliveryOptions, StartOptions, WorkerInterface } from './index.cjs';

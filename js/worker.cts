@@ -1,12 +1,13 @@
 // Entry point of the Worker threads that start() spawns: imports the user's module, registers its
 // handlers for this thread and tells the main thread it is ready (or why it could not be).
 import { parentPort, workerData } from 'node:worker_threads';
-import { registerWorkerThread } from './index.cjs';
+import { registerWorkerThread, type DeliveryOptions } from './index.cjs';
 import { importWorkerModule } from './module.cjs';
 
 /** What the main thread passes to each worker it spawns. */
 export interface WorkerData {
   modulePath: string;
+  delivery: DeliveryOptions;
 }
 
 /** Messages from a spawned worker to the main thread. */
@@ -21,9 +22,9 @@ export type MainMessage = { type: 'ping' };
 async function main(): Promise<void> {
   const port = parentPort;
   if (port === null) throw new Error('wsbroker: lib/js/worker.cjs is meant to run in a Worker spawned by start()');
-  const { modulePath } = workerData as WorkerData;
+  const { modulePath, delivery } = workerData as WorkerData;
   try {
-    registerWorkerThread(await importWorkerModule(modulePath));
+    registerWorkerThread(await importWorkerModule(modulePath), delivery);
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
     const msg: WorkerMessage = { type: 'failed', error: { name: e.name, message: e.message, stack: e.stack } };
