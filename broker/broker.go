@@ -151,6 +151,7 @@ type Broker struct {
 
 	flushers   []*flusher
 	writeCalls atomic.Uint64 // write syscalls made (tests check coalescing with it)
+	counters   counters
 
 	life      sync.Mutex    // serialises Listen and Close
 	stop      chan struct{} // closed by Close; replaced after it
@@ -353,6 +354,8 @@ func (b *Broker) Accept(id uint64, ok bool) bool {
 		return false
 	}
 	if ok {
+		b.counters.accepted.Add(1)
+		b.counters.open.Add(1)
 		c.wmu.Lock()
 		c.phase = phaseOpen
 		if c.shutAfterFlush {
@@ -379,6 +382,7 @@ func (b *Broker) Send(id uint64, data []byte, text bool) {
 		return
 	}
 	c.enqueue(encodeFrame(opFor(text), data))
+	b.counters.messagesOut.Add(1)
 }
 
 // CloseSocket closes socket id with a close frame carrying code and reason; Handler.Close
@@ -416,12 +420,15 @@ func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 		return
 	}
 	f := encodeFrame(opFor(text), data)
+	sent := 0
 	for c := range set {
 		if c.id != except {
 			c.enqueue(f)
+			sent++
 		}
 	}
 	s.mu.RUnlock()
+	b.counters.messagesOut.Add(uint64(sent))
 }
 
 // SubscriberCount returns how many sockets are subscribed to channel.
@@ -649,4 +656,69 @@ func (b *Broker) callClose(c *Conn) {
 		}
 	}()
 	b.h.Close(c)
+}
+
+// counters are the broker's running totals (Stats).
+type counters struct {
+	accepted, messagesIn, bytesIn, messagesOut, bytesOut atomic.Uint64
+	open                                                 atomic.Int64
+	closedMu                                             sync.Mutex
+	closed                                               map[uint16]uint64
+}
+
+func (k *counters) closedWith(code uint16) {
+	k.closedMu.Lock()
+	if k.closed == nil {
+		k.closed = make(map[uint16]uint64)
+	}
+	k.closed[code]++
+	k.closedMu.Unlock()
+}
+
+// Stats are the broker's live figures.
+type Stats struct {
+	Connections int64             `json:"connections"` // accepted and not yet ended
+	Accepted    uint64            `json:"accepted"`    // connections accepted since the process started
+	Channels    int               `json:"channels"`    // channels with at least one subscriber
+	MessagesIn  uint64            `json:"messagesIn"`  // messages received from clients
+	BytesIn     uint64            `json:"bytesIn"`     // their payload bytes
+	MessagesOut uint64            `json:"messagesOut"` // messages queued to clients (a broadcast counts once per recipient)
+	BytesOut    uint64            `json:"bytesOut"`    // bytes written to sockets (frames and handshakes)
+	QueuedBytes int64             `json:"queuedBytes"` // bytes queued for sockets, not yet written (32 more per frame, as MaxBackpressure counts)
+	Closed      map[uint16]uint64 `json:"closed"`      // connections ended, by close code (Conn.CloseCause)
+}
+
+// Stats returns the live figures. It walks the registry and the channel table (for the queued
+// bytes and the channel count), so it costs time in proportion to the connections.
+func (b *Broker) Stats() Stats {
+	k := &b.counters
+	st := Stats{
+		Connections: k.open.Load(),
+		Accepted:    k.accepted.Load(),
+		MessagesIn:  k.messagesIn.Load(),
+		BytesIn:     k.bytesIn.Load(),
+		MessagesOut: k.messagesOut.Load(),
+		BytesOut:    k.bytesOut.Load(),
+		Closed:      map[uint16]uint64{},
+	}
+	k.closedMu.Lock()
+	for code, n := range k.closed {
+		st.Closed[code] = n
+	}
+	k.closedMu.Unlock()
+	for i := range b.chans {
+		s := &b.chans[i]
+		s.mu.RLock()
+		st.Channels += len(s.m)
+		s.mu.RUnlock()
+	}
+	for i := range b.reg {
+		s := &b.reg[i]
+		s.mu.RLock()
+		for _, c := range s.m {
+			st.QueuedBytes += int64(c.queued())
+		}
+		s.mu.RUnlock()
+	}
+	return st
 }

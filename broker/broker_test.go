@@ -1000,3 +1000,29 @@ func TestSubprotocols(t *testing.T) {
 		}
 	}
 }
+
+func TestStats(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	base := b.Stats()
+	a, ida := dialOpen(t, rec, addr)
+	c, idc := dialOpen(t, rec, addr)
+	b.Subscribe(ida, []byte("room"))
+	b.Subscribe(idc, []byte("room"))
+	write(t, a, websocket.MessageText, []byte("hello"))
+	await(t, rec.msgs, "text")
+	b.SendToChannel([]byte("room"), []byte("to both"), true, 0)
+	readText(t, a, "to both")
+	readText(t, c, "to both")
+	st := b.Stats()
+	if st.Connections != base.Connections+2 || st.Accepted != base.Accepted+2 || st.Channels != base.Channels+1 ||
+		st.MessagesIn != base.MessagesIn+1 || st.BytesIn != base.BytesIn+5 || st.MessagesOut != base.MessagesOut+2 ||
+		st.BytesOut <= base.BytesOut {
+		t.Fatalf("before %+v\nafter %+v", base, st)
+	}
+	c.Close(4001, "bye")
+	await(t, rec.closes, "close")
+	if st := b.Stats(); st.Connections != base.Connections+1 || st.Closed[4001] != base.Closed[4001]+1 {
+		t.Fatalf("after a close: %+v", st)
+	}
+}

@@ -529,6 +529,9 @@ func (c *Conn) finish() {
 	c.b.unregister(c)
 	c.b.dropSubs(c)
 	c.release() // before Handler.Close: a client told of the close may connect again at once
+	code, _ := c.CloseCause()
+	c.b.counters.open.Add(-1)
+	c.b.counters.closedWith(code)
 	c.b.log.Debug().Uint64("id", c.id).Msg("close")
 	c.b.callClose(c)
 }
@@ -546,6 +549,8 @@ type connSink Conn
 
 func (s *connSink) message(op ws.OpCode, p []byte) bool {
 	c := (*Conn)(s)
+	c.b.counters.messagesIn.Add(1)
+	c.b.counters.bytesIn.Add(uint64(len(p)))
 	if op == ws.OpText {
 		c.b.callText(c, p)
 	} else {

@@ -266,6 +266,7 @@ func (w *writeState) write(c *Conn) (int, int, error) {
 	w.c, w.written, w.frames, w.errno = c, 0, 0, 0
 	err := c.rc.Write(w.fn)
 	n, frames := w.written, w.frames
+	c.b.counters.bytesOut.Add(uint64(n))
 	w.c = nil
 	if err == nil && w.errno != 0 {
 		err = w.errno

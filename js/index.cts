@@ -487,6 +487,40 @@ export function stop(): Promise<void> {
   return stopping;
 }
 
+/** Live figures of the broker, as `stats()` returns them. */
+export interface Stats {
+  /** Connections accepted and not yet ended. */
+  connections: number;
+  /** Connections accepted since the process started. */
+  accepted: number;
+  /** Channels with at least one subscriber. */
+  channels: number;
+  /** Messages received from clients, and their payload bytes. */
+  messagesIn: number;
+  bytesIn: number;
+  /** Messages queued to clients (a broadcast counts once per recipient). */
+  messagesOut: number;
+  /** Bytes written to sockets (frames and handshake responses). */
+  bytesOut: number;
+  /** Bytes queued for sockets and not yet written (32 more per message, as `maxBackpressure` counts them). */
+  queuedBytes: number;
+  /** Connections ended, by close code (the code `handleClose` got). */
+  closed: Record<string, number>;
+  /** Each worker's queue: events handed to it and not yet handled, and events waiting for it (id -1: no worker alive). */
+  workers: Array<{ id: number; inFlight: number; waiting: number; waitingBytes: number }>;
+}
+
+/**
+ * Returns live figures: connections, channels, messages and bytes in and out, bytes waiting to be
+ * written, connections closed per close code, and each worker's event queue. It walks every
+ * connection, so call it now and then (say once a second), not per message.
+ *
+ * @returns The figures at the time of the call.
+ */
+export function stats(): Stats {
+  return JSON.parse(native.stats()) as Stats;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Argument checks.
 

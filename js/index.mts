@@ -12,5 +12,6 @@ export {
   subscriptions,
   close,
   stop,
+  stats,
 } from './index.cjs';
-export type { DeliveryOptions, StartOptions, WorkerInterface } from './index.cjs';
+export type { DeliveryOptions, StartOptions, Stats, WorkerInterface } from './index.cjs';

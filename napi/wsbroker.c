@@ -617,6 +617,15 @@ static napi_value js_log(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  char *json = wsb_stats();
+  napi_status status = napi_create_string_utf8(env, json ? json : "{}", NAPI_AUTO_LENGTH, &result);
+  free(json);
+  return status == napi_ok ? result : NULL;
+}
+
 static void free_env_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -649,6 +658,7 @@ NAPI_MODULE_INIT() {
       {"unsubscribe", js_unsubscribe},
       {"setToken", js_set_token},
       {"copySubscriptions", js_copy_subscriptions},
+      {"stats", js_stats},
       {"log", js_log},
   };
   enum { COUNT = sizeof fns / sizeof fns[0] };

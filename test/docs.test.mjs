@@ -13,7 +13,7 @@ test('README.md has an up-to-date API reference (npm run docs)', () => {
 
 test('the API reference covers every export', () => {
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-  for (const name of ['start', 'stop', 'registerWorkerThread', 'send', 'sendToChannel', 'subscribe', 'unsubscribe', 'setToken', 'copySubscriptions', 'close', 'subscriberCount', 'subscriptions']) {
+  for (const name of ['start', 'stop', 'registerWorkerThread', 'send', 'sendToChannel', 'subscribe', 'unsubscribe', 'setToken', 'copySubscriptions', 'close', 'subscriberCount', 'subscriptions', 'stats']) {
     assert.ok(readme.includes(`### ${name} · function`), name);
   }
   assert.ok(readme.includes('### WorkerInterface · interface'));

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const API = ['close', 'copySubscriptions', 'registerWorkerThread', 'send', 'sendToChannel', 'setToken', 'start', 'stop', 'subscribe', 'subscriberCount', 'subscriptions', 'unsubscribe'];
+const API = ['close', 'copySubscriptions', 'registerWorkerThread', 'send', 'sendToChannel', 'setToken', 'start', 'stats', 'stop', 'subscribe', 'subscriberCount', 'subscriptions', 'unsubscribe'];
 
-test('CommonJS and ESM entries export the same twelve functions', async () => {
+test('CommonJS and ESM entries export the same thirteen functions', async () => {
   const cjs = require('wsbroker');
   const esm = await import('wsbroker');
   assert.deepEqual(Object.keys(cjs).sort(), API);

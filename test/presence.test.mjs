@@ -76,3 +76,28 @@ test('protocols: the first subprotocol the client offers that the server speaks 
   const err = await withTimeout(new Promise((resolve) => other.once('error', resolve)), 10_000, 'the refusal');
   assert.match(err.message, /Server sent no subprotocol/);
 });
+
+test('stats(): connections, channels, messages and bytes, closes by code, worker queues', async (t) => {
+  const port = await presenceServer(t);
+  const a = await join(port);
+  t.after(() => a.c.terminate());
+  const ask = async () => {
+    a.c.send('stats');
+    return JSON.parse((await a.c.next((m) => m.text?.startsWith('stats '))).text.slice(6));
+  };
+  const before = await ask();
+  const b = await join(port);
+  b.c.send('say hi');
+  await a.c.next((m) => m.text === 'hi');
+  b.c.ws.close(4321, 'done');
+  await a.c.next((m) => m.text?.startsWith('closed ') && m.text.includes(' 4321 '));
+  const after = await ask();
+  assert.equal(after.connections, before.connections);
+  assert.equal(after.accepted, before.accepted + 1);
+  assert.equal(after.channels, 1);
+  assert.equal(after.messagesIn, before.messagesIn + 2, 'the say and the second stats (the first was counted before it ran)');
+  assert.ok(after.messagesOut > before.messagesOut && after.bytesOut > before.bytesOut && after.bytesIn > before.bytesIn);
+  assert.equal(after.closed['4321'], (before.closed['4321'] ?? 0) + 1);
+  assert.equal(after.workers.length, 2);
+  for (const w of after.workers) assert.deepEqual(Object.keys(w).sort(), ['id', 'inFlight', 'waiting', 'waitingBytes']);
+});

@@ -22,6 +22,7 @@ static inline void wsb_call_notify(wsb_notify_fn f, void *ctx) { f(ctx); }
 import "C"
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -288,6 +289,22 @@ func wsb_set_token(id C.uint64_t, token *C.uint8_t, n C.size_t) {
 func wsb_copy_subscriptions(from *C.uint8_t, fromLen C.size_t, to *C.uint8_t, toLen C.size_t) {
 	defer recoverInto("copySubscriptions")
 	brk.CopySubscriptions(bytesOf(from, fromLen), bytesOf(to, toLen))
+}
+
+// wsb_stats returns the broker's figures and the workers' queues as JSON, in malloc'd memory the
+// caller frees.
+//
+//export wsb_stats
+func wsb_stats() (out *C.char) {
+	defer recoverInto("stats")
+	js, err := json.Marshal(struct {
+		broker.Stats
+		Workers []WorkerQueue `json:"workers"`
+	}{brk.Stats(), workers.queues()})
+	if err != nil {
+		js = []byte("{}")
+	}
+	return C.CString(string(js))
 }
 
 // wsb_log writes a line from JS: level 0 debug, 1 info, 2 warn, 3 error.

@@ -369,3 +369,29 @@ func (p *pool) allIdle() bool {
 	}
 	return true
 }
+
+// WorkerQueue is how far one worker is behind: events handed to it and not yet handled, and
+// events waiting for it (with their bytes). The parking worker has id -1.
+type WorkerQueue struct {
+	ID           int32 `json:"id"`
+	InFlight     int   `json:"inFlight"`
+	Waiting      int   `json:"waiting"`
+	WaitingBytes int   `json:"waitingBytes"`
+}
+
+// queues returns the queue of every live worker, and of the parking worker if it holds events.
+func (p *pool) queues() []WorkerQueue {
+	var out []WorkerQueue
+	for _, w := range append(append([]*worker{}, *p.live.Load()...), &p.parking) {
+		w.mu.Lock()
+		q := WorkerQueue{ID: w.id, Waiting: len(w.pendingEv), WaitingBytes: len(w.pending)}
+		if w.busy {
+			q.InFlight = len(w.inflEv)
+		}
+		w.mu.Unlock()
+		if w != &p.parking || q.Waiting > 0 {
+			out = append(out, q)
+		}
+	}
+	return out
+}

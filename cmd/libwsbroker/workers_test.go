@@ -496,3 +496,19 @@ func TestDrainWaitsForEveryEvent(t *testing.T) {
 		}
 	}
 }
+
+func TestQueues(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept)
+	c := &broker.Conn{}
+	text(p, c, "parked")
+	if q := p.queues(); len(q) != 1 || q[0].ID != parkedID || q[0].Waiting != 1 {
+		t.Fatalf("no worker: %+v", q)
+	}
+	p.register(1, allHandlers)
+	text(p, c, "waiting")
+	q := p.queues()
+	if len(q) != 1 || q[0].ID != 1 || q[0].InFlight != 1 || q[0].Waiting != 1 || q[0].WaitingBytes == 0 {
+		t.Fatalf("one worker: %+v", q)
+	}
+}
