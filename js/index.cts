@@ -80,6 +80,10 @@ export async function start(options: StartOptions): Promise<void> {
   }
   const limits = limitsOf(options);
   const protocols = protocolsOf(options);
+  const { metrics } = options;
+  if (metrics !== undefined && typeof metrics !== 'string') {
+    throw new TypeError(`start: options.metrics must be an address like '127.0.0.1:9090', got ${describe(metrics)}`);
+  }
   const workerDelivery = deliveryOf(options, 'start');
   await stopping;
 
@@ -113,6 +117,7 @@ export async function start(options: StartOptions): Promise<void> {
   }
 
   try {
+    if (metrics !== undefined) native.serveMetrics(metrics); // first: if it fails, nothing listens
     native.listen(addresses.join('\n'), limits, protocols);
   } catch (err) {
     await retireAll(spawned);
@@ -148,6 +153,8 @@ export interface StartOptions extends DeliveryOptions {
   openTimeout?: number;
   /** The subprotocols this server speaks, e.g. `['chat.v2', 'chat.v1']`: the first one the client offers (`Sec-WebSocket-Protocol`) that is in this list is chosen in the handshake; `handleOpen` sees what the client offered in `headers['sec-websocket-protocol']`. Default: none. */
   protocols?: string[];
+  /** An address (`host:port`) where the figures of `stats()` are served in Prometheus text format, at `/metrics`, until `stop()`. Default: none. */
+  metrics?: string;
 }
 
 /** An HTTP token (RFC 9110), what a subprotocol name must be. */

@@ -76,6 +76,8 @@ export interface Native {
   unsubscribe(socketId: number, channel: NativeBytes): boolean;
   setToken(socketId: number, token: NativeBytes): void;
   copySubscriptions(fromChannel: NativeBytes, toChannel: NativeBytes): void;
+  /** Serves Prometheus metrics at http://addr/metrics until stop; throws an Error naming the address. */
+  serveMetrics(addr: string): void;
   /** The broker's figures and the workers' queues, as JSON (see `Stats` in index.cts). */
   stats(): string;
   /** Writes one line through the broker's logger (zerolog on stderr, level from WSBROKER_LOG). */

@@ -617,6 +617,23 @@ static napi_value js_log(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_serve_metrics(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  napi_valuetype type;
+  bytes_t addr;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
+    return throw_type(env, "metrics must be a string");
+  if (!get_bytes(env, argv[0], "metrics", &addr)) return NULL;
+  char *err = wsb_serve_metrics((uint8_t *)addr.data, addr.len);
+  bytes_free(&addr);
+  if (err) {
+    napi_throw_error(env, NULL, err);
+    free(err);
+  }
+  return NULL;
+}
+
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
@@ -659,6 +676,7 @@ NAPI_MODULE_INIT() {
       {"setToken", js_set_token},
       {"copySubscriptions", js_copy_subscriptions},
       {"stats", js_stats},
+      {"serveMetrics", js_serve_metrics},
       {"log", js_log},
   };
   enum { COUNT = sizeof fns / sizeof fns[0] };

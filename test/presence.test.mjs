@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import assert from 'node:assert/strict';
-import { Client, fixture, withTimeout } from './helpers.mjs';
+import { Client, fixture, freePort, withTimeout } from './helpers.mjs';
 import { e2eServer } from './harness.mjs';
 
 async function presenceServer(t, options = {}) {
@@ -100,4 +100,21 @@ test('stats(): connections, channels, messages and bytes, closes by code, worker
   assert.equal(after.closed['4321'], (before.closed['4321'] ?? 0) + 1);
   assert.equal(after.workers.length, 2);
   for (const w of after.workers) assert.deepEqual(Object.keys(w).sort(), ['id', 'inFlight', 'waiting', 'waitingBytes']);
+});
+
+test('metrics: the figures in Prometheus text format, scraped over HTTP', async (t) => {
+  const metricsPort = await freePort();
+  const port = await presenceServer(t, { metrics: `127.0.0.1:${metricsPort}` });
+  const a = await join(port);
+  t.after(() => a.c.terminate());
+  a.c.send('say nobody else is here');
+  await a.c.next((m) => m.text === 'said nobody else is here');
+  const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/plain/);
+  const body = await res.text();
+  for (const line of ['wsbroker_connections 1', 'wsbroker_connections_accepted_total 1', 'wsbroker_channels 1', 'wsbroker_messages_received_total 1']) {
+    assert.ok(body.includes(`${line}\n`), `${line} in\n${body}`);
+  }
+  assert.match(body, /^wsbroker_worker_events_waiting\{worker="1"\} 0$/m);
 });

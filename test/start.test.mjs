@@ -58,6 +58,8 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
 
   assert.equal(results['one of two addresses in use'].name, 'Error');
   assert.ok(results['one of two addresses in use'].message.includes(`127.0.0.1:${inUse}`), results['one of two addresses in use'].message);
+  assert.equal(results['metrics address in use'].name, 'Error');
+  assert.match(results['metrics address in use'].message, new RegExp(`cannot serve metrics on "127.0.0.1:${inUse}"`));
   assert.equal(results['port in use'].name, 'Error');
   assert.ok(results['port in use'].message.includes(`127.0.0.1:${inUse}`), results['port in use'].message);
   assert.equal(results['bad bind'].name, 'Error');

@@ -291,6 +291,22 @@ func wsb_copy_subscriptions(from *C.uint8_t, fromLen C.size_t, to *C.uint8_t, to
 	brk.CopySubscriptions(bytesOf(from, fromLen), bytesOf(to, toLen))
 }
 
+// wsb_serve_metrics serves the Prometheus metrics on addr (see broker.ServeMetrics), with the
+// workers' queues. It returns NULL once listening, else a malloc'd message for the caller to free.
+//
+//export wsb_serve_metrics
+func wsb_serve_metrics(addr *C.uint8_t, n C.size_t) (errMsg *C.char) {
+	defer func() {
+		if r := recover(); r != nil {
+			errMsg = C.CString(fmt.Sprint("internal error: ", r))
+		}
+	}()
+	if _, err := brk.ServeMetrics(string(bytesOf(addr, n)), queueCollector{workers}); err != nil {
+		return C.CString(err.Error())
+	}
+	return nil
+}
+
 // wsb_stats returns the broker's figures and the workers' queues as JSON, in malloc'd memory the
 // caller frees.
 //

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wsbroker/wsbroker/broker"
 )
 
@@ -394,4 +396,28 @@ func (p *pool) queues() []WorkerQueue {
 		}
 	}
 	return out
+}
+
+var (
+	descInFlight = prometheus.NewDesc("wsbroker_worker_events_in_flight", "Events handed to a JS worker and not yet handled.", []string{"worker"}, nil)
+	descWaiting  = prometheus.NewDesc("wsbroker_worker_events_waiting", "Events waiting for a JS worker (worker -1: none alive).", []string{"worker"}, nil)
+	descWaitingB = prometheus.NewDesc("wsbroker_worker_waiting_bytes", "Bytes of the events waiting for a JS worker.", []string{"worker"}, nil)
+)
+
+// queueCollector exposes the workers' queues as Prometheus gauges.
+type queueCollector struct{ p *pool }
+
+func (queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descInFlight
+	ch <- descWaiting
+	ch <- descWaitingB
+}
+
+func (q queueCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, w := range q.p.queues() {
+		id := strconv.Itoa(int(w.ID))
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(w.InFlight), id)
+		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(w.Waiting), id)
+		ch <- prometheus.MustNewConstMetric(descWaitingB, prometheus.GaugeValue, float64(w.WaitingBytes), id)
+	}
 }

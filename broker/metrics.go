@@ -1,0 +1,81 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ServeMetrics serves the broker's Stats in Prometheus text format at http://addr/metrics, with
+// the figures of extra collectors (the bridge adds its workers' queues), until Close. It returns
+// once listening; the error names the address and the reason.
+func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.Addr, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(statsCollector{b})
+	for _, c := range extra {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err
+		}
+		return nil, fmt.Errorf("cannot serve metrics on %q: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: defaultHandshakeTimeout}
+	b.lmu.Lock()
+	b.metricsServers = append(b.metricsServers, srv)
+	b.lmu.Unlock()
+	go srv.Serve(ln)
+	return ln.Addr(), nil
+}
+
+var (
+	descConnections = prometheus.NewDesc("wsbroker_connections", "WebSocket connections accepted and not yet ended.", nil, nil)
+	descAccepted    = prometheus.NewDesc("wsbroker_connections_accepted_total", "WebSocket connections accepted.", nil, nil)
+	descChannels    = prometheus.NewDesc("wsbroker_channels", "Channels with at least one subscriber.", nil, nil)
+	descMessagesIn  = prometheus.NewDesc("wsbroker_messages_received_total", "Messages received from clients.", nil, nil)
+	descBytesIn     = prometheus.NewDesc("wsbroker_received_bytes_total", "Payload bytes of the messages received from clients.", nil, nil)
+	descMessagesOut = prometheus.NewDesc("wsbroker_messages_sent_total", "Messages queued to clients (a broadcast counts once per recipient).", nil, nil)
+	descBytesOut    = prometheus.NewDesc("wsbroker_written_bytes_total", "Bytes written to sockets.", nil, nil)
+	descQueued      = prometheus.NewDesc("wsbroker_queued_bytes", "Bytes queued for sockets and not yet written.", nil, nil)
+	descClosed      = prometheus.NewDesc("wsbroker_connections_closed_total", "Connections ended, by close code.", []string{"code"}, nil)
+)
+
+// statsCollector reads Stats at each scrape.
+type statsCollector struct{ b *Broker }
+
+func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descChannels, descMessagesIn, descBytesIn, descMessagesOut, descBytesOut, descQueued, descClosed} {
+		ch <- d
+	}
+}
+
+func (s statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := s.b.Stats()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge(descConnections, float64(st.Connections))
+	counter(descAccepted, st.Accepted)
+	gauge(descChannels, float64(st.Channels))
+	counter(descMessagesIn, st.MessagesIn)
+	counter(descBytesIn, st.BytesIn)
+	counter(descMessagesOut, st.MessagesOut)
+	counter(descBytesOut, st.BytesOut)
+	gauge(descQueued, float64(st.QueuedBytes))
+	for code, n := range st.Closed {
+		ch <- prometheus.MustNewConstMetric(descClosed, prometheus.CounterValue, float64(n), strconv.Itoa(int(code)))
+	}
+}
