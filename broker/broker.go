@@ -308,8 +308,8 @@ func (b *Broker) connDone(c *Conn) {
 	b.connWG.Done()
 }
 
-// Close stops every listener and metrics server, closes every connection with close code 1001 and returns when every
-// Close event has been delivered. Pending opens are refused with 503. Close frames go out at
+// Close stops every listener and metrics server, closes every connection with close code 1001
+// and returns when every Close event has been delivered. Pending opens are refused with 503. Close frames go out at
 // once, even to connections whose reader is blocked in a Handler call; Close waits for such calls
 // to return (and for peers to answer, at most the drain timeout, 5 s). The Broker may be used
 // again with Listen afterwards; ids continue. Close must not be called from a Handler method.
