@@ -381,12 +381,17 @@ func (b *Broker) Accept(id uint64, ok bool) bool {
 // Send queues one frame for socket id; data is copied. Unknown or closed id: no-op. If the
 // socket's queue would pass its listener's MaxBackpressure, the socket is closed with 1008
 // instead and its queue dropped.
-func (b *Broker) Send(id uint64, data []byte, text bool) {
+func (b *Broker) Send(id uint64, data []byte, text bool) { b.SendHeld(id, data, text, nil) }
+
+// SendHeld is Send, except that when held is not nil the socket is not handed to a flusher: it is
+// appended to held, and the caller must pass held to FlushHeld soon (the bridge does at the end
+// of a batch of events: one thread switch fewer per message, and one write per socket per batch).
+func (b *Broker) SendHeld(id uint64, data []byte, text bool, held *[]*Conn) {
 	c := b.lookup(id)
 	if c == nil {
 		return
 	}
-	c.enqueue(encodeFrame(opFor(text), data))
+	c.enqueueHeld(encodeFrame(opFor(text), data), held)
 	b.counters.messagesOut.Add(1)
 }
 

@@ -1060,3 +1060,30 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatalf("a taken address: %v", err)
 	}
 }
+
+func TestSendHeld(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	c, id := dialOpen(t, rec, addr)
+	var held []*Conn
+	b.SendHeld(id, []byte("one"), true, &held)
+	b.SendHeld(id, []byte("two"), true, &held)
+	if len(held) != 1 || held[0].ID() != id {
+		t.Fatalf("held %v", held)
+	}
+	b.FlushHeld(held)
+	readText(t, c, "one")
+	readText(t, c, "two")
+
+	// A frame from elsewhere (here a broadcast) for a held socket is written at once, with what
+	// was held before it: a long batch must not delay pongs, pings or broadcasts.
+	held = held[:0]
+	b.SendHeld(id, []byte("three"), true, &held)
+	b.Subscribe(id, []byte("room"))
+	b.SendToChannel([]byte("room"), []byte("four"), true, 0)
+	readText(t, c, "three")
+	readText(t, c, "four")
+	b.FlushHeld(held) // nothing left: a no-op
+	b.Send(id, []byte("five"), true)
+	readText(t, c, "five")
+}

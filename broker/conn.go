@@ -60,7 +60,8 @@ type Conn struct {
 	// Write side, under wmu (see write.go).
 	wmu            sync.Mutex
 	phase          uint8
-	scheduled      bool   // in a flusher's list
+	scheduled      bool   // in a flusher's list, or held (below)
+	held           bool   // scheduled, but flushed by whoever holds it (SendHeld, FlushHeld)
 	writing        bool   // a flusher or the writer goroutine owns out
 	wdead          bool   // the socket cannot be written any more
 	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written

@@ -33,7 +33,11 @@ const (
 
 // enqueue queues frame for c. It never blocks on the socket. Past the listener's
 // MaxBackpressure the socket is closed with 1008 instead: the queue is dropped (closeLocked).
-func (c *Conn) enqueue(frame []byte) {
+func (c *Conn) enqueue(frame []byte) { c.enqueueHeld(frame, nil) }
+
+// enqueueHeld is enqueue, except that a socket that needs a flush is appended to held (when not
+// nil) for the caller to flush, instead of being handed to a flusher goroutine.
+func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) {
 	c.wmu.Lock()
 	if c.closing.Load() || c.wdead {
 		c.wmu.Unlock()
@@ -50,11 +54,43 @@ func (c *Conn) enqueue(frame []byte) {
 		c.queue = append(c.queue, frame)
 		c.pending += len(frame) + frameOverhead
 		sched = c.scheduleLocked()
+		if !sched && held == nil && c.held {
+			// A frame from elsewhere (a pong, a ping, a broadcast) for a socket whose flush is
+			// held: write it now rather than at the end of the batch that holds it.
+			c.held = false
+			sched = true
+		}
+		if sched && held != nil {
+			c.held = true
+		}
 		c.wmu.Unlock()
 	}
-	if sched {
+	switch {
+	case !sched:
+	case held != nil:
+		*held = append(*held, c)
+	default:
 		c.b.flusherFor(c).add(c)
 	}
+}
+
+// inlineWriters are write states for FlushHeld, which runs on its caller's thread.
+var inlineWriters sync.Pool
+
+// FlushHeld writes what SendHeld queued for the sockets in held, on the calling goroutine,
+// without waiting for any socket (a full socket is left to a writer goroutine as usual).
+func (b *Broker) FlushHeld(held []*Conn) {
+	if len(held) == 0 {
+		return
+	}
+	w, _ := inlineWriters.Get().(*writeState)
+	if w == nil {
+		w = newWriteState(b, false)
+	}
+	for _, c := range held {
+		c.flush(w)
+	}
+	inlineWriters.Put(w)
 }
 
 // queued returns the bytes queued for c and not yet written, with frameOverhead per frame.
@@ -120,6 +156,7 @@ func (f *flusher) run() {
 func (c *Conn) flush(w *writeState) {
 	c.wmu.Lock()
 	c.scheduled = false
+	c.held = false
 	if c.writing || c.wdead || c.phase != phaseOpen || len(c.queue) == 0 {
 		c.wmu.Unlock()
 		return

@@ -34,6 +34,10 @@ typedef struct {
 } env_state_t;
 
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+
+// The worker whose batch this thread is handling (0: none): Go writes the sends made meanwhile
+// together when the batch is done.
+static __thread int32_t dispatching;
 static slot_t **table;  // indexed by worker id
 static size_t table_len;
 static int32_t last_id;
@@ -154,7 +158,9 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
   if (status == napi_ok) {
     *st->progress = 0;
     called = 1;
+    dispatching = s->id;
     status = napi_call_function(env, undef, fn, 1, &buf, NULL);
+    dispatching = 0;
   }
   if (status != napi_ok) {
     napi_value exc = take_exception(env);
@@ -489,7 +495,7 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv) || !get_id(env, argv[0], &id) ||
       !get_bytes(env, argv[1], "data", &data))
     return NULL;
-  wsb_send(id, data.is_text, (uint8_t *)data.data, data.len);
+  wsb_send(id, data.is_text, (uint8_t *)data.data, data.len, dispatching);
   bytes_free(&data);
   return NULL;
 }

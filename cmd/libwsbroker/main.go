@@ -47,7 +47,7 @@ var (
 func init() {
 	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	workers = newPool(deliverToC, func(id uint64) { brk.Accept(id, true) })
+	workers = newPool(deliverToC, func(id uint64) { brk.Accept(id, true) }, func(held []*broker.Conn) { brk.FlushHeld(held) })
 	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
 }
 
@@ -225,10 +225,13 @@ func wsb_accept_open(id C.uint64_t, accept C.int) {
 	brk.Accept(uint64(id), accept != 0)
 }
 
+// wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling
+// (0: none); its sends are written when the batch is done.
+//
 //export wsb_send
-func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t) {
+func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.int32_t) {
 	defer recoverInto("send")
-	brk.Send(uint64(id), bytesOf(data, n), text != 0)
+	brk.SendHeld(uint64(id), bytesOf(data, n), text != 0, workers.heldOf(int32(worker)))
 }
 
 // wsb_send_to_channel broadcasts to a channel, except to socket `except` (0: none).

@@ -46,6 +46,19 @@ type worker struct {
 	inflEv    []queued //
 	spare     []byte   // the previous in-flight buffer, reused for the next batch
 	spareEv   []queued
+
+	// held are the sockets that this worker's handlers sent to during the batch being handled,
+	// flushed when it is done. Only the worker's own JS thread touches it.
+	held []*broker.Conn
+}
+
+// heldOf returns where sends made by worker id's handlers wait for the end of their batch, or nil
+// for a call made outside a batch.
+func (p *pool) heldOf(id int32) *[]*broker.Conn {
+	if w := p.get(id); w != nil && w != &p.parking {
+		return &w.held
+	}
+	return nil
 }
 
 // deliverFunc hands a batch to worker id's JS thread; false means that thread is gone. The bytes
@@ -57,7 +70,8 @@ type deliverFunc func(id int32, batch []byte) bool
 // any worker's mu.
 type pool struct {
 	deliver deliverFunc
-	accept  func(id uint64) // accepts an upgrade without asking JS (no handleOpen there)
+	accept  func(id uint64)           // accepts an upgrade without asking JS (no handleOpen there)
+	flush   func(held []*broker.Conn) // writes the sockets sent to during a batch (Broker.FlushHeld)
 
 	mu      sync.Mutex // serialises registration and retirement
 	byID    atomic.Pointer[map[int32]*worker]
@@ -70,8 +84,8 @@ type pool struct {
 	idle     sync.Cond
 }
 
-func newPool(deliver deliverFunc, accept func(id uint64)) *pool {
-	p := &pool{deliver: deliver, accept: accept}
+func newPool(deliver deliverFunc, accept func(id uint64), flush func(held []*broker.Conn)) *pool {
+	p := &pool{deliver: deliver, accept: accept, flush: flush}
 	p.idle.L = &p.idleMu
 	p.parking.room.L = &p.parking.mu
 	p.parking.id = parkedID
@@ -140,6 +154,7 @@ func (p *pool) retire(id int32, handled int) {
 	if w == nil || w == &p.parking {
 		return
 	}
+	p.flushHeld(w) // the finalizer runs on the worker's thread: sends of a batch cut short
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	live := make([]*worker, 0, len(*p.live.Load()))
@@ -311,6 +326,7 @@ func (p *pool) done(id int32) {
 	if w == nil || w == &p.parking {
 		return
 	}
+	p.flushHeld(w)
 	w.mu.Lock()
 	if !w.busy {
 		w.mu.Unlock()
@@ -328,6 +344,15 @@ func (p *pool) done(id int32) {
 	w.mu.Unlock()
 	if idle { // after w.mu is released: drain holds idleMu while it takes worker locks
 		p.signalIdle()
+	}
+}
+
+// flushHeld writes what the worker's handlers sent during its last batch (its own thread only).
+func (p *pool) flushHeld(w *worker) {
+	if len(w.held) > 0 {
+		p.flush(w.held)
+		clear(w.held)
+		w.held = w.held[:0]
 	}
 }
 

@@ -146,7 +146,7 @@ func text(p *pool, c *broker.Conn, s string) { p.push(c, kindText, []byte(s), ni
 
 func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "a") // worker idle: handed over at once
@@ -164,7 +164,7 @@ func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 
 func TestBatchesAreCapped(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	big := strings.Repeat("x", maxBatchBytes/4)
@@ -191,7 +191,7 @@ func TestBatchesAreCapped(t *testing.T) {
 
 func TestSocketsArePinnedRoundRobin(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	conns := []*broker.Conn{{}, {}, {}, {}}
@@ -223,7 +223,7 @@ func TestSocketsArePinnedRoundRobin(t *testing.T) {
 
 func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "1") // in flight on worker 1
@@ -246,7 +246,7 @@ func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 
 func TestHandedBatchIsNotRepeated(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	c := &broker.Conn{}
@@ -265,7 +265,7 @@ func TestHandedBatchIsNotRepeated(t *testing.T) {
 // rest of the batch, and what waited behind it, go to the live workers in order.
 func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c1, c2 := &broker.Conn{}, &broker.Conn{}
 	text(p, c1, "first") // in flight alone
@@ -294,7 +294,7 @@ func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
 
 func TestEventsWaitForAWorker(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{IP: "127.0.0.1", URL: "/x"})
 	text(p, c, "early")
@@ -307,7 +307,7 @@ func TestEventsWaitForAWorker(t *testing.T) {
 
 func TestHandlerMask(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, 2) // text only
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{})
@@ -327,7 +327,7 @@ func TestHandlerMask(t *testing.T) {
 // socket's events arrive in order.
 func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	const sockets, perSocket = 16, 300
 	var wg sync.WaitGroup
@@ -410,7 +410,7 @@ func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 // goroutine pushing one more event of the same socket, which reports on the channel when done.
 func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "in flight")
@@ -464,7 +464,7 @@ func TestStoppingReleasesWaitingReaders(t *testing.T) {
 // drain returns once every worker has run every event it was given.
 func TestDrainWaitsForEveryEvent(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	for i := 0; i < 10; i++ {
@@ -499,7 +499,7 @@ func TestDrainWaitsForEveryEvent(t *testing.T) {
 
 func TestQueues(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept)
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
 	c := &broker.Conn{}
 	text(p, c, "parked")
 	if q := p.queues(); len(q) != 1 || q[0].ID != parkedID || q[0].Waiting != 1 {
