@@ -213,16 +213,12 @@ func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 	defer b.life.Unlock()
 	lns := make([]net.Listener, 0, len(addrs))
 	for _, addr := range addrs {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := listenTCP(addr, "listen on")
 		if err != nil {
 			for _, opened := range lns {
 				opened.Close()
 			}
-			var oe *net.OpError
-			if errors.As(err, &oe) && oe.Err != nil {
-				err = oe.Err // "bind: address already in use" without "listen tcp <addr>: "
-			}
-			return nil, fmt.Errorf("cannot listen on %q: %w", addr, err)
+			return nil, err
 		}
 		lns = append(lns, ln)
 	}
@@ -731,4 +727,17 @@ func (b *Broker) Stats() Stats {
 		s.mu.RUnlock()
 	}
 	return st
+}
+
+// listenTCP listens on addr; its error says "cannot <what> <addr>: <the OS reason>".
+func listenTCP(addr, what string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err // "bind: address already in use" without "listen tcp <addr>: "
+		}
+		return nil, fmt.Errorf("cannot %s %q: %w", what, addr, err)
+	}
+	return ln, nil
 }

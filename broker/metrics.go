@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -22,13 +20,9 @@ func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.A
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP(addr, "serve metrics on")
 	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Err != nil {
-			err = oe.Err
-		}
-		return nil, fmt.Errorf("cannot serve metrics on %q: %w", addr, err)
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

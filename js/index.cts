@@ -318,7 +318,7 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
  */
 export function send(socketId: number, data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
   checkSocketId(socketId, 'send');
-  native.send(socketId, typeof data === 'string' ? data : toBytes(data, 'send', 'data'));
+  native.send(socketId, toBytes(data, 'send', 'data'));
 }
 
 /**
@@ -341,8 +341,8 @@ export function sendToChannel(
 ): void {
   if (exceptSocketId !== undefined) checkSocketId(exceptSocketId, 'sendToChannel', 'exceptSocketId');
   native.sendToChannel(
-    typeof channelName === 'string' ? channelName : toBytes(channelName, 'sendToChannel', 'channelName'),
-    typeof data === 'string' ? data : toBytes(data, 'sendToChannel', 'data'),
+    toBytes(channelName, 'sendToChannel', 'channelName'),
+    toBytes(data, 'sendToChannel', 'data'),
     exceptSocketId,
   );
 }
@@ -356,7 +356,7 @@ export function sendToChannel(
  * `ArrayBufferView`.
  */
 export function subscriberCount(channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): number {
-  return native.subscriberCount(typeof channelName === 'string' ? channelName : toBytes(channelName, 'subscriberCount', 'channelName'));
+  return native.subscriberCount(toBytes(channelName, 'subscriberCount', 'channelName'));
 }
 
 /**
@@ -387,7 +387,7 @@ export function subscribe(socketId: number, channelName: string | ArrayBuffer | 
   checkSocketId(socketId, 'subscribe');
   return native.subscribe(
     socketId,
-    typeof channelName === 'string' ? channelName : toBytes(channelName, 'subscribe', 'channelName'),
+    toBytes(channelName, 'subscribe', 'channelName'),
   );
 }
 
@@ -404,7 +404,7 @@ export function unsubscribe(socketId: number, channelName: string | ArrayBuffer 
   checkSocketId(socketId, 'unsubscribe');
   return native.unsubscribe(
     socketId,
-    typeof channelName === 'string' ? channelName : toBytes(channelName, 'unsubscribe', 'channelName'),
+    toBytes(channelName, 'unsubscribe', 'channelName'),
   );
 }
 
@@ -420,7 +420,7 @@ export function unsubscribe(socketId: number, channelName: string | ArrayBuffer 
  */
 export function setToken(socketId: number, token: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
   checkSocketId(socketId, 'setToken');
-  native.setToken(socketId, typeof token === 'string' ? token : toBytes(token, 'setToken', 'token'));
+  native.setToken(socketId, toBytes(token, 'setToken', 'token'));
 }
 
 /**
@@ -437,8 +437,8 @@ export function copySubscriptions(
   toChannelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
 ): void {
   native.copySubscriptions(
-    typeof fromChannelName === 'string' ? fromChannelName : toBytes(fromChannelName, 'copySubscriptions', 'fromChannelName'),
-    typeof toChannelName === 'string' ? toChannelName : toBytes(toChannelName, 'copySubscriptions', 'toChannelName'),
+    toBytes(fromChannelName, 'copySubscriptions', 'fromChannelName'),
+    toBytes(toChannelName, 'copySubscriptions', 'toChannelName'),
   );
 }
 
@@ -560,8 +560,9 @@ function checkSocketId(socketId: unknown, fn: string, what = 'socketId'): void {
   }
 }
 
-/** Bytes in a form the addon takes (a SharedArrayBuffer is viewed through a Uint8Array). */
+/** Bytes in a form the addon takes: a string as it is, a SharedArrayBuffer viewed through a Uint8Array. */
 function toBytes(value: unknown, fn: string, what: string): NativeBytes {
+  if (typeof value === 'string') return value;
   if (typeof value === 'object' && value !== null) {
     if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
     if (value instanceof SharedArrayBuffer) return new Uint8Array(value);

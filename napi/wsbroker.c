@@ -307,6 +307,15 @@ static int get_args(napi_env env, napi_callback_info info, size_t want, napi_val
   return 1;
 }
 
+// throw_go_error throws err (a message from Go, which this frees) as an Error; NULL is no error.
+static napi_value throw_go_error(napi_env env, char *err) {
+  if (err) {
+    napi_throw_error(env, NULL, err);
+    free(err);
+  }
+  return NULL;
+}
+
 static napi_value make_bool(napi_env env, int v) {
   napi_value r;
   napi_get_boolean(env, v != 0, &r);
@@ -397,11 +406,7 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
                          protocols.len);
   bytes_free(&addr);
   bytes_free(&protocols);
-  if (err) {
-    napi_throw_error(env, NULL, err);
-    free(err);
-  }
-  return NULL;
+  return throw_go_error(env, err);
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
@@ -633,11 +638,7 @@ static napi_value js_serve_metrics(napi_env env, napi_callback_info info) {
   if (!get_bytes(env, argv[0], "metrics", &addr)) return NULL;
   char *err = wsb_serve_metrics((uint8_t *)addr.data, addr.len);
   bytes_free(&addr);
-  if (err) {
-    napi_throw_error(env, NULL, err);
-    free(err);
-  }
-  return NULL;
+  return throw_go_error(env, err);
 }
 
 static napi_value js_stats(napi_env env, napi_callback_info info) {

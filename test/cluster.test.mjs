@@ -136,7 +136,8 @@ test('1,000 clients subscribed to one channel each receive a broadcast exactly o
 
 test('a worker that crashes is replaced; the other clients keep working and new ones are served', { timeout: 60_000 }, async (t) => {
   const port = await freePort();
-  const server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 2 }] });
+  // At debug level the broker logs each worker's registration: the replacement's is awaited below.
+  const server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 2 }] }, { env: { WSBROKER_LOG: 'debug' } });
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -164,16 +165,14 @@ test('a worker that crashes is replaced; the other clients keep working and new 
   // The victim's socket stays open and is handled by a live worker.
   const moved = await victim.ask({ op: 'whoami' });
   assert.notEqual(moved.threadId, deadThread);
-  // New connections are served, and eventually by the replacement worker too.
-  // The replacement registers once its module is imported: keep connecting until it takes its
-  // share of the round-robin (bounded by a deadline).
+  // New connections are served, by the replacement worker too once it has registered (workers 1
+  // and 2 were the first two): round-robin then spreads two new connections over both workers.
+  await server.waitForStderr(/"worker":3,"handlers":\d+,.*"worker registered"/, 15_000);
   const threads = new Set();
-  const deadline = Date.now() + 15_000;
-  while (threads.size < 2 && Date.now() < deadline) {
+  for (let i = 0; i < 2; i++) {
     const c = await connect();
     threads.add((await c.ask({ op: 'whoami' })).threadId);
     c.terminate();
-    if (threads.size < 2) await new Promise((resolve) => setTimeout(resolve, 50));
   }
   assert.ok(!threads.has(deadThread));
   assert.equal(threads.size, 2, `a replacement worker serves new connections (threads seen: ${[...threads]})`);

@@ -91,6 +91,20 @@ func bytesOf(p *C.uint8_t, n C.size_t) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
 }
 
+// cError runs call and returns its error as a malloc'd message for the glue to throw and free
+// (NULL when it succeeded); a panic becomes an error too.
+func cError(call func() error) (msg *C.char) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg = C.CString(fmt.Sprint("internal error: ", r))
+		}
+	}()
+	if err := call(); err != nil {
+		return C.CString(err.Error())
+	}
+	return nil
+}
+
 // Every export recovers: a Go panic would take node down with it.
 func recoverInto(what string) {
 	if r := recover(); r != nil {
@@ -153,33 +167,28 @@ const (
 // caller to free.
 //
 //export wsb_listen
-func wsb_listen(addr *C.uint8_t, n C.size_t, limits *C.double, count C.size_t, protocols *C.uint8_t, pn C.size_t) (errMsg *C.char) {
-	defer func() {
-		if r := recover(); r != nil {
-			errMsg = C.CString(fmt.Sprint("internal error: ", r))
+func wsb_listen(addr *C.uint8_t, n C.size_t, limits *C.double, count C.size_t, protocols *C.uint8_t, pn C.size_t) *C.char {
+	return cError(func() error {
+		if count != limCount {
+			return fmt.Errorf("expected %d limits, got %d", limCount, count)
 		}
-	}()
-	if count != limCount {
-		return C.CString(fmt.Sprintf("expected %d limits, got %d", limCount, count))
-	}
-	v := unsafe.Slice((*float64)(unsafe.Pointer(limits)), limCount)
-	ms := func(i int) time.Duration { return time.Duration(v[i] * float64(time.Millisecond)) }
-	lim := broker.Limits{
-		MaxPayload:       int64(v[limMaxPayload]),
-		IdleTimeout:      ms(limIdleTimeout),
-		HandshakeTimeout: ms(limHandshakeTimeout),
-		MaxHeaderBytes:   int(v[limMaxHeaderBytes]),
-		MaxConnections:   int(v[limMaxConnections]),
-		MaxBackpressure:  int(v[limMaxBackpressure]),
-		OpenTimeout:      ms(limOpenTimeout),
-	}
-	if pn > 0 {
-		lim.Protocols = strings.Split(string(bytesOf(protocols, pn)), ",")
-	}
-	if _, err := brk.Listen(strings.Split(string(bytesOf(addr, n)), "\n"), lim); err != nil {
-		return C.CString(err.Error())
-	}
-	return nil
+		v := unsafe.Slice((*float64)(unsafe.Pointer(limits)), limCount)
+		ms := func(i int) time.Duration { return time.Duration(v[i] * float64(time.Millisecond)) }
+		lim := broker.Limits{
+			MaxPayload:       int64(v[limMaxPayload]),
+			IdleTimeout:      ms(limIdleTimeout),
+			HandshakeTimeout: ms(limHandshakeTimeout),
+			MaxHeaderBytes:   int(v[limMaxHeaderBytes]),
+			MaxConnections:   int(v[limMaxConnections]),
+			MaxBackpressure:  int(v[limMaxBackpressure]),
+			OpenTimeout:      ms(limOpenTimeout),
+		}
+		if pn > 0 {
+			lim.Protocols = strings.Split(string(bytesOf(protocols, pn)), ",")
+		}
+		_, err := brk.Listen(strings.Split(string(bytesOf(addr, n)), "\n"), lim)
+		return err
+	})
 }
 
 // wsb_close closes a socket with a close frame. It returns 1 if the socket was open, 0 if not;
@@ -298,16 +307,11 @@ func wsb_copy_subscriptions(from *C.uint8_t, fromLen C.size_t, to *C.uint8_t, to
 // workers' queues. It returns NULL once listening, else a malloc'd message for the caller to free.
 //
 //export wsb_serve_metrics
-func wsb_serve_metrics(addr *C.uint8_t, n C.size_t) (errMsg *C.char) {
-	defer func() {
-		if r := recover(); r != nil {
-			errMsg = C.CString(fmt.Sprint("internal error: ", r))
-		}
-	}()
-	if _, err := brk.ServeMetrics(string(bytesOf(addr, n)), queueCollector{workers}); err != nil {
-		return C.CString(err.Error())
-	}
-	return nil
+func wsb_serve_metrics(addr *C.uint8_t, n C.size_t) *C.char {
+	return cError(func() error {
+		_, err := brk.ServeMetrics(string(bytesOf(addr, n)), queueCollector{workers})
+		return err
+	})
 }
 
 // wsb_stats returns the broker's figures and the workers' queues as JSON, in malloc'd memory the
