@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"crypto/tls"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -48,6 +50,12 @@ type Conn struct {
 	l    *listener // the listener that accepted it: its limits
 	nc   *net.TCPConn
 	rc   syscall.RawConn
+	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
+	// they have their own path (readLoop, writeTLS); sc is the byte stream, tc or nc.
+	tc   *tls.Conn
+	sc   net.Conn
+	// deflate: permessage-deflate was negotiated; set before Open, never changed.
+	deflate bool
 	stop <-chan struct{} // closed by Broker.Close
 
 	verdict   atomic.Int32
@@ -168,7 +176,7 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 			giveBack()
 			buf = big
 		}
-		k, err := c.nc.Read(buf[n:])
+		k, err := c.sc.Read(buf[n:])
 		n += k
 		if k > 0 {
 			if end = headEnd(buf[:n], n-k); end >= 0 {
@@ -181,6 +189,13 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 		}
 		if err != nil {
 			giveBack()
+			var plain tls.RecordHeaderError
+			if errors.As(err, &plain) && plain.Conn != nil && n == 0 {
+				// Plain HTTP (or anything not TLS) on a TLS listener: say so in plain HTTP.
+				c.tc, c.sc = nil, c.nc
+				c.refuse(errPlainHTTP)
+				return nil, false
+			}
 			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("handshake not completed")
 			c.nc.Close()
 			return nil, false
@@ -215,7 +230,7 @@ func (c *Conn) release() {
 func (c *Conn) refuse(e *httpError) {
 	c.release()
 	c.nc.SetWriteDeadline(time.Now().Add(c.b.drainTimeout))
-	c.nc.Write(e.response())
+	c.sc.Write(e.response())
 	c.lingerClose()
 }
 
@@ -223,11 +238,11 @@ func (c *Conn) refuse(e *httpError) {
 // with unread input would reset the connection and could destroy the response before the peer
 // reads it.
 func (c *Conn) lingerClose() {
-	c.nc.CloseWrite()
+	c.closeWrite()
 	c.nc.SetReadDeadline(time.Now().Add(c.b.lingerTimeout))
 	bufp := readPool.Get().(*[]byte)
 	for total := 0; total < 256<<10; {
-		k, err := c.nc.Read(*bufp)
+		k, err := c.sc.Read(*bufp)
 		total += k
 		if err != nil {
 			break
@@ -237,12 +252,26 @@ func (c *Conn) lingerClose() {
 	c.nc.Close()
 }
 
+// closeWrite half-closes the connection: after a TLS close_notify on a TLS listener.
+func (c *Conn) closeWrite() {
+	if c.tc != nil {
+		c.tc.CloseWrite()
+	}
+	c.nc.CloseWrite()
+}
+
 // open registers the connection, calls Handler.Open and waits for the verdict. It reports whether
 // the connection was accepted; if not, it has answered and closed.
 func (c *Conn) open(up *upgradeRequest) bool {
 	b := c.b
 	c.verdictCh = make(chan bool, 1)
-	resp := switchingResponse(up.accept, chooseProtocol(up.headers, c.l.lim.Protocols))
+	var ext string
+	if c.l.lim.Compression {
+		ext = negotiateDeflate(up.headers)
+		c.deflate = ext != ""
+		c.parser.deflate = c.deflate
+	}
+	resp := switchingResponse(up.accept, chooseProtocol(up.headers, c.l.lim.Protocols), ext)
 	c.wmu.Lock()
 	if stopped(c.stop) {
 		c.wmu.Unlock()
@@ -311,7 +340,8 @@ func (c *Conn) discard() {
 }
 
 // readLoop reads and parses frames until the connection ends. The read buffer comes from readPool
-// and goes back whenever the socket has nothing more to read.
+// and goes back whenever the socket has nothing more to read (a TLS connection keeps it: its
+// reads block inside crypto/tls, which holds buffers of its own anyway).
 func (c *Conn) readLoop() {
 	var (
 		bufp *[]byte
@@ -371,7 +401,19 @@ func (c *Conn) readLoop() {
 				}
 			}
 		}
-		if err := c.rc.Read(read); err != nil {
+		var err error
+		if c.tc == nil {
+			err = c.rc.Read(read)
+		} else {
+			if bufp == nil {
+				bufp = readPool.Get().(*[]byte)
+			}
+			n, err = c.tc.Read(*bufp)
+			if n > 0 || errors.Is(err, io.EOF) {
+				err = nil // data first; the next read returns the error again (EOF: n == 0 below)
+			}
+		}
+		if err != nil {
 			if !draining && errors.Is(err, os.ErrDeadlineExceeded) {
 				switch {
 				case c.closing.Load():

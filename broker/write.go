@@ -164,6 +164,10 @@ func (c *Conn) flush(w *writeState) {
 	c.out, c.queue = c.queue, c.out[:0]
 	c.writing = true
 	c.wmu.Unlock()
+	if c.tc != nil {
+		go c.writer() // TLS writes block: never on a flusher's (or a batch's) thread
+		return
+	}
 	n, frames, err := w.write(c)
 	c.afterWrite(n, frames, err, false)
 }
@@ -239,7 +243,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	if shut {
 		// The close frame is out: half-close so the peer sees EOF; the reader drains what the
 		// peer still sends until it closes too (or the drain deadline passes).
-		c.nc.CloseWrite()
+		c.closeWrite()
 	}
 	return false
 }
@@ -300,6 +304,9 @@ func newWriteState(b *Broker, block bool) *writeState {
 // frames completed, and a non-nil error when the connection is broken or the write deadline
 // passed. What was written is removed from c.out.
 func (w *writeState) write(c *Conn) (int, int, error) {
+	if c.tc != nil {
+		return writeTLS(c)
+	}
 	w.c, w.written, w.frames, w.errno = c, 0, 0, 0
 	err := c.rc.Write(w.fn)
 	n, frames := w.written, w.frames
@@ -373,4 +380,39 @@ func (c *Conn) consume(n int) int {
 		c.out = c.out[:k]
 	}
 	return i
+}
+
+// tlsChunk is how many bytes of small frames writeTLS gathers into one TLS write: crypto/tls
+// makes at least one record and one syscall per Write, so small frames are copied together first.
+const tlsChunk = 16 << 10
+
+var tlsChunks = sync.Pool{New: func() any { b := make([]byte, 0, tlsChunk); return &b }}
+
+// writeTLS writes c.out through crypto/tls, blocking (only the writer goroutine calls it), with
+// write's results.
+func writeTLS(c *Conn) (int, int, error) {
+	bufp := tlsChunks.Get().(*[]byte)
+	defer tlsChunks.Put(bufp)
+	written, frames := 0, 0
+	for len(c.out) > 0 {
+		chunk := c.out[0]
+		if len(chunk) < tlsChunk {
+			chunk = (*bufp)[:0]
+			for _, f := range c.out {
+				if len(chunk)+len(f) > tlsChunk {
+					break
+				}
+				chunk = append(chunk, f...)
+			}
+		}
+		n, err := c.tc.Write(chunk)
+		written += n
+		frames += c.consume(n)
+		if err != nil {
+			c.b.counters.bytesOut.Add(uint64(written))
+			return written, frames, err
+		}
+	}
+	c.b.counters.bytesOut.Add(uint64(written))
+	return written, frames, nil
 }
