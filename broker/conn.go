@@ -2,9 +2,9 @@ package broker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"crypto/tls"
 	"io"
 	"net"
 	"os"
@@ -46,17 +46,17 @@ type Conn struct {
 	id    uint64
 	token atomic.Pointer[[]byte]
 
-	b    *Broker
-	l    *listener // the listener that accepted it: its limits
-	nc   *net.TCPConn
-	rc   syscall.RawConn
+	b  *Broker
+	l  *listener // the listener that accepted it: its limits
+	nc *net.TCPConn
+	rc syscall.RawConn
 	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
 	// they have their own path (readLoop, writeTLS); sc is the byte stream, tc or nc.
-	tc   *tls.Conn
-	sc   net.Conn
+	tc *tls.Conn
+	sc net.Conn
 	// deflate: permessage-deflate was negotiated; set before Open, never changed.
 	deflate bool
-	stop <-chan struct{} // closed by Broker.Close
+	stop    <-chan struct{} // closed by Broker.Close
 
 	verdict   atomic.Int32
 	verdictCh chan bool // receives the verdict once, from Accept

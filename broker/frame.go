@@ -50,8 +50,8 @@ type frameParser struct {
 
 	msgOp      ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
 	compressed bool      // that message is compressed (RSV1 on its first frame)
-	msg     *[]byte   // its payload so far (from msgPool), nil when none
-	checked int       // leading bytes of *msg known to be complete valid UTF-8 (text)
+	msg        *[]byte   // its payload so far (from msgPool), nil when none
+	checked    int       // leading bytes of *msg known to be complete valid UTF-8 (text)
 }
 
 // headerLen is the size of a client frame header given its second byte.
