@@ -154,6 +154,24 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 		c.nc.Close()
 		return nil, false
 	}
+	if c.tc != nil {
+		// The TLS handshake runs on a goroutine of its own: the deep stack it needs goes away
+		// with it instead of staying with the reader goroutine for the connection's life.
+		done := make(chan error, 1)
+		go func() { done <- c.tc.Handshake() }()
+		if err := <-done; err != nil {
+			var plain tls.RecordHeaderError
+			if errors.As(err, &plain) && plain.Conn != nil {
+				// Plain HTTP (or anything not TLS) on a TLS listener: say so in plain HTTP.
+				c.tc, c.sc = nil, c.nc
+				c.refuse(errPlainHTTP)
+				return nil, false
+			}
+			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("TLS handshake failed")
+			c.nc.Close()
+			return nil, false
+		}
+	}
 	limit := lim.MaxHeaderBytes + len(crlfcrlf) // the head and its terminator
 	bufp := readPool.Get().(*[]byte)
 	buf := *bufp
@@ -189,13 +207,6 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 		}
 		if err != nil {
 			giveBack()
-			var plain tls.RecordHeaderError
-			if errors.As(err, &plain) && plain.Conn != nil && n == 0 {
-				// Plain HTTP (or anything not TLS) on a TLS listener: say so in plain HTTP.
-				c.tc, c.sc = nil, c.nc
-				c.refuse(errPlainHTTP)
-				return nil, false
-			}
 			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("handshake not completed")
 			c.nc.Close()
 			return nil, false
@@ -340,8 +351,7 @@ func (c *Conn) discard() {
 }
 
 // readLoop reads and parses frames until the connection ends. The read buffer comes from readPool
-// and goes back whenever the socket has nothing more to read (a TLS connection keeps it: its
-// reads block inside crypto/tls, which holds buffers of its own anyway).
+// and goes back whenever the socket has nothing more to read (see readTLS for TLS).
 func (c *Conn) readLoop() {
 	var (
 		bufp *[]byte
@@ -405,13 +415,7 @@ func (c *Conn) readLoop() {
 		if c.tc == nil {
 			err = c.rc.Read(read)
 		} else {
-			if bufp == nil {
-				bufp = readPool.Get().(*[]byte)
-			}
-			n, err = c.tc.Read(*bufp)
-			if n > 0 || errors.Is(err, io.EOF) {
-				err = nil // data first; the next read returns the error again (EOF: n == 0 below)
-			}
+			n, err = c.readTLS(&bufp)
 		}
 		if err != nil {
 			if !draining && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -443,6 +447,30 @@ func (c *Conn) readLoop() {
 		}
 		draining = c.process((*bufp)[:n], sink)
 	}
+}
+
+// readTLS is the read of a TLS connection: it waits for input with a one-byte read, so that an
+// idle connection holds no read buffer (crypto/tls keeps the rest of the record), then takes a
+// buffer from readPool (*bufp, given back at the next call) for that byte and whatever else is
+// already there. Its results are those of a plain read: n > 0 with data, n == 0 at the end.
+func (c *Conn) readTLS(bufp **[]byte) (int, error) {
+	if *bufp != nil {
+		readPool.Put(*bufp)
+		*bufp = nil
+	}
+	var first [1]byte
+	n, err := c.tc.Read(first[:])
+	if n == 0 {
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return 0, err
+	}
+	*bufp = readPool.Get().(*[]byte)
+	buf := **bufp
+	buf[0] = first[0]
+	k, _ := c.tc.Read(buf[1:]) // an error comes again at the next call: the byte read goes first
+	return 1 + k, nil
 }
 
 // process parses data and reports whether the connection is closing.

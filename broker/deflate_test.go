@@ -184,26 +184,26 @@ func TestDeflateFrames(t *testing.T) {
 	}
 }
 
-// benchMessage is a 1 KiB chat-like JSON message: ten entries of varied words.
-func benchMessage() []byte {
+// benchMessage is a chat-like JSON text of n bytes: entries of varied words.
+func benchMessage(n int) []byte {
 	words := strings.Fields("the a broker message channel socket worker hello world compress deflate json user text time room join leave typing quick brown fox jumps over lazy dog")
 	rng := rand.New(rand.NewPCG(1, 2))
 	var b strings.Builder
 	b.WriteString("[")
-	for i := 0; b.Len() < 1024; i++ {
+	for b.Len() < n {
 		fmt.Fprintf(&b, `{"user":"user%d","room":"room%d","ts":%d,"text":"`, rng.IntN(1000), rng.IntN(20), 1732579200000+rng.IntN(1e6))
 		for range 8 {
 			b.WriteString(words[rng.IntN(len(words))] + " ")
 		}
 		b.WriteString(`"},`)
 	}
-	return []byte(b.String()[:1024])
+	return []byte(b.String()[:n])
 }
 
 // BenchmarkCompressedFrame is the cost of compressing one 1 KiB message (once per broadcast,
 // whatever the number of subscribers).
 func BenchmarkCompressedFrame(b *testing.B) {
-	msg := benchMessage()
+	msg := benchMessage(1024)
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	var n int
@@ -215,7 +215,7 @@ func BenchmarkCompressedFrame(b *testing.B) {
 
 // BenchmarkInflate is the cost of receiving that message compressed.
 func BenchmarkInflate(b *testing.B) {
-	msg := benchMessage()
+	msg := benchMessage(1024)
 	f := compressedFrame(ws.OpText, msg)
 	h, err := ws.ReadHeader(bytes.NewReader(f))
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 
 // testCert makes a self-signed certificate for 127.0.0.1 and returns the server's TLS config
 // and a client pool that trusts it.
-func testCert(t *testing.T) (*tls.Config, *x509.CertPool) {
+func testCert(t testing.TB) (*tls.Config, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

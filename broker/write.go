@@ -175,9 +175,12 @@ func (c *Conn) flush(w *writeState) {
 // writer runs while c's socket is full: it waits for it to drain and writes until the queue is
 // empty. c.writing is true while it runs.
 func (c *Conn) writer() {
-	w := newWriteState(c.b, true)
+	write := writeTLS
+	if c.tc == nil {
+		write = newWriteState(c.b, true).write
+	}
 	for {
-		n, frames, err := w.write(c)
+		n, frames, err := write(c)
 		if !c.afterWrite(n, frames, err, true) {
 			return
 		}
@@ -304,9 +307,6 @@ func newWriteState(b *Broker, block bool) *writeState {
 // frames completed, and a non-nil error when the connection is broken or the write deadline
 // passed. What was written is removed from c.out.
 func (w *writeState) write(c *Conn) (int, int, error) {
-	if c.tc != nil {
-		return writeTLS(c)
-	}
 	w.c, w.written, w.frames, w.errno = c, 0, 0, 0
 	err := c.rc.Write(w.fn)
 	n, frames := w.written, w.frames
