@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 )
 
 // testCert makes a self-signed certificate for 127.0.0.1 and returns the server's TLS config
@@ -130,4 +132,51 @@ func TestTLSPlainRequest(t *testing.T) {
 		t.Fatalf("an open: %+v", e)
 	default:
 	}
+}
+
+// rawTLS connects with TLS and upgrades: a rawClient over TLS.
+func rawTLS(t *testing.T, addr string, pool *x509.CertPool) *rawClient {
+	t.Helper()
+	r := rawConnect(t, addr)
+	tc := tls.Client(r.nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	r.nc, r.br = tc, bufio.NewReader(tc)
+	r.send([]byte(upgradeRequestText("/")))
+	if resp := r.response(); resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v", resp.Status)
+	}
+	return r
+}
+
+// TestTLSLimits: the idle ping and close, and backpressure, work through crypto/tls too.
+func TestTLSLimits(t *testing.T) {
+	cfg, pool := testCert(t)
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{TLS: cfg, IdleTimeout: 200 * time.Millisecond, MaxBackpressure: 256 << 10})
+
+	r := rawTLS(t, addr, pool)
+	await(t, rec.opens, "open")
+	if h, _ := r.readFrame(); h.OpCode != ws.OpPing {
+		t.Fatalf("got %v, want a ping", h.OpCode)
+	}
+	r.send(frame(0x8A, nil))
+	if h, _ := r.readFrame(); h.OpCode != ws.OpPing {
+		t.Fatalf("got %v, want a second ping", h.OpCode)
+	}
+	r.expectClose(closePayload(1001, ""))
+	if e := await(t, rec.closes, "close"); e.code != 1001 {
+		t.Fatalf("idle close cause %d", e.code)
+	}
+
+	// A client that does not read: the writer blocks in crypto/tls until the queue passes the
+	// limit, then the connection ends with 1008.
+	slow := rawTLS(t, addr, pool)
+	id := await(t, rec.opens, "open").id
+	chunk := make([]byte, 16<<10)
+	for i := 0; i < 4096 && b.lookup(id) != nil; i++ {
+		b.Send(id, chunk, false)
+	}
+	if e := await(t, rec.closes, "close"); e.id != id || e.code != 1008 {
+		t.Fatalf("close of %d with %d, want %d with 1008", e.id, e.code, id)
+	}
+	slow.nc.Close()
 }
