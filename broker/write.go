@@ -394,7 +394,8 @@ func writeTLS(c *Conn) (int, int, error) {
 	bufp := tlsChunks.Get().(*[]byte)
 	defer tlsChunks.Put(bufp)
 	written, frames := 0, 0
-	for len(c.out) > 0 {
+	var err error
+	for len(c.out) > 0 && err == nil {
 		chunk := c.out[0]
 		if len(chunk) < tlsChunk {
 			chunk = (*bufp)[:0]
@@ -405,14 +406,11 @@ func writeTLS(c *Conn) (int, int, error) {
 				chunk = append(chunk, f...)
 			}
 		}
-		n, err := c.tc.Write(chunk)
+		var n int
+		n, err = c.tc.Write(chunk)
 		written += n
 		frames += c.consume(n)
-		if err != nil {
-			c.b.counters.bytesOut.Add(uint64(written))
-			return written, frames, err
-		}
 	}
 	c.b.counters.bytesOut.Add(uint64(written))
-	return written, frames, nil
+	return written, frames, err
 }
