@@ -70,6 +70,9 @@ test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, c
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium is needed at ${CHROMIUM} (Debian's package chromium): 'make deps' installs it`);
   }
+  // The wss:// server (compression on, the certificate as PEM text) starts meanwhile.
+  const { cert, key } = makeCert(t);
+  const secureStarted = e2eServer(t, { tls: { cert, key }, compression: true });
   const { server, port, events } = await e2eServer(t);
   const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
   t.after(() => observer.terminate());
@@ -97,14 +100,15 @@ test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, c
     assert.equal(seen.error, undefined, 'no error event');
     return seen;
   };
-  const seen = await exchange(await browser.newPage(), `ws://127.0.0.1:${port}/`);
-  assert.equal(seen.extensions, '', 'no compression unless the compression option is on');
-
-  // wss:// with compression: the certificate as PEM text, not trusted by Chromium (self-signed).
-  const { cert, key } = makeCert(t);
-  const secure = await e2eServer(t, { tls: { cert, key }, compression: true });
+  // The same exchange over wss:// with compression, at the same time (Chromium does not trust the
+  // self-signed certificate).
+  const secure = await secureStarted;
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  const seenTLS = await exchange(await context.newPage(), `wss://127.0.0.1:${secure.port}/`);
+  const [seen, seenTLS] = await Promise.all([
+    exchange(await browser.newPage(), `ws://127.0.0.1:${port}/`),
+    exchange(await context.newPage(), `wss://127.0.0.1:${secure.port}/`),
+  ]);
+  assert.equal(seen.extensions, '', 'no compression unless the compression option is on');
   assert.match(seenTLS.extensions, /^permessage-deflate/);
 
   await observer.next((m) => m.text === `close ${seen.id}`, 10_000, 'handleClose of the browser socket');
