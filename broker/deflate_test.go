@@ -33,7 +33,7 @@ func rawUpgrade(t *testing.T, addr, extra string) (*rawClient, *http.Response) {
 func deflated(t *testing.T, p []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.BestCompression)
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
 	w.Write(p)
 	w.Flush()
 	return bytes.TrimSuffix(b.Bytes(), deflateTail)
@@ -147,6 +147,29 @@ func TestDeflateFrames(t *testing.T) {
 		}
 	})
 
+	t.Run("a broadcast is compressed once", func(t *testing.T) {
+		rec := newRecorder()
+		rec.onOpen = func(*Conn, *Request) {} // no verdict: what is sent stays queued, to look at
+		b, addr := start(t, rec, Limits{Compression: true})
+		var conns []*Conn
+		for range 3 {
+			rawConnect(t, addr).send([]byte(upgradeRequestText("/")[:len(upgradeRequestText("/"))-2] + offer + "\r\n"))
+			c := await(t, rec.opens, "open").c
+			b.Subscribe(c.ID(), []byte("ch"))
+			conns = append(conns, c)
+		}
+		b.SendToChannel([]byte("ch"), big, true, 0)
+		frames := make([][]byte, len(conns))
+		for i, c := range conns {
+			c.wmu.Lock()
+			frames[i] = c.queue[len(c.queue)-1] // after the 101 response
+			c.wmu.Unlock()
+		}
+		if frames[0][0] != 0xC1 || &frames[0][0] != &frames[1][0] || &frames[1][0] != &frames[2][0] {
+			t.Fatalf("not one shared compressed frame: first bytes %x %x %x", frames[0][0], frames[1][0], frames[2][0])
+		}
+	})
+
 	for _, tc := range []struct {
 		name  string
 		offer string
@@ -155,7 +178,7 @@ func TestDeflateFrames(t *testing.T) {
 	}{
 		{"compressed text", offer, frame(0xC1, deflated(t, []byte("héllo"))), 0},
 		{"compressed fragments", offer, cat(frame(0x41, deflated(t, []byte("two parts"))[:3]), frame(0x80, deflated(t, []byte("two parts"))[3:])), 0},
-		{"inflate bomb", offer, frame(0xC2, deflated(t, make([]byte, 10<<20))), 1009},
+		{"inflate bomb", offer, frame(0xC2, deflated(t, make([]byte, 2<<20))), 1009},
 		{"not deflate", offer, frame(0xC2, []byte{0xff, 0xff, 0xff, 0xff, 0x00}), 1007},
 		{"compressed invalid UTF-8", offer, frame(0xC1, deflated(t, []byte{'a', 0xff})), 1007},
 		{"RSV1 on a continuation", offer, cat(frame(0x41, deflated(t, []byte("ab"))), frame(0xC0, []byte{0})), 1002},
