@@ -6,6 +6,7 @@ package broker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -33,7 +34,7 @@ const (
 	chanShards              = 32
 )
 
-// Limits are per listener (each Listen call has its own). The zero value of a field selects its
+// Limits are the settings of a listener (each Listen call has its own). The zero value of a field selects its
 // default, given with the field; DefaultLimits returns them all (IdleTimeout included).
 type Limits struct {
 	// MaxPayload is the largest message accepted, after reassembly of its fragments; a larger one
@@ -69,6 +70,15 @@ type Limits struct {
 	// (Sec-WebSocket-Protocol) that is listed is chosen in the 101 response. None: no subprotocol
 	// is ever chosen.
 	Protocols []string
+	// Compression negotiates permessage-deflate (RFC 7692) with clients that offer it, without
+	// context takeover in either direction: no compressor or window is kept per connection
+	// between messages. Messages of at least 256 bytes are sent compressed when that makes them
+	// smaller; a compressed message that inflates past MaxPayload closes the socket with 1009, an
+	// invalid one with 1007. Clients that do not offer it are served uncompressed.
+	Compression bool
+	// TLS, when not nil, serves wss:// (TLS, then HTTP/1.1): a plain HTTP request is answered
+	// with 400. Its NextProtos is replaced by "http/1.1".
+	TLS *tls.Config
 }
 
 // DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 120 s,
@@ -119,6 +129,10 @@ func (lim Limits) resolve() (Limits, error) {
 	}
 	if lim.OpenTimeout == 0 {
 		lim.OpenTimeout = d.OpenTimeout
+	}
+	if lim.TLS != nil {
+		lim.TLS = lim.TLS.Clone()
+		lim.TLS.NextProtos = []string{"http/1.1"} // no h2: the upgrade is HTTP/1.1
 	}
 	return lim, nil
 }
@@ -266,7 +280,11 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			tc.Close()
 			continue
 		}
-		c := &Conn{b: b, l: l, nc: tc, rc: rc, stop: stop, counted: true}
+		c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: stop, counted: true}
+		if l.lim.TLS != nil {
+			c.tc = tls.Server(tc, l.lim.TLS)
+			c.sc = c.tc
+		}
 		if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {
 			l.conns.Add(-1)
 			c.counted, c.busy = false, true
@@ -387,7 +405,15 @@ func (b *Broker) SendHeld(id uint64, data []byte, text bool, held *[]*Conn) {
 	if c == nil {
 		return
 	}
-	c.enqueueHeld(encodeFrame(opFor(text), data), held)
+	op := opFor(text)
+	var f []byte
+	if c.deflate && len(data) >= compressMin {
+		f = compressedFrame(op, data)
+	}
+	if f == nil {
+		f = encodeFrame(op, data)
+	}
+	c.enqueueHeld(f, held)
 	b.counters.messagesOut.Add(1)
 }
 
@@ -415,8 +441,9 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 	return c.closeWith(ws.StatusCode(code), reason), nil
 }
 
-// SendToChannel encodes the frame once and queues it for every current subscriber of channel
-// except the socket whose id is except (0: none).
+// SendToChannel encodes the frame once (and compresses it once, if a subscriber has compression
+// and the message is large enough) and queues it for every current subscriber of channel except
+// the socket whose id is except (0: none).
 func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 	s := b.chanShard(channel)
 	s.mu.RLock()
@@ -425,13 +452,30 @@ func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 		s.mu.RUnlock()
 		return
 	}
-	f := encodeFrame(opFor(text), data)
+	op := opFor(text)
+	var plain, packed []byte
+	compress := len(data) >= compressMin // until compressing proves useless
 	sent := 0
 	for c := range set {
-		if c.id != except {
-			c.enqueue(f)
-			sent++
+		if c.id == except {
+			continue
 		}
+		if c.deflate && compress {
+			if packed == nil {
+				packed = compressedFrame(op, data)
+				compress = packed != nil
+			}
+			if packed != nil {
+				c.enqueue(packed)
+				sent++
+				continue
+			}
+		}
+		if plain == nil {
+			plain = encodeFrame(op, data)
+		}
+		c.enqueue(plain)
+		sent++
 	}
 	s.mu.RUnlock()
 	b.counters.messagesOut.Add(uint64(sent))

@@ -1030,7 +1030,7 @@ func TestStats(t *testing.T) {
 func TestServeMetrics(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
-	maddr, err := b.ServeMetrics("127.0.0.1:0")
+	maddr, stop, err := b.ServeMetrics("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1056,9 +1056,15 @@ func TestServeMetrics(t *testing.T) {
 			t.Fatalf("no %q in\n%s", want, body)
 		}
 	}
-	if _, err := b.ServeMetrics(maddr.String()); err == nil || !strings.Contains(err.Error(), maddr.String()) {
+	if _, _, err := b.ServeMetrics(maddr.String()); err == nil || !strings.Contains(err.Error(), maddr.String()) {
 		t.Fatalf("a taken address: %v", err)
 	}
+	stop() // frees the address at once, without Close
+	ln, err := net.Listen("tcp", maddr.String())
+	if err != nil {
+		t.Fatalf("after stop: %v", err)
+	}
+	ln.Close()
 }
 
 func TestSendHeld(t *testing.T) {

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -44,11 +46,17 @@ type Conn struct {
 	id    uint64
 	token atomic.Pointer[[]byte]
 
-	b    *Broker
-	l    *listener // the listener that accepted it: its limits
-	nc   *net.TCPConn
-	rc   syscall.RawConn
-	stop <-chan struct{} // closed by Broker.Close
+	b  *Broker
+	l  *listener // the listener that accepted it: its limits
+	nc *net.TCPConn
+	rc syscall.RawConn
+	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
+	// they have their own path (readLoop, writeTLS); sc is the byte stream, tc or nc.
+	tc *tls.Conn
+	sc net.Conn
+	// deflate: permessage-deflate was negotiated; set before Open, never changed.
+	deflate bool
+	stop    <-chan struct{} // closed by Broker.Close
 
 	verdict   atomic.Int32
 	verdictCh chan bool // receives the verdict once, from Accept
@@ -146,6 +154,24 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 		c.nc.Close()
 		return nil, false
 	}
+	if c.tc != nil {
+		// The TLS handshake runs on a goroutine of its own: the deep stack it needs goes away
+		// with it instead of staying with the reader goroutine for the connection's life.
+		done := make(chan error, 1)
+		go func() { done <- c.tc.Handshake() }()
+		if err := <-done; err != nil {
+			var plain tls.RecordHeaderError
+			if errors.As(err, &plain) && plain.Conn != nil {
+				// Plain HTTP (or anything not TLS) on a TLS listener: say so in plain HTTP.
+				c.tc, c.sc = nil, c.nc
+				c.refuse(errPlainHTTP)
+				return nil, false
+			}
+			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("TLS handshake failed")
+			c.nc.Close()
+			return nil, false
+		}
+	}
 	limit := lim.MaxHeaderBytes + len(crlfcrlf) // the head and its terminator
 	bufp := readPool.Get().(*[]byte)
 	buf := *bufp
@@ -168,7 +194,7 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 			giveBack()
 			buf = big
 		}
-		k, err := c.nc.Read(buf[n:])
+		k, err := c.sc.Read(buf[n:])
 		n += k
 		if k > 0 {
 			if end = headEnd(buf[:n], n-k); end >= 0 {
@@ -215,7 +241,7 @@ func (c *Conn) release() {
 func (c *Conn) refuse(e *httpError) {
 	c.release()
 	c.nc.SetWriteDeadline(time.Now().Add(c.b.drainTimeout))
-	c.nc.Write(e.response())
+	c.sc.Write(e.response())
 	c.lingerClose()
 }
 
@@ -223,11 +249,11 @@ func (c *Conn) refuse(e *httpError) {
 // with unread input would reset the connection and could destroy the response before the peer
 // reads it.
 func (c *Conn) lingerClose() {
-	c.nc.CloseWrite()
+	c.closeWrite()
 	c.nc.SetReadDeadline(time.Now().Add(c.b.lingerTimeout))
 	bufp := readPool.Get().(*[]byte)
 	for total := 0; total < 256<<10; {
-		k, err := c.nc.Read(*bufp)
+		k, err := c.sc.Read(*bufp)
 		total += k
 		if err != nil {
 			break
@@ -237,12 +263,26 @@ func (c *Conn) lingerClose() {
 	c.nc.Close()
 }
 
+// closeWrite half-closes the connection: after a TLS close_notify on a TLS listener.
+func (c *Conn) closeWrite() {
+	if c.tc != nil {
+		c.tc.CloseWrite()
+	}
+	c.nc.CloseWrite()
+}
+
 // open registers the connection, calls Handler.Open and waits for the verdict. It reports whether
 // the connection was accepted; if not, it has answered and closed.
 func (c *Conn) open(up *upgradeRequest) bool {
 	b := c.b
 	c.verdictCh = make(chan bool, 1)
-	resp := switchingResponse(up.accept, chooseProtocol(up.headers, c.l.lim.Protocols))
+	var ext string
+	if c.l.lim.Compression {
+		ext = negotiateDeflate(up.headers)
+		c.deflate = ext != ""
+		c.parser.deflate = c.deflate
+	}
+	resp := switchingResponse(up.accept, chooseProtocol(up.headers, c.l.lim.Protocols), ext)
 	c.wmu.Lock()
 	if stopped(c.stop) {
 		c.wmu.Unlock()
@@ -311,7 +351,7 @@ func (c *Conn) discard() {
 }
 
 // readLoop reads and parses frames until the connection ends. The read buffer comes from readPool
-// and goes back whenever the socket has nothing more to read.
+// and goes back whenever the socket has nothing more to read (see readTLS for TLS).
 func (c *Conn) readLoop() {
 	var (
 		bufp *[]byte
@@ -371,7 +411,13 @@ func (c *Conn) readLoop() {
 				}
 			}
 		}
-		if err := c.rc.Read(read); err != nil {
+		var err error
+		if c.tc == nil {
+			err = c.rc.Read(read)
+		} else {
+			n, err = c.readTLS(&bufp)
+		}
+		if err != nil {
 			if !draining && errors.Is(err, os.ErrDeadlineExceeded) {
 				switch {
 				case c.closing.Load():
@@ -401,6 +447,30 @@ func (c *Conn) readLoop() {
 		}
 		draining = c.process((*bufp)[:n], sink)
 	}
+}
+
+// readTLS is the read of a TLS connection: it waits for input with a one-byte read, so that an
+// idle connection holds no read buffer (crypto/tls keeps the rest of the record), then takes a
+// buffer from readPool (*bufp, given back at the next call) for that byte and whatever else is
+// already there. Its results are those of a plain read: n > 0 with data, n == 0 at the end.
+func (c *Conn) readTLS(bufp **[]byte) (int, error) {
+	if *bufp != nil {
+		readPool.Put(*bufp)
+		*bufp = nil
+	}
+	var first [1]byte
+	n, err := c.tc.Read(first[:])
+	if n == 0 {
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return 0, err
+	}
+	*bufp = readPool.Get().(*[]byte)
+	buf := **bufp
+	buf[0] = first[0]
+	k, _ := c.tc.Read(buf[1:]) // an error comes again at the next call: the byte read goes first
+	return 1 + k, nil
 }
 
 // process parses data and reports whether the connection is closing.

@@ -33,7 +33,8 @@ const maxPooledMsg = 64 << 10
 // frameParser decodes client frames incrementally. Its zero value (plus max) is ready; it holds
 // no buffer between messages except a header of at most 14 bytes.
 type frameParser struct {
-	max int64 // largest message accepted (after reassembly)
+	max     int64 // largest message accepted (after reassembly, and after inflating)
+	deflate bool  // permessage-deflate was negotiated: RSV1 marks a compressed message
 
 	hdr    [ws.MaxHeaderSize]byte // a header split across reads
 	hdrLen int
@@ -47,9 +48,10 @@ type frameParser struct {
 
 	ctl []byte // a control frame's payload split across reads
 
-	msgOp   ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
-	msg     *[]byte   // its payload so far (from msgPool), nil when none
-	checked int       // leading bytes of *msg known to be complete valid UTF-8 (text)
+	msgOp      ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
+	compressed bool      // that message is compressed (RSV1 on its first frame)
+	msg        *[]byte   // its payload so far (from msgPool), nil when none
+	checked    int       // leading bytes of *msg known to be complete valid UTF-8 (text)
 }
 
 // headerLen is the size of a client frame header given its second byte.
@@ -152,7 +154,7 @@ func (p *frameParser) feed(b []byte, s frameSink) (code ws.StatusCode, stop bool
 			p.msg = msgPool.Get().(*[]byte)
 		}
 		*p.msg = append(*p.msg, chunk...)
-		if p.msgOp == ws.OpText {
+		if p.msgOp == ws.OpText && !p.compressed {
 			// Fail fast: invalid UTF-8 closes the connection as soon as it arrives, not at the end
 			// of the message (a code point split across reads or fragments waits for its end).
 			n, ok := utf8Prefix((*p.msg)[p.checked:])
@@ -184,8 +186,12 @@ func (p *frameParser) start(h []byte) ws.StatusCode {
 	b0, b1 := h[0], h[1]
 	fin := b0&0x80 != 0
 	op := ws.OpCode(b0 & 0x0f)
-	if b0&0x70 != 0 || op.IsReserved() || b1&0x80 == 0 {
-		// Reserved bits without a negotiated extension, reserved opcode, unmasked client frame.
+	rsv := b0 & 0x70
+	if op.IsReserved() || b1&0x80 == 0 {
+		return ws.StatusProtocolError // reserved opcode, unmasked client frame
+	}
+	if rsv != 0 && (rsv != 0x40 || !p.deflate || op.IsControl() || op == ws.OpContinuation) {
+		// RSV2/3, or RSV1 without permessage-deflate or on a frame other than a message's first.
 		return ws.StatusProtocolError
 	}
 	length := int64(b1 & 0x7f)
@@ -222,6 +228,7 @@ func (p *frameParser) start(h []byte) ws.StatusCode {
 				return ws.StatusProtocolError
 			}
 			p.msgOp = op
+			p.compressed = rsv != 0
 		}
 		if length > p.max-have {
 			return ws.StatusMessageTooBig
@@ -235,9 +242,18 @@ func (p *frameParser) start(h []byte) ws.StatusCode {
 	return 0
 }
 
-// deliver checks a complete data message, whose first checked bytes are known valid UTF-8, and
-// hands it to s.
+// deliver inflates a complete compressed data message, checks it (its first checked bytes are
+// known valid UTF-8) and hands it to s.
 func (p *frameParser) deliver(op ws.OpCode, data []byte, checked int, s frameSink) (ws.StatusCode, bool) {
+	if p.compressed {
+		p.compressed = false
+		out, code := inflate(data, p.max)
+		if code != 0 {
+			return code, true
+		}
+		defer releaseBuf(out)
+		data, checked = *out, 0
+	}
 	if op == ws.OpText && !utf8.Valid(data[checked:]) {
 		return ws.StatusInvalidFramePayloadData, true
 	}
@@ -265,12 +281,17 @@ func (p *frameParser) releaseMsg() {
 	if p.msg == nil {
 		return
 	}
-	if cap(*p.msg) <= maxPooledMsg {
-		*p.msg = (*p.msg)[:0]
-		msgPool.Put(p.msg)
-	}
+	releaseBuf(p.msg)
 	p.msg = nil
 	p.checked = 0
+}
+
+// releaseBuf gives a message buffer back to msgPool, unless it grew too large to keep.
+func releaseBuf(b *[]byte) {
+	if cap(*b) <= maxPooledMsg {
+		*b = (*b)[:0]
+		msgPool.Put(b)
+	}
 }
 
 // utf8Prefix returns how many leading bytes of b are complete, valid UTF-8, and whether the
@@ -301,6 +322,7 @@ func (p *frameParser) reset() {
 	p.inFrame = false
 	p.hdrLen = 0
 	p.msgOp = 0
+	p.compressed = false
 	p.checked = 0
 }
 
@@ -340,8 +362,19 @@ func encodeFrame(op ws.OpCode, data []byte) []byte {
 	n := len(data)
 	hs := ws.HeaderSize(ws.Header{Length: int64(n)})
 	f := make([]byte, hs+n)
+	putHeader(f, op, false, n)
+	copy(f[hs:], data)
+	return f
+}
+
+// putHeader writes the header of a final unmasked frame with an n-byte payload at the start of
+// f; rsv1 marks a compressed message (permessage-deflate).
+func putHeader(f []byte, op ws.OpCode, rsv1 bool, n int) {
 	f[0] = 0x80 | byte(op)
-	switch hs {
+	if rsv1 {
+		f[0] |= 0x40
+	}
+	switch ws.HeaderSize(ws.Header{Length: int64(n)}) {
 	case 2:
 		f[1] = byte(n)
 	case 4:
@@ -351,8 +384,6 @@ func encodeFrame(op ws.OpCode, data []byte) []byte {
 		f[1] = 127
 		binary.BigEndian.PutUint64(f[2:], uint64(n))
 	}
-	copy(f[hs:], data)
-	return f
 }
 
 // maxCloseReason is the longest close reason: a control frame payload is at most 125 bytes.

@@ -42,6 +42,7 @@ var (
 	errShutdown     = &httpError{status: 503, body: "Server shutting down"}
 	errOpenTimeout  = &httpError{status: 503, body: "The server did not accept the connection in time"}
 	errBusy         = &httpError{status: 503, body: "Too many connections"}
+	errPlainHTTP    = &httpError{status: 400, body: "Bad Request: this is a TLS (wss://) server"}
 )
 
 var statusText = map[int]string{
@@ -69,11 +70,15 @@ func (e *httpError) response() []byte {
 	return b.Bytes()
 }
 
-// switchingResponse is the 101 response for a Sec-WebSocket-Accept value.
-func switchingResponse(accept, protocol string) []byte {
+// switchingResponse is the 101 response for a Sec-WebSocket-Accept value, with the chosen
+// subprotocol and extensions ("": none).
+func switchingResponse(accept, protocol, extensions string) []byte {
 	head := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
 	if protocol != "" {
 		head += "Sec-WebSocket-Protocol: " + protocol + "\r\n"
+	}
+	if extensions != "" {
+		head += "Sec-WebSocket-Extensions: " + extensions + "\r\n"
 	}
 	return []byte(head + "\r\n")
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,19 +11,21 @@ import (
 )
 
 // ServeMetrics serves the broker's Stats in Prometheus text format at http://addr/metrics, with
-// the figures of extra collectors (the bridge adds its workers' queues), until Close. It returns
-// once listening; the error names the address and the reason.
-func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.Addr, error) {
+// the figures of extra collectors (the bridge adds its workers' queues), until Close or until
+// the returned stop is called (the bridge stops it when the listeners started with it fail, so
+// that a failed start leaves nothing bound). It returns once listening; the error names the
+// address and the reason.
+func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.Addr, func(), error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(statsCollector{b})
 	for _, c := range extra {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	ln, err := listenTCP(addr, "serve metrics on")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -31,7 +34,14 @@ func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.A
 	b.metricsServers = append(b.metricsServers, srv)
 	b.lmu.Unlock()
 	go srv.Serve(ln)
-	return ln.Addr(), nil
+	stop := func() {
+		b.lmu.Lock()
+		b.metricsServers = slices.DeleteFunc(b.metricsServers, func(s *http.Server) bool { return s == srv })
+		b.lmu.Unlock()
+		srv.Close()
+		ln.Close() // Serve may not have taken it yet
+	}
+	return ln.Addr(), stop, nil
 }
 
 var (

@@ -164,6 +164,10 @@ func (c *Conn) flush(w *writeState) {
 	c.out, c.queue = c.queue, c.out[:0]
 	c.writing = true
 	c.wmu.Unlock()
+	if c.tc != nil {
+		go c.writer() // TLS writes block: never on a flusher's (or a batch's) thread
+		return
+	}
 	n, frames, err := w.write(c)
 	c.afterWrite(n, frames, err, false)
 }
@@ -171,9 +175,12 @@ func (c *Conn) flush(w *writeState) {
 // writer runs while c's socket is full: it waits for it to drain and writes until the queue is
 // empty. c.writing is true while it runs.
 func (c *Conn) writer() {
-	w := newWriteState(c.b, true)
+	write := writeTLS
+	if c.tc == nil {
+		write = newWriteState(c.b, true).write
+	}
 	for {
-		n, frames, err := w.write(c)
+		n, frames, err := write(c)
 		if !c.afterWrite(n, frames, err, true) {
 			return
 		}
@@ -239,7 +246,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	if shut {
 		// The close frame is out: half-close so the peer sees EOF; the reader drains what the
 		// peer still sends until it closes too (or the drain deadline passes).
-		c.nc.CloseWrite()
+		c.closeWrite()
 	}
 	return false
 }
@@ -373,4 +380,37 @@ func (c *Conn) consume(n int) int {
 		c.out = c.out[:k]
 	}
 	return i
+}
+
+// tlsChunk is how many bytes of small frames writeTLS gathers into one TLS write: crypto/tls
+// makes at least one record and one syscall per Write, so small frames are copied together first.
+const tlsChunk = 16 << 10
+
+var tlsChunks = sync.Pool{New: func() any { b := make([]byte, 0, tlsChunk); return &b }}
+
+// writeTLS writes c.out through crypto/tls, blocking (only the writer goroutine calls it), with
+// write's results.
+func writeTLS(c *Conn) (int, int, error) {
+	bufp := tlsChunks.Get().(*[]byte)
+	defer tlsChunks.Put(bufp)
+	written, frames := 0, 0
+	var err error
+	for len(c.out) > 0 && err == nil {
+		chunk := c.out[0]
+		if len(chunk) < tlsChunk {
+			chunk = (*bufp)[:0]
+			for _, f := range c.out {
+				if len(chunk)+len(f) > tlsChunk {
+					break
+				}
+				chunk = append(chunk, f...)
+			}
+		}
+		var n int
+		n, err = c.tc.Write(chunk)
+		written += n
+		frames += c.consume(n)
+	}
+	c.b.counters.bytesOut.Add(uint64(written))
+	return written, frames, err
 }

@@ -2,13 +2,21 @@
 // a small node:http server on port 3000 serves the browser client in example/client/.
 //   make example        (or: npm run build && node lib/example/example.js)
 // then open http://localhost:3000 in two browser tabs. WS_PORT and HTTP_PORT change the ports.
+// With TLS_CERT and TLS_KEY (paths of PEM files), the page is served over https:// and the chat
+// over wss://, e.g. with a self-signed certificate for localhost:
+//   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+//     -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout key.pem -out cert.pem
+//   TLS_CERT=cert.pem TLS_KEY=key.pem make example
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import { start } from 'wsbroker';
 
 const WS_PORT = Number(process.env.WS_PORT ?? 8080);
 const HTTP_PORT = Number(process.env.HTTP_PORT ?? 3000);
+const { TLS_CERT, TLS_KEY } = process.env;
+const tls = TLS_CERT && TLS_KEY ? { cert: TLS_CERT, key: TLS_KEY } : undefined;
 
 // This file runs as lib/example/example.js; the client files are served from the source tree.
 const clientDir = path.resolve(__dirname, '..', '..', 'example', 'client');
@@ -50,13 +58,17 @@ function serveClient(req: http.IncomingMessage, res: http.ServerResponse): void 
 
 async function main(): Promise<void> {
   // worker.ts is compiled next to this file.
-  await start({ bind: `0.0.0.0:${WS_PORT}`, workerPath: path.join(__dirname, 'worker.js') });
-  const server = http.createServer(serveClient);
+  // Chat messages are JSON text: compression (browsers offer it) saves bandwidth on the longer ones.
+  await start({ bind: `0.0.0.0:${WS_PORT}`, workerPath: path.join(__dirname, 'worker.js'), compression: true, tls });
+  const server = tls
+    ? https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) }, serveClient)
+    : http.createServer(serveClient);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(HTTP_PORT, resolve);
   });
-  console.log(`Chat example: open http://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT})`);
+  const scheme = tls ? 'https' : 'http';
+  console.log(`Chat example: open ${scheme}://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''})`);
 }
 
 main().catch((err: unknown) => {

@@ -3,6 +3,7 @@
 // Go owns the connections, channels and tokens; this file validates arguments, hands calls to the
 // native addon, decodes the event batches the addon delivers to each registered thread and calls
 // the handlers, and, on the main thread, spawns and supervises the worker threads of start().
+import { readFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as util from 'node:util';
@@ -10,7 +11,7 @@ import { Worker, isMainThread, threadId } from 'node:worker_threads';
 import { decodeBatch, type BatchSink } from './batch.cjs';
 import { loadNative } from './load.cjs';
 import { HANDLER_NAMES, importWorkerModule, loadError } from './module.cjs';
-import { HandlerBit, Limit, LogLevel, type NativeBytes } from './native.cjs';
+import { HandlerBit, LogLevel, type NativeBytes } from './native.cjs';
 import type { MainMessage, WorkerData, WorkerMessage } from './worker.cjs';
 
 const native = loadNative();
@@ -51,17 +52,24 @@ const native = loadNative();
  *   `idleTimeout` (120000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
  *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB), `openTimeout`
  *   (10000 ms); and `protocols`, the subprotocols this listener speaks.
+ * - `compression`: optional. `true` negotiates permessage-deflate with clients that offer it.
+ * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.
+ * - `metrics`: optional. An address where `stats()` is served in Prometheus text format.
  * @returns A Promise that resolves once the workers of this call are ready and the address is
- * listening.
+ * listening. Listening is all or none: if one address (or the `metrics` address) cannot be
+ * listened on, nothing of this call stays bound.
  * @throws {TypeError} (a rejection) when `options` is not an object, `bind` is not a string or a
  * non-empty array of strings,
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
- * or a limit is not an integer in its range.
+ * a limit is not an integer in its range, `compression` is not a boolean, or `tls` is not an
+ * object whose `cert` and `key` are strings or Buffers.
  * @throws {Error} (a rejection) when the worker module cannot be imported (the message names its
  * path, `cause` is the original error; the workers of this call are stopped and nothing listens);
  * when no `workerPath` is given and no worker is registered (`At least one worker must be
  * registered before starting the server`); when the address cannot be listened on (the message
- * names the address and the reason, e.g. the port is in use; the workers of this call are stopped).
+ * names the address and the reason, e.g. the port is in use; the workers of this call are stopped);
+ * when a `tls` file cannot be read (the message names the option and the path) or the certificate
+ * and key are not valid PEM or do not match (the message says which).
  */
 export async function start(options: StartOptions): Promise<void> {
   if (options === null || typeof options !== 'object') {
@@ -78,13 +86,22 @@ export async function start(options: StartOptions): Promise<void> {
   if (workerPath !== undefined && typeof workerPath !== 'string') {
     throw new TypeError(`start: options.workerPath must be a string, got ${describe(workerPath)}`);
   }
-  const limits = limitsOf(options);
-  const protocols = protocolsOf(options);
-  const { metrics } = options;
+  const { metrics, compression } = options;
   if (metrics !== undefined && typeof metrics !== 'string') {
     throw new TypeError(`start: options.metrics must be an address like '127.0.0.1:9090', got ${describe(metrics)}`);
   }
+  if (compression !== undefined && typeof compression !== 'boolean') {
+    throw new TypeError(`start: options.compression must be a boolean, got ${describe(compression)}`);
+  }
   const workerDelivery = deliveryOf(options, 'start');
+  const listenConfig = {
+    bind: addresses,
+    ...limitsOf(options),
+    protocols: protocolsOf(options),
+    compression: compression ?? false,
+    tls: await tlsOf(options),
+    metrics: metrics ?? '',
+  };
   await stopping;
 
   let spawned: WorkerSlot[] = [];
@@ -117,8 +134,7 @@ export async function start(options: StartOptions): Promise<void> {
   }
 
   try {
-    if (metrics !== undefined) native.serveMetrics(metrics); // first: if it fails, nothing listens
-    native.listen(addresses.join('\n'), limits, protocols);
+    native.listen(JSON.stringify(listenConfig));
   } catch (err) {
     await retireAll(spawned);
     throw err;
@@ -155,41 +171,84 @@ export interface StartOptions extends DeliveryOptions {
   protocols?: string[];
   /** An address (`host:port`) where the figures of `stats()` are served in Prometheus text format, at `/metrics`, until `stop()`. Default: none. */
   metrics?: string;
+  /**
+   * `true` negotiates permessage-deflate (RFC 7692) with every client that offers it (browsers and
+   * `ws` do); others are served uncompressed. It is always without context takeover, in both
+   * directions: each message is compressed on its own, so a connection keeps no compressor or
+   * 32 KiB window between messages (memory per connection stays as without compression), at the
+   * price of a lower ratio than a shared window gives for streams of similar messages. Messages of
+   * 256 bytes or more are sent compressed when that makes them smaller; a broadcast is compressed
+   * once for all its subscribers. A compressed message from a client that inflates past
+   * `maxPayload` closes the connection with code 1009, an invalid one with 1007. Default `false`.
+   */
+  compression?: boolean;
+  /**
+   * Serves `wss://` (TLS, then the usual HTTP/1.1 upgrade) instead of `ws://`. `cert` is the
+   * certificate chain and `key` its private key, each in PEM: a string containing `-----BEGIN` or
+   * a Buffer is the PEM text itself, any other string is the path of a PEM file (read once, at
+   * `start`). A plain-HTTP request to a TLS address is answered with HTTP 400. A TLS connection
+   * holds about 8 KiB more memory than a plain one (the state of crypto/tls). Default: none
+   * (plain `ws://`).
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/** Checks `options.tls` and returns the PEM text of its certificate and key (reading files). */
+async function tlsOf(options: StartOptions): Promise<{ cert: string; key: string } | undefined> {
+  const { tls } = options;
+  if (tls === undefined) return undefined;
+  const pemOrPath = (v: unknown): v is string | Uint8Array => typeof v === 'string' || v instanceof Uint8Array;
+  if (tls === null || typeof tls !== 'object' || !pemOrPath(tls.cert) || !pemOrPath(tls.key)) {
+    throw new TypeError(`start: options.tls must be { cert, key }, each PEM text (a string or Buffer) or the path of a PEM file, got ${describe(tls)}`);
+  }
+  const pem = async (name: 'cert' | 'key'): Promise<string> => {
+    const value = tls[name];
+    if (typeof value !== 'string') return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1');
+    if (value.includes('-----BEGIN')) return value;
+    try {
+      return await readFile(value, 'latin1');
+    } catch (err) {
+      throw new Error(`start: cannot read options.tls.${name} from '${value}': ${(err as Error).message}`, { cause: err });
+    }
+  };
+  return { cert: await pem('cert'), key: await pem('key') };
 }
 
 /** An HTTP token (RFC 9110), what a subprotocol name must be. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-/** Checks `options.protocols` and returns them as the addon takes them. */
-function protocolsOf(options: StartOptions): string {
+/** Checks `options.protocols`. */
+function protocolsOf(options: StartOptions): string[] {
   const { protocols } = options;
-  if (protocols === undefined) return '';
+  if (protocols === undefined) return [];
   if (!Array.isArray(protocols) || !protocols.every((p) => typeof p === 'string' && TOKEN.test(p))) {
     throw new TypeError(`start: options.protocols must be an array of subprotocol names (HTTP tokens, like 'chat.v1'), got ${describe(protocols)}`);
   }
-  return protocols.join(',');
+  return protocols;
 }
 
-/** The limits of `StartOptions`: name, index in the native array, default, and whether 0 is allowed (it means "off"). */
-const LIMITS: ReadonlyArray<readonly [keyof StartOptions, Limit, number, boolean]> = [
-  ['maxPayload', Limit.MaxPayload, 16 * 1024 * 1024, false],
-  ['idleTimeout', Limit.IdleTimeout, 120_000, true],
-  ['handshakeTimeout', Limit.HandshakeTimeout, 10_000, false],
-  ['maxHeaderBytes', Limit.MaxHeaderBytes, 16 * 1024, false],
-  ['maxConnections', Limit.MaxConnections, 0, true],
-  ['maxBackpressure', Limit.MaxBackpressure, 16 * 1024 * 1024, false],
-  ['openTimeout', Limit.OpenTimeout, 10_000, false],
+type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'maxHeaderBytes' | 'maxConnections' | 'maxBackpressure' | 'openTimeout';
+
+/** The limits of `StartOptions`: name, default, and whether 0 is allowed (it means "off"). */
+const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [
+  ['maxPayload', 16 * 1024 * 1024, false],
+  ['idleTimeout', 120_000, true],
+  ['handshakeTimeout', 10_000, false],
+  ['maxHeaderBytes', 16 * 1024, false],
+  ['maxConnections', 0, true],
+  ['maxBackpressure', 16 * 1024 * 1024, false],
+  ['openTimeout', 10_000, false],
 ];
 
-/** Checks the limits of `options` and returns them as the addon takes them. */
-function limitsOf(options: StartOptions): Float64Array {
-  const out = new Float64Array(Limit.Count);
-  for (const [name, index, fallback, zeroAllowed] of LIMITS) {
+/** Checks the limits of `options` and returns them with their defaults, as the addon takes them. */
+function limitsOf(options: StartOptions): Record<LimitName, number> {
+  const out = {} as Record<LimitName, number>;
+  for (const [name, fallback, zeroAllowed] of LIMITS) {
     const value = options[name];
     if (value === undefined) {
-      out[index] = fallback;
+      out[name] = fallback;
     } else if (typeof value === 'number' && Number.isSafeInteger(value) && (value > 0 || (zeroAllowed && value === 0))) {
-      out[index] = value;
+      out[name] = value;
     } else {
       throw new TypeError(`start: options.${name} must be ${zeroAllowed ? 'a non-negative' : 'a positive'} integer, got ${describe(value)}`);
     }

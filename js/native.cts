@@ -21,18 +21,6 @@ export const enum LogLevel {
   Error = 3,
 }
 
-/** Indexes of the limits passed to `listen`, in the order the Go side reads them. */
-export const enum Limit {
-  MaxPayload = 0,
-  IdleTimeout = 1,
-  HandshakeTimeout = 2,
-  MaxHeaderBytes = 3,
-  MaxConnections = 4,
-  MaxBackpressure = 5,
-  OpenTimeout = 6,
-  Count = 7,
-}
-
 export interface Native {
   /**
    * Registers the calling thread as a worker. `dispatch` is called on this thread with batches of
@@ -48,11 +36,12 @@ export interface Native {
    */
   unregisterWorker(): void;
   /**
-   * Starts listening on `addr` ("host:port", or several separated by "\n": all or none) with the given limits (indexed by `Limit`) and
-   * subprotocols (comma-separated, in order of preference; "" for none); throws an Error naming
-   * the address and the reason.
+   * Starts the listeners of one `start` call, and its metrics server, from `config` (JSON: `bind`
+   * as an array, the limits, `protocols`, `compression`, `tls` as PEM text, `metrics`; see
+   * listenConfig in cmd/libwsbroker/main.go): all or none. Throws an Error naming the address and
+   * the reason, or the TLS problem.
    */
-  listen(addr: string, limits: Float64Array, protocols: string): void;
+  listen(config: string): void;
   /**
    * Closes a socket with a close frame (code 1000 or 3000–4999, reason at most 123 bytes of UTF-8,
    * else a TypeError). Returns false if the socket was unknown or already closing.
@@ -76,8 +65,6 @@ export interface Native {
   unsubscribe(socketId: number, channel: NativeBytes): boolean;
   setToken(socketId: number, token: NativeBytes): void;
   copySubscriptions(fromChannel: NativeBytes, toChannel: NativeBytes): void;
-  /** Serves Prometheus metrics at http://addr/metrics until stop; throws an Error naming the address. */
-  serveMetrics(addr: string): void;
   /** The broker's figures and the workers' queues, as JSON (see `Stats` in index.cts). */
   stats(): string;
   /** Writes one line through the broker's logger (zerolog on stderr, level from WSBROKER_LOG). */

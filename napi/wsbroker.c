@@ -380,32 +380,17 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// listen(config): config is the JSON that wsb_listen reads (js/index.cts builds it).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+  napi_value argv[1];
   napi_valuetype type;
-  bool is_typed = false;
-  napi_typedarray_type ltype;
-  size_t count = 0;
-  void *limits = NULL;
-  bytes_t addr, protocols;
-  if (!get_args(env, info, 3, argv)) return NULL;
+  bytes_t config;
+  if (!get_args(env, info, 1, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
-    return throw_type(env, "bind must be a string");
-  if (napi_typeof(env, argv[2], &type) != napi_ok || type != napi_string)
-    return throw_type(env, "protocols must be a string");
-  if (napi_is_typedarray(env, argv[1], &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, argv[1], &ltype, &count, &limits, NULL, NULL) != napi_ok ||
-      ltype != napi_float64_array)
-    return throw_type(env, "limits must be a Float64Array");
-  if (!get_bytes(env, argv[0], "bind", &addr)) return NULL;
-  if (!get_bytes(env, argv[2], "protocols", &protocols)) {
-    bytes_free(&addr);
-    return NULL;
-  }
-  char *err = wsb_listen((uint8_t *)addr.data, addr.len, limits, count, (uint8_t *)protocols.data,
-                         protocols.len);
-  bytes_free(&addr);
-  bytes_free(&protocols);
+    return throw_type(env, "config must be a string");
+  if (!get_bytes(env, argv[0], "config", &config)) return NULL;
+  char *err = wsb_listen((uint8_t *)config.data, config.len);
+  bytes_free(&config);
   return throw_go_error(env, err);
 }
 
@@ -628,19 +613,6 @@ static napi_value js_log(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value js_serve_metrics(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  napi_valuetype type;
-  bytes_t addr;
-  if (!get_args(env, info, 1, argv)) return NULL;
-  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
-    return throw_type(env, "metrics must be a string");
-  if (!get_bytes(env, argv[0], "metrics", &addr)) return NULL;
-  char *err = wsb_serve_metrics((uint8_t *)addr.data, addr.len);
-  bytes_free(&addr);
-  return throw_go_error(env, err);
-}
-
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
@@ -683,7 +655,6 @@ NAPI_MODULE_INIT() {
       {"setToken", js_set_token},
       {"copySubscriptions", js_copy_subscriptions},
       {"stats", js_stats},
-      {"serveMetrics", js_serve_metrics},
       {"log", js_log},
   };
   enum { COUNT = sizeof fns / sizeof fns[0] };

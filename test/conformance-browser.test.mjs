@@ -1,12 +1,13 @@
 // Protocol conformance with a browser: Debian's headless Chromium (installed by `make deps`),
 // driven by playwright-core. A page served over HTTP from one loopback port opens a WebSocket to
-// the broker on another port (test/fixtures/e2e-server.mjs in a child process).
+// the broker on another port (test/fixtures/e2e-server.mjs in a child process): ws:// without
+// compression, then wss:// (a certificate made here) with permessage-deflate.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { chromium } from 'playwright-core';
-import { Client } from './helpers.mjs';
+import { Client, makeCert } from './helpers.mjs';
 import { closeCounts, e2eServer, withTimeout } from './harness.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -42,6 +43,7 @@ window.exchange = (url) => new Promise((resolve, reject) => {
     resolve(seen);
   };
   ws.onopen = async () => {
+    seen.extensions = ws.extensions;
     try {
       ws.send('!open');
       seen.open = JSON.parse((await next()).text);
@@ -64,10 +66,13 @@ window.exchange = (url) => new Promise((resolve, reject) => {
 });
 </script></body></html>`;
 
-test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, close(4001, "bye") in the CloseEvent', async (t) => {
+test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, close(4001, "bye") in the CloseEvent; the same over wss:// with compression', async (t) => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium is needed at ${CHROMIUM} (Debian's package chromium): 'make deps' installs it`);
   }
+  // The wss:// server (compression on, the certificate as PEM text) starts meanwhile.
+  const { cert, key } = makeCert(t);
+  const secureStarted = e2eServer(t, { tls: { cert, key }, compression: true });
   const { server, port, events } = await e2eServer(t);
   const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
   t.after(() => observer.terminate());
@@ -82,18 +87,29 @@ test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, c
 
   const browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 }), 40_000, 'Chromium to start');
   t.after(() => browser.close());
-  const page = await browser.newPage();
-  const consoleLines = [];
-  page.on('console', (m) => consoleLines.push(m.text()));
-  await page.goto(`${pageOrigin}/`, { timeout: 15_000 });
-  const seen = await withTimeout(page.evaluate((url) => window.exchange(url), `ws://127.0.0.1:${port}/`), 20_000, `the page's exchange (console: ${consoleLines.join(' | ')})`);
-
-  assert.deepEqual(seen.open, { ip: '127.0.0.1', origin: pageOrigin }, 'handleOpen saw the page origin');
-  assert.equal(seen.text, 'grüße, 世界 ✓ 😀');
-  assert.deepEqual(seen.binary, [0, 1, 2, 127, 128, 254, 255]);
-  assert.equal(seen.bigEqual, true, '256 KiB binary echo');
-  assert.deepEqual(seen.close, { code: 4001, reason: 'bye', wasClean: true });
-  assert.equal(seen.error, undefined, 'no error event');
+  const exchange = async (page, url) => {
+    const consoleLines = [];
+    page.on('console', (m) => consoleLines.push(m.text()));
+    await page.goto(`${pageOrigin}/`, { timeout: 15_000 });
+    const seen = await withTimeout(page.evaluate((u) => window.exchange(u), url), 20_000, `the page's exchange with ${url} (console: ${consoleLines.join(' | ')})`);
+    assert.deepEqual(seen.open, { ip: '127.0.0.1', origin: pageOrigin }, 'handleOpen saw the page origin');
+    assert.equal(seen.text, 'grüße, 世界 ✓ 😀');
+    assert.deepEqual(seen.binary, [0, 1, 2, 127, 128, 254, 255]);
+    assert.equal(seen.bigEqual, true, '256 KiB binary echo');
+    assert.deepEqual(seen.close, { code: 4001, reason: 'bye', wasClean: true });
+    assert.equal(seen.error, undefined, 'no error event');
+    return seen;
+  };
+  // The same exchange over wss:// with compression, at the same time (Chromium does not trust the
+  // self-signed certificate).
+  const secure = await secureStarted;
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const [seen, seenTLS] = await Promise.all([
+    exchange(await browser.newPage(), `ws://127.0.0.1:${port}/`),
+    exchange(await context.newPage(), `wss://127.0.0.1:${secure.port}/`),
+  ]);
+  assert.equal(seen.extensions, '', 'no compression unless the compression option is on');
+  assert.match(seenTLS.extensions, /^permessage-deflate/);
 
   await observer.next((m) => m.text === `close ${seen.id}`, 10_000, 'handleClose of the browser socket');
   await server.ask('stop', /^stopped$/, 15_000); // every handleClose delivered

@@ -2,9 +2,10 @@
 // server (lib/example/auth.js), each in a child process, driven by `ws` clients.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import https from 'node:https';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { Child, Client, freePort, root } from './helpers.mjs';
+import { Child, Client, freePort, makeCert, root } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -39,6 +40,7 @@ test('the chat example: page, join, messages, room change, leave notices, errors
   };
   const alice = await connect();
   const bob = await connect();
+  assert.match(alice.ws.extensions, /^permessage-deflate/, 'the chat negotiates compression');
 
   alice.cmd({ type: 'message', body: 'too early' });
   assert.deepEqual(await alice.nextType('error'), { type: 'error', body: 'Join a room before sending messages' });
@@ -88,6 +90,33 @@ test('the chat example: page, join, messages, room change, leave notices, errors
   assert.equal((await bob.nextType('user-joined')).alias, 'carol');
   carol.terminate();
   assert.equal((await bob.nextType('user-left')).alias, 'carol');
+});
+
+test('the chat example with TLS_CERT and TLS_KEY: the page over https://, the chat over wss://', { timeout: 60_000 }, async (t) => {
+  const { cert, certPath, keyPath } = makeCert(t);
+  const [wsPort, httpPort] = [await freePort(), await freePort()];
+  const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
+    env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort), TLS_CERT: certPath, TLS_KEY: keyPath },
+  });
+  t.after(() => server.stop());
+  await server.waitForLine(/^Chat example: open https:\/\/localhost:\d+ .*wss:\/\//, 30_000);
+
+  const page = await new Promise((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port: httpPort, path: '/', ca: cert }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    }).on('error', reject);
+  });
+  assert.equal(page.status, 200);
+  assert.match(page.body, /<form id="join-form"/);
+
+  const alice = await Client.connect(wsPort, { ca: cert, origin: `https://localhost:${httpPort}` });
+  t.after(() => alice.terminate());
+  alice.cmd({ type: 'join', alias: 'alice', room: 'lobby' });
+  assert.deepEqual(await alice.nextType('joined'), { type: 'joined', room: 'lobby', alias: 'alice' });
+  alice.cmd({ type: 'message', body: 'over TLS ✓' });
+  assert.equal((await alice.nextType('chat-message')).body, 'over TLS ✓');
 });
 
 test('the authentication example', { timeout: 60_000 }, async (t) => {

@@ -1,6 +1,8 @@
 // Shared by the end-to-end tests: free ports, servers in child processes, WebSocket clients.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -19,6 +21,24 @@ export function freePort() {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A fresh self-signed certificate for 127.0.0.1 and localhost (the openssl CLI, an EC P-256 key),
+ * in files of a temporary directory that the test removes: resolves with { cert, key } (PEM text)
+ * and { certPath, keyPath }.
+ */
+export function makeCert(t) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-cert-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const certPath = path.join(dir, 'cert.pem');
+  const keyPath = path.join(dir, 'key.pem');
+  execFileSync('/usr/bin/openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-keyout', keyPath, '-out', certPath,
+  ], { stdio: 'pipe' });
+  return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
 }
 
 /** Rejects after `ms` with a message saying what was awaited. */
@@ -177,8 +197,12 @@ export async function startServer(config, { env = {} } = {}) {
  * unconsumed message, waiting for it; JSON text messages also have `json`.
  */
 export class Client {
-  static connect(port, { headers, origin, host = '127.0.0.1', path: urlPath = '/' } = {}) {
-    const ws = new WebSocket(`ws://${host}:${port}${urlPath}`, { headers, origin, maxPayload: 64 * 1024 * 1024 });
+  /** With `ca` (PEM), connects with wss:// trusting that certificate; `perMessageDeflate` as `ws` takes it (its default: offered). */
+  static connect(port, { headers, origin, host = '127.0.0.1', path: urlPath = '/', ca, perMessageDeflate } = {}) {
+    const scheme = ca === undefined ? 'ws' : 'wss';
+    const ws = new WebSocket(`${scheme}://${host}:${port}${urlPath}`, {
+      headers, origin, ca, maxPayload: 64 * 1024 * 1024, ...(perMessageDeflate === undefined ? {} : { perMessageDeflate }),
+    });
     const client = new Client(ws);
     return withTimeout(
       new Promise((resolve, reject) => {

@@ -5,16 +5,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { Child, fixture, freePort, isListening, root, withTimeout } from './helpers.mjs';
+import { Child, fixture, freePort, isListening, makeCert, root, withTimeout } from './helpers.mjs';
 
 test('start() rejects with the right errors and leaves nothing behind', { timeout: 60_000 }, async (t) => {
   const blocker = net.createServer();
   await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.after(() => blocker.close());
   const inUse = blocker.address().port;
-  const free = [await freePort(), await freePort(), await freePort()];
+  const free = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const { certPath, keyPath } = makeCert(t);
+  const tls = { certPath, keyPath, otherKeyPath: makeCert(t).keyPath };
 
-  const child = new Child([fixture('start-errors.mjs'), JSON.stringify({ inUse, free })]);
+  const child = new Child([fixture('start-errors.mjs'), JSON.stringify({ inUse, free, tls })]);
   t.after(() => child.stop());
   await child.waitForLine(/^done$/, 45_000);
   const results = {};
@@ -60,6 +62,19 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
   assert.ok(results['one of two addresses in use'].message.includes(`127.0.0.1:${inUse}`), results['one of two addresses in use'].message);
   assert.equal(results['metrics address in use'].name, 'Error');
   assert.match(results['metrics address in use'].message, new RegExp(`cannot serve metrics on "127.0.0.1:${inUse}"`));
+  // All or none: the metrics server of a start whose listener fails is not left running (the
+  // check that no free port listens is below).
+  assert.equal(results['port in use, metrics free'].name, 'Error');
+  assert.ok(results['port in use, metrics free'].message.includes(`127.0.0.1:${inUse}`), results['port in use, metrics free'].message);
+  assert.deepEqual(results['tls cert file missing'], {
+    name: 'Error',
+    message: "start: cannot read options.tls.cert from '/nonexistent/cert.pem': ENOENT: no such file or directory, open '/nonexistent/cert.pem'",
+    cause: { name: 'Error', message: "ENOENT: no such file or directory, open '/nonexistent/cert.pem'" },
+  });
+  assert.equal(results['tls cert not PEM'].name, 'Error');
+  assert.match(results['tls cert not PEM'].message, /^options\.tls: invalid certificate or key: tls: failed to find any PEM data in certificate input/);
+  assert.equal(results['tls key of another cert'].name, 'Error');
+  assert.match(results['tls key of another cert'].message, /^options\.tls: invalid certificate or key: tls: private key does not match public key/);
   assert.equal(results['port in use'].name, 'Error');
   assert.ok(results['port in use'].message.includes(`127.0.0.1:${inUse}`), results['port in use'].message);
   assert.equal(results['bad bind'].name, 'Error');

@@ -22,6 +22,7 @@ static inline void wsb_call_notify(wsb_notify_fn f, void *ctx) { f(ctx); }
 import "C"
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -150,44 +151,69 @@ func wsb_batch_done(worker C.int32_t) {
 	workers.done(int32(worker))
 }
 
-// The limits of a listener, in the order of the doubles that wsb_listen takes (js/native.cts).
-const (
-	limMaxPayload = iota
-	limIdleTimeout
-	limHandshakeTimeout
-	limMaxHeaderBytes
-	limMaxConnections
-	limMaxBackpressure
-	limOpenTimeout
-	limCount
-)
+// listenConfig is what wsb_listen takes, as JSON (js/index.cts builds it): sizes in bytes, times
+// in milliseconds, zero for a default; PEM text for TLS.
+type listenConfig struct {
+	Bind             []string `json:"bind"`
+	MaxPayload       int64    `json:"maxPayload"`
+	IdleTimeout      float64  `json:"idleTimeout"`
+	HandshakeTimeout float64  `json:"handshakeTimeout"`
+	MaxHeaderBytes   int      `json:"maxHeaderBytes"`
+	MaxConnections   int      `json:"maxConnections"`
+	MaxBackpressure  int      `json:"maxBackpressure"`
+	OpenTimeout      float64  `json:"openTimeout"`
+	Protocols        []string `json:"protocols"`
+	Compression      bool     `json:"compression"`
+	TLS              *struct {
+		Cert string `json:"cert"`
+		Key  string `json:"key"`
+	} `json:"tls"`
+	Metrics string `json:"metrics"`
+}
 
-// wsb_listen starts a listener with the given limits (sizes in bytes, times in milliseconds) and
-// subprotocols (comma-separated). It returns NULL once listening, else a malloc'd message for the
-// caller to free.
+// wsb_listen starts the listeners of one start() call (a JSON listenConfig), and the metrics
+// server if it names one: all of them or, on error, none (nothing stays bound). It returns NULL
+// once listening, else a malloc'd message for the caller to free.
 //
 //export wsb_listen
-func wsb_listen(addr *C.uint8_t, n C.size_t, limits *C.double, count C.size_t, protocols *C.uint8_t, pn C.size_t) *C.char {
+func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
 	return cError(func() error {
-		if count != limCount {
-			return fmt.Errorf("expected %d limits, got %d", limCount, count)
+		var cfg listenConfig
+		if err := json.Unmarshal(bytesOf(config, n), &cfg); err != nil {
+			return fmt.Errorf("invalid listen configuration: %w", err)
 		}
-		v := unsafe.Slice((*float64)(unsafe.Pointer(limits)), limCount)
-		ms := func(i int) time.Duration { return time.Duration(v[i] * float64(time.Millisecond)) }
+		ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 		lim := broker.Limits{
-			MaxPayload:       int64(v[limMaxPayload]),
-			IdleTimeout:      ms(limIdleTimeout),
-			HandshakeTimeout: ms(limHandshakeTimeout),
-			MaxHeaderBytes:   int(v[limMaxHeaderBytes]),
-			MaxConnections:   int(v[limMaxConnections]),
-			MaxBackpressure:  int(v[limMaxBackpressure]),
-			OpenTimeout:      ms(limOpenTimeout),
+			MaxPayload:       cfg.MaxPayload,
+			IdleTimeout:      ms(cfg.IdleTimeout),
+			HandshakeTimeout: ms(cfg.HandshakeTimeout),
+			MaxHeaderBytes:   cfg.MaxHeaderBytes,
+			MaxConnections:   cfg.MaxConnections,
+			MaxBackpressure:  cfg.MaxBackpressure,
+			OpenTimeout:      ms(cfg.OpenTimeout),
+			Protocols:        cfg.Protocols,
+			Compression:      cfg.Compression,
 		}
-		if pn > 0 {
-			lim.Protocols = strings.Split(string(bytesOf(protocols, pn)), ",")
+		if cfg.TLS != nil {
+			cert, err := tls.X509KeyPair([]byte(cfg.TLS.Cert), []byte(cfg.TLS.Key))
+			if err != nil {
+				return fmt.Errorf("options.tls: invalid certificate or key: %w", err)
+			}
+			lim.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
-		_, err := brk.Listen(strings.Split(string(bytesOf(addr, n)), "\n"), lim)
-		return err
+		stopMetrics := func() {}
+		if cfg.Metrics != "" {
+			_, stop, err := brk.ServeMetrics(cfg.Metrics, queueCollector{workers})
+			if err != nil {
+				return err
+			}
+			stopMetrics = stop
+		}
+		if _, err := brk.Listen(cfg.Bind, lim); err != nil {
+			stopMetrics()
+			return err
+		}
+		return nil
 	})
 }
 
@@ -301,17 +327,6 @@ func wsb_set_token(id C.uint64_t, token *C.uint8_t, n C.size_t) {
 func wsb_copy_subscriptions(from *C.uint8_t, fromLen C.size_t, to *C.uint8_t, toLen C.size_t) {
 	defer recoverInto("copySubscriptions")
 	brk.CopySubscriptions(bytesOf(from, fromLen), bytesOf(to, toLen))
-}
-
-// wsb_serve_metrics serves the Prometheus metrics on addr (see broker.ServeMetrics), with the
-// workers' queues. It returns NULL once listening, else a malloc'd message for the caller to free.
-//
-//export wsb_serve_metrics
-func wsb_serve_metrics(addr *C.uint8_t, n C.size_t) *C.char {
-	return cError(func() error {
-		_, err := brk.ServeMetrics(string(bytesOf(addr, n)), queueCollector{workers})
-		return err
-	})
 }
 
 // wsb_stats returns the broker's figures and the workers' queues as JSON, in malloc'd memory the

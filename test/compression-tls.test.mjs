@@ -1,0 +1,114 @@
+// The compression and tls options of start(), end to end: the `ws` client with and without
+// permessage-deflate, Python's websockets with it, and wss:// with a certificate made here
+// (Chromium checks both in conformance-browser.test.mjs). Servers: test/fixtures/e2e-server.mjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { Client, makeCert, refusedStatus } from './helpers.mjs';
+import { Proc, e2eServer, withTimeout } from './harness.mjs';
+
+const MAX_PAYLOAD = 1024 * 1024;
+const BIG = 'compress me, '.repeat(10_000); // 130 KB that deflate shrinks to a few hundred bytes
+
+/** Bytes this client's socket read and wrote while `fn` ran. */
+async function traffic(client, fn) {
+  const socket = client.ws._socket;
+  const [read, written] = [socket.bytesRead, socket.bytesWritten];
+  await fn();
+  return { read: socket.bytesRead - read, written: socket.bytesWritten - written };
+}
+
+test('compression: `ws` with permessage-deflate exchanges compressed messages, without it plain ones; a broadcast reaches both; an inflate bomb closes with 1009', async (t) => {
+  const { port } = await e2eServer(t, { compression: true, maxPayload: MAX_PAYLOAD });
+  const zipped = await Client.connect(port, { perMessageDeflate: true, headers: { 'x-sub': 'room' } });
+  const plain = await Client.connect(port, { perMessageDeflate: false, headers: { 'x-sub': 'room' } });
+  t.after(() => {
+    zipped.terminate();
+    plain.terminate();
+  });
+  assert.match(zipped.ws.extensions, /^permessage-deflate/);
+  assert.equal(plain.ws.extensions, '');
+
+  // Echo both ways: compressed on the wire for one client, plain for the other.
+  const z = await traffic(zipped, async () => {
+    zipped.send(BIG);
+    assert.equal((await zipped.next()).text, BIG);
+  });
+  assert.ok(z.written < BIG.length / 20 && z.read < BIG.length / 20, `compressed echo: ${JSON.stringify(z)}`);
+  const p = await traffic(plain, async () => {
+    plain.send(BIG);
+    assert.equal((await plain.next()).text, BIG);
+  });
+  assert.ok(p.read > BIG.length, `plain echo: ${JSON.stringify(p)}`);
+  const bytes = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7) & 0xff));
+  zipped.send(bytes);
+  assert.deepEqual((await zipped.next()).binary, bytes);
+
+  // A broadcast: compressed for the compressing subscriber, plain for the other.
+  const zb = await traffic(zipped, async () => {
+    const pb = await traffic(plain, async () => {
+      zipped.send(`!pub room ${BIG}`);
+      assert.equal((await plain.next()).text, BIG);
+    });
+    assert.ok(pb.read > BIG.length, `plain broadcast: ${JSON.stringify(pb)}`);
+    assert.equal((await zipped.next()).text, BIG);
+  });
+  assert.ok(zb.read < BIG.length / 20, `compressed broadcast: ${JSON.stringify(zb)}`);
+
+  // 2 MiB of zeros compress to a few KB but inflate past maxPayload.
+  zipped.send(Buffer.alloc(2 * MAX_PAYLOAD));
+  assert.equal((await withTimeout(zipped.closed, 10_000, 'the close of the bomb')).code, 1009);
+  // The other connection is unaffected.
+  plain.send('still here');
+  assert.equal((await plain.next()).text, 'still here');
+});
+
+test("compression: Python's websockets negotiates permessage-deflate and exchanges compressed messages", async (t) => {
+  const { port } = await e2eServer(t, { compression: true });
+  const script = `
+import asyncio, json, sys, websockets
+async def main():
+    async with websockets.connect("ws://127.0.0.1:${port}/", max_size=None, ping_interval=None) as ws:
+        big = "compress me, " * 10000
+        await ws.send(big)
+        text = await asyncio.wait_for(ws.recv(), 15)
+        await ws.send(bytes(range(256)) * 300)
+        data = await asyncio.wait_for(ws.recv(), 15)
+        print(json.dumps({"extensions": [e.name for e in ws.extensions], "text": text == big, "binary": data == bytes(range(256)) * 300}))
+asyncio.run(main())
+`;
+  const py = new Proc('/usr/bin/python3', ['-c', script]);
+  t.after(() => py.stop());
+  const [line] = await py.waitForLine(/^\{.*\}$/, 30_000);
+  assert.deepEqual(JSON.parse(line), { extensions: ['permessage-deflate'], text: true, binary: true }, py.stderr);
+});
+
+test('tls: wss:// with a certificate file, compression over TLS, a plain-HTTP request answered with 400', async (t) => {
+  const { cert, certPath, keyPath } = makeCert(t);
+  const { port } = await e2eServer(t, { tls: { cert: certPath, key: keyPath }, compression: true });
+  const client = await Client.connect(port, { ca: cert, perMessageDeflate: true });
+  t.after(() => client.terminate());
+  assert.match(client.ws.extensions, /^permessage-deflate/);
+  client.send('grüße über TLS');
+  assert.equal((await client.next()).text, 'grüße über TLS');
+  const c = await traffic(client, async () => {
+    client.send(BIG);
+    assert.equal((await client.next()).text, BIG);
+  });
+  assert.ok(c.read < BIG.length / 20, `compressed over TLS: ${JSON.stringify(c)}`);
+
+  // Plain HTTP to the TLS port: an HTTP answer a person can read, and the server carries on.
+  assert.equal(await refusedStatus(port, { perMessageDeflate: false }), 400);
+  const response = await new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
+  assert.match(response, /^HTTP\/1\.1 400 Bad Request\r\n[^]*this is a TLS \(wss:\/\/\) server$/);
+  const again = await Client.connect(port, { ca: cert });
+  again.send('after the plain requests');
+  assert.equal((await again.next()).text, 'after the plain requests');
+  again.terminate();
+});
