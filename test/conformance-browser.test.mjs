@@ -3,23 +3,9 @@
 // the broker on another port (test/fixtures/e2e-server.mjs in a child process).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
-import { chromium } from 'playwright-core';
 import { Client } from './helpers.mjs';
-import { closeCounts, e2eServer, withTimeout } from './harness.mjs';
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { closeCounts, e2eServer, launchChromium, withTimeout } from './harness.mjs';
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>wsbroker conformance</title></head>
@@ -65,9 +51,6 @@ window.exchange = (url) => new Promise((resolve, reject) => {
 </script></body></html>`;
 
 test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, close(4001, "bye") in the CloseEvent', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is needed at ${CHROMIUM} (Debian's package chromium): 'make deps' installs it`);
-  }
   const { server, port, events } = await e2eServer(t);
   const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
   t.after(() => observer.terminate());
@@ -80,8 +63,7 @@ test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, c
   t.after(() => new Promise((resolve) => web.close(resolve)));
   const pageOrigin = `http://127.0.0.1:${web.address().port}`;
 
-  const browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 }), 40_000, 'Chromium to start');
-  t.after(() => browser.close());
+  const browser = await launchChromium(t);
   const page = await browser.newPage();
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(m.text()));
