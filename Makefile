@@ -17,6 +17,7 @@ system-deps:
 
 node_modules/.deps-installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
+	npm rebuild bun # its postinstall puts the Bun binary in place (test/bun.test.mjs)
 	go mod download
 	touch $@
 

@@ -307,7 +307,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 func (b *Broker) connDone(c *Conn) {
 	if r := recover(); r != nil {
 		// A bug in the broker: never take the process down for it.
-		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("connection goroutine panicked")
+		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("connection goroutine panicked")
 		c.nc.Close()
 		if c.verdict.Load() == verdictAccepted && !c.finished {
 			c.finish()
@@ -675,7 +675,7 @@ func (b *Broker) flusherFor(c *Conn) *flusher { return b.flushers[c.id%uint64(le
 func (b *Broker) callOpen(c *Conn, req *Request) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("Handler.Open panicked; rejecting")
+			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.Open panicked; rejecting")
 			b.Accept(c.id, false)
 		}
 	}()
@@ -694,7 +694,7 @@ func (b *Broker) callBinary(c *Conn, p []byte) {
 
 func (b *Broker) recoverMessage(c *Conn) {
 	if r := recover(); r != nil {
-		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("Handler panicked; closing with 1011")
+		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler panicked; closing with 1011")
 		c.closeWith(ws.StatusInternalServerError, nil)
 	}
 }
@@ -702,7 +702,7 @@ func (b *Broker) recoverMessage(c *Conn) {
 func (b *Broker) callClose(c *Conn) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Uint64("id", c.id).Msg("Handler.Close panicked")
+			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.Close panicked")
 		}
 	}()
 	b.h.Close(c)

@@ -40,7 +40,7 @@ var readPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 // Conn is one WebSocket connection.
 type Conn struct {
 	// Pin is owned by the Handler (the bridge stores the worker the socket is pinned to); the
-	// broker never reads or writes it.
+	// broker never writes it and reads it only to name the worker in its log lines.
 	Pin atomic.Int32
 
 	id    uint64
@@ -297,7 +297,7 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	b.register(c)
 
 	req := &Request{IP: peerIP(c.nc), URL: up.url, Headers: up.headers}
-	b.log.Debug().Uint64("id", c.id).Str("ip", req.IP).Str("url", req.URL).Msg("open")
+	b.log.Debug().EmbedObject(c).Str("ip", req.IP).Str("url", req.URL).Msg("open")
 	b.callOpen(c, req)
 
 	openTimeout := c.l.lim.OpenTimeout
@@ -313,13 +313,13 @@ func (c *Conn) open(up *upgradeRequest) bool {
 		ok = <-c.verdictCh // Accept won the race and is about to deliver
 	case <-timeout.C:
 		if c.refuseUnanswered(errOpenTimeout) {
-			b.log.Warn().Uint64("id", c.id).Dur("open_timeout", openTimeout).Msg("no verdict on the upgrade in time; refused with 503")
+			b.log.Warn().EmbedObject(c).Dur("open_timeout", openTimeout).Msg("no verdict on the upgrade in time; refused with 503")
 			return false
 		}
 		ok = <-c.verdictCh
 	}
 	if !ok {
-		b.log.Debug().Uint64("id", c.id).Msg("rejected")
+		b.log.Debug().EmbedObject(c).Msg("rejected")
 		c.refuse(errRejected)
 		return false
 	}
@@ -426,16 +426,16 @@ func (c *Conn) readLoop() {
 					pinged = true
 					c.enqueue(pingFrame)
 				default:
-					c.b.log.Debug().Uint64("id", c.id).Dur("idle_timeout", idle).Msg("idle: no answer to the ping; closing with 1001")
+					c.b.log.Debug().EmbedObject(c).Dur("idle_timeout", idle).Msg("idle: no answer to the ping; closing with 1001")
 					c.closeWith(ws.StatusGoingAway, nil)
 				}
 				continue
 			}
-			c.b.log.Debug().Uint64("id", c.id).Err(err).Msg("read ended")
+			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
 			return
 		}
 		if rerr != nil {
-			c.b.log.Debug().Uint64("id", c.id).Err(rerr).Msg("read failed")
+			c.b.log.Debug().EmbedObject(c).Err(rerr).Msg("read failed")
 			return
 		}
 		if n <= 0 {
@@ -477,7 +477,7 @@ func (c *Conn) readTLS(bufp **[]byte) (int, error) {
 func (c *Conn) process(data []byte, sink *connSink) bool {
 	code, stop := c.parser.feed(data, sink)
 	if code != 0 {
-		c.b.log.Debug().Uint64("id", c.id).Int("code", int(code)).Msg("protocol error")
+		c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("protocol error")
 		c.closeWith(code, nil)
 		return true
 	}
@@ -603,7 +603,7 @@ func (c *Conn) finish() {
 	code, _ := c.CloseCause()
 	c.b.counters.open.Add(-1)
 	c.b.counters.closedWith(code)
-	c.b.log.Debug().Uint64("id", c.id).Msg("close")
+	c.b.log.Debug().EmbedObject(c).Msg("close")
 	c.b.callClose(c)
 }
 
@@ -640,7 +640,7 @@ func (s *connSink) close(p []byte) {
 	if len(p) >= 2 {
 		code = ws.StatusCode(binary.BigEndian.Uint16(p))
 	}
-	c.b.log.Debug().Uint64("id", c.id).Int("code", int(code)).Msg("close frame received")
+	c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("close frame received")
 	c.wmu.Lock()
 	if len(p) >= 2 {
 		c.causeLocked(code, p[2:])

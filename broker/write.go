@@ -48,7 +48,7 @@ func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
 		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked()
 		c.wmu.Unlock()
-		c.b.log.Info().Uint64("id", c.id).Int("max_backpressure", c.l.lim.MaxBackpressure).
+		c.b.log.Info().EmbedObject(c).Int("max_backpressure", c.l.lim.MaxBackpressure).
 			Msg("the client does not read fast enough: queue dropped, closing with 1008")
 	} else {
 		c.queue = append(c.queue, frame)
@@ -206,7 +206,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		c.wdead = true
 		c.dropLocked()
 		c.wmu.Unlock()
-		c.b.log.Debug().Uint64("id", c.id).Err(err).Msg("write failed, closing connection")
+		c.b.log.Debug().EmbedObject(c).Err(err).Msg("write failed, closing connection")
 		c.nc.Close() // ends the reader, which delivers Close
 		return false
 	}

@@ -356,12 +356,13 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
     handleClose: worker.handleClose,
   };
   try {
-    native.registerWorker(dispatch, mask, progress);
+    workerId = native.registerWorker(dispatch, mask, progress);
   } catch (err) {
     handlers = previous;
     throw err;
   }
   if (isMainThread) mainThreadRegistered = true;
+  log(LogLevel.Debug, 'worker registered');
 }
 
 /**
@@ -648,6 +649,8 @@ const HANDLER_BITS: Record<(typeof HANDLER_NAMES)[number], number> = {
 let handlers: WorkerInterface | undefined;
 /** Where the event being handled ends in the current batch; the addon reads it (see batch.cts). */
 const progress = new Int32Array(1);
+/** This thread's worker id in the broker once registerWorkerThread succeeded (0 before). */
+let workerId = 0;
 /** Whether registerWorkerThread succeeded on the main thread (only meaningful there). */
 let mainThreadRegistered = false;
 
@@ -656,16 +659,20 @@ function errorText(err: unknown): string {
   return util.inspect(err);
 }
 
-function logError(message: string): void {
+/**
+ * Writes a line through the broker's logger, in the Go side's format, with the socket, the broker's
+ * worker id and the Node threadId it concerns (0: none). By default the line is about this thread.
+ */
+function log(level: LogLevel, message: string, socketId = 0, thread = threadId, worker = workerId): void {
   try {
-    native.log(LogLevel.Error, message);
+    native.log(level, message, socketId, worker, thread);
   } catch {
     // Nothing better to do: logging must never take the server down.
   }
 }
 
 function logHandlerError(handler: string, socketId: number, err: unknown): void {
-  logError(`${handler} failed for socket ${socketId} (worker thread ${threadId}): ${errorText(err)}`);
+  log(LogLevel.Error, `${handler} failed for socket ${socketId} (worker thread ${threadId}): ${errorText(err)}`, socketId);
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -680,7 +687,7 @@ function acceptOpen(socketId: number, accept: boolean): void {
   try {
     native.acceptOpen(socketId, accept);
   } catch (err) {
-    logError(`acceptOpen failed for socket ${socketId}: ${errorText(err)}`);
+    log(LogLevel.Error, `acceptOpen failed for socket ${socketId}: ${errorText(err)}`, socketId);
   }
 }
 
@@ -751,7 +758,7 @@ function failed(socketId: number, name: EventHandler, err: unknown): void {
   try {
     native.close(socketId, 1011, `${name} failed`);
   } catch (closeErr) {
-    logError(`close failed for socket ${socketId}: ${errorText(closeErr)}`);
+    log(LogLevel.Error, `close failed for socket ${socketId}: ${errorText(closeErr)}`, socketId);
   }
 }
 
@@ -801,7 +808,7 @@ function dispatch(batch: Buffer): void {
   try {
     decodeBatch(batch, sink, progress);
   } catch (err) {
-    logError(`wsbroker: dropped the rest of an event batch (worker thread ${threadId}): ${errorText(err)}`);
+    log(LogLevel.Error, `wsbroker: dropped the rest of an event batch (worker thread ${threadId}): ${errorText(err)}`);
   }
 }
 
@@ -904,15 +911,15 @@ class WorkerSlot {
         }
         if (this.retired) return;
         const why = hung ?? (failure !== undefined ? `uncaught exception: ${errorText(failure)}` : `exit code ${code}`);
-        this.replace(`worker thread ${id} (${this.modulePath}) died (${why})`, Date.now() - this.readyAt < FAST_DEATH_MS);
+        this.replace(`worker thread ${id} (${this.modulePath}) died (${why})`, Date.now() - this.readyAt < FAST_DEATH_MS, id);
       });
     });
   }
 
   /** Schedules a new worker after one died (or failed to start while being replaced). */
-  private replace(what: string, fast: boolean): void {
+  private replace(what: string, fast: boolean, thread = 0): void {
     this.backoff = fast ? Math.min(this.backoff === 0 ? FIRST_BACKOFF_MS : this.backoff * 2, MAX_BACKOFF_MS) : 0;
-    logError(`wsbroker: ${what}; starting a new worker${this.backoff > 0 ? ` in ${this.backoff} ms` : ''}`);
+    log(LogLevel.Error, `wsbroker: ${what}; starting a new worker${this.backoff > 0 ? ` in ${this.backoff} ms` : ''}`, 0, thread, 0);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.retired) return;

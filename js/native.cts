@@ -67,6 +67,9 @@ export interface Native {
   copySubscriptions(fromChannel: NativeBytes, toChannel: NativeBytes): void;
   /** The broker's figures and the workers' queues, as JSON (see `Stats` in index.cts). */
   stats(): string;
-  /** Writes one line through the broker's logger (zerolog on stderr, level from WSBROKER_LOG). */
-  log(level: LogLevel, message: string): void;
+  /**
+   * Writes one line through the broker's logger (zerolog on stderr, level from WSBROKER_LOG), with
+   * the socket id, the broker's worker id and the Node threadId it concerns (0 where none applies).
+   */
+  log(level: LogLevel, message: string, socketId: number, worker: number, threadId: number): void;
 }

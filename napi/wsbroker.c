@@ -72,7 +72,10 @@ static int32_t slot_add(slot_t *s) {
   return id;
 }
 
-static void log_line(int level, const char *msg) { wsb_log(level, (uint8_t *)msg, strlen(msg)); }
+// log_line logs from C; worker is the worker the line concerns, 0 for none.
+static void log_line(int level, int32_t worker, const char *msg) {
+  wsb_log(level, (uint8_t *)msg, strlen(msg), 0, worker, 0);
+}
 
 // deliver is called by Go from any thread; it takes ownership of batch only when it returns 0.
 static int deliver(int32_t id, uint8_t *batch, size_t len) {
@@ -94,7 +97,7 @@ static int deliver(int32_t id, uint8_t *batch, size_t len) {
 }
 
 // log_value logs a thrown value, with its stack when it has one.
-static void log_value(napi_env env, napi_value exc, const char *what) {
+static void log_value(napi_env env, napi_value exc, int32_t worker, const char *what) {
   napi_value text;
   char buf[4096];
   size_t n = 0;
@@ -108,7 +111,7 @@ static void log_value(napi_env env, napi_value exc, const char *what) {
   }
   char line[4200];
   snprintf(line, sizeof line, "%s: %.*s", what, (int)n, buf);
-  log_line(3, line);
+  log_line(3, worker, line);
 }
 
 // take_exception clears the exception a failed call left, if any.
@@ -174,7 +177,7 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
       pthread_mutex_unlock(&s->mu);
       return;
     }
-    if (exc) log_value(env, exc, "event dispatch failed");
+    if (exc) log_value(env, exc, s->id, "event dispatch failed");
   }
   wsb_batch_done(s->id);
 }
@@ -422,7 +425,7 @@ static void stop_done(napi_env env, napi_value callback, void *context, void *da
   if (env == NULL || napi_get_undefined(env, &undef) != napi_ok) return;
   if (napi_call_function(env, undef, callback, 0, NULL, NULL) == napi_pending_exception) {
     napi_value exc = take_exception(env);
-    if (exc) log_value(env, exc, "stop callback failed");
+    if (exc) log_value(env, exc, 0, "stop callback failed");
   }
 }
 
@@ -597,18 +600,24 @@ static napi_value js_copy_subscriptions(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// js_log(level, message, socketId, worker, threadId): the ids are 0 where none applies.
 static napi_value js_log(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  int32_t level;
+  napi_value argv[5];
+  int32_t level, worker, thread;
+  int64_t socket;
   napi_valuetype type;
   bytes_t msg;
-  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!get_args(env, info, 5, argv)) return NULL;
   if (napi_get_value_int32(env, argv[0], &level) != napi_ok)
     return throw_type(env, "level must be a number");
+  if (napi_get_value_int64(env, argv[2], &socket) != napi_ok || socket < 0 ||
+      napi_get_value_int32(env, argv[3], &worker) != napi_ok ||
+      napi_get_value_int32(env, argv[4], &thread) != napi_ok)
+    return throw_type(env, "socketId, worker and threadId must be numbers");
   if (napi_typeof(env, argv[1], &type) != napi_ok || type != napi_string)
     return throw_type(env, "message must be a string");
   if (!get_bytes(env, argv[1], "message", &msg)) return NULL;
-  wsb_log(level, (uint8_t *)msg.data, msg.len);
+  wsb_log(level, (uint8_t *)msg.data, msg.len, (uint64_t)socket, worker, thread);
   bytes_free(&msg);
   return NULL;
 }

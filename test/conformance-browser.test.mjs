@@ -4,23 +4,9 @@
 // compression, then wss:// (a certificate made here) with permessage-deflate.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
-import { chromium } from 'playwright-core';
 import { Client, makeCert } from './helpers.mjs';
-import { closeCounts, e2eServer, withTimeout } from './harness.mjs';
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { closeCounts, e2eServer, launchChromium, withTimeout } from './harness.mjs';
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>wsbroker conformance</title></head>
@@ -67,9 +53,6 @@ window.exchange = (url) => new Promise((resolve, reject) => {
 </script></body></html>`;
 
 test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, close(4001, "bye") in the CloseEvent; the same over wss:// with compression', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is needed at ${CHROMIUM} (Debian's package chromium): 'make deps' installs it`);
-  }
   // The wss:// server (compression on, the certificate as PEM text) starts meanwhile.
   const { cert, key } = makeCert(t);
   const secureStarted = e2eServer(t, { tls: { cert, key }, compression: true });
@@ -85,8 +68,7 @@ test('headless Chromium: origin seen by handleOpen, text and ArrayBuffer echo, c
   t.after(() => new Promise((resolve) => web.close(resolve)));
   const pageOrigin = `http://127.0.0.1:${web.address().port}`;
 
-  const browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 }), 40_000, 'Chromium to start');
-  t.after(() => browser.close());
+  const browser = await launchChromium(t);
   const exchange = async (page, url) => {
     const consoleLines = [];
     page.on('console', (m) => consoleLines.push(m.text()));

@@ -1,12 +1,13 @@
-// Shared by the conformance, load and fault tests (conformance-*.test.mjs, load-10k.test.mjs,
-// faults.test.mjs): any program as a child whose stdout lines are awaited, the server of
-// test/fixtures/e2e-server.mjs with its event log, and a raw WebSocket client that writes frames
-// byte by byte.
+// Shared by the conformance, load, fault and browser tests (conformance-*.test.mjs,
+// load-10k.test.mjs, faults.test.mjs, example-browser.test.mjs): any program as a child whose stdout
+// lines are awaited, the server of test/fixtures/e2e-server.mjs with its event log, headless
+// Chromium, and a raw WebSocket client that writes frames byte by byte.
 import crypto from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 import { Proc, fixture, freePort, withTimeout } from './helpers.mjs';
 
 /**
@@ -69,6 +70,33 @@ export function closeCounts(events, ids) {
     if (m && want.has(Number(m[1]))) counts.set(Number(m[1]), counts.get(Number(m[1])) + 1);
   }
   return counts;
+}
+
+// ---- headless Chromium ----
+
+const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * Debian's headless Chromium (installed by `make deps`) driven by playwright-core, closed after
+ * the test.
+ */
+export async function launchChromium(t) {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is needed at ${CHROMIUM} (Debian's package chromium): 'make deps' installs it`);
+  }
+  const args = [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ];
+  const browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args, timeout: 30_000 }), 40_000, 'Chromium to start');
+  t.after(() => browser.close());
+  return browser;
 }
 
 // ---- raw WebSocket frames ----

@@ -27,18 +27,16 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
-	"github.com/rs/zerolog"
 	"github.com/wsbroker/wsbroker/broker"
 )
 
 var (
-	logger    = newLogger()
+	logger    = stderrLogger()
 	deliverFn atomic.Pointer[C.wsb_deliver_fn]
 	notifyFn  atomic.Pointer[C.wsb_notify_fn]
 	workers   *pool
@@ -50,17 +48,6 @@ func init() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	workers = newPool(deliverToC, func(id uint64) { brk.Accept(id, true) }, func(held []*broker.Conn) { brk.FlushHeld(held) })
 	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
-}
-
-// newLogger logs JSON lines to stderr at the level named by WSBROKER_LOG (default warn).
-func newLogger() zerolog.Logger {
-	level := zerolog.WarnLevel
-	if name := strings.TrimSpace(os.Getenv("WSBROKER_LOG")); name != "" {
-		if l, err := zerolog.ParseLevel(strings.ToLower(name)); err == nil && l != zerolog.NoLevel {
-			level = l
-		}
-	}
-	return zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
 }
 
 // bridge turns broker events into queued events of the socket's JS worker.
@@ -125,7 +112,6 @@ func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) {
 func wsb_worker_register(id C.int32_t, mask C.uint32_t) {
 	defer recoverInto("registerWorker")
 	workers.register(int32(id), uint32(mask))
-	logger.Debug().Int32("worker", int32(id)).Uint32("handlers", uint32(mask)).Msg("worker registered")
 }
 
 //export wsb_worker_set_mask
@@ -343,25 +329,6 @@ func wsb_stats() (out *C.char) {
 		js = []byte("{}")
 	}
 	return C.CString(string(js))
-}
-
-// wsb_log writes a line from JS: level 0 debug, 1 info, 2 warn, 3 error.
-//
-//export wsb_log
-func wsb_log(level C.int, msg *C.uint8_t, n C.size_t) {
-	defer recoverInto("log")
-	var ev *zerolog.Event
-	switch level {
-	case 0:
-		ev = logger.Debug()
-	case 1:
-		ev = logger.Info()
-	case 2:
-		ev = logger.Warn()
-	default:
-		ev = logger.Error()
-	}
-	ev.Str("from", "js").Msg(string(bytesOf(msg, n)))
 }
 
 func cBool(b bool) C.int {

@@ -1,10 +1,13 @@
 // The chat page: one WebSocket to the broker (port from /config.js, 8080 by default), a join form,
-// a message box, the last 100 messages, and a reconnect 3 s after the connection drops.
+// a message box, the last 100 messages, and reconnects with back-off while the server is away.
 'use strict';
 
 const WS_PORT = window.CHAT_WS_PORT || 8080;
 const MAX_MESSAGES = 100;
-const RECONNECT_MS = 3000;
+// After a drop the first retry comes soon (a restarting server is back within a second or two),
+// then each wait doubles up to 10 s so that a server down for long is not hammered by every tab.
+const RECONNECT_FIRST_MS = 250;
+const RECONNECT_MAX_MS = 10_000;
 
 const statusLine = document.getElementById('status');
 const joinForm = document.getElementById('join-form');
@@ -19,6 +22,7 @@ const sendButton = messageForm.querySelector('button');
 let socket = null;
 let joined = null; // { alias, room } once the server confirmed a join
 let wanted = null; // the last join asked for, sent again after a reconnect
+let retryMs = RECONNECT_FIRST_MS;
 
 function setStatus(text, state) {
   statusLine.textContent = text;
@@ -83,6 +87,7 @@ function connect() {
   socket = new WebSocket(`${scheme}://${location.hostname}:${WS_PORT}`);
   socket.addEventListener('open', () => {
     setStatus('Connected', 'connected');
+    retryMs = RECONNECT_FIRST_MS;
     if (wanted) send({ type: 'join', ...wanted });
   });
   socket.addEventListener('message', (event) => {
@@ -96,8 +101,9 @@ function connect() {
     joined = null;
     setChatEnabled(false);
     if (wanted) roomLine.textContent = `Not connected: you will rejoin #${wanted.room} as ${wanted.alias}`;
-    setStatus(`Disconnected, reconnecting in ${RECONNECT_MS / 1000} s…`, 'disconnected');
-    setTimeout(connect, RECONNECT_MS);
+    setStatus(`Disconnected, reconnecting in ${retryMs / 1000} s…`, 'disconnected');
+    setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, RECONNECT_MAX_MS);
   });
 }
 
