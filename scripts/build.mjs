@@ -74,7 +74,7 @@ function nodeGyp(cwd, extraArgs, env = process.env) {
 /** Builds npm/<platform>/ with the platform's cross compiler, in a copy of the sources so that build/ stays this machine's. */
 function crossBuild(platform) {
   const { goarch, cc, apt, arch } = platforms[platform];
-  requireTools(tools(cc, ` for ${platform} (on Debian: apt-get install ${apt})`), `wsbroker: cross-compiling ${platform}`);
+  requireTools(tools(cc, ` for ${platform} (on Debian: apt-get install ${apt})`), `cross-compiling ${platform}`);
   const stage = mkdtempSync(path.join(os.tmpdir(), `wsbroker-${platform}-`));
   try {
     for (const src of SOURCES) cpSync(path.join(root, src), path.join(stage, src), { recursive: true });
@@ -107,8 +107,8 @@ function main() {
   requireTools(
     tools(cc, process.env.CC === undefined ? ' (or set CC)' : ' (from CC)'),
     mode === '--install'
-      ? `wsbroker: no prebuilt addon fits this machine (${load.missingPrebuilt()}), so it must be built from source`
-      : 'wsbroker: building from source',
+      ? `no prebuilt addon fits this machine (${load.missingPrebuilt()}), so it must be built from source`
+      : 'building from source',
   );
   nodeGyp(root, gypArgs);
   if (mode === undefined && !gypArgs.includes('--debug') && existsSync(packageDir(host))) {
@@ -119,6 +119,6 @@ function main() {
 try {
   main();
 } catch (err) {
-  console.error(err.message);
+  console.error(`wsbroker: ${err.message}`);
   process.exit(1);
 }
