@@ -54,19 +54,31 @@ function publish(npmFlags) {
   npm(['publish', ...flags]);
 }
 
+/**
+ * The lock's entry for a platform package, as npm writes it once the package is published (then it
+ * adds resolved and integrity): npm ci needs one for every optional dependency, and, before the
+ * first publish, skips the unfetchable one with a warning.
+ */
+function lockEntry(platform, version) {
+  const { cpu, libc, license, os, engines } = readJson(path.join(packageDir(platform), 'package.json'));
+  return { version, cpu, libc, license, optional: true, os, engines };
+}
+
 function setVersion(spec) {
   // Its stdout would be a second line of ours, which the workflow reads.
-  npm(['version', spec, '--no-git-tag-version', '--ignore-scripts'], root, { stdio: ['ignore', 'ignore', 'inherit'] });
+  npm(['version', spec, '--no-git-tag-version', '--allow-same-version', '--ignore-scripts'], root, { stdio: ['ignore', 'ignore', 'inherit'] });
   const main = readJson(path.join(root, 'package.json'));
   main.optionalDependencies = Object.fromEntries(names.map((name) => [name, main.version]));
   writeJson(path.join(root, 'package.json'), main);
-  const lock = readJson(path.join(root, 'package-lock.json'));
-  lock.packages[''].optionalDependencies = main.optionalDependencies;
-  writeJson(path.join(root, 'package-lock.json'), lock);
   for (const platform of Object.keys(platforms)) {
     const file = path.join(packageDir(platform), 'package.json');
     writeJson(file, { ...readJson(file), version: main.version });
   }
+  const lock = readJson(path.join(root, 'package-lock.json'));
+  lock.packages[''].optionalDependencies = main.optionalDependencies;
+  for (const platform of Object.keys(platforms)) lock.packages[`node_modules/@wsbroker/${platform}`] = lockEntry(platform, main.version);
+  lock.packages = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => a.localeCompare(b)));
+  writeJson(path.join(root, 'package-lock.json'), lock);
   console.log(main.version);
 }
 
