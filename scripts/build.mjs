@@ -43,7 +43,7 @@ function tools(cc, ccHint) {
   const goVersion = /^go (\S+)/m.exec(readFileSync(path.join(root, 'go.mod'), 'utf8'))[1];
   return [
     { names: ['go'], what: `go: Go ${goVersion} or later (https://go.dev/dl/), which builds the broker library (cmd/libwsbroker)` },
-    { names: [cc.split(' ')[0]], what: `${cc}: a C compiler${ccHint}, which compiles the Node-API glue (napi/)` },
+    { names: [cc.split(' ')[0]], what: `${cc}: a C compiler${ccHint}, which compiles the Node-API glue (napi/) and the cgo parts of the broker` },
     { names: ['make'], what: 'make: runs the build that node-gyp generates' },
     { names: ['python3', 'python'], what: 'python3: node-gyp runs on Python 3' },
   ];
