@@ -69,7 +69,7 @@ function install(name, { deps = {}, prebuilt, env, status = 0 }) {
 const versionOf = (name) => readJson(path.join(root, 'node_modules', name, 'package.json')).version;
 
 before(() => {
-  checkPackage(platform); // filled by `npm run build`
+  assert.doesNotThrow(() => checkPackage(platform), 'npm run build fills the platform package of this machine');
   dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-package-'));
   tarballs = {};
   // lib/ is compiled by the build that precedes the tests, so the pack needs no prepare script.
