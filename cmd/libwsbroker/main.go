@@ -314,7 +314,7 @@ func wsb_serve_metrics(addr *C.uint8_t, n C.size_t) *C.char {
 	})
 }
 
-// wsb_stats returns the broker's figures and the workers' queues as JSON, in malloc'd memory the
+// wsb_stats returns the broker's figures, the workers' queues and the Go runtime's memory as JSON, in malloc'd memory the
 // caller frees.
 //
 //export wsb_stats
@@ -322,8 +322,9 @@ func wsb_stats() (out *C.char) {
 	defer recoverInto("stats")
 	js, err := json.Marshal(struct {
 		broker.Stats
-		Workers []WorkerQueue `json:"workers"`
-	}{brk.Stats(), workers.queues()})
+		Workers []WorkerQueue   `json:"workers"`
+		Go      broker.GoMemory `json:"go"`
+	}{brk.Stats(), workers.queues(), broker.ReadGoMemory()})
 	if err != nil {
 		js = []byte("{}")
 	}
