@@ -27,8 +27,10 @@ for (const a of args) {
 const quick = args.includes('--quick');
 const only = opt('only')?.split(',');
 const onlyScenarios = opt('scenarios')?.split(',');
-const outDir = path.resolve(opt('out') ?? path.join(root, 'bench', 'results'));
-const outName = quick ? 'quick' : 'benchmark';
+const defaultOut = path.join(root, 'bench', 'results');
+const outDir = path.resolve(opt('out') ?? defaultOut);
+// benchmark.*: the full set; quick.*: --quick; partial.*: some servers or scenarios only.
+const outName = quick ? 'quick' : only || onlyScenarios ? 'partial' : 'benchmark';
 
 const log = (...m) => console.error('bench:', ...m);
 
@@ -291,6 +293,8 @@ for (const sc of scenarios.filter((s) => s.figure !== 'stalled')) {
   L.push(`| ${sc.group} | ${sc.id === 'connect' ? 'connect (open handler checks a header, sets a token)' : sc.title} | ${sc.id === 'connect' ? 'conns per server CPU-s' : figureName[sc.figure]} | ${row.join(' | ')} |`);
 }
 
+const summaryEnd = L.length;
+
 // Throughput and latency, run by run.
 const loadScenarios = scenarios.filter((s) => s.figure === 'msgs' || s.figure === 'deliveries' || s.figure === 'latency');
 if (loadScenarios.length) {
@@ -349,14 +353,14 @@ if (base5 && stall5) {
   L.push('');
   L.push(`The same open-loop fan-out twice: as it is, and with one more subscriber that never reads (its receive buffer is 4 KiB, so what is sent to it piles up in the server). The servers that have a backpressure limit run with ${stalled.backpressure / 1024} KiB (WSBroker maxBackpressure, Bun backpressureLimit + closeOnBackpressureLimit, the Go core MaxBackpressure); ws has none. p99: until the last reading subscriber has the message.`);
   L.push('');
-  L.push('| server | p99 | p99, one stalled | RSS peak | RSS peak, one stalled | peak growth over the interval, one stalled |');
-  L.push('|---|--:|--:|--:|--:|--:|');
+  L.push('| server | p99 | p99, one stalled | RSS peak | RSS peak, one stalled | peak growth over the interval, one stalled | the stalled one closed by the server |');
+  L.push('|---|--:|--:|--:|--:|--:|--:|');
   for (const s of shown.filter((x) => runsOf(base5).includes(x))) {
     const a = reportOf(base5.id, s.id);
     const b = reportOf(stall5.id, s.id);
     const note = (scId) => failed(scId, s.id) ?? '';
     L.push(`| ${s.name} | ${a ? us(a.latency_us?.p99) : ''} ${note(base5.id)} | ${b ? us(b.latency_us?.p99) : ''} ${note(stall5.id)} | ${mib(a?.server_rss_peak_kib)} | ${mib(b?.server_rss_peak_kib)} | ` +
-      `${b ? mib(b.server_rss_peak_kib - b.server_rss_start_kib) : '–'} |`);
+      `${b ? mib(b.server_rss_peak_kib - b.server_rss_start_kib) : '–'} | ${b?.stalled_closed === undefined ? '–' : b.stalled_closed ? 'yes' : 'no'} |`);
   }
 }
 L.push('');
@@ -371,6 +375,7 @@ const chart = {
   title: `WSBroker benchmark${quick ? ' (--quick)' : ''}: relative to ws in the same run, higher is better`,
   subtitle: 'throughput per server CPU-second; open-loop p99 and RSS per idle connection as ws / server',
   baseline: 'ws',
+  clip: 10, // a latency ratio can be far larger than the rest: it would flatten every other bar
   series: others.map((s) => s.name),
   groups: chartScenarios.map((sc) => ({
     label: `${sc.group} ${sc.id}`,
@@ -384,5 +389,27 @@ if (others.length && chart.groups.length) {
   const r = spawnSync(path.join(bin, 'chart'), [files.png], { input: JSON.stringify(chart), stdio: ['pipe', 'inherit', 'inherit'] });
   if (r.status !== 0) process.exitCode = 1;
 }
+// A full run into bench/results also puts its tables into BENCHMARKS.md and its summary into the
+// README, between their markers, so that the documents show the run whose chart they link.
+if (outName === 'benchmark' && outDir === defaultOut) {
+  const demoted = markdown.replace(/^#/gm, '##');
+  replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:results', demoted);
+  replaceBetween(path.join(root, 'README.md'), 'bench:summary', L.slice(0, summaryEnd).join('\n').replace(/^#/gm, '##') + '\n');
+}
+
+function replaceBetween(file, marker, text) {
+  const begin = `<!-- ${marker} -->\n`;
+  const end = `<!-- /${marker} -->`;
+  const doc = readFileSync(file, 'utf8');
+  const i = doc.indexOf(begin);
+  const j = doc.indexOf(end);
+  if (i < 0 || j < i) {
+    log(`${path.basename(file)} has no ${begin.trim()} … ${end}: not updated`);
+    return;
+  }
+  writeFileSync(file, doc.slice(0, i + begin.length) + text + doc.slice(j));
+  log(`updated ${path.basename(file)}`);
+}
+
 log(`done in ${elapsed} s; wrote ${Object.values(files).filter(existsSync).map((f) => path.relative(process.cwd(), f)).join(', ')}`);
 if (results.some((r) => r.report.error)) process.exitCode = 1;

@@ -40,7 +40,8 @@ test('wsbench against the Go server: rates, latencies, server CPU and memory per
   assert.ok(echo.server_cpu_s > 0 && echo.msgs_per_server_cpu_s > echo.msgs_per_s / 2, JSON.stringify(echo));
   assert.ok(echo.gen_cpu_s > 0 && echo.gen_cpu_util > 0);
   const l = echo.latency_us;
-  assert.ok(l.count === echo.msgs && l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max, JSON.stringify(l));
+  // Counters and the histogram start and stop a moment apart (a busy machine stretches it).
+  assert.ok(Math.abs(l.count - echo.msgs) <= Math.max(20, echo.msgs / 100) && l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max, `${echo.msgs} echoes, latencies ${JSON.stringify(l)}`);
   assert.ok(echo.server_rss_kib > 1000 && echo.server_rss_peak_kib >= echo.server_rss_kib, JSON.stringify(echo));
 
   // Fan-out to 20 with one subscriber that never reads: every message reaches the 20 others.
@@ -48,12 +49,14 @@ test('wsbench against the Go server: rates, latencies, server CPU and memory per
   assert.equal(fan.errors, 0);
   assert.ok(fan.msgs > 100, `published messages ${fan.msgs}`);
   assert.ok(Math.abs(fan.deliveries - 20 * fan.msgs) <= 20 * fan.window, `${fan.deliveries} deliveries for ${fan.msgs} messages`);
+  assert.equal(fan.stalled_closed, 0, 'far below the backpressure limit, the stalled subscriber stays open');
 
   const idle = wsbench(wsb, [...common, '-scenario', 'idle', '-conns', '200', '-mem', '-duration', '200ms']);
   assert.equal(idle.alive, 200);
   const m = idle.server_mem_per_conn;
   assert.ok(m.goroutines >= 0.9 && m.goroutines < 3, `goroutines per connection ${m.goroutines}`);
-  assert.ok(m.goStacks > 1000 && m.goHeap > 0 && idle.server_rss_per_conn_kib > 0, JSON.stringify(idle));
+  // (Not the heap: the echo and fan-out garbage collected meanwhile can make its difference negative.)
+  assert.ok(m.goStacks > 1000 && idle.server_rss_per_conn_kib > 0, JSON.stringify(idle));
 });
 
 test('bench/run.mjs: two servers, one scenario, the table, the reports and the chart', { timeout: 60_000 }, () => {

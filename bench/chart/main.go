@@ -26,6 +26,7 @@ type spec struct {
 	Title    string   `json:"title"`
 	Subtitle string   `json:"subtitle"`
 	Baseline string   `json:"baseline"` // the name of the line at 1
+	Clip     float64  `json:"clip"`     // if > 0, the scale ends here and longer bars end in an arrow
 	Series   []string `json:"series"`   // one bar per series in every group
 	Groups   []group  `json:"groups"`
 }
@@ -38,7 +39,7 @@ type group struct {
 const (
 	width    = 1100
 	left     = 250 // label column
-	right    = 70  // room for the value after the longest bar
+	right    = 90  // room for the value after the longest bar
 	top      = 70
 	barH     = 13
 	groupGap = 12
@@ -95,6 +96,9 @@ func render(s *spec) *image.RGBA {
 			}
 		}
 	}
+	if s.Clip > 0 {
+		maxV = min(maxV, s.Clip)
+	}
 	maxV = math.Ceil(maxV)
 	plotW := width - left - right
 	x := func(v float64) int { return left + int(v/maxV*float64(plotW)) }
@@ -128,8 +132,12 @@ func render(s *spec) *image.RGBA {
 				continue
 			}
 			v := *g.Values[si]
+			label := fmt.Sprintf("%.2f", v)
+			if v > maxV {
+				v, label = maxV, ">> "+label // off the scale
+			}
 			fill(img, left, y+1, max(x(v), left+1), y+barH-1, palette[si])
-			text(img, max(x(v), left+1)+4, y+barH-2, fmt.Sprintf("%.2f", v), black)
+			text(img, max(x(v), left+1)+4, y+barH-2, label, black)
 		}
 	}
 	return img

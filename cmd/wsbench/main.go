@@ -505,6 +505,9 @@ type result struct {
 	MemAfter   map[string]float64 `json:"server_mem_after,omitempty"`
 	MemPerConn map[string]float64 `json:"server_mem_per_conn,omitempty"`
 
+	// fanout -stalled: how many of those the server had closed by the end (a backpressure limit)
+	StalledClosed *int `json:"stalled_closed,omitempty"`
+
 	Errors uint64 `json:"errors"`
 	Error  string `json:"error,omitempty"`
 }
@@ -578,6 +581,9 @@ func (res *result) summary() string {
 	}
 	if res.Stalled > 0 {
 		fmt.Fprintf(&b, ", %d subscriber(s) not reading", res.Stalled)
+		if res.StalledClosed != nil {
+			fmt.Fprintf(&b, " (%d closed by the server)", *res.StalledClosed)
+		}
 	}
 	fmt.Fprintf(&b, ", %.1f s measured\n", res.DurationS)
 	if res.Error != "" {

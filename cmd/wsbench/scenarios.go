@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -212,14 +213,19 @@ func runFanout(cfg *config) (*result, error) {
 	if err != nil {
 		return res, err
 	}
+	var stalled []*wsConn
 	if cfg.stalled > 0 {
 		res.Stalled = cfg.stalled
 		r.dial.rcvBuf = stalledRcvBuf // for these connections only: dialAll uses r.dial
-		_, err := r.dialAll(cfg.stalled, cfg.conns+1, nil, subscribeTo(func(int) string { return cfg.channel }))
+		stalled, err = r.dialAll(cfg.stalled, cfg.conns+1, nil, subscribeTo(func(int) string { return cfg.channel }))
 		r.dial.rcvBuf = 0
 		if err != nil {
 			return res, err
 		}
+		// Left open by stop: whether the server closed them is checked after the run.
+		r.mu.Lock()
+		r.conns = r.conns[:len(r.conns)-len(stalled)]
+		r.mu.Unlock()
 	}
 	pub := pubs[0]
 	tr := &fanTrack{subs: int32(cfg.conns)}
@@ -236,7 +242,30 @@ func runFanout(cfg *config) (*result, error) {
 	go fanPublisher(r, pub, tr, tokens)
 	s0, s1, err := r.measure(stallAfter)
 	r.fill(res, s0, s1)
+	if stalled != nil {
+		n := closedByServer(stalled)
+		res.StalledClosed = &n
+	}
 	return res, err
+}
+
+// closedByServer reads what the server sent to connections that did not read (the load has
+// stopped, so it ends) and counts those the server closed; it closes them all.
+func closedByServer(conns []*wsConn) int {
+	n := 0
+	for _, c := range conns {
+		c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		var err error
+		for err == nil {
+			_, err = c.next()
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			n++ // a close frame, EOF or a reset
+		}
+		c.nc.Close()
+	}
+	return n
 }
 
 func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}) {
