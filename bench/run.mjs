@@ -2,8 +2,8 @@
 // tables and writes them, every wsbench report and a PNG chart to --out. The server is pinned to
 // core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
-//   npm run bench                 every scenario (S1–S5), about 9 minutes
-//   npm run bench -- --quick      a few of them, shorter (under 2 minutes)
+//   npm run bench                 every scenario (S1–S5), about 8 minutes
+//   npm run bench -- --quick      six of them, shorter runs (about a minute)
 //   options: --only=ws,wsbroker,bun,go,wsbroker-t2   --scenarios=<ids>   --out=<dir>   --no-pin
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';

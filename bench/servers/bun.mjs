@@ -1,5 +1,6 @@
 // The benchmark application (bench/README.md) on Bun's own WebSocket server (uWebSockets inside):
-// channels are Bun's topics. Run with the `bun` binary of the `bun` npm package:
+// channels are Bun's topics. Run with the `bun` binary of the `bun` npm package (after
+// `npm ci --ignore-scripts`, as `make` installs, the binary is node_modules/@oven/bun-linux-x64/bin/bun):
 //
 //   node_modules/.bin/bun bench/servers/bun.mjs [port]   prints "listening 127.0.0.1:<port>"
 //
