@@ -1,10 +1,10 @@
-// The benchmark runner: starts each server in turn, loads it with cmd/wsbench, prints a markdown
-// table. The server is pinned to core 0 and the generator to core 1 (taskset), and every figure
-// is also given per server CPU-second, so servers are compared on the work they do.
+// The benchmark runner: starts each server in turn, loads it with cmd/wsbench, prints markdown
+// tables and writes them, every wsbench report and a PNG chart to --out. The server is pinned to
+// core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
-//   npm run bench                 the default set (a few minutes)
-//   npm run bench -- --quick      echo 100 conns × 32 B and 4 KiB, fan-out to 1,000 (about a minute)
-//   options: --only=ws,wsbroker,go   --json=<file> (all wsbench reports)   --no-pin
+//   npm run bench                 every scenario (S1–S5), about 8 minutes
+//   npm run bench -- --quick      six of them, shorter runs (about a minute)
+//   options: --only=ws,wsbroker,bun,go,wsbroker-t2   --scenarios=<ids>   --out=<dir>   --no-pin
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -15,66 +15,95 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'bench', '.bin');
 
+const usage = 'usage: node bench/run.mjs [--quick] [--only=<server ids>] [--scenarios=<scenario ids>] [--out=<dir>] [--no-pin]';
 const args = process.argv.slice(2);
 const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-const quick = args.includes('--quick');
-const only = opt('only')?.split(',');
-const jsonOut = opt('json');
 for (const a of args) {
-  if (!/^--(quick|no-pin|only=.*|json=.*)$/.test(a)) {
-    console.error(`bench: unknown argument ${a}\nusage: node bench/run.mjs [--quick] [--only=ws,wsbroker,go] [--json=<file>] [--no-pin]`);
+  if (!/^--(quick|no-pin|only=.+|scenarios=.+|out=.+)$/.test(a)) {
+    console.error(`bench: unknown argument ${a}\n${usage}`);
     process.exit(2);
   }
 }
+const quick = args.includes('--quick');
+const only = opt('only')?.split(',');
+const onlyScenarios = opt('scenarios')?.split(',');
+const defaultOut = path.join(root, 'bench', 'results');
+const outDir = path.resolve(opt('out') ?? defaultOut);
+// benchmark.*: the full set; quick.*: --quick; partial.*: some servers or scenarios only.
+const outName = quick ? 'quick' : only || onlyScenarios ? 'partial' : 'benchmark';
 
 const log = (...m) => console.error('bench:', ...m);
 
 // --- what runs ---
 
-const servers = [
-  {
-    id: 'wsbroker',
-    name: 'WSBroker (threads: 1)',
-    cmd: (port) => [process.execPath, path.join(root, 'bench/servers/wsbroker.mjs'), String(port)],
-    env: { THREADS: '1' },
-  },
-  {
-    id: 'ws',
-    name: 'ws 8 + bufferutil',
-    cmd: (port) => [process.execPath, path.join(root, 'bench/servers/ws.mjs'), String(port)],
-  },
-  {
-    id: 'go',
-    name: 'Go core, Go handler',
-    cmd: (port) => [path.join(bin, 'goserver'), '-addr', `127.0.0.1:${port}`],
-  },
-].filter((s) => !only || only.includes(s.id));
+// The bun binary: node_modules/.bin/bun once the package's install script has linked it, else the
+// platform package's binary (npm ci --ignore-scripts).
+const bunBin = [path.join(root, 'node_modules/.bin/bun'), path.join(root, `node_modules/@oven/bun-${process.platform}-${process.arch}/bin/bun`)]
+  .find((p) => spawnSync(p, ['--version']).status === 0);
 
-const timing = quick ? { warmup: '1s', duration: '3s' } : { warmup: '2s', duration: '8s' };
-const scenarios = quick
-  ? [
-      { id: 'echo-100-32', title: 'echo, 100 conns, 32 B', args: ['-scenario', 'echo', '-conns', '100', '-size', '32'] },
-      { id: 'echo-100-4k', title: 'echo, 100 conns, 4 KiB', args: ['-scenario', 'echo', '-conns', '100', '-size', '4096'] },
-      { id: 'fanout-1000', title: 'fan-out to 1,000', args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32'], deliveries: true },
-    ]
-  : [
-      { id: 'echo-100-32', title: 'echo, 100 conns, 32 B', args: ['-scenario', 'echo', '-conns', '100', '-size', '32'] },
-      { id: 'echo-100-512', title: 'echo, 100 conns, 512 B', args: ['-scenario', 'echo', '-conns', '100', '-size', '512'] },
-      { id: 'echo-100-4k', title: 'echo, 100 conns, 4 KiB', args: ['-scenario', 'echo', '-conns', '100', '-size', '4096'] },
-      { id: 'echo-1000-32', title: 'echo, 1,000 conns, 32 B', args: ['-scenario', 'echo', '-conns', '1000', '-size', '32'] },
-      { id: 'fanout-1000', title: 'fan-out to 1,000', args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32'], deliveries: true },
-      { id: 'fanout-5000', title: 'fan-out to 5,000', args: ['-scenario', 'fanout', '-conns', '5000', '-size', '32'], deliveries: true },
-      { id: 'rooms-1000', title: 'rooms of 10, 1,000 conns', args: ['-scenario', 'rooms', '-conns', '1000', '-room', '10', '-size', '32'], deliveries: true },
-    ];
+const node = (file) => (port) => [process.execPath, path.join(root, 'bench/servers', file), String(port)];
+// cores: where the server may run (the generator is always on core 1).
+const allServers = [
+  { id: 'ws', name: 'ws', long: 'ws 8 + bufferutil', cmd: node('ws.mjs') },
+  { id: 'wsbroker', name: 'WSBroker', long: 'WSBroker, threads: 1', cmd: node('wsbroker.mjs'), env: { THREADS: '1' } },
+  { id: 'bun', name: 'Bun', long: 'Bun.serve + topics', cmd: (port) => [bunBin, path.join(root, 'bench/servers/bun.mjs'), String(port)] },
+  { id: 'go', name: 'Go core', long: 'the Go core with Go handlers (no JS)', cmd: (port) => [path.join(bin, 'goserver'), '-addr', `127.0.0.1:${port}`] },
+  { id: 'wsbroker-t2', name: 'WSBroker t2', long: 'WSBroker, threads: 2, server on cores 0-1 (sharing core 1 with the generator)', cmd: node('wsbroker.mjs'), env: { THREADS: '2' }, cores: '0,1', subset: true },
+];
+const servers = allServers.filter((s) => (only ? only.includes(s.id) : true));
+if (servers.some((s) => s.id === 'bun') && !bunBin) {
+  console.error('bench: no bun binary: npm install (the bun package is a devDependency)');
+  process.exit(1);
+}
+
+const timing = quick ? { warmup: '0.5s', duration: '2s' } : { warmup: '1.5s', duration: '5s' };
+const echoRate = 20000; // S1 latency: a rate every server sustains on one core
+// S5: 64 KiB messages so that the stalled subscriber gets enough (640 KB/s, 6 MB in the run) to
+// overflow the kernel's socket buffers (up to 4 MiB here) within the run.
+const stalled = { conns: 1000, size: 65536, rate: 10, backpressure: 1 << 20, duration: quick ? '4s' : '8s' };
+
+// A scenario: group (S1…S5), wsbench arguments, the figure it is compared by, whether the
+// threads: 2 run takes part (t2), and server settings (backpressure).
+//   figure: msgs | deliveries (per server CPU-second), latency (p99, open loop), memory (idle), stalled
+const echo = (conns, size) => ({
+  id: `echo-${conns}-${size}`, group: 'S1', title: `echo, ${conns.toLocaleString('en-US')} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`,
+  args: ['-scenario', 'echo', '-conns', String(conns), '-size', String(size)], figure: 'msgs', t2: true,
+});
+const scenarioList = [
+  echo(100, 32), echo(100, 512), echo(100, 4096), echo(1000, 32), echo(1000, 512), echo(1000, 4096),
+  { id: 'echo-open', group: 'S1', title: `echo, 100 conns × 32 B, open loop at ${echoRate.toLocaleString('en-US')}/s`,
+    args: ['-scenario', 'echo', '-conns', '100', '-size', '32', '-rate', String(echoRate)], figure: 'latency' },
+  { id: 'fanout-1000', group: 'S2', title: 'fan-out to 1,000', args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32'], figure: 'deliveries', t2: true },
+  { id: 'fanout-5000', group: 'S2', title: 'fan-out to 5,000', args: ['-scenario', 'fanout', '-conns', '5000', '-size', '32'], figure: 'deliveries', t2: true },
+  { id: 'rooms-10000', group: 'S2', title: '10,000 conns in rooms of 10', args: ['-scenario', 'rooms', '-conns', '10000', '-room', '10', '-size', '32'], figure: 'deliveries', t2: true },
+  { id: 'idle-10000', group: 'S3', title: '10,000 idle conns', args: ['-scenario', 'idle', '-conns', '10000', '-mem', '-duration', '2s'], figure: 'memory' },
+  { id: 'connect', group: 'S4', title: 'connect, 32 dialers', args: ['-scenario', 'connect', '-conns', '32'], figure: 'msgs', t2: true },
+  { id: 'stalled-0', group: 'S5', title: `fan-out to ${stalled.conns.toLocaleString('en-US')} × 64 KiB at ${stalled.rate}/s`, stalledBase: true,
+    args: ['-scenario', 'fanout', '-conns', String(stalled.conns), '-size', String(stalled.size), '-rate', String(stalled.rate), '-duration', stalled.duration], figure: 'stalled', backpressure: stalled.backpressure },
+  { id: 'stalled-1', group: 'S5', title: 'the same, one more subscriber not reading',
+    args: ['-scenario', 'fanout', '-conns', String(stalled.conns), '-size', String(stalled.size), '-rate', String(stalled.rate), '-duration', stalled.duration, '-stalled', '1'], figure: 'stalled', backpressure: stalled.backpressure },
+];
+const quickIds = ['echo-100-32', 'echo-100-4096', 'echo-open', 'fanout-1000', 'idle-2000', 'connect'];
+const scenarios = (quick
+  ? [...scenarioList.filter((s) => quickIds.includes(s.id)),
+      { ...scenarioList.find((s) => s.id === 'idle-10000'), id: 'idle-2000', title: '2,000 idle conns', args: ['-scenario', 'idle', '-conns', '2000', '-mem', '-duration', '1s'] }]
+  : scenarioList
+).filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
+if (onlyScenarios && scenarios.length === 0) {
+  console.error(`bench: no scenario among ${onlyScenarios.join(', ')} (ids: ${scenarioList.map((s) => s.id).join(', ')}; --quick: ${quickIds.join(', ')})`);
+  process.exit(2);
+}
+// The threads: 2 run: on the S1/S2/S4 throughput scenarios (in --quick, the first only).
+const runsOf = (sc) => servers.filter((s) => !s.subset || (sc.t2 && (!quick || sc.id === 'echo-100-32')));
 
 // --- helpers ---
 
 const pin = !args.includes('--no-pin') && os.cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 if (!pin) log('running without taskset pinning (no taskset, fewer than 2 cores, or --no-pin)');
-const pinned = (core, cmd) => (pin ? ['taskset', '-c', String(core), ...cmd] : cmd);
+const pinned = (cores, cmd) => (pin ? ['taskset', '-c', cores, ...cmd] : cmd);
 
-function run(cmd, cmdArgs, opts = {}) {
-  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit', ...opts });
+function run(cmd, cmdArgs) {
+  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit' });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${cmdArgs.join(' ')} exited with ${r.status}`);
 }
@@ -90,11 +119,17 @@ function freePort() {
   });
 }
 
-// startServer spawns a server pinned to core 0 and resolves once it prints "listening".
-async function startServer(server) {
+// startServer spawns a server (pinned) and resolves once it prints "listening".
+async function startServer(server, sc) {
   const port = await freePort();
-  const [cmd, ...rest] = pinned(0, server.cmd(port));
-  const child = spawn(cmd, rest, { cwd: root, env: { ...process.env, ...server.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let cmd = server.cmd(port);
+  const env = { ...process.env, ...server.env };
+  if (sc.backpressure) {
+    env.BACKPRESSURE = String(sc.backpressure);
+    if (server.id === 'go') cmd = [...cmd, '-backpressure', String(sc.backpressure)];
+  }
+  const [file, ...rest] = pinned(server.cores ?? '0', cmd);
+  const child = spawn(file, rest, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let errText = '';
   child.stderr.on('data', (d) => {
     errText = (errText + d).slice(-4000);
@@ -126,11 +161,10 @@ async function stopServer(s) {
   clearTimeout(t);
 }
 
-// wsbench runs the generator pinned to core 1; its summary goes to our stderr, its JSON line is
-// returned.
+// wsbench runs the generator on core 1; its summary goes to our stderr, its JSON line is returned.
 function wsbench(benchArgs) {
   return new Promise((resolve) => {
-    const [cmd, ...rest] = pinned(1, [path.join(bin, 'wsbench'), ...benchArgs]);
+    const [cmd, ...rest] = pinned('1', [path.join(bin, 'wsbench'), ...benchArgs]);
     const child = spawn(cmd, rest, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
@@ -152,23 +186,23 @@ if (!existsSync(path.join(root, 'build/Release/wsbroker.node')) || !existsSync(p
   run('npm', ['run', 'build']);
 }
 mkdirSync(bin, { recursive: true });
-log('building cmd/wsbench and bench/goserver');
-run('go', ['build', '-o', path.join(bin, 'wsbench'), './cmd/wsbench']);
-if (servers.some((s) => s.id === 'go')) run('go', ['build', '-o', path.join(bin, 'goserver'), './bench/goserver']);
+mkdirSync(outDir, { recursive: true });
+log('building cmd/wsbench, bench/goserver and bench/chart');
+for (const cmd of ['cmd/wsbench', 'bench/goserver', 'bench/chart']) run('go', ['build', '-o', path.join(bin, path.basename(cmd)), `./${cmd}`]);
 
 // --- run ---
 
 const results = [];
 const started = Date.now();
 for (const sc of scenarios) {
-  for (const server of servers) {
-    log(`${sc.title} on ${server.name}`);
+  for (const server of runsOf(sc)) {
+    log(`${sc.group} ${sc.title} on ${server.long}`);
     let s;
     let rep;
     try {
-      s = await startServer(server);
+      s = await startServer(server, sc);
       rep = await wsbench([...sc.args, '-addr', `127.0.0.1:${s.port}`, '-pid', String(s.child.pid), '-label', server.id,
-        '-warmup', timing.warmup, '-duration', timing.duration]);
+        '-warmup', timing.warmup, ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])]);
       if (rep.error && s.stderr()) log(`${server.id} stderr:\n${s.stderr()}`);
     } catch (err) {
       rep = { error: String(err.message ?? err) };
@@ -179,49 +213,203 @@ for (const sc of scenarios) {
     results.push({ scenario: sc.id, server: server.id, report: rep });
   }
 }
+const elapsed = Math.round((Date.now() - started) / 1000);
 
-// --- report ---
+// --- figures ---
+
+const reportOf = (scId, serverId) => {
+  const r = results.find((x) => x.scenario === scId && x.server === serverId)?.report;
+  return r && !r.error ? r : undefined;
+};
+// The figure a scenario compares, and whether more is better.
+const figureOf = (sc, r) => {
+  if (!r) return undefined;
+  switch (sc.figure) {
+    case 'msgs': return r.msgs_per_server_cpu_s;
+    case 'deliveries': return r.deliveries_per_server_cpu_s;
+    case 'latency': return sustained(r) ? r.latency_us?.p99 : undefined;
+    case 'memory': return r.server_rss_per_conn_kib;
+  }
+  return undefined;
+};
+const higherIsBetter = (sc) => sc.figure === 'msgs' || sc.figure === 'deliveries';
+// An open-loop run counts only if the server kept up with the rate.
+const sustained = (r) => !r.rate || r.msgs_per_s >= 0.95 * r.rate;
+// ratio: >1 means better than ws whatever the figure (for latency and memory, ws's over the server's).
+const ratioOf = (sc, serverId) => {
+  const v = figureOf(sc, reportOf(sc.id, serverId));
+  const w = figureOf(sc, reportOf(sc.id, 'ws'));
+  if (!v || !w) return undefined;
+  return higherIsBetter(sc) ? v / w : w / v;
+};
 
 const fmt = (n, digits = 0) => (n === undefined || n === null || Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
-const ms = (us) => (us === undefined ? '–' : us >= 1000 ? `${fmt(us / 1000, 2)} ms` : `${fmt(us)} µs`);
-const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
-const goVersion = spawnSync('go', ['env', 'GOVERSION'], { encoding: 'utf8' }).stdout.trim();
-const wsVersion = JSON.parse(readFileSync(path.join(root, 'node_modules/ws/package.json'), 'utf8')).version;
+const us = (v) => (v === undefined ? '–' : v >= 1e6 ? `${fmt(v / 1e6, 2)} s` : v >= 1000 ? `${fmt(v / 1000, 2)} ms` : `${fmt(v)} µs`);
+const mib = (kib) => (kib ? `${fmt(kib / 1024, 1)} MiB` : '–');
+const cell = (s) => String(s).replace(/\|/g, '\\|').split('\n')[0];
+const failed = (scId, serverId) => {
+  const r = results.find((x) => x.scenario === scId && x.server === serverId);
+  if (!r) return '–';
+  if (r.report.error) return `failed: ${cell(r.report.error).slice(0, 80)}`;
+  if (!sustained(r.report)) return `did not sustain the rate (${fmt(r.report.msgs_per_s)}/s)`;
+  return undefined;
+};
 
-const lines = [];
-lines.push(`## WSBroker benchmark${quick ? ' (--quick)' : ''}`);
-lines.push('');
-lines.push(`${os.cpus().length} × ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}, ${goVersion}, ws ${wsVersion}. ` +
-  `Server ${pin ? 'pinned to core 0, generator (cmd/wsbench) to core 1' : 'and generator not pinned'}; warm-up ${timing.warmup}, measured ${timing.duration} per run. ` +
-  'Echo: one message in flight per connection. Fan-out: one publisher, 8 messages in flight, a message is done when every subscriber has it; the figure is deliveries.');
-lines.push('');
-lines.push('| scenario | server | msgs/s | server CPU | per server CPU-s | vs ws | generator CPU | p50 | p99 |');
-lines.push('|---|---|--:|--:|--:|--:|--:|--:|--:|');
-for (const sc of scenarios) {
-  const of = (id) => results.find((r) => r.scenario === sc.id && r.server === id)?.report;
-  const rate = (r) => (sc.deliveries ? r.deliveries_per_s : r.msgs_per_s);
-  const perCPU = (r) => (sc.deliveries ? r.deliveries_per_server_cpu_s : r.msgs_per_server_cpu_s);
-  const ws = of('ws');
-  for (const server of servers) {
-    const r = of(server.id);
-    if (!r || r.error) {
-      lines.push(`| ${sc.title} | ${server.name} | failed: ${(r?.error ?? 'no report').split('\n')[0].replace(/\|/g, '\\|')} | | | | | | |`);
-      continue;
+const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
+const versions = {
+  node: process.version,
+  go: spawnSync('go', ['env', 'GOVERSION'], { encoding: 'utf8' }).stdout.trim(),
+  ws: JSON.parse(readFileSync(path.join(root, 'node_modules/ws/package.json'), 'utf8')).version,
+  bun: bunBin ? spawnSync(bunBin, ['--version'], { encoding: 'utf8' }).stdout.trim() : undefined,
+};
+const shown = servers.filter((s) => scenarios.some((sc) => runsOf(sc).includes(s)));
+const others = shown.filter((s) => s.id !== 'ws');
+
+const L = [];
+L.push(`## WSBroker benchmark${quick ? ' (--quick)' : ''}, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
+L.push('');
+L.push(`${os.cpus().length} × ${cpuModel}, Linux ${os.release()}; Node ${versions.node}, ${versions.go}, ws ${versions.ws}, Bun ${versions.bun ?? '–'}. ` +
+  (pin ? 'Server pinned to core 0 (taskset -c 0), generator (cmd/wsbench) to core 1' : 'Server and generator not pinned') +
+  (shown.some((s) => s.cores) ? '; WSBroker t2 (threads: 2) pinned to cores 0-1, so it shares core 1 with the generator' : '') +
+  `. Warm-up ${timing.warmup}, ${timing.duration} measured per run; every run is a fresh server process. ${elapsed} s in all.`);
+L.push('');
+L.push('### Summary: relative to ws in the same run (higher is better)');
+L.push('');
+L.push('Per server CPU-second for throughput (S1, S2, S4); ws\'s p99 over the server\'s for latency (S1 open loop); ws\'s RSS per idle connection over the server\'s (S3). ws\'s own figure is in its column.');
+L.push('');
+L.push(`| | scenario | compared by | ${shown.map((s) => s.name).join(' | ')} |`);
+L.push(`|---|---|---|${shown.map(() => '--:').join('|')}|`);
+const figureName = { msgs: 'msgs per server CPU-s', deliveries: 'deliveries per server CPU-s', latency: 'p99', memory: 'RSS per conn' };
+const figureText = (sc, v) => (sc.figure === 'latency' ? us(v) : sc.figure === 'memory' ? `${fmt(v, 2)} KiB` : fmt(v));
+for (const sc of scenarios.filter((s) => s.figure !== 'stalled')) {
+  const row = shown.map((s) => {
+    const why = failed(sc.id, s.id);
+    if (why) return why;
+    const v = figureOf(sc, reportOf(sc.id, s.id));
+    if (s.id === 'ws') return figureText(sc, v);
+    const ratio = ratioOf(sc, s.id);
+    return `**${fmt(ratio, 2)}×** (${figureText(sc, v)})`;
+  });
+  L.push(`| ${sc.group} | ${sc.id === 'connect' ? 'connect (open handler checks a header, sets a token)' : sc.title} | ${sc.id === 'connect' ? 'conns per server CPU-s' : figureName[sc.figure]} | ${row.join(' | ')} |`);
+}
+
+const summaryEnd = L.length;
+
+// Throughput and latency, run by run.
+const loadScenarios = scenarios.filter((s) => s.figure === 'msgs' || s.figure === 'deliveries' || s.figure === 'latency');
+if (loadScenarios.length) {
+  L.push('');
+  L.push('### Each run');
+  L.push('');
+  L.push('Rates per second of wall time; CPU as % of one core over the measured interval. Latency: echo round trip (open loop: from the scheduled send time); fan-out, until the last subscriber has the message ("time until all received"); rooms, until the reply; connect, connect + upgrade. A generator near 100% may have been the limit (the per server CPU-second figure stays comparable).');
+  L.push('');
+  L.push('| scenario | server | per second | server CPU | per server CPU-s | generator CPU | p50 | p99 | p99.9 |');
+  L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|');
+  for (const sc of loadScenarios) {
+    for (const s of runsOf(sc)) {
+      const why = failed(sc.id, s.id);
+      const r = reportOf(sc.id, s.id);
+      if (why && !r) {
+        L.push(`| ${sc.title} | ${s.name} | ${why} | | | | | | |`);
+        continue;
+      }
+      const deliveries = sc.figure === 'deliveries';
+      const rate = deliveries ? `${fmt(r.deliveries_per_s)} deliveries` : sc.id === 'connect' ? `${fmt(r.msgs_per_s)} conns` : `${fmt(r.msgs_per_s)} msgs`;
+      const per = deliveries ? r.deliveries_per_server_cpu_s : r.msgs_per_server_cpu_s;
+      const scpu = r.server_cpu_s !== undefined ? `${fmt((100 * r.server_cpu_s) / r.duration_s)}%` : '–';
+      L.push(`| ${sc.title} | ${s.name} | ${rate}${why ? ` (${why})` : ''} | ${scpu} | ${fmt(per)} | ${fmt(100 * r.gen_cpu_util)}% | ` +
+        `${us(r.latency_us?.p50)} | ${us(r.latency_us?.p99)} | ${us(r.latency_us?.p999)} |`);
     }
-    const ratio = ws && !ws.error && perCPU(ws) ? `${fmt(perCPU(r) / perCPU(ws), 2)}×` : '–';
-    const scpu = r.server_cpu_s !== undefined ? `${fmt((100 * r.server_cpu_s) / r.duration_s)}%` : '–';
-    lines.push(`| ${sc.title} | ${server.name} | ${fmt(rate(r))}${sc.deliveries ? ' deliveries' : ''} | ${scpu} | ${fmt(perCPU(r))} | ${ratio} | ` +
-      `${fmt(100 * r.gen_cpu_util)}% | ${ms(r.latency_us?.p50)} | ${ms(r.latency_us?.p99)} |`);
   }
 }
-lines.push('');
-lines.push('Server and generator CPU are percentages of one core over the measured interval; a generator near 100% may have been the limit ' +
-  '(the per server CPU-second figure stays comparable). Latency: echo round trip; fan-out, until the last subscriber has the message.');
-console.log(lines.join('\n'));
-log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 
-if (jsonOut) {
-  writeFileSync(jsonOut, JSON.stringify({ date: new Date().toISOString(), quick, pinned: pin, cpu: cpuModel, node: process.version, go: goVersion, ws: wsVersion, timing, results }, null, 2) + '\n');
-  log(`reports written to ${jsonOut}`);
+// S3: where the bytes of an idle connection go.
+for (const sc of scenarios.filter((s) => s.figure === 'memory')) {
+  L.push('');
+  L.push(`### S3 memory: ${sc.title}`);
+  L.push('');
+  L.push('Per connection, from the difference between one connection open and all of them, after holding them idle. RSS from /proc; the rest as each server reports it when asked ("m:"): the Go runtime (runtime/metrics: heap in use, goroutine stacks, all it holds) and the JavaScript heap (committed; WSBroker: the handlers\' worker isolate) and what JS holds outside it (buffers). Go mapped covers Go heap and stacks.');
+  L.push('');
+  L.push('| server | RSS per conn | Go heap | goroutine stacks | Go mapped | goroutines per conn | JS heap | JS external | RSS at the end |');
+  L.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+  const kib = (b) => (b === undefined ? '–' : `${fmt(b / 1024, 2)} KiB`);
+  for (const s of runsOf(sc)) {
+    const r = reportOf(sc.id, s.id);
+    if (!r) {
+      L.push(`| ${s.name} | ${failed(sc.id, s.id)} | | | | | | | |`);
+      continue;
+    }
+    const m = r.server_mem_per_conn ?? {};
+    L.push(`| ${s.name} | ${fmt(r.server_rss_per_conn_kib, 2)} KiB | ${kib(m.goHeap)} | ${kib(m.goStacks)} | ${kib(m.goMapped)} | ${fmt(m.goroutines, 2)} | ${kib(m.jsHeap)} | ${kib(m.jsExternal)} | ${mib(r.server_rss_kib)} |`);
+  }
 }
+
+// S5: one subscriber that stops reading.
+const base5 = scenarios.find((s) => s.id === 'stalled-0');
+const stall5 = scenarios.find((s) => s.id === 'stalled-1');
+if (base5 && stall5) {
+  L.push('');
+  L.push(`### S5: a subscriber that stops reading (fan-out to ${stalled.conns.toLocaleString('en-US')} × 64 KiB at ${stalled.rate}/s, ${stalled.duration} measured)`);
+  L.push('');
+  L.push(`The same open-loop fan-out twice: as it is, and with one more subscriber that never reads (its receive buffer is 4 KiB, so what is sent to it piles up in the server). The servers that have a backpressure limit run with ${stalled.backpressure / 1024} KiB (WSBroker maxBackpressure, Bun backpressureLimit + closeOnBackpressureLimit, the Go core MaxBackpressure); ws has none. p99: until the last reading subscriber has the message.`);
+  L.push('');
+  L.push('| server | p99 | p99, one stalled | RSS peak | RSS peak, one stalled | peak growth over the interval, one stalled | the stalled one closed by the server |');
+  L.push('|---|--:|--:|--:|--:|--:|--:|');
+  for (const s of shown.filter((x) => runsOf(base5).includes(x))) {
+    const a = reportOf(base5.id, s.id);
+    const b = reportOf(stall5.id, s.id);
+    const note = (scId) => failed(scId, s.id) ?? '';
+    L.push(`| ${s.name} | ${a ? us(a.latency_us?.p99) : ''} ${note(base5.id)} | ${b ? us(b.latency_us?.p99) : ''} ${note(stall5.id)} | ${mib(a?.server_rss_peak_kib)} | ${mib(b?.server_rss_peak_kib)} | ` +
+      `${b ? mib(b.server_rss_peak_kib - b.server_rss_start_kib) : '–'} | ${b?.stalled_closed === undefined ? '–' : b.stalled_closed ? 'yes' : 'no'} |`);
+  }
+}
+L.push('');
+L.push('Servers: ' + shown.map((s) => `${s.name}: ${s.long}`).join('; ') + '.');
+const markdown = L.join('\n') + '\n';
+console.log(markdown);
+
+// --- files ---
+
+const chartScenarios = scenarios.filter((s) => s.figure !== 'stalled');
+const chart = {
+  title: `WSBroker benchmark${quick ? ' (--quick)' : ''}: relative to ws in the same run, higher is better`,
+  subtitle: 'throughput per server CPU-second; open-loop p99 and RSS per idle connection as ws / server',
+  baseline: 'ws',
+  clip: 10, // a latency ratio can be far larger than the rest: it would flatten every other bar
+  series: others.map((s) => s.name),
+  groups: chartScenarios.map((sc) => ({
+    label: `${sc.group} ${sc.id}`,
+    values: others.map((s) => ratioOf(sc, s.id) ?? null),
+  })),
+};
+const files = { md: path.join(outDir, `${outName}.md`), json: path.join(outDir, `${outName}.json`), png: path.join(outDir, `${outName}.png`) };
+writeFileSync(files.md, markdown);
+writeFileSync(files.json, JSON.stringify({ date: new Date().toISOString(), quick, pinned: pin, cpu: cpuModel, cores: os.cpus().length, kernel: os.release(), versions, timing, results }, null, 2) + '\n');
+if (others.length && chart.groups.length) {
+  const r = spawnSync(path.join(bin, 'chart'), [files.png], { input: JSON.stringify(chart), stdio: ['pipe', 'inherit', 'inherit'] });
+  if (r.status !== 0) process.exitCode = 1;
+}
+// A full run into bench/results also puts its tables into BENCHMARKS.md and its summary into the
+// README, between their markers, so that the documents show the run whose chart they link.
+if (outName === 'benchmark' && outDir === defaultOut) {
+  const demoted = markdown.replace(/^#/gm, '##');
+  replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:results', demoted);
+  replaceBetween(path.join(root, 'README.md'), 'bench:summary', L.slice(0, summaryEnd).join('\n').replace(/^#/gm, '##') + '\n');
+}
+
+function replaceBetween(file, marker, text) {
+  const begin = `<!-- ${marker} -->\n`;
+  const end = `<!-- /${marker} -->`;
+  const doc = readFileSync(file, 'utf8');
+  const i = doc.indexOf(begin);
+  const j = doc.indexOf(end);
+  if (i < 0 || j < i) {
+    log(`${path.basename(file)} has no ${begin.trim()} … ${end}: not updated`);
+    return;
+  }
+  writeFileSync(file, doc.slice(0, i + begin.length) + text + doc.slice(j));
+  log(`updated ${path.basename(file)}`);
+}
+
+log(`done in ${elapsed} s; wrote ${Object.values(files).filter(existsSync).map((f) => path.relative(process.cwd(), f)).join(', ')}`);
 if (results.some((r) => r.report.error)) process.exitCode = 1;

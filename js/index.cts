@@ -575,11 +575,13 @@ export interface Stats {
   closed: Record<string, number>;
   /** Each worker's queue: events handed to it and not yet handled, and events waiting for it (id -1: no worker alive). */
   workers: Array<{ id: number; inFlight: number; waiting: number; waitingBytes: number }>;
+  /** The Go runtime's memory (the part of the process's RSS that is Go's): heap in use, goroutine stacks, all it holds from the system (heap, stacks, free spans, metadata), and its goroutines. */
+  go: { heapBytes: number; stackBytes: number; mappedBytes: number; goroutines: number };
 }
 
 /**
  * Returns live figures: connections, channels, messages and bytes in and out, bytes waiting to be
- * written, connections closed per close code, and each worker's event queue. It walks every
+ * written, connections closed per close code, each worker's event queue, and the Go runtime's memory. It walks every
  * connection, so call it now and then (say once a second), not per message.
  *
  * @returns The figures at the time of the call.

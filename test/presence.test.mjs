@@ -100,6 +100,9 @@ test('stats(): connections, channels, messages and bytes, closes by code, worker
   assert.equal(after.closed['4321'], (before.closed['4321'] ?? 0) + 1);
   assert.equal(after.workers.length, 2);
   for (const w of after.workers) assert.deepEqual(Object.keys(w).sort(), ['id', 'inFlight', 'waiting', 'waitingBytes']);
+  const go = after.go;
+  assert.ok(go.heapBytes > 0 && go.stackBytes > 0 && go.mappedBytes >= go.heapBytes + go.stackBytes, JSON.stringify(go));
+  assert.ok(go.goroutines >= 2, "the listener's and the runtime's own at least");
 });
 
 test('metrics: the figures in Prometheus text format, scraped over HTTP', async (t) => {

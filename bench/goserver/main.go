@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -38,7 +39,8 @@ func (a *app) Open(c *broker.Conn, req *broker.Request) {
 }
 
 // Text: "e:<payload>" echo; "s:<channel>" subscribe and answer "ok"; "p:<channel>:<payload>"
-// publish; "r:<channel>:<payload>" reply to the sender and publish.
+// publish; "r:<channel>:<payload>" reply to the sender and publish; "m:" answer the Go runtime's
+// memory.
 func (a *app) Text(c *broker.Conn, data []byte) {
 	if len(data) < 2 || data[1] != ':' {
 		return
@@ -59,6 +61,11 @@ func (a *app) Text(c *broker.Conn, data []byte) {
 			a.b.Send(c.ID(), payload, true)
 			a.b.SendToChannel(ch, payload, true, 0)
 		}
+	case 'm':
+		m := broker.ReadGoMemory()
+		js, _ := json.Marshal(map[string]uint64{"goHeap": m.HeapBytes, "goStacks": m.StackBytes,
+			"goMapped": m.MappedBytes, "goroutines": m.Goroutines})
+		a.b.Send(c.ID(), js, true)
 	}
 }
 
@@ -67,11 +74,16 @@ func (a *app) Close(c *broker.Conn)               {}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9003", "address to listen on")
+	backpressure := flag.Int("backpressure", 0, "MaxBackpressure in bytes (0: the default, 16 MiB)")
 	flag.Parse()
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	a := &app{}
 	a.b = broker.New(a, broker.Options{Logger: log})
-	la, err := a.b.Listen([]string{*addr}, broker.DefaultLimits())
+	lim := broker.DefaultLimits()
+	if *backpressure > 0 {
+		lim.MaxBackpressure = *backpressure
+	}
+	la, err := a.b.Listen([]string{*addr}, lim)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "goserver:", err)
 		os.Exit(1)

@@ -62,6 +62,11 @@ wss.on('connection', (socket, req) => {
         }
         break;
       }
+      case 109: { // m: the V8 heap and the memory it holds outside that heap (buffers), in bytes
+        const m = process.memoryUsage();
+        socket.send(JSON.stringify({ jsHeap: m.heapTotal, jsExternal: m.external }));
+        break;
+      }
     }
   });
   socket.on('close', () => {

@@ -1,5 +1,5 @@
 // The handlers of the WSBroker benchmark server: the protocol of bench/README.md.
-import { send, sendToChannel, setToken, subscribe } from 'wsbroker';
+import { send, sendToChannel, setToken, stats, subscribe } from 'wsbroker';
 
 export function handleOpen(socketId, ip, headers) {
   const token = headers['x-bench-token'];
@@ -29,6 +29,13 @@ export function handleTextMessage(text, socketId) {
         send(socketId, payload);
         sendToChannel(text.slice(2, i), payload);
       }
+      break;
+    }
+    case 109: { // m: this worker's V8 heap (the main thread's only ran start()) and Go's memory, in bytes
+      const m = process.memoryUsage();
+      const go = stats().go;
+      send(socketId, JSON.stringify({ jsHeap: m.heapTotal, jsExternal: m.external, goHeap: go.heapBytes,
+        goStacks: go.stackBytes, goMapped: go.mappedBytes, goroutines: go.goroutines }));
       break;
     }
   }

@@ -1,17 +1,21 @@
 // The benchmark application (bench/README.md) on WSBroker through its public API. The handlers
 // are in wsbroker-worker.mjs.
 //
-//   node bench/servers/wsbroker.mjs [port]   THREADS=<n> (default 1); prints "listening 127.0.0.1:<port>"
+//   node bench/servers/wsbroker.mjs [port]   prints "listening 127.0.0.1:<port>"
+//
+// THREADS=<n> worker threads (default 1); BACKPRESSURE=<bytes> the maxBackpressure (default 16 MiB).
 import { start } from 'wsbroker';
 import { fileURLToPath } from 'node:url';
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 9001);
 const host = process.env.HOST ?? '127.0.0.1';
 const threads = Number(process.env.THREADS ?? 1);
+const maxBackpressure = process.env.BACKPRESSURE ? Number(process.env.BACKPRESSURE) : undefined;
 
 await start({
   bind: `${host}:${port}`,
   workerPath: fileURLToPath(new URL('./wsbroker-worker.mjs', import.meta.url)),
   threads,
+  maxBackpressure,
 });
 console.log(`listening ${host}:${port}`);

@@ -315,16 +315,17 @@ func wsb_copy_subscriptions(from *C.uint8_t, fromLen C.size_t, to *C.uint8_t, to
 	brk.CopySubscriptions(bytesOf(from, fromLen), bytesOf(to, toLen))
 }
 
-// wsb_stats returns the broker's figures and the workers' queues as JSON, in malloc'd memory the
-// caller frees.
+// wsb_stats returns the broker's figures, the workers' queues and the Go runtime's memory as JSON,
+// in malloc'd memory the caller frees.
 //
 //export wsb_stats
 func wsb_stats() (out *C.char) {
 	defer recoverInto("stats")
 	js, err := json.Marshal(struct {
 		broker.Stats
-		Workers []WorkerQueue `json:"workers"`
-	}{brk.Stats(), workers.queues()})
+		Workers []WorkerQueue   `json:"workers"`
+		Go      broker.GoMemory `json:"go"`
+	}{brk.Stats(), workers.queues(), broker.ReadGoMemory()})
 	if err != nil {
 		js = []byte("{}")
 	}

@@ -180,6 +180,7 @@ type dialer struct {
 	srcs    int  // source addresses to spread over; 0: let the kernel choose
 	v4      bool // the server is on IPv4 loopback (source binding applies)
 	bufSize int  // initial read buffer per connection
+	rcvBuf  int  // SO_RCVBUF of new sockets; 0: the kernel's default (autotuned)
 	timeout time.Duration
 }
 
@@ -211,20 +212,27 @@ func newDialer(addr, path string, srcs, bufSize int) (*dialer, error) {
 // connect(), which can then reuse a port towards another destination.
 const ipBindAddressNoPort = 24
 
-func bindNoPort(network, address string, rc syscall.RawConn) error {
+// control sets the socket options before connect (a receive buffer size must be set before, for
+// the window scale to follow it).
+func (d *dialer) control(network, address string, rc syscall.RawConn) error {
+	var err error
 	rc.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1) // best effort
+		if d.srcs > 0 {
+			syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1) // best effort
+		}
+		if d.rcvBuf > 0 {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, d.rcvBuf)
+		}
 	})
-	return nil
+	return err
 }
 
 // dial opens connection number i (which chooses its source address) and upgrades it, sending the
 // extra header lines.
 func (d *dialer) dial(ctx context.Context, i int, extra []string) (*wsConn, error) {
-	nd := net.Dialer{Timeout: d.timeout}
+	nd := net.Dialer{Timeout: d.timeout, Control: d.control}
 	if d.srcs > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%d.srcs))}
-		nd.Control = bindNoPort
 	}
 	nc, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil {

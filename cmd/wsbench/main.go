@@ -14,9 +14,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,8 @@ type config struct {
 	rate     float64
 	window   int
 	room     int
+	stalled  int
+	mem      bool
 	srcs     int
 	dialConc int
 	warmup   time.Duration
@@ -57,6 +61,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.Float64Var(&c.rate, "rate", 0, "echo, fanout: open loop at this many messages/s in total (0: closed loop)")
 	fs.IntVar(&c.window, "window", 8, "fanout, closed loop: messages in flight (a message is done when every subscriber has it)")
 	fs.IntVar(&c.room, "room", 10, "rooms: connections per room")
+	fs.IntVar(&c.stalled, "stalled", 0, "fanout: extra subscribers that never read (a 4 KiB receive buffer each)")
+	fs.BoolVar(&c.mem, "mem", false, "idle: ask the server for its memory figures (\"m:\", the bench protocol)")
 	fs.IntVar(&c.srcs, "srcaddrs", 16, "source addresses 127.0.0.1..127.0.0.N to spread connections over")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections being opened at once during setup")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "load before measuring (not counted)")
@@ -76,9 +82,12 @@ func parseFlags(args []string) (*config, error) {
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", c.scenario)
 	}
-	if c.conns < 1 || c.size < 0 || c.window < 1 || c.room < 1 || c.srcs < 0 || c.srcs > 254 ||
+	if c.conns < 1 || c.stalled < 0 || c.size < 0 || c.window < 1 || c.room < 1 || c.srcs < 0 || c.srcs > 254 ||
 		c.dialConc < 1 || c.rate < 0 || c.duration <= 0 || c.warmup < 0 {
 		return nil, errors.New("a numeric flag is out of range")
+	}
+	if c.scenario == "idle" && c.conns < 2 {
+		return nil, errors.New("idle needs -conns 2 or more (the first one is the baseline)")
 	}
 	if c.scenario == "fanout" && c.size < 8 {
 		c.size = 8
@@ -203,6 +212,7 @@ type run struct {
 	deliveries atomic.Uint64 // messages received from the server
 	errs       atomic.Uint64 // unexpected messages, failed connections
 	hist       histogram     // latencies of the measured interval
+	rssPeak    atomic.Int64  // the server's largest RSS seen while measuring, KiB
 
 	failOnce sync.Once
 	failErr  error
@@ -348,6 +358,7 @@ type sample struct {
 	errs       uint64
 	serverCPU  float64
 	serverOK   bool
+	serverRSS  int64 // KiB, 0 if unknown
 	genCPU     float64
 }
 
@@ -358,6 +369,7 @@ func (r *run) sample() sample {
 		if v, err := serverCPU(r.cfg.pid); err == nil {
 			s.serverCPU, s.serverOK = v, true
 		}
+		s.serverRSS, _ = serverRSS(r.cfg.pid)
 	}
 	return s
 }
@@ -397,6 +409,11 @@ func (r *run) wait(d, stall time.Duration) bool {
 		case <-r.failed:
 			return false
 		case now := <-tick.C:
+			if r.measuring() && r.cfg.pid > 0 {
+				if v, err := serverRSS(r.cfg.pid); err == nil && v > r.rssPeak.Load() {
+					r.rssPeak.Store(v)
+				}
+			}
 			if now.After(end) {
 				return true
 			}
@@ -456,6 +473,7 @@ type result struct {
 	Rate       float64 `json:"rate,omitempty"` // open loop: the target, messages/s
 	Window     int     `json:"window,omitempty"`
 	Room       int     `json:"room,omitempty"`
+	Stalled    int     `json:"stalled,omitempty"` // fanout: subscribers that never read
 	GOMAXPROCS int     `json:"gomaxprocs"`
 	WarmupS    float64 `json:"warmup_s"`
 	DurationS  float64 `json:"duration_s"` // the measured interval as it was
@@ -469,7 +487,9 @@ type result struct {
 	ServerCPUS              *float64 `json:"server_cpu_s,omitempty"`
 	MsgsPerServerCPUS       float64  `json:"msgs_per_server_cpu_s,omitempty"`
 	DeliveriesPerServerCPUS float64  `json:"deliveries_per_server_cpu_s,omitempty"`
-	ServerRSSKiB            int64    `json:"server_rss_kib,omitempty"`
+	ServerRSSKiB            int64    `json:"server_rss_kib,omitempty"`       // at the end
+	RSSStartKiB             int64    `json:"server_rss_start_kib,omitempty"` // when the measured interval began
+	RSSPeakKiB              int64    `json:"server_rss_peak_kib,omitempty"`  // the largest seen while measuring (every 100 ms)
 	GenCPUS                 float64  `json:"gen_cpu_s"`
 	GenCPUUtil              float64  `json:"gen_cpu_util"` // generator CPU-s per second: near 1×GOMAXPROCS means it was the limit
 
@@ -479,6 +499,14 @@ type result struct {
 	RSSOpenKiB    int64   `json:"server_rss_open_kib,omitempty"`
 	RSSPerConnKiB float64 `json:"server_rss_per_conn_kib,omitempty"`
 	Alive         int     `json:"alive,omitempty"`
+	// idle -mem: the server's answers to "m:" (bytes; goroutines a count) with the first
+	// connection only, at the end, and the difference per connection opened after the first
+	MemBefore  map[string]float64 `json:"server_mem_before,omitempty"`
+	MemAfter   map[string]float64 `json:"server_mem_after,omitempty"`
+	MemPerConn map[string]float64 `json:"server_mem_per_conn,omitempty"`
+
+	// fanout -stalled: how many of those the server had closed by the end (a backpressure limit)
+	StalledClosed *int `json:"stalled_closed,omitempty"`
 
 	Errors uint64 `json:"errors"`
 	Error  string `json:"error,omitempty"`
@@ -519,11 +547,8 @@ func (r *run) fill(res *result, s0, s1 sample) {
 			res.DeliveriesPerServerCPUS = float64(res.Deliveries) / cpu
 		}
 	}
-	if r.cfg.pid > 0 {
-		if v, err := serverRSS(r.cfg.pid); err == nil {
-			res.ServerRSSKiB = v
-		}
-	}
+	res.RSSStartKiB, res.ServerRSSKiB = s0.serverRSS, s1.serverRSS
+	res.RSSPeakKiB = max(r.rssPeak.Load(), s0.serverRSS, s1.serverRSS)
 	if n := r.hist.count(); n > 0 {
 		us := func(ns int64) float64 { return float64(ns) / 1e3 }
 		res.Latency = &latencyRep{Count: n, P50: us(r.hist.quantile(0.5)), P99: us(r.hist.quantile(0.99)),
@@ -554,6 +579,12 @@ func (res *result) summary() string {
 	if res.Room > 0 {
 		fmt.Fprintf(&b, ", rooms of %d", res.Room)
 	}
+	if res.Stalled > 0 {
+		fmt.Fprintf(&b, ", %d subscriber(s) not reading", res.Stalled)
+		if res.StalledClosed != nil {
+			fmt.Fprintf(&b, " (%d closed by the server)", *res.StalledClosed)
+		}
+	}
 	fmt.Fprintf(&b, ", %.1f s measured\n", res.DurationS)
 	if res.Error != "" {
 		fmt.Fprintf(&b, "  ERROR      %s\n", res.Error)
@@ -563,6 +594,13 @@ func (res *result) summary() string {
 		if res.RSSOpenKiB > 0 {
 			fmt.Fprintf(&b, "  server RSS %s KiB before, %s KiB open, %s KiB at the end: %.2f KiB per connection\n",
 				num(float64(res.RSSBeforeKiB)), num(float64(res.RSSOpenKiB)), num(float64(res.ServerRSSKiB)), res.RSSPerConnKiB)
+		}
+		if len(res.MemPerConn) > 0 {
+			b.WriteString("  per conn  ")
+			for _, k := range slices.Sorted(maps.Keys(res.MemPerConn)) {
+				fmt.Fprintf(&b, " %s %.0f", k, res.MemPerConn[k])
+			}
+			b.WriteString("\n")
 		}
 	} else if res.Scenario == "connect" {
 		fmt.Fprintf(&b, "  opened     %s connections/s   errors %d\n", num(res.MsgsPerS), res.Errors)
@@ -581,7 +619,8 @@ func (res *result) summary() string {
 			fmt.Fprintf(&b, ": %s msgs, %s deliveries per CPU-s", num(res.MsgsPerServerCPUS), num(res.DeliveriesPerServerCPUS))
 		}
 		if res.ServerRSSKiB > 0 && res.Scenario != "idle" {
-			fmt.Fprintf(&b, ", RSS %.1f MiB", float64(res.ServerRSSKiB)/1024)
+			fmt.Fprintf(&b, ", RSS %.1f MiB (%.1f at the start, peak %.1f)", float64(res.ServerRSSKiB)/1024,
+				float64(res.RSSStartKiB)/1024, float64(res.RSSPeakKiB)/1024)
 		}
 		b.WriteString("\n")
 	}

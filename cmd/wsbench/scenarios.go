@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -172,6 +174,10 @@ func frameHeaderLen(f []byte) int {
 
 const fanRing = 1 << 16 // messages tracked at once (a power of two)
 
+// stalledRcvBuf is the receive buffer of a subscriber that never reads (the kernel doubles it and
+// keeps a minimum).
+const stalledRcvBuf = 4096
+
 // fanTrack follows each published message until every subscriber has it.
 type fanTrack struct {
 	subs int32
@@ -182,7 +188,8 @@ type fanTrack struct {
 // runFanout: -conns subscribers on one channel, one more connection publishes
 // "p:<channel>:<8 hex seq><padding>". Closed loop: -window messages in flight, a message leaves the
 // window once every subscriber has it. Open loop: -rate messages/s. Latency is the time until the
-// last subscriber received the message.
+// last subscriber received the message. -stalled more subscribers never read, with a tiny receive
+// buffer, so that what is sent to them piles up in the server at once; they are not waited for.
 func runFanout(cfg *config) (*result, error) {
 	res := newResult(cfg)
 	res.Size = cfg.size
@@ -206,6 +213,20 @@ func runFanout(cfg *config) (*result, error) {
 	if err != nil {
 		return res, err
 	}
+	var stalled []*wsConn
+	if cfg.stalled > 0 {
+		res.Stalled = cfg.stalled
+		r.dial.rcvBuf = stalledRcvBuf // for these connections only: dialAll uses r.dial
+		stalled, err = r.dialAll(cfg.stalled, cfg.conns+1, nil, subscribeTo(func(int) string { return cfg.channel }))
+		r.dial.rcvBuf = 0
+		if err != nil {
+			return res, err
+		}
+		// Left open by stop: whether the server closed them is checked after the run.
+		r.mu.Lock()
+		r.conns = r.conns[:len(r.conns)-len(stalled)]
+		r.mu.Unlock()
+	}
 	pub := pubs[0]
 	tr := &fanTrack{subs: int32(cfg.conns)}
 	tokens := make(chan struct{}, cfg.window)
@@ -221,7 +242,30 @@ func runFanout(cfg *config) (*result, error) {
 	go fanPublisher(r, pub, tr, tokens)
 	s0, s1, err := r.measure(stallAfter)
 	r.fill(res, s0, s1)
+	if stalled != nil {
+		n := closedByServer(stalled)
+		res.StalledClosed = &n
+	}
 	return res, err
+}
+
+// closedByServer reads what the server sent to connections that did not read (the load has
+// stopped, so it ends) and counts those the server closed; it closes them all.
+func closedByServer(conns []*wsConn) int {
+	n := 0
+	for _, c := range conns {
+		c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		var err error
+		for err == nil {
+			_, err = c.next()
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			n++ // a close frame, EOF or a reset
+		}
+		c.nc.Close()
+	}
+	return n
 }
 
 func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}) {
@@ -376,20 +420,33 @@ func roomClient(r *run, c *wsConn, id uint32, tpl *template, off int, progress *
 
 // --- idle ---
 
-// runIdle opens -conns connections, says so on stderr as soon as they are all open, holds them
-// for -duration and reports the server's RSS before, once open and at the end.
+// runIdle opens -conns connections, the first one alone (the baseline), says so on stderr as soon
+// as they are all open, holds them for -duration and reports the server's RSS before (with the
+// first one), once open and at the end. With -mem it also asks the server, on the first
+// connection, for its memory figures before and at the end.
 func runIdle(cfg *config) (*result, error) {
 	res := newResult(cfg)
 	r, err := newRun(cfg, 512)
 	if err != nil {
 		return res, err
 	}
+	t0 := time.Now()
+	first, err := r.dialAll(1, 0, nil, nil)
+	if err != nil {
+		return res, err
+	}
+	if cfg.mem {
+		if res.MemBefore, err = askMemory(first[0], r.dial.timeout); err != nil {
+			r.stop()
+			return res, err
+		}
+	}
 	if cfg.pid > 0 {
 		res.RSSBeforeKiB, _ = serverRSS(cfg.pid)
 	}
-	t0 := time.Now()
-	conns, err := r.dialAll(cfg.conns, 0, nil, nil)
+	conns, err := r.dialAll(cfg.conns-1, 1, nil, nil)
 	if err != nil {
+		r.stop()
 		return res, err
 	}
 	res.OpenS = time.Since(t0).Seconds()
@@ -408,7 +465,7 @@ func runIdle(cfg *config) (*result, error) {
 		res.RSSOpenKiB, _ = serverRSS(cfg.pid)
 	}
 	if !cfg.quiet {
-		fmt.Fprintf(os.Stderr, "wsbench: ready: %d connections open in %.2f s\n", len(conns), res.OpenS)
+		fmt.Fprintf(os.Stderr, "wsbench: ready: %d connections open in %.2f s\n", cfg.conns, res.OpenS)
 	}
 	s0 := r.sample()
 	r.phase.Store(phaseMeasure)
@@ -416,18 +473,48 @@ func runIdle(cfg *config) (*result, error) {
 	case <-time.After(cfg.duration):
 	case <-r.failed:
 	}
-	r.phase.Store(phaseStop)
 	s1 := r.sample()
-	res.Alive = int(alive.Load())
-	r.fill(res, s0, s1)
-	if res.ServerRSSKiB > 0 && res.RSSBeforeKiB > 0 {
-		res.RSSPerConnKiB = float64(res.ServerRSSKiB-res.RSSBeforeKiB) / float64(len(conns))
+	if cfg.mem {
+		res.MemAfter, err = askMemory(first[0], r.dial.timeout)
 	}
-	err = r.stop()
-	if err == nil && res.Alive < len(conns) {
-		err = fmt.Errorf("%d of %d connections were closed by the server", len(conns)-res.Alive, len(conns))
+	r.phase.Store(phaseStop)
+	res.Alive = int(alive.Load()) + 1
+	r.fill(res, s0, s1)
+	n := float64(len(conns))
+	if res.ServerRSSKiB > 0 && res.RSSBeforeKiB > 0 {
+		res.RSSPerConnKiB = float64(res.ServerRSSKiB-res.RSSBeforeKiB) / n
+	}
+	if res.MemAfter != nil {
+		res.MemPerConn = map[string]float64{}
+		for k, v := range res.MemAfter {
+			res.MemPerConn[k] = (v - res.MemBefore[k]) / n
+		}
+	}
+	if serr := r.stop(); err == nil {
+		err = serr
+	}
+	if err == nil && res.Alive < cfg.conns {
+		err = fmt.Errorf("%d of %d connections were closed by the server", cfg.conns-res.Alive, cfg.conns)
 	}
 	return res, err
+}
+
+// askMemory sends "m:" and returns the server's answer: a JSON object of numbers.
+func askMemory(c *wsConn, timeout time.Duration) (map[string]float64, error) {
+	c.nc.SetDeadline(time.Now().Add(timeout))
+	defer c.nc.SetDeadline(time.Time{})
+	if err := c.write(newTemplate([]byte("m:"), c.key).frame); err != nil {
+		return nil, fmt.Errorf("asking for the memory figures: %w", err)
+	}
+	p, err := c.next()
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the memory figures: %w", err)
+	}
+	var m map[string]float64
+	if err := json.Unmarshal(p, &m); err != nil {
+		return nil, fmt.Errorf("the memory figures %q: %w", p, err)
+	}
+	return m, nil
 }
 
 // --- connect ---

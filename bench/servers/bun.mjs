@@ -1,0 +1,62 @@
+// The benchmark application (bench/README.md) on Bun's own WebSocket server (uWebSockets inside):
+// channels are Bun's topics. Run with the `bun` binary of the `bun` npm package (after
+// `npm ci --ignore-scripts`, as `make` installs, the binary is node_modules/@oven/bun-linux-x64/bin/bun):
+//
+//   node_modules/.bin/bun bench/servers/bun.mjs [port]   prints "listening 127.0.0.1:<port>"
+//
+// BACKPRESSURE=<bytes> closes a socket that has more queued (default: Bun's 16 MiB, over which it
+// drops messages instead).
+const port = Number(process.argv[2] ?? process.env.PORT ?? 9004);
+const host = process.env.HOST ?? '127.0.0.1';
+const limit = Number(process.env.BACKPRESSURE ?? 0);
+
+// memory is the answer to "m:": the JavaScript heap (JavaScriptCore's here) and the memory it
+// holds outside that heap (buffers), in bytes.
+function memory() {
+  const m = process.memoryUsage();
+  return JSON.stringify({ jsHeap: m.heapTotal, jsExternal: m.external });
+}
+
+const server = Bun.serve({
+  hostname: host,
+  port,
+  fetch(req, srv) {
+    const token = req.headers.get('x-bench-token');
+    if (srv.upgrade(req, { data: { token: token ?? undefined } })) return undefined;
+    return new Response('WebSocket only', { status: 400 });
+  },
+  websocket: {
+    perMessageDeflate: false,
+    ...(limit > 0 ? { backpressureLimit: limit, closeOnBackpressureLimit: true } : {}),
+    message(ws, text) {
+      if (typeof text !== 'string' || text.charCodeAt(1) !== 58 /* : */) return;
+      switch (text.charCodeAt(0)) {
+        case 101: // e:<payload>
+          ws.send(text.slice(2));
+          break;
+        case 115: // s:<channel>
+          ws.subscribe(text.slice(2));
+          ws.send('ok');
+          break;
+        case 112: { // p:<channel>:<payload> (server.publish: the publisher too, if subscribed)
+          const i = text.indexOf(':', 2);
+          if (i >= 0) server.publish(text.slice(2, i), text.slice(i + 1));
+          break;
+        }
+        case 114: { // r:<channel>:<payload>
+          const i = text.indexOf(':', 2);
+          if (i >= 0) {
+            const payload = text.slice(i + 1);
+            ws.send(payload);
+            server.publish(text.slice(2, i), payload);
+          }
+          break;
+        }
+        case 109: // m:
+          ws.send(memory());
+          break;
+      }
+    },
+  },
+});
+console.log(`listening ${host}:${server.port}`);
