@@ -338,21 +338,24 @@ func validCloseCode(code ws.StatusCode) bool {
 // encodeFrame returns a complete unmasked server frame: one allocation, header then payload.
 func encodeFrame(op ws.OpCode, data []byte) []byte {
 	n := len(data)
-	hs := ws.HeaderSize(ws.Header{Length: int64(n)})
-	f := make([]byte, hs+n)
-	f[0] = 0x80 | byte(op)
-	switch hs {
-	case 2:
-		f[1] = byte(n)
-	case 4:
-		f[1] = 126
-		binary.BigEndian.PutUint16(f[2:], uint16(n))
+	var h [ws.MaxHeaderSize - 4]byte // a server frame has no mask key
+	h[0] = 0x80 | byte(op)
+	hs := 2
+	switch {
+	case n <= 125:
+		h[1] = byte(n)
+	case n <= 0xFFFF:
+		h[1] = 126
+		binary.BigEndian.PutUint16(h[2:], uint16(n))
+		hs = 4
 	default:
-		f[1] = 127
-		binary.BigEndian.PutUint64(f[2:], uint64(n))
+		h[1] = 127
+		binary.BigEndian.PutUint64(h[2:], uint64(n))
+		hs = 10
 	}
-	copy(f[hs:], data)
-	return f
+	// Appending past the header's capacity allocates the frame without zeroing it first (make would
+	// clear every byte that the copy then overwrites: 2% of a 4 KiB echo's CPU).
+	return append(h[:hs:hs], data...)
 }
 
 // maxCloseReason is the longest close reason: a control frame payload is at most 125 bytes.
