@@ -359,30 +359,32 @@ func validCloseCode(code ws.StatusCode) bool {
 
 // encodeFrame returns a complete unmasked server frame: one allocation, header then payload.
 func encodeFrame(op ws.OpCode, data []byte) []byte {
-	n := len(data)
-	hs := ws.HeaderSize(ws.Header{Length: int64(n)})
-	f := make([]byte, hs+n)
-	putHeader(f, op, false, n)
-	copy(f[hs:], data)
-	return f
+	var h [ws.MaxHeaderSize - 4]byte // a server frame has no mask key
+	hs := putHeader(h[:], op, false, len(data))
+	// Appending past the header's capacity allocates the frame without zeroing it first (make would
+	// clear every byte that the copy then overwrites: 2% of a 4 KiB echo's CPU).
+	return append(h[:hs:hs], data...)
 }
 
 // putHeader writes the header of a final unmasked frame with an n-byte payload at the start of
-// f; rsv1 marks a compressed message (permessage-deflate).
-func putHeader(f []byte, op ws.OpCode, rsv1 bool, n int) {
+// f and returns its size; rsv1 marks a compressed message (permessage-deflate).
+func putHeader(f []byte, op ws.OpCode, rsv1 bool, n int) int {
 	f[0] = 0x80 | byte(op)
 	if rsv1 {
 		f[0] |= 0x40
 	}
-	switch ws.HeaderSize(ws.Header{Length: int64(n)}) {
-	case 2:
+	switch {
+	case n <= 125:
 		f[1] = byte(n)
-	case 4:
+		return 2
+	case n <= 0xFFFF:
 		f[1] = 126
 		binary.BigEndian.PutUint16(f[2:], uint16(n))
+		return 4
 	default:
 		f[1] = 127
 		binary.BigEndian.PutUint64(f[2:], uint64(n))
+		return 10
 	}
 }
 

@@ -805,10 +805,13 @@ const sink: BatchSink = {
   },
 };
 
-/** Called by the addon on this thread with a batch of events. Never throws. */
-function dispatch(batch: Buffer): void {
+/**
+ * Called by the addon on this thread with a batch of events: the first `length` bytes of `memory`,
+ * which the addon reuses for the next batch (decodeBatch copies out what it hands on). Never throws.
+ */
+function dispatch(memory: ArrayBuffer, length: number): void {
   try {
-    decodeBatch(batch, sink, progress);
+    decodeBatch(Buffer.from(memory, 0, length), sink, progress);
   } catch (err) {
     log(LogLevel.Error, `wsbroker: dropped the rest of an event batch (worker thread ${threadId}): ${errorText(err)}`);
   }

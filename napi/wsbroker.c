@@ -15,11 +15,17 @@
 // A worker thread's link to Go. Slots are never freed: a late delivery from Go must still find
 // one to be told the thread is gone.
 typedef struct {
-  pthread_mutex_t mu;  // guards alive, tsfn calls and inflight against the finalizer
+  pthread_mutex_t mu;  // guards alive, tsfn calls, mem and inflight against the finalizer
   int alive;
   int32_t id;
   napi_threadsafe_function tsfn;
-  uint8_t *inflight;  // the batch queued on tsfn and not yet taken by call_js
+  // The thread's batch memory, reused for every batch: Go hands over at most one batch at a time
+  // and copies it here, and JS reads it through an ArrayBuffer over this memory (env_state_t.view)
+  // only while dispatching. Reusing it spares a malloc, a page-faulting first touch and a copy
+  // into a new Buffer per batch.
+  uint8_t *mem;
+  size_t cap;
+  int inflight;  // a batch is in mem, queued on tsfn and not yet taken by call_js
   size_t inflight_len;
   int64_t handled;  // bytes of the batch in flight that JS handled before the thread was
                     // terminated; -1 while nothing is cut short
@@ -31,6 +37,9 @@ typedef struct {
   napi_ref dispatch;
   napi_ref progress_ref;  // keeps the array behind progress alive
   int32_t *progress;      // where the event being handled ends in the batch (js/batch.cts)
+  napi_ref view;          // an external ArrayBuffer over the slot's mem
+  uint8_t *view_mem;      // the memory and size view covers
+  size_t view_cap;
 } env_state_t;
 
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -77,19 +86,43 @@ static void log_line(int level, int32_t worker, const char *msg) {
   wsb_log(level, (uint8_t *)msg, strlen(msg), 0, worker, 0);
 }
 
-// deliver is called by Go from any thread; it takes ownership of batch only when it returns 0.
-static int deliver(int32_t id, uint8_t *batch, size_t len) {
+// Batch memory: grown to the largest batch, and given back down to MEM_KEEP after a batch that
+// needed more than MEM_SHRINK (a rare huge message should not pin its size for good).
+#define MEM_MIN (64 << 10)
+#define MEM_KEEP (1 << 20)
+#define MEM_SHRINK (4 << 20)
+
+// ensure_mem makes s->mem hold len bytes (s->mu held); 0 when out of memory.
+static int ensure_mem(slot_t *s, size_t len) {
+  size_t want = s->cap;
+  if (want < len) {
+    want = len < MEM_MIN ? MEM_MIN : len;
+  } else if (want > MEM_SHRINK && len <= MEM_KEEP) {
+    want = MEM_KEEP;
+  }
+  if (want == s->cap) return 1;
+  uint8_t *mem = malloc(want);  // the old contents are not needed: each batch replaces them
+  if (!mem) return 0;
+  free(s->mem);  // JS's view of it is replaced before its next read (call_js)
+  s->mem = mem;
+  s->cap = want;
+  return 1;
+}
+
+// deliver is called by Go from any thread with its batch, which it copies: 0 when queued.
+static int deliver(int32_t id, const uint8_t *batch, size_t len) {
   slot_t *s = slot_get(id);
   if (!s) return -1;
   int rc = -1;
   pthread_mutex_lock(&s->mu);
-  if (s->alive) {
-    s->inflight = batch;
+  if (s->alive && ensure_mem(s, len)) {
+    memcpy(s->mem, batch, len);
+    s->inflight = 1;
     s->inflight_len = len;
-    if (napi_call_threadsafe_function(s->tsfn, batch, napi_tsfn_nonblocking) == napi_ok) {
+    if (napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok) {
       rc = 0;
     } else {
-      s->inflight = NULL;
+      s->inflight = 0;
     }
   }
   pthread_mutex_unlock(&s->mu);
@@ -136,33 +169,55 @@ static int js_can_run(napi_env env) {
   return 1;
 }
 
+// batch_view returns this thread's ArrayBuffer over s->mem, made anew when mem moved (the old
+// one is detached, so no JS can read freed memory through it).
+static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_value *ab) {
+  napi_status status;
+  if (st->view && st->view_mem == s->mem && st->view_cap == s->cap) return napi_get_reference_value(env, st->view, ab);
+  if (st->view) {
+    napi_value old;
+    if ((status = napi_get_reference_value(env, st->view, &old)) != napi_ok ||
+        (status = napi_detach_arraybuffer(env, old)) != napi_ok ||
+        (status = napi_delete_reference(env, st->view)) != napi_ok)
+      return status;
+    st->view = NULL;
+  }
+  if ((status = napi_create_external_arraybuffer(env, s->mem, s->cap, NULL, NULL, ab)) != napi_ok ||
+      (status = napi_create_reference(env, *ab, 1, &st->view)) != napi_ok)
+    return status;
+  st->view_mem = s->mem;
+  st->view_cap = s->cap;
+  return napi_ok;
+}
+
 // call_js runs on the worker's JS thread: it hands one batch to the worker's dispatch function.
 static void call_js(napi_env env, napi_value unused, void *context, void *data) {
   (void)unused;
+  (void)data;
   slot_t *s = context;
   if (env == NULL) return;  // the finalizer has already dealt with the batch
   pthread_mutex_lock(&s->mu);
-  if (s->inflight != data) {  // taken by the finalizer
+  if (!s->inflight) {  // taken by the finalizer
     pthread_mutex_unlock(&s->mu);
     return;
   }
   size_t len = s->inflight_len;
-  s->inflight = NULL;
+  s->inflight = 0;
   pthread_mutex_unlock(&s->mu);
 
   env_state_t *st = NULL;
-  napi_value buf, fn, undef;
+  napi_value args[2], fn, undef;
   int called = 0;
-  napi_status status = napi_create_buffer_copy(env, len, data, NULL, &buf);
-  free(data);
-  if (status == napi_ok) status = napi_get_instance_data(env, (void **)&st);
+  napi_status status = napi_get_instance_data(env, (void **)&st);
+  if (status == napi_ok) status = batch_view(env, st, s, &args[0]);
+  if (status == napi_ok) status = napi_create_uint32(env, (uint32_t)len, &args[1]);
   if (status == napi_ok) status = napi_get_reference_value(env, st->dispatch, &fn);
   if (status == napi_ok) status = napi_get_undefined(env, &undef);
   if (status == napi_ok) {
     *st->progress = 0;
     called = 1;
     dispatching = s->id;
-    status = napi_call_function(env, undef, fn, 1, &buf, NULL);
+    status = napi_call_function(env, undef, fn, 2, args, NULL);
     dispatching = 0;
   }
   if (status != napi_ok) {
@@ -188,11 +243,12 @@ static void finalize_tsfn(napi_env env, void *data, void *hint) {
   slot_t *s = data;
   pthread_mutex_lock(&s->mu);
   s->alive = 0;
-  uint8_t *batch = s->inflight;
-  int64_t handled = batch ? 0 : s->handled;
-  s->inflight = NULL;
+  int64_t handled = s->inflight ? 0 : s->handled;
+  s->inflight = 0;
+  free(s->mem);  // no delivery comes after alive = 0, and this thread's JS has ended
+  s->mem = NULL;
+  s->cap = 0;
   pthread_mutex_unlock(&s->mu);
-  free(batch);
   wsb_worker_gone(s->id, handled);
 }
 
@@ -242,18 +298,20 @@ static int get_bytes(napi_env env, napi_value v, const char *what, bytes_t *b) {
   b->is_text = 0;
   if (napi_typeof(env, v, &type) != napi_ok) return 0;
   if (type == napi_string) {
-    size_t n;
-    if (napi_get_value_string_utf8(env, v, b->stack, sizeof b->stack, &n) != napi_ok) return 0;
-    // V8 stops short of a character that does not fit, so a nearly full buffer may be cut short.
-    if (n + 4 >= sizeof b->stack) {
-      if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return 0;
-      b->heap = malloc(n + 1);
-      if (!b->heap) {
+    // One conversion: a string of k UTF-16 units is at most 3k bytes of UTF-8, so size the buffer
+    // from the length (free to read) instead of asking V8 for the exact size first.
+    size_t units, n;
+    if (napi_get_value_string_utf16(env, v, NULL, 0, &units) != napi_ok) return 0;
+    char *dst = b->stack;
+    size_t cap = 3 * units + 1;
+    if (cap > sizeof b->stack) {
+      dst = b->heap = malloc(cap);
+      if (!dst) {
         napi_throw_error(env, NULL, "out of memory");
         return 0;
       }
-      if (napi_get_value_string_utf8(env, v, b->heap, n + 1, &n) != napi_ok) return 0;
     }
+    if (napi_get_value_string_utf8(env, v, dst, cap, &n) != napi_ok) return 0;
     b->data = (const uint8_t *)(b->heap ? b->heap : b->stack);
     b->len = n;
     b->is_text = 1;

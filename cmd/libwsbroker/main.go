@@ -6,11 +6,11 @@ package main
 #include <stdint.h>
 #include <stdlib.h>
 
-// Set by the glue at init: queues a batch (malloc'd, the glue frees it) for a worker's JS thread.
+// Set by the glue at init: queues a batch for a worker's JS thread, copying it during the call.
 // Returns 0 when queued, non-zero when that thread is gone.
-typedef int (*wsb_deliver_fn)(int32_t worker, uint8_t *batch, size_t len);
+typedef int (*wsb_deliver_fn)(int32_t worker, const uint8_t *batch, size_t len);
 
-static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, uint8_t *batch, size_t len) {
+static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, const uint8_t *batch, size_t len) {
 	return f(worker, batch, len);
 }
 
@@ -63,12 +63,9 @@ func deliverToC(id int32, batch []byte) bool {
 	if f == nil {
 		return false
 	}
-	p := C.CBytes(batch)
-	if C.wsb_call_deliver(*f, C.int32_t(id), (*C.uint8_t)(p), C.size_t(len(batch))) != 0 {
-		C.free(p)
-		return false
-	}
-	return true
+	// The glue copies the batch before it returns, so Go memory may be passed (it holds no pointers).
+	// A batch is never empty: it is only handed over with events in it.
+	return C.wsb_call_deliver(*f, C.int32_t(id), (*C.uint8_t)(unsafe.Pointer(&batch[0])), C.size_t(len(batch))) == 0
 }
 
 // bytesOf views C memory, valid only during the call that passed it.

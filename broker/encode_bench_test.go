@@ -1,0 +1,11 @@
+package broker
+
+import "testing"
+
+func BenchmarkEncodeFrame4K(b *testing.B) {
+	data := make([]byte, 4096)
+	b.SetBytes(4096)
+	for b.Loop() {
+		_ = encodeFrame(1, data)
+	}
+}
