@@ -1071,6 +1071,7 @@ func TestSendHeld(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
 	c, id := dialOpen(t, rec, addr)
+	awaitWritesIdle(t, b, id) // the flusher may still own the socket after writing the 101
 	var held []*Conn
 	b.SendHeld(id, []byte("one"), true, &held)
 	b.SendHeld(id, []byte("two"), true, &held)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -343,3 +344,23 @@ func header(b0 byte, length uint64, masked bool) []byte {
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func msgName(i int) string { return fmt.Sprintf("m%04d", i) }
+
+// awaitWritesIdle waits until no flusher or writer owns socket id's writes: the client can have
+// every byte while the writing goroutine has not yet let go of the socket.
+func awaitWritesIdle(t *testing.T, b *Broker, id uint64) {
+	t.Helper()
+	c := b.lookup(id)
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		c.wmu.Lock()
+		idle := !c.writing && !c.scheduled
+		c.wmu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %d: writes still busy after %v", id, waitTimeout)
+		}
+		runtime.Gosched()
+	}
+}
