@@ -46,8 +46,45 @@ function checkRelease() {
   if (problems.length > 0) throw new Error(`not ready to publish:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
 }
 
+/** Orders x.y.z versions; a prerelease (x.y.z-tag) comes before its release. */
+function compareVersions(a, b) {
+  const parse = (v) => {
+    const [core, pre] = v.split('-', 2);
+    return [...core.split('.').map(Number), pre === undefined ? 1 : 0];
+  };
+  const [pa, pb] = [parse(a), parse(b)];
+  for (let i = 0; i < pa.length; i++) if (pa[i] !== pb[i]) return pa[i] - pb[i];
+  return 0;
+}
+
+/**
+ * Throws when a package name is already on the registry at this version or a later one: npm would
+ * refuse the publish (or, in a dry run, fail on the "latest" tag with a message that hides why).
+ * The registry is read without logging in; a network failure is reported, not ignored.
+ */
+function checkRegistry() {
+  const { version } = readJson(path.join(root, 'package.json'));
+  const problems = [];
+  for (const name of [...names, 'wsbroker']) {
+    const r = spawnSync('npm', ['view', name, 'version', 'repository.url', '--json'], { cwd: root, encoding: 'utf8' });
+    if (r.status !== 0) {
+      if (/E404/.test(r.stderr)) continue; // not published yet
+      throw new Error(`npm view ${name} failed: ${r.stderr.trim().split('\n')[0]}`);
+    }
+    const published = JSON.parse(r.stdout);
+    if (compareVersions(published.version, version) >= 0) {
+      const from = published['repository.url'] ? ` from ${published['repository.url']}` : '';
+      problems.push(`${name}: version ${published.version}${from} is on the registry already, not older than ${version}`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`cannot publish:\n${problems.map((p) => `  - ${p}`).join('\n')}\n  (a name that belongs to another publisher needs a new name or a scope in package.json)`);
+  }
+}
+
 function publish(npmFlags) {
   checkRelease();
+  checkRegistry();
   const flags = ['--access', 'public', ...npmFlags];
   // The platform packages first: wsbroker must not be installable before its binaries are.
   for (const platform of Object.keys(platforms)) npm(['publish', ...flags], packageDir(platform));
