@@ -297,8 +297,9 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	b.register(c)
 
 	req := &Request{IP: peerIP(c.nc), URL: up.url, Headers: up.headers}
-	b.log.Debug().EmbedObject(c).Str("ip", req.IP).Str("url", req.URL).Msg("open")
 	b.callOpen(c, req)
+	// After Open: a Handler that pins the socket to a worker (the bridge does) is named in it.
+	b.log.Debug().EmbedObject(c).Str("ip", req.IP).Str("url", req.URL).Msg("open")
 
 	openTimeout := c.l.lim.OpenTimeout
 	timeout := time.NewTimer(openTimeout)

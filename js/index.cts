@@ -12,6 +12,7 @@ import { decodeBatch, type BatchSink } from './batch.cjs';
 import { loadNative } from './load.cjs';
 import { HANDLER_NAMES, importWorkerModule, loadError } from './module.cjs';
 import { HandlerBit, LogLevel, type NativeBytes } from './native.cjs';
+import { thread } from './thread.cjs';
 import type { MainMessage, WorkerData, WorkerMessage } from './worker.cjs';
 
 const native = loadNative();
@@ -356,7 +357,7 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
     handleClose: worker.handleClose,
   };
   try {
-    workerId = native.registerWorker(dispatch, mask, progress);
+    thread.workerId = native.registerWorker(dispatch, mask, progress);
   } catch (err) {
     handlers = previous;
     throw err;
@@ -651,8 +652,6 @@ const HANDLER_BITS: Record<(typeof HANDLER_NAMES)[number], number> = {
 let handlers: WorkerInterface | undefined;
 /** Where the event being handled ends in the current batch; the addon reads it (see batch.cts). */
 const progress = new Int32Array(1);
-/** This thread's worker id in the broker once registerWorkerThread succeeded (0 before). */
-let workerId = 0;
 /** Whether registerWorkerThread succeeded on the main thread (only meaningful there). */
 let mainThreadRegistered = false;
 
@@ -665,9 +664,9 @@ function errorText(err: unknown): string {
  * Writes a line through the broker's logger, in the Go side's format, with the socket, the broker's
  * worker id and the Node threadId it concerns (0: none). By default the line is about this thread.
  */
-function log(level: LogLevel, message: string, socketId = 0, thread = threadId, worker = workerId): void {
+function log(level: LogLevel, message: string, socketId = 0, nodeThread = threadId, worker = thread.workerId): void {
   try {
-    native.log(level, message, socketId, worker, thread);
+    native.log(level, message, socketId, worker, nodeThread);
   } catch {
     // Nothing better to do: logging must never take the server down.
   }
@@ -874,6 +873,7 @@ class WorkerSlot {
       let failure: unknown;
       let hung: string | undefined;
       let lastPong = 0;
+      let brokerWorker = 0;
       const ping: MainMessage = { type: 'ping' };
       const watchdog = setInterval(() => {
         if (!ready) return; // importing the module may take its time
@@ -890,6 +890,7 @@ class WorkerSlot {
           lastPong = Date.now();
         } else if (msg?.type === 'ready' && !ready) {
           ready = true;
+          brokerWorker = msg.worker;
           this.readyAt = lastPong = Date.now();
           liveSlots.add(this);
           resolve();
@@ -916,15 +917,15 @@ class WorkerSlot {
         }
         if (this.retired) return;
         const why = hung ?? (failure !== undefined ? `uncaught exception: ${errorText(failure)}` : `exit code ${code}`);
-        this.replace(`worker thread ${id} (${this.modulePath}) died (${why})`, Date.now() - this.readyAt < FAST_DEATH_MS, id);
+        this.replace(`worker thread ${id} (${this.modulePath}) died (${why})`, Date.now() - this.readyAt < FAST_DEATH_MS, id, brokerWorker);
       });
     });
   }
 
   /** Schedules a new worker after one died (or failed to start while being replaced). */
-  private replace(what: string, fast: boolean, thread = 0): void {
+  private replace(what: string, fast: boolean, nodeThread = 0, worker = 0): void {
     this.backoff = fast ? Math.min(this.backoff === 0 ? FIRST_BACKOFF_MS : this.backoff * 2, MAX_BACKOFF_MS) : 0;
-    log(LogLevel.Error, `wsbroker: ${what}; starting a new worker${this.backoff > 0 ? ` in ${this.backoff} ms` : ''}`, 0, thread, 0);
+    log(LogLevel.Error, `wsbroker: ${what}; starting a new worker${this.backoff > 0 ? ` in ${this.backoff} ms` : ''}`, 0, nodeThread, worker);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.retired) return;

@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { registerWorkerThread, type DeliveryOptions } from './index.cjs';
 import { importWorkerModule } from './module.cjs';
+import { thread } from './thread.cjs';
 
 /** What the main thread passes to each worker it spawns. */
 export interface WorkerData {
@@ -12,7 +13,7 @@ export interface WorkerData {
 
 /** Messages from a spawned worker to the main thread. */
 export type WorkerMessage =
-  | { type: 'ready' }
+  | { type: 'ready'; worker: number }
   | { type: 'pong' }
   | { type: 'failed'; error: { name: string; message: string; stack?: string } };
 
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
   port.on('message', (msg: MainMessage) => {
     if (msg?.type === 'ping') port.postMessage(pong);
   });
-  const ready: WorkerMessage = { type: 'ready' };
+  const ready: WorkerMessage = { type: 'ready', worker: thread.workerId };
   port.postMessage(ready);
 }
 

@@ -26,7 +26,7 @@ test('stderr is a pipe: JSON lines, socket, worker and thread where they apply',
   // The Go side logs the end of the connection once the close handshake is over.
   await server.waitForStderr(new RegExp(`"socket":${me.socketId},[^\\n]*"msg":"close"`));
   await server.waitForStderr('logged as JSON');
-  // A worker thread that dies: the main thread's line names its thread.
+  // A worker thread that dies: the main thread's line names its thread and broker worker.
   const doomed = await Client.connect(port);
   t.after(() => doomed.terminate());
   const { threadId: doomedThread } = await doomed.ask({ op: 'whoami' });
@@ -61,10 +61,11 @@ test('stderr is a pipe: JSON lines, socket, worker and thread where they apply',
   const died = lines.find((l) => l.msg.includes('died (exit code 9)'));
   assert.equal(died.level, 'error');
   assert.equal(died.thread, doomedThread);
+  assert.equal(died.worker, workerOf.get(doomedThread), 'the line names the broker worker that died');
   assert.match(died.msg, new RegExp(`^wsbroker: worker thread ${doomedThread} \\(.*worker\.mjs\\) died`));
-  // The Go side's lines about the socket: its id, and its worker once pinned.
+  // The Go side's lines about the socket: its id and its worker.
   const mine = lines.filter((l) => l.socket === me.socketId);
-  assert.ok(mine.some((l) => l.msg === 'open'));
+  assert.equal(mine.find((l) => l.msg === 'open')?.worker, worker, 'the open line names the worker');
   const close = mine.find((l) => l.msg === 'close');
   assert.equal(close.worker, worker, 'the Go side names the same worker');
   assert.equal(close.level, 'debug');
