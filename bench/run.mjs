@@ -2,7 +2,7 @@
 // tables and writes them, every wsbench report and a PNG chart to --out. The server is pinned to
 // core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
-//   npm run bench                 every scenario (S1–S5, compression and TLS), about 11 minutes
+//   npm run bench                 every scenario (S1–S5, compression and TLS), about 13 minutes
 //   npm run bench -- --quick      six of them, shorter runs (about a minute)
 //   options: --only=ws,wsbroker,bun,go,wsbroker-t2   --scenarios=<ids>   --out=<dir>   --no-pin
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
