@@ -2,11 +2,11 @@
 // tables and writes them, every wsbench report and a PNG chart to --out. The server is pinned to
 // core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
-//   npm run bench                 every scenario (S1–S5), about 8 minutes
+//   npm run bench                 every scenario (S1–S5, compression and TLS), about 13 minutes
 //   npm run bench -- --quick      six of them, shorter runs (about a minute)
 //   options: --only=ws,wsbroker,bun,go,wsbroker-t2   --scenarios=<ids>   --out=<dir>   --no-pin
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,6 +69,21 @@ const echo = (conns, size) => ({
   id: `echo-${conns}-${size}`, group: 'S1', title: `echo, ${conns.toLocaleString('en-US')} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`,
   args: ['-scenario', 'echo', '-conns', String(conns), '-size', String(size)], figure: 'msgs', t2: true,
 });
+// Compression and TLS: the same four ways over the wire for each server, as wsbench flags and
+// server settings (COMPRESSION, TLS_CERT/TLS_KEY; goserver flags).
+const variants = [
+  { id: 'plain', name: 'plain' },
+  { id: 'deflate', name: 'deflate', deflate: true },
+  { id: 'tls', name: 'TLS', tls: true },
+  { id: 'tls-deflate', name: 'TLS + deflate', tls: true, deflate: true },
+];
+const cost = { conns: 100, size: 4096, idleConns: 10000 };
+const costScenarios = [
+  ...variants.map((v) => ({ id: `cost-echo-${v.id}`, group: 'C', variant: v, figure: 'msgs', title: `4 KiB JSON echo, ${cost.conns} conns, ${v.name}`,
+    args: ['-scenario', 'echo', '-conns', String(cost.conns), '-size', String(cost.size)] })),
+  ...variants.map((v) => ({ id: `cost-idle-${v.id}`, group: 'C', variant: v, figure: 'memory', title: `${cost.idleConns.toLocaleString('en-US')} idle conns after one 4 KiB echo, ${v.name}`,
+    args: ['-scenario', 'idle', '-conns', String(cost.idleConns), '-warm', '-size', String(cost.size), '-mem', '-duration', '2s'] })),
+];
 const scenarioList = [
   echo(100, 32), echo(100, 512), echo(100, 4096), echo(1000, 32), echo(1000, 512), echo(1000, 4096),
   { id: 'echo-open', group: 'S1', title: `echo, 100 conns × 32 B, open loop at ${echoRate.toLocaleString('en-US')}/s`,
@@ -82,17 +97,19 @@ const scenarioList = [
     args: ['-scenario', 'fanout', '-conns', String(stalled.conns), '-size', String(stalled.size), '-rate', String(stalled.rate), '-duration', stalled.duration], figure: 'stalled', backpressure: stalled.backpressure },
   { id: 'stalled-1', group: 'S5', title: 'the same, one more subscriber not reading',
     args: ['-scenario', 'fanout', '-conns', String(stalled.conns), '-size', String(stalled.size), '-rate', String(stalled.rate), '-duration', stalled.duration, '-stalled', '1'], figure: 'stalled', backpressure: stalled.backpressure },
+  ...costScenarios,
 ];
 const quickIds = ['echo-100-32', 'echo-100-4096', 'echo-open', 'fanout-1000', 'idle-2000', 'connect'];
-const scenarios = (quick
-  ? [...scenarioList.filter((s) => quickIds.includes(s.id)),
-      { ...scenarioList.find((s) => s.id === 'idle-10000'), id: 'idle-2000', title: '2,000 idle conns', args: ['-scenario', 'idle', '-conns', '2000', '-mem', '-duration', '1s'] }]
-  : scenarioList
-).filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
+const idle2000 = { ...scenarioList.find((s) => s.id === 'idle-10000'), id: 'idle-2000', title: '2,000 idle conns', args: ['-scenario', 'idle', '-conns', '2000', '-mem', '-duration', '1s'] };
+// --scenarios picks from all of them (with --quick: run with its shorter timing).
+const scenarios = onlyScenarios
+  ? [...scenarioList, idle2000].filter((s) => onlyScenarios.includes(s.id))
+  : quick ? [...scenarioList.filter((s) => quickIds.includes(s.id)), idle2000] : scenarioList;
 if (onlyScenarios && scenarios.length === 0) {
-  console.error(`bench: no scenario among ${onlyScenarios.join(', ')} (ids: ${scenarioList.map((s) => s.id).join(', ')}; --quick: ${quickIds.join(', ')})`);
+  console.error(`bench: no scenario among ${onlyScenarios.join(', ')} (ids: ${[...scenarioList, idle2000].map((s) => s.id).join(', ')}; --quick: ${quickIds.join(', ')})`);
   process.exit(2);
 }
+const mainScenarios = scenarios.filter((s) => s.group !== 'C');
 // The threads: 2 run: on the S1/S2/S4 throughput scenarios (in --quick, the first only).
 const runsOf = (sc) => servers.filter((s) => !s.subset || (sc.t2 && (!quick || sc.id === 'echo-100-32')));
 
@@ -119,6 +136,20 @@ function freePort() {
   });
 }
 
+// The certificate of the TLS runs: self-signed for 127.0.0.1, made once by openssl in a temporary
+// directory (removed on exit); wsbench verifies the servers' certificate against it.
+let certDir;
+function certificate() {
+  if (!certDir) {
+    certDir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-bench-cert-'));
+    process.on('exit', () => rmSync(certDir, { recursive: true, force: true }));
+    execFileSync('/usr/bin/openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout', path.join(certDir, 'key.pem'), '-out', path.join(certDir, 'cert.pem')], { stdio: 'pipe' });
+  }
+  return { cert: path.join(certDir, 'cert.pem'), key: path.join(certDir, 'key.pem') };
+}
+
 // startServer spawns a server (pinned) and resolves once it prints "listening".
 async function startServer(server, sc) {
   const port = await freePort();
@@ -127,6 +158,15 @@ async function startServer(server, sc) {
   if (sc.backpressure) {
     env.BACKPRESSURE = String(sc.backpressure);
     if (server.id === 'go') cmd = [...cmd, '-backpressure', String(sc.backpressure)];
+  }
+  if (sc.variant?.deflate) {
+    env.COMPRESSION = '1';
+    if (server.id === 'go') cmd = [...cmd, '-compression'];
+  }
+  if (sc.variant?.tls) {
+    const { cert, key } = certificate();
+    Object.assign(env, { TLS_CERT: cert, TLS_KEY: key });
+    if (server.id === 'go') cmd = [...cmd, '-tls-cert', cert, '-tls-key', key];
   }
   const [file, ...rest] = pinned(server.cores ?? '0', cmd);
   const child = spawn(file, rest, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -201,7 +241,8 @@ for (const sc of scenarios) {
     let rep;
     try {
       s = await startServer(server, sc);
-      rep = await wsbench([...sc.args, '-addr', `127.0.0.1:${s.port}`, '-pid', String(s.child.pid), '-label', server.id,
+      const wire = [...(sc.variant?.tls ? ['-tls', '-cafile', certificate().cert] : []), ...(sc.variant?.deflate ? ['-deflate'] : [])];
+      rep = await wsbench([...sc.args, ...wire, '-addr', `127.0.0.1:${s.port}`, '-pid', String(s.child.pid), '-label', server.id,
         '-warmup', timing.warmup, ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])]);
       if (rep.error && s.stderr()) log(`${server.id} stderr:\n${s.stderr()}`);
     } catch (err) {
@@ -272,16 +313,19 @@ L.push(`${os.cpus().length} × ${cpuModel}, Linux ${os.release()}; Node ${versio
   (pin ? 'Server pinned to core 0 (taskset -c 0), generator (cmd/wsbench) to core 1' : 'Server and generator not pinned') +
   (shown.some((s) => s.cores) ? '; WSBroker t2 (threads: 2) pinned to cores 0-1, so it shares core 1 with the generator' : '') +
   `. Warm-up ${timing.warmup}, ${timing.duration} measured per run; every run is a fresh server process. ${elapsed} s in all.`);
-L.push('');
-L.push('### Summary: relative to ws in the same run (higher is better)');
-L.push('');
-L.push('Per server CPU-second for throughput (S1, S2, S4); ws\'s p99 over the server\'s for latency (S1 open loop); ws\'s RSS per idle connection over the server\'s (S3). ws\'s own figure is in its column.');
-L.push('');
-L.push(`| | scenario | compared by | ${shown.map((s) => s.name).join(' | ')} |`);
-L.push(`|---|---|---|${shown.map(() => '--:').join('|')}|`);
+const summaryScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
+if (summaryScenarios.length) {
+  L.push('');
+  L.push('### Summary: relative to ws in the same run (higher is better)');
+  L.push('');
+  L.push('Per server CPU-second for throughput (S1, S2, S4); ws\'s p99 over the server\'s for latency (S1 open loop); ws\'s RSS per idle connection over the server\'s (S3). ws\'s own figure is in its column.');
+  L.push('');
+  L.push(`| | scenario | compared by | ${shown.map((s) => s.name).join(' | ')} |`);
+  L.push(`|---|---|---|${shown.map(() => '--:').join('|')}|`);
+}
 const figureName = { msgs: 'msgs per server CPU-s', deliveries: 'deliveries per server CPU-s', latency: 'p99', memory: 'RSS per conn' };
 const figureText = (sc, v) => (sc.figure === 'latency' ? us(v) : sc.figure === 'memory' ? `${fmt(v, 2)} KiB` : fmt(v));
-for (const sc of scenarios.filter((s) => s.figure !== 'stalled')) {
+for (const sc of summaryScenarios) {
   const row = shown.map((s) => {
     const why = failed(sc.id, s.id);
     if (why) return why;
@@ -296,7 +340,7 @@ for (const sc of scenarios.filter((s) => s.figure !== 'stalled')) {
 const summaryEnd = L.length;
 
 // Throughput and latency, run by run.
-const loadScenarios = scenarios.filter((s) => s.figure === 'msgs' || s.figure === 'deliveries' || s.figure === 'latency');
+const loadScenarios = mainScenarios.filter((s) => s.figure === 'msgs' || s.figure === 'deliveries' || s.figure === 'latency');
 if (loadScenarios.length) {
   L.push('');
   L.push('### Each run');
@@ -323,25 +367,32 @@ if (loadScenarios.length) {
   }
 }
 
-// S3: where the bytes of an idle connection go.
-for (const sc of scenarios.filter((s) => s.figure === 'memory')) {
-  L.push('');
-  L.push(`### S3 memory: ${sc.title}`);
-  L.push('');
-  L.push('Per connection, from the difference between one connection open and all of them, after holding them idle. RSS from /proc; the rest as each server reports it when asked ("m:"): the Go runtime (runtime/metrics: heap in use, goroutine stacks, all it holds) and the JavaScript heap (committed; WSBroker: the handlers\' worker isolate) and what JS holds outside it (buffers). Go mapped covers Go heap and stacks.');
-  L.push('');
-  L.push('| server | RSS per conn | Go heap | goroutine stacks | Go mapped | goroutines per conn | JS heap | JS external | RSS at the end |');
-  L.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+// Where the bytes of an idle connection go: a table of rows [label, scenario, server].
+const memoryNote = 'RSS from /proc; the rest as each server reports it when asked ("m:"): the Go runtime (runtime/metrics: heap in use, goroutine stacks, all it holds) and the JavaScript heap (committed; WSBroker: the handlers\' worker isolate) and what JS holds outside it (buffers). Go mapped covers Go heap and stacks.';
+function memoryTable(first, rows) {
   const kib = (b) => (b === undefined ? '–' : `${fmt(b / 1024, 2)} KiB`);
-  for (const s of runsOf(sc)) {
-    const r = reportOf(sc.id, s.id);
+  const T = [`| ${first} | RSS per conn | Go heap | goroutine stacks | Go mapped | goroutines per conn | JS heap | JS external | RSS at the end |`,
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|'];
+  for (const [label, scId, serverId] of rows) {
+    const r = reportOf(scId, serverId);
     if (!r) {
-      L.push(`| ${s.name} | ${failed(sc.id, s.id)} | | | | | | | |`);
+      T.push(`| ${label} | ${failed(scId, serverId)} | | | | | | | |`);
       continue;
     }
     const m = r.server_mem_per_conn ?? {};
-    L.push(`| ${s.name} | ${fmt(r.server_rss_per_conn_kib, 2)} KiB | ${kib(m.goHeap)} | ${kib(m.goStacks)} | ${kib(m.goMapped)} | ${fmt(m.goroutines, 2)} | ${kib(m.jsHeap)} | ${kib(m.jsExternal)} | ${mib(r.server_rss_kib)} |`);
+    T.push(`| ${label} | ${fmt(r.server_rss_per_conn_kib, 2)} KiB | ${kib(m.goHeap)} | ${kib(m.goStacks)} | ${kib(m.goMapped)} | ${fmt(m.goroutines, 2)} | ${kib(m.jsHeap)} | ${kib(m.jsExternal)} | ${mib(r.server_rss_kib)} |`);
   }
+  return T;
+}
+
+// S3: where the bytes of an idle connection go.
+for (const sc of mainScenarios.filter((s) => s.figure === 'memory')) {
+  L.push('');
+  L.push(`### S3 memory: ${sc.title}`);
+  L.push('');
+  L.push(`Per connection, from the difference between one connection open and all of them, after holding them idle. ${memoryNote}`);
+  L.push('');
+  L.push(...memoryTable('server', runsOf(sc).map((s) => [s.name, sc.id, s.id])));
 }
 
 // S5: one subscriber that stops reading.
@@ -365,12 +416,75 @@ if (base5 && stall5) {
 }
 L.push('');
 L.push('Servers: ' + shown.map((s) => `${s.name}: ${s.long}`).join('; ') + '.');
-const markdown = L.join('\n') + '\n';
+
+// Compression and TLS: each server against itself plain, side by side.
+const C = [];
+const costEcho = variants.map((v) => scenarios.find((s) => s.id === `cost-echo-${v.id}`));
+const costIdle = variants.map((v) => scenarios.find((s) => s.id === `cost-idle-${v.id}`));
+const costServers = shown.filter((s) => [...costEcho, ...costIdle].some((sc) => sc && runsOf(sc).includes(s)));
+if (costServers.length) {
+  // cells: a figure per variant for one server, with its ratio to the same server plain.
+  const cells = (scs, server, value, text) => {
+    const plain = value(reportOf(scs[0]?.id, server.id));
+    return scs.map((sc) => {
+      if (!sc) return '–';
+      const why = failed(sc.id, server.id);
+      if (why) return why;
+      const v = value(reportOf(sc.id, server.id));
+      return sc === scs[0] || !plain || v === undefined ? text(v) : `${text(v)} (${fmt(v / plain, 2)}×)`;
+    });
+  };
+  const head = `| server | ${variants.map((v) => v.name).join(' | ')} |`;
+  const rule = `|---|${variants.map(() => '--:').join('|')}|`;
+  C.push('### Compression and TLS');
+  C.push('');
+  C.push(`Each server four ways: plain, with permessage-deflate (offered by wsbench without context takeover either way; every message it sends is compressed, a server that declines fails the run), over TLS (wss://: ECDSA P-256 certificate, a full handshake per connection, no session resumption) and both. The message is ${cost.size / 1024} KiB of chat-like JSON (user, room, timestamp, words; compresses to about a quarter). In brackets: relative to the same server plain.`);
+  if (costEcho.some(Boolean)) {
+    C.push('');
+    C.push(`#### Server CPU per echo: ${cost.size / 1024} KiB JSON, ${cost.conns} connections, closed loop (lower is better)`);
+    C.push('');
+    C.push('One over the echoes per server CPU-second: the server\'s CPU time for receiving one message and sending it back, compression, TLS and the loopback share of TCP included.');
+    C.push('');
+    C.push(head, rule);
+    const perEcho = (r) => (r?.msgs_per_server_cpu_s ? 1e6 / r.msgs_per_server_cpu_s : undefined);
+    for (const s of costServers) C.push(`| ${s.name} | ${cells(costEcho, s, perEcho, (v) => (v === undefined ? '–' : `${fmt(v, 1)} µs`)).join(' | ')} |`);
+    C.push('');
+    C.push('| way | server | echoes per second | server CPU | echoes per server CPU-s | generator CPU | answers compressed | bytes per answer on the wire | p50 | p99 |');
+    C.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+    for (const sc of costEcho.filter(Boolean)) {
+      for (const s of costServers) {
+        const r = reportOf(sc.id, s.id);
+        if (!r) {
+          C.push(`| ${sc.variant.name} | ${s.name} | ${failed(sc.id, s.id)} | | | | | | | |`);
+          continue;
+        }
+        const z = r.compressed_msgs ?? 0;
+        const bytes = z ? r.compressed_bytes / z : cost.size;
+        C.push(`| ${sc.variant.name} | ${s.name} | ${fmt(r.msgs_per_s)} | ${fmt((100 * r.server_cpu_s) / r.duration_s)}% | ${fmt(r.msgs_per_server_cpu_s)} | ${fmt(100 * r.gen_cpu_util)}% | ` +
+          `${fmt((100 * z) / Math.max(r.deliveries, 1))}% | ${fmt(bytes)} B | ${us(r.latency_us?.p50)} | ${us(r.latency_us?.p99)} |`);
+      }
+    }
+  }
+  if (costIdle.some(Boolean)) {
+    C.push('');
+    C.push(`#### Memory per idle connection: ${cost.idleConns.toLocaleString('en-US')} connections, each after one ${cost.size / 1024} KiB echo`);
+    C.push('');
+    C.push('RSS per connection: the difference between one connection open and all of them (each has exchanged one message, so that what a server keeps after a message counts), after holding them idle 2 s.');
+    C.push('');
+    C.push(head, rule);
+    for (const s of costServers) C.push(`| ${s.name} | ${cells(costIdle, s, (r) => r?.server_rss_per_conn_kib, (v) => (v === undefined ? '–' : `${fmt(v, 2)} KiB`)).join(' | ')} |`);
+    C.push('');
+    C.push(`Where those bytes go. ${memoryNote}`);
+    C.push('');
+    C.push(...memoryTable('way, server', costIdle.filter(Boolean).flatMap((sc) => costServers.map((s) => [`${sc.variant.name}, ${s.name}`, sc.id, s.id]))));
+  }
+}
+const markdown = L.join('\n') + '\n' + (C.length ? '\n' + C.join('\n') + '\n' : '');
 console.log(markdown);
 
 // --- files ---
 
-const chartScenarios = scenarios.filter((s) => s.figure !== 'stalled');
+const chartScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
 const chart = {
   title: `WSBroker benchmark${quick ? ' (--quick)' : ''}: relative to ws in the same run, higher is better`,
   subtitle: 'throughput per server CPU-second; open-loop p99 and RSS per idle connection as ws / server',
@@ -392,8 +506,9 @@ if (others.length && chart.groups.length) {
 // A full run into bench/results also puts its tables into BENCHMARKS.md and its summary into the
 // README, between their markers, so that the documents show the run whose chart they link.
 if (outName === 'benchmark' && outDir === defaultOut) {
-  const demoted = markdown.replace(/^#/gm, '##');
-  replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:results', demoted);
+  replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:results', (L.join('\n') + '\n').replace(/^#/gm, '##'));
+  // The section has its own heading and words in BENCHMARKS.md: its tables go one level up.
+  replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:costs', `Run of ${L[0].slice(L[0].lastIndexOf(', ') + 2)}, with the results above.\n\n` + C.slice(2).join('\n').replace(/^####/gm, '###') + '\n');
   replaceBetween(path.join(root, 'README.md'), 'bench:summary', L.slice(0, summaryEnd).join('\n').replace(/^#/gm, '##') + '\n');
 }
 

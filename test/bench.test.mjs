@@ -1,5 +1,6 @@
 // The benchmark harness in a tiny configuration: cmd/wsbench against the Go bench server reports
-// sane figures, and bench/run.mjs runs two servers end to end and writes its table, JSON and chart.
+// sane figures, and bench/run.mjs runs two servers end to end (plain, and over TLS with
+// permessage-deflate) and writes its tables, JSON and chart.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -51,17 +52,23 @@ test('wsbench against the Go server: rates, latencies, server CPU and memory per
   assert.ok(Math.abs(fan.deliveries - 20 * fan.msgs) <= 20 * fan.window, `${fan.deliveries} deliveries for ${fan.msgs} messages`);
   assert.equal(fan.stalled_closed, 0, 'far below the backpressure limit, the stalled subscriber stays open');
 
-  const idle = wsbench(wsb, [...common, '-scenario', 'idle', '-conns', '200', '-mem', '-duration', '200ms']);
+  // -warm: every connection echoes one message before idling.
+  const idle = wsbench(wsb, [...common, '-scenario', 'idle', '-conns', '200', '-warm', '-size', '300', '-mem', '-duration', '200ms']);
   assert.equal(idle.alive, 200);
   const m = idle.server_mem_per_conn;
   assert.ok(m.goroutines >= 0.9 && m.goroutines < 3, `goroutines per connection ${m.goroutines}`);
   // (Not the heap: the echo and fan-out garbage collected meanwhile can make its difference negative.)
   assert.ok(m.goStacks > 1000 && idle.server_rss_per_conn_kib > 0, JSON.stringify(idle));
+
+  // A server without compression declines permessage-deflate: a -deflate run fails, saying so.
+  const r = spawnSync(wsb, [...common, '-scenario', 'echo', '-conns', '2', '-duration', '1s', '-deflate'], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(JSON.parse(r.stdout.trim().split('\n').pop()).error, /declined permessage-deflate/);
 });
 
-test('bench/run.mjs: two servers, one scenario, the table, the reports and the chart', { timeout: 60_000 }, () => {
+test('bench/run.mjs: two servers, plain and over TLS with deflate, the tables, the reports and the chart', { timeout: 60_000 }, () => {
   const out = path.join(tmp, 'out');
-  const r = spawnSync(process.execPath, ['bench/run.mjs', '--quick', '--only=ws,go', '--scenarios=echo-100-32', `--out=${out}`],
+  const r = spawnSync(process.execPath, ['bench/run.mjs', '--quick', '--only=ws,go', '--scenarios=echo-100-32,cost-echo-tls-deflate', `--out=${out}`],
     { cwd: root, env: goEnv, encoding: 'utf8', timeout: 50_000 });
   assert.equal(r.status, 0, r.stderr);
   const md = readFileSync(path.join(out, 'quick.md'), 'utf8');
@@ -69,7 +76,18 @@ test('bench/run.mjs: two servers, one scenario, the table, the reports and the c
   const row = md.split('\n').find((line) => line.startsWith('| S1 | echo, 100 conns × 32 B |'));
   assert.match(row, /\| [\d,]+ \| \*\*\d+\.\d\d×\*\* \([\d,]+\) \|$/, 'ws\'s figure, then the Go core\'s ratio and figure');
   const json = JSON.parse(readFileSync(path.join(out, 'quick.json'), 'utf8'));
-  assert.deepEqual(json.results.map((x) => [x.scenario, x.server, x.report.error]), [['echo-100-32', 'ws', undefined], ['echo-100-32', 'go', undefined]]);
+  assert.deepEqual(json.results.map((x) => [x.scenario, x.server, x.report.error]),
+    [['echo-100-32', 'ws', undefined], ['echo-100-32', 'go', undefined], ['cost-echo-tls-deflate', 'ws', undefined], ['cost-echo-tls-deflate', 'go', undefined]]);
+  // Both servers took wss:// and permessage-deflate from the runner: every 4 KiB JSON answer came
+  // compressed (to well under half).
+  for (const { report: rep } of json.results.filter((x) => x.scenario === 'cost-echo-tls-deflate')) {
+    assert.ok(rep.tls && rep.deflate && rep.errors === 0 && rep.msgs > 100, JSON.stringify(rep));
+    assert.ok(rep.compressed_msgs >= rep.deliveries && rep.compressed_bytes < rep.compressed_msgs * 2048, JSON.stringify(rep));
+  }
+  // The section: the per-echo table with plain's column empty (not run) and the ratio-free cell.
+  assert.match(md, /\n### Compression and TLS\n/);
+  assert.match(md.split('\n').find((line) => line.startsWith('| ws | ')), /^\| ws \| – \| – \| – \| [\d.]+ µs \|$/);
+  assert.match(md, /\n\| TLS \+ deflate \| Go core \| [\d,]+ \| \d+% \| [\d,]+ \| \d+% \| 100% \| [\d,]+ B \|/);
   const png = readFileSync(path.join(out, 'quick.png'));
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
 });

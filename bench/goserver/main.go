@@ -1,13 +1,14 @@
 // Command goserver is the benchmark application (the protocol of bench/README.md) on WSBroker's Go
 // core with a Go Handler: no JavaScript. It is the limit of what the JavaScript hop costs.
 //
-//	goserver -addr 127.0.0.1:9003
+//	goserver -addr 127.0.0.1:9003 [-compression] [-tls-cert cert.pem -tls-key key.pem]
 //
 // It prints "listening <addr>" on stdout once listening, and stops on SIGINT or SIGTERM.
 package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -75,6 +76,9 @@ func (a *app) Close(c *broker.Conn)               {}
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9003", "address to listen on")
 	backpressure := flag.Int("backpressure", 0, "MaxBackpressure in bytes (0: the default, 16 MiB)")
+	compression := flag.Bool("compression", false, "negotiate permessage-deflate")
+	certFile := flag.String("tls-cert", "", "serve wss:// with this PEM certificate (and -tls-key)")
+	keyFile := flag.String("tls-key", "", "the PEM key of -tls-cert")
 	flag.Parse()
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	a := &app{}
@@ -82,6 +86,15 @@ func main() {
 	lim := broker.DefaultLimits()
 	if *backpressure > 0 {
 		lim.MaxBackpressure = *backpressure
+	}
+	lim.Compression = *compression
+	if *certFile != "" || *keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "goserver:", err)
+			os.Exit(2)
+		}
+		lim.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	la, err := a.b.Listen([]string{*addr}, lim)
 	if err != nil {

@@ -2,7 +2,13 @@
 // would write instead of WSBroker. Channels are a Map<string, Set<WebSocket>>.
 //
 //   node bench/servers/ws.mjs [port]      prints "listening 127.0.0.1:<port>" once listening
+//
+// COMPRESSION=1: permessage-deflate as WSBroker negotiates it (no context takeover either way,
+// messages under 256 bytes sent plain), zlib's other settings as ws has them. TLS_CERT and
+// TLS_KEY (PEM files): wss:// on an https server.
 import { WebSocketServer } from 'ws';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -31,7 +37,15 @@ function publish(channel, payload) {
   for (const s of set) s.send(payload);
 }
 
-const wss = new WebSocketServer({ host, port, perMessageDeflate: false, clientTracking: false });
+const perMessageDeflate = process.env.COMPRESSION === '1'
+  ? { serverNoContextTakeover: true, clientNoContextTakeover: true, threshold: 256 }
+  : false;
+const tls = process.env.TLS_CERT
+  ? https.createServer({ cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) })
+  : undefined;
+const wss = tls
+  ? new WebSocketServer({ server: tls, perMessageDeflate, clientTracking: false })
+  : new WebSocketServer({ host, port, perMessageDeflate, clientTracking: false });
 
 wss.on('connection', (socket, req) => {
   const token = req.headers['x-bench-token'];
@@ -80,8 +94,10 @@ wss.on('connection', (socket, req) => {
   socket.on('error', () => {});
 });
 
-wss.on('listening', () => console.log(`listening ${host}:${wss.address().port}`));
-wss.on('error', (err) => {
+const listener = tls ?? wss;
+listener.on('listening', () => console.log(`listening ${host}:${listener.address().port}`));
+listener.on('error', (err) => {
   console.error('ws server:', err.message);
   process.exit(1);
 });
+tls?.listen(port, host);

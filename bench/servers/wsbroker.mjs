@@ -3,7 +3,8 @@
 //
 //   node bench/servers/wsbroker.mjs [port]   prints "listening 127.0.0.1:<port>"
 //
-// THREADS=<n> worker threads (default 1); BACKPRESSURE=<bytes> the maxBackpressure (default 16 MiB).
+// THREADS=<n> worker threads (default 1); BACKPRESSURE=<bytes> the maxBackpressure (default 16 MiB);
+// COMPRESSION=1 compression: true (permessage-deflate); TLS_CERT and TLS_KEY (PEM files) serve wss://.
 import { start } from 'wsbroker';
 import { fileURLToPath } from 'node:url';
 
@@ -11,11 +12,15 @@ const port = Number(process.argv[2] ?? process.env.PORT ?? 9001);
 const host = process.env.HOST ?? '127.0.0.1';
 const threads = Number(process.env.THREADS ?? 1);
 const maxBackpressure = process.env.BACKPRESSURE ? Number(process.env.BACKPRESSURE) : undefined;
+const compression = process.env.COMPRESSION === '1';
+const tls = process.env.TLS_CERT ? { cert: process.env.TLS_CERT, key: process.env.TLS_KEY } : undefined;
 
 await start({
   bind: `${host}:${port}`,
   workerPath: fileURLToPath(new URL('./wsbroker-worker.mjs', import.meta.url)),
   threads,
   maxBackpressure,
+  compression,
+  tls,
 });
 console.log(`listening ${host}:${port}`);

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,10 +11,12 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/klauspost/compress/flate"
 )
 
 // maxMessage bounds what the generator accepts from a server (frame or reassembled message).
@@ -34,7 +38,32 @@ type wsConn struct {
 
 	frag    []byte // a fragmented message being reassembled
 	fragged bool
+
+	// permessage-deflate, when negotiated: the message being read is compressed (RSV1 on its
+	// first frame); the last one inflated; the run's count.
+	deflate bool
+	zmsg    bool
+	zout    bytes.Buffer
+	count   *wireCount
 }
+
+// inflater is a pooled decompressor (~40 KiB with its window, too much to keep for each of
+// 10,000 idle connections) and its input: a message with the tail the sender stripped put back.
+type inflater struct {
+	in  []byte
+	src bytes.Reader
+	r   io.ReadCloser // a flate reader, also a flate.Resetter
+}
+
+var inflaters = sync.Pool{New: func() any {
+	z := new(inflater)
+	z.r = flate.NewReader(&z.src)
+	return z
+}}
+
+// wireCount counts the compressed messages received on a run's connections and their payload
+// bytes as they came over the wire.
+type wireCount struct{ msgs, bytes atomic.Uint64 }
 
 func (c *wsConn) write(p []byte) error {
 	c.wmu.Lock()
@@ -43,21 +72,25 @@ func (c *wsConn) write(p []byte) error {
 	return err
 }
 
-// next returns the next data message (text or binary), answering pings on the way. The slice is
-// valid until the next call.
+// next returns the next data message (text or binary), inflated if it came compressed, answering
+// pings on the way. The slice is valid until the next call.
 func (c *wsConn) next() ([]byte, error) {
 	for {
-		fin, op, p, err := c.frame()
+		fin, rsv1, op, p, err := c.frame()
 		if err != nil {
 			return nil, err
+		}
+		if rsv1 && (!c.deflate || op != byte(ws.OpText) && op != byte(ws.OpBinary)) {
+			return nil, errProtocol // RSV1 only on the first frame of a message, once negotiated
 		}
 		switch ws.OpCode(op) {
 		case ws.OpText, ws.OpBinary:
 			if c.fragged {
 				return nil, errProtocol
 			}
+			c.zmsg = rsv1
 			if fin {
-				return p, nil
+				return c.message(p)
 			}
 			c.frag = append(c.frag[:0], p...)
 			c.fragged = true
@@ -71,10 +104,10 @@ func (c *wsConn) next() ([]byte, error) {
 			c.frag = append(c.frag, p...)
 			if fin {
 				c.fragged = false
-				return c.frag, nil
+				return c.message(c.frag)
 			}
 		case ws.OpPing:
-			if err := c.write(maskedFrame(ws.OpPong, p, c.key)); err != nil {
+			if err := c.write(maskedFrame(ws.OpPong, false, p, c.key)); err != nil {
 				return nil, err
 			}
 		case ws.OpPong:
@@ -86,12 +119,37 @@ func (c *wsConn) next() ([]byte, error) {
 	}
 }
 
+// message returns a complete message p, inflated if it came compressed (counting it).
+func (c *wsConn) message(p []byte) ([]byte, error) {
+	if !c.zmsg {
+		return p, nil
+	}
+	c.count.msgs.Add(1)
+	c.count.bytes.Add(uint64(len(p)))
+	// The server takes over no context: each message inflates on its own.
+	z := inflaters.Get().(*inflater)
+	defer inflaters.Put(z)
+	z.in = append(append(z.in[:0], p...), deflateTail...)
+	z.src.Reset(z.in)
+	z.r.(flate.Resetter).Reset(&z.src, nil)
+	c.zout.Reset()
+	// A sync-flushed stream ends without a final block: running out of input is its end.
+	if _, err := c.zout.ReadFrom(io.LimitReader(z.r, maxMessage+1)); err != nil && err != io.ErrUnexpectedEOF || c.zout.Len() > maxMessage {
+		return nil, fmt.Errorf("%w: a compressed message that does not inflate", errProtocol)
+	}
+	return c.zout.Bytes(), nil
+}
+
 // frame parses one frame, reading from the socket as needed. payload points into the read buffer.
-func (c *wsConn) frame() (fin bool, op byte, payload []byte, err error) {
+func (c *wsConn) frame() (fin, rsv1 bool, op byte, payload []byte, err error) {
 	if err = c.need(2); err != nil {
 		return
 	}
 	b0, b1 := c.buf[c.r], c.buf[c.r+1]
+	if b0&0x30 != 0 {
+		err = errProtocol // RSV2, RSV3: no extension of ours uses them
+		return
+	}
 	hl := 2
 	n := uint64(b1 & 0x7f)
 	switch n {
@@ -130,7 +188,7 @@ func (c *wsConn) frame() (fin bool, op byte, payload []byte, err error) {
 		ws.Cipher(payload, key, 0)
 	}
 	c.r += hl + int(n)
-	return b0&0x80 != 0, b0 & 0x0f, payload, nil
+	return b0&0x80 != 0, b0&0x40 != 0, b0 & 0x0f, payload, nil
 }
 
 // need makes sure that at least n unread bytes are buffered.
@@ -182,6 +240,10 @@ type dialer struct {
 	bufSize int  // initial read buffer per connection
 	rcvBuf  int  // SO_RCVBUF of new sockets; 0: the kernel's default (autotuned)
 	timeout time.Duration
+
+	tls     *tls.Config // wss://: TLS over each connection before the upgrade; nil: ws://
+	deflate bool        // offer permessage-deflate; a server that declines it is an error
+	count   wireCount   // compressed messages received on all connections
 }
 
 func newDialer(addr, path string, srcs, bufSize int) (*dialer, error) {
@@ -238,26 +300,45 @@ func (d *dialer) dial(ctx context.Context, i int, extra []string) (*wsConn, erro
 	if err != nil {
 		return nil, err
 	}
-	c := &wsConn{nc: nc, buf: make([]byte, d.bufSize), key: randomKey()}
-	if err := c.handshake(d.host, d.path, extra, d.timeout); err != nil {
+	if d.tls != nil {
+		tc := tls.Client(nc, d.tls)
+		hctx, cancel := context.WithTimeout(ctx, d.timeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		nc = tc
+	}
+	c := &wsConn{nc: nc, buf: make([]byte, d.bufSize), key: randomKey(), count: &d.count}
+	if d.deflate {
+		extra = append(extra[:len(extra):len(extra)], "Sec-WebSocket-Extensions: "+deflateOffer)
+	}
+	ext, err := c.handshake(d.host, d.path, extra, d.timeout)
+	if err == nil {
+		c.deflate, err = acceptedDeflate(ext, d.deflate)
+	}
+	if err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// handshake sends the upgrade request and reads the response; bytes after it stay buffered.
-func (c *wsConn) handshake(host, path string, extra []string, timeout time.Duration) error {
+// handshake sends the upgrade request and reads the response; bytes after it stay buffered. It
+// returns the response's Sec-WebSocket-Extensions.
+func (c *wsConn) handshake(host, path string, extra []string, timeout time.Duration) (string, error) {
 	key := newKey()
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	defer c.nc.SetDeadline(time.Time{})
 	if _, err := c.nc.Write(upgradeRequest(host, path, key, extra)); err != nil {
-		return err
+		return "", err
 	}
 	for {
 		if c.w == len(c.buf) {
 			if len(c.buf) >= 64<<10 {
-				return errors.New("upgrade response head too large")
+				return "", errors.New("upgrade response head too large")
 			}
 			nb := make([]byte, max(2*len(c.buf), 1024))
 			copy(nb, c.buf[:c.w])
@@ -265,16 +346,16 @@ func (c *wsConn) handshake(host, path string, extra []string, timeout time.Durat
 		}
 		m, err := c.nc.Read(c.buf[c.w:])
 		c.w += m
-		n, perr := parseUpgradeResponse(c.buf[:c.w], key)
+		n, ext, perr := parseUpgradeResponse(c.buf[:c.w], key)
 		if perr == nil {
 			c.r = n
-			return nil
+			return ext, nil
 		}
 		if perr != errIncomplete {
-			return perr
+			return "", perr
 		}
 		if err != nil {
-			return fmt.Errorf("reading the upgrade response: %w", err)
+			return "", fmt.Errorf("reading the upgrade response: %w", err)
 		}
 	}
 }

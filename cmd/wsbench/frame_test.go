@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -37,9 +38,9 @@ func TestMaskedFrameSizes(t *testing.T) {
 	key := [4]byte{0x12, 0x34, 0x56, 0x78}
 	for _, n := range []int{0, 1, 2, 125, 126, 127, 4096, 65535, 65536, 70000} {
 		payload := padding(n)
-		f := maskedFrame(ws.OpText, payload, key)
+		f := maskedFrame(ws.OpText, false, payload, key)
 		h, p := decode(t, f)
-		if !h.Fin || h.OpCode != ws.OpText || !h.Masked || h.Mask != key {
+		if !h.Fin || h.OpCode != ws.OpText || !h.Masked || h.Mask != key || h.Rsv != 0 {
 			t.Fatalf("size %d: header %+v", n, h)
 		}
 		if !bytes.Equal(p, payload) {
@@ -48,31 +49,67 @@ func TestMaskedFrameSizes(t *testing.T) {
 		if n > 3 && bytes.Equal(f[len(f)-n:], payload) {
 			t.Fatalf("size %d: payload not masked", n)
 		}
-		if got := frameHeaderLen(f); got != len(f)-n {
-			t.Fatalf("size %d: frameHeaderLen %d, want %d", n, got, len(f)-n)
-		}
 	}
+	h, _ := decode(t, maskedFrame(ws.OpText, true, []byte("x"), key))
+	if h.Rsv != ws.Rsv(true, false, false) {
+		t.Fatalf("rsv1 frame: header %+v", h)
+	}
+}
+
+// inflateStd inflates a permessage-deflate payload with the standard library (not the generator's
+// own inflater), putting back the tail the sender strips.
+func inflateStd(t *testing.T, p []byte) []byte {
+	t.Helper()
+	out, err := io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader(deflateTail))))
+	if err != nil && err != io.ErrUnexpectedEOF {
+		t.Fatalf("inflate: %v", err)
+	}
+	return out
 }
 
 func TestTemplatePatch(t *testing.T) {
 	prefix := "r:room7:"
-	tpl := newTemplate(append([]byte(prefix+"0000000000000000"), padding(20)...), [4]byte{1, 2, 3, 4})
-	// Offsets that are not multiples of 4 exercise the mask phase.
-	for _, c := range []struct{ id, seq uint32 }{{0, 0}, {7, 1}, {0xdeadbeef, 0xffffffff}, {42, 123456}} {
-		tpl.patchHex(len(prefix), c.id)
-		tpl.patchHex(len(prefix)+8, c.seq)
-		_, p := decode(t, tpl.frame)
-		if !bytes.HasPrefix(p, []byte(prefix)) {
-			t.Fatalf("prefix lost: %q", p)
+	for _, deflate := range []bool{false, true} {
+		tpl := newTemplate(append([]byte(prefix+"0000000000000000"), padding(300)...), len(prefix)+16, [4]byte{1, 2, 3, 4}, deflate)
+		// Offsets that are not multiples of 4 exercise the mask phase.
+		for _, c := range []struct{ id, seq uint32 }{{0, 0}, {7, 1}, {0xdeadbeef, 0xffffffff}, {42, 123456}} {
+			tpl.patchHex(len(prefix), c.id)
+			tpl.patchHex(len(prefix)+8, c.seq)
+			h, p := decode(t, tpl.frame)
+			if (h.Rsv != 0) != deflate {
+				t.Fatalf("deflate %v: header %+v", deflate, h)
+			}
+			if deflate {
+				if len(p) >= 300 {
+					t.Fatalf("compressed %d bytes into %d", 324, len(p))
+				}
+				p = inflateStd(t, p)
+			}
+			if !bytes.HasPrefix(p, []byte(prefix)) {
+				t.Fatalf("deflate %v: prefix lost: %q", deflate, p)
+			}
+			body := p[len(prefix):]
+			id, ok1 := parseHex(body)
+			seq, ok2 := parseHex(body[8:])
+			if !ok1 || !ok2 || id != c.id || seq != c.seq {
+				t.Fatalf("deflate %v: patched %x/%x, decoded %x/%x (%v %v) from %q", deflate, c.id, c.seq, id, seq, ok1, ok2, body)
+			}
+			if !bytes.Equal(body[16:], padding(300)) {
+				t.Fatalf("deflate %v: padding changed: %q", deflate, body[16:])
+			}
 		}
-		body := p[len(prefix):]
-		id, ok1 := parseHex(body)
-		seq, ok2 := parseHex(body[8:])
-		if !ok1 || !ok2 || id != c.id || seq != c.seq {
-			t.Fatalf("patched %x/%x, decoded %x/%x (%v %v) from %q", c.id, c.seq, id, seq, ok1, ok2, body)
+	}
+}
+
+func TestDeflateMessage(t *testing.T) {
+	for _, c := range []struct{ msg, stored int }{{0, 0}, {1, 0}, {4096, 0}, {4096, 20}, {20, 20}, {70000, 8}} {
+		msg := padding(c.msg)
+		z := deflateMessage(msg, c.stored)
+		if bytes.HasSuffix(z, deflateTail) {
+			t.Fatalf("%+v: the tail is not stripped", c)
 		}
-		if !bytes.Equal(body[16:], padding(20)) {
-			t.Fatalf("padding changed: %q", body[16:])
+		if got := inflateStd(t, z); !bytes.Equal(got, msg) {
+			t.Fatalf("%+v: inflates to %d bytes, want %d", c, len(got), len(msg))
 		}
 	}
 }
@@ -93,14 +130,23 @@ func TestHex(t *testing.T) {
 	}
 }
 
-func TestPaddingIsASCII(t *testing.T) {
-	for _, c := range padding(1000) {
-		if c < 'a' || c > 'z' {
+// The payload is chat-like JSON: printable ASCII (valid UTF-8), the same for the same size, and
+// as compressible as real messages are: not random (no gain), not one byte repeated (near total).
+func TestPaddingIsChatJSON(t *testing.T) {
+	p := padding(4096)
+	for _, c := range p {
+		if c < 0x20 || c > 0x7e {
 			t.Fatalf("byte %q", c)
 		}
 	}
-	if len(padding(-3)) != 0 {
-		t.Fatal("negative padding")
+	if !bytes.HasPrefix(p, []byte(`{"user":"user`)) || !bytes.Equal(p, padding(4096)) || !bytes.HasPrefix(p, padding(100)) {
+		t.Fatalf("not the same chat-like JSON each time: %.100q", p)
+	}
+	if ratio := float64(len(deflateMessage(p, 0))) / float64(len(p)); ratio < 0.15 || ratio > 0.5 {
+		t.Fatalf("4 KiB compress to %.0f%%", 100*ratio)
+	}
+	if len(padding(-3)) != 0 || len(padding(77)) != 77 {
+		t.Fatal("padding length")
 	}
 }
 
@@ -131,27 +177,55 @@ func TestParseUpgradeResponse(t *testing.T) {
 	key := "dGhlIHNhbXBsZSBub25jZQ=="
 	ok := "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nConnection: Upgrade\r\n" +
 		"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-	n, err := parseUpgradeResponse([]byte(ok+"\x81\x02ok"), key)
-	if err != nil || n != len(ok) {
-		t.Fatalf("n=%d err=%v", n, err)
+	n, ext, err := parseUpgradeResponse([]byte(ok+"\x81\x02ok"), key)
+	if err != nil || n != len(ok) || ext != "" {
+		t.Fatalf("n=%d ext=%q err=%v", n, ext, err)
 	}
-	if _, err := parseUpgradeResponse([]byte(ok[:len(ok)-2]), key); err != errIncomplete {
+	withExt := strings.Replace(ok, "\r\n\r\n", "\r\nSec-WebSocket-Extensions:  permessage-deflate; server_no_context_takeover \r\n\r\n", 1)
+	if _, ext, err := parseUpgradeResponse([]byte(withExt), key); err != nil || ext != "permessage-deflate; server_no_context_takeover" {
+		t.Fatalf("ext=%q err=%v", ext, err)
+	}
+	if _, _, err := parseUpgradeResponse([]byte(ok[:len(ok)-2]), key); err != errIncomplete {
 		t.Fatalf("partial head: %v", err)
 	}
-	if _, err := parseUpgradeResponse([]byte("HTTP/1.1 403 Forbidden\r\n\r\n"), key); err == nil {
+	if _, _, err := parseUpgradeResponse([]byte("HTTP/1.1 403 Forbidden\r\n\r\n"), key); err == nil {
 		t.Fatal("403 accepted")
 	}
 	bad := strings.Replace(ok, "s3pP", "xxxx", 1)
-	if _, err := parseUpgradeResponse([]byte(bad), key); err == nil {
+	if _, _, err := parseUpgradeResponse([]byte(bad), key); err == nil {
 		t.Fatal("wrong accept key accepted")
 	}
 	noUp := strings.Replace(ok, "upgrade: WebSocket\r\n", "", 1)
-	if _, err := parseUpgradeResponse([]byte(noUp), key); err == nil {
+	if _, _, err := parseUpgradeResponse([]byte(noUp), key); err == nil {
 		t.Fatal("missing Upgrade accepted")
 	}
 }
 
-// serverFrame encodes an unmasked server frame.
+func TestAcceptedDeflate(t *testing.T) {
+	for _, c := range []struct {
+		ext     string
+		offered bool
+		want    bool
+		err     string
+	}{
+		{"", false, false, ""},
+		{"", true, false, "declined"},
+		{"permessage-deflate; server_no_context_takeover; client_no_context_takeover", true, true, ""},
+		{"permessage-deflate;server_no_context_takeover;server_max_window_bits=12;client_max_window_bits=15", true, true, ""},
+		{"permessage-deflate; server_no_context_takeover", false, false, "not offered"},
+		{"x-webkit-deflate-frame", true, false, "not offered"},
+		{"permessage-deflate; client_no_context_takeover", true, false, "without server_no_context_takeover"},
+		{"permessage-deflate; server_no_context_takeover; client_max_window_bits=10", true, false, "below 15"},
+		{"permessage-deflate; server_no_context_takeover; foo", true, false, "unknown parameter"},
+	} {
+		got, err := acceptedDeflate(c.ext, c.offered)
+		if got != c.want || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("acceptedDeflate(%q, %v) = %v, %v; want %v and an error with %q", c.ext, c.offered, got, err, c.want, c.err)
+		}
+	}
+}
+
+// serverFrame encodes an unmasked server frame; op may carry the RSV bits (0x40: RSV1).
 func serverFrame(fin bool, op byte, p []byte) []byte {
 	b0 := op
 	if fin {
@@ -242,16 +316,64 @@ func readClientFrame(r io.Reader) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// deflateStd compresses msg as a permessage-deflate server would, with the standard library.
+func deflateStd(t *testing.T, msg []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	w.Write(msg)
+	w.Flush()
+	return bytes.TrimSuffix(b.Bytes(), deflateTail)
+}
+
+// TestReaderInflates: on a connection that negotiated permessage-deflate, messages with RSV1
+// (whole or fragmented) come out inflated and are counted with their bytes on the wire; the
+// others come out as they are.
+func TestReaderInflates(t *testing.T) {
+	cli, srv := net.Pipe()
+	defer cli.Close()
+	defer srv.Close()
+	var count wireCount
+	c := &wsConn{nc: cli, buf: make([]byte, 64), deflate: true, count: &count}
+	big := padding(100000)
+	z1, z2 := deflateStd(t, padding(4096)), deflateStd(t, big)
+	var stream []byte
+	stream = append(stream, serverFrame(true, 1|0x40, z1)...)
+	stream = append(stream, serverFrame(true, 1, []byte("plain"))...)
+	stream = append(stream, serverFrame(false, 1|0x40, z2[:10])...)
+	stream = append(stream, serverFrame(true, 0, z2[10:])...)
+	stream = append(stream, serverFrame(true, 1|0x40, z1)...)
+	go srv.Write(stream)
+	for i, want := range [][]byte{padding(4096), []byte("plain"), big, padding(4096)} {
+		p, err := c.next()
+		if err != nil || !bytes.Equal(p, want) {
+			t.Fatalf("message %d: %d bytes, want %d (%v)", i, len(p), len(want), err)
+		}
+	}
+	if count.msgs.Load() != 3 || count.bytes.Load() != uint64(2*len(z1)+len(z2)) {
+		t.Fatalf("counted %d messages, %d bytes", count.msgs.Load(), count.bytes.Load())
+	}
+}
+
 func TestReaderProtocolErrors(t *testing.T) {
-	for name, stream := range map[string][]byte{
-		"continuation without start": serverFrame(true, 0, []byte("x")),
-		"text inside a fragmented":   append(serverFrame(false, 1, []byte("a")), serverFrame(true, 1, []byte("b"))...),
-		"unknown opcode":             serverFrame(true, 3, nil),
+	z := deflateStd(t, []byte("hello"))
+	for name, c := range map[string]struct {
+		stream  []byte
+		deflate bool
+	}{
+		"continuation without start":    {serverFrame(true, 0, []byte("x")), false},
+		"text inside a fragmented":      {append(serverFrame(false, 1, []byte("a")), serverFrame(true, 1, []byte("b"))...), false},
+		"unknown opcode":                {serverFrame(true, 3, nil), false},
+		"RSV1 without deflate":          {serverFrame(true, 1|0x40, z), false},
+		"RSV1 on a continuation":        {append(serverFrame(false, 1|0x40, z[:2]), serverFrame(true, 0|0x40, z[2:])...), true},
+		"RSV1 on a ping":                {serverFrame(true, 9|0x40, nil), true},
+		"RSV2":                          {serverFrame(true, 1|0x20, []byte("x")), true},
+		"RSV1 on what does not inflate": {serverFrame(true, 1|0x40, []byte{0xff, 0xff, 0xff}), true},
 	} {
 		cli, srv := net.Pipe()
-		go func() { srv.Write(stream); srv.Close() }()
-		c := &wsConn{nc: cli, buf: make([]byte, 64)}
-		if _, err := c.next(); !errors.Is(err, errProtocol) {
+		go func() { srv.Write(c.stream); srv.Close() }()
+		conn := &wsConn{nc: cli, buf: make([]byte, 64), deflate: c.deflate, count: new(wireCount)}
+		if _, err := conn.next(); !errors.Is(err, errProtocol) {
 			t.Errorf("%s: %v", name, err)
 		}
 		cli.Close()

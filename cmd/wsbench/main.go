@@ -10,11 +10,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -46,6 +49,10 @@ type config struct {
 	pid      int
 	quiet    bool
 	cpuprof  string
+	tls      bool
+	caFile   string
+	deflate  bool
+	warm     bool
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -71,6 +78,10 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.pid, "pid", 0, "server process id: its CPU time and RSS are read from /proc")
 	fs.BoolVar(&c.quiet, "q", false, "no human summary on stderr")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write the generator's CPU profile to this file")
+	fs.BoolVar(&c.tls, "tls", false, "wss://: TLS before the upgrade (the certificate is not verified without -cafile)")
+	fs.StringVar(&c.caFile, "cafile", "", "with -tls: verify the server's certificate against this PEM file")
+	fs.BoolVar(&c.deflate, "deflate", false, "offer permessage-deflate without context takeover and send every message compressed; a server that declines it fails the run")
+	fs.BoolVar(&c.warm, "warm", false, "idle: each connection echoes one -size message before idling, so that what a server keeps after a message (compression or TLS buffers) is counted")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -97,6 +108,12 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if strings.ContainsAny(c.channel, ": ") || c.channel == "" {
 		return nil, errors.New("-channel must be non-empty and hold no ':'")
+	}
+	if c.caFile != "" && !c.tls {
+		return nil, errors.New("-cafile needs -tls")
+	}
+	if c.warm && c.scenario != "idle" {
+		return nil, errors.New("-warm is for the idle scenario")
 	}
 	return c, nil
 }
@@ -254,7 +271,35 @@ func newRun(cfg *config, bufSize int) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.deflate = cfg.deflate
+	if cfg.tls {
+		if d.tls, err = tlsConfig(d.addr, cfg.caFile); err != nil {
+			return nil, err
+		}
+	}
 	return &run{cfg: cfg, dial: d, done: make(chan struct{}), failed: make(chan struct{})}, nil
+}
+
+// tlsConfig is the client side of -tls: the server's certificate verified against the PEM file
+// caFile (for the loopback address it must name), or not verified when caFile is "". No session
+// cache: every connection makes a full handshake.
+func tlsConfig(addr, caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return &tls.Config{InsecureSkipVerify: true}, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-cafile %s: no PEM certificate", caFile)
+	}
+	host, _, err := net.SplitHostPort(addr) // a checked loopback address
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, ServerName: host}, nil
 }
 
 func (r *run) measuring() bool { return r.phase.Load() == phaseMeasure }
@@ -360,11 +405,13 @@ type sample struct {
 	serverOK   bool
 	serverRSS  int64 // KiB, 0 if unknown
 	genCPU     float64
+	zmsgs      uint64 // compressed messages received
+	zbytes     uint64
 }
 
 func (r *run) sample() sample {
 	s := sample{t: time.Now(), msgs: r.msgs.Load(), deliveries: r.deliveries.Load(), errs: r.errs.Load(),
-		genCPU: selfCPU()}
+		genCPU: selfCPU(), zmsgs: r.dial.count.msgs.Load(), zbytes: r.dial.count.bytes.Load()}
 	if r.cfg.pid > 0 {
 		if v, err := serverCPU(r.cfg.pid); err == nil {
 			s.serverCPU, s.serverOK = v, true
@@ -474,6 +521,8 @@ type result struct {
 	Window     int     `json:"window,omitempty"`
 	Room       int     `json:"room,omitempty"`
 	Stalled    int     `json:"stalled,omitempty"` // fanout: subscribers that never read
+	TLS        bool    `json:"tls,omitempty"`
+	Deflate    bool    `json:"deflate,omitempty"`
 	GOMAXPROCS int     `json:"gomaxprocs"`
 	WarmupS    float64 `json:"warmup_s"`
 	DurationS  float64 `json:"duration_s"` // the measured interval as it was
@@ -483,6 +532,9 @@ type result struct {
 	Deliveries     uint64      `json:"deliveries"`
 	DeliveriesPerS float64     `json:"deliveries_per_s"`
 	Latency        *latencyRep `json:"latency_us,omitempty"`
+	// -deflate: the messages received compressed (RSV1) and their payload bytes on the wire
+	CompressedMsgs  uint64 `json:"compressed_msgs,omitempty"`
+	CompressedBytes uint64 `json:"compressed_bytes,omitempty"`
 
 	ServerCPUS              *float64 `json:"server_cpu_s,omitempty"`
 	MsgsPerServerCPUS       float64  `json:"msgs_per_server_cpu_s,omitempty"`
@@ -523,7 +575,7 @@ type latencyRep struct {
 
 func newResult(cfg *config) *result {
 	return &result{Scenario: cfg.scenario, Label: cfg.label, Addr: cfg.addr, Conns: cfg.conns,
-		GOMAXPROCS: runtime.GOMAXPROCS(0), WarmupS: cfg.warmup.Seconds()}
+		TLS: cfg.tls, Deflate: cfg.deflate, GOMAXPROCS: runtime.GOMAXPROCS(0), WarmupS: cfg.warmup.Seconds()}
 }
 
 // fill sets the rates, latencies and CPU figures from the snapshots around the measured interval.
@@ -532,6 +584,7 @@ func (r *run) fill(res *result, s0, s1 sample) {
 	res.DurationS = el
 	res.Msgs = s1.msgs - s0.msgs
 	res.Deliveries = s1.deliveries - s0.deliveries
+	res.CompressedMsgs, res.CompressedBytes = s1.zmsgs-s0.zmsgs, s1.zbytes-s0.zbytes
 	res.Errors = r.errs.Load()
 	if el > 0 {
 		res.MsgsPerS = float64(res.Msgs) / el
@@ -564,6 +617,12 @@ func (res *result) summary() string {
 		name += " [" + res.Label + "]"
 	}
 	fmt.Fprintf(&b, "wsbench %s: %d conns", name, res.Conns)
+	if res.TLS {
+		b.WriteString(", TLS")
+	}
+	if res.Deflate {
+		b.WriteString(", permessage-deflate")
+	}
 	if res.Size > 0 {
 		fmt.Fprintf(&b, ", %d B", res.Size)
 	}
@@ -606,6 +665,10 @@ func (res *result) summary() string {
 		fmt.Fprintf(&b, "  opened     %s connections/s   errors %d\n", num(res.MsgsPerS), res.Errors)
 	} else {
 		fmt.Fprintf(&b, "  messages   %s/s   deliveries %s/s   errors %d\n", num(res.MsgsPerS), num(res.DeliveriesPerS), res.Errors)
+	}
+	if res.CompressedMsgs > 0 {
+		fmt.Fprintf(&b, "  compressed %s of the messages received, %.0f B each on average\n",
+			num(float64(res.CompressedMsgs)), float64(res.CompressedBytes)/float64(res.CompressedMsgs))
 	}
 	if l := res.Latency; l != nil {
 		fmt.Fprintf(&b, "  latency    p50 %s  p99 %s  p99.9 %s  max %s  (%d samples)\n",

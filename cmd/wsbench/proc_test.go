@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -68,10 +70,27 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || c.size != 16 {
 		t.Fatalf("rooms size %d, %v", c.size, err)
 	}
-	for _, bad := range [][]string{{"-scenario", "nope"}, {"-conns", "0"}, {"-channel", "a:b"}, {"extra"}, {"-srcaddrs", "300"}} {
+	for _, bad := range [][]string{{"-scenario", "nope"}, {"-conns", "0"}, {"-channel", "a:b"}, {"extra"}, {"-srcaddrs", "300"},
+		{"-cafile", "ca.pem"}, {"-scenario", "echo", "-warm"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestTLSConfig(t *testing.T) {
+	c, err := tlsConfig("127.0.0.1:1", "")
+	if err != nil || !c.InsecureSkipVerify {
+		t.Fatalf("without -cafile: %+v, %v", c, err)
+	}
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "x.pem")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	if _, err := tlsConfig("127.0.0.1:1", notPEM); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Fatalf("a file without a certificate: %v", err)
+	}
+	if _, err := tlsConfig("127.0.0.1:1", filepath.Join(dir, "missing.pem")); err == nil {
+		t.Fatal("a missing file accepted")
 	}
 }
 

@@ -26,7 +26,7 @@ func isStop(r *run, err error) bool { return r.stopping() }
 // and waits for the server's "ok".
 func subscribeTo(name func(i int) string) func(i int, c *wsConn) error {
 	return func(i int, c *wsConn) error {
-		if err := c.write(newTemplate([]byte("s:"+name(i)), c.key).frame); err != nil {
+		if err := c.write(newTemplate([]byte("s:"+name(i)), 0, c.key, c.deflate).frame); err != nil {
 			return err
 		}
 		p, err := c.next()
@@ -57,7 +57,7 @@ func runEcho(cfg *config) (*result, error) {
 	if err != nil {
 		return res, err
 	}
-	frame := newTemplate(append([]byte("e:"), padding(cfg.size)...), randomKey()).frame // read-only, shared
+	frame := echoFrame(cfg)
 	conns, err := r.dialAll(cfg.conns, 0, nil, nil)
 	if err != nil {
 		return res, err
@@ -68,7 +68,7 @@ func runEcho(cfg *config) (*result, error) {
 	if cfg.rate == 0 {
 		for i, c := range conns {
 			r.wg.Add(1)
-			go echoClosed(r, c, frame, &r.progress[i])
+			go echoClosed(r, c, frame, cfg.size, &r.progress[i])
 		}
 	} else {
 		interval := float64(cfg.conns) / cfg.rate * 1e9 // ns between two sends of one connection
@@ -86,9 +86,13 @@ func runEcho(cfg *config) (*result, error) {
 	return res, err
 }
 
-func echoClosed(r *run, c *wsConn, frame []byte, progress *atomic.Int64) {
+// echoFrame is "e:<-size bytes>", compressed with -deflate: read-only, shared by the connections.
+func echoFrame(cfg *config) []byte {
+	return newTemplate(append([]byte("e:"), padding(cfg.size)...), 0, randomKey(), cfg.deflate).frame
+}
+
+func echoClosed(r *run, c *wsConn, frame []byte, want int, progress *atomic.Int64) {
 	defer r.wg.Done()
-	want := len(frame) - frameHeaderLen(frame) - 2
 	for !r.stopping() {
 		t0 := mono()
 		if err := c.write(frame); err != nil {
@@ -157,17 +161,6 @@ func echoOpenReader(r *run, c *wsConn, sched <-chan int64, progress *atomic.Int6
 		r.deliveries.Add(1)
 		r.msgs.Add(1)
 	}
-}
-
-// frameHeaderLen is the header length of a masked client frame.
-func frameHeaderLen(f []byte) int {
-	switch f[1] & 0x7f {
-	case 126:
-		return 8
-	case 127:
-		return 14
-	}
-	return 6
 }
 
 // --- fanout ---
@@ -299,7 +292,7 @@ func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}) {
 func fanPublisher(r *run, pub *wsConn, tr *fanTrack, tokens <-chan struct{}) {
 	defer r.wg.Done()
 	prefix := "p:" + r.cfg.channel + ":"
-	tpl := newTemplate(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), pub.key)
+	tpl := newTemplate(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), len(prefix)+8, pub.key, pub.deflate)
 	interval := 0.0
 	start := mono()
 	if r.cfg.rate > 0 {
@@ -373,7 +366,7 @@ func runRooms(cfg *config) (*result, error) {
 	r.tracked(len(conns))
 	for i, c := range conns {
 		prefix := "r:" + room(i) + ":"
-		tpl := newTemplate(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), c.key)
+		tpl := newTemplate(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), len(prefix)+16, c.key, c.deflate)
 		tpl.patchHex(len(prefix), uint32(i))
 		r.wg.Add(1)
 		go roomClient(r, c, uint32(i), tpl, len(prefix), &r.progress[i])
@@ -423,7 +416,8 @@ func roomClient(r *run, c *wsConn, id uint32, tpl *template, off int, progress *
 // runIdle opens -conns connections, the first one alone (the baseline), says so on stderr as soon
 // as they are all open, holds them for -duration and reports the server's RSS before (with the
 // first one), once open and at the end. With -mem it also asks the server, on the first
-// connection, for its memory figures before and at the end.
+// connection, for its memory figures before and at the end. With -warm every connection,
+// the first one too, echoes one message as it opens.
 func runIdle(cfg *config) (*result, error) {
 	res := newResult(cfg)
 	r, err := newRun(cfg, 512)
@@ -431,7 +425,11 @@ func runIdle(cfg *config) (*result, error) {
 		return res, err
 	}
 	t0 := time.Now()
-	first, err := r.dialAll(1, 0, nil, nil)
+	var warm func(int, *wsConn) error
+	if cfg.warm {
+		warm = echoOnce(cfg)
+	}
+	first, err := r.dialAll(1, 0, nil, warm)
 	if err != nil {
 		return res, err
 	}
@@ -444,7 +442,7 @@ func runIdle(cfg *config) (*result, error) {
 	if cfg.pid > 0 {
 		res.RSSBeforeKiB, _ = serverRSS(cfg.pid)
 	}
-	conns, err := r.dialAll(cfg.conns-1, 1, nil, nil)
+	conns, err := r.dialAll(cfg.conns-1, 1, nil, warm)
 	if err != nil {
 		r.stop()
 		return res, err
@@ -499,11 +497,29 @@ func runIdle(cfg *config) (*result, error) {
 	return res, err
 }
 
+// echoOnce is the setup step of idle -warm: one echo of -size bytes, answered in full.
+func echoOnce(cfg *config) func(i int, c *wsConn) error {
+	frame := echoFrame(cfg)
+	return func(i int, c *wsConn) error {
+		if err := c.write(frame); err != nil {
+			return err
+		}
+		p, err := c.next()
+		if err != nil {
+			return fmt.Errorf("waiting for the echo: %w", err)
+		}
+		if len(p) != cfg.size {
+			return fmt.Errorf("an echo of %d bytes answered with %d", cfg.size, len(p))
+		}
+		return nil
+	}
+}
+
 // askMemory sends "m:" and returns the server's answer: a JSON object of numbers.
 func askMemory(c *wsConn, timeout time.Duration) (map[string]float64, error) {
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	defer c.nc.SetDeadline(time.Time{})
-	if err := c.write(newTemplate([]byte("m:"), c.key).frame); err != nil {
+	if err := c.write(newTemplate([]byte("m:"), 0, c.key, c.deflate).frame); err != nil {
 		return nil, fmt.Errorf("asking for the memory figures: %w", err)
 	}
 	p, err := c.next()
