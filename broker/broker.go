@@ -445,6 +445,13 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 // and the message is large enough) and queues it for every current subscriber of channel except
 // the socket whose id is except (0: none).
 func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
+	b.SendToChannelHeld(channel, data, text, except, nil)
+}
+
+// SendToChannelHeld is SendToChannel, except that when held is not nil the subscribers are held
+// as SendHeld holds a socket: a batch that broadcasts to the same sockets many times writes each
+// of them once, at its end (FlushHeld).
+func (b *Broker) SendToChannelHeld(channel, data []byte, text bool, except uint64, held *[]*Conn) {
 	s := b.chanShard(channel)
 	s.mu.RLock()
 	set := s.m[string(channel)]
@@ -466,7 +473,7 @@ func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 				compress = packed != nil
 			}
 			if packed != nil {
-				c.enqueue(packed)
+				c.enqueueHeld(packed, held)
 				sent++
 				continue
 			}
@@ -474,7 +481,7 @@ func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 		if plain == nil {
 			plain = encodeFrame(op, data)
 		}
-		c.enqueue(plain)
+		c.enqueueHeld(plain, held)
 		sent++
 	}
 	s.mu.RUnlock()

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -333,6 +334,17 @@ func TestBroadcast(t *testing.T) {
 		readText(t, c, "marker "+strconv.Itoa(i)) // and not a second "hello all"
 	}
 	t.Logf("%d deliveries in %d writes", 2*n, b.writeCalls.Load()-before)
+
+	// Held: more subscribers than FlushHeld writes itself; its flushers write the others.
+	var held []*Conn
+	b.SendToChannelHeld([]byte("room"), []byte("held"), true, 0, &held)
+	if len(held) != n {
+		t.Fatalf("%d of %d subscribers held", len(held), n)
+	}
+	b.FlushHeld(held)
+	for _, c := range clients {
+		readText(t, c, "held")
+	}
 }
 
 func TestCopySubscriptions(t *testing.T) {
@@ -1093,4 +1105,79 @@ func TestSendHeld(t *testing.T) {
 	b.FlushHeld(held) // nothing left: a no-op
 	b.Send(id, []byte("five"), true)
 	readText(t, c, "five")
+}
+
+func TestSendToChannelHeld(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	c, id := dialOpen(t, rec, addr)
+	b.Subscribe(id, []byte("room"))
+	awaitWritesIdle(t, b, id)
+
+	// A batch's broadcasts are held with its sends: the socket is written once, at the end.
+	var held []*Conn
+	before := b.writeCalls.Load()
+	b.SendHeld(id, []byte("six"), true, &held)
+	b.SendToChannelHeld([]byte("room"), []byte("seven"), true, 0, &held)
+	b.SendHeld(id, []byte("eight"), true, &held)
+	if len(held) != 1 || b.writeCalls.Load() != before {
+		t.Fatalf("held %v, %d writes before FlushHeld", held, b.writeCalls.Load()-before)
+	}
+	b.FlushHeld(held)
+	readText(t, c, "six")
+	readText(t, c, "seven")
+	readText(t, c, "eight")
+	if w := b.writeCalls.Load() - before; w != 1 {
+		t.Fatalf("3 held frames took %d writes", w)
+	}
+
+	// Another batch's broadcast to a held socket is written at once, with what was held.
+	awaitWritesIdle(t, b, id)
+	held = held[:0]
+	var other []*Conn
+	b.SendHeld(id, []byte("nine"), true, &held)
+	b.SendToChannelHeld([]byte("room"), []byte("ten"), true, 0, &other)
+	readText(t, c, "nine")
+	readText(t, c, "ten")
+	if len(other) != 0 {
+		t.Fatalf("the other batch holds %v", other)
+	}
+	b.FlushHeld(held)
+}
+
+// TestSendsCoalesced: the goroutines that become ready together (as the readers of one netpoll
+// round do) and send to the same socket share one write: the flusher lets them all run first.
+// The race detector randomizes the run queue, which coalesces by chance: package.json's test
+// script also runs this test without -race.
+func TestSendsCoalesced(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector randomizes the scheduler; run without -race")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one P, as a server pinned to one core has
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	c, id := dialOpen(t, rec, addr)
+	awaitWritesIdle(t, b, id)
+	const n = 20
+	before := b.writeCalls.Load()
+	var ready sync.WaitGroup
+	gate := make(chan struct{})
+	ready.Add(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			ready.Done()
+			<-gate
+			b.Send(id, []byte("x"), true)
+		}()
+	}
+	ready.Wait()
+	close(gate)
+	for i := 0; i < n; i++ {
+		readText(t, c, "x")
+	}
+	// Without the flusher yielding, each send is written alone (n writes). The scheduler looks
+	// at the global run queue every 61st turn, so the flusher may run once before the last.
+	if w := b.writeCalls.Load() - before; w > 2 {
+		t.Fatalf("%d sends from goroutines woken together took %d writes", n, w)
+	}
 }

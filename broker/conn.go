@@ -68,8 +68,7 @@ type Conn struct {
 	// Write side, under wmu (see write.go).
 	wmu            sync.Mutex
 	phase          uint8
-	scheduled      bool   // in a flusher's list, or held (below)
-	held           bool   // scheduled, but flushed by whoever holds it (SendHeld, FlushHeld)
+	scheduled      bool   // in a flusher's list, or held (holder)
 	writing        bool   // a flusher or the writer goroutine owns out
 	wdead          bool   // the socket cannot be written any more
 	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written
@@ -79,6 +78,7 @@ type Conn struct {
 	queue          [][]byte // frames waiting for a writer
 	out            [][]byte // frames being written (owned by whoever has writing set)
 	outPartial     bool     // out[0] is partly written (owned with out)
+	holder         *[]*Conn // scheduled, but flushed by whoever holds this list (SendHeld, FlushHeld)
 	pending        int      // bytes in queue and out, plus frameOverhead per frame
 	trim           bool     // backpressure: whoever owns out drops it but for a partly written frame
 	drainBy        time.Time

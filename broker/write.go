@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -54,14 +55,14 @@ func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) {
 		c.queue = append(c.queue, frame)
 		c.pending += len(frame) + frameOverhead
 		sched = c.scheduleLocked()
-		if !sched && held == nil && c.held {
-			// A frame from elsewhere (a pong, a ping, a broadcast) for a socket whose flush is
-			// held: write it now rather than at the end of the batch that holds it.
-			c.held = false
-			sched = true
+		if !sched && c.holder != nil && c.holder != held {
+			// A frame from elsewhere (a pong, a ping, another batch's send) for a socket whose
+			// flush is held: write it now rather than at the end of the batch that holds it.
+			c.holder = nil
+			sched, held = true, nil
 		}
 		if sched && held != nil {
-			c.held = true
+			c.holder = held
 		}
 		c.wmu.Unlock()
 	}
@@ -77,20 +78,33 @@ func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) {
 // inlineWriters are write states for FlushHeld, which runs on its caller's thread.
 var inlineWriters sync.Pool
 
-// FlushHeld writes what SendHeld queued for the sockets in held, on the calling goroutine,
-// without waiting for any socket (a full socket is left to a writer goroutine as usual).
+// maxInlineFlush bounds the sockets FlushHeld writes on its caller's thread: a longer pass would
+// hold that thread (a JS worker's, which then takes no new events) and, with one P, the readers
+// too, so that nothing more arrives to be coalesced meanwhile. The flushers take the rest.
+const maxInlineFlush = 64
+
+// FlushHeld writes what SendHeld and SendToChannelHeld queued for the sockets in held: the
+// first maxInlineFlush on the calling goroutine, without waiting for any socket (a full socket is
+// left to a writer goroutine as usual), the rest by their flushers.
 func (b *Broker) FlushHeld(held []*Conn) {
 	if len(held) == 0 {
 		return
 	}
+	inline := held[:min(len(held), maxInlineFlush)]
 	w, _ := inlineWriters.Get().(*writeState)
 	if w == nil {
-		w = newWriteState(b, false)
+		w = newWriteState(false)
 	}
-	for _, c := range held {
+	for _, c := range inline {
 		c.flush(w)
 	}
 	inlineWriters.Put(w)
+	if rest := held[len(inline):]; len(rest) > 0 {
+		n := uint64(len(b.flushers))
+		for i, f := range b.flushers {
+			f.addAll(rest, func(c *Conn) bool { return c.id%n == uint64(i) })
+		}
+	}
 }
 
 // queued returns the bytes queued for c and not yet written, with frameOverhead per frame.
@@ -121,23 +135,40 @@ type flusher struct {
 
 func newFlusher(b *Broker) *flusher {
 	f := &flusher{b: b, wake: make(chan struct{}, 1)}
-	f.w = newWriteState(b, false)
+	f.w = newWriteState(false)
 	return f
 }
 
-func (f *flusher) add(c *Conn) {
+func (f *flusher) add(c *Conn) { f.addAll([]*Conn{c}, nil) }
+
+// addAll adds the sockets of cs that mine accepts (all when mine is nil) to f's list.
+func (f *flusher) addAll(cs []*Conn, mine func(*Conn) bool) {
 	f.mu.Lock()
-	f.list = append(f.list, c)
+	k := len(f.list)
+	for _, c := range cs {
+		if mine == nil || mine(c) {
+			f.list = append(f.list, c)
+		}
+	}
+	added := len(f.list) > k
 	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
+	if added {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
 func (f *flusher) run() {
 	var batch []*Conn
 	for range f.wake {
+		// Let the goroutines that are ready run first (the readers that one netpoll woke): what
+		// they queue for the same sockets then leaves in the same write. Without this the flusher,
+		// woken by the first of them, runs right after it (runnext) and writes about one frame per
+		// syscall; with it, one write per socket per round of reads, as uWS corks its sockets for
+		// an event-loop iteration.
+		runtime.Gosched()
 		f.mu.Lock()
 		batch, f.list = f.list, batch[:0]
 		f.mu.Unlock()
@@ -156,7 +187,7 @@ func (f *flusher) run() {
 func (c *Conn) flush(w *writeState) {
 	c.wmu.Lock()
 	c.scheduled = false
-	c.held = false
+	c.holder = nil
 	if c.writing || c.wdead || c.phase != phaseOpen || len(c.queue) == 0 {
 		c.wmu.Unlock()
 		return
@@ -177,7 +208,7 @@ func (c *Conn) flush(w *writeState) {
 func (c *Conn) writer() {
 	write := writeTLS
 	if c.tc == nil {
-		write = newWriteState(c.b, true).write
+		write = newWriteState(true).write
 	}
 	for {
 		n, frames, err := write(c)
@@ -283,10 +314,9 @@ func (c *Conn) dropLocked() {
 	c.pending = 0
 }
 
-// writeState is the scratch space of one writing goroutine; fn is created once so that a write
-// allocates nothing.
+// writeState is the scratch space of one writing goroutine (FlushHeld's are pooled across
+// brokers: it keeps no broker of its own); fn is created once so that a write allocates nothing.
 type writeState struct {
-	b     *Broker
 	block bool // wait for the socket (writer goroutine) or give up at EAGAIN (flusher)
 	iov   []syscall.Iovec
 	fn    func(fd uintptr) bool
@@ -297,8 +327,8 @@ type writeState struct {
 	errno   syscall.Errno
 }
 
-func newWriteState(b *Broker, block bool) *writeState {
-	w := &writeState{b: b, block: block, iov: make([]syscall.Iovec, 0, 64)}
+func newWriteState(block bool) *writeState {
+	w := &writeState{block: block, iov: make([]syscall.Iovec, 0, 64)}
 	w.fn = w.do
 	return w
 }
@@ -339,7 +369,7 @@ func (w *writeState) do(fd uintptr) bool {
 		w.iov = iov
 		n, e := sendv(fd, iov)
 		clear(iov) // keep no pointers to frames
-		w.b.writeCalls.Add(1)
+		c.b.writeCalls.Add(1)
 		if e == syscall.EAGAIN {
 			return !w.block // the writer waits for the netpoller, a flusher gives up
 		}

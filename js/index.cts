@@ -370,7 +370,8 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
 /**
  * Sends a message to one connection: a string as a text frame, bytes as a binary frame. An unknown
  * or closed socket id is a silent no-op. The message is queued on the socket and written without
- * blocking this thread.
+ * blocking this thread; what handlers send while handling one batch of events is written once the
+ * batch is handled, one write per connection.
  *
  * @param socketId - The connection's socket id, as the handlers receive it.
  * @param data - The message: a string (sent as UTF-8 text) or bytes (`Buffer`, any typed array or
@@ -385,7 +386,8 @@ export function send(socketId: number, data: string | ArrayBuffer | SharedArrayB
 
 /**
  * Sends a message to every connection subscribed to a channel, once each: a string as a text
- * frame, bytes as a binary frame. A channel without subscribers is a silent no-op.
+ * frame, bytes as a binary frame. A channel without subscribers is a silent no-op. Queued and
+ * written as `send` does, in order with what `send` queues for the same connections.
  *
  * @param channelName - The channel: a string or bytes; a string and its UTF-8 bytes name the same
  * channel.

@@ -568,7 +568,7 @@ static napi_value js_send_to_channel(napi_env env, napi_callback_info info) {
     return NULL;
   }
   wsb_send_to_channel((uint8_t *)ch.data, ch.len, data.is_text, (uint8_t *)data.data, data.len,
-                      except);
+                      except, dispatching);
   bytes_free(&ch);
   bytes_free(&data);
   return NULL;

@@ -167,6 +167,28 @@ for (const threads of [0, 4]) {
       assert.ok((await b.next((m) => m.binary !== undefined)).binary.equals(Buffer.from('bin!')));
     });
 
+    test('sends and broadcasts made back to back reach each socket in the order they were made', async () => {
+      // The messages of a burst are handled in one or a few batches, whose sends and broadcasts
+      // are written per socket when the batch is done: the order must survive that.
+      const ch = `order-${threads}`;
+      const a = await connect();
+      const b = await connect();
+      assert.equal((await a.ask({ op: 'sub', ch })).result, true);
+      assert.equal((await b.ask({ op: 'sub', ch })).result, true);
+      const n = 50;
+      const wantA = [];
+      for (let i = 0; i < n; i++) {
+        a.cmd({ op: 'pub', ch, data: `p${i}` });
+        a.send(`e${i}`); // not JSON: echoed
+        wantA.push(`p${i}`, JSON.stringify({ type: 'pub' }), `e${i}`);
+      }
+      await a.next((m) => m.text === `e${n - 1}`);
+      await b.next((m) => m.text === `p${n - 1}`);
+      const texts = (c, re) => c.messages.map((m) => m.text).filter((t) => re.test(t));
+      assert.deepEqual(texts(a, /^(p\d+|e\d+|\{"type":"pub"\})$/), wantA);
+      assert.deepEqual(texts(b, /^p\d+$/), Array.from({ length: n }, (_, i) => `p${i}`));
+    });
+
     test('a channel named by a string and by its UTF-8 bytes is the same channel', async () => {
       const ch = `bytes-ch-${threads}-ü`;
       const a = await connect();

@@ -252,12 +252,13 @@ func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.i
 	brk.SendHeld(uint64(id), bytesOf(data, n), text != 0, workers.heldOf(int32(worker)))
 }
 
-// wsb_send_to_channel broadcasts to a channel, except to socket `except` (0: none).
+// wsb_send_to_channel broadcasts to a channel, except to socket `except` (0: none). worker is as
+// in wsb_send: a batch's broadcasts are written with its sends, when it is done.
 //
 //export wsb_send_to_channel
-func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t, except C.uint64_t) {
+func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t, except C.uint64_t, worker C.int32_t) {
 	defer recoverInto("sendToChannel")
-	brk.SendToChannel(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except))
+	brk.SendToChannelHeld(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except), workers.heldOf(int32(worker)))
 }
 
 //export wsb_subscriber_count
