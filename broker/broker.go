@@ -158,6 +158,7 @@ type Broker struct {
 	// Timeouts; fields so that tests can shorten them.
 	drainTimeout  time.Duration // for a peer to read our close frame and close its side
 	lingerTimeout time.Duration // after an HTTP error response
+	readerLinger  time.Duration // a poller's readers idle through a whole period of this length exit
 
 	nextID atomic.Uint64
 	reg    [regShards]regShard
@@ -201,6 +202,7 @@ func New(h Handler, opts Options) *Broker {
 		log:           opts.Logger,
 		drainTimeout:  5 * time.Second,
 		lingerTimeout: 2 * time.Second,
+		readerLinger:  time.Second,
 		seed:          maphash.MakeSeed(),
 		stop:          make(chan struct{}),
 		all:           make(map[*Conn]struct{}),

@@ -22,9 +22,8 @@ import (
 // crypto/tls reads block.
 
 const (
-	pollEvents   = 128         // events taken per epoll_wait
-	pollBudget   = 64 << 10    // bytes one turn reads before the connection goes to the back of the queue
-	readerLinger = time.Second // readers idle through a whole period of this length exit
+	pollEvents = 128      // events taken per epoll_wait
+	pollBudget = 64 << 10 // bytes one turn reads before the connection goes to the back of the queue
 
 	epollET = 1 << 31 // EPOLLET; syscall's constant is negative
 )
@@ -176,7 +175,7 @@ func (p *poller) sweep() {
 		}
 	}
 	iv := p.interval
-	trim := now-p.lastTrim >= readerLinger
+	trim := now-p.lastTrim >= p.b.readerLinger
 	if trim {
 		p.lastTrim = now
 	}
@@ -328,14 +327,6 @@ func (r *readerPool) dispatch(cs []*Conn) {
 	}
 }
 
-// requeue puts c (held) back at the end of the queue; the caller, a reader, takes from the queue
-// next.
-func (r *readerPool) requeue(c *Conn) {
-	r.mu.Lock()
-	r.queue = append(r.queue, c)
-	r.mu.Unlock()
-}
-
 // trim lets the readers that stayed idle since the last trim exit.
 func (r *readerPool) trim() {
 	r.mu.Lock()
@@ -421,7 +412,9 @@ func (p *poller) serve(c *Conn) {
 			p.b.connDone(c, nil)
 			return
 		case turnRequeue:
-			p.readers.requeue(c)
+			// Back to the end of the queue (not only to this goroutine's next turn: the first
+			// turn runs on the handshake goroutine, which no queue feeds).
+			p.readers.dispatch([]*Conn{c})
 			return
 		}
 		if c.rstate.CompareAndSwap(rRunning, rIdle) {
