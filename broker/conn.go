@@ -42,6 +42,8 @@ type Conn struct {
 	// Pin is owned by the Handler (the bridge stores the worker the socket is pinned to); the
 	// broker never writes it and reads it only to name the worker in its log lines.
 	Pin atomic.Int32
+	// verdict is verdictPending until Accept (or a refusal) settles it, once.
+	verdict atomic.Int32
 
 	id    uint64
 	token atomic.Pointer[[]byte]
@@ -52,15 +54,14 @@ type Conn struct {
 	rc syscall.RawConn
 	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
 	// they have their own path (readLoop, writeTLS); sc is the byte stream, tc or nc.
-	tc *tls.Conn
-	sc net.Conn
+	tc   *tls.Conn
+	sc   net.Conn
+	stop <-chan struct{} // closed by Broker.Close
+
+	verdictCh chan bool // receives the verdict (verdict, above) once, from Accept
+
 	// deflate: permessage-deflate was negotiated; set before Open, never changed.
 	deflate bool
-	stop    <-chan struct{} // closed by Broker.Close
-
-	verdict   atomic.Int32
-	verdictCh chan bool // receives the verdict once, from Accept
-
 	// closing is set once nothing more may be queued: a close frame is queued, the socket was
 	// rejected or refused, or the connection ended.
 	closing atomic.Bool
@@ -72,15 +73,15 @@ type Conn struct {
 	writing        bool   // a flusher or the writer goroutine owns out
 	wdead          bool   // the socket cannot be written any more
 	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written
+	shutDone       bool   // the half-close is done
+	outPartial     bool   // out[0] is partly written (owned with out)
+	trim           bool   // backpressure: whoever owns out drops it but for a partly written frame
 	causeCode      uint16 // why the connection ends (CloseCause); 0 while unknown
 	causeReason    []byte
-	shutDone       bool     //
 	queue          [][]byte // frames waiting for a writer
 	out            [][]byte // frames being written (owned by whoever has writing set)
-	outPartial     bool     // out[0] is partly written (owned with out)
 	holder         *[]*Conn // scheduled, but flushed by whoever holds this list (SendHeld, FlushHeld)
 	pending        int      // bytes in queue and out, plus frameOverhead per frame
-	trim           bool     // backpressure: whoever owns out drops it but for a partly written frame
 	drainBy        time.Time
 
 	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
