@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +41,8 @@ func TestPolledBlockedHandlerStallsOnlyItsConnection(t *testing.T) {
 	rec := newRecorder()
 	_, addr := start(t, rec, Limits{})
 	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before Broker.Close, which waits for the blocked calls
 	rec.onText = func(c *Conn, p []byte) {
 		if string(p) == "block" {
 			<-release
@@ -51,10 +55,49 @@ func TestPolledBlockedHandlerStallsOnlyItsConnection(t *testing.T) {
 	if m := await(t, rec.msgs, "text"); m.id != eb.id || string(m.data) != "free" {
 		t.Fatalf("got %q from %d while the other connection's Handler blocks", m.data, m.id)
 	}
-	close(release)
+	unblock()
 	for _, want := range []string{"block", "after"} {
 		if m := await(t, rec.msgs, "text"); m.id != ea.id || string(m.data) != want {
 			t.Fatalf("got %q from %d, want %q from %d", m.data, m.id, want, ea.id)
+		}
+	}
+}
+
+func TestPolledHandlersBlockingTogether(t *testing.T) {
+	// Every connection's Handler call blocks at once: each still gets a reader (readers wake or
+	// start one another before a turn), and another connection is still read.
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{})
+	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before Broker.Close, which waits for the blocked calls
+	var blocked atomic.Int32
+	rec.onText = func(c *Conn, p []byte) {
+		if string(p) == "block" {
+			blocked.Add(1)
+			<-release
+		}
+	}
+	const n = 8
+	rs := make([]*rawClient, n)
+	for i := range rs {
+		rs[i] = rawDial(t, addr, nil)
+		await(t, rec.opens, "open")
+	}
+	free := rawDial(t, addr, nil)
+	freeID := await(t, rec.opens, "open").id
+	for _, r := range rs {
+		r.send(frame(0x81, []byte("block")))
+	}
+	waitFor(t, "every Handler call to block", func() bool { return blocked.Load() == n })
+	free.send(frame(0x81, []byte("free")))
+	if m := await(t, rec.msgs, "text"); m.id != freeID || string(m.data) != "free" {
+		t.Fatalf("got %q from %d", m.data, m.id)
+	}
+	unblock()
+	for range n {
+		if m := await(t, rec.msgs, "text"); string(m.data) != "block" {
+			t.Fatalf("got %q from %d", m.data, m.id)
 		}
 	}
 }
