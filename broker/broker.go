@@ -158,6 +158,7 @@ type Broker struct {
 	// Timeouts; fields so that tests can shorten them.
 	drainTimeout  time.Duration // for a peer to read our close frame and close its side
 	lingerTimeout time.Duration // after an HTTP error response
+	readerLinger  time.Duration // a poller's readers idle through a whole period of this length exit
 
 	nextID atomic.Uint64
 	reg    [regShards]regShard
@@ -175,8 +176,13 @@ type Broker struct {
 	metricsServers []*http.Server
 	acceptWG       sync.WaitGroup
 	allMu          sync.Mutex
-	all            map[*Conn]struct{} // every connection with a running reader goroutine
+	all            map[*Conn]struct{} // every connection not ended yet
 	connWG         sync.WaitGroup
+
+	epoch    time.Time // the origin of clock
+	pollOnce sync.Once
+	polls    []*poller // readers of plain connections (poll_linux.go); none: a goroutine each
+	pollNext atomic.Uint64
 }
 
 type regShard struct {
@@ -196,9 +202,11 @@ func New(h Handler, opts Options) *Broker {
 		log:           opts.Logger,
 		drainTimeout:  5 * time.Second,
 		lingerTimeout: 2 * time.Second,
+		readerLinger:  time.Second,
 		seed:          maphash.MakeSeed(),
 		stop:          make(chan struct{}),
 		all:           make(map[*Conn]struct{}),
+		epoch:         time.Now(),
 	}
 	for i := range b.reg {
 		b.reg[i].m = make(map[uint64]*Conn)
@@ -295,6 +303,9 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			}
 		}
 		c.parser.max = l.lim.MaxPayload
+		if l.lim.TLS == nil {
+			c.pl = b.pollerFor()
+		}
 		b.allMu.Lock()
 		b.all[c] = struct{}{}
 		b.connWG.Add(1)
@@ -303,12 +314,13 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 	}
 }
 
-// connDone is the last thing a reader goroutine does.
-func (b *Broker) connDone(c *Conn) {
-	if r := recover(); r != nil {
+// connDone is the last thing done for a connection; r is what its goroutine recovered from a
+// panic, if anything.
+func (b *Broker) connDone(c *Conn, r any) {
+	if r != nil {
 		// A bug in the broker: never take the process down for it.
 		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("connection goroutine panicked")
-		c.nc.Close()
+		c.closeSocket()
 		if c.verdict.Load() == verdictAccepted && !c.finished {
 			c.finish()
 		} else {
@@ -321,6 +333,9 @@ func (b *Broker) connDone(c *Conn) {
 	b.allMu.Unlock()
 	b.connWG.Done()
 }
+
+// clock is the monotonic time since the broker was created: a connection's timers in 8 bytes.
+func (b *Broker) clock() time.Duration { return time.Since(b.epoch) }
 
 // Close stops every listener and metrics server, closes every connection with close code 1001
 // and returns when every Close event has been delivered. Pending opens are refused with 503. Close frames go out at

@@ -42,6 +42,8 @@ type Conn struct {
 	// Pin is owned by the Handler (the bridge stores the worker the socket is pinned to); the
 	// broker never writes it and reads it only to name the worker in its log lines.
 	Pin atomic.Int32
+	// verdict is verdictPending until Accept (or a refusal) settles it, once.
+	verdict atomic.Int32
 
 	id    uint64
 	token atomic.Pointer[[]byte]
@@ -52,15 +54,14 @@ type Conn struct {
 	rc syscall.RawConn
 	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
 	// they have their own path (readLoop, writeTLS); sc is the byte stream, tc or nc.
-	tc *tls.Conn
-	sc net.Conn
+	tc   *tls.Conn
+	sc   net.Conn
+	stop <-chan struct{} // closed by Broker.Close
+
+	verdictCh chan bool // receives the verdict (verdict, above) once, from Accept
+
 	// deflate: permessage-deflate was negotiated; set before Open, never changed.
 	deflate bool
-	stop    <-chan struct{} // closed by Broker.Close
-
-	verdict   atomic.Int32
-	verdictCh chan bool // receives the verdict once, from Accept
-
 	// closing is set once nothing more may be queued: a close frame is queued, the socket was
 	// rejected or refused, or the connection ended.
 	closing atomic.Bool
@@ -72,15 +73,15 @@ type Conn struct {
 	writing        bool   // a flusher or the writer goroutine owns out
 	wdead          bool   // the socket cannot be written any more
 	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written
+	shutDone       bool   // the half-close is done
+	outPartial     bool   // out[0] is partly written (owned with out)
+	trim           bool   // backpressure: whoever owns out drops it but for a partly written frame
 	causeCode      uint16 // why the connection ends (CloseCause); 0 while unknown
 	causeReason    []byte
-	shutDone       bool     //
 	queue          [][]byte // frames waiting for a writer
 	out            [][]byte // frames being written (owned by whoever has writing set)
-	outPartial     bool     // out[0] is partly written (owned with out)
 	holder         *[]*Conn // scheduled, but flushed by whoever holds this list (SendHeld, FlushHeld)
 	pending        int      // bytes in queue and out, plus frameOverhead per frame
-	trim           bool     // backpressure: whoever owns out drops it but for a partly written frame
 	drainBy        time.Time
 
 	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
@@ -88,12 +89,24 @@ type Conn struct {
 	dead  bool // unregistered: subscribing is refused
 	chans map[string]struct{}
 
-	// Reader goroutine only.
+	// pl is the poller that reads c once accepted (poll_linux.go), nil for a reader goroutine
+	// (TLS, or no epoll); set before the first goroutine starts, never changed.
+	pl     *poller
+	rstate atomic.Int32 // rRunning, rIdle or rMore
+	hup    atomic.Bool  // the poller saw the peer's FIN or an error: read to the end
+	wakeAt atomic.Int64 // when the poller must look at c (its clock), 0: never
+
+	// Whoever reads c (its goroutine, or the reader holding it).
 	pre      []byte // bytes that followed the upgrade request in the same read
 	parser   frameParser
-	finished bool // finish ran
-	counted  bool // counts in l.conns
-	busy     bool // over the listener's MaxConnections: refused with 503
+	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
+	slot     uint32        // polled: c's slot in its poller
+	polled   bool          // registered with the poller
+	draining bool          // polled: a close frame is queued; input is only read to see the peer close
+	pinged   bool          // polled: the idle ping is out and no input came since
+	finished bool          // finish ran
+	counted  bool          // counts in l.conns
+	busy     bool          // over the listener's MaxConnections: refused with 503
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -123,26 +136,43 @@ func stopped(ch <-chan struct{}) bool {
 	}
 }
 
-// serve is the connection's reader goroutine: handshake, Open, frames, end. It is the only place
-// where the connection's life ends and Handler.Close is called.
+// serve is the connection's first goroutine: handshake and Open, then the hand-over to its
+// poller, which ends the connection (poll_linux.go).
 func (c *Conn) serve() {
-	defer c.b.connDone(c)
+	if c.establish() {
+		c.pl.poll(c)
+	}
+}
+
+// establish runs the handshake and Open. It reports whether the connection is accepted and
+// polled; if it is not polled, establish reads it until it ends (readLoop) and delivers Close.
+func (c *Conn) establish() (poll bool) {
+	defer func() {
+		if r := recover(); r != nil || !poll {
+			c.b.connDone(c, r)
+			poll = false
+		}
+	}()
 	up, ok := c.handshake()
 	if !ok {
-		return
+		return false
 	}
 	if c.busy {
 		// Answered once the request is in, not before: an HTTP client that gets a response
 		// before it has sent its request (Go's net/http) treats it as a broken connection.
 		c.b.log.Debug().Stringer("peer", c.nc.RemoteAddr()).Msg("too many connections; refused with 503")
 		c.refuse(errBusy)
-		return
+		return false
 	}
 	if !c.open(up) {
-		return
+		return false
+	}
+	if c.pl != nil {
+		return true
 	}
 	c.readLoop()
 	c.finish()
+	return false
 }
 
 // handshake reads and checks the upgrade request. On failure it has answered and closed.
@@ -319,6 +349,7 @@ func (c *Conn) open(up *upgradeRequest) bool {
 		}
 		ok = <-c.verdictCh
 	}
+	c.verdictCh = nil // an idle connection keeps nothing it no longer needs
 	if !ok {
 		b.log.Debug().EmbedObject(c).Msg("rejected")
 		c.refuse(errRejected)
@@ -386,11 +417,7 @@ func (c *Conn) readLoop() {
 	idle := c.l.lim.IdleTimeout
 	draining := false // a close frame is queued: input is only read to see the peer close
 	pinged := false   // the idle ping is out and no input came since
-	if len(c.pre) > 0 {
-		pre := c.pre
-		c.pre = nil
-		draining = c.process(pre, sink)
-	}
+	draining = c.processPre()
 	for {
 		if !draining {
 			if c.closing.Load() {
@@ -472,6 +499,14 @@ func (c *Conn) readTLS(bufp **[]byte) (int, error) {
 	buf[0] = first[0]
 	k, _ := c.tc.Read(buf[1:]) // an error comes again at the next call: the byte read goes first
 	return 1 + k, nil
+}
+
+// processPre processes the bytes that came with the upgrade request and reports whether the
+// connection is closing.
+func (c *Conn) processPre() bool {
+	pre := c.pre
+	c.pre = nil
+	return len(pre) > 0 && c.process(pre, (*connSink)(c))
 }
 
 // process parses data and reports whether the connection is closing.
@@ -564,7 +599,11 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 // connection even if the reader is held in a Handler call.
 func (c *Conn) startDrainLocked() {
 	c.drainBy = time.Now().Add(c.b.drainTimeout)
-	c.nc.SetReadDeadline(c.drainBy)
+	if c.pl != nil {
+		c.pl.wake(c) // its turn sees the deadline
+	} else {
+		c.nc.SetReadDeadline(c.drainBy)
+	}
 	if c.trim {
 		// Wake the writer (it may be waiting for a peer that does not read): it trims what it
 		// holds and sets the drain deadline itself (afterWrite).
@@ -591,7 +630,7 @@ func (c *Conn) goAway() {
 // finish ends an accepted connection: close, unregister, leave every channel, then Handler.Close.
 func (c *Conn) finish() {
 	c.finished = true
-	c.nc.Close()
+	c.closeSocket()
 	c.closing.Store(true)
 	c.wmu.Lock()
 	c.wdead = true
@@ -606,6 +645,14 @@ func (c *Conn) finish() {
 	c.b.counters.closedWith(code)
 	c.b.log.Debug().EmbedObject(c).Msg("close")
 	c.b.callClose(c)
+}
+
+// closeSocket closes the TCP connection, deregistering it from its poller first.
+func (c *Conn) closeSocket() {
+	if c.pl != nil {
+		c.pl.remove(c)
+	}
+	c.nc.Close()
 }
 
 // peerIP is the peer address without port, IPv4-mapped addresses as dotted quads.

@@ -1,8 +1,9 @@
 package broker
 
 // Handler receives the events of every connection. Calls for one connection are made one at a
-// time, in order, from that connection's reader goroutine; calls for different connections run
-// concurrently. Byte slices passed to a Handler are valid only for the duration of the call.
+// time, in order, from the goroutine reading it (not always the same one: idle connections hold
+// none); calls for different connections run concurrently. Byte slices passed to a Handler are
+// valid only for the duration of the call.
 //
 // A call may block: the connection is not read meanwhile (TCP pushes back on the client), the
 // time does not count towards IdleTimeout, and writes to it go on (the flusher never waits for a

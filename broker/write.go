@@ -238,7 +238,9 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		c.dropLocked()
 		c.wmu.Unlock()
 		c.b.log.Debug().EmbedObject(c).Err(err).Msg("write failed, closing connection")
-		c.nc.Close() // ends the reader, which delivers Close
+		// Shutting the read side ends the reader (goroutine or poller, which reads EOF), and it
+		// delivers Close; closing the socket here would leave a poller unaware.
+		c.nc.CloseRead()
 		return false
 	}
 	if len(c.out) > 0 {

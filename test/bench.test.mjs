@@ -56,9 +56,11 @@ test('wsbench against the Go server: rates, latencies, server CPU and memory per
   const idle = wsbench(wsb, [...common, '-scenario', 'idle', '-conns', '200', '-warm', '-size', '300', '-mem', '-duration', '200ms']);
   assert.equal(idle.alive, 200);
   const m = idle.server_mem_per_conn;
-  assert.ok(m.goroutines >= 0.9 && m.goroutines < 3, `goroutines per connection ${m.goroutines}`);
+  // An idle connection holds no goroutine (pollers read them) and so no stack: a goroutine's
+  // stack is 4 KiB or more. The readers that the warm-up echoes woke linger for a second.
+  assert.ok(m.goroutines < 0.5, `goroutines per connection ${m.goroutines}`);
   // (Not the heap: the echo and fan-out garbage collected meanwhile can make its difference negative.)
-  assert.ok(m.goStacks > 1000 && idle.server_rss_per_conn_kib > 0, JSON.stringify(idle));
+  assert.ok(m.goStacks < 2048 && idle.server_rss_per_conn_kib > 0, JSON.stringify(idle));
 
   // A server without compression declines permessage-deflate: a -deflate run fails, saying so.
   const r = spawnSync(wsb, [...common, '-scenario', 'echo', '-conns', '2', '-duration', '1s', '-deflate'], { cwd: root, encoding: 'utf8', timeout: 30_000 });

@@ -13,8 +13,8 @@ import (
 // so one call into JS never holds its thread for long.
 const maxBatchBytes = 1 << 20
 
-// maxBacklog is how many bytes of events may wait for one worker. Past it, the reader goroutine
-// that brings the next event waits (so its socket is not read and TCP pushes back on the client)
+// maxBacklog is how many bytes of events may wait for one worker. Past it, the goroutine reading
+// the socket that brings the next event waits (so its socket is not read and TCP pushes back on the client)
 // until the worker catches up. Each waiting reader may add one event beyond the bound when it
 // resumes.
 const maxBacklog = 8 << 20

@@ -1,0 +1,508 @@
+//go:build linux
+
+package broker
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// The reading side of accepted plain connections on Linux: no goroutine per connection. Each
+// socket is registered (edge-triggered) with one of a few epoll instances, the pollers. A
+// poller's epoll fd is itself waited on through Go's netpoller (an epoll fd is pollable), so no
+// OS thread blocks in epoll_wait. A ready connection is handed to a goroutine of the poller's
+// reader pool, which reads it until EAGAIN and calls the Handler: a call that blocks holds that
+// goroutine and that connection only. TLS connections keep a reader goroutine each (readLoop):
+// crypto/tls reads block.
+
+const (
+	pollEvents = 128      // events taken per epoll_wait
+	pollBudget = 64 << 10 // bytes one turn reads before the connection goes to the back of the queue
+
+	epollET = 1 << 31 // EPOLLET; syscall's constant is negative
+)
+
+// Reading states of a polled connection (Conn.rstate). Input and timers move it from idle to
+// running (and hand it to a reader) or from running to more; the holder moves it back to idle
+// only from running, so nothing that came during a turn is missed and nothing is ever re-armed.
+const (
+	rRunning int32 = iota // held by one goroutine: queued for a reader, or being read (the zero value: its first goroutine holds it)
+	rIdle                 // waiting for input: nobody holds it
+	rMore                 // held, and input or a timer came since its last read
+)
+
+// poller is one epoll instance and the goroutines that read its connections.
+type poller struct {
+	b    *Broker
+	epfd int
+	f    *os.File // epfd, registered with Go's netpoller
+	rc   syscall.RawConn
+
+	mu sync.Mutex
+	// slots are the registered connections; an event names one by index and generation, never by
+	// fd, which the kernel reuses as soon as it is closed.
+	slots    []pollSlot
+	free     []uint32
+	interval time.Duration // between sweeps (timers); shrinks as connections need
+	lastTrim time.Duration
+
+	readers readerPool
+}
+
+type pollSlot struct {
+	c   *Conn
+	gen uint32
+}
+
+// pollers returns the broker's pollers, created on first use; none if epoll is unavailable
+// (connections then keep a reader goroutine each).
+func (b *Broker) pollers() []*poller {
+	b.pollOnce.Do(func() {
+		for range runtime.GOMAXPROCS(0) {
+			p, err := newPoller(b)
+			if err != nil {
+				b.log.Warn().Err(err).Msg("epoll unavailable; one reader goroutine per connection")
+				b.polls = nil
+				return
+			}
+			b.polls = append(b.polls, p)
+		}
+	})
+	return b.polls
+}
+
+// pollerFor picks the poller of a new plain connection (round robin), nil for none.
+func (b *Broker) pollerFor() *poller {
+	ps := b.pollers()
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps[b.pollNext.Add(1)%uint64(len(ps))]
+}
+
+func newPoller(b *Broker) (*poller, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil { // so that os.NewFile registers it with the netpoller
+		syscall.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = f.SetReadDeadline(time.Now().Add(time.Second)) // fails if the netpoller did not take it
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &poller{b: b, epfd: fd, f: f, rc: rc, interval: time.Second}
+	p.readers.cond.L = &p.readers.mu
+	go p.run()
+	return p, nil
+}
+
+// run waits for events and hands ready connections to readers; at every sweep interval it
+// looks at the connections' timers.
+func (p *poller) run() {
+	events := make([]syscall.EpollEvent, pollEvents)
+	var ready []*Conn
+	wait := func(fd uintptr) bool {
+		for {
+			n, err := syscall.EpollWait(int(fd), events, 0)
+			if err == syscall.EINTR {
+				continue
+			}
+			if n <= 0 {
+				return false // Go's netpoller wakes us at the next event
+			}
+			ready = p.resolve(events[:n], ready[:0])
+			p.readers.dispatch(ready)
+			clear(ready)
+			if n < len(events) {
+				// Every event that comes after that epoll_wait wakes the netpoller again.
+				return false
+			}
+		}
+	}
+	for {
+		err := p.rc.Read(wait)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			p.b.log.Error().Err(err).Msg("poller stopped") // never: the epoll fd is never closed
+			return
+		}
+		p.sweep()
+	}
+}
+
+// resolve appends to ready the connections of events that the caller must hand to readers.
+func (p *poller) resolve(events []syscall.EpollEvent, ready []*Conn) []*Conn {
+	p.mu.Lock()
+	for _, e := range events {
+		i, gen := uint32(e.Fd), uint32(e.Pad)
+		if int(i) >= len(p.slots) || p.slots[i].gen != gen {
+			continue // the connection ended since
+		}
+		c := p.slots[i].c
+		if c == nil {
+			continue
+		}
+		if e.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			c.hup.Store(true) // before the claim: the turn that follows reads to the end (turn)
+		}
+		if c.claim() {
+			ready = append(ready, c)
+		}
+	}
+	p.mu.Unlock()
+	return ready
+}
+
+// sweep hands to readers the connections whose timer is due (idle ping, idle close, drain
+// deadline), lets surplus readers go, and sets the next sweep.
+func (p *poller) sweep() {
+	now := p.b.clock()
+	var due []*Conn
+	p.mu.Lock()
+	for i := range p.slots {
+		c := p.slots[i].c
+		if c == nil {
+			continue
+		}
+		if at := c.wakeAt.Load(); at != 0 && now >= time.Duration(at) && c.claim() {
+			due = append(due, c)
+		}
+	}
+	iv := p.interval
+	trim := now-p.lastTrim >= p.b.readerLinger
+	if trim {
+		p.lastTrim = now
+	}
+	p.mu.Unlock()
+	p.readers.dispatch(due)
+	if trim {
+		p.readers.trim()
+	}
+	p.f.SetReadDeadline(time.Now().Add(iv))
+}
+
+// add registers c (held by the caller) with the poller.
+func (p *poller) add(c *Conn) error {
+	// Sweep often enough for c's idle timeout and drain deadline: an eighth of the shorter.
+	d := p.b.drainTimeout
+	if idle := c.l.lim.IdleTimeout; idle > 0 {
+		d = min(d, idle)
+	}
+	iv := min(max(d/8, 10*time.Millisecond), time.Second)
+
+	p.mu.Lock()
+	var i uint32
+	if n := len(p.free); n > 0 {
+		i = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		i = uint32(len(p.slots))
+		p.slots = append(p.slots, pollSlot{})
+	}
+	p.slots[i].c = c
+	c.slot = i
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(i), Pad: int32(p.slots[i].gen)}
+	sooner := iv < p.interval
+	if sooner {
+		p.interval = iv
+	}
+	p.mu.Unlock()
+	if sooner {
+		p.f.SetReadDeadline(time.Now().Add(iv))
+	}
+
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		err = os.NewSyscallError("epoll_ctl", syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev))
+	}); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		p.release(c)
+		return err
+	}
+	c.polled = true
+	return nil
+}
+
+// remove deregisters c; its pending events are dropped. The socket must still be open.
+func (p *poller) remove(c *Conn) {
+	if !c.polled {
+		return
+	}
+	c.polled = false
+	c.rc.Control(func(fd uintptr) { syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
+	p.release(c)
+}
+
+// release frees c's slot; the new generation makes stale events miss.
+func (p *poller) release(c *Conn) {
+	p.mu.Lock()
+	s := &p.slots[c.slot]
+	s.c = nil
+	s.gen++
+	p.free = append(p.free, c.slot)
+	p.mu.Unlock()
+}
+
+// wake makes c's holder (or a reader) look at it: its drain deadline was set.
+func (p *poller) wake(c *Conn) {
+	if c.claim() {
+		p.readers.dispatch([]*Conn{c})
+	}
+}
+
+// claim records input or a timer for c. It reports whether the caller now holds c and must
+// hand it to a reader.
+func (c *Conn) claim() bool {
+	for {
+		switch c.rstate.Load() {
+		case rIdle:
+			if c.rstate.CompareAndSwap(rIdle, rRunning) {
+				return true
+			}
+		case rRunning:
+			if c.rstate.CompareAndSwap(rRunning, rMore) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// poll is the rest of an accepted connection's life on its poller, from the goroutine that ran
+// the handshake: it registers c and reads what came already; from then on readers serve it.
+func (p *poller) poll(c *Conn) {
+	c.lastIn = p.b.clock()
+	c.draining = c.processPre()
+	if err := p.add(c); err != nil {
+		p.b.log.Warn().EmbedObject(c).Err(err).Msg("cannot register with epoll; closing")
+		c.finish()
+		p.b.connDone(c, nil)
+		return
+	}
+	p.serve(c)
+}
+
+// readerPool runs the turns of a poller's ready connections: a queue, and goroutines that take
+// from it. A connection queued finds an idle reader or gets a new one, so a reader blocked in a
+// Handler call never delays another connection.
+type readerPool struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	queue   []*Conn
+	head    int
+	idle    int // readers waiting for work
+	minIdle int // the fewest idle readers since the last trim
+	quit    int // readers asked to exit
+}
+
+// dispatch queues held connections and wakes or starts a reader for each.
+func (r *readerPool) dispatch(cs []*Conn) {
+	if len(cs) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.queue = append(r.queue, cs...)
+	start := 0
+	for range cs {
+		if r.idle > 0 {
+			r.idle--
+			r.cond.Signal()
+		} else {
+			start++
+		}
+	}
+	r.minIdle = min(r.minIdle, r.idle)
+	r.mu.Unlock()
+	for range start {
+		go r.run()
+	}
+}
+
+// trim lets the readers that stayed idle since the last trim exit.
+func (r *readerPool) trim() {
+	r.mu.Lock()
+	if k := r.minIdle; k > 0 {
+		r.idle -= k
+		r.quit += k
+		for range k {
+			r.cond.Signal()
+		}
+	}
+	r.minIdle = r.idle
+	r.mu.Unlock()
+}
+
+// run is a reader goroutine.
+func (r *readerPool) run() {
+	for {
+		r.mu.Lock()
+		for r.head == len(r.queue) {
+			if r.quit > 0 {
+				r.quit--
+				r.mu.Unlock()
+				return
+			}
+			r.idle++
+			r.cond.Wait()
+		}
+		c := r.queue[r.head]
+		r.queue[r.head] = nil
+		r.head++
+		if r.head == len(r.queue) {
+			r.queue, r.head = r.queue[:0], 0
+		}
+		r.mu.Unlock()
+		c.pl.serve(c)
+	}
+}
+
+// readState is a reader's scratch space: the read buffer and the read callback, created once so
+// that a read allocates nothing. An idle connection holds none.
+type readState struct {
+	buf []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+var readStates = sync.Pool{New: func() any {
+	s := &readState{buf: make([]byte, readBufSize)}
+	s.fn = s.read
+	return s
+}}
+
+func (s *readState) read(fd uintptr) bool {
+	for {
+		s.n, s.err = syscall.Read(int(fd), s.buf)
+		if s.err != syscall.EINTR {
+			return true // never wait: the poller does
+		}
+	}
+}
+
+// Results of a turn.
+const (
+	turnDone    = iota // nothing more to read: c may go idle
+	turnRequeue        // the budget is spent and there is more: back to the queue
+	turnEnd            // the connection ended
+)
+
+// serve runs turns on c (held) until it goes idle, goes back to the queue or ends.
+func (p *poller) serve(c *Conn) {
+	s := readStates.Get().(*readState)
+	defer func() {
+		readStates.Put(s)
+		if r := recover(); r != nil {
+			p.b.connDone(c, r) // a bug in the broker: end the connection, keep the process
+		}
+	}()
+	for {
+		switch c.turn(s) {
+		case turnEnd:
+			c.finish()
+			p.b.connDone(c, nil)
+			return
+		case turnRequeue:
+			// Back to the end of the queue (not only to this goroutine's next turn: the first
+			// turn runs on the handshake goroutine, which no queue feeds).
+			p.readers.dispatch([]*Conn{c})
+			return
+		}
+		if c.rstate.CompareAndSwap(rRunning, rIdle) {
+			return
+		}
+		c.rstate.Store(rRunning) // more came: another turn
+	}
+}
+
+// turn reads c until EAGAIN (at most pollBudget bytes), then sees to its timers: the polled
+// form of readLoop.
+func (c *Conn) turn(s *readState) int {
+	sink := (*connSink)(c)
+	got := 0
+	for got < pollBudget {
+		if err := c.rc.Read(s.fn); err != nil {
+			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
+			return turnEnd
+		}
+		if s.err == syscall.EAGAIN {
+			break
+		}
+		if s.err != nil {
+			c.b.log.Debug().EmbedObject(c).Err(s.err).Msg("read failed")
+			return turnEnd
+		}
+		if s.n == 0 {
+			return turnEnd // EOF
+		}
+		got += s.n
+		if !c.draining {
+			c.draining = c.process(s.buf[:s.n], sink)
+		}
+		if s.n < len(s.buf) && !c.hup.Load() {
+			// A short read emptied the socket, and any data that comes later brings an event
+			// (epoll reports every arrival, not only the first): the read that would return
+			// EAGAIN is saved, one syscall per message. The peer's FIN or RST is not data: once
+			// reported (hup), reads go on to EOF or EAGAIN.
+			break
+		}
+	}
+
+	// Timers. Only time waiting for input counts as idle: the clock restarts when a turn that
+	// read something ends, after its Handler calls.
+	if !c.draining && c.closing.Load() {
+		c.draining = true
+	}
+	idle := c.l.lim.IdleTimeout
+	if !c.draining && idle == 0 {
+		return c.turnResult(got)
+	}
+	now := c.b.clock()
+	if c.draining {
+		c.wmu.Lock()
+		at := c.drainBy.Sub(c.b.epoch) // set with closing: a polled connection is open
+		c.wmu.Unlock()
+		if now >= at {
+			c.b.log.Debug().EmbedObject(c).Msg("drain deadline passed")
+			return turnEnd
+		}
+		c.wakeAt.Store(int64(at))
+		return c.turnResult(got)
+	}
+	switch {
+	case got > 0:
+		c.lastIn, c.pinged = now, false
+	case now-c.lastIn < idle:
+	case !c.pinged:
+		c.pinged, c.lastIn = true, now
+		c.enqueue(pingFrame)
+	default:
+		c.b.log.Debug().EmbedObject(c).Dur("idle_timeout", idle).Msg("idle: no answer to the ping; closing with 1001")
+		c.closeWith(ws.StatusGoingAway, nil) // wakes c: the next turn drains
+	}
+	c.wakeAt.Store(int64(c.lastIn + idle))
+	return c.turnResult(got)
+}
+
+func (c *Conn) turnResult(got int) int {
+	if got >= pollBudget {
+		return turnRequeue
+	}
+	return turnDone
+}

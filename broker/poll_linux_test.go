@@ -1,0 +1,220 @@
+//go:build linux
+
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// samePoller dials until two accepted connections share a poller and returns them with their
+// Open events.
+func samePoller(t *testing.T, rec *recorder, addr string) (a, b *rawClient, ea, eb event) {
+	t.Helper()
+	type conn struct {
+		r *rawClient
+		e event
+	}
+	seen := map[*poller]conn{}
+	for range 16 {
+		r := rawDial(t, addr, nil)
+		e := await(t, rec.opens, "open")
+		if e.c.pl == nil {
+			t.Fatal("a plain connection is not polled")
+		}
+		if prev, ok := seen[e.c.pl]; ok {
+			return prev.r, r, prev.e, e
+		}
+		seen[e.c.pl] = conn{r, e}
+	}
+	t.Fatal("no two connections on the same poller")
+	return
+}
+
+func TestPolledBlockedHandlerStallsOnlyItsConnection(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{})
+	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before Broker.Close, which waits for the blocked calls
+	rec.onText = func(c *Conn, p []byte) {
+		if string(p) == "block" {
+			<-release
+		}
+	}
+	a, b, ea, eb := samePoller(t, rec, addr)
+	a.send(frame(0x81, []byte("block")))
+	a.send(frame(0x81, []byte("after")))
+	b.send(frame(0x81, []byte("free")))
+	if m := await(t, rec.msgs, "text"); m.id != eb.id || string(m.data) != "free" {
+		t.Fatalf("got %q from %d while the other connection's Handler blocks", m.data, m.id)
+	}
+	unblock()
+	for _, want := range []string{"block", "after"} {
+		if m := await(t, rec.msgs, "text"); m.id != ea.id || string(m.data) != want {
+			t.Fatalf("got %q from %d, want %q from %d", m.data, m.id, want, ea.id)
+		}
+	}
+}
+
+func TestPolledHandlersBlockingTogether(t *testing.T) {
+	// Every connection's Handler call blocks at once: each still gets a reader (readers wake or
+	// start one another before a turn), and another connection is still read.
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{})
+	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before Broker.Close, which waits for the blocked calls
+	var blocked atomic.Int32
+	rec.onText = func(c *Conn, p []byte) {
+		if string(p) == "block" {
+			blocked.Add(1)
+			<-release
+		}
+	}
+	const n = 8
+	rs := make([]*rawClient, n)
+	for i := range rs {
+		rs[i] = rawDial(t, addr, nil)
+		await(t, rec.opens, "open")
+	}
+	free := rawDial(t, addr, nil)
+	freeID := await(t, rec.opens, "open").id
+	for _, r := range rs {
+		r.send(frame(0x81, []byte("block")))
+	}
+	waitFor(t, "every Handler call to block", func() bool { return blocked.Load() == n })
+	free.send(frame(0x81, []byte("free")))
+	if m := await(t, rec.msgs, "text"); m.id != freeID || string(m.data) != "free" {
+		t.Fatalf("got %q from %d", m.data, m.id)
+	}
+	unblock()
+	for range n {
+		if m := await(t, rec.msgs, "text"); string(m.data) != "block" {
+			t.Fatalf("got %q from %d", m.data, m.id)
+		}
+	}
+}
+
+func TestPolledSlotReuse(t *testing.T) {
+	// Connections come and go while another one sends more than a turn reads at once: a freed
+	// slot (and fd) serves a later connection, and every message reaches the Handler for the
+	// connection that sent it, in order.
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{})
+	long := rawDial(t, addr, nil)
+	longID := await(t, rec.opens, "open").id
+	const rounds, burst = 12, 80
+	pad := bytes.Repeat([]byte("."), 1000) // burst × 1 KB > pollBudget
+	type place struct {
+		p    *poller
+		slot uint32
+	}
+	used := map[place]bool{}
+	reused := 0
+	var got []string
+	for i := range rounds {
+		r := rawDial(t, addr, nil)
+		e := await(t, rec.opens, "open")
+		r.send(frame(0x81, []byte(fmt.Sprintf("short %d", i))))
+		var b []byte
+		for j := range burst {
+			b = append(b, frame(0x81, append([]byte(fmt.Sprintf("long %d %d ", i, j)), pad...))...)
+		}
+		long.send(b)
+		for range burst + 1 {
+			m := await(t, rec.msgs, "text")
+			switch {
+			case m.id == e.id:
+				got = append(got, string(m.data))
+			case m.id == longID:
+				got = append(got, string(bytes.TrimRight(m.data, ".")))
+			default:
+				t.Fatalf("message %q from socket %d", trunc(m.data), m.id)
+			}
+		}
+		r.nc.Close()
+		if c := await(t, rec.closes, "close"); c.id != e.id {
+			t.Fatalf("close of %d, want %d", c.id, e.id)
+		}
+		if pl := (place{e.c.pl, e.c.slot}); used[pl] { // read once the connection ended
+			reused++
+		} else {
+			used[pl] = true
+		}
+	}
+	if reused == 0 {
+		t.Fatal("no slot was reused")
+	}
+	// Per connection, in order.
+	next := 0
+	shorts := 0
+	for _, s := range got {
+		var i, j int
+		if _, err := fmt.Sscanf(s, "long %d %d", &i, &j); err == nil {
+			if i*burst+j != next {
+				t.Fatalf("got %q, want long message %d", s, next)
+			}
+			next++
+		} else {
+			shorts++
+		}
+	}
+	if next != rounds*burst || shorts != rounds {
+		t.Fatalf("%d long and %d short messages", next, shorts)
+	}
+}
+
+func TestPolledWriteErrorEndsConnection(t *testing.T) {
+	// The socket cannot be written any more while its peer stays quiet: nothing comes to read,
+	// yet the connection ends and Close is delivered once.
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	rawDial(t, addr, nil)
+	e := await(t, rec.opens, "open")
+	e.c.rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_WR) }) // writes fail with EPIPE
+	b.Send(e.id, []byte("lost"), true)
+	if c := await(t, rec.closes, "close"); c.id != e.id {
+		t.Fatalf("close of %d", c.id)
+	}
+	b.Close()
+	if n := rec.closesOf(e.id); n != 1 {
+		t.Fatalf("%d Close events", n)
+	}
+}
+
+func TestPolledIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{IdleTimeout: time.Minute}, func(b *Broker) {
+		b.readerLinger = 20 * time.Millisecond
+		b.drainTimeout = 100 * time.Millisecond // sweeps every 12.5 ms
+	})
+	base := runtime.NumGoroutine() + runtime.GOMAXPROCS(0) // the pollers start with the first connection
+	const n = 40
+	conns := make([]*rawClient, n)
+	ids := map[uint64]bool{}
+	for i := range conns {
+		conns[i] = rawDial(t, addr, nil)
+		ids[await(t, rec.opens, "open").id] = true
+		conns[i].send(frame(0x81, []byte("hello")))
+	}
+	for range n {
+		await(t, rec.msgs, "text")
+	}
+	waitFor(t, "the readers to exit", func() bool { return runtime.NumGoroutine() <= base })
+	// Input still finds a reader.
+	for _, r := range conns {
+		r.send(frame(0x81, []byte("again")))
+	}
+	for range n {
+		if m := await(t, rec.msgs, "text"); !ids[m.id] || string(m.data) != "again" {
+			t.Fatalf("got %q from %d", m.data, m.id)
+		}
+	}
+}
