@@ -93,7 +93,6 @@ type Conn struct {
 	// (TLS, or no epoll); set before the first goroutine starts, never changed.
 	pl     *poller
 	rstate atomic.Int32 // rRunning, rIdle or rMore
-	hup    atomic.Bool  // the poller saw the peer's FIN or an error: read to the end
 	wakeAt atomic.Int64 // when the poller must look at c (its clock), 0: never
 
 	// Whoever reads c (its goroutine, or the reader holding it).

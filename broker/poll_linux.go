@@ -151,14 +151,7 @@ func (p *poller) resolve(events []syscall.EpollEvent, ready []*Conn) []*Conn {
 		if int(i) >= len(p.slots) || p.slots[i].gen != gen {
 			continue // the connection ended since
 		}
-		c := p.slots[i].c
-		if c == nil {
-			continue
-		}
-		if e.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
-			c.hup.Store(true) // before the claim: the turn that follows reads to the end (turn)
-		}
-		if c.claim() {
+		if c := p.slots[i].c; c != nil && c.claim() {
 			ready = append(ready, c)
 		}
 	}
@@ -454,13 +447,6 @@ func (c *Conn) turn(s *readState) int {
 		got += s.n
 		if !c.draining {
 			c.draining = c.process(s.buf[:s.n], sink)
-		}
-		if s.n < len(s.buf) && !c.hup.Load() {
-			// A short read emptied the socket, and any data that comes later brings an event
-			// (epoll reports every arrival, not only the first): the read that would return
-			// EAGAIN is saved, one syscall per message. The peer's FIN or RST is not data: once
-			// reported (hup), reads go on to EOF or EAGAIN.
-			break
 		}
 	}
 
