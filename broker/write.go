@@ -100,9 +100,8 @@ func (b *Broker) FlushHeld(held []*Conn) {
 	}
 	inlineWriters.Put(w)
 	if rest := held[len(inline):]; len(rest) > 0 {
-		n := uint64(len(b.flushers))
-		for i, f := range b.flushers {
-			f.addAll(rest, func(c *Conn) bool { return c.id%n == uint64(i) })
+		for _, f := range b.flushers {
+			f.addAll(rest, func(c *Conn) bool { return b.flusherFor(c) == f })
 		}
 	}
 }
