@@ -101,8 +101,8 @@ type Conn struct {
 	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
 	slot     uint32        // polled: c's slot in its poller
 	polled   bool          // registered with the poller
-	draining bool          // polled: a close frame is queued; input is only read to see the peer close
-	pinged   bool          // polled: the idle ping is out and no input came since
+	draining bool          // a close frame is queued; input is only read to see the peer close
+	pinged   bool          // the idle ping is out and no input came since
 	finished bool          // finish ran
 	counted  bool          // counts in l.conns
 	busy     bool          // over the listener's MaxConnections: refused with 503
@@ -414,20 +414,18 @@ func (c *Conn) readLoop() {
 
 	sink := (*connSink)(c)
 	idle := c.l.lim.IdleTimeout
-	draining := false // a close frame is queued: input is only read to see the peer close
-	pinged := false   // the idle ping is out and no input came since
-	draining = c.processPre()
+	c.draining = c.processPre()
 	for {
-		if !draining {
+		if !c.draining {
 			if c.closing.Load() {
-				draining = true // closeWith set the drain deadline
+				c.draining = true // closeWith set the drain deadline
 			} else if idle > 0 {
 				// Set before every wait for input, so that only that wait counts as idle time,
 				// never the time spent in a Handler call (which may block on purpose).
 				c.nc.SetReadDeadline(time.Now().Add(idle))
 				if c.closing.Load() {
 					// closeWith ran meanwhile and its drain deadline may have been overwritten.
-					draining = true
+					c.draining = true
 					c.wmu.Lock()
 					d := c.drainBy
 					c.wmu.Unlock()
@@ -445,16 +443,10 @@ func (c *Conn) readLoop() {
 			n, err = c.readTLS(&bufp)
 		}
 		if err != nil {
-			if !draining && errors.Is(err, os.ErrDeadlineExceeded) {
-				switch {
-				case c.closing.Load():
-					// The drain deadline, or the idle one as closeWith ran: the loop's top decides.
-				case !pinged:
-					pinged = true
-					c.enqueue(pingFrame)
-				default:
-					c.b.log.Debug().EmbedObject(c).Dur("idle_timeout", idle).Msg("idle: no answer to the ping; closing with 1001")
-					c.closeWith(ws.StatusGoingAway, nil)
+			if !c.draining && errors.Is(err, os.ErrDeadlineExceeded) {
+				// Else the drain deadline, or the idle one as closeWith ran: the loop's top decides.
+				if !c.closing.Load() {
+					c.idleTimedOut()
 				}
 				continue
 			}
@@ -468,11 +460,11 @@ func (c *Conn) readLoop() {
 		if n <= 0 {
 			return // EOF
 		}
-		pinged = false
-		if draining {
+		c.pinged = false
+		if c.draining {
 			continue
 		}
-		draining = c.process((*bufp)[:n], sink)
+		c.draining = c.process((*bufp)[:n], sink)
 	}
 }
 
@@ -498,6 +490,18 @@ func (c *Conn) readTLS(bufp **[]byte) (int, error) {
 	buf[0] = first[0]
 	k, _ := c.tc.Read(buf[1:]) // an error comes again at the next call: the byte read goes first
 	return 1 + k, nil
+}
+
+// idleTimedOut is what IdleTimeout without input does: the first time a ping, the next time (no
+// input since) a close with 1001.
+func (c *Conn) idleTimedOut() {
+	if !c.pinged {
+		c.pinged = true
+		c.enqueue(pingFrame)
+		return
+	}
+	c.b.log.Debug().EmbedObject(c).Dur("idle_timeout", c.l.lim.IdleTimeout).Msg("idle: no answer to the ping; closing with 1001")
+	c.closeWith(ws.StatusGoingAway, nil) // wakes a polled c: its next turn drains
 }
 
 // processPre processes the bytes that came with the upgrade request and reports whether the

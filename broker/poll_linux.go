@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/gobwas/ws"
 )
 
 // The reading side of accepted plain connections on Linux: no goroutine per connection. Each
@@ -474,13 +472,9 @@ func (c *Conn) turn(s *readState) int {
 	switch {
 	case got > 0:
 		c.lastIn, c.pinged = now, false
-	case now-c.lastIn < idle:
-	case !c.pinged:
-		c.pinged, c.lastIn = true, now
-		c.enqueue(pingFrame)
-	default:
-		c.b.log.Debug().EmbedObject(c).Dur("idle_timeout", idle).Msg("idle: no answer to the ping; closing with 1001")
-		c.closeWith(ws.StatusGoingAway, nil) // wakes c: the next turn drains
+	case now-c.lastIn >= idle:
+		c.lastIn = now // the ping's wait for an answer starts now
+		c.idleTimedOut()
 	}
 	c.wakeAt.Store(int64(c.lastIn + idle))
 	return c.turnResult(got)
