@@ -60,7 +60,9 @@ const timing = quick ? { warmup: '0.5s', duration: '2s' } : { warmup: '1.5s', du
 const echoRate = 20000; // S1 latency: a rate every server sustains on one core
 // S5: 64 KiB messages so that the stalled subscriber gets enough (640 KB/s, 6 MB in the run) to
 // overflow the kernel's socket buffers (up to 4 MiB here) within the run.
-const stalled = { conns: 1000, size: 65536, rate: 10, backpressure: 1 << 20, duration: quick ? '4s' : '8s' };
+// Its p99 varies by 2x from run to run, so each of its two runs is made `rounds` times, alternating,
+// and the table shows the median and the range.
+const stalled = { conns: 1000, size: 65536, rate: 10, backpressure: 1 << 20, duration: quick ? '4s' : '8s', rounds: quick ? 1 : 3 };
 
 // A scenario: group (S1…S5), wsbench arguments, the figure it is compared by, whether the
 // threads: 2 run takes part (t2), and server settings (backpressure).
@@ -232,11 +234,19 @@ for (const cmd of ['cmd/wsbench', 'bench/goserver', 'bench/chart']) run('go', ['
 
 // --- run ---
 
+// The runs in order: each scenario once, but S5's pair alternately, stalled.rounds times.
+const stalledPair = scenarios.filter((sc) => sc.figure === 'stalled');
+const runOrder = scenarios.flatMap((sc) => {
+  if (sc.figure !== 'stalled') return [{ sc, round: 0 }];
+  if (sc !== stalledPair[0]) return []; // runs with the first of the pair
+  return Array.from({ length: stalled.rounds }, (_, round) => stalledPair.map((x) => ({ sc: x, round }))).flat();
+});
+
 const results = [];
 const started = Date.now();
-for (const sc of scenarios) {
+for (const { sc, round } of runOrder) {
   for (const server of runsOf(sc)) {
-    log(`${sc.group} ${sc.title} on ${server.long}`);
+    log(`${sc.group} ${sc.title} on ${server.long}${sc.figure === 'stalled' && stalled.rounds > 1 ? `, round ${round + 1} of ${stalled.rounds}` : ''}`);
     let s;
     let rep;
     try {
@@ -251,17 +261,17 @@ for (const sc of scenarios) {
     } finally {
       if (s) await stopServer(s);
     }
-    results.push({ scenario: sc.id, server: server.id, report: rep });
+    results.push({ scenario: sc.id, server: server.id, round, report: rep });
   }
 }
 const elapsed = Math.round((Date.now() - started) / 1000);
 
 // --- figures ---
 
-const reportOf = (scId, serverId) => {
-  const r = results.find((x) => x.scenario === scId && x.server === serverId)?.report;
-  return r && !r.error ? r : undefined;
-};
+// Every good report of a server in a scenario (S5's have several rounds), and the first.
+const reportsOf = (scId, serverId) =>
+  results.filter((x) => x.scenario === scId && x.server === serverId && !x.report.error).map((x) => x.report);
+const reportOf = (scId, serverId) => reportsOf(scId, serverId)[0];
 // The figure a scenario compares, and whether more is better.
 const figureOf = (sc, r) => {
   if (!r) return undefined;
@@ -287,6 +297,16 @@ const ratioOf = (sc, serverId) => {
 const fmt = (n, digits = 0) => (n === undefined || n === null || Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 const us = (v) => (v === undefined ? '–' : v >= 1e6 ? `${fmt(v / 1e6, 2)} s` : v >= 1000 ? `${fmt(v / 1000, 2)} ms` : `${fmt(v)} µs`);
 const mib = (kib) => (kib ? `${fmt(kib / 1024, 1)} MiB` : '–');
+const median = (vs) => {
+  const v = vs.filter((x) => typeof x === 'number').sort((x, y) => x - y);
+  return v.length ? v[(v.length - 1) >> 1] : undefined; // the lower middle of an even count
+};
+// spread: the median of several runs' figures, with their range when there are several.
+const spread = (vs, show) => {
+  const v = vs.filter((x) => typeof x === 'number');
+  if (v.length <= 1) return v.length ? show(v[0]) : '';
+  return `${show(median(v))} (${show(Math.min(...v))}–${show(Math.max(...v))})`;
+};
 const cell = (s) => String(s).replace(/\|/g, '\\|').split('\n')[0];
 const failed = (scId, serverId) => {
   const r = results.find((x) => x.scenario === scId && x.server === serverId);
@@ -402,16 +422,20 @@ if (base5 && stall5) {
   L.push('');
   L.push(`### S5: a subscriber that stops reading (fan-out to ${stalled.conns.toLocaleString('en-US')} × 64 KiB at ${stalled.rate}/s, ${stalled.duration} measured)`);
   L.push('');
-  L.push(`The same open-loop fan-out twice: as it is, and with one more subscriber that never reads (its receive buffer is 4 KiB, so what is sent to it piles up in the server). The servers that have a backpressure limit run with ${stalled.backpressure / 1024} KiB (WSBroker maxBackpressure, Bun backpressureLimit + closeOnBackpressureLimit, the Go core MaxBackpressure); ws has none. p99: until the last reading subscriber has the message.`);
+  L.push(`The same open-loop fan-out twice: as it is, and with one more subscriber that never reads (its receive buffer is 4 KiB, so what is sent to it piles up in the server). The servers that have a backpressure limit run with ${stalled.backpressure / 1024} KiB (WSBroker maxBackpressure, Bun backpressureLimit + closeOnBackpressureLimit, the Go core MaxBackpressure); ws has none. p99: until the last reading subscriber has the message.` +
+    (stalled.rounds > 1 ? ` Each of the two runs is made ${stalled.rounds} times, alternating: the figures are the median, the p99s with their range in brackets.` : ''));
   L.push('');
   L.push('| server | p99 | p99, one stalled | RSS peak | RSS peak, one stalled | peak growth over the interval, one stalled | the stalled one closed by the server |');
   L.push('|---|--:|--:|--:|--:|--:|--:|');
   for (const s of shown.filter((x) => runsOf(base5).includes(x))) {
-    const a = reportOf(base5.id, s.id);
-    const b = reportOf(stall5.id, s.id);
+    const a = reportsOf(base5.id, s.id);
+    const b = reportsOf(stall5.id, s.id);
     const note = (scId) => failed(scId, s.id) ?? '';
-    L.push(`| ${s.name} | ${a ? us(a.latency_us?.p99) : ''} ${note(base5.id)} | ${b ? us(b.latency_us?.p99) : ''} ${note(stall5.id)} | ${mib(a?.server_rss_peak_kib)} | ${mib(b?.server_rss_peak_kib)} | ` +
-      `${b ? mib(b.server_rss_peak_kib - b.server_rss_start_kib) : '–'} | ${b?.stalled_closed === undefined ? '–' : b.stalled_closed ? 'yes' : 'no'} |`);
+    const p99 = (reps) => spread(reps.map((r) => r.latency_us?.p99), us);
+    const closed = b.filter((r) => r.stalled_closed).length;
+    L.push(`| ${s.name} | ${p99(a)} ${note(base5.id)} | ${p99(b)} ${note(stall5.id)} | ${mib(median(a.map((r) => r.server_rss_peak_kib)))} | ` +
+      `${mib(median(b.map((r) => r.server_rss_peak_kib)))} | ${mib(median(b.map((r) => r.server_rss_peak_kib - r.server_rss_start_kib)))} | ` +
+      `${b.length === 0 || b[0].stalled_closed === undefined ? '–' : closed === b.length ? 'yes' : closed === 0 ? 'no' : `${closed} of ${b.length} runs`} |`);
   }
 }
 L.push('');
