@@ -309,10 +309,11 @@ const spread = (vs, show) => {
 };
 const cell = (s) => String(s).replace(/\|/g, '\\|').split('\n')[0];
 const failed = (scId, serverId) => {
-  const r = results.find((x) => x.scenario === scId && x.server === serverId);
-  if (!r) return '–';
-  if (r.report.error) return `failed: ${cell(r.report.error).slice(0, 80)}`;
-  if (!sustained(r.report)) return `did not sustain the rate (${fmt(r.report.msgs_per_s)}/s)`;
+  const runs = results.filter((x) => x.scenario === scId && x.server === serverId);
+  if (runs.length === 0) return '–';
+  const bad = runs.filter((x) => x.report.error);
+  if (bad.length) return `failed${runs.length > 1 ? ` in ${bad.length} of ${runs.length} runs` : ''}: ${cell(bad[0].report.error).slice(0, 80)}`;
+  if (!sustained(runs[0].report)) return `did not sustain the rate (${fmt(runs[0].report.msgs_per_s)}/s)`;
   return undefined;
 };
 
