@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -350,17 +349,9 @@ func msgName(i int) string { return fmt.Sprintf("m%04d", i) }
 func awaitWritesIdle(t *testing.T, b *Broker, id uint64) {
 	t.Helper()
 	c := b.lookup(id)
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	waitFor(t, fmt.Sprintf("socket %d's writer to let go", id), func() bool {
 		c.wmu.Lock()
-		idle := !c.writing && !c.scheduled
-		c.wmu.Unlock()
-		if idle {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket %d: writes still busy after %v", id, waitTimeout)
-		}
-		runtime.Gosched()
-	}
+		defer c.wmu.Unlock()
+		return !c.writing && !c.scheduled
+	})
 }

@@ -37,17 +37,26 @@ func samePoller(t *testing.T, rec *recorder, addr string) (a, b *rawClient, ea, 
 	return
 }
 
-func TestPolledBlockedHandlerStallsOnlyItsConnection(t *testing.T) {
-	rec := newRecorder()
-	_, addr := start(t, rec, Limits{})
+// blockOnText makes rec's Text calls for the message "block" wait until unblock runs (it also
+// runs at cleanup, before Broker.Close, which waits for the blocked calls); blocked counts them.
+func blockOnText(t *testing.T, rec *recorder) (unblock func(), blocked *atomic.Int32) {
 	release := make(chan struct{})
-	unblock := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unblock) // before Broker.Close, which waits for the blocked calls
+	unblock = sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock)
+	blocked = new(atomic.Int32)
 	rec.onText = func(c *Conn, p []byte) {
 		if string(p) == "block" {
+			blocked.Add(1)
 			<-release
 		}
 	}
+	return unblock, blocked
+}
+
+func TestPolledBlockedHandlerStallsOnlyItsConnection(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{})
+	unblock, _ := blockOnText(t, rec)
 	a, b, ea, eb := samePoller(t, rec, addr)
 	a.send(frame(0x81, []byte("block")))
 	a.send(frame(0x81, []byte("after")))
@@ -68,16 +77,7 @@ func TestPolledHandlersBlockingTogether(t *testing.T) {
 	// start one another before a turn), and another connection is still read.
 	rec := newRecorder()
 	_, addr := start(t, rec, Limits{})
-	release := make(chan struct{})
-	unblock := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unblock) // before Broker.Close, which waits for the blocked calls
-	var blocked atomic.Int32
-	rec.onText = func(c *Conn, p []byte) {
-		if string(p) == "block" {
-			blocked.Add(1)
-			<-release
-		}
-	}
+	unblock, blocked := blockOnText(t, rec)
 	const n = 8
 	rs := make([]*rawClient, n)
 	for i := range rs {

@@ -101,7 +101,7 @@ func (b *Broker) FlushHeld(held []*Conn) {
 	inlineWriters.Put(w)
 	if rest := held[len(inline):]; len(rest) > 0 {
 		for _, f := range b.flushers {
-			f.addAll(rest, func(c *Conn) bool { return b.flusherFor(c) == f })
+			f.addMine(rest)
 		}
 	}
 }
@@ -138,14 +138,15 @@ func newFlusher(b *Broker) *flusher {
 	return f
 }
 
-func (f *flusher) add(c *Conn) { f.addAll([]*Conn{c}, nil) }
+// add puts c, one of f's sockets (Broker.flusherFor), on f's list.
+func (f *flusher) add(c *Conn) { f.addMine([]*Conn{c}) }
 
-// addAll adds the sockets of cs that mine accepts (all when mine is nil) to f's list.
-func (f *flusher) addAll(cs []*Conn, mine func(*Conn) bool) {
+// addMine puts the sockets of cs that are f's (Broker.flusherFor) on its list, and wakes it.
+func (f *flusher) addMine(cs []*Conn) {
 	f.mu.Lock()
 	k := len(f.list)
 	for _, c := range cs {
-		if mine == nil || mine(c) {
+		if f.b.flusherFor(c) == f {
 			f.list = append(f.list, c)
 		}
 	}
