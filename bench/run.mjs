@@ -112,6 +112,8 @@ if (onlyScenarios && scenarios.length === 0) {
   process.exit(2);
 }
 const mainScenarios = scenarios.filter((s) => s.group !== 'C');
+// Those compared as ratios to ws (the summary and the chart); S5 has a table of its own.
+const ratioScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
 // The threads: 2 run: on the S1/S2/S4 throughput scenarios (in --quick, the first only).
 const runsOf = (sc) => servers.filter((s) => !s.subset || (sc.t2 && (!quick || sc.id === 'echo-100-32')));
 
@@ -334,8 +336,7 @@ L.push(`${os.cpus().length} × ${cpuModel}, Linux ${os.release()}; Node ${versio
   (pin ? 'Server pinned to core 0 (taskset -c 0), generator (cmd/wsbench) to core 1' : 'Server and generator not pinned') +
   (shown.some((s) => s.cores) ? '; WSBroker t2 (threads: 2) pinned to cores 0-1, so it shares core 1 with the generator' : '') +
   `. Warm-up ${timing.warmup}, ${timing.duration} measured per run; every run is a fresh server process. ${elapsed} s in all.`);
-const summaryScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
-if (summaryScenarios.length) {
+if (ratioScenarios.length) {
   L.push('');
   L.push('### Summary: relative to ws in the same run (higher is better)');
   L.push('');
@@ -346,7 +347,7 @@ if (summaryScenarios.length) {
 }
 const figureName = { msgs: 'msgs per server CPU-s', deliveries: 'deliveries per server CPU-s', latency: 'p99', memory: 'RSS per conn' };
 const figureText = (sc, v) => (sc.figure === 'latency' ? us(v) : sc.figure === 'memory' ? `${fmt(v, 2)} KiB` : fmt(v));
-for (const sc of summaryScenarios) {
+for (const sc of ratioScenarios) {
   const row = shown.map((s) => {
     const why = failed(sc.id, s.id);
     if (why) return why;
@@ -509,14 +510,13 @@ console.log(markdown);
 
 // --- files ---
 
-const chartScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
 const chart = {
   title: `WSBroker benchmark${quick ? ' (--quick)' : ''}: relative to ws in the same run, higher is better`,
   subtitle: 'throughput per server CPU-second; open-loop p99 and RSS per idle connection as ws / server',
   baseline: 'ws',
   clip: 10, // a latency ratio can be far larger than the rest: it would flatten every other bar
   series: others.map((s) => s.name),
-  groups: chartScenarios.map((sc) => ({
+  groups: ratioScenarios.map((sc) => ({
     label: `${sc.group} ${sc.id}`,
     values: others.map((s) => ratioOf(sc, s.id) ?? null),
   })),

@@ -16,11 +16,9 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { checkPackage, packageDir, platforms, readJson, root, run } from './platforms.mjs';
 
-// npm itself: the one running this script when there is one.
-const npm = (args, cwd = root, options = {}) =>
-  process.env.npm_execpath
-    ? run(process.execPath, [process.env.npm_execpath, ...args], { cwd, ...options })
-    : run('npm', args, { cwd, ...options });
+// npm itself: the one running this script when there is one; npmCommand gives its command line.
+const npmCommand = (args) => (process.env.npm_execpath ? [process.execPath, [process.env.npm_execpath, ...args]] : ['npm', args]);
+const npm = (args, cwd = root, options = {}) => run(...npmCommand(args), { cwd, ...options });
 const writeJson = (file, value) => writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
 const names = Object.keys(platforms).map((platform) => `@wsbroker/${platform}`).sort();
 
@@ -66,7 +64,7 @@ function checkRegistry() {
   const { version } = readJson(path.join(root, 'package.json'));
   const problems = [];
   for (const name of [...names, 'wsbroker']) {
-    const r = spawnSync('npm', ['view', name, 'version', 'repository.url', '--json'], { cwd: root, encoding: 'utf8' });
+    const r = spawnSync(...npmCommand(['view', name, 'version', 'repository.url', '--json']), { cwd: root, encoding: 'utf8' });
     if (r.status !== 0) {
       if (/E404/.test(r.stderr)) continue; // not published yet
       throw new Error(`npm view ${name} failed: ${r.stderr.trim().split('\n')[0]}`);
