@@ -94,6 +94,9 @@ type Conn struct {
 	pl     *poller
 	rstate atomic.Int32 // rRunning, rIdle or rMore
 	wakeAt atomic.Int64 // when the poller must look at c (its clock), 0: never
+	// peerDone: an event reported the peer's end of input (or an error), so a short read does not
+	// mean the socket is drained: the end is still to be read.
+	peerDone atomic.Bool
 
 	// Whoever reads c (its goroutine, or the reader holding it).
 	pre      []byte // bytes that followed the upgrade request in the same read

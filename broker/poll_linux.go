@@ -24,6 +24,9 @@ const (
 	pollBudget = 64 << 10 // bytes one turn reads before the connection goes to the back of the queue
 
 	epollET = 1 << 31 // EPOLLET; syscall's constant is negative
+
+	// Events after which the peer's end of input (or an error) is still to be read.
+	epollPeerDone = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
 )
 
 // Reading states of a polled connection (Conn.rstate). Input and timers move it from idle to
@@ -149,7 +152,14 @@ func (p *poller) resolve(events []syscall.EpollEvent, ready []*Conn) []*Conn {
 		if int(i) >= len(p.slots) || p.slots[i].gen != gen {
 			continue // the connection ended since
 		}
-		if c := p.slots[i].c; c != nil && c.claim() {
+		c := p.slots[i].c
+		if c == nil {
+			continue
+		}
+		if e.Events&epollPeerDone != 0 {
+			c.peerDone.Store(true) // before claim: the holder's next turn must see it
+		}
+		if c.claim() {
 			ready = append(ready, c)
 		}
 	}
@@ -422,8 +432,14 @@ func (p *poller) serve(c *Conn) {
 	}
 }
 
-// turn reads c until EAGAIN (at most pollBudget bytes), then sees to its timers: the polled
-// form of readLoop.
+// turn reads c until it is drained (at most pollBudget bytes), then sees to its timers: the
+// polled form of readLoop.
+//
+// A read that does not fill the buffer emptied the socket's receive queue, so the turn ends there
+// without the read that would only say EAGAIN (a third of the system calls of an echo): with
+// edge-triggered epoll, every segment that arrives after it raises a new event. The exception is
+// an end of input that had already arrived when the event was reported: no event follows it, so
+// after an event with peerDone the turn reads until EAGAIN or the end.
 func (c *Conn) turn(s *readState) int {
 	sink := (*connSink)(c)
 	got := 0
@@ -445,6 +461,9 @@ func (c *Conn) turn(s *readState) int {
 		got += s.n
 		if !c.draining {
 			c.draining = c.process(s.buf[:s.n], sink)
+		}
+		if s.n < len(s.buf) && !c.peerDone.Load() {
+			break
 		}
 	}
 

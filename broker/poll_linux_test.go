@@ -5,6 +5,7 @@ package broker
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,38 @@ func TestPolledIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	for range n {
 		if m := await(t, rec.msgs, "text"); !ids[m.id] || string(m.data) != "again" {
 			t.Fatalf("got %q from %d", m.data, m.id)
+		}
+	}
+}
+
+func TestPolledMessageAndEndInOneSegment(t *testing.T) {
+	// A message and the TCP end of input that arrive in one segment raise one event: the turn
+	// must read past the short read that carries the message, or the end would only be seen at
+	// the idle timeout. TCP_CORK holds the frame back so that the FIN rides in its segment.
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{IdleTimeout: time.Hour})
+	for i := range 20 {
+		r := rawDial(t, addr, nil)
+		id := await(t, rec.opens, "open").id
+		rc, err := r.nc.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.send(frame(0x81, []byte(msgName(i))))
+		if err := r.nc.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if m := await(t, rec.msgs, "text"); m.id != id || string(m.data) != msgName(i) {
+			t.Fatalf("got %q from %d, want %q from %d", m.data, m.id, msgName(i), id)
+		}
+		if c := await(t, rec.closes, "close"); c.id != id {
+			t.Fatalf("close of %d, want %d", c.id, id)
 		}
 	}
 }
