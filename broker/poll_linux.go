@@ -22,6 +22,9 @@ import (
 const (
 	pollEvents = 128      // events taken per epoll_wait
 	pollBudget = 64 << 10 // bytes one turn reads before the connection goes to the back of the queue
+	// pollRecheck: after a short read whose handling took this long, more input has likely come
+	// meanwhile (a peer streaming while a broadcast was queued): it is read in the same turn.
+	pollRecheck = 20 * time.Microsecond
 
 	epollET = 1 << 31 // EPOLLET; syscall's constant is negative
 
@@ -437,9 +440,12 @@ func (p *poller) serve(c *Conn) {
 //
 // A read that does not fill the buffer emptied the socket's receive queue, so the turn ends there
 // without the read that would only say EAGAIN (a third of the system calls of an echo): with
-// edge-triggered epoll, every segment that arrives after it raises a new event. The exception is
-// an end of input that had already arrived when the event was reported: no event follows it, so
-// after an event with peerDone the turn reads until EAGAIN or the end.
+// edge-triggered epoll, every segment that arrives after it raises a new event. Two exceptions:
+//   - an end of input that had already arrived when the event was reported raises no event after
+//     it, so after an event with peerDone the turn reads until EAGAIN or the end;
+//   - when handling the read took pollRecheck or more, the turn reads again: what came meanwhile
+//     is cheaper to read now than through its event, and the writes it causes coalesce with this
+//     turn's (fan-out: without it, half as many messages per write).
 func (c *Conn) turn(s *readState) int {
 	sink := (*connSink)(c)
 	got := 0
@@ -459,10 +465,13 @@ func (c *Conn) turn(s *readState) int {
 			return turnEnd // EOF
 		}
 		got += s.n
+		short := s.n < len(s.buf) && !c.peerDone.Load()
 		if !c.draining {
+			start := c.b.clock()
 			c.draining = c.process(s.buf[:s.n], sink)
+			short = short && c.b.clock()-start < pollRecheck
 		}
-		if s.n < len(s.buf) && !c.peerDone.Load() {
+		if short {
 			break
 		}
 	}
