@@ -425,10 +425,11 @@ func (b *Broker) SendHeld(id uint64, data []byte, text bool, held *[]*Conn) {
 	if c.deflate && len(data) >= compressMin {
 		f = compressedFrame(op, data)
 	}
-	if f == nil {
-		f = encodeFrame(op, data)
+	if f != nil {
+		c.enqueueHeld(f, held)
+	} else {
+		c.sendHeld(op, data, held)
 	}
-	c.enqueueHeld(f, held)
 	b.counters.messagesOut.Add(1)
 }
 

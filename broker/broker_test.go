@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -1179,5 +1180,73 @@ func TestSendsCoalesced(t *testing.T) {
 	// at the global run queue every 61st turn, so the flusher may run once before the last.
 	if w := b.writeCalls.Load() - before; w > 2 {
 		t.Fatalf("%d sends from goroutines woken together took %d writes", n, w)
+	}
+}
+
+func TestSendsOfEverySizeArriveWhole(t *testing.T) {
+	// Sends of every size (small frames, frames in the sockets' own pooled buffers, several to a
+	// buffer, larger ones allocated), mixed with broadcasts and held batches, to two sockets at
+	// once while their clients read (the sockets fill up: partial writes, writer goroutines):
+	// each client gets its own messages, whole and in order, though buffers pass between sockets.
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{MaxBackpressure: 1 << 30}) // ~40 MB in all: none is closed for it
+	sizes := []int{2, 100, ownFrameMin - 3, ownFrameMin, 700, 3000, 4096, 9000, 40 << 10, ownFrameMax, 70 << 10}
+	const n = 2000
+	payload := func(sock, i int) []byte {
+		p := bytes.Repeat([]byte{byte(sock*n + i)}, sizes[(i*7+sock)%len(sizes)])
+		binary.BigEndian.PutUint16(p, uint16(i))
+		return p
+	}
+	var wg sync.WaitGroup
+	var ids []uint64
+	for sock := range 2 {
+		c, id := dialOpen(t, rec, addr)
+		ids = append(ids, id)
+		c.SetReadLimit(1 << 20)
+		t.Cleanup(func() { c.CloseNow() })
+		ch := []byte{byte(sock)}
+		b.Subscribe(id, ch)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			var held []*Conn
+			for i := range n {
+				switch p := payload(sock, i); i % 5 {
+				case 0:
+					b.SendToChannel(ch, p, false, 0)
+				case 1, 2:
+					b.SendHeld(id, p, false, &held)
+					if i%10 == 2 {
+						b.FlushHeld(held)
+						held = held[:0]
+					}
+				default:
+					b.Send(id, p, false)
+				}
+			}
+			b.FlushHeld(held)
+		}()
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				_, p, err := c.Read(context.Background())
+				if want := payload(sock, i); err != nil || !bytes.Equal(p, want) {
+					t.Errorf("socket %d, message %d: got %d bytes starting %x (%v), want %d", sock, i, len(p), p[:min(4, len(p))], err, len(want))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// An idle socket keeps no buffer.
+	for _, id := range ids {
+		awaitWritesIdle(t, b, id)
+		c := b.lookup(id)
+		c.wmu.Lock()
+		kept := c.qbuf != nil || c.obuf != nil
+		c.wmu.Unlock()
+		if kept {
+			t.Fatalf("socket %d keeps a frame buffer while idle", id)
+		}
 	}
 }

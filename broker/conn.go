@@ -80,6 +80,8 @@ type Conn struct {
 	causeReason    []byte
 	queue          [][]byte // frames waiting for a writer
 	out            [][]byte // frames being written (owned by whoever has writing set)
+	qbuf           *[]byte  // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
+	obuf           *[]byte  // c's own frame buffer in out, pooled again once out is written
 	holder         *[]*Conn // scheduled, but flushed by whoever holds this list (SendHeld, FlushHeld)
 	pending        int      // bytes in queue and out, plus frameOverhead per frame
 	drainBy        time.Time
@@ -586,6 +588,7 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 		copy(q, c.queue[:keep])
 		clear(c.queue)
 		c.queue = q
+		c.recycleQueueLocked() // kept is at most the 101 response, queued before any frame
 		if c.writing {
 			c.trim = true
 		}

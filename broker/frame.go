@@ -366,6 +366,25 @@ func encodeFrame(op ws.OpCode, data []byte) []byte {
 	return append(h[:hs:hs], data...)
 }
 
+// appendFrame appends a complete unmasked server frame to b.
+func appendFrame(b []byte, op ws.OpCode, data []byte) []byte {
+	var h [ws.MaxHeaderSize - 4]byte
+	hs := putHeader(h[:], op, false, len(data))
+	return append(append(b, h[:hs]...), data...)
+}
+
+// frameLen is the size of an unmasked server frame with an n-byte payload.
+func frameLen(n int) int {
+	switch {
+	case n <= 125:
+		return 2 + n
+	case n <= 0xFFFF:
+		return 4 + n
+	default:
+		return 10 + n
+	}
+}
+
 // putHeader writes the header of a final unmasked frame with an n-byte payload at the start of
 // f and returns its size; rsv1 marks a compressed message (permessage-deflate).
 func putHeader(f []byte, op ws.OpCode, rsv1 bool, n int) int {

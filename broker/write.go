@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"math/bits"
 	"os"
 	"runtime"
 	"sync"
@@ -38,22 +39,34 @@ func (c *Conn) enqueue(frame []byte) { c.enqueueHeld(frame, nil) }
 
 // enqueueHeld is enqueue, except that a socket that needs a flush is appended to held (when not
 // nil) for the caller to flush, instead of being handed to a flusher goroutine.
-func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) {
+func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) { c.queueFrame(frame, 0, nil, held) }
+
+// sendHeld is enqueueHeld of a frame of op carrying data, which is copied: into c's own frame
+// buffer when it fits one (see ownBuffers).
+func (c *Conn) sendHeld(op ws.OpCode, data []byte, held *[]*Conn) {
+	c.queueFrame(nil, op, data, held)
+}
+
+// queueFrame is enqueueHeld of frame, or when frame is nil, sendHeld of data.
+func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn) {
+	size := len(frame)
+	if frame == nil {
+		size = frameLen(len(data))
+	}
 	c.wmu.Lock()
 	if c.closing.Load() || c.wdead {
 		c.wmu.Unlock()
 		return
 	}
 	var sched bool
-	if c.pending+len(frame)+frameOverhead > c.l.lim.MaxBackpressure {
+	if c.pending+size+frameOverhead > c.l.lim.MaxBackpressure {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
 		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked()
 		c.wmu.Unlock()
 		c.b.log.Info().EmbedObject(c).Int("max_backpressure", c.l.lim.MaxBackpressure).
 			Msg("the client does not read fast enough: queue dropped, closing with 1008")
 	} else {
-		c.queue = append(c.queue, frame)
-		c.pending += len(frame) + frameOverhead
+		c.pending += size + c.appendLocked(frame, op, data, size)
 		sched = c.scheduleLocked()
 		if !sched && c.holder != nil && c.holder != held {
 			// A frame from elsewhere (a pong, a ping, another batch's send) for a socket whose
@@ -73,6 +86,81 @@ func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) {
 	default:
 		c.b.flusherFor(c).add(c)
 	}
+}
+
+// ownBuffers: a frame for one socket only (Send) is not allocated on its own but encoded into a
+// buffer of that socket's, taken from a pool and given back once written. Without them a 4 KiB
+// echo allocated a frame per message, and the Go GC ran 200 times a second. A socket has at most
+// one in its queue (qbuf, where frames are added while it is the queue's last entry and has
+// room) and one being written (obuf); an idle socket has none. Frames below ownFrameMin cost
+// little to allocate and would waste most of a buffer; above ownFrameMax they are allocated.
+const (
+	ownFrameMin   = 512
+	ownFrameMax   = 64 << 10
+	ownBufMinBits = 10 // the smallest buffer: 1 KiB; each class doubles
+)
+
+var ownBuffers [7]sync.Pool // 1 KiB << i
+
+func ownBufClass(size int) int { return max(bits.Len(uint(size-1))-ownBufMinBits, 0) }
+
+// appendLocked queues frame, or (frame nil) data as a frame of op, encoded into c's own buffer
+// when size fits one. It returns the overhead to count: frameOverhead for a new queue entry, 0
+// for a frame added to the own buffer that ends the queue.
+func (c *Conn) appendLocked(frame []byte, op ws.OpCode, data []byte, size int) int {
+	switch {
+	case frame != nil:
+	case size < ownFrameMin || size > ownFrameMax:
+		frame = encodeFrame(op, data)
+	case c.qbuf == nil:
+		i := ownBufClass(size)
+		b, _ := ownBuffers[i].Get().(*[]byte)
+		if b == nil {
+			s := make([]byte, 0, 1<<(ownBufMinBits+i))
+			b = &s
+		}
+		*b = appendFrame((*b)[:0], op, data)
+		c.qbuf = b
+		frame = *b
+	default:
+		b, last := c.qbuf, len(c.queue)-1
+		if last >= 0 && len(c.queue[last]) == len(*b) && &c.queue[last][0] == &(*b)[0] && cap(*b)-len(*b) >= size {
+			*b = appendFrame(*b, op, data)
+			c.queue[last] = *b
+			return 0
+		}
+		frame = encodeFrame(op, data) // another frame follows it, or it is full
+	}
+	c.queue = append(c.queue, frame)
+	return frameOverhead
+}
+
+func recycleOwn(b *[]byte) {
+	*b = (*b)[:0]
+	ownBuffers[ownBufClass(cap(*b))].Put(b)
+}
+
+// recycleQueueLocked gives back the own buffer of a queue that was dropped.
+func (c *Conn) recycleQueueLocked() {
+	if c.qbuf != nil {
+		recycleOwn(c.qbuf)
+		c.qbuf = nil
+	}
+}
+
+// recycleOutLocked gives back the own buffer of an out that is written or dropped.
+func (c *Conn) recycleOutLocked() {
+	if c.obuf != nil {
+		recycleOwn(c.obuf)
+		c.obuf = nil
+	}
+}
+
+// takeQueueLocked makes the queue the frames to write; out is empty.
+func (c *Conn) takeQueueLocked() {
+	c.recycleOutLocked()
+	c.out, c.queue = c.queue, c.out[:0]
+	c.obuf, c.qbuf = c.qbuf, nil
 }
 
 // inlineWriters are write states for FlushHeld, which runs on its caller's thread.
@@ -192,7 +280,7 @@ func (c *Conn) flush(w *writeState) {
 		c.wmu.Unlock()
 		return
 	}
-	c.out, c.queue = c.queue, c.out[:0]
+	c.takeQueueLocked()
 	c.writing = true
 	c.wmu.Unlock()
 	if c.tc != nil {
@@ -251,9 +339,10 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		go c.writer() // c.writing stays true: the writer owns c.out now
 		return false
 	}
+	c.recycleOutLocked()
 	if len(c.queue) > 0 {
 		if inWriter {
-			c.out, c.queue = c.queue, c.out[:0]
+			c.takeQueueLocked()
 			c.wmu.Unlock()
 			return true
 		}
@@ -295,6 +384,7 @@ func (c *Conn) trimLocked() {
 	copy(out, c.out[:keep])
 	clear(c.out)
 	c.out = out
+	c.obuf = nil // the kept rest may be in it: the GC takes it
 	c.pending = 0
 	for _, f := range c.out {
 		c.pending += len(f) + frameOverhead
@@ -308,10 +398,12 @@ func (c *Conn) trimLocked() {
 func (c *Conn) dropLocked() {
 	clear(c.queue)
 	c.queue = nil
+	c.recycleQueueLocked()
 	if !c.writing {
 		clear(c.out)
 		c.out = nil
 		c.outPartial = false
+		c.recycleOutLocked()
 	}
 	c.pending = 0
 }
