@@ -251,3 +251,49 @@ func TestPolledMessageAndEndInOneSegment(t *testing.T) {
 		}
 	}
 }
+
+func TestDispatchReadyAlongsideThePollers(t *testing.T) {
+	// A thread that calls DispatchReady when it sees input (a JS worker's event loop does) takes
+	// the events before the pollers' goroutines, or after them: with one P, the test goroutine
+	// writes and then calls it before any poller can run. Every message reaches the Handler
+	// once, in order per connection.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	if len(b.PollerFDs()) == 0 {
+		t.Fatal("no poller fds")
+	}
+	const conns, rounds = 8, 50
+	var clients []*rawClient
+	index := map[uint64]int{}
+	for i := range conns {
+		clients = append(clients, rawDial(t, addr, nil))
+		index[await(t, rec.opens, "open").id] = i
+	}
+	next := make([]int, conns)
+	found := 0
+	for j := range rounds {
+		for _, r := range clients {
+			r.send(frame(0x81, []byte(msgName(j))))
+		}
+		if b.DispatchReady() {
+			found++
+		}
+		for range conns {
+			m := await(t, rec.msgs, "text")
+			i := index[m.id]
+			if want := msgName(next[i]); string(m.data) != want {
+				t.Fatalf("connection %d: got %q, want %q", i, m.data, want)
+			}
+			next[i]++
+		}
+	}
+	if found == 0 {
+		t.Fatal("DispatchReady never found input")
+	}
+	select {
+	case m := <-rec.msgs:
+		t.Fatalf("extra message %q from %d", m.data, m.id)
+	default:
+	}
+}

@@ -9,3 +9,7 @@ func (b *Broker) pollerFor() *poller { return nil }
 func (p *poller) poll(*Conn)         {}
 func (p *poller) remove(*Conn)       {}
 func (p *poller) wake(*Conn)         {}
+
+// PollerFDs and DispatchReady: see poll_linux.go; there are none to watch here.
+func (b *Broker) PollerFDs() []int    { return nil }
+func (b *Broker) DispatchReady() bool { return false }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "libwsbroker.h"
 
@@ -40,6 +41,7 @@ typedef struct {
   napi_ref view;          // an external ArrayBuffer over the slot's mem
   uint8_t *view_mem;      // the memory and size view covers
   size_t view_cap;
+  struct watch *watch;  // this thread's watch on the Go pollers, while it is in the pool
 } env_state_t;
 
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -190,6 +192,87 @@ static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_val
   return napi_ok;
 }
 
+// ---- the watch on the Go pollers -----------------------------------------------------------------
+// While its sockets carry messages (wsb_batch_done says so), a worker's event loop also watches the
+// Go pollers' epoll fds: when one is readable, wsb_dispatch_ready hands the ready sockets to Go's
+// readers and lets them run at once (see there why). The handles are unref'd, so they never keep
+// the thread alive, and are closed when the thread leaves the pool or its environment ends.
+#define WATCH_MAX 64
+
+struct watch {
+  napi_async_cleanup_hook_handle hook;  // closes the handles at teardown; NULL once removed
+  int n;                                // handles made, all in use
+  int open;                             // handles not closed yet
+  int active;
+  int closing;
+  uv_poll_t polls[WATCH_MAX];
+};
+
+static void on_poller_ready(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)events;
+  if (status == 0) wsb_dispatch_ready();
+}
+
+static void watch_set(struct watch *w, int on) {
+  if (!w || w->closing || w->active == on) return;
+  w->active = on;
+  for (int i = 0; i < w->n; i++) {
+    if (on) {
+      uv_poll_start(&w->polls[i], UV_READABLE, on_poller_ready);
+    } else {
+      uv_poll_stop(&w->polls[i]);
+    }
+  }
+}
+
+static void on_watch_closed(uv_handle_t *h) {
+  struct watch *w = h->data;
+  if (--w->open > 0) return;
+  if (w->hook) napi_remove_async_cleanup_hook(w->hook);
+  free(w);
+}
+
+static void watch_close(struct watch *w) {
+  if (!w || w->closing) return;
+  w->closing = 1;
+  for (int i = 0; i < w->n; i++) uv_close((uv_handle_t *)&w->polls[i], on_watch_closed);
+}
+
+static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
+  (void)hook;
+  watch_close(data);
+}
+
+// watch_start prepares this thread's watch, inactive; NULL without pollers (Go's own goroutines
+// then serve every socket) or when the loop cannot watch them.
+static struct watch *watch_start(napi_env env) {
+  uv_loop_t *loop;
+  int fds[WATCH_MAX];
+  int n = wsb_poller_fds(fds, WATCH_MAX);
+  if (n <= 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  struct watch *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  for (int i = 0; i < n && i < WATCH_MAX; i++) {
+    uv_poll_t *h = &w->polls[w->n];
+    if (uv_poll_init(loop, h, fds[i]) != 0) continue;
+    h->data = w;
+    uv_unref((uv_handle_t *)h);
+    w->n++;
+  }
+  w->open = w->n;
+  if (w->n == 0) {
+    free(w);
+    return NULL;
+  }
+  if (napi_add_async_cleanup_hook(env, watch_teardown, w, &w->hook) != napi_ok) {
+    w->hook = NULL;
+    watch_close(w);  // open handles would hold up the thread's teardown
+    return NULL;
+  }
+  return w;
+}
+
 // call_js runs on the worker's JS thread: it hands one batch to the worker's dispatch function.
 static void call_js(napi_env env, napi_value unused, void *context, void *data) {
   (void)unused;
@@ -234,7 +317,8 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
     }
     if (exc) log_value(env, exc, s->id, "event dispatch failed");
   }
-  wsb_batch_done(s->id);
+  int watch = wsb_batch_done(s->id);
+  if (st) watch_set(st->watch, watch);
 }
 
 static void finalize_tsfn(napi_env env, void *data, void *hint) {
@@ -386,7 +470,8 @@ static napi_value make_bool(napi_env env, int v) {
 // ---- exported functions ------------------------------------------------------------------------
 
 static napi_value js_register_worker(napi_env env, napi_callback_info info) {
-  napi_value argv[3], result, name;
+  napi_value argv[4], result, name;
+  bool watch = false;
   napi_valuetype type;
   napi_typedarray_type ptype;
   uint32_t mask;
@@ -394,9 +479,11 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   void *progress = NULL;
   bool is_typed = false;
   env_state_t *st;
-  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!get_args(env, info, 4, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function)
     return throw_type(env, "dispatch must be a function");
+  if (napi_get_value_bool(env, argv[3], &watch) != napi_ok)
+    return throw_type(env, "watchPollers must be a boolean");
   if (napi_get_value_uint32(env, argv[1], &mask) != napi_ok)
     return throw_type(env, "handlerMask must be a number");
   if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
@@ -436,6 +523,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
     s->alive = 1;
     st->worker = s->id;
     wsb_worker_register(s->id, mask);
+    if (watch) st->watch = watch_start(env);
   }
   napi_create_int32(env, st->worker, &result);
   return result;
@@ -519,6 +607,8 @@ static napi_value js_unregister_worker(napi_env env, napi_callback_info info) {
   if (napi_get_instance_data(env, (void **)&st) != napi_ok || !st || !st->worker) return NULL;
   slot_t *s = slot_get(st->worker);
   st->worker = 0;
+  watch_close(st->watch);
+  st->watch = NULL;
   if (!s) return NULL;
   pthread_mutex_lock(&s->mu);
   int alive = s->alive;

@@ -5,9 +5,9 @@ import net from 'node:net';
 import { Client, fixture, isListening, refusedStatus, withTimeout } from './helpers.mjs';
 import { e2eServer } from './harness.mjs';
 
-/** Starts the e2e server with the lifecycle worker and the given start() options; resolves with { child, port, events }. */
-async function lifecycleServer(t, options = {}) {
-  const { server, port, events } = await e2eServer(t, { workerPath: fixture('lifecycle-worker.mjs'), ...options });
+/** Starts the e2e server with the lifecycle worker, the given start() options and extra environment; resolves with { child, port, events }. */
+async function lifecycleServer(t, options = {}, env = {}) {
+  const { server, port, events } = await e2eServer(t, { workerPath: fixture('lifecycle-worker.mjs'), ...options }, { env });
   return { child: server, port, events };
 }
 
@@ -193,6 +193,35 @@ test('a worker that hangs is terminated within 5 s and replaced; its sockets are
   fresh.c.send('echo fresh');
   await fresh.c.next((m) => m.text === 'fresh');
   fresh.c.terminate();
+});
+
+test('with one Go P, where the worker threads also watch the Go pollers: echoes in order, a hung worker replaced, stop() and exit', async (t) => {
+  // GOMAXPROCS=1 is what a server pinned to one core gets: the threads then watch the pollers
+  // while messages flow (wsb_dispatch_ready), and their watch must not keep a thread or the process
+  // alive, nor outlive a thread that is terminated.
+  const { child, port } = await lifecycleServer(t, { threads: 2 }, { GOMAXPROCS: '1' });
+  const clients = await Promise.all(Array.from({ length: 10 }, () => client(port)));
+  await Promise.all(
+    clients.map(async ({ c, id }) => {
+      for (let i = 0; i < 30; i++) c.send(`echo ${id}:${i}`);
+      for (let i = 0; i < 30; i++) await c.next((m) => m.text === `${id}:${i}`);
+    }),
+  );
+  const [stuck, ...others] = clients;
+  stuck.c.send('hang');
+  await stuck.c.next((m) => m.text === 'hanging');
+  await child.waitForStderr(/did not answer for 4000 ms/, 15_000);
+  for (const { c, id } of others) {
+    c.send(`echo ${id} after`);
+    await c.next((m) => m.text === `${id} after`);
+  }
+  child.send('stop');
+  const codes = await Promise.all(clients.map(({ c }) => withTimeout(c.closed, 15_000, 'a close')));
+  assert.deepEqual(new Set(codes.map((c) => c.code)), new Set([1001]));
+  await child.waitForLine(/^stopped$/, 15_000);
+  child.proc.stdin.end();
+  const status = await withTimeout(child.exited, 10_000, 'the stopped server to exit by itself');
+  assert.deepEqual(status, { code: 0, signal: null }, child.stderr);
 });
 
 /** Sends `request` over a raw TCP connection; resolves with what the server sent before it closed. */

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -128,10 +129,44 @@ func wsb_worker_gone(worker C.int32_t, handled C.int64_t) {
 	workers.retire(int32(worker), int(handled))
 }
 
+// wsb_batch_done is called when a worker's JS thread has handled its batch. It reports whether
+// the worker's sockets carry messages lately (pool.done): only then does the thread watch the
+// pollers (wsb_dispatch_ready).
+//
 //export wsb_batch_done
-func wsb_batch_done(worker C.int32_t) {
+func wsb_batch_done(worker C.int32_t) (watch C.int) {
 	defer recoverInto("batchDone")
-	workers.done(int32(worker))
+	if workers.done(int32(worker)) {
+		watch = 1
+	}
+	return watch
+}
+
+// wsb_poller_fds writes up to max of the pollers' epoll fds to out and returns how many there are.
+//
+//export wsb_poller_fds
+func wsb_poller_fds(out *C.int, max C.int) C.int {
+	defer recoverInto("pollerFDs")
+	fds := brk.PollerFDs()
+	dst := unsafe.Slice(out, min(len(fds), int(max)))
+	for i := range dst {
+		dst[i] = C.int(fds[i])
+	}
+	return C.int(len(fds))
+}
+
+// wsb_dispatch_ready is called by a JS thread's event loop when a poller's fd is readable: it
+// hands the ready sockets to the readers and then gives them the P at once. A JS thread keeps the
+// P it last used while it is back in its event loop, and with one P (one core) the readers would
+// wait for sysmon to take it back (20 µs, up to 10 ms when sysmon idles): every round trip of a
+// busy echo waited so.
+//
+//export wsb_dispatch_ready
+func wsb_dispatch_ready() {
+	defer recoverInto("dispatchReady")
+	if brk.DispatchReady() {
+		runtime.Gosched()
+	}
 }
 
 // listenConfig is what wsb_listen takes, as JSON (js/index.cts builds it): sizes in bytes, times

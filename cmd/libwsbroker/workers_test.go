@@ -45,8 +45,9 @@ func (f *fakeJS) deliver(id int32, batch []byte) bool {
 	return true
 }
 
-// run has worker id's thread handle the batch handed to it, if any.
-func (f *fakeJS) run(p *pool, id int32) {
+// run has worker id's thread handle the batch handed to it, if any, and returns what pool.done
+// returns for it (watch the pollers).
+func (f *fakeJS) run(p *pool, id int32) (watch bool) {
 	f.mu.Lock()
 	b, ok := f.queued[id]
 	if ok {
@@ -54,9 +55,7 @@ func (f *fakeJS) run(p *pool, id int32) {
 		delete(f.queued, id)
 	}
 	f.mu.Unlock()
-	if ok {
-		p.done(id)
-	}
+	return ok && p.done(id)
 }
 
 // kill ends worker id's thread as the glue's finalizer reports it.
@@ -510,5 +509,28 @@ func TestQueues(t *testing.T) {
 	q := p.queues()
 	if len(q) != 1 || q[0].ID != 1 || q[0].InFlight != 1 || q[0].Waiting != 1 || q[0].WaitingBytes == 0 {
 		t.Fatalf("one worker: %+v", q)
+	}
+}
+
+func TestThreadWatchesPollersForMessagesWithOneP(t *testing.T) {
+	// After a batch with messages, and only while Go has one P, a worker's thread is told to watch
+	// the pollers (wsb_dispatch_ready); not after opens and closes alone, nor with two Ps.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	p.push(c, kindClose, nil, nil)
+	if js.run(p, 1) {
+		t.Fatal("told to watch after a batch with a close only")
+	}
+	text(p, c, "a")
+	if !js.run(p, 1) {
+		t.Fatal("not told to watch after a batch with a message")
+	}
+	runtime.GOMAXPROCS(2)
+	text(p, c, "b")
+	if js.run(p, 1) {
+		t.Fatal("told to watch with two Ps")
 	}
 }
