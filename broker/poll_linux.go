@@ -522,7 +522,7 @@ func (c *Conn) turn(s *readState) int {
 	now := c.b.clock()
 	if c.draining {
 		c.wmu.Lock()
-		at := c.drainBy.Sub(c.b.epoch) // set with closing: a polled connection is open
+		at := c.drainAt // set with closing: a polled connection is open
 		c.wmu.Unlock()
 		if now >= at {
 			c.b.log.Debug().EmbedObject(c).Msg("drain deadline passed")

@@ -318,7 +318,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = nil
 		}
-		c.nc.SetWriteDeadline(c.drainBy)
+		c.nc.SetWriteDeadline(c.drainDeadline())
 	}
 	if err != nil {
 		c.writing = false
