@@ -209,9 +209,12 @@ struct watch {
 };
 
 static void on_poller_ready(uv_poll_t *h, int status, int events) {
-  (void)h;
   (void)events;
-  if (status == 0) wsb_dispatch_ready();
+  if (status != 0) {
+    uv_poll_stop(h);  // the fd failed (never expected: the pollers' fds stay open); Go serves it alone
+    return;
+  }
+  wsb_dispatch_ready();
 }
 
 static void watch_set(struct watch *w, int on) {
