@@ -590,7 +590,7 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 		copy(q, c.queue[:keep])
 		clear(c.queue)
 		c.queue = q
-		c.recycleQueueLocked() // kept is at most the 101 response, queued before any frame
+		giveBackOwn(&c.qbuf) // kept is at most the 101 response, queued before any frame
 		if c.writing {
 			c.trim = true
 		}

@@ -375,14 +375,8 @@ func appendFrame(b []byte, op ws.OpCode, data []byte) []byte {
 
 // frameLen is the size of an unmasked server frame with an n-byte payload.
 func frameLen(n int) int {
-	switch {
-	case n <= 125:
-		return 2 + n
-	case n <= 0xFFFF:
-		return 4 + n
-	default:
-		return 10 + n
-	}
+	var h [ws.MaxHeaderSize - 4]byte
+	return putHeader(h[:], ws.OpText, false, n) + n
 }
 
 // putHeader writes the header of a final unmasked frame with an n-byte payload at the start of

@@ -135,30 +135,19 @@ func (c *Conn) appendLocked(frame []byte, op ws.OpCode, data []byte, size int) i
 	return frameOverhead
 }
 
-func recycleOwn(b *[]byte) {
-	*b = (*b)[:0]
-	ownBuffers[ownBufClass(cap(*b))].Put(b)
-}
-
-// recycleQueueLocked gives back the own buffer of a queue that was dropped.
-func (c *Conn) recycleQueueLocked() {
-	if c.qbuf != nil {
-		recycleOwn(c.qbuf)
-		c.qbuf = nil
-	}
-}
-
-// recycleOutLocked gives back the own buffer of an out that is written or dropped.
-func (c *Conn) recycleOutLocked() {
-	if c.obuf != nil {
-		recycleOwn(c.obuf)
-		c.obuf = nil
+// giveBackOwn returns *own (c.qbuf of a dropped queue, c.obuf of an out written or dropped) to
+// its pool, if there is one, and clears it.
+func giveBackOwn(own **[]byte) {
+	if b := *own; b != nil {
+		*b = (*b)[:0]
+		ownBuffers[ownBufClass(cap(*b))].Put(b)
+		*own = nil
 	}
 }
 
 // takeQueueLocked makes the queue the frames to write; out is empty.
 func (c *Conn) takeQueueLocked() {
-	c.recycleOutLocked()
+	giveBackOwn(&c.obuf)
 	c.out, c.queue = c.queue, c.out[:0]
 	c.obuf, c.qbuf = c.qbuf, nil
 }
@@ -339,7 +328,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		go c.writer() // c.writing stays true: the writer owns c.out now
 		return false
 	}
-	c.recycleOutLocked()
+	giveBackOwn(&c.obuf)
 	if len(c.queue) > 0 {
 		if inWriter {
 			c.takeQueueLocked()
@@ -398,12 +387,12 @@ func (c *Conn) trimLocked() {
 func (c *Conn) dropLocked() {
 	clear(c.queue)
 	c.queue = nil
-	c.recycleQueueLocked()
+	giveBackOwn(&c.qbuf)
 	if !c.writing {
 		clear(c.out)
 		c.out = nil
 		c.outPartial = false
-		c.recycleOutLocked()
+		giveBackOwn(&c.obuf)
 	}
 	c.pending = 0
 }
