@@ -6,6 +6,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -46,7 +47,9 @@ type Limits struct {
 	// has 120 s).
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the time to receive the whole upgrade request (slowloris); past it
-	// the TCP connection is closed without a response. 0: 10 s.
+	// the TCP connection is closed without a response. On Linux the kernel hands a connection
+	// over only once it has sent something, or after about a second (deferAccept): the timeout
+	// runs from then. 0: 10 s.
 	HandshakeTimeout time.Duration
 	// MaxHeaderBytes bounds the upgrade request head (request line and headers); a larger one is
 	// answered with HTTP 431. 0: 16 KiB.
@@ -798,7 +801,8 @@ func (b *Broker) Stats() Stats {
 
 // listenTCP listens on addr; its error says "cannot <what> <addr>: <the OS reason>".
 func listenTCP(addr, what string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{Control: deferAccept}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Err != nil {

@@ -284,6 +284,14 @@ func TestHandshakeLimitsPerListener(t *testing.T) {
 	if d := time.Since(since); d < 150*time.Millisecond {
 		t.Fatalf("closed after %v", d)
 	}
+	// A client that sends nothing at all is closed too: the kernel hands it over after about
+	// deferAcceptSeconds (Linux), and HandshakeTimeout runs from then.
+	r = rawConnect(t, strict)
+	since = time.Now()
+	r.expectEOF()
+	if d := time.Since(since); d < 150*time.Millisecond {
+		t.Fatalf("silent client closed after %v", d)
+	}
 	// Just under the limit is fine.
 	head := upgradeRequestText("/")
 	pad := 1024 - (len(head) - 4) - len("X: \r\n")

@@ -323,7 +323,8 @@ func (c *Conn) claim() bool {
 }
 
 // poll is the rest of an accepted connection's life on its poller, from the goroutine that ran
-// the handshake: it registers c and reads what came already; from then on readers serve it.
+// the handshake: it handles what came with the request and registers c; from then on readers
+// serve it.
 func (p *poller) poll(c *Conn) {
 	c.lastIn = p.b.clock()
 	c.draining = c.processPre()
@@ -332,6 +333,15 @@ func (p *poller) poll(c *Conn) {
 		c.finish()
 		p.b.connDone(c, nil)
 		return
+	}
+	// No first read: input that came after the request raised an event when c was added (the
+	// kernel reports what is already there), so the read would only say EAGAIN. One system call
+	// of the twenty a connection's life takes.
+	if !c.draining && c.settle(0) == turnDone {
+		if c.rstate.CompareAndSwap(rRunning, rIdle) {
+			return
+		}
+		c.rstate.Store(rRunning) // input came: read it now
 	}
 	p.serve(c)
 }
@@ -509,9 +519,13 @@ func (c *Conn) turn(s *readState) int {
 			break
 		}
 	}
+	return c.settle(got)
+}
 
-	// Timers. Only time waiting for input counts as idle: the clock restarts when a turn that
-	// read something ends, after its Handler calls.
+// settle sees to c's timers at the end of a turn that read got bytes. Only time waiting for
+// input counts as idle: the clock restarts when a turn that read something ends, after its
+// Handler calls.
+func (c *Conn) settle(got int) int {
 	if !c.draining && c.closing.Load() {
 		c.draining = true
 	}

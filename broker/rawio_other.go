@@ -20,3 +20,6 @@ func sendv(fd uintptr, iov []syscall.Iovec) (int, syscall.Errno) {
 		return int(n), 0
 	}
 }
+
+// deferAccept: only Linux has TCP_DEFER_ACCEPT (rawio_linux.go).
+func deferAccept(_, _ string, _ syscall.RawConn) error { return nil }

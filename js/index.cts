@@ -158,7 +158,7 @@ export interface StartOptions extends DeliveryOptions {
   maxPayload?: number;
   /** A connection that sends nothing for this long is pinged; if it still sends nothing for as long again, it is closed with code 1001. `0` disables. Default 120000. */
   idleTimeout?: number;
-  /** The time a client has to send its whole upgrade request; past it the TCP connection is closed. Default 10000. */
+  /** The time a client has to send its whole upgrade request; past it the TCP connection is closed. On Linux it runs from the client's first bytes: the kernel holds a connection that has sent nothing for about a second before the server sees it (`TCP_DEFER_ACCEPT`). Default 10000. */
   handshakeTimeout?: number;
   /** The largest upgrade request head (request line and headers); a larger one is answered with HTTP 431. Default 16384. */
   maxHeaderBytes?: number;
