@@ -400,11 +400,11 @@ func (c *Conn) readLoop() {
 		if bufp == nil {
 			bufp = readPool.Get().(*[]byte)
 		}
-		for {
-			n, rerr = syscall.Read(int(fd), *bufp)
-			if rerr != syscall.EINTR {
-				break
-			}
+		var e syscall.Errno
+		n, e = recv(fd, *bufp)
+		rerr = nil
+		if e != 0 {
+			rerr = e
 		}
 		if rerr == syscall.EAGAIN {
 			readPool.Put(bufp)

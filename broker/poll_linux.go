@@ -436,12 +436,13 @@ var readStates = sync.Pool{New: func() any {
 }}
 
 func (s *readState) read(fd uintptr) bool {
-	for {
-		s.n, s.err = syscall.Read(int(fd), s.buf)
-		if s.err != syscall.EINTR {
-			return true // never wait: the poller does
-		}
+	var e syscall.Errno
+	s.n, e = recv(fd, s.buf)
+	s.err = nil
+	if e != 0 {
+		s.err = e
 	}
+	return true // never wait: the poller does
 }
 
 // Results of a turn.

@@ -21,5 +21,19 @@ func sendv(fd uintptr, iov []syscall.Iovec) (int, syscall.Errno) {
 	}
 }
 
+// recv reads from the socket fd into p with one read call.
+func recv(fd uintptr, p []byte) (int, syscall.Errno) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err.(syscall.Errno)
+		}
+		return n, 0
+	}
+}
+
 // deferAccept: only Linux has TCP_DEFER_ACCEPT (rawio_linux.go).
 func deferAccept(_, _ string, _ syscall.RawConn) error { return nil }
