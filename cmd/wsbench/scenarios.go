@@ -119,9 +119,15 @@ func echoClosed(r *run, c *wsConn, frame []byte, want int, progress *atomic.Int6
 
 func echoOpenWriter(r *run, c *wsConn, frame []byte, sched chan<- int64, first int64, interval float64) {
 	defer r.wg.Done()
+	p, err := newPacer()
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	defer p.close()
 	for k := 0; ; k++ {
 		t := first + int64(interval*float64(k))
-		if !sleepUntil(t, r.done) {
+		if !p.until(t, r.done) {
 			return
 		}
 		select {
@@ -291,6 +297,12 @@ func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}) {
 
 func fanPublisher(r *run, pub *wsConn, tr *fanTrack, tokens <-chan struct{}) {
 	defer r.wg.Done()
+	p, err := newPacer()
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	defer p.close()
 	prefix := "p:" + r.cfg.channel + ":"
 	tpl := newTemplate(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), len(prefix)+8, pub.key, pub.deflate)
 	interval := 0.0
@@ -309,7 +321,7 @@ func fanPublisher(r *run, pub *wsConn, tr *fanTrack, tokens <-chan struct{}) {
 			t = mono()
 		} else {
 			t = start + int64(interval*float64(seq))
-			if !sleepUntil(t, r.done) {
+			if !p.until(t, r.done) {
 				return
 			}
 			// Never reuse a slot whose message is still travelling.
