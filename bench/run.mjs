@@ -58,6 +58,9 @@ if (servers.some((s) => s.id === 'bun') && !bunBin) {
 
 const timing = quick ? { warmup: '0.5s', duration: '2s' } : { warmup: '1.5s', duration: '5s' };
 const echoRate = 20000; // S1 latency: a rate every server sustains on one core
+// Its p99 differs up to 3x from run to run (one disturbance in 5 s is enough), so it is run
+// latencyRounds times, alternating servers; the figures are the median.
+const latencyRounds = quick ? 1 : 3;
 // S5: 64 KiB messages so that the stalled subscriber gets enough (640 KB/s, 6 MB in the run) to
 // overflow the kernel's socket buffers (up to 4 MiB here) within the run.
 // Its p99 varies by 2x from run to run, so each of its two runs is made `rounds` times, alternating,
@@ -89,7 +92,7 @@ const costScenarios = [
 const scenarioList = [
   echo(100, 32), echo(100, 512), echo(100, 4096), echo(1000, 32), echo(1000, 512), echo(1000, 4096),
   { id: 'echo-open', group: 'S1', title: `echo, 100 conns × 32 B, open loop at ${echoRate.toLocaleString('en-US')}/s`,
-    args: ['-scenario', 'echo', '-conns', '100', '-size', '32', '-rate', String(echoRate)], figure: 'latency' },
+    args: ['-scenario', 'echo', '-conns', '100', '-size', '32', '-rate', String(echoRate)], figure: 'latency', rounds: latencyRounds },
   { id: 'fanout-1000', group: 'S2', title: 'fan-out to 1,000', args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32'], figure: 'deliveries', t2: true },
   { id: 'fanout-5000', group: 'S2', title: 'fan-out to 5,000', args: ['-scenario', 'fanout', '-conns', '5000', '-size', '32'], figure: 'deliveries', t2: true },
   { id: 'rooms-10000', group: 'S2', title: '10,000 conns in rooms of 10', args: ['-scenario', 'rooms', '-conns', '10000', '-room', '10', '-size', '32'], figure: 'deliveries', t2: true },
@@ -236,10 +239,12 @@ for (const cmd of ['cmd/wsbench', 'bench/goserver', 'bench/chart']) run('go', ['
 
 // --- run ---
 
-// The runs in order: each scenario once, but S5's pair alternately, stalled.rounds times.
+// The runs in order: each scenario sc.rounds times (default once), S5's pair alternately,
+// stalled.rounds times.
 const stalledPair = scenarios.filter((sc) => sc.figure === 'stalled');
+const roundsOf = (sc) => (sc.figure === 'stalled' ? stalled.rounds : sc.rounds ?? 1);
 const runOrder = scenarios.flatMap((sc) => {
-  if (sc.figure !== 'stalled') return [{ sc, round: 0 }];
+  if (sc.figure !== 'stalled') return Array.from({ length: roundsOf(sc) }, (_, round) => ({ sc, round }));
   if (sc !== stalledPair[0]) return []; // runs with the first of the pair
   return Array.from({ length: stalled.rounds }, (_, round) => stalledPair.map((x) => ({ sc: x, round }))).flat();
 });
@@ -248,7 +253,7 @@ const results = [];
 const started = Date.now();
 for (const { sc, round } of runOrder) {
   for (const server of runsOf(sc)) {
-    log(`${sc.group} ${sc.title} on ${server.long}${sc.figure === 'stalled' && stalled.rounds > 1 ? `, round ${round + 1} of ${stalled.rounds}` : ''}`);
+    log(`${sc.group} ${sc.title} on ${server.long}${roundsOf(sc) > 1 ? `, round ${round + 1} of ${roundsOf(sc)}` : ''}`);
     let s;
     let rep;
     try {
@@ -289,9 +294,11 @@ const higherIsBetter = (sc) => sc.figure === 'msgs' || sc.figure === 'deliveries
 // An open-loop run counts only if the server kept up with the rate.
 const sustained = (r) => !r.rate || r.msgs_per_s >= 0.95 * r.rate;
 // ratio: >1 means better than ws whatever the figure (for latency and memory, ws's over the server's).
+// A server's figure in a scenario: the median over its rounds.
+const figureOfServer = (sc, serverId) => median(reportsOf(sc.id, serverId).map((r) => figureOf(sc, r)));
 const ratioOf = (sc, serverId) => {
-  const v = figureOf(sc, reportOf(sc.id, serverId));
-  const w = figureOf(sc, reportOf(sc.id, 'ws'));
+  const v = figureOfServer(sc, serverId);
+  const w = figureOfServer(sc, 'ws');
   if (!v || !w) return undefined;
   return higherIsBetter(sc) ? v / w : w / v;
 };
@@ -315,7 +322,8 @@ const failed = (scId, serverId) => {
   if (runs.length === 0) return '–';
   const bad = runs.filter((x) => x.report.error);
   if (bad.length) return `failed${runs.length > 1 ? ` in ${bad.length} of ${runs.length} runs` : ''}: ${cell(bad[0].report.error).slice(0, 80)}`;
-  if (!sustained(runs[0].report)) return `did not sustain the rate (${fmt(runs[0].report.msgs_per_s)}/s)`;
+  const slow = runs.find((x) => !sustained(x.report));
+  if (slow) return `did not sustain the rate (${fmt(slow.report.msgs_per_s)}/s${runs.length > 1 ? ` in round ${slow.round + 1}` : ''})`;
   return undefined;
 };
 
@@ -351,7 +359,7 @@ for (const sc of ratioScenarios) {
   const row = shown.map((s) => {
     const why = failed(sc.id, s.id);
     if (why) return why;
-    const v = figureOf(sc, reportOf(sc.id, s.id));
+    const v = figureOfServer(sc, s.id);
     if (s.id === 'ws') return figureText(sc, v);
     const ratio = ratioOf(sc, s.id);
     return `**${fmt(ratio, 2)}×** (${figureText(sc, v)})`;
@@ -374,17 +382,20 @@ if (loadScenarios.length) {
   for (const sc of loadScenarios) {
     for (const s of runsOf(sc)) {
       const why = failed(sc.id, s.id);
-      const r = reportOf(sc.id, s.id);
-      if (why && !r) {
+      const reps = reportsOf(sc.id, s.id);
+      if (why && !reps.length) {
         L.push(`| ${sc.title} | ${s.name} | ${why} | | | | | | |`);
         continue;
       }
-      const deliveries = sc.figure === 'deliveries';
-      const rate = deliveries ? `${fmt(r.deliveries_per_s)} deliveries` : sc.id === 'connect' ? `${fmt(r.msgs_per_s)} conns` : `${fmt(r.msgs_per_s)} msgs`;
-      const per = deliveries ? r.deliveries_per_server_cpu_s : r.msgs_per_server_cpu_s;
-      const scpu = r.server_cpu_s !== undefined ? `${fmt((100 * r.server_cpu_s) / r.duration_s)}%` : '–';
-      L.push(`| ${sc.title} | ${s.name} | ${rate}${why ? ` (${why})` : ''} | ${scpu} | ${fmt(per)} | ${fmt(100 * r.gen_cpu_util)}% | ` +
-        `${us(r.latency_us?.p50)} | ${us(r.latency_us?.p99)} | ${us(r.latency_us?.p999)} |`);
+      reps.forEach((r, i) => {
+        const title = reps.length > 1 ? `${sc.title}, round ${i + 1}` : sc.title;
+        const deliveries = sc.figure === 'deliveries';
+        const rate = deliveries ? `${fmt(r.deliveries_per_s)} deliveries` : sc.id === 'connect' ? `${fmt(r.msgs_per_s)} conns` : `${fmt(r.msgs_per_s)} msgs`;
+        const per = deliveries ? r.deliveries_per_server_cpu_s : r.msgs_per_server_cpu_s;
+        const scpu = r.server_cpu_s !== undefined ? `${fmt((100 * r.server_cpu_s) / r.duration_s)}%` : '–';
+        L.push(`| ${title} | ${s.name} | ${rate}${why ? ` (${why})` : ''} | ${scpu} | ${fmt(per)} | ${fmt(100 * r.gen_cpu_util)}% | ` +
+          `${us(r.latency_us?.p50)} | ${us(r.latency_us?.p99)} | ${us(r.latency_us?.p999)} |`);
+      });
     }
   }
 }
