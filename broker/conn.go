@@ -400,12 +400,7 @@ func (c *Conn) readLoop() {
 		if bufp == nil {
 			bufp = readPool.Get().(*[]byte)
 		}
-		var e syscall.Errno
-		n, e = recv(fd, *bufp)
-		rerr = nil
-		if e != 0 {
-			rerr = e
-		}
+		n, rerr = recv(fd, *bufp)
 		if rerr == syscall.EAGAIN {
 			readPool.Put(bufp)
 			bufp = nil

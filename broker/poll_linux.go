@@ -436,12 +436,7 @@ var readStates = sync.Pool{New: func() any {
 }}
 
 func (s *readState) read(fd uintptr) bool {
-	var e syscall.Errno
-	s.n, e = recv(fd, s.buf)
-	s.err = nil
-	if e != 0 {
-		s.err = e
-	}
+	s.n, s.err = recv(fd, s.buf)
 	return true // never wait: the poller does
 }
 

@@ -35,8 +35,8 @@ func sendv(fd uintptr, iov []syscall.Iovec) (int, syscall.Errno) {
 	}
 }
 
-// recv reads from the socket fd into p with one recvfrom call.
-func recv(fd uintptr, p []byte) (int, syscall.Errno) {
+// recv reads from the socket fd into p with one recvfrom call; the error is a syscall.Errno.
+func recv(fd uintptr, p []byte) (int, error) {
 	for {
 		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 		if e == syscall.EINTR {
@@ -45,7 +45,7 @@ func recv(fd uintptr, p []byte) (int, syscall.Errno) {
 		if e != 0 {
 			return 0, e
 		}
-		return int(n), 0
+		return int(n), nil
 	}
 }
 
@@ -57,8 +57,8 @@ const deferAcceptSeconds = 1
 
 // deferAccept (a listener's Control) has the kernel hand over a connection only once its first
 // bytes are in: the handshake's first read finds the upgrade request (or TLS hello) instead of
-// waiting for it. In a connect storm that is about 5% of the server's CPU per connection (one read
-// and one wait on the netpoller fewer). A peer that sends nothing is handed over after about
+// waiting for it: one read and one wait on the netpoller fewer per connection (connects per
+// server CPU-second +2-5%). A peer that sends nothing is handed over after about
 // deferAcceptSeconds all the same, and HandshakeTimeout runs from then.
 func deferAccept(_, _ string, rc syscall.RawConn) error {
 	var err error

@@ -21,17 +21,16 @@ func sendv(fd uintptr, iov []syscall.Iovec) (int, syscall.Errno) {
 	}
 }
 
-// recv reads from the socket fd into p with one read call.
-func recv(fd uintptr, p []byte) (int, syscall.Errno) {
+// recv reads from the socket fd into p with one read call; the error is a syscall.Errno.
+func recv(fd uintptr, p []byte) (int, error) {
 	for {
 		n, err := syscall.Read(int(fd), p)
-		if err == syscall.EINTR {
-			continue
+		if err == nil {
+			return n, nil
 		}
-		if err != nil {
-			return 0, err.(syscall.Errno)
+		if err != syscall.EINTR {
+			return 0, err
 		}
-		return n, 0
 	}
 }
 
