@@ -428,11 +428,7 @@ func (b *Broker) SendHeld(id uint64, data []byte, text bool, held *[]*Conn) {
 	if c.deflate && len(data) >= compressMin {
 		f = compressedFrame(op, data)
 	}
-	if f != nil {
-		c.enqueueHeld(f, held)
-	} else {
-		c.sendHeld(op, data, held)
-	}
+	c.queueFrame(f, op, data, held) // f nil: data is encoded into c's queue
 	b.counters.messagesOut.Add(1)
 }
 

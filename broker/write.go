@@ -41,13 +41,8 @@ func (c *Conn) enqueue(frame []byte) { c.enqueueHeld(frame, nil) }
 // nil) for the caller to flush, instead of being handed to a flusher goroutine.
 func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) { c.queueFrame(frame, 0, nil, held) }
 
-// sendHeld is enqueueHeld of a frame of op carrying data, which is copied: into c's own frame
-// buffer when it fits one (see ownBuffers).
-func (c *Conn) sendHeld(op ws.OpCode, data []byte, held *[]*Conn) {
-	c.queueFrame(nil, op, data, held)
-}
-
-// queueFrame is enqueueHeld of frame, or when frame is nil, sendHeld of data.
+// queueFrame is enqueueHeld of frame, or when frame is nil, of a frame of op carrying data, which
+// is copied: into c's own frame buffer when it fits one (see ownBuffers).
 func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn) {
 	size := len(frame)
 	if frame == nil {

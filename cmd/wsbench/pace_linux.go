@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"time"
 
@@ -34,20 +33,12 @@ func newPacer() (*pacer, error) {
 func (p *pacer) until(t int64, done <-chan struct{}) bool {
 	if d := t - mono(); d > 0 {
 		spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d)}
-		if err := unix.TimerfdSettime(p.fd, 0, &spec, nil); err != nil {
-			return sleepUntil(t, done)
-		}
-		p.f.SetReadDeadline(time.Now().Add(time.Duration(d) + time.Second))
-		if _, err := p.f.Read(p.buf[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return sleepUntil(t, done)
+		if unix.TimerfdSettime(p.fd, 0, &spec, nil) == nil {
+			p.f.SetReadDeadline(time.Now().Add(time.Duration(d) + time.Second))
+			p.f.Read(p.buf[:]) // if it fails, sleepUntil sleeps the rest
 		}
 	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
+	return sleepUntil(t, done) // past t it only looks at done
 }
 
 func (p *pacer) close() { p.f.Close() }
