@@ -213,6 +213,39 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestReadDoneFollowsTheMessagesOfEachRead(t *testing.T) {
+	rec := newRecorder()
+	_, addr := start(t, rec, Limits{})
+	var mu sync.Mutex
+	var got []string
+	rec.onText = func(c *Conn, p []byte) {
+		mu.Lock()
+		got = append(got, string(p))
+		mu.Unlock()
+	}
+	reads := make(chan string, 10)
+	rec.onRead = func(c *Conn) {
+		mu.Lock()
+		reads <- strings.Join(got, ",")
+		got = nil
+		mu.Unlock()
+	}
+	// Messages written together are read together: those that came with the upgrade request,
+	// and three in one later write.
+	r := rawDial(t, addr, cat(frame(0x81, []byte("a")), frame(0x81, []byte("b"))))
+	r.send(cat(frame(0x81, []byte("c")), frame(0x81, []byte("d")), frame(0x81, []byte("e"))))
+	for _, want := range []string{"a,b", "c,d,e"} {
+		select {
+		case seen := <-reads:
+			if seen != want {
+				t.Fatalf("messages before ReadDone: %q, want %q", seen, want)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("no ReadDone after %q", want)
+		}
+	}
+}
+
 func TestFragmentedWithPing(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})

@@ -517,6 +517,7 @@ func (c *Conn) processPre() bool {
 // process parses data and reports whether the connection is closing.
 func (c *Conn) process(data []byte, sink *connSink) bool {
 	code, stop := c.parser.feed(data, sink)
+	c.b.h.ReadDone(c)
 	if code != 0 {
 		c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("protocol error")
 		c.closeWith(code, nil)

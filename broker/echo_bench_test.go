@@ -19,6 +19,7 @@ type echoHandler struct{ b *Broker }
 func (h *echoHandler) Open(c *Conn, _ *Request)    { h.b.Accept(c.ID(), true) }
 func (h *echoHandler) Text(c *Conn, data []byte)   { h.b.Send(c.ID(), data, true) }
 func (h *echoHandler) Binary(c *Conn, data []byte) { h.b.Send(c.ID(), data, false) }
+func (h *echoHandler) ReadDone(*Conn)              {}
 func (h *echoHandler) Close(*Conn)                 {}
 func (h *echoHandler) listen(b *testing.B, lim Limits) string {
 	h.b = New(h, Options{Logger: testLogger()})

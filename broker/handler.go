@@ -18,6 +18,10 @@ type Handler interface {
 	Text(c *Conn, data []byte)
 	// Binary is called for every complete binary message.
 	Binary(c *Conn, data []byte)
+	// ReadDone is called after the Text and Binary calls for one read from c's socket (those
+	// messages came together): a handler that queues messages for another thread can hand them
+	// over here, once per read instead of once per message.
+	ReadDone(c *Conn)
 	// Close is called exactly once for every accepted connection, whatever ended it. By then the
 	// connection is unregistered and in no channel.
 	Close(c *Conn)

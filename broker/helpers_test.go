@@ -39,6 +39,7 @@ type recorder struct {
 	onOpen   func(c *Conn, req *Request)
 	onText   func(c *Conn, data []byte)
 	onBinary func(c *Conn, data []byte)
+	onRead   func(c *Conn) // ReadDone
 
 	opens  chan event
 	msgs   chan event
@@ -80,6 +81,12 @@ func (r *recorder) Binary(c *Conn, data []byte) {
 		r.onBinary(c, data)
 	}
 	r.msgs <- event{c: c, id: c.ID(), data: bytes.Clone(data), token: bytes.Clone(c.Token())}
+}
+
+func (r *recorder) ReadDone(c *Conn) {
+	if r.onRead != nil {
+		r.onRead(c)
+	}
 }
 
 func (r *recorder) Close(c *Conn) {

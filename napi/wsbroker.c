@@ -628,7 +628,7 @@ static napi_value js_accept_open(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv) || !get_id(env, argv[0], &id)) return NULL;
   if (napi_get_value_bool(env, argv[1], &accept) != napi_ok)
     return throw_type(env, "accept must be a boolean");
-  wsb_accept_open(id, accept);
+  wsb_accept_open(id, accept, dispatching);
   return NULL;
 }
 

@@ -71,6 +71,7 @@ func (a *app) Text(c *broker.Conn, data []byte) {
 }
 
 func (a *app) Binary(c *broker.Conn, data []byte) {}
+func (a *app) ReadDone(c *broker.Conn)            {}
 func (a *app) Close(c *broker.Conn)               {}
 
 func main() {

@@ -232,7 +232,8 @@ func (p *pool) rerouteLocked(from *worker, runs ...events) {
 			to.mu.Lock()
 			if p.wants(to, ev.conn, run.bytes[start]) {
 				to.pending = append(to.pending, run.bytes[start:ev.end]...)
-				p.queuedLocked(to, ev.conn)
+				to.pendingEv = append(to.pendingEv, queued{conn: ev.conn, end: len(to.pending)})
+				p.flushLocked(to)
 			}
 			to.mu.Unlock()
 			start = ev.end
@@ -269,10 +270,14 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 }
 
 // push queues one event of socket c on its worker, first waiting while that worker is too far
-// behind.
+// behind. Opens and closes are handed to JS at once if the worker is idle; messages wait for the
+// end of their read (readDone), so that those that came together go in one batch.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
 	for len(w.pending) >= maxBacklog && !p.stopping.Load() {
+		if p.flushLocked(w) { // the messages of this read may be all that waits
+			continue
+		}
 		w.room.Wait()
 		if p.closedTo(w) {
 			w.mu.Unlock()
@@ -292,7 +297,17 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 		w.pending = appendMessage(w.pending, kind, c, data)
 		w.messages++
 	}
-	p.queuedLocked(w, c)
+	w.pendingEv = append(w.pendingEv, queued{conn: c, end: len(w.pending)})
+	if kind == kindOpen || kind == kindClose {
+		p.flushLocked(w)
+	}
+}
+
+// readDone hands the messages of socket c's last read to JS if its worker is idle.
+func (p *pool) readDone(c *broker.Conn) {
+	w := p.lockPinned(c)
+	p.flushLocked(w)
+	w.mu.Unlock()
 }
 
 // wants reports whether w takes events of kind; an open that no handler will judge is accepted.
@@ -306,17 +321,12 @@ func (p *pool) wants(w *worker, c *broker.Conn, kind byte) bool {
 	return false
 }
 
-// queuedLocked records the event just appended to w.pending and hands it over if w is idle.
-func (p *pool) queuedLocked(w *worker, c *broker.Conn) {
-	w.pendingEv = append(w.pendingEv, queued{conn: c, end: len(w.pending)})
-	p.flushLocked(w)
-}
-
-// flushLocked hands the oldest pending events to JS when no batch is in flight. If the thread is
-// gone, the batch stays in flight until retire moves it on (the thread's finalizer calls retire).
-func (p *pool) flushLocked(w *worker) {
+// flushLocked hands the oldest pending events to JS when no batch is in flight, and reports
+// whether it did. If the thread is gone, the batch stays in flight until retire moves it on (the
+// thread's finalizer calls retire).
+func (p *pool) flushLocked(w *worker) bool {
 	if w.busy || w.dead || w == &p.parking || len(w.pendingEv) == 0 {
-		return
+		return false
 	}
 	n := 1
 	for n < len(w.pendingEv) && w.pendingEv[n].end <= maxBatchBytes {
@@ -333,6 +343,7 @@ func (p *pool) flushLocked(w *worker) {
 	w.spare, w.spareEv = nil, nil
 	w.busy = true
 	w.handed = p.deliver(w.id, w.inflight)
+	return true
 }
 
 // done is called when worker id's JS thread has handled the batch in flight. It reports whether

@@ -141,7 +141,55 @@ func decodeTexts(t *testing.T, b []byte) []string {
 	return out
 }
 
-func text(p *pool, c *broker.Conn, s string) { p.push(c, kindText, []byte(s), nil) }
+// text pushes a message that came alone in its read.
+func text(p *pool, c *broker.Conn, s string) {
+	p.push(c, kindText, []byte(s), nil)
+	p.readDone(c)
+}
+
+func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	for _, s := range []string{"a", "b", "c"} {
+		p.push(c, kindText, []byte(s), nil)
+	}
+	if got := js.texts(t, 1); len(got) != 0 {
+		t.Fatalf("handed over before the read was done: %v", got)
+	}
+	p.readDone(c)
+	if got := js.texts(t, 1); len(got) != 1 || strings.Join(got[0], ",") != "2:a,2:b,2:c" {
+		t.Fatalf("want one batch of the three: %v", got)
+	}
+}
+
+// A read that alone fills the backlog of an idle worker hands it over before waiting for room:
+// otherwise nothing would ever make room.
+func TestAReadThatFillsTheBacklogIsHandedOver(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	for range maxBacklog / len(chunk) {
+		p.push(c, kindText, chunk, nil)
+	}
+	pushed := make(chan struct{})
+	go func() {
+		p.push(c, kindText, []byte("one more"), nil)
+		p.readDone(c)
+		close(pushed)
+	}()
+	select {
+	case <-pushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader waits for room that only handing over its read can make")
+	}
+	if len(js.texts(t, 1)) != 1 {
+		t.Fatal("the read was not handed over")
+	}
+}
 
 func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 	js := newFakeJS()
