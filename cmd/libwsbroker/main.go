@@ -140,11 +140,11 @@ func wsb_worker_gone(worker C.int32_t, handled C.int64_t) {
 //export wsb_batch_done
 func wsb_batch_done(worker C.int32_t) (watch C.int) {
 	defer recoverInto("batchDone")
-	if workers.done(int32(worker)) {
-		watch = 1
+	w, settle := workers.done(int32(worker))
+	if settle {
+		letReadyRun()
 	}
-	letReadyRun()
-	return watch
+	return cBool(w)
 }
 
 // wsb_poller_fds writes up to max of the pollers' epoll fds to out and returns how many there are.

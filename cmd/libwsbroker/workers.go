@@ -50,8 +50,11 @@ type worker struct {
 	spareEv   []queued
 
 	// held are the sockets that this worker's handlers sent to during the batch being handled,
-	// flushed when it is done. Only the worker's own JS thread touches it.
+	// flushed when it is done (or after the next one, pool.done). Only the worker's own JS thread
+	// touches it and unsettledSince.
 	held []*broker.Conn
+	// unsettledSince is when the thread last put off settling (pool.done); zero when settled.
+	unsettledSince time.Time
 
 	// Message traffic (pool.done): messages queued since the last batch ended, and when the last
 	// batch ended that had any.
@@ -65,6 +68,10 @@ type worker struct {
 // that only sees opens and closes (a storm of connects) does not watch either: there each
 // wake-up of its thread would cost switches and save nothing (connects per second fell 17%).
 const watchWindow = 20 * time.Millisecond
+
+// maxUnsettled bounds how long a worker's thread puts off settling while events keep waiting for
+// it (pool.done).
+const maxUnsettled = time.Millisecond
 
 // heldOf returns where sends made by worker id's handlers wait for the end of their batch, or nil
 // for a call made outside a batch.
@@ -346,38 +353,52 @@ func (p *pool) flushLocked(w *worker) bool {
 	return true
 }
 
-// done is called when worker id's JS thread has handled the batch in flight. It reports whether
-// that thread is to watch the pollers (watchWindow).
-func (p *pool) done(id int32) (watch bool) {
+// done is called when worker id's JS thread has handled the batch in flight; it hands the thread
+// the next batch if events wait. It reports whether that thread is to watch the pollers
+// (watchWindow), and whether it is to settle: let the goroutines it woke run (letReadyRun).
+//
+// Settling is put off while events wait for the thread, for at most maxUnsettled: it will be back
+// at once with the next batch. The batch's sends wait as well, so that a socket sent to in both
+// batches gets one write. That is what a busy server gains most from: fan-out to 5,000 with 8
+// publishes in flight went from 4.0 deliveries per sendmsg to 8.0. Without waiting events it
+// changes nothing: a quiet server's sends are written at the end of their batch.
+func (p *pool) done(id int32) (watch, settle bool) {
 	w := p.get(id)
 	if w == nil || w == &p.parking {
-		return false
+		return false, true
 	}
-	p.flushHeld(w)
 	now := time.Now()
 	w.mu.Lock()
+	more := len(w.pendingEv) > 0
 	if w.messages > 0 {
 		w.messages, w.lastMessage = 0, now
 	}
 	watch = now.Sub(w.lastMessage) < watchWindow && runtime.GOMAXPROCS(0) == 1
-	if !w.busy {
-		w.mu.Unlock()
-		return watch
+	idle := false
+	if w.busy {
+		w.busy = false
+		clear(w.inflEv) // drop the conn pointers
+		w.spare, w.spareEv = w.inflight[:0], w.inflEv[:0]
+		w.inflight, w.inflEv = nil, nil
+		p.flushLocked(w)
+		if len(w.pending) < maxBacklog {
+			w.room.Broadcast()
+		}
+		idle = !w.busy
 	}
-	w.busy = false
-	clear(w.inflEv) // drop the conn pointers
-	w.spare, w.spareEv = w.inflight[:0], w.inflEv[:0]
-	w.inflight, w.inflEv = nil, nil
-	p.flushLocked(w)
-	if len(w.pending) < maxBacklog {
-		w.room.Broadcast()
-	}
-	idle := !w.busy
 	w.mu.Unlock()
+	if w.unsettledSince.IsZero() {
+		w.unsettledSince = now
+	}
+	settle = !more || now.Sub(w.unsettledSince) >= maxUnsettled
+	if settle {
+		p.flushHeld(w)
+		w.unsettledSince = time.Time{}
+	}
 	if idle { // after w.mu is released: drain holds idleMu while it takes worker locks
 		p.signalIdle()
 	}
-	return watch
+	return watch, settle
 }
 
 // flushHeld writes what the worker's handlers sent during its last batch (its own thread only).

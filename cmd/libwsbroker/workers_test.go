@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,8 +47,8 @@ func (f *fakeJS) deliver(id int32, batch []byte) bool {
 }
 
 // run has worker id's thread handle the batch handed to it, if any, and returns what pool.done
-// returns for it (watch the pollers).
-func (f *fakeJS) run(p *pool, id int32) (watch bool) {
+// returns for it: watch the pollers, settle.
+func (f *fakeJS) run(p *pool, id int32) (watch, settle bool) {
 	f.mu.Lock()
 	b, ok := f.queued[id]
 	if ok {
@@ -55,7 +56,10 @@ func (f *fakeJS) run(p *pool, id int32) (watch bool) {
 		delete(f.queued, id)
 	}
 	f.mu.Unlock()
-	return ok && p.done(id)
+	if !ok {
+		return false, false
+	}
+	return p.done(id)
 }
 
 // kill ends worker id's thread as the glue's finalizer reports it.
@@ -161,6 +165,52 @@ func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 	p.readDone(c)
 	if got := js.texts(t, 1); len(got) != 1 || strings.Join(got[0], ",") != "2:a,2:b,2:c" {
 		t.Fatalf("want one batch of the three: %v", got)
+	}
+}
+
+// The sends of a batch wait for the next one while events wait for it (one write per socket for
+// both), but not for longer than maxUnsettled.
+func TestSendsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
+	js := newFakeJS()
+	var mu sync.Mutex
+	var flushed [][]*broker.Conn
+	p := newPool(js.deliver, js.accept, func(held []*broker.Conn) {
+		mu.Lock()
+		flushed = append(flushed, slices.Clone(held))
+		mu.Unlock()
+	})
+	flushes := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(flushed)
+	}
+	p.register(1, allHandlers)
+	c, dest := &broker.Conn{}, &broker.Conn{}
+	text(p, c, "a")                  // handed over at once
+	text(p, c, "b")                  // waits
+	handle := func() (settle bool) { // the batch in flight sends to dest
+		*p.heldOf(1) = append(*p.heldOf(1), dest)
+		_, settle = js.run(p, 1)
+		return settle
+	}
+	if handle() || flushes() != 0 {
+		t.Fatal("settled while an event waited")
+	}
+	if !handle() || flushes() != 1 || len(flushed[0]) != 2 {
+		t.Fatalf("the last batch must settle, with both batches' sends: %v", flushed)
+	}
+	// Events that never stop coming: settled within maxUnsettled all the same.
+	text(p, c, "c") // handed over at once
+	start := time.Now()
+	for flushes() == 1 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("never settled while events kept coming")
+		}
+		text(p, c, "more")
+		handle()
+	}
+	if waited := time.Since(start); waited < maxUnsettled {
+		t.Fatalf("settled after %v, before maxUnsettled", waited)
 	}
 }
 
@@ -569,16 +619,16 @@ func TestThreadWatchesPollersForMessagesWithOneP(t *testing.T) {
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	p.push(c, kindClose, nil, nil)
-	if js.run(p, 1) {
+	if watch, _ := js.run(p, 1); watch {
 		t.Fatal("told to watch after a batch with a close only")
 	}
 	text(p, c, "a")
-	if !js.run(p, 1) {
+	if watch, _ := js.run(p, 1); !watch {
 		t.Fatal("not told to watch after a batch with a message")
 	}
 	runtime.GOMAXPROCS(2)
 	text(p, c, "b")
-	if js.run(p, 1) {
+	if watch, _ := js.run(p, 1); watch {
 		t.Fatal("told to watch with two Ps")
 	}
 }
