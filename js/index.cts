@@ -371,8 +371,10 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
 /**
  * Sends a message to one connection: a string as a text frame, bytes as a binary frame. An unknown
  * or closed socket id is a silent no-op. The message is queued on the socket and written without
- * blocking this thread; what handlers send while handling one batch of events is written once the
- * batch is handled, one write per connection.
+ * blocking this thread. What handlers send while handling one batch of events is written once the
+ * batch is handled, one write per connection (while more events wait for this thread, with the
+ * next batch's sends, within a millisecond); a send made outside a handler (from a timer, or after
+ * an `await`) is written at once.
  *
  * @param socketId - The connection's socket id, as the handlers receive it.
  * @param data - The message: a string (sent as UTF-8 text) or bytes (`Buffer`, any typed array or
