@@ -319,7 +319,7 @@ func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
 //export wsb_send
 func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.int32_t) {
 	defer recoverInto("send")
-	sendHeld(worker, func(held *[]*broker.Conn) {
+	sendFrom(worker, func(held *[]*broker.Conn) {
 		brk.SendHeld(uint64(id), bytesOf(data, n), text != 0, held)
 	})
 }
@@ -330,15 +330,15 @@ func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.i
 //export wsb_send_to_channel
 func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t, except C.uint64_t, worker C.int32_t) {
 	defer recoverInto("sendToChannel")
-	sendHeld(worker, func(held *[]*broker.Conn) {
+	sendFrom(worker, func(held *[]*broker.Conn) {
 		brk.SendToChannelHeld(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except), held)
 	})
 }
 
-// sendHeld queues what send queues with the sockets of worker's batch, if the calling thread is
+// sendFrom queues what send queues with the sockets of worker's batch, if the calling thread is
 // handling one; else it writes them at once on the calling thread, as a batch's sends are written
 // at its end (a flusher would have to wait for the P, letReadyRun).
-func sendHeld(worker C.int32_t, send func(held *[]*broker.Conn)) {
+func sendFrom(worker C.int32_t, send func(held *[]*broker.Conn)) {
 	if held := workers.heldOf(int32(worker)); held != nil {
 		send(held)
 		return
