@@ -378,7 +378,12 @@ func (b *Broker) Close() {
 // and then the frames queued meanwhile; false answers 403, closes, unregisters the id and drops
 // its subscriptions and queued frames (no Close event follows). It returns false if id is not
 // pending.
-func (b *Broker) Accept(id uint64, ok bool) bool {
+func (b *Broker) Accept(id uint64, ok bool) bool { return b.AcceptHeld(id, ok, nil) }
+
+// AcceptHeld is Accept, except that when held is not nil the response is written by whoever
+// holds held, as with SendHeld (the bridge: with a batch's sends, on the JS thread; a flusher
+// would have to be woken).
+func (b *Broker) AcceptHeld(id uint64, ok bool, held *[]*Conn) bool {
 	c := b.lookup(id)
 	if c == nil {
 		return false
@@ -399,9 +404,12 @@ func (b *Broker) Accept(id uint64, ok bool) bool {
 			c.startDrainLocked() // CloseSocket while pending: the drain starts now
 		}
 		sched := c.scheduleLocked()
+		if sched && held != nil {
+			c.holder = held
+		}
 		c.wmu.Unlock()
 		if sched {
-			b.flusherFor(c).add(c)
+			c.flushBy(held)
 		}
 	} else {
 		c.discard()

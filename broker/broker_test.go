@@ -1141,6 +1141,34 @@ func TestSendHeld(t *testing.T) {
 	readText(t, c, "five")
 }
 
+func TestAcceptHeld(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	rec.onOpen = func(c *Conn, req *Request) {} // the verdict comes below
+	r := rawConnect(t, addr)
+	r.send([]byte(upgradeRequestText("/")))
+	id := await(t, rec.opens, "open").id
+
+	// A verdict given in a batch: the response waits with the batch's sends, and goes with them.
+	var held []*Conn
+	before := b.writeCalls.Load()
+	b.AcceptHeld(id, true, &held)
+	b.SendHeld(id, []byte("hi"), true, &held)
+	if len(held) != 1 || held[0].ID() != id || b.writeCalls.Load() != before {
+		t.Fatalf("held %v, %d writes before FlushHeld", held, b.writeCalls.Load()-before)
+	}
+	b.FlushHeld(held)
+	if resp := r.response(); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if h, p := r.readFrame(); h.OpCode != ws.OpText || string(p) != "hi" {
+		t.Fatalf("got %v %q", h.OpCode, p)
+	}
+	if w := b.writeCalls.Load() - before; w != 1 {
+		t.Fatalf("the response and a frame took %d writes", w)
+	}
+}
+
 func TestSendToChannelHeld(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})

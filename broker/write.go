@@ -74,13 +74,19 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 		}
 		c.wmu.Unlock()
 	}
-	switch {
-	case !sched:
-	case held != nil:
-		*held = append(*held, c)
-	default:
-		c.b.flusherFor(c).add(c)
+	if sched {
+		c.flushBy(held)
 	}
+}
+
+// flushBy hands c, just scheduled, to whoever writes it: the holder of held (c.holder is held),
+// or, when held is nil, its flusher.
+func (c *Conn) flushBy(held *[]*Conn) {
+	if held != nil {
+		*held = append(*held, c)
+		return
+	}
+	c.b.flusherFor(c).add(c)
 }
 
 // ownBuffers: a frame for one socket only (Send) is not allocated on its own but encoded into a

@@ -301,14 +301,15 @@ func wsb_stop(ctx unsafe.Pointer) {
 	letReadyRun()
 }
 
-// wsb_accept_open gives the verdict on an open; worker is as in wsb_send (the handshake goroutine
-// that writes the response runs when the batch is done).
+// wsb_accept_open gives the verdict on an open; worker is as in wsb_send: in a batch, the
+// response is written with its sends.
 //
 //export wsb_accept_open
 func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
 	defer recoverInto("acceptOpen")
-	brk.Accept(uint64(id), accept != 0)
-	if workers.heldOf(int32(worker)) == nil {
+	held := workers.heldOf(int32(worker))
+	brk.AcceptHeld(uint64(id), accept != 0, held)
+	if held == nil {
 		letReadyRun()
 	}
 }
