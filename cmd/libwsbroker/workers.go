@@ -55,7 +55,6 @@ type worker struct {
 	held []*broker.Conn
 	// unsettledSince is when the thread last put off settling (pool.done); zero when settled.
 	unsettledSince time.Time
-	watching       bool // what pool.done last told the thread: watch the pollers
 
 	// Message traffic (pool.done): messages queued since the last batch ended, and when the last
 	// batch ended that had any.
@@ -282,7 +281,7 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 // end of their read (readDone), so that those that came together go in one batch.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
-	for len(w.pending) >= maxBacklog && !p.stopping.Load() && c.MayBlock() {
+	for len(w.pending) >= maxBacklog && !p.stopping.Load() {
 		if p.flushLocked(w) { // the messages of this read may be all that waits
 			continue
 		}
@@ -309,23 +308,6 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 	if kind == kindOpen || kind == kindClose {
 		p.flushLocked(w)
 	}
-}
-
-// mayReadHere reports whether worker's JS thread may read socket c itself: c is pinned to it, and
-// its backlog has room for a turn's events with plenty to spare (a turn reads at most 64 KiB; a
-// thread reading for itself never waits for room, Conn.MayBlock).
-func (p *pool) mayReadHere(c *broker.Conn, worker int32) bool {
-	if c.Pin.Load() != worker {
-		return false
-	}
-	w := p.get(worker)
-	if w == nil {
-		return false
-	}
-	w.mu.Lock()
-	room := len(w.pending) < maxBacklog/2
-	w.mu.Unlock()
-	return room
 }
 
 // readDone hands the messages of socket c's last read to JS if its worker is idle.
@@ -416,14 +398,7 @@ func (p *pool) done(id int32) (watch, settle bool) {
 	if idle { // after w.mu is released: drain holds idleMu while it takes worker locks
 		p.signalIdle()
 	}
-	w.watching = watch
 	return watch, settle
-}
-
-// watching reports whether worker id's thread watches the pollers (its own thread only).
-func (p *pool) watching(id int32) bool {
-	w := p.get(id)
-	return w != nil && w != &p.parking && w.watching
 }
 
 // flushHeld writes what the worker's handlers sent during its last batch (its own thread only).
