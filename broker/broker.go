@@ -403,10 +403,7 @@ func (b *Broker) AcceptHeld(id uint64, ok bool, held *[]*Conn) bool {
 		if c.shutAfterFlush {
 			c.startDrainLocked() // CloseSocket while pending: the drain starts now
 		}
-		sched := c.scheduleLocked()
-		if sched && held != nil {
-			c.holder = held
-		}
+		sched := c.scheduleLocked(held)
 		c.wmu.Unlock()
 		if sched {
 			c.flushBy(held)

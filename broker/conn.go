@@ -534,10 +534,10 @@ func (c *Conn) closeWith(code ws.StatusCode, reason []byte) bool {
 	c.wmu.Lock()
 	c.causeLocked(code, reason)
 	ok := c.closeLocked(closeFrame(code, reason), false)
-	sched := ok && c.scheduleLocked()
+	sched := ok && c.scheduleLocked(nil)
 	c.wmu.Unlock()
 	if sched {
-		c.b.flusherFor(c).add(c)
+		c.flushBy(nil)
 	}
 	return ok
 }

@@ -56,21 +56,18 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 	var sched bool
 	if c.pending+size+frameOverhead > c.l.lim.MaxBackpressure {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
-		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked()
+		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(held)
 		c.wmu.Unlock()
 		c.b.log.Info().EmbedObject(c).Int("max_backpressure", c.l.lim.MaxBackpressure).
 			Msg("the client does not read fast enough: queue dropped, closing with 1008")
 	} else {
 		c.pending += size + c.appendLocked(frame, op, data, size)
-		sched = c.scheduleLocked()
+		sched = c.scheduleLocked(held)
 		if !sched && c.holder != nil && c.holder != held {
 			// A frame from elsewhere (a pong, a ping, another batch's send) for a socket whose
 			// flush is held: write it now rather than at the end of the batch that holds it.
 			c.holder = nil
 			sched, held = true, nil
-		}
-		if sched && held != nil {
-			c.holder = held
 		}
 		c.wmu.Unlock()
 	}
@@ -79,8 +76,8 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 	}
 }
 
-// flushBy hands c, just scheduled, to whoever writes it: the holder of held (c.holder is held),
-// or, when held is nil, its flusher.
+// flushBy hands c, just scheduled (scheduleLocked), to whoever writes it: the holder of held, or,
+// when held is nil, its flusher.
 func (c *Conn) flushBy(held *[]*Conn) {
 	if held != nil {
 		*held = append(*held, c)
@@ -191,13 +188,15 @@ func (c *Conn) queued() int {
 	return c.pending
 }
 
-// scheduleLocked marks c scheduled and reports whether it must be handed to a flusher: it is
-// open, has something queued and nobody is on it already.
-func (c *Conn) scheduleLocked() bool {
+// scheduleLocked marks c scheduled, to be written by the holder of held (nil: its flusher), and
+// reports whether the caller must hand it over (flushBy, after unlocking): it is open, has
+// something queued and nobody is on it already.
+func (c *Conn) scheduleLocked(held *[]*Conn) bool {
 	if c.phase != phaseOpen || c.scheduled || c.writing || c.wdead || len(c.queue) == 0 {
 		return false
 	}
 	c.scheduled = true
+	c.holder = held
 	return true
 }
 
