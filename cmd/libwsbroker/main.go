@@ -190,10 +190,17 @@ func letReadyRun() {
 
 // runnableGoroutines is how many goroutines wait for a P (about 100 ns).
 func runnableGoroutines() uint64 {
-	s := [1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+	s := runnableSamples.Get().(*[1]metrics.Sample)
 	metrics.Read(s[:])
-	return s[0].Value.Uint64()
+	n := s[0].Value.Uint64()
+	runnableSamples.Put(s)
+	return n
 }
+
+// runnableSamples: metrics.Read's argument escapes, and this runs after every batch.
+var runnableSamples = sync.Pool{New: func() any {
+	return &[1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+}}
 
 // listenConfig is what wsb_listen takes, as JSON (js/index.cts builds it): sizes in bytes, times
 // in milliseconds, zero for a default; PEM text for TLS.
