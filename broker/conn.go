@@ -108,6 +108,7 @@ type Conn struct {
 	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
 	slot     uint32        // polled: c's slot in its poller
 	polled   bool          // registered with the poller
+	here     bool          // polled: this turn runs on DispatchReady's caller (MayBlock)
 	draining bool          // a close frame is queued; input is only read to see the peer close
 	pinged   bool          // the idle ping is out and no input came since
 	finished bool          // finish ran
@@ -118,6 +119,10 @@ type Conn struct {
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
 // the socket.
 var pastDeadline = time.Unix(1, 0)
+
+// MayBlock reports whether the Handler call being made for c may wait (for room in a queue):
+// not when DispatchReady's caller reads c, since that caller may be what would make the room.
+func (c *Conn) MayBlock() bool { return !c.here }
 
 // ID returns the socket id: unique for the life of the Broker (and so of the process, which has
 // one), the first is 1. The zero Conn has id 0.

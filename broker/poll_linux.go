@@ -122,7 +122,7 @@ func (p *poller) run() {
 	wait := func(fd uintptr) bool {
 		// Until an epoll_wait returns fewer than it could: every event that comes after that one
 		// wakes the netpoller again.
-		for p.dispatchReady(events, ready) == len(events) {
+		for p.dispatchReady(events, ready, nil) == len(events) {
 		}
 		return false
 	}
@@ -137,8 +137,9 @@ func (p *poller) run() {
 }
 
 // dispatchReady takes the events that are there now (without waiting) and hands their
-// connections to readers; ready is scratch space. It returns how many events it took.
-func (p *poller) dispatchReady(events []syscall.EpollEvent, ready []*Conn) int {
+// connections to readers, or serves those that here (if not nil) picks; ready is scratch space.
+// It returns how many events it took.
+func (p *poller) dispatchReady(events []syscall.EpollEvent, ready []*Conn, here func(*Conn) bool) int {
 	n, err := syscall.EpollWait(p.epfd, events, 0)
 	for err == syscall.EINTR {
 		n, err = syscall.EpollWait(p.epfd, events, 0)
@@ -147,6 +148,19 @@ func (p *poller) dispatchReady(events []syscall.EpollEvent, ready []*Conn) int {
 		return 0
 	}
 	ready = p.resolve(events[:n], ready[:0])
+	if here != nil {
+		k := 0
+		for _, c := range ready {
+			if here(c) {
+				p.serve(c, true)
+			} else {
+				ready[k] = c
+				k++
+			}
+		}
+		clear(ready[k:])
+		ready = ready[:k]
+	}
 	p.readers.dispatch(ready)
 	clear(ready)
 	return n
@@ -163,18 +177,20 @@ func (b *Broker) PollerFDs() []int {
 	return fds
 }
 
-// DispatchReady hands the connections that have input now to their pollers' readers, on the
-// calling goroutine, and reports whether there were any. The pollers' own goroutines do the same
-// when Go's netpoller wakes them; this is for a thread that holds the only P while it waits for
-// something else (a JS worker in its event loop, between calls into Go): it sees the input first
-// and can then give the P to the readers (runtime.Gosched), where Go alone would wait for sysmon
-// to take it back (20 µs to 10 ms).
-func (b *Broker) DispatchReady() bool {
+// DispatchReady takes the connections that have input now: those for which here (if not nil)
+// reports true it reads itself, on the calling goroutine, for a turn each (their Handler calls
+// are made there, and Conn.MayBlock reports false); the others it hands to their pollers'
+// readers. It reports whether there were any. The pollers' own goroutines do the same when Go's
+// netpoller wakes them; this is for a thread that holds the only P while it waits for something
+// else (a JS worker in its event loop, between calls into Go): it sees the input first, and can
+// then give the P to the readers (runtime.Gosched), where Go alone would wait for sysmon to take
+// it back (20 µs to 10 ms).
+func (b *Broker) DispatchReady(here func(*Conn) bool) bool {
 	var events [pollEvents]syscall.EpollEvent
 	var ready [pollEvents]*Conn
 	found := false
 	for _, p := range b.pollers() {
-		if p.dispatchReady(events[:], ready[:0]) > 0 {
+		if p.dispatchReady(events[:], ready[:0], here) > 0 {
 			found = true
 		}
 	}
@@ -343,7 +359,7 @@ func (p *poller) poll(c *Conn) {
 		}
 		c.rstate.Store(rRunning) // input came: read it now
 	}
-	p.serve(c)
+	p.serve(c, false)
 }
 
 // readerPool runs the turns of a poller's ready connections: a queue, and goroutines that take
@@ -416,7 +432,7 @@ func (r *readerPool) run() {
 			r.queue, r.head = r.queue[:0], 0
 		}
 		r.mu.Unlock()
-		c.pl.serve(c)
+		c.pl.serve(c, false)
 	}
 }
 
@@ -448,7 +464,8 @@ const (
 )
 
 // serve runs turns on c (held) until it goes idle, goes back to the queue or ends.
-func (p *poller) serve(c *Conn) {
+func (p *poller) serve(c *Conn, here bool) {
+	c.here = here
 	s := readStates.Get().(*readState)
 	defer func() {
 		readStates.Put(s)

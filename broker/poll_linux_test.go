@@ -256,7 +256,8 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 	// A thread that calls DispatchReady when it sees input (a JS worker's event loop does) takes
 	// the events before the pollers' goroutines, or after them: with one P, the test goroutine
 	// writes and then calls it before any poller can run. Every message reaches the Handler
-	// once, in order per connection.
+	// once, in order per connection. Every other round the caller reads the even connections
+	// itself: their Handler calls are made inside DispatchReady, where MayBlock is false.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
@@ -270,15 +271,32 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 		clients = append(clients, rawDial(t, addr, nil))
 		index[await(t, rec.opens, "open").id] = i
 	}
+	var inDispatch, misplaced atomic.Bool
+	var servedHere atomic.Int32
+	rec.onText = func(c *Conn, p []byte) {
+		if !c.MayBlock() {
+			servedHere.Add(1)
+			if !inDispatch.Load() || index[c.ID()]%2 != 0 {
+				misplaced.Store(true)
+			}
+		}
+	}
+	evens := func(c *Conn) bool { return index[c.ID()]%2 == 0 }
 	next := make([]int, conns)
 	found := 0
 	for j := range rounds {
 		for _, r := range clients {
 			r.send(frame(0x81, []byte(msgName(j))))
 		}
-		if b.DispatchReady() {
+		here := evens
+		if j%2 == 0 {
+			here = nil
+		}
+		inDispatch.Store(true)
+		if b.DispatchReady(here) {
 			found++
 		}
+		inDispatch.Store(false)
 		for range conns {
 			m := await(t, rec.msgs, "text")
 			i := index[m.id]
@@ -288,8 +306,11 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 			next[i]++
 		}
 	}
-	if found == 0 {
-		t.Fatal("DispatchReady never found input")
+	if found == 0 || servedHere.Load() == 0 {
+		t.Fatalf("DispatchReady found input %d times, read %d messages itself", found, servedHere.Load())
+	}
+	if misplaced.Load() {
+		t.Fatal("a Handler call with MayBlock false outside DispatchReady, or for a connection it did not pick")
 	}
 	select {
 	case m := <-rec.msgs:

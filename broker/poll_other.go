@@ -11,5 +11,5 @@ func (p *poller) remove(*Conn)       {}
 func (p *poller) wake(*Conn)         {}
 
 // PollerFDs and DispatchReady: see poll_linux.go; there are none to watch here.
-func (b *Broker) PollerFDs() []int    { return nil }
-func (b *Broker) DispatchReady() bool { return false }
+func (b *Broker) PollerFDs() []int                    { return nil }
+func (b *Broker) DispatchReady(func(*Conn) bool) bool { return false }

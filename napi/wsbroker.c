@@ -200,6 +200,7 @@ static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_val
 #define WATCH_MAX 64
 
 struct watch {
+  int32_t worker;                       // the worker whose thread watches
   napi_async_cleanup_hook_handle hook;  // closes the handles at teardown; NULL once removed
   int n;                                // handles made, all in use
   int open;                             // handles not closed yet
@@ -214,7 +215,7 @@ static void on_poller_ready(uv_poll_t *h, int status, int events) {
     uv_poll_stop(h);  // the fd failed (never expected: the pollers' fds stay open); Go serves it alone
     return;
   }
-  wsb_dispatch_ready();
+  wsb_dispatch_ready(((struct watch *)h->data)->worker);
 }
 
 static void watch_set(struct watch *w, int on) {
@@ -249,13 +250,14 @@ static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
 
 // watch_start prepares this thread's watch, inactive; NULL without pollers (Go's own goroutines
 // then serve every socket) or when the loop cannot watch them.
-static struct watch *watch_start(napi_env env) {
+static struct watch *watch_start(napi_env env, int32_t worker) {
   uv_loop_t *loop;
   int fds[WATCH_MAX];
   int n = wsb_poller_fds(fds, WATCH_MAX);
   if (n <= 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
   struct watch *w = calloc(1, sizeof *w);
   if (!w) return NULL;
+  w->worker = worker;
   for (int i = 0; i < n && i < WATCH_MAX; i++) {
     uv_poll_t *h = &w->polls[w->n];
     if (uv_poll_init(loop, h, fds[i]) != 0) continue;
@@ -526,7 +528,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
     s->alive = 1;
     st->worker = s->id;
     wsb_worker_register(s->id, mask);
-    if (watch) st->watch = watch_start(env);
+    if (watch) st->watch = watch_start(env, s->id);
   }
   napi_create_int32(env, st->worker, &result);
   return result;

@@ -168,9 +168,10 @@ func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 	}
 }
 
-// The sends of a batch wait for the next one while events wait for it (one write per socket for
-// both), but not for longer than maxUnsettled.
-func TestSendsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
+// The sends of a batch to minHeldToDefer sockets or more (a broadcast) wait for the next batch
+// while events wait for it (one write per socket for both), but not for longer than
+// maxUnsettled; a batch that sent to fewer settles at once.
+func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 	js := newFakeJS()
 	var mu sync.Mutex
 	var flushed [][]*broker.Conn
@@ -185,29 +186,37 @@ func TestSendsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 		return len(flushed)
 	}
 	p.register(1, allHandlers)
-	c, dest := &broker.Conn{}, &broker.Conn{}
-	text(p, c, "a")                  // handed over at once
-	text(p, c, "b")                  // waits
-	handle := func() (settle bool) { // the batch in flight sends to dest
-		*p.heldOf(1) = append(*p.heldOf(1), dest)
+	c := &broker.Conn{}
+	dests := make([]*broker.Conn, minHeldToDefer)
+	for i := range dests {
+		dests[i] = &broker.Conn{}
+	}
+	handle := func(sentTo int) (settle bool) { // the batch in flight sends to that many sockets
+		*p.heldOf(1) = append(*p.heldOf(1), dests[:sentTo]...)
 		_, settle = js.run(p, 1)
 		return settle
 	}
-	if handle() || flushes() != 0 {
-		t.Fatal("settled while an event waited")
+	text(p, c, "a") // handed over at once
+	text(p, c, "b") // waits
+	if !handle(1) || flushes() != 1 {
+		t.Fatal("a reply waited for the next batch")
 	}
-	if !handle() || flushes() != 1 || len(flushed[0]) != 2 {
-		t.Fatalf("the last batch must settle, with both batches' sends: %v", flushed)
+	text(p, c, "c") // waits
+	if handle(minHeldToDefer) || flushes() != 1 {
+		t.Fatal("a broadcast settled while an event waited")
+	}
+	if !handle(minHeldToDefer) || flushes() != 2 || len(flushed[1]) != 2*minHeldToDefer {
+		t.Fatalf("the last batch must settle, with both batches' sends: %d flushes", flushes())
 	}
 	// Events that never stop coming: settled within maxUnsettled all the same.
-	text(p, c, "c") // handed over at once
+	text(p, c, "d") // handed over at once
 	start := time.Now()
-	for flushes() == 1 {
+	for flushes() == 2 {
 		if time.Since(start) > 5*time.Second {
 			t.Fatal("never settled while events kept coming")
 		}
 		text(p, c, "more")
-		handle()
+		handle(minHeldToDefer)
 	}
 	if waited := time.Since(start); waited < maxUnsettled {
 		t.Fatalf("settled after %v, before maxUnsettled", waited)
