@@ -49,6 +49,11 @@ static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 // The worker whose batch this thread is handling (0: none): Go writes the sends made meanwhile
 // together when the batch is done.
 static __thread int32_t dispatching;
+// The worker whose thread is in on_poller_ready (0: none), and the batch Go handed that worker
+// meanwhile, from that thread: on_poller_ready runs it itself instead of waking its own event
+// loop through the threadsafe function (an eventfd write, a loop turn and a read per batch).
+static __thread int32_t reading_for;
+static __thread slot_t *own_batch;
 static slot_t **table;  // indexed by worker id
 static size_t table_len;
 static int32_t last_id;
@@ -121,7 +126,10 @@ static int deliver(int32_t id, const uint8_t *batch, size_t len) {
     memcpy(s->mem, batch, len);
     s->inflight = 1;
     s->inflight_len = len;
-    if (napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok) {
+    if (id == reading_for) {
+      own_batch = s;
+      rc = 0;
+    } else if (napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok) {
       rc = 0;
     } else {
       s->inflight = 0;
@@ -201,6 +209,9 @@ static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_val
 
 struct watch {
   int32_t worker;                       // the worker whose thread watches
+  napi_env env;                         // that thread's
+  napi_async_context async;             // what its own batches run under (run_own_batch)
+  napi_ref resource;                    // the async context's resource
   napi_async_cleanup_hook_handle hook;  // closes the handles at teardown; NULL once removed
   int n;                                // handles made, all in use
   int open;                             // handles not closed yet
@@ -209,13 +220,58 @@ struct watch {
   uv_poll_t polls[WATCH_MAX];
 };
 
+static void call_js(napi_env env, napi_value unused, void *context, void *data);
+
+// run_own_batch hands the batch that Go gave this thread itself to JS, as the threadsafe function
+// would: in a callback scope, so that nextTicks and microtasks run after it. 0 if it could not.
+static int run_own_batch(struct watch *w, slot_t *s) {
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value resource;
+  int ran = 0;
+  if (napi_open_handle_scope(w->env, &hs) != napi_ok) return 0;
+  if (napi_get_reference_value(w->env, w->resource, &resource) == napi_ok &&
+      napi_open_callback_scope(w->env, resource, w->async, &cs) == napi_ok) {
+    call_js(w->env, NULL, s, NULL);
+    napi_close_callback_scope(w->env, cs);
+    ran = 1;
+  }
+  napi_close_handle_scope(w->env, hs);
+  return ran;
+}
+
+// OWN_ROUNDS bounds how many batches in a row a thread runs of its own (on_poller_ready), so that
+// its event loop gets its turn (timers, other I/O) while messages keep coming.
+#define OWN_ROUNDS 16
+
 static void on_poller_ready(uv_poll_t *h, int status, int events) {
   (void)events;
   if (status != 0) {
     uv_poll_stop(h);  // the fd failed (never expected: the pollers' fds stay open); Go serves it alone
     return;
   }
-  wsb_dispatch_ready(((struct watch *)h->data)->worker);
+  struct watch *w = h->data;
+  // Meanwhile a batch that Go hands this worker is this thread's to run: after its reads here,
+  // and after each batch run here (wsb_batch_done reads what came meanwhile and hands the next).
+  reading_for = w->worker;
+  wsb_dispatch_ready(w->worker);
+  for (int round = 0; own_batch && round < OWN_ROUNDS && !w->closing; round++) {
+    slot_t *s = own_batch;
+    own_batch = NULL;
+    if (!run_own_batch(w, s)) {
+      own_batch = s;
+      break;
+    }
+  }
+  reading_for = 0;
+  slot_t *s = own_batch;
+  if (s) {  // the rest goes the usual way, after the loop's other work
+    own_batch = NULL;
+    pthread_mutex_lock(&s->mu);
+    // If the threadsafe function is closing, the batch stays in flight for its finalizer.
+    if (s->inflight) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+    pthread_mutex_unlock(&s->mu);
+  }
 }
 
 static void watch_set(struct watch *w, int on) {
@@ -237,9 +293,15 @@ static void on_watch_closed(uv_handle_t *h) {
   free(w);
 }
 
+static void drop_async(struct watch *w) {
+  napi_async_destroy(w->env, w->async);
+  napi_delete_reference(w->env, w->resource);
+}
+
 static void watch_close(struct watch *w) {
   if (!w || w->closing) return;
   w->closing = 1;
+  drop_async(w);
   for (int i = 0; i < w->n; i++) uv_close((uv_handle_t *)&w->polls[i], on_watch_closed);
 }
 
@@ -258,6 +320,19 @@ static struct watch *watch_start(napi_env env, int32_t worker) {
   struct watch *w = calloc(1, sizeof *w);
   if (!w) return NULL;
   w->worker = worker;
+  w->env = env;
+  napi_value resource, name;
+  if (napi_create_object(env, &resource) != napi_ok ||
+      napi_create_string_utf8(env, "wsbroker:batch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_reference(env, resource, 1, &w->resource) != napi_ok) {
+    free(w);
+    return NULL;
+  }
+  if (napi_async_init(env, resource, name, &w->async) != napi_ok) {
+    napi_delete_reference(env, w->resource);
+    free(w);
+    return NULL;
+  }
   for (int i = 0; i < n && i < WATCH_MAX; i++) {
     uv_poll_t *h = &w->polls[w->n];
     if (uv_poll_init(loop, h, fds[i]) != 0) continue;
@@ -267,6 +342,7 @@ static struct watch *watch_start(napi_env env, int32_t worker) {
   }
   w->open = w->n;
   if (w->n == 0) {
+    drop_async(w);
     free(w);
     return NULL;
   }

@@ -34,9 +34,10 @@ export const mib = (bytes) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
  * Starts test/fixtures/e2e-server.mjs (worker test/fixtures/e2e-worker.mjs, 2 threads unless
  * `options` says otherwise) and waits until it listens. Resolves with { server, port, events },
  * where `events()` is the worker's log so far (`open ID TAG`, `close ID`), one string per line.
- * With `manyFiles`, the server runs with the limit on open files raised.
+ * With `manyFiles`, the server runs with the limit on open files raised; with `oneCore`, on CPU 0
+ * only (taskset), as a server pinned to one core: Go then has one P.
  */
-export async function e2eServer(t, options = {}, { manyFiles = false, env = {} } = {}) {
+export async function e2eServer(t, options = {}, { manyFiles = false, oneCore = false, env = {} } = {}) {
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-e2e-'));
   const log = path.join(dir, 'events.log');
@@ -45,7 +46,11 @@ export async function e2eServer(t, options = {}, { manyFiles = false, env = {} }
     JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('e2e-worker.mjs'), threads: 2, ...options }),
   ];
   const procEnv = { EVENT_LOG: log, WSBROKER_LOG: 'warn', ...env };
-  const server = manyFiles ? nodeWithManyFiles(args, { env: procEnv }) : new Proc(process.execPath, args, { env: procEnv });
+  const server = manyFiles
+    ? nodeWithManyFiles(args, { env: procEnv })
+    : oneCore
+      ? new Proc('taskset', ['-c', '0', process.execPath, ...args], { env: procEnv })
+      : new Proc(process.execPath, args, { env: procEnv });
   t.after(async () => {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });

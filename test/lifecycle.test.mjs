@@ -5,9 +5,9 @@ import net from 'node:net';
 import { Client, fixture, isListening, refusedStatus, withTimeout } from './helpers.mjs';
 import { e2eServer } from './harness.mjs';
 
-/** Starts the e2e server with the lifecycle worker, the given start() options and extra environment; resolves with { child, port, events }. */
-async function lifecycleServer(t, options = {}, env = {}) {
-  const { server, port, events } = await e2eServer(t, { workerPath: fixture('lifecycle-worker.mjs'), ...options }, { env });
+/** Starts the e2e server with the lifecycle worker, the given start() options and e2eServer's own; resolves with { child, port, events }. */
+async function lifecycleServer(t, options = {}, serverOptions = {}) {
+  const { server, port, events } = await e2eServer(t, { workerPath: fixture('lifecycle-worker.mjs'), ...options }, serverOptions);
   return { child: server, port, events };
 }
 
@@ -195,18 +195,32 @@ test('a worker that hangs is terminated within 5 s and replaced; its sockets are
   fresh.c.terminate();
 });
 
-test('with one Go P, where the worker threads also watch the Go pollers: echoes in order, a hung worker replaced, stop() and exit', async (t) => {
-  // GOMAXPROCS=1 is what a server pinned to one core gets: the threads then watch the pollers
-  // while messages flow (wsb_dispatch_ready), and their watch must not keep a thread or the process
-  // alive, nor outlive a thread that is terminated.
-  const { child, port } = await lifecycleServer(t, { threads: 2 }, { GOMAXPROCS: '1' });
+test('with one Go P, where the worker threads also watch the Go pollers: echoes and microtask replies in order, a hung worker replaced, stop() and exit', async (t) => {
+  // Pinned to one core, Go has one P: the threads then watch the pollers while messages flow
+  // (wsb_dispatch_ready) and read and run their own sockets' batches; their watch must not keep a
+  // thread or the process alive, nor outlive a thread that is terminated.
+  const { child, port } = await lifecycleServer(t, { threads: 2 }, { oneCore: true });
   const clients = await Promise.all(Array.from({ length: 10 }, () => client(port)));
   await Promise.all(
     clients.map(async ({ c, id }) => {
-      for (let i = 0; i < 30; i++) c.send(`echo ${id}:${i}`);
-      for (let i = 0; i < 30; i++) await c.next((m) => m.text === `${id}:${i}`);
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 30; i++) {
+          c.send(`echo ${id}:${round}:${i}`);
+          c.send(`later ${id}:${round}:${i}`);
+        }
+        for (let i = 0; i < 30; i++) {
+          assert.equal((await c.next((m) => !m.text.startsWith('later '))).text, `${id}:${round}:${i}`);
+          assert.equal((await c.next((m) => m.text.startsWith('later '))).text, `later ${id}:${round}:${i}`);
+        }
+      }
     }),
   );
+  // One at a time: each message is then a batch of its own, which the thread often reads and runs
+  // itself (on_poller_ready), and the reply comes from a nextTick and a microtask after it.
+  for (let i = 0; i < 100; i++) {
+    clients[0].c.send(`later one:${i}`);
+    assert.equal((await clients[0].c.next((m) => m.text.startsWith('later one:'))).text, `later one:${i}`);
+  }
   const [stuck, ...others] = clients;
   stuck.c.send('hang');
   await stuck.c.next((m) => m.text === 'hanging');
