@@ -202,9 +202,10 @@ static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_val
 
 // ---- the watch on the Go pollers -----------------------------------------------------------------
 // While its sockets carry messages (wsb_batch_done says so), a worker's event loop also watches the
-// Go pollers' epoll fds: when one is readable, wsb_dispatch_ready hands the ready sockets to Go's
-// readers and lets them run at once (see there why). The handles are unref'd, so they never keep
-// the thread alive, and are closed when the thread leaves the pool or its environment ends.
+// Go pollers' epoll fds: when one is readable, wsb_dispatch_ready reads the ready sockets pinned to
+// this worker itself and hands the others to Go's readers (see there why), and on_poller_ready
+// runs the batch that it read at once. The handles are unref'd, so they never keep the thread
+// alive, and are closed when the thread leaves the pool or its environment ends.
 #define WATCH_MAX 64
 
 struct watch {
