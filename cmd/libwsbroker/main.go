@@ -365,9 +365,7 @@ func sendFrom(worker C.int32_t, send func(held *[]*broker.Conn)) {
 	}
 	held := heldLists.Get().(*[]*broker.Conn)
 	send(held)
-	brk.FlushHeld(*held)
-	clear(*held)
-	*held = (*held)[:0]
+	workers.flushList(held)
 	heldLists.Put(held)
 	letReadyRun()
 }

@@ -434,11 +434,14 @@ func (p *pool) watching(id int32) bool {
 }
 
 // flushHeld writes what the worker's handlers sent during its last batch (its own thread only).
-func (p *pool) flushHeld(w *worker) {
-	if len(w.held) > 0 {
-		p.flush(w.held)
-		clear(w.held)
-		w.held = w.held[:0]
+func (p *pool) flushHeld(w *worker) { p.flushList(&w.held) }
+
+// flushList writes the sockets in held and empties it for reuse, dropping its pointers.
+func (p *pool) flushList(held *[]*broker.Conn) {
+	if len(*held) > 0 {
+		p.flush(*held)
+		clear(*held)
+		*held = (*held)[:0]
 	}
 }
 
