@@ -311,7 +311,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 		}
 		b.allMu.Lock()
 		b.all[c] = struct{}{}
-		b.connWG.Add(1)
+		b.connWG.Add(2) // the connection, and its first goroutine (serve)
 		b.allMu.Unlock()
 		go c.serve()
 	}
@@ -395,23 +395,28 @@ func (b *Broker) AcceptHeld(id uint64, ok bool, held *[]*Conn) bool {
 	if !c.verdict.CompareAndSwap(verdictPending, v) {
 		return false
 	}
-	if ok {
-		b.counters.accepted.Add(1)
-		b.counters.open.Add(1)
-		c.wmu.Lock()
-		c.phase = phaseOpen
-		if c.shutAfterFlush {
-			c.startDrainLocked() // CloseSocket while pending: the drain starts now
-		}
-		sched := c.scheduleLocked(held)
-		c.wmu.Unlock()
-		if sched {
-			c.flushBy(held)
-		}
-	} else {
+	c.stopOpenTimer()
+	if !ok {
 		c.discard()
+		go c.reject() // the answer lingers: not on the caller's time
+		return true
 	}
-	c.verdictCh <- ok // buffered, sent once: the CAS above succeeds once
+	b.counters.accepted.Add(1)
+	b.counters.open.Add(1)
+	c.wmu.Lock()
+	c.phase = phaseOpen
+	if c.shutAfterFlush {
+		c.startDrainLocked() // CloseSocket while pending: the drain starts now
+	}
+	sched := c.scheduleLocked(held)
+	c.wmu.Unlock()
+	if stopped(c.stop) {
+		c.closeWith(ws.StatusGoingAway, nil) // Broker.Close saw c pending and lost to this call
+	}
+	c.start()
+	if sched {
+		c.flushBy(held)
+	}
 	return true
 }
 

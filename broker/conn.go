@@ -58,7 +58,7 @@ type Conn struct {
 	sc   net.Conn
 	stop <-chan struct{} // closed by Broker.Close
 
-	verdictCh chan bool // receives the verdict (verdict, above) once, from Accept
+	openTimer *time.Timer // the open timeout while the verdict is pending (under wmu)
 
 	// closing is set once nothing more may be queued: a close frame is queued, the socket was
 	// rejected or refused, or the connection ended.
@@ -147,43 +147,29 @@ func stopped(ch <-chan struct{}) bool {
 	}
 }
 
-// serve is the connection's first goroutine: handshake and Open, then the hand-over to its
-// poller, which ends the connection (poll_linux.go).
+// serve is the connection's first goroutine: the handshake and the Open call. It ends there;
+// the verdict (Accept, the open timeout or Broker.Close) decides the rest, on the goroutine or
+// thread that gives it, so that accepting a socket wakes nobody.
 func (c *Conn) serve() {
-	if c.establish() {
-		c.pl.poll(c)
-	}
-}
-
-// establish runs the handshake and Open. It reports whether the connection is accepted and
-// polled; if it is not polled, establish reads it until it ends (readLoop) and delivers Close.
-func (c *Conn) establish() (poll bool) {
+	defer c.b.connWG.Done() // this goroutine's own count (acceptLoop)
+	pending := false
 	defer func() {
-		if r := recover(); r != nil || !poll {
+		if r := recover(); r != nil || !pending {
 			c.b.connDone(c, r)
-			poll = false
 		}
 	}()
 	up, ok := c.handshake()
 	if !ok {
-		return false
+		return
 	}
 	if c.busy {
 		// Answered once the request is in, not before: an HTTP client that gets a response
 		// before it has sent its request (Go's net/http) treats it as a broken connection.
 		c.b.log.Debug().Stringer("peer", c.nc.RemoteAddr()).Msg("too many connections; refused with 503")
 		c.refuse(errBusy)
-		return false
+		return
 	}
-	if !c.open(up) {
-		return false
-	}
-	if c.pl != nil {
-		return true
-	}
-	c.readLoop()
-	c.finish()
-	return false
+	pending = c.open(up)
 }
 
 // handshake reads and checks the upgrade request. On failure it has answered and closed.
@@ -312,11 +298,11 @@ func (c *Conn) closeWrite() {
 	c.nc.CloseWrite()
 }
 
-// open registers the connection, calls Handler.Open and waits for the verdict. It reports whether
-// the connection was accepted; if not, it has answered and closed.
+// open registers the connection, calls Handler.Open and starts the open timeout unless the
+// verdict came meanwhile. It reports whether the connection was opened; if not (Broker.Close came
+// first), it has answered and closed.
 func (c *Conn) open(up *upgradeRequest) bool {
 	b := c.b
-	c.verdictCh = make(chan bool, 1)
 	var ext string
 	if c.l.lim.Compression {
 		ext = negotiateDeflate(up.headers)
@@ -342,44 +328,69 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	// After Open: a Handler that pins the socket to a worker (the bridge does) is named in it.
 	b.log.Debug().EmbedObject(c).Str("ip", req.IP).Str("url", req.URL).Msg("open")
 
-	openTimeout := c.l.lim.OpenTimeout
-	timeout := time.NewTimer(openTimeout)
-	defer timeout.Stop()
-	var ok bool
-	select {
-	case ok = <-c.verdictCh:
-	case <-c.stop:
-		if c.refuseUnanswered(errShutdown) {
-			return false
-		}
-		ok = <-c.verdictCh // Accept won the race and is about to deliver
-	case <-timeout.C:
-		if c.refuseUnanswered(errOpenTimeout) {
-			b.log.Warn().EmbedObject(c).Dur("open_timeout", openTimeout).Msg("no verdict on the upgrade in time; refused with 503")
-			return false
-		}
-		ok = <-c.verdictCh
+	c.wmu.Lock()
+	if c.verdict.Load() == verdictPending { // else Accept came during Open
+		c.openTimer = time.AfterFunc(c.l.lim.OpenTimeout, c.openTimedOut)
 	}
-	c.verdictCh = nil // an idle connection keeps nothing it no longer needs
-	if !ok {
-		b.log.Debug().EmbedObject(c).Msg("rejected")
-		c.refuse(errRejected)
-		return false
-	}
-	if stopped(c.stop) {
-		c.closeWith(ws.StatusGoingAway, nil)
+	c.wmu.Unlock()
+	if stopped(c.stop) { // Broker.Close may have looked at c before it was pending
+		c.refusePending(errShutdown)
 	}
 	return true
 }
 
-// refuseUnanswered refuses a connection whose verdict has not come, unless Accept comes first.
-func (c *Conn) refuseUnanswered(e *httpError) bool {
+// openTimedOut refuses c with 503 if its verdict has not come within OpenTimeout.
+func (c *Conn) openTimedOut() {
+	if c.refusePending(errOpenTimeout) {
+		c.b.log.Warn().EmbedObject(c).Dur("open_timeout", c.l.lim.OpenTimeout).Msg("no verdict on the upgrade in time; refused with 503")
+	}
+}
+
+// stopOpenTimer stops the open timeout of c, whose verdict was given.
+func (c *Conn) stopOpenTimer() {
+	c.wmu.Lock()
+	t := c.openTimer
+	c.openTimer = nil // an idle connection keeps nothing it no longer needs
+	c.wmu.Unlock()
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// refusePending refuses a connection whose verdict has not come, unless Accept comes first, and
+// ends it. It reports whether it did.
+func (c *Conn) refusePending(e *httpError) bool {
 	if !c.verdict.CompareAndSwap(verdictPending, verdictRefused) {
 		return false
 	}
+	c.stopOpenTimer()
 	c.discard()
 	c.refuse(e)
+	c.b.connDone(c, nil)
 	return true
+}
+
+// reject answers a connection that Accept rejected with 403 and ends it.
+func (c *Conn) reject() {
+	c.b.log.Debug().EmbedObject(c).Msg("rejected")
+	c.refuse(errRejected)
+	c.b.connDone(c, nil)
+}
+
+// start has an accepted connection read from now on: by its poller, or by a goroutine of its own.
+func (c *Conn) start() {
+	if c.pl != nil {
+		c.pl.poll(c, false)
+		return
+	}
+	go c.readToEnd()
+}
+
+// readToEnd is the reader goroutine of an accepted connection that no poller reads.
+func (c *Conn) readToEnd() {
+	defer func() { c.b.connDone(c, recover()) }()
+	c.readLoop()
+	c.finish()
 }
 
 // discard unregisters a connection that was never accepted and drops what it queued.
@@ -636,10 +647,11 @@ func (c *Conn) goAway() {
 	switch phase {
 	case phaseHandshake:
 		c.nc.SetReadDeadline(pastDeadline) // interrupts the request read (or the linger)
+	case phasePending:
+		go c.refusePending(errShutdown) // unless Accept wins: it then sees c.stop and closes
 	case phaseOpen:
 		c.closeWith(ws.StatusGoingAway, nil)
 	}
-	// phasePending: the reader waits on c.stop as well as on the verdict.
 }
 
 // finish ends an accepted connection: close, unregister, leave every channel, then Handler.Close.

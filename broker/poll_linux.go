@@ -36,7 +36,7 @@ const (
 // running (and hand it to a reader) or from running to more; the holder moves it back to idle
 // only from running, so nothing that came during a turn is missed and nothing is ever re-armed.
 const (
-	rRunning int32 = iota // held by one goroutine: queued for a reader, or being read (the zero value: its first goroutine holds it)
+	rRunning int32 = iota // held by one goroutine: queued for a reader, or being read (the zero value: whoever registers it holds it)
 	rIdle                 // waiting for input: nobody holds it
 	rMore                 // held, and input or a timer came since its last read
 )
@@ -338,16 +338,24 @@ func (c *Conn) claim() bool {
 	}
 }
 
-// poll is the rest of an accepted connection's life on its poller, from the goroutine that ran
-// the handshake: it handles what came with the request and registers c; from then on readers
-// serve it.
-func (p *poller) poll(c *Conn) {
+// poll is the rest of an accepted connection's life on its poller: it handles what came with the
+// request and registers c; from then on readers serve it. Unless mayCall, it runs where Handler
+// calls must not be made (Accept's caller, which may be the thread they would wait for): what
+// needs them, and c's first turn if input came, goes to a goroutine.
+func (p *poller) poll(c *Conn, mayCall bool) {
+	if !mayCall && (len(c.pre) > 0 || c.closing.Load()) {
+		go p.poll(c, true)
+		return
+	}
 	c.lastIn = p.b.clock()
 	c.draining = c.processPre()
 	if err := p.add(c); err != nil {
 		p.b.log.Warn().EmbedObject(c).Err(err).Msg("cannot register with epoll; closing")
-		c.finish()
-		p.b.connDone(c, nil)
+		if mayCall {
+			p.end(c)
+		} else {
+			go p.end(c)
+		}
 		return
 	}
 	// No first read: input that came after the request raised an event when c was added (the
@@ -359,7 +367,17 @@ func (p *poller) poll(c *Conn) {
 		}
 		c.rstate.Store(rRunning) // input came: read it now
 	}
-	p.serve(c, false)
+	if mayCall {
+		p.serve(c, false)
+	} else {
+		p.readers.dispatch([]*Conn{c})
+	}
+}
+
+// end ends an accepted connection that its poller holds.
+func (p *poller) end(c *Conn) {
+	c.finish()
+	p.b.connDone(c, nil)
 }
 
 // readerPool runs the turns of a poller's ready connections: a queue, and goroutines that take
@@ -476,12 +494,11 @@ func (p *poller) serve(c *Conn, here bool) {
 	for {
 		switch c.turn(s) {
 		case turnEnd:
-			c.finish()
-			p.b.connDone(c, nil)
+			p.end(c)
 			return
 		case turnRequeue:
-			// Back to the end of the queue (not only to this goroutine's next turn: the first
-			// turn runs on the handshake goroutine, which no queue feeds).
+			// Back to the end of the queue (not only to this goroutine's next turn: a first turn
+			// may run on a goroutine that no queue feeds, or on DispatchReady's caller).
 			p.readers.dispatch([]*Conn{c})
 			return
 		}

@@ -6,7 +6,7 @@ package broker
 type poller struct{}
 
 func (b *Broker) pollerFor() *poller { return nil }
-func (p *poller) poll(*Conn)         {}
+func (p *poller) poll(*Conn, bool)   {}
 func (p *poller) remove(*Conn)       {}
 func (p *poller) wake(*Conn)         {}
 

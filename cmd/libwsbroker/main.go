@@ -184,13 +184,13 @@ func readHere(worker C.int32_t) func(*broker.Conn) bool {
 }
 
 // letReadyRun gives the P to the goroutines that are ready to run (readers handed sockets, a
-// flusher, a handshake given its verdict) before a JS thread goes back to its event loop. The
-// thread leaves Go holding the P it used, as in a system call, and with one P (one core) nothing
-// else runs until sysmon takes it back: after 20 µs, or 10 ms once sysmon has backed off, which
-// it does while the thread calls in often. Broadcasts to 1,000 sockets at 100/s, 64 of each
-// written by the JS thread and the rest by a flusher, took 27 ms (p50) to reach them all; 8.7 ms
-// with this. Each round costs two thread switches. A goroutine that yields once (the flusher
-// does) is behind this one in the run queue, hence more than one round.
+// flusher) before a JS thread goes back to its event loop. The thread leaves Go holding the P it
+// used, as in a system call, and with one P (one core) nothing else runs until sysmon takes it
+// back: after 20 µs, or 10 ms once sysmon has backed off, which it does while the thread calls in
+// often. Broadcasts to 1,000 sockets at 100/s, 64 of each written by the JS thread and the rest
+// by a flusher, took 27 ms (p50) to reach them all; 8.7 ms with this. Each round costs two thread
+// switches. A goroutine that yields once (the flusher does) is behind this one in the run queue,
+// hence more than one round.
 func letReadyRun() {
 	for range 4 {
 		if runnableGoroutines() == 0 {
