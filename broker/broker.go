@@ -293,7 +293,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 		}
 		c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: stop, counted: true}
 		if l.lim.TLS != nil {
-			c.tc = tls.Server(tc, l.lim.TLS)
+			c.tc = tls.Server(newTLSSocket(tc, rc), l.lim.TLS)
 			c.sc = c.tc
 		}
 		if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {
@@ -306,9 +306,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			}
 		}
 		c.parser.max = l.lim.MaxPayload
-		if l.lim.TLS == nil {
-			c.pl = b.pollerFor()
-		}
+		c.pl = b.pollerFor()
 		b.allMu.Lock()
 		b.all[c] = struct{}{}
 		b.connWG.Add(2) // the connection, and its first goroutine (serve)

@@ -294,9 +294,21 @@ func (c *Conn) lingerClose() {
 func (c *Conn) closeWrite() {
 	if c.tc != nil {
 		c.tc.CloseWrite()
+		if s := c.tlsSocket(); s.hasLeft() {
+			// The close_notify waits for room in the socket: half-close once it is out.
+			go func() {
+				if s.flushLeft() == nil {
+					c.nc.CloseWrite()
+				}
+			}()
+			return
+		}
 	}
 	c.nc.CloseWrite()
 }
+
+// tlsSocket is the socket under c's TLS layer.
+func (c *Conn) tlsSocket() *tlsSocket { return c.tc.NetConn().(*tlsSocket) }
 
 // open registers the connection, calls Handler.Open and starts the open timeout unless the
 // verdict came meanwhile. It reports whether the connection was opened; if not (Broker.Close came
@@ -380,6 +392,9 @@ func (c *Conn) reject() {
 // start has an accepted connection read from now on: by its poller, or by a goroutine of its own.
 func (c *Conn) start() {
 	if c.pl != nil {
+		if c.tc != nil {
+			c.tlsSocket().polled = true // before any write: the flushers write c from now on
+		}
 		c.pl.poll(c, false)
 		return
 	}

@@ -4,6 +4,7 @@ package broker
 
 import (
 	"errors"
+	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -341,9 +342,10 @@ func (c *Conn) claim() bool {
 // poll is the rest of an accepted connection's life on its poller: it handles what came with the
 // request and registers c; from then on readers serve it. Unless mayCall, it runs where Handler
 // calls must not be made (Accept's caller, which may be the thread they would wait for): what
-// needs them, and c's first turn if input came, goes to a goroutine.
+// needs them, and c's first turn if input came, goes to a goroutine. A TLS connection always has
+// a first turn: crypto/tls may hold input that came with the request, which raises no event.
 func (p *poller) poll(c *Conn, mayCall bool) {
-	if !mayCall && (len(c.pre) > 0 || c.closing.Load()) {
+	if !mayCall && (len(c.pre) > 0 || c.closing.Load() || c.tc != nil) {
 		go p.poll(c, true)
 		return
 	}
@@ -361,7 +363,7 @@ func (p *poller) poll(c *Conn, mayCall bool) {
 	// No first read: input that came after the request raised an event when c was added (the
 	// kernel reports what is already there), so the read would only say EAGAIN. One system call
 	// of the twenty a connection's life takes.
-	if !c.draining && c.settle(0) == turnDone {
+	if c.tc == nil && !c.draining && c.settle(0) == turnDone {
 		if c.rstate.CompareAndSwap(rRunning, rIdle) {
 			return
 		}
@@ -474,6 +476,27 @@ func (s *readState) read(fd uintptr) bool {
 	return true // never wait: the poller does
 }
 
+// readFrom reads c's input into s.buf, setting s.n and s.err as read does (through crypto/tls
+// for a TLS connection); its error is the RawConn's.
+func (s *readState) readFrom(c *Conn) error {
+	if c.tc == nil {
+		return c.rc.Read(s.fn)
+	}
+	n, err := c.tc.Read(s.buf)
+	s.n, s.err = n, nil
+	switch {
+	case errors.Is(err, errWouldBlock):
+		s.err = syscall.EAGAIN
+	case errors.Is(err, io.EOF) && n > 0:
+		// The data first; the next read returns the end again.
+	case errors.Is(err, io.EOF):
+		s.n = 0
+	case err != nil:
+		s.err = err
+	}
+	return nil
+}
+
 // Results of a turn.
 const (
 	turnDone    = iota // nothing more to read: c may go idle
@@ -524,7 +547,7 @@ func (c *Conn) turn(s *readState) int {
 	sink := (*connSink)(c)
 	got := 0
 	for got < pollBudget {
-		if err := c.rc.Read(s.fn); err != nil {
+		if err := s.readFrom(c); err != nil {
 			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
 			return turnEnd
 		}
@@ -539,7 +562,8 @@ func (c *Conn) turn(s *readState) int {
 			return turnEnd // EOF
 		}
 		got += s.n
-		short := s.n < len(s.buf) && !c.peerDone.Load()
+		// (crypto/tls returns a record at a time, so a short TLS read says nothing.)
+		short := c.tc == nil && s.n < len(s.buf) && !c.peerDone.Load()
 		if !c.draining {
 			start := c.b.clock()
 			c.draining = c.process(s.buf[:s.n], sink)

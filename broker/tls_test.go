@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -181,4 +182,82 @@ func TestTLSLimits(t *testing.T) {
 		t.Fatalf("close of %d with %d, want %d with 1008", e.id, e.code, id)
 	}
 	slow.nc.Close()
+}
+
+// corkedConn holds back writes while corked and sends them in one write when uncorked.
+type corkedConn struct {
+	net.Conn
+	held   []byte
+	corked bool
+}
+
+func (c *corkedConn) Write(p []byte) (int, error) {
+	if c.corked {
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *corkedConn) uncork() error {
+	c.corked = false
+	_, err := c.Conn.Write(c.held)
+	return err
+}
+
+// TestTLSMessageInTheRequestsSegment: a message in a TLS record of its own that comes in the
+// same segment as the request's record is read by the handshake's read into crypto/tls's buffer,
+// where no epoll event will announce it: the connection's first turn must find it.
+func TestTLSMessageInTheRequestsSegment(t *testing.T) {
+	cfg, pool := testCert(t)
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{TLS: cfg})
+	rec.onText = func(c *Conn, data []byte) { b.Send(c.ID(), data, true) }
+
+	r := rawConnect(t, addr)
+	cc := &corkedConn{Conn: r.nc}
+	tc := tls.Client(cc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	r.nc, r.br = tc, bufio.NewReader(tc)
+	cc.corked = true
+	r.send([]byte(upgradeRequestText("/")))
+	r.send(frame(0x81, []byte("with the request")))
+	if err := cc.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if resp := r.response(); resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v", resp.Status)
+	}
+	if h, p := r.readFrame(); h.OpCode != ws.OpText || string(p) != "with the request" {
+		t.Fatalf("got %v %q, want the echo", h.OpCode, p)
+	}
+}
+
+// TestTLSFullSocket: records that the socket cannot take at once wait in its tlsSocket and go out
+// first, in order, once the client reads.
+func TestTLSFullSocket(t *testing.T) {
+	cfg, pool := testCert(t)
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{TLS: cfg})
+	const n, size = 64, 64 << 10
+	rec.onText = func(c *Conn, _ []byte) {
+		for i := range n {
+			b.Send(c.ID(), bytes.Repeat([]byte{byte(i)}, size), false)
+		}
+	}
+	c := dialTLS(t, addr, pool, websocket.CompressionDisabled)
+	id := await(t, rec.opens, "open").id
+	write(t, c, websocket.MessageText, []byte("burst"))
+	waitFor(t, "records waiting for the socket", func() bool {
+		sc := b.lookup(id)
+		return sc != nil && sc.tlsSocket().hasLeft()
+	})
+	for i := range n {
+		typ, p := read(t, c)
+		if typ != websocket.MessageBinary || len(p) != size || p[0] != byte(i) || p[size-1] != byte(i) {
+			t.Fatalf("message %d: %v, %d bytes, starting with %d", i, typ, len(p), p[0])
+		}
+	}
 }

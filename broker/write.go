@@ -272,18 +272,24 @@ func (c *Conn) flush(w *writeState) {
 	c.takeQueueLocked()
 	c.writing = true
 	c.wmu.Unlock()
-	if c.tc != nil {
-		go c.writer() // TLS writes block: never on a flusher's (or a batch's) thread
+	var n, frames int
+	var err error
+	switch {
+	case c.tc == nil:
+		n, frames, err = w.write(c)
+	case c.pl != nil:
+		n, frames, err = writeTLS(c, false)
+	default:
+		go c.writer() // TLS writes to an unpolled socket block: never on a flusher's (or a batch's) thread
 		return
 	}
-	n, frames, err := w.write(c)
 	c.afterWrite(n, frames, err, false)
 }
 
 // writer runs while c's socket is full: it waits for it to drain and writes until the queue is
 // empty. c.writing is true while it runs.
 func (c *Conn) writer() {
-	write := writeTLS
+	write := func(c *Conn) (int, int, error) { return writeTLS(c, true) }
 	if c.tc == nil {
 		write = newWriteState(true).write
 	}
@@ -320,7 +326,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		c.nc.CloseRead()
 		return false
 	}
-	if len(c.out) > 0 {
+	if len(c.out) > 0 || c.tc != nil && c.tlsSocket().hasLeft() {
 		c.wmu.Unlock()
 		if inWriter {
 			return true
@@ -501,14 +507,27 @@ const tlsChunk = 16 << 10
 
 var tlsChunks = sync.Pool{New: func() any { b := make([]byte, 0, tlsChunk); return &b }}
 
-// writeTLS writes c.out through crypto/tls, blocking (only the writer goroutine calls it), with
-// write's results.
-func writeTLS(c *Conn) (int, int, error) {
+// writeTLS writes c.out through crypto/tls, with write's results. With block (the writer
+// goroutine) it waits for the socket; else it stops once the socket is full (its tlsSocket keeps
+// what the socket did not take, for the writer goroutine to send first).
+func writeTLS(c *Conn, block bool) (int, int, error) {
+	s := c.tlsSocket()
 	bufp := tlsChunks.Get().(*[]byte)
 	defer tlsChunks.Put(bufp)
 	written, frames := 0, 0
 	var err error
-	for len(c.out) > 0 && err == nil {
+	for err == nil {
+		if s.hasLeft() {
+			if !block {
+				break
+			}
+			if err = s.flushLeft(); err != nil {
+				break
+			}
+		}
+		if len(c.out) == 0 {
+			break
+		}
 		chunk := c.out[0]
 		if len(chunk) < tlsChunk {
 			chunk = (*bufp)[:0]
