@@ -296,8 +296,13 @@ func (c *Conn) closeWrite() {
 	if c.tc != nil {
 		c.tc.CloseWrite()
 		if s := c.tlsSocket(); s.hasLeft() {
-			// The close_notify waits for room in the socket: half-close once it is out.
+			// The close_notify waits for room in the socket: half-close once it is out, by the
+			// drain deadline (crypto/tls has just set the write deadline to now).
 			go func() {
+				c.wmu.Lock()
+				deadline := c.drainDeadline()
+				c.wmu.Unlock()
+				c.nc.SetWriteDeadline(deadline)
 				if s.flushLeft() == nil {
 					c.nc.CloseWrite()
 				}

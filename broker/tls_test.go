@@ -261,3 +261,32 @@ func TestTLSFullSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSCloseOfAFullSocket: a TLS client whose socket is full when it is closed gets its data,
+// the close frame and then the end of the stream as soon as it reads them, not at the drain
+// deadline. (Whether the close_notify itself finds the socket full depends on the timing: this
+// test does not make sure it does.)
+func TestTLSCloseOfAFullSocket(t *testing.T) {
+	cfg, pool := testCert(t)
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{TLS: cfg}, func(b *Broker) { b.drainTimeout = time.Minute })
+	r := rawTLS(t, addr, pool)
+	id := await(t, rec.opens, "open").id
+	const n, size = 64, 64 << 10
+	for i := range n {
+		b.Send(id, bytes.Repeat([]byte{byte(i)}, size), false)
+	}
+	waitFor(t, "records waiting for the socket", func() bool {
+		sc := b.lookup(id)
+		return sc != nil && sc.tlsSocket().hasLeft()
+	})
+	if ok, err := b.CloseSocket(id, 4000, nil); !ok || err != nil {
+		t.Fatalf("CloseSocket: %v %v", ok, err)
+	}
+	for i := range n {
+		if h, p := r.readFrame(); h.OpCode != ws.OpBinary || len(p) != size || p[0] != byte(i) {
+			t.Fatalf("frame %d: %v, %d bytes", i, h.OpCode, len(p))
+		}
+	}
+	r.expectClose(closePayload(4000, ""))
+}

@@ -112,8 +112,9 @@ func (s *tlsSocket) hasLeft() bool {
 	return len(s.left) > 0 || s.flushing
 }
 
-// flushLeft sends what waits, waiting for the socket (up to its write deadline). Only a writer
-// goroutine calls it; Write meanwhile adds to what waits.
+// flushLeft sends what waits, waiting for the socket (up to its write deadline). Only goroutines
+// that may wait call it (the writer, the half-close after a close_notify that waits); Write
+// meanwhile adds to what waits.
 func (s *tlsSocket) flushLeft() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
