@@ -292,9 +292,8 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			continue
 		}
 		c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: stop, counted: true}
-		rc.Control(func(fd uintptr) { c.fd = int32(fd) })
 		if l.lim.TLS != nil {
-			c.tc = tls.Server(newTLSSocket(tc, rc, c.fd), l.lim.TLS)
+			c.tc = tls.Server(newTLSSocket(tc, rc), l.lim.TLS)
 			c.sc = c.tc
 		}
 		if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {

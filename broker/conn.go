@@ -107,7 +107,6 @@ type Conn struct {
 	parser   frameParser
 	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
 	slot     uint32        // polled: c's slot in its poller
-	fd       int32         // the socket's descriptor: a polled c is read with it (readFrom)
 	polled   bool          // registered with the poller
 	here     bool          // polled: this turn runs on DispatchReady's caller (MayBlock)
 	draining bool          // a close frame is queued; input is only read to see the peer close

@@ -456,24 +456,31 @@ func (r *readerPool) run() {
 	}
 }
 
-// readState is a reader's scratch space: the read buffer and the last read's results. An idle
-// connection holds none.
+// readState is a reader's scratch space: the read buffer and the read callback, created once so
+// that a read allocates nothing. An idle connection holds none.
 type readState struct {
 	buf []byte
 	n   int
 	err error
+	fn  func(fd uintptr) bool
 }
 
-var readStates = sync.Pool{New: func() any { return &readState{buf: make([]byte, readBufSize)} }}
+var readStates = sync.Pool{New: func() any {
+	s := &readState{buf: make([]byte, readBufSize)}
+	s.fn = s.read
+	return s
+}}
 
-// readFrom reads what c's socket has now into s.buf (through crypto/tls for a TLS connection):
-// s.n bytes, 0 at the end of input; s.err is syscall.EAGAIN when there is nothing to read. It
-// reads c.fd directly, not through c.rc, whose locking and poll-descriptor reset cost 3% in rooms
-// of 10: only c's holder reads it, and only its holder closes it (finish), so it stays open.
-func (s *readState) readFrom(c *Conn) {
+func (s *readState) read(fd uintptr) bool {
+	s.n, s.err = recv(fd, s.buf)
+	return true // never wait: the poller does
+}
+
+// readFrom reads c's input into s.buf, setting s.n and s.err as read does (through crypto/tls
+// for a TLS connection); its error is the RawConn's.
+func (s *readState) readFrom(c *Conn) error {
 	if c.tc == nil {
-		s.n, s.err = recv(uintptr(c.fd), s.buf)
-		return
+		return c.rc.Read(s.fn)
 	}
 	n, err := c.tc.Read(s.buf)
 	s.n, s.err = n, nil
@@ -487,6 +494,7 @@ func (s *readState) readFrom(c *Conn) {
 	case err != nil:
 		s.err = err
 	}
+	return nil
 }
 
 // Results of a turn.
@@ -539,7 +547,10 @@ func (c *Conn) turn(s *readState) int {
 	sink := (*connSink)(c)
 	got := 0
 	for got < pollBudget {
-		s.readFrom(c)
+		if err := s.readFrom(c); err != nil {
+			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
+			return turnEnd
+		}
 		if s.err == syscall.EAGAIN {
 			break
 		}

@@ -20,8 +20,13 @@ import (
 type tlsSocket struct {
 	*net.TCPConn
 	rc     syscall.RawConn
-	fd     int32 // read directly once polled, as the poller reads Conn.fd
-	polled bool  // set before the connection is registered with its poller, never cleared
+	polled bool // set before the connection is registered with its poller, never cleared
+
+	// Read's call: crypto/tls reads under its input lock, from whoever holds the connection.
+	rbuf   []byte
+	rn     int
+	rerr   error
+	readFn func(fd uintptr) bool
 
 	// Write's call and what is left, under mu.
 	mu       sync.Mutex
@@ -34,9 +39,9 @@ type tlsSocket struct {
 	werr     error  // a write failed: every later one fails too
 }
 
-func newTLSSocket(nc *net.TCPConn, rc syscall.RawConn, fd int32) *tlsSocket {
-	s := &tlsSocket{TCPConn: nc, rc: rc, fd: fd}
-	s.writeFn = s.sendNow
+func newTLSSocket(nc *net.TCPConn, rc syscall.RawConn) *tlsSocket {
+	s := &tlsSocket{TCPConn: nc, rc: rc}
+	s.readFn, s.writeFn = s.readNow, s.sendNow
 	return s
 }
 
@@ -50,6 +55,11 @@ func (wouldBlock) Error() string   { return "socket has no input now" }
 func (wouldBlock) Timeout() bool   { return true }
 func (wouldBlock) Temporary() bool { return true }
 
+func (s *tlsSocket) readNow(fd uintptr) bool {
+	s.rn, s.rerr = recv(fd, s.rbuf)
+	return true // never wait: the poller does
+}
+
 func (s *tlsSocket) Read(p []byte) (int, error) {
 	if !s.polled {
 		return s.TCPConn.Read(p)
@@ -57,16 +67,20 @@ func (s *tlsSocket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := recv(uintptr(s.fd), p)
+	s.rbuf = p
+	err := s.rc.Read(s.readFn)
+	s.rbuf = nil
 	switch {
-	case err == syscall.EAGAIN:
-		return 0, errWouldBlock
 	case err != nil:
 		return 0, err
-	case n == 0:
+	case s.rerr == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case s.rerr != nil:
+		return 0, s.rerr
+	case s.rn == 0:
 		return 0, io.EOF
 	}
-	return n, nil
+	return s.rn, nil
 }
 
 func (s *tlsSocket) Write(p []byte) (int, error) {
