@@ -83,7 +83,7 @@ asyncio.run(main())
   assert.deepEqual(JSON.parse(line), { extensions: ['permessage-deflate'], text: true, binary: true }, py.stderr);
 });
 
-test('tls: wss:// with a certificate file, compression over TLS, a plain-HTTP request answered with 400', async (t) => {
+test('tls: wss:// with a certificate file, compression over TLS, a plain-HTTP request answered with 400, closes from either side', async (t) => {
   const { cert, certPath, keyPath } = makeCert(t);
   const { port } = await e2eServer(t, { tls: { cert: certPath, key: keyPath }, compression: true });
   const client = await Client.connect(port, { ca: cert, perMessageDeflate: true });
@@ -111,4 +111,21 @@ test('tls: wss:// with a certificate file, compression over TLS, a plain-HTTP re
   again.send('after the plain requests');
   assert.equal((await again.next()).text, 'after the plain requests');
   again.terminate();
+
+  // Closing over TLS, from either side: the client gets the server's close frame (the server
+  // echoes a client's code without its reason), Node's TLS reports no error, and handleClose runs.
+  const observer = await Client.connect(port, { ca: cert, headers: { 'x-observer': '1' } });
+  t.after(() => observer.terminate());
+  for (const [side, code, reason, echoed] of [['server', 4001, 'server says bye', 'server says bye'], ['client', 4002, 'client says bye', '']]) {
+    const c = await Client.connect(port, { ca: cert });
+    const errors = [];
+    c.ws.on('error', (e) => errors.push(e.message));
+    c.send('!id');
+    const id = (await c.next()).text.split(' ')[1];
+    if (side === 'server') c.send(`!close ${code} ${reason}`);
+    else c.ws.close(code, reason);
+    assert.deepEqual(await c.closed, { code, reason: echoed }, `closed by the ${side}`);
+    await observer.next((m) => m.text === `close ${id}`, 10_000, `handleClose of the socket closed by the ${side}`);
+    assert.deepEqual(errors, [], `closed by the ${side}`);
+  }
 });
