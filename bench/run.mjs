@@ -58,9 +58,10 @@ if (servers.some((s) => s.id === 'bun') && !bunBin) {
 
 const timing = quick ? { warmup: '0.5s', duration: '2s' } : { warmup: '1.5s', duration: '5s' };
 const echoRate = 20000; // S1 latency: a rate every server sustains on one core
-// Its p99 differs up to 3x from run to run (one disturbance in 5 s is enough), so it is run
-// latencyRounds times, alternating servers; the figures are the median.
-const latencyRounds = quick ? 1 : 3;
+// Its p99 differs up to 3x from run to run (one disturbance in 5 s is enough), and throughput per
+// server CPU-second 10-15% (more at a noisy hour), enough to move a ratio across a target: so
+// those scenarios run `rounds` times, alternating servers, and the figures are the median.
+const rounds = quick ? 1 : 3;
 // S2 latency: broadcasts to 1,000 per second, a rate every server sustains on one core (ws, the
 // slowest, delivers ~100,000 per CPU-second).
 const fanoutRate = 50;
@@ -68,14 +69,14 @@ const fanoutRate = 50;
 // overflow the kernel's socket buffers (up to 4 MiB here) within the run.
 // Its p99 varies by 2x from run to run, so each of its two runs is made `rounds` times, alternating,
 // and the table shows the median and the range.
-const stalled = { conns: 1000, size: 65536, rate: 10, backpressure: 1 << 20, duration: quick ? '4s' : '8s', rounds: quick ? 1 : 3 };
+const stalled = { conns: 1000, size: 65536, rate: 10, backpressure: 1 << 20, duration: quick ? '4s' : '8s', rounds };
 
 // A scenario: group (S1…S5), wsbench arguments, the figure it is compared by, whether the
 // threads: 2 run takes part (t2), and server settings (backpressure).
 //   figure: msgs | deliveries (per server CPU-second), latency (p99, open loop), memory (idle), stalled
 const echo = (conns, size) => ({
   id: `echo-${conns}-${size}`, group: 'S1', title: `echo, ${conns.toLocaleString('en-US')} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`,
-  args: ['-scenario', 'echo', '-conns', String(conns), '-size', String(size)], figure: 'msgs', t2: true,
+  args: ['-scenario', 'echo', '-conns', String(conns), '-size', String(size)], figure: 'msgs', t2: true, rounds,
 });
 // Compression and TLS: the same four ways over the wire for each server, as wsbench flags and
 // server settings (COMPRESSION, TLS_CERT/TLS_KEY; goserver flags).
@@ -95,14 +96,14 @@ const costScenarios = [
 const scenarioList = [
   echo(100, 32), echo(100, 512), echo(100, 4096), echo(1000, 32), echo(1000, 512), echo(1000, 4096),
   { id: 'echo-open', group: 'S1', title: `echo, 100 conns × 32 B, open loop at ${echoRate.toLocaleString('en-US')}/s`,
-    args: ['-scenario', 'echo', '-conns', '100', '-size', '32', '-rate', String(echoRate)], figure: 'latency', rounds: latencyRounds },
+    args: ['-scenario', 'echo', '-conns', '100', '-size', '32', '-rate', String(echoRate)], figure: 'latency', rounds },
   { id: 'fanout-open', group: 'S2', title: `fan-out to 1,000, open loop at ${fanoutRate}/s`,
-    args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32', '-rate', String(fanoutRate)], figure: 'latency', rounds: latencyRounds },
-  { id: 'fanout-1000', group: 'S2', title: 'fan-out to 1,000', args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32'], figure: 'deliveries', t2: true },
-  { id: 'fanout-5000', group: 'S2', title: 'fan-out to 5,000', args: ['-scenario', 'fanout', '-conns', '5000', '-size', '32'], figure: 'deliveries', t2: true },
-  { id: 'rooms-10000', group: 'S2', title: '10,000 conns in rooms of 10', args: ['-scenario', 'rooms', '-conns', '10000', '-room', '10', '-size', '32'], figure: 'deliveries', t2: true },
+    args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32', '-rate', String(fanoutRate)], figure: 'latency', rounds },
+  { id: 'fanout-1000', group: 'S2', title: 'fan-out to 1,000', args: ['-scenario', 'fanout', '-conns', '1000', '-size', '32'], figure: 'deliveries', t2: true, rounds },
+  { id: 'fanout-5000', group: 'S2', title: 'fan-out to 5,000', args: ['-scenario', 'fanout', '-conns', '5000', '-size', '32'], figure: 'deliveries', t2: true, rounds },
+  { id: 'rooms-10000', group: 'S2', title: '10,000 conns in rooms of 10', args: ['-scenario', 'rooms', '-conns', '10000', '-room', '10', '-size', '32'], figure: 'deliveries', t2: true, rounds },
   { id: 'idle-10000', group: 'S3', title: '10,000 idle conns', args: ['-scenario', 'idle', '-conns', '10000', '-mem', '-duration', '2s'], figure: 'memory' },
-  { id: 'connect', group: 'S4', title: 'connect, 32 dialers', args: ['-scenario', 'connect', '-conns', '32'], figure: 'msgs', t2: true },
+  { id: 'connect', group: 'S4', title: 'connect, 32 dialers', args: ['-scenario', 'connect', '-conns', '32'], figure: 'msgs', t2: true, rounds },
   { id: 'stalled-0', group: 'S5', title: `fan-out to ${stalled.conns.toLocaleString('en-US')} × 64 KiB at ${stalled.rate}/s`, stalledBase: true,
     args: ['-scenario', 'fanout', '-conns', String(stalled.conns), '-size', String(stalled.size), '-rate', String(stalled.rate), '-duration', stalled.duration], figure: 'stalled', backpressure: stalled.backpressure },
   { id: 'stalled-1', group: 'S5', title: 'the same, one more subscriber not reading',
@@ -355,7 +356,7 @@ if (ratioScenarios.length) {
   L.push('');
   L.push('### Summary: relative to ws in the same run (higher is better)');
   L.push('');
-  L.push('Per server CPU-second for throughput (S1, S2, S4); ws\'s p99 over the server\'s for latency (S1 open loop); ws\'s RSS per idle connection over the server\'s (S3). ws\'s own figure is in its column.');
+  L.push(`Per server CPU-second for throughput (S1, S2, S4); ws's p99 over the server's for latency (S1 open loop); ws's RSS per idle connection over the server's (S3). ws's own figure is in its column.${rounds > 1 ? ` Throughput and latency figures are the median of ${rounds} rounds, alternating servers (every round is in "Each run").` : ''}`);
   L.push('');
   L.push(`| | scenario | compared by | ${shown.map((s) => s.name).join(' | ')} |`);
   L.push(`|---|---|---|${shown.map(() => '--:').join('|')}|`);

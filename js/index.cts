@@ -188,7 +188,7 @@ export interface StartOptions extends DeliveryOptions {
    * certificate chain and `key` its private key, each in PEM: a string containing `-----BEGIN` or
    * a Buffer is the PEM text itself, any other string is the path of a PEM file (read once, at
    * `start`). A plain-HTTP request to a TLS address is answered with HTTP 400. A TLS connection
-   * holds about 16 KiB more memory than a plain one once it has received a 4 KiB message
+   * holds about 17 KiB more memory than a plain one once it has received a 4 KiB message
    * (crypto/tls's state and the record buffers it keeps; BENCHMARKS.md, "Compression and TLS").
    * Default: none (plain `ws://`).
    */
