@@ -58,9 +58,10 @@ if (servers.some((s) => s.id === 'bun') && !bunBin) {
 
 const timing = quick ? { warmup: '0.5s', duration: '2s' } : { warmup: '1.5s', duration: '5s' };
 const echoRate = 20000; // S1 latency: a rate every server sustains on one core
-// Its p99 differs up to 3x from run to run (one disturbance in 5 s is enough), and throughput per
-// server CPU-second 10-15% (more at a noisy hour), enough to move a ratio across a target: so
-// those scenarios run `rounds` times, alternating servers, and the figures are the median.
+// An open-loop p99 differs up to 3x from run to run (one disturbance in 5 s is enough), and
+// throughput per server CPU-second 10-15% (more at a noisy hour), enough to move a ratio across a
+// target: the open-loop, throughput and S5 scenarios run `rounds` times, alternating servers, and
+// the figures are the median.
 const rounds = quick ? 1 : 3;
 // S2 latency: broadcasts to 1,000 per second, a rate every server sustains on one core (ws, the
 // slowest, delivers ~100,000 per CPU-second).
