@@ -44,7 +44,8 @@ type Limits struct {
 	// IdleTimeout: after this long without input the socket is pinged; with still no input (a pong
 	// or anything else) after as long again it is closed with 1001. Only time spent waiting for
 	// input counts: not time the reader spends blocked in a Handler call. 0 disables (DefaultLimits
-	// has 120 s).
+	// has 120 s). While it is on, the connections have no TCP keep-alive (the ping finds a dead
+	// peer); with 0 they keep Go's (a probe after 15 s without traffic, then every 15 s).
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the time to receive the whole upgrade request (slowloris); past it
 	// the TCP connection is closed without a response. On Linux the kernel hands a connection
@@ -238,7 +239,7 @@ func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 	defer b.life.Unlock()
 	lns := make([]net.Listener, 0, len(addrs))
 	for _, addr := range addrs {
-		ln, err := listenTCP(addr, "listen on")
+		ln, err := listenTCP(addr, "listen on", tcpKeepAlive(lim))
 		if err != nil {
 			for _, opened := range lns {
 				opened.Close()
@@ -803,9 +804,21 @@ func (b *Broker) Stats() Stats {
 	return st
 }
 
-// listenTCP listens on addr; its error says "cannot <what> <addr>: <the OS reason>".
-func listenTCP(addr, what string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: deferAccept}
+// tcpKeepAlive is the TCP keep-alive of a listener's connections (net.ListenConfig.KeepAlive):
+// none while IdleTimeout pings idle sockets, else Go's default. Go's probes every 15 s on an idle
+// connection would wake each client (a phone's radio) eight times between two of our pings;
+// neither ws (Node's http server) nor uWebSockets turns keep-alive on.
+func tcpKeepAlive(lim Limits) time.Duration {
+	if lim.IdleTimeout > 0 {
+		return -1
+	}
+	return 0
+}
+
+// listenTCP listens on addr with TCP keep-alive keepAlive (as net.ListenConfig.KeepAlive); its
+// error says "cannot <what> <addr>: <the OS reason>".
+func listenTCP(addr, what string, keepAlive time.Duration) (net.Listener, error) {
+	lc := net.ListenConfig{Control: deferAccept, KeepAlive: keepAlive}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		var oe *net.OpError

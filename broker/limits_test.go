@@ -8,6 +8,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -678,5 +679,27 @@ func TestBackpressurePending(t *testing.T) {
 	r.expectClose(closePayload(1008, ""))
 	if e2 := await(t, rec.closes, "close"); e2.id != e.id {
 		t.Fatalf("close of %d", e2.id)
+	}
+}
+
+// TestTCPKeepAliveOnlyWithoutIdlePings: connections of a listener whose IdleTimeout pings have no
+// TCP keep-alive (no probe every 15 s on top of the pings); with IdleTimeout 0 they keep Go's.
+func TestTCPKeepAliveOnlyWithoutIdlePings(t *testing.T) {
+	rec := newRecorder()
+	b, pinging := start(t, rec, Limits{IdleTimeout: time.Minute})
+	silent := listenAlso(t, b, Limits{})
+	for _, tc := range []struct {
+		addr string
+		want int
+	}{{pinging, 0}, {silent, 1}} {
+		_, id := dialOpen(t, rec, tc.addr)
+		c := b.lookup(id)
+		got := -1
+		c.rc.Control(func(fd uintptr) {
+			got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+		})
+		if got != tc.want {
+			t.Fatalf("SO_KEEPALIVE %d on %s, want %d", got, tc.addr, tc.want)
+		}
 	}
 }

@@ -24,7 +24,7 @@ func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.A
 			return nil, nil, err
 		}
 	}
-	ln, err := listenTCP(addr, "serve metrics on")
+	ln, err := listenTCP(addr, "serve metrics on", 0)
 	if err != nil {
 		return nil, nil, err
 	}
