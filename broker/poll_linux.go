@@ -476,12 +476,8 @@ func (s *readState) read(fd uintptr) bool {
 	return true // never wait: the poller does
 }
 
-// readFrom reads c's input into s.buf, setting s.n and s.err as read does (through crypto/tls
-// for a TLS connection); its error is the RawConn's.
-func (s *readState) readFrom(c *Conn) error {
-	if c.tc == nil {
-		return c.rc.Read(s.fn)
-	}
+// readTLSNow reads what c's TLS layer has now into s.buf, setting s.n and s.err as read does.
+func (s *readState) readTLSNow(c *Conn) {
 	n, err := c.tc.Read(s.buf)
 	s.n, s.err = n, nil
 	switch {
@@ -494,7 +490,6 @@ func (s *readState) readFrom(c *Conn) error {
 	case err != nil:
 		s.err = err
 	}
-	return nil
 }
 
 // Results of a turn.
@@ -547,7 +542,9 @@ func (c *Conn) turn(s *readState) int {
 	sink := (*connSink)(c)
 	got := 0
 	for got < pollBudget {
-		if err := s.readFrom(c); err != nil {
+		if c.tc != nil {
+			s.readTLSNow(c)
+		} else if err := c.rc.Read(s.fn); err != nil {
 			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
 			return turnEnd
 		}
