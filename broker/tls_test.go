@@ -235,6 +235,15 @@ func TestTLSMessageInTheRequestsSegment(t *testing.T) {
 	}
 }
 
+// awaitRecordsLeft waits until records written to socket id wait in its tlsSocket for room.
+func awaitRecordsLeft(t *testing.T, b *Broker, id uint64) {
+	t.Helper()
+	waitFor(t, "records waiting for the socket", func() bool {
+		sc := b.lookup(id)
+		return sc != nil && sc.tlsSocket().hasLeft()
+	})
+}
+
 // TestTLSFullSocket: records that the socket cannot take at once wait in its tlsSocket and go out
 // first, in order, once the client reads.
 func TestTLSFullSocket(t *testing.T) {
@@ -250,10 +259,7 @@ func TestTLSFullSocket(t *testing.T) {
 	c := dialTLS(t, addr, pool, websocket.CompressionDisabled)
 	id := await(t, rec.opens, "open").id
 	write(t, c, websocket.MessageText, []byte("burst"))
-	waitFor(t, "records waiting for the socket", func() bool {
-		sc := b.lookup(id)
-		return sc != nil && sc.tlsSocket().hasLeft()
-	})
+	awaitRecordsLeft(t, b, id)
 	for i := range n {
 		typ, p := read(t, c)
 		if typ != websocket.MessageBinary || len(p) != size || p[0] != byte(i) || p[size-1] != byte(i) {
@@ -276,10 +282,7 @@ func TestTLSCloseOfAFullSocket(t *testing.T) {
 	for i := range n {
 		b.Send(id, bytes.Repeat([]byte{byte(i)}, size), false)
 	}
-	waitFor(t, "records waiting for the socket", func() bool {
-		sc := b.lookup(id)
-		return sc != nil && sc.tlsSocket().hasLeft()
-	})
+	awaitRecordsLeft(t, b, id)
 	if ok, err := b.CloseSocket(id, 4000, nil); !ok || err != nil {
 		t.Fatalf("CloseSocket: %v %v", ok, err)
 	}
