@@ -2,9 +2,10 @@
 // tables and writes them, every wsbench report and a PNG chart to --out. The server is pinned to
 // core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
-//   npm run bench                 every scenario (S1–S5, compression and TLS), about 13 minutes
+//   npm run bench                 every scenario (S1–S5, compression and TLS), once each: ~10 minutes
+//   npm run bench -- --rounds=3   the same 3 times, alternating servers (the committed run): ~25 minutes
 //   npm run bench -- --quick      six of them, shorter runs (about a minute)
-//   options: --only=ws,wsbroker,bun,go,wsbroker-t2   --scenarios=<ids>   --out=<dir>   --no-pin
+//   options: --only=ws,wsbroker,bun,go,wsbroker-t2   --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -15,11 +16,11 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'bench', '.bin');
 
-const usage = 'usage: node bench/run.mjs [--quick] [--only=<server ids>] [--scenarios=<scenario ids>] [--out=<dir>] [--no-pin]';
+const usage = 'usage: node bench/run.mjs [--quick] [--only=<server ids>] [--scenarios=<scenario ids>] [--rounds=<n>] [--out=<dir>] [--no-pin]';
 const args = process.argv.slice(2);
 const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 for (const a of args) {
-  if (!/^--(quick|no-pin|only=.+|scenarios=.+|out=.+)$/.test(a)) {
+  if (!/^--(quick|no-pin|only=.+|scenarios=.+|rounds=[1-9][0-9]*|out=.+)$/.test(a)) {
     console.error(`bench: unknown argument ${a}\n${usage}`);
     process.exit(2);
   }
@@ -56,13 +57,13 @@ if (servers.some((s) => s.id === 'bun') && !bunBin) {
   process.exit(1);
 }
 
-const timing = quick ? { warmup: '0.5s', duration: '2s' } : { warmup: '1.5s', duration: '5s' };
+const timing = quick ? { warmup: '0.5s', duration: '2s' } : { warmup: '1s', duration: '3s' };
 const echoRate = 20000; // S1 latency: a rate every server sustains on one core
-// An open-loop p99 differs up to 3x from run to run (one disturbance in 5 s is enough), and
+// An open-loop p99 differs up to 3x from run to run (one disturbance in a run is enough), and
 // throughput per server CPU-second 10-15% (more at a noisy hour), enough to move a ratio across a
-// target: the open-loop, throughput and S5 scenarios run `rounds` times, alternating servers, and
-// the figures are the median.
-const rounds = quick ? 1 : 3;
+// target: with --rounds=n the open-loop, throughput and S5 scenarios run n times, alternating
+// servers, and the figures are the median. Once by default, so that the whole set takes minutes.
+const rounds = Number(opt('rounds') ?? 1);
 // S2 latency: broadcasts to 1,000 per second, a rate every server sustains on one core (ws, the
 // slowest, delivers ~100,000 per CPU-second).
 const fanoutRate = 50;
