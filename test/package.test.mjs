@@ -1,5 +1,5 @@
 // The package as users get it. `npm pack` makes tarballs of wsbroker and of this machine's platform
-// package (which `npm run build` fills); they are installed, offline from the npm cache, into fresh
+// package (which `npm run build` fills); they are installed, from the npm cache where it can, into fresh
 // projects in a temporary folder, and used from there: servers from CommonJS and from an ES module
 // echoing through a worker thread, `tsc --strict --noEmit` and tsd over the typings. Without the
 // platform package, the install builds from source, or says what is missing when Go is not there.
@@ -45,7 +45,9 @@ function pathWith(name, commands) {
 
 /**
  * `npm install` of the wsbroker tarball (and `deps`) in a new project; `prebuilt` makes the
- * platform package's tarball what npm installs for it. Offline: everything comes from the cache.
+ * platform package's tarball what npm installs for it. Prefer-offline: the cache has the
+ * tarballs (`npm ci` put them there) but, on a fresh machine, not the registry's metadata that
+ * resolving a version needs; npm fetches that once.
  */
 function install(name, { deps = {}, prebuilt, env, status = 0 }) {
   const project = path.join(dir, name);
@@ -60,7 +62,7 @@ function install(name, { deps = {}, prebuilt, env, status = 0 }) {
       overrides: prebuilt ? { [platformPkg]: `file:${tarballs[platformPkg]}` } : {},
     }),
   );
-  const args = [npmCli, 'install', '--offline', '--no-audit', '--no-fund', '--foreground-scripts', ...(prebuilt ? [] : ['--omit=optional'])];
+  const args = [npmCli, 'install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', ...(prebuilt ? [] : ['--omit=optional'])];
   const result = exec(process.execPath, args, { cwd: project, env: { ...process.env, ...env }, status });
   return { project, ...result };
 }
