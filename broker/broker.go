@@ -62,9 +62,11 @@ type Limits struct {
 	MaxConnections int
 	// MaxBackpressure bounds the bytes queued for one socket and not yet written (every queued
 	// frame counts frameOverhead bytes more, its bookkeeping, so that a flood of tiny frames cannot
-	// hold many times the limit); past it the socket is closed with 1008, its queue freed at once,
-	// and the TCP connection ended if the peer does not read the close frame within the drain
-	// timeout. A single message larger than the limit closes the socket the same way. 0: 16 MiB.
+	// hold many times the limit). A send to a socket whose queue is already over it closes the
+	// socket with 1008, its queue freed at once, and the TCP connection ended if the peer does not
+	// read the close frame within the drain timeout. A message sent into a queue under the limit
+	// is taken whole, whatever its size: a queue holds at most the limit plus one message (so a
+	// message of MaxPayload can be echoed with both limits equal). 0: 16 MiB.
 	MaxBackpressure int
 	// OpenTimeout bounds the wait for Accept after Handler.Open returns; past it the upgrade is
 	// refused with HTTP 503 (a handler that never answers, or whose thread died, must not hold the
@@ -420,7 +422,7 @@ func (b *Broker) AcceptHeld(id uint64, ok bool, held *[]*Conn) bool {
 }
 
 // Send queues one frame for socket id; data is copied. Unknown or closed id: no-op. If the
-// socket's queue would pass its listener's MaxBackpressure, the socket is closed with 1008
+// socket's queue is already over its listener's MaxBackpressure, the socket is closed with 1008
 // instead and its queue dropped.
 func (b *Broker) Send(id uint64, data []byte, text bool) { b.SendHeld(id, data, text, nil) }
 

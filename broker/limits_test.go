@@ -451,8 +451,8 @@ func TestBackpressureClientNeverReads(t *testing.T) {
 	sent := 0
 	for ; sent < 4000 && !se.c.closing.Load(); sent++ {
 		b.Send(se.id, big, false)
-		if q := se.c.queued(); q > limit {
-			t.Fatalf("%d bytes queued, limit %d", q, limit)
+		if q := se.c.queued(); q > limit+frameLen(len(big))+frameOverhead {
+			t.Fatalf("%d bytes queued, limit %d plus one message", q, limit)
 		}
 		b.Send(fastID, []byte(msgName(sent)), true)
 	}
@@ -525,6 +525,28 @@ func TestBackpressureLateReaderSees1008(t *testing.T) {
 	}
 }
 
+func TestBackpressureTakesAMessageWhole(t *testing.T) {
+	// A message larger than MaxBackpressure sent into a queue under it is written whole (with the
+	// limits equal, the echo of a message of MaxPayload); only a send to a queue already over the
+	// limit closes the socket.
+	const limit = 1 << 20
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{MaxBackpressure: limit, MaxPayload: 4 * limit})
+	rec.onBinary = func(c *Conn, data []byte) { b.Send(c.ID(), data, false) }
+	c, _ := dialOpen(t, rec, addr)
+	c.SetReadLimit(8 * limit)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4*limit/16)
+	write(t, c, websocket.MessageBinary, big)
+	if typ, p := read(t, c); typ != websocket.MessageBinary || !bytes.Equal(p, big) {
+		t.Fatalf("got %v, %d bytes", typ, len(p))
+	}
+	write(t, c, websocket.MessageText, []byte("still open"))
+	await(t, rec.msgs, "the big message")
+	if e := await(t, rec.msgs, "the text after it"); string(e.data) != "still open" {
+		t.Fatalf("got %q", e.data)
+	}
+}
+
 func TestPongFloodIsBounded(t *testing.T) {
 	// A client that pings without reading makes the server queue pongs: they count against
 	// MaxBackpressure like any frame (with their overhead), so the socket is closed with 1008.
@@ -540,8 +562,8 @@ func TestPongFloodIsBounded(t *testing.T) {
 			t.Fatal("not closed")
 		}
 		r.send(burst)
-		if q := e.c.queued(); q > limit {
-			t.Fatalf("%d bytes queued", q)
+		if q := e.c.queued(); q > limit+frameLen(1)+frameOverhead {
+			t.Fatalf("%d bytes queued, limit %d plus one pong", q, limit)
 		}
 	}
 	pongs := 0
@@ -657,8 +679,9 @@ func TestBrokerCloseWithBlockedHandler(t *testing.T) {
 }
 
 func TestBackpressurePending(t *testing.T) {
-	// Sends queued during Open count too; a single message over the limit closes the socket. The
-	// 101 response survives the drop of the queue; the close frame follows it once accepted.
+	// Sends queued during Open count too: a message larger than the limit is taken whole, the
+	// next send finds the queue over it and closes the socket. The 101 response survives the drop
+	// of the queue; the close frame follows it once accepted.
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{MaxBackpressure: 4096})
 	rec.onOpen = func(c *Conn, req *Request) {

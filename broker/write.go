@@ -17,8 +17,9 @@ import (
 // when the kernel buffer is full does the socket get a writer goroutine of its own, which waits
 // for the socket through the netpoller and exits once the queue is empty.
 //
-// Backpressure: a socket whose queue would pass MaxBackpressure is closed with 1008. Its queue is
-// dropped at once; whoever is writing (woken by a past write deadline if it waits for the peer)
+// Backpressure: a send to a socket whose queue is already over MaxBackpressure closes it with
+// 1008 (a message into a queue under the limit is taken whole, so a message of MaxPayload can be
+// echoed with the limits equal). Its queue is dropped at once; whoever is writing (woken by a past write deadline if it waits for the peer)
 // keeps only the rest of a frame it has begun, then writes the close frame. The write deadline
 // is then the drain deadline: a peer that does not read by then loses the connection.
 
@@ -33,8 +34,9 @@ const (
 	frameOverhead = 32
 )
 
-// enqueue queues frame for c. It never blocks on the socket. Past the listener's
-// MaxBackpressure the socket is closed with 1008 instead: the queue is dropped (closeLocked).
+// enqueue queues frame for c. It never blocks on the socket. If c's queue is already over the
+// listener's MaxBackpressure the socket is closed with 1008 instead: the queue is dropped
+// (closeLocked).
 func (c *Conn) enqueue(frame []byte) { c.enqueueHeld(frame, nil) }
 
 // enqueueHeld is enqueue, except that a socket that needs a flush is appended to held (when not
@@ -54,7 +56,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 		return
 	}
 	var sched bool
-	if c.pending+size+frameOverhead > c.l.lim.MaxBackpressure {
+	if c.pending > c.l.lim.MaxBackpressure {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
 		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(held)
 		c.wmu.Unlock()

@@ -164,7 +164,7 @@ export interface StartOptions extends DeliveryOptions {
   maxHeaderBytes?: number;
   /** How many connections this listener holds at most (upgrades waiting for `handleOpen` included); one more is answered with HTTP 503. `0`: no limit. Default 0. */
   maxConnections?: number;
-  /** How many bytes may wait to be written to one connection; a client that reads too slowly to stay under it is closed with code 1008 and its queue freed. Default 16 MiB. */
+  /** How many bytes may wait to be written to one connection (each message counts 32 bytes more). A send (`send`, or `sendToChannel` for each subscriber) to a connection whose queue is already over it closes that connection with code 1008 and frees its queue; a message sent into a queue under it is taken whole, whatever its size, so a queue holds at most this plus one message, and a message of `maxPayload` can be echoed with both at their defaults. Default 16 MiB. */
   maxBackpressure?: number;
   /** How long `handleOpen` (and the promise it returns) may take; past it the upgrade is answered with HTTP 503. Default 10000. */
   openTimeout?: number;
