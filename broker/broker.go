@@ -162,9 +162,10 @@ type Broker struct {
 	log zerolog.Logger
 
 	// Timeouts; fields so that tests can shorten them.
-	drainTimeout  time.Duration // for a peer to read our close frame and close its side
-	lingerTimeout time.Duration // after an HTTP error response
-	readerLinger  time.Duration // a poller's readers idle through a whole period of this length exit
+	drainTimeout   time.Duration // for a peer to read our close frame and close its side
+	catchUpTimeout time.Duration // CatchUpTimeout
+	lingerTimeout  time.Duration // after an HTTP error response
+	readerLinger   time.Duration // a poller's readers idle through a whole period of this length exit
 
 	nextID atomic.Uint64
 	reg    [regShards]regShard
@@ -204,15 +205,16 @@ type chanShard struct {
 // New returns a Broker that reports events to h. It listens on nothing until Listen.
 func New(h Handler, opts Options) *Broker {
 	b := &Broker{
-		h:             h,
-		log:           opts.Logger,
-		drainTimeout:  5 * time.Second,
-		lingerTimeout: 2 * time.Second,
-		readerLinger:  time.Second,
-		seed:          maphash.MakeSeed(),
-		stop:          make(chan struct{}),
-		all:           make(map[*Conn]struct{}),
-		epoch:         time.Now(),
+		h:              h,
+		log:            opts.Logger,
+		drainTimeout:   5 * time.Second,
+		catchUpTimeout: CatchUpTimeout,
+		lingerTimeout:  2 * time.Second,
+		readerLinger:   time.Second,
+		seed:           maphash.MakeSeed(),
+		stop:           make(chan struct{}),
+		all:            make(map[*Conn]struct{}),
+		epoch:          time.Now(),
 	}
 	for i := range b.reg {
 		b.reg[i].m = make(map[uint64]*Conn)
@@ -465,6 +467,15 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 		return false, nil
 	}
 	return c.closeWith(ws.StatusCode(code), reason), nil
+}
+
+// CaughtUp answers CatchUpHandler.CatchUp: the handler has handled every message of socket id that
+// came before its peer's close frame or protocol error, and queued their replies; the close frame
+// follows them now. Unknown id, or a socket not waiting for it: no-op.
+func (b *Broker) CaughtUp(id uint64) {
+	if c := b.lookup(id); c != nil {
+		c.caughtUp()
+	}
 }
 
 // SendToChannel encodes the frame once (and compresses it once, if a subscriber has compression
@@ -730,6 +741,18 @@ func (b *Broker) recoverMessage(c *Conn) {
 		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler panicked; closing with 1011")
 		c.closeWith(ws.StatusInternalServerError, nil)
 	}
+}
+
+// callCatchUp asks a CatchUpHandler to catch up with c; a panic there is logged and the close
+// goes ahead at once.
+func (b *Broker) callCatchUp(h CatchUpHandler, c *Conn) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.CatchUp panicked")
+			c.caughtUp()
+		}
+	}()
+	h.CatchUp(c)
 }
 
 func (b *Broker) callClose(c *Conn) {

@@ -72,6 +72,7 @@ type Conn struct {
 	wdead          bool   // the socket cannot be written any more
 	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written
 	shutDone       bool   // the half-close is done
+	catchingUp     bool   // the close frame waits for the Handler to catch up (closeAfterCatchUp)
 	outPartial     bool   // out[0] is partly written (owned with out)
 	trim           bool   // backpressure: whoever owns out drops it but for a partly written frame
 	causeCode      uint16 // why the connection ends (CloseCause); 0 while unknown
@@ -481,12 +482,17 @@ func (c *Conn) readLoop() {
 			n, err = c.readTLS(&bufp)
 		}
 		if err != nil {
-			if !c.draining && errors.Is(err, os.ErrDeadlineExceeded) {
-				// Else the drain deadline, or the idle one as closeWith ran: the loop's top decides.
-				if !c.closing.Load() {
-					c.idleTimedOut()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if !c.draining {
+					// Else the drain deadline, or the idle one as closeWith ran: the loop's top decides.
+					if !c.closing.Load() {
+						c.idleTimedOut()
+					}
+					continue
 				}
-				continue
+				if _, passed := c.drainPassed(c.b.clock()); !passed {
+					continue // the close waited for the Handler and has just gone out
+				}
 			}
 			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
 			return
@@ -556,10 +562,71 @@ func (c *Conn) process(data []byte, sink *connSink) bool {
 	c.b.h.ReadDone(c)
 	if code != 0 {
 		c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("protocol error")
-		c.closeWith(code, nil)
+		c.closeAfterCatchUp(code, nil)
 		return true
 	}
 	return stop || c.closing.Load()
+}
+
+// closeAfterCatchUp closes c with code (0: an empty close payload) as closeWith does, for the
+// peer's close frame or protocol error, whose code and reason are the cause; with a
+// CatchUpHandler, only once it has caught up with the messages that came before (CaughtUp), or
+// when catchUpTimeout has passed (drainPassed). The caller is c's reader, which reads nothing
+// more from c but to see its end.
+func (c *Conn) closeAfterCatchUp(code ws.StatusCode, reason []byte) {
+	h, late := c.b.h.(CatchUpHandler)
+	c.wmu.Lock()
+	c.causeLocked(code, reason)
+	wait := late && !c.closing.Load() && !c.wdead && !c.catchingUp
+	if wait {
+		c.catchingUp = true
+		c.drainAt = c.b.clock() + c.b.catchUpTimeout // the reader looks again then
+		if c.pl == nil {
+			c.nc.SetReadDeadline(c.drainDeadline())
+		}
+	}
+	c.wmu.Unlock()
+	if wait {
+		c.b.callCatchUp(h, c)
+	} else if !late {
+		c.closeWith(code, nil)
+	}
+}
+
+// caughtUp sends the close frame that waited for the Handler to catch up (closeAfterCatchUp),
+// with the cause's code. It reports whether this call sent it.
+func (c *Conn) caughtUp() bool {
+	c.wmu.Lock()
+	waiting := c.catchingUp
+	c.catchingUp = false
+	code := ws.StatusCode(c.causeCode)
+	c.wmu.Unlock()
+	if !waiting {
+		return false
+	}
+	if code == ws.StatusNoStatusRcvd {
+		code = 0 // the peer's close frame had no code: so has the echo
+	}
+	return c.closeWith(code, nil)
+}
+
+// drainPassed returns c's drain deadline and whether it has passed at now. A close frame that
+// still waits for the Handler to catch up then goes out without it, and its drain starts.
+func (c *Conn) drainPassed(now time.Duration) (time.Duration, bool) {
+	c.wmu.Lock()
+	at, waiting := c.drainAt, c.catchingUp
+	c.wmu.Unlock()
+	if now < at {
+		return at, false
+	}
+	if waiting && c.caughtUp() {
+		c.b.log.Warn().EmbedObject(c).Dur("catch_up_timeout", c.b.catchUpTimeout).
+			Msg("the handler did not catch up with the messages before the close in time; closing without them")
+		c.wmu.Lock()
+		at = c.drainAt
+		c.wmu.Unlock()
+	}
+	return at, now >= at
 }
 
 // closeWith queues a close frame with code (0: empty payload) and reason (at most
@@ -610,6 +677,7 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 		return false
 	}
 	c.closing.Store(true)
+	c.catchingUp = false // this close frame goes first
 	if drop {
 		keep := 0
 		if c.phase == phasePending && len(c.queue) > 0 {
@@ -732,16 +800,10 @@ func (s *connSink) ping(p []byte) {
 func (s *connSink) close(p []byte) {
 	c := (*Conn)(s)
 	var code ws.StatusCode
+	var reason []byte
 	if len(p) >= 2 {
-		code = ws.StatusCode(binary.BigEndian.Uint16(p))
+		code, reason = ws.StatusCode(binary.BigEndian.Uint16(p)), p[2:]
 	}
 	c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("close frame received")
-	c.wmu.Lock()
-	if len(p) >= 2 {
-		c.causeLocked(code, p[2:])
-	} else {
-		c.causeLocked(code, nil)
-	}
-	c.wmu.Unlock()
-	c.closeWith(code, nil) // echo the peer's code
+	c.closeAfterCatchUp(code, reason) // echo the peer's code
 }

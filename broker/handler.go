@@ -1,5 +1,7 @@
 package broker
 
+import "time"
+
 // Handler receives the events of every connection. Calls for one connection are made one at a
 // time, in order, from the goroutine reading it (not always the same one: idle connections hold
 // none); calls for different connections run concurrently. Byte slices passed to a Handler are
@@ -42,3 +44,21 @@ type Request struct {
 type Header struct {
 	Name, Value string
 }
+
+// CatchUpHandler is a Handler whose Text and Binary calls only queue the messages, to be handled
+// later elsewhere (the bridge hands them to JS threads). When the peer sends a close frame or
+// breaks the protocol, the broker then reads nothing more from it and calls CatchUp; the close
+// frame waits until the handler calls Broker.CaughtUp(c.ID()), once it has handled every message
+// of c it was given and queued their replies, so that those replies go out before the close
+// frame. A handler that does not call it in time (a blocked thread) delays the close frame by
+// CatchUpTimeout at most.
+type CatchUpHandler interface {
+	Handler
+	// CatchUp is called on the goroutine reading c, after the Text and Binary calls for the
+	// messages that came before the close frame or the violation.
+	CatchUp(c *Conn)
+}
+
+// CatchUpTimeout is how long the close frame of a connection waits for CatchUpHandler.CatchUp to
+// be answered with Broker.CaughtUp.
+const CatchUpTimeout = 5 * time.Second

@@ -124,7 +124,13 @@ func testLogger() zerolog.Logger {
 // start returns a Broker listening on a loopback port; it is closed when the test ends.
 func start(t *testing.T, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
 	t.Helper()
-	b := New(rec, Options{Logger: testLogger()})
+	return startHandler(t, rec, rec, lim, configure...)
+}
+
+// startHandler is start with h, a Handler built around rec, as the broker's Handler.
+func startHandler(t *testing.T, h Handler, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
+	t.Helper()
+	b := New(h, Options{Logger: testLogger()})
 	rec.b = b
 	for _, f := range configure {
 		f(b)

@@ -251,8 +251,8 @@ func (p *poller) sweep() {
 
 // add registers c (held by the caller) with the poller.
 func (p *poller) add(c *Conn) error {
-	// Sweep often enough for c's idle timeout and drain deadline: an eighth of the shorter.
-	d := p.b.drainTimeout
+	// Sweep often enough for c's idle timeout, drain deadline and catch-up: an eighth of the shortest.
+	d := min(p.b.drainTimeout, p.b.catchUpTimeout)
 	if idle := c.l.lim.IdleTimeout; idle > 0 {
 		d = min(d, idle)
 	}
@@ -586,10 +586,8 @@ func (c *Conn) settle(got int) int {
 	}
 	now := c.b.clock()
 	if c.draining {
-		c.wmu.Lock()
-		at := c.drainAt // set with closing: a polled connection is open
-		c.wmu.Unlock()
-		if now >= at {
+		at, passed := c.drainPassed(now) // set with closing (a polled connection is open), or by closeAfterCatchUp
+		if passed {
 			c.b.log.Debug().EmbedObject(c).Msg("drain deadline passed")
 			return turnEnd
 		}

@@ -8,6 +8,7 @@
 //   kind 2 text:   data:str        (UTF-8, validated by the broker)
 //   kind 3 binary: data:bytes
 //   kind 4 close:  code:u32 reason:str   (the close code and reason: the client's, or the server's own)
+//   kind 5 catch-up: no body              (the socket's close waits until its earlier events are handled)
 //   str / bytes = len:u32, then len bytes
 //
 // The batch is a single allocation owned by the addon and is only valid during the call, so
@@ -20,6 +21,7 @@ export const enum EventKind {
   Text = 2,
   Binary = 3,
   Close = 4,
+  CatchUp = 5,
 }
 
 /** `len` value of a token that is absent. */
@@ -31,6 +33,8 @@ export interface BatchSink {
   text(socketId: number, token: Buffer | undefined, data: string): void;
   binary(socketId: number, token: Buffer | undefined, data: Buffer): void;
   close(socketId: number, token: Buffer | undefined, code: number, reason: string): void;
+  /** The events of the socket before this one are handled (their handlers returned): its close frame may go. */
+  catchUp(socketId: number): void;
 }
 
 type FastBuffer = Buffer & { utf8Slice?: (start: number, end: number) => string };
@@ -117,6 +121,11 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
         const reason = str();
         if (progress !== undefined) progress[0] = off;
         sink.close(socketId, token, code, reason);
+        break;
+      }
+      case EventKind.CatchUp: {
+        if (progress !== undefined) progress[0] = off;
+        sink.catchUp(socketId);
         break;
       }
       case EventKind.Open: {

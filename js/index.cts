@@ -699,20 +699,23 @@ function acceptOpen(socketId: number, accept: boolean): void {
 
 type EventHandler = 'handleTextMessage' | 'handleBinaryMessage' | 'handleClose';
 
+/** What `deliver` calls: a handler, or the answer to a catch-up event, which waits behind them. */
+type Delivered = EventHandler | 'caughtUp';
+
 /** How this thread delivers events (registerWorkerThread's options). */
 let delivery: Required<DeliveryOptions> = { ordered: false, handlerTimeout: 30_000 };
 
 /** Ordered mode: the sockets whose handler promise has not settled, with the events waiting for it. */
-const waiting = new Map<number, Array<[EventHandler, () => unknown]>>();
+const waiting = new Map<number, Array<[Delivered, () => unknown]>>();
 
 /** Calls a handler now, or, in ordered mode, once the socket's previous handler has settled. */
-function deliver(socketId: number, name: EventHandler, call: () => unknown): void {
+function deliver(socketId: number, name: Delivered, call: () => unknown): void {
   const queue = waiting.get(socketId);
   if (queue !== undefined) queue.push([name, call]);
   else run(socketId, name, call);
 }
 
-function run(socketId: number, name: EventHandler, call: () => unknown): void {
+function run(socketId: number, name: Delivered, call: () => unknown): void {
   let result: unknown;
   try {
     result = call();
@@ -758,7 +761,7 @@ function release(socketId: number): void {
 }
 
 /** A handler threw or rejected: log it; in ordered mode the socket is closed with 1011. */
-function failed(socketId: number, name: EventHandler, err: unknown): void {
+function failed(socketId: number, name: Delivered, err: unknown): void {
   logHandlerError(name, socketId, err);
   if (!delivery.ordered || name === 'handleClose') return;
   try {
@@ -806,6 +809,16 @@ const sink: BatchSink = {
   close(socketId, token, code, reason) {
     const fn = handlers?.handleClose;
     if (fn !== undefined) deliver(socketId, 'handleClose', () => fn(socketId, token, code, reason));
+  },
+  catchUp(socketId) {
+    // In ordered mode this waits for the socket's pending handler promises, like its events.
+    deliver(socketId, 'caughtUp', () => {
+      try {
+        native.caughtUp(socketId);
+      } catch (err) {
+        log(LogLevel.Error, `caughtUp failed for socket ${socketId}: ${errorText(err)}`, socketId);
+      }
+    });
   },
 };
 

@@ -60,6 +60,11 @@ export interface Native {
    * worker has handled every event (handleClose included).
    */
   stop(done: () => void): void;
+  /**
+   * Answers a catch-up event: every event of the socket before it has been handled on this thread,
+   * so the close frame that waited for their sends goes out after them.
+   */
+  caughtUp(socketId: number): void;
   /** The verdict for a socket whose open event was delivered: true accepts, false answers 403. */
   acceptOpen(socketId: number, accept: boolean): void;
   /** A string is sent as a text frame, bytes as a binary frame. */

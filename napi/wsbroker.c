@@ -700,6 +700,14 @@ static napi_value js_unregister_worker(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_caught_up(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint64_t id;
+  if (!get_args(env, info, 1, argv) || !get_id(env, argv[0], &id)) return NULL;
+  wsb_caught_up(id);
+  return NULL;
+}
+
 static napi_value js_accept_open(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   uint64_t id;
@@ -885,6 +893,7 @@ NAPI_MODULE_INIT() {
       {"close", js_close},
       {"stop", js_stop},
       {"acceptOpen", js_accept_open},
+      {"caughtUp", js_caught_up},
       {"send", js_send},
       {"sendToChannel", js_send_to_channel},
       {"subscriberCount", js_subscriber_count},

@@ -37,6 +37,7 @@ const open = (id, tok, ip, url, headers) =>
 const text = (id, tok, s) => Buffer.concat([head(2, id, tok), bytes(s)]);
 const binary = (id, tok, b) => Buffer.concat([head(3, id, tok), bytes(b)]);
 const close = (id, tok, code = 1000, reason = '') => Buffer.concat([head(4, id, tok), u32(code), bytes(reason)]);
+const catchUp = (id) => head(5, id, undefined);
 
 function collect(batch) {
   const events = [];
@@ -45,6 +46,7 @@ function collect(batch) {
     text: (socketId, tok, data) => events.push({ kind: 'text', socketId, token: tok, data }),
     binary: (socketId, tok, data) => events.push({ kind: 'binary', socketId, token: tok, data }),
     close: (socketId, tok, code, reason) => events.push({ kind: 'close', socketId, token: tok, code, reason }),
+    catchUp: (socketId) => events.push({ kind: 'catchUp', socketId }),
   };
   const count = decodeBatch(batch, sink);
   assert.equal(count, events.length);
@@ -72,9 +74,10 @@ test('every kind of event, in order, with and without tokens', () => {
     text(2 ** 53 - 1, undefined, ''),
     binary(3, undefined, Buffer.alloc(0)),
     close(4, Buffer.alloc(0), 4000, 'gone: ✓'),
+    catchUp(5),
   ]);
   const events = collect(batch);
-  assert.equal(events.length, 7);
+  assert.equal(events.length, 8);
 
   assert.deepEqual(events[0], {
     kind: 'open',
@@ -108,6 +111,7 @@ test('every kind of event, in order, with and without tokens', () => {
 
   assert.ok(Buffer.isBuffer(events[6].token), 'an empty token is a token, not "no token"');
   assert.equal(events[6].token.length, 0);
+  assert.deepEqual(events[7], { kind: 'catchUp', socketId: 5 });
   assert.equal(events[6].code, 4000);
   assert.equal(events[6].reason, 'gone: ✓');
 });

@@ -153,3 +153,65 @@ test('raw frames, byte by byte: what a client may do — fragments with control 
   await server.ask('stop', /^stopped$/, 15_000); // every handleClose delivered
   for (const [sid, n] of closeCounts(events, ids)) assert.equal(n, 1, `handleClose of socket ${sid} ran ${n} times`);
 });
+
+test('a message of maxPayload (16 MiB), text and binary, is echoed with the default limits', async (t) => {
+  const { port } = await e2eServer(t);
+  const c = await Client.connect(port);
+  t.after(() => c.terminate());
+  const size = 16 * 1024 * 1024;
+  const text = 'abcdefghijklmnop'.repeat(size / 16);
+  c.send(text);
+  const echoed = await c.next(() => true, 60_000, 'the echo of 16 MiB of text');
+  assert.equal(echoed.text?.length, size, 'a text echo of 16 MiB');
+  assert.ok(echoed.text === text, 'the text echoed unchanged');
+  const binary = Buffer.alloc(size);
+  for (let i = 0; i < size; i += 4096) binary[i] = i / 4096;
+  c.send(binary);
+  const back = await c.next(() => true, 60_000, 'the echo of 16 MiB of binary');
+  assert.ok(back.binary?.equals(binary), 'the binary echoed unchanged');
+  assert.equal(c.ws.readyState, c.ws.OPEN, 'still open');
+});
+
+// A message and, in the same write, what ends the connection: its echo, sent by a worker thread,
+// comes before the close frame, every time; nothing after the close or the violation is read.
+const ENDINGS = [
+  ['a protocol error (reserved opcode)', clientFrame(FIN | 0x3, 'x'), 1002],
+  ['invalid UTF-8', clientFrame(FIN | OP.text, bytes(0xff)), 1007],
+  ['a close frame', clientFrame(FIN | OP.close, closePayload(1000)), 1000],
+];
+
+for (const [name, ending, code] of ENDINGS) {
+  test(`a message then ${name} in one write, 200 times: the echo before the close frame (${code})`, async (t) => {
+    const { port } = await e2eServer(t);
+    const rounds = 200;
+    const together = 20;
+    const failures = [];
+    for (let first = 0; first < rounds; first += together) {
+      await Promise.all(Array.from({ length: together }, async (_, k) => {
+        const round = first + k;
+        const c = await RawClient.connect(port);
+        t.after(() => c.destroy());
+        const text = `echo ${round}`;
+        await c.write(cat(clientFrame(FIN | OP.text, text), ending, clientFrame(FIN | OP.text, 'after')), { byteByByte: false });
+        const close = await c.nextClose(10_000);
+        const before = c.frames.slice(0, c.frames.findIndex((f) => f.op === OP.close)).map((f) => f.payload.toString());
+        if (close.code !== code || before.length !== 1 || before[0] !== text) failures.push({ round, code: close.code, before });
+        await finishClose(c);
+      }));
+    }
+    assert.deepEqual(failures, [], `rounds without the echo before the close ${code}`);
+  });
+}
+
+test('256 KiB of text, a close frame and a ping in one write (Autobahn 7.1.6): the text comes back, then the close', async (t) => {
+  const { port } = await e2eServer(t);
+  const c = await RawClient.connect(port);
+  t.after(() => c.destroy());
+  const text = 'BAsd7&jh23'.repeat(26214) + 'Ba';
+  await c.write(cat(clientFrame(FIN | OP.text, text), clientFrame(FIN | OP.close, closePayload(1000)), clientFrame(FIN | OP.ping, 'ping')), { byteByByte: false });
+  const close = await c.nextClose(10_000);
+  assert.equal(close.code, 1000);
+  assert.deepEqual(c.frames.map((f) => [f.op, f.payload.length]), [[OP.text, text.length], [OP.close, 2]], 'the text, then the close; no pong');
+  assert.equal(c.frames[0].payload.toString(), text);
+  await finishClose(c);
+});

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, fixture, withTimeout } from './helpers.mjs';
-import { e2eServer } from './harness.mjs';
+import { FIN, OP, RawClient, clientFrame, closePayload, e2eServer } from './harness.mjs';
 
 async function orderedServer(t, options) {
   return (await e2eServer(t, { workerPath: fixture('ordered-worker.mjs'), threads: 1, ...options })).port;
@@ -46,4 +46,16 @@ test('ordered: a rejection or a handler past handlerTimeout closes that socket w
   other.send('echo meanwhile');
   await other.next((m) => m.text === 'meanwhile');
   assert.deepEqual(await withTimeout(hanging.closed, 10_000, 'the timeout'), { code: 1011, reason: 'handleTextMessage failed' });
+});
+
+test('a message then a close frame in one write: with ordered, the close frame waits for the handler\'s promise and its send; without, it does not', async (t) => {
+  for (const ordered of [true, false]) {
+    const port = await orderedServer(t, ordered ? { ordered: true } : {});
+    const c = await RawClient.connect(port);
+    t.after(() => c.destroy());
+    await c.write(Buffer.concat([clientFrame(FIN | OP.text, '1 50'), clientFrame(FIN | OP.close, closePayload(4001))]), { byteByByte: false });
+    assert.equal((await c.nextClose(10_000)).code, 4001);
+    const before = c.frames.filter((f) => f.op === OP.text).map((f) => f.payload.toString());
+    assert.deepEqual(before, ordered ? ['done 1'] : [], `ordered: ${ordered}`);
+  }
 });

@@ -16,6 +16,7 @@ import (
 //	text   body: data:str
 //	binary body: data:bytes
 //	close  body: code:u32 reason:str   (Conn.CloseCause)
+//	catchUp body: none (answered with wsb_caught_up once the socket's earlier events are handled)
 //	str, bytes = len:u32 then len bytes
 //
 // The socket id is a double because JS numbers are; ids stay below 2^53.
@@ -24,6 +25,9 @@ const (
 	kindText   byte = 2
 	kindBinary byte = 3
 	kindClose  byte = 4
+	// kindCatchUp follows the last message of a socket whose close waits for them to be handled
+	// (broker.CatchUpHandler); it is handed to JS only to come back once they are.
+	kindCatchUp byte = 5
 
 	noToken = math.MaxUint32
 )
@@ -64,6 +68,10 @@ func appendOpen(b []byte, c *broker.Conn, req *broker.Request) []byte {
 
 func appendMessage(b []byte, kind byte, c *broker.Conn, data []byte) []byte {
 	return appendBytes(appendHead(b, kind, c.ID(), c.Token()), data)
+}
+
+func appendCatchUp(b []byte, c *broker.Conn) []byte {
+	return appendHead(b, kindCatchUp, c.ID(), nil)
 }
 
 func appendClose(b []byte, c *broker.Conn) []byte {

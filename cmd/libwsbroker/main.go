@@ -49,11 +49,22 @@ var (
 func init() {
 	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	workers = newPool(deliverToC, func(id uint64) { brk.Accept(id, true) }, func(held []*broker.Conn) { brk.FlushHeld(held) })
+	workers = newPool(deliverToC, answerUnwanted, func(held []*broker.Conn) { brk.FlushHeld(held) })
 	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
 }
 
-// bridge turns broker events into queued events of the socket's JS worker.
+// answerUnwanted answers an event of socket id that its worker has no handler for: an open is
+// accepted, a catch-up is caught up with at once.
+func answerUnwanted(id uint64, kind byte) {
+	if kind == kindOpen {
+		brk.Accept(id, true)
+	} else {
+		brk.CaughtUp(id)
+	}
+}
+
+// bridge turns broker events into queued events of the socket's JS worker. It is a
+// broker.CatchUpHandler: a socket's close waits for its worker to handle the messages before it.
 type bridge struct{ pool *pool }
 
 func (b bridge) Open(c *broker.Conn, req *broker.Request) { b.pool.push(c, kindOpen, nil, req) }
@@ -61,6 +72,7 @@ func (b bridge) Text(c *broker.Conn, data []byte)         { b.pool.push(c, kindT
 func (b bridge) Binary(c *broker.Conn, data []byte)       { b.pool.push(c, kindBinary, data, nil) }
 func (b bridge) ReadDone(c *broker.Conn)                  { b.pool.readDone(c) }
 func (b bridge) Close(c *broker.Conn)                     { b.pool.push(c, kindClose, nil, nil) }
+func (b bridge) CatchUp(c *broker.Conn)                   { b.pool.push(c, kindCatchUp, nil, nil) }
 
 func deliverToC(id int32, batch []byte) bool {
 	f := deliverFn.Load()
@@ -318,6 +330,17 @@ func wsb_stop(ctx unsafe.Pointer) {
 		}
 	}()
 	letReadyRun()
+}
+
+// wsb_caught_up answers a catch-up event (kindCatchUp): the socket's worker has handled its
+// earlier events, and their sends are queued (with the worker's batch, when it is handling one);
+// the close frame that waited for them follows them.
+//
+//export wsb_caught_up
+func wsb_caught_up(id C.uint64_t) {
+	defer recoverInto("caughtUp")
+	defer letReadyRun() // the flusher that writes the close frame, unless a batch holds the socket
+	brk.CaughtUp(uint64(id))
 }
 
 // wsb_accept_open gives the verdict on an open; worker is as in wsb_send: in a batch, the

@@ -99,8 +99,8 @@ type deliverFunc func(id int32, batch []byte) bool
 // any worker's mu.
 type pool struct {
 	deliver deliverFunc
-	accept  func(id uint64)           // accepts an upgrade without asking JS (no handleOpen there)
-	flush   func(held []*broker.Conn) // writes the sockets sent to during a batch (Broker.FlushHeld)
+	answer  func(id uint64, kind byte) // answers an open or a catch-up without JS (no handler there for it)
+	flush   func(held []*broker.Conn)  // writes the sockets sent to during a batch (Broker.FlushHeld)
 
 	mu      sync.Mutex // serialises registration and retirement
 	byID    atomic.Pointer[map[int32]*worker]
@@ -113,8 +113,8 @@ type pool struct {
 	idle     sync.Cond
 }
 
-func newPool(deliver deliverFunc, accept func(id uint64), flush func(held []*broker.Conn)) *pool {
-	p := &pool{deliver: deliver, accept: accept, flush: flush}
+func newPool(deliver deliverFunc, answer func(id uint64, kind byte), flush func(held []*broker.Conn)) *pool {
+	p := &pool{deliver: deliver, answer: answer, flush: flush}
 	p.idle.L = &p.idleMu
 	p.parking.room.L = &p.parking.mu
 	p.parking.id = parkedID
@@ -285,8 +285,8 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 }
 
 // push queues one event of socket c on its worker, first waiting while that worker is too far
-// behind. Opens and closes are handed to JS at once if the worker is idle; messages wait for the
-// end of their read (readDone), so that those that came together go in one batch.
+// behind. Opens, closes and catch-ups are handed to JS at once if the worker is idle; messages
+// wait for the end of their read (readDone), so that those that came together go in one batch.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
 	for len(w.pending) >= maxBacklog && !p.stopping.Load() && c.MayBlock() {
@@ -308,12 +308,14 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 		w.pending = appendOpen(w.pending, c, req)
 	case kindClose:
 		w.pending = appendClose(w.pending, c)
+	case kindCatchUp:
+		w.pending = appendCatchUp(w.pending, c)
 	default:
 		w.pending = appendMessage(w.pending, kind, c, data)
 		w.messages++
 	}
 	w.pendingEv = append(w.pendingEv, queued{conn: c, end: len(w.pending)})
-	if kind == kindOpen || kind == kindClose {
+	if kind != kindText && kind != kindBinary {
 		p.flushLocked(w)
 	}
 }
@@ -342,13 +344,19 @@ func (p *pool) readDone(c *broker.Conn) {
 	w.mu.Unlock()
 }
 
-// wants reports whether w takes events of kind; an open that no handler will judge is accepted.
+// wants reports whether w takes events of kind. An open that no handler will judge is accepted;
+// a catch-up goes to a worker with a message handler (only those send replies), else is answered
+// at once.
 func (p *pool) wants(w *worker, c *broker.Conn, kind byte) bool {
-	if w.mask&handlerBit(kind) != 0 {
+	bits := handlerBit(kind)
+	if kind == kindCatchUp {
+		bits = handlerBit(kindText) | handlerBit(kindBinary)
+	}
+	if w.mask&bits != 0 {
 		return true
 	}
-	if kind == kindOpen {
-		p.accept(c.ID())
+	if kind == kindOpen || kind == kindCatchUp {
+		p.answer(c.ID(), kind)
 	}
 	return false
 }

@@ -25,6 +25,7 @@ type fakeJS struct {
 	log      [][]byte           // every batch run, in order
 	gone     map[int32]bool
 	accepted []uint64
+	caughtUp []uint64 // catch-ups answered without JS
 }
 
 func newFakeJS() *fakeJS {
@@ -76,9 +77,13 @@ func (f *fakeJS) kill(p *pool, id int32) {
 	p.retire(id, handled)
 }
 
-func (f *fakeJS) accept(id uint64) {
+func (f *fakeJS) answer(id uint64, kind byte) {
 	f.mu.Lock()
-	f.accepted = append(f.accepted, id)
+	if kind == kindOpen {
+		f.accepted = append(f.accepted, id)
+	} else {
+		f.caughtUp = append(f.caughtUp, id)
+	}
 	f.mu.Unlock()
 }
 
@@ -138,6 +143,8 @@ func decodeTexts(t *testing.T, b []byte) []string {
 		case kindClose:
 			b = b[4:]
 			out = append(out, fmt.Sprintf("close:%s", field()))
+		case kindCatchUp:
+			out = append(out, "catchUp")
 		default:
 			t.Fatalf("bad kind %d", kind)
 		}
@@ -153,7 +160,7 @@ func text(p *pool, c *broker.Conn, s string) {
 
 func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	for _, s := range []string{"a", "b", "c"} {
@@ -175,7 +182,7 @@ func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 	js := newFakeJS()
 	var mu sync.Mutex
 	var flushed [][]*broker.Conn
-	p := newPool(js.deliver, js.accept, func(held []*broker.Conn) {
+	p := newPool(js.deliver, js.answer, func(held []*broker.Conn) {
 		mu.Lock()
 		flushed = append(flushed, slices.Clone(held))
 		mu.Unlock()
@@ -227,7 +234,7 @@ func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 // otherwise nothing would ever make room.
 func TestAReadThatFillsTheBacklogIsHandedOver(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	chunk := []byte(strings.Repeat("x", 64<<10))
@@ -252,7 +259,7 @@ func TestAReadThatFillsTheBacklogIsHandedOver(t *testing.T) {
 
 func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "a") // worker idle: handed over at once
@@ -270,7 +277,7 @@ func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 
 func TestBatchesAreCapped(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	big := strings.Repeat("x", maxBatchBytes/4)
@@ -297,7 +304,7 @@ func TestBatchesAreCapped(t *testing.T) {
 
 func TestSocketsArePinnedRoundRobin(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	conns := []*broker.Conn{{}, {}, {}, {}}
@@ -329,7 +336,7 @@ func TestSocketsArePinnedRoundRobin(t *testing.T) {
 
 func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "1") // in flight on worker 1
@@ -352,7 +359,7 @@ func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 
 func TestHandedBatchIsNotRepeated(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	c := &broker.Conn{}
@@ -371,7 +378,7 @@ func TestHandedBatchIsNotRepeated(t *testing.T) {
 // rest of the batch, and what waited behind it, go to the live workers in order.
 func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c1, c2 := &broker.Conn{}, &broker.Conn{}
 	text(p, c1, "first") // in flight alone
@@ -400,7 +407,7 @@ func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
 
 func TestEventsWaitForAWorker(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{IP: "127.0.0.1", URL: "/x"})
 	text(p, c, "early")
@@ -413,7 +420,7 @@ func TestEventsWaitForAWorker(t *testing.T) {
 
 func TestHandlerMask(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, 2) // text only
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{})
@@ -429,11 +436,49 @@ func TestHandlerMask(t *testing.T) {
 	}
 }
 
+// A catch-up is handed to JS behind the socket's messages at once (with them, if they are still
+// waiting), and moves with them when their worker dies; a worker with no message handler has no
+// reply to send, so the catch-up is answered without JS.
+func TestCatchUpFollowsTheMessages(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	p.push(c, kindText, []byte("a"), nil)
+	p.push(c, kindBinary, []byte("b"), nil)
+	p.push(c, kindCatchUp, nil, nil) // no readDone: the catch-up hands the read over itself
+	if got := js.texts(t, 1); len(got) != 1 || strings.Join(got[0], ",") != "2:a,3:b,catchUp" {
+		t.Fatalf("got %v", got)
+	}
+
+	js.run(p, 1)
+	text(p, c, "in flight")
+	p.register(2, allHandlers)
+	p.push(c, kindText, []byte("waiting"), nil)
+	p.push(c, kindCatchUp, nil, nil)
+	js.kill(p, 1)
+	js.run(p, 2)
+	if got := strings.Join(flat(js.texts(t, 2)), ","); got != "2:in flight,2:waiting,catchUp" {
+		t.Fatalf("worker 2 got %q", got)
+	}
+	if len(js.caughtUp) != 0 {
+		t.Fatalf("answered without JS: %v", js.caughtUp)
+	}
+
+	p.register(3, 1|8) // handleOpen and handleClose only
+	d := &broker.Conn{}
+	d.Pin.Store(3)
+	p.push(d, kindCatchUp, nil, nil)
+	if len(js.caughtUp) != 1 || len(js.texts(t, 3)) != 0 {
+		t.Fatalf("caught up without JS %v, batches %v", js.caughtUp, js.texts(t, 3))
+	}
+}
+
 // Many sockets sending while workers come and go: every event arrives exactly once, and each
 // socket's events arrive in order.
 func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	const sockets, perSocket = 16, 300
 	var wg sync.WaitGroup
@@ -516,7 +561,7 @@ func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 // goroutine pushing one more event of the same socket, which reports on the channel when done.
 func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "in flight")
@@ -570,7 +615,7 @@ func TestStoppingReleasesWaitingReaders(t *testing.T) {
 // drain returns once every worker has run every event it was given.
 func TestDrainWaitsForEveryEvent(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	for i := 0; i < 10; i++ {
@@ -605,7 +650,7 @@ func TestDrainWaitsForEveryEvent(t *testing.T) {
 
 func TestQueues(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	c := &broker.Conn{}
 	text(p, c, "parked")
 	if q := p.queues(); len(q) != 1 || q[0].ID != parkedID || q[0].Waiting != 1 {
@@ -624,7 +669,7 @@ func TestThreadWatchesPollersForMessagesWithOneP(t *testing.T) {
 	// the pollers (wsb_dispatch_ready); not after opens and closes alone, nor with two Ps.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	js := newFakeJS()
-	p := newPool(js.deliver, js.accept, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	p.push(c, kindClose, nil, nil)
