@@ -42,7 +42,8 @@ func (c *Conn) enqueue(frame []byte) { c.enqueueHeld(frame, nil) }
 func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) { c.queueFrame(frame, 0, nil, held) }
 
 // queueFrame is enqueueHeld of frame, or when frame is nil, of a frame of op carrying data, which
-// is copied: into c's own frame buffer when it fits one (see ownBuffers).
+// is copied: into c's own frame buffer when it fits one (see ownBuffers), or compressed here when
+// c keeps its deflate context.
 func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn) {
 	size := len(frame)
 	if frame == nil {
@@ -52,6 +53,11 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 	if c.closing.Load() || c.wdead {
 		c.wmu.Unlock()
 		return
+	}
+	if frame == nil && c.deflate&deflateTakeover != 0 && len(data) >= compressMin {
+		if frame = c.contextFrameLocked(op, data); frame != nil {
+			size = len(frame)
+		}
 	}
 	var sched bool
 	if c.pending+size+frameOverhead > c.l.lim.MaxBackpressure {
