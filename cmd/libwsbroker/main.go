@@ -227,7 +227,9 @@ type listenConfig struct {
 	OpenTimeout      float64  `json:"openTimeout"`
 	Protocols        []string `json:"protocols"`
 	Compression      bool     `json:"compression"`
-	TLS              *struct {
+	// CompressionContextTakeover is compression: { serverContextTakeover: true }.
+	CompressionContextTakeover bool `json:"compressionContextTakeover"`
+	TLS                        *struct {
 		Cert string `json:"cert"`
 		Key  string `json:"key"`
 	} `json:"tls"`
@@ -256,6 +258,8 @@ func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
 			OpenTimeout:      ms(cfg.OpenTimeout),
 			Protocols:        cfg.Protocols,
 			Compression:      cfg.Compression,
+
+			CompressionContextTakeover: cfg.CompressionContextTakeover,
 		}
 		if cfg.TLS != nil {
 			cert, err := tls.X509KeyPair([]byte(cfg.TLS.Cert), []byte(cfg.TLS.Key))
