@@ -186,10 +186,10 @@ export interface StartOptions extends DeliveryOptions {
    * `{ serverContextTakeover: true }` is `true`, except that with a client whose offer allows it
    * (no `server_no_context_takeover`, a 15-bit window) the server keeps its context: a message may
    * refer back to the last 8 KiB sent compressed to that connection, so that a message like a
-   * recent one costs a few bytes (a repeated 1 KiB chat message: ~15 bytes instead of ~380). Such
-   * a connection holds those 8 KiB from its first compressed message on (about 8.3 KiB more per
-   * connection; BENCHMARKS.md, "Compression and TLS"), and a broadcast is compressed for each such
-   * subscriber. Clients are still asked not to keep theirs.
+   * recent one costs a few bytes (a repeated 1 KiB chat message: ~20 bytes instead of ~380). Such
+   * a connection holds those 8 KiB from its first compressed message to its end (8.0 KiB more of
+   * Go heap per connection, before GC headroom; BENCHMARKS.md, "Compression and TLS"), and a
+   * broadcast is compressed for each such subscriber. Clients are still asked not to keep theirs.
    */
   compression?: boolean | { serverContextTakeover: boolean };
   /**
