@@ -76,12 +76,21 @@ type Limits struct {
 	// (Sec-WebSocket-Protocol) that is listed is chosen in the 101 response. None: no subprotocol
 	// is ever chosen.
 	Protocols []string
-	// Compression negotiates permessage-deflate (RFC 7692) with clients that offer it, without
-	// context takeover in either direction: no compressor or window is kept per connection
-	// between messages. Messages of at least 256 bytes are sent compressed when that makes them
-	// smaller; a compressed message that inflates past MaxPayload closes the socket with 1009, an
-	// invalid one with 1007. Clients that do not offer it are served uncompressed.
+	// Compression negotiates permessage-deflate (RFC 7692) with clients that offer it (the first
+	// valid offer of the header; server_max_window_bits from 8 to 15 is honoured exactly).
+	// Without CompressionContextTakeover, without context takeover in either direction: no
+	// compressor or window is kept per connection between messages. Messages of at least 256
+	// bytes are sent compressed when that makes them smaller; a compressed message that inflates
+	// past MaxPayload closes the socket with 1009, an invalid one with 1007. Clients that do not
+	// offer it are served uncompressed.
 	Compression bool
+	// CompressionContextTakeover (with Compression) keeps the server's context between the
+	// messages of a socket whose client allows it (its offer has no server_no_context_takeover
+	// and allows a 15-bit window): a message may refer back to the last 8 KiB sent compressed to
+	// that socket, which then holds those 8 KiB from its first compressed message to its end.
+	// Such a socket's messages, broadcasts included, are compressed for it alone. Clients are
+	// still asked not to take over theirs.
+	CompressionContextTakeover bool
 	// TLS, when not nil, serves wss:// (TLS, then HTTP/1.1): a plain HTTP request is answered
 	// with 400. Its NextProtos is replaced by "http/1.1".
 	TLS *tls.Config
@@ -438,10 +447,10 @@ func (b *Broker) SendHeld(id uint64, data []byte, text bool, held *[]*Conn) {
 	}
 	op := opFor(text)
 	var f []byte
-	if c.deflate && len(data) >= compressMin {
-		f = compressedFrame(op, data)
+	if c.deflate != 0 && len(data) >= compressMin && c.deflate&deflateTakeover == 0 {
+		f = compressedFrame(op, data, c.deflate, nil)
 	}
-	c.queueFrame(f, op, data, held) // f nil: data is encoded into c's queue
+	c.queueFrame(f, op, data, held) // f nil: data is encoded (or compressed with c's context) into c's queue
 	b.counters.messagesOut.Add(1)
 }
 
@@ -478,9 +487,10 @@ func (b *Broker) CaughtUp(id uint64) {
 	}
 }
 
-// SendToChannel encodes the frame once (and compresses it once, if a subscriber has compression
-// and the message is large enough) and queues it for every current subscriber of channel except
-// the socket whose id is except (0: none).
+// SendToChannel encodes the frame once (and compresses it once per window size among the
+// subscribers that have compression without context takeover, if the message is large enough;
+// once per subscriber that keeps its context) and queues it for every current subscriber of
+// channel except the socket whose id is except (0: none).
 func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 	b.SendToChannelHeld(channel, data, text, except, nil)
 }
@@ -497,20 +507,29 @@ func (b *Broker) SendToChannelHeld(channel, data []byte, text bool, except uint6
 		return
 	}
 	op := opFor(text)
-	var plain, packed []byte
-	compress := len(data) >= compressMin // until compressing proves useless
+	var plain []byte
+	var packed [maxWindowBits + 1][]byte // by window bits, compressed on first need
+	var useless uint16                   // window bits for which compressing did not make it smaller
+	compress := len(data) >= compressMin
 	sent := 0
 	for c := range set {
 		if c.id == except {
 			continue
 		}
-		if c.deflate && compress {
-			if packed == nil {
-				packed = compressedFrame(op, data)
-				compress = packed != nil
+		if c.deflate != 0 && compress {
+			if c.deflate&deflateTakeover != 0 {
+				c.queueFrame(nil, op, data, held) // compressed with c's own context
+				sent++
+				continue
 			}
-			if packed != nil {
-				c.enqueueHeld(packed, held)
+			bits := c.deflate
+			if packed[bits] == nil && useless&(1<<bits) == 0 {
+				if packed[bits] = compressedFrame(op, data, bits, nil); packed[bits] == nil {
+					useless |= 1 << bits
+				}
+			}
+			if packed[bits] != nil {
+				c.enqueueHeld(packed[bits], held)
 				sent++
 				continue
 			}

@@ -84,15 +84,16 @@ type Conn struct {
 	holder         *[]*Conn      // scheduled, but flushed by whoever holds this list (SendHeld, FlushHeld)
 	pending        int           // bytes in queue and out, plus frameOverhead per frame
 	drainAt        time.Duration // the drain deadline on the broker's clock (Broker.clock); 0: none
+	history        *[]byte       // deflateTakeover: the last bytes sent compressed (contextFrameLocked)
 
 	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
 	subMu sync.Mutex
 	dead  bool // unregistered: subscribing is refused
-	chans map[string]struct{}
-
-	// deflate: permessage-deflate was negotiated; set before Open, never changed. (Here, where
-	// it fills a gap the bool above leaves: every byte counts for an idle connection.)
-	deflate bool
+	// deflate: permessage-deflate as negotiated (deflateTakeover); set before Open, never changed,
+	// read without a lock. (Here, where it fills a gap the bool above leaves: every byte counts
+	// for an idle connection.)
+	deflate uint8
+	chans   map[string]struct{}
 
 	// pl is the poller that reads c once accepted (poll_linux.go), nil for a reader goroutine
 	// (TLS, or no epoll); set before the first goroutine starts, never changed.
@@ -323,9 +324,8 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	b := c.b
 	var ext string
 	if c.l.lim.Compression {
-		ext = negotiateDeflate(up.headers)
-		c.deflate = ext != ""
-		c.parser.deflate = c.deflate
+		ext, c.deflate = negotiateDeflate(up.headers, c.l.lim.CompressionContextTakeover)
+		c.parser.deflate = c.deflate != 0
 	}
 	resp := switchingResponse(up.accept, chooseProtocol(up.headers, c.l.lim.Protocols), ext)
 	c.wmu.Lock()
@@ -750,6 +750,7 @@ func (c *Conn) finish() {
 	c.wmu.Lock()
 	c.wdead = true
 	c.dropLocked()
+	c.history = nil
 	c.wmu.Unlock()
 	c.parser.reset()
 	c.b.unregister(c)

@@ -2,26 +2,33 @@ package broker
 
 import (
 	"errors"
-	"github.com/klauspost/compress/flate"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/gobwas/ws"
+	"github.com/klauspost/compress/flate"
 )
 
-// permessage-deflate (RFC 7692), always without context takeover in both directions: every
+// permessage-deflate (RFC 7692). By default without context takeover in both directions: every
 // message is compressed and inflated on its own, so a connection holds no compressor, no
-// decompressor and no 32 KiB window between messages, and a broadcast compresses once for all its
-// subscribers. github.com/klauspost/compress/flate rather than compress/flate: measured here on a
-// 1 KiB chat-like JSON message, its stateless deflate (no compressor to keep or reset) took
-// ~9.5 µs and gave 384 bytes, compress/flate's pooled BestSpeed writer ~17 µs and 396 bytes; its
-// inflate ~6.2 µs against ~10 µs.
+// decompressor and no window between messages, and a broadcast compresses once for all its
+// subscribers that share a window size. github.com/klauspost/compress/flate rather than
+// compress/flate: it is faster and, unlike compress/flate, has an encoder whose window can be
+// capped (NewWriterWindow), which a client's server_max_window_bits requires.
+//
+// With Limits.CompressionContextTakeover, a socket whose client allows it keeps its context:
+// each message may refer back to what was sent compressed before it. The socket keeps only the
+// last historyMax bytes of that (a klauspost compressor would keep ~800 KiB per socket), and each
+// message is compressed under its wmu, in queue order, since the client inflates them in order.
 
-// deflateResponse is the extension we answer with: we never take over our context, and we ask
-// the client not to take over its own (RFC 7692 7.1.1.1 lets the server ask even when the
-// client did not offer it), so that every incoming message inflates with a fresh window.
-const deflateResponse = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+// Conn.deflate: 0 when permessage-deflate is off, else the window bits the server's messages
+// are compressed for (8 to 15), with deflateTakeover set when the socket keeps its context.
+const (
+	maxWindowBits   = 15
+	deflateTakeover = 0x80
+)
 
 // compressMin is the smallest payload sent compressed. Without context takeover a short message
 // has little repetition of its own to remove, and the deflate block header and a compressor reset
@@ -29,29 +36,60 @@ const deflateResponse = "permessage-deflate; server_no_context_takeover; client_
 // a useful amount (a message whose compressed form is not smaller is sent plain anyway).
 const compressMin = 256
 
-// negotiateDeflate returns the Sec-WebSocket-Extensions value of the 101 response: deflateResponse
-// if the client offers permessage-deflate with parameters we can honour (its first such offer),
-// else "" (the connection is uncompressed).
-func negotiateDeflate(headers []Header) string {
+// historyMax is how much of what a socket with context takeover sent compressed its next
+// message may refer to: the largest dictionary flate.StatelessDeflate uses.
+const historyMax = 8 << 10
+
+// deflateOffer is a permessage-deflate offer's parameters (RFC 7692 7.1).
+type deflateOffer struct {
+	serverNoContextTakeover bool
+	serverMaxWindowBits     uint8 // 0: not asked for
+}
+
+// negotiateDeflate returns the Sec-WebSocket-Extensions value of the 101 response and the
+// socket's Conn.deflate for the client's first permessage-deflate offer we can honour, or ""
+// and 0 if there is none (the connection is uncompressed). We keep our context only if
+// takeover allows it and the offer lets us use a 15-bit window (historyMax is within it). We
+// always ask the client not to take over its own context (RFC 7692 7.1.1.1 lets the server ask
+// even when the client did not offer it): every incoming message then inflates with a fresh
+// window, and we need no decompressor per connection. client_max_window_bits only says the
+// client could limit its window: we accept any, so we do not answer with it.
+func negotiateDeflate(headers []Header, takeover bool) (string, uint8) {
 	for _, h := range headers {
 		if h.Name != "sec-websocket-extensions" {
 			continue
 		}
 		for _, offer := range strings.Split(h.Value, ",") {
 			params := strings.Split(offer, ";")
-			if strings.TrimSpace(params[0]) == "permessage-deflate" && acceptableOffer(params[1:]) {
-				return deflateResponse
+			if strings.TrimSpace(params[0]) != "permessage-deflate" {
+				continue
 			}
+			o, ok := parseDeflateOffer(params[1:])
+			if !ok {
+				continue
+			}
+			resp := "permessage-deflate"
+			bits := uint8(maxWindowBits)
+			if o.serverMaxWindowBits != 0 {
+				bits = o.serverMaxWindowBits
+				resp += "; server_max_window_bits=" + strconv.Itoa(int(bits))
+			}
+			mode := bits
+			if takeover && !o.serverNoContextTakeover && bits == maxWindowBits {
+				mode |= deflateTakeover
+			} else {
+				resp += "; server_no_context_takeover"
+			}
+			return resp + "; client_no_context_takeover", mode
 		}
 	}
-	return ""
+	return "", 0
 }
 
-// acceptableOffer reports whether we can honour a permessage-deflate offer with params (RFC 7692
-// 7.1): an offer with an unknown, repeated or invalid parameter is declined, as is one that limits
-// our window below 15 bits (the deflater always uses a 32 KiB window). client_max_window_bits
-// only says the client could limit its window: we accept any, so we do not answer with it.
-func acceptableOffer(params []string) bool {
+// parseDeflateOffer reads the parameters of a permessage-deflate offer; it reports false for one
+// we must decline: an unknown, repeated or invalid parameter (RFC 7692 7.1).
+func parseDeflateOffer(params []string) (deflateOffer, bool) {
+	var o deflateOffer
 	seen := map[string]bool{}
 	for _, p := range params {
 		name, value, hasValue := strings.Cut(strings.TrimSpace(p), "=")
@@ -61,32 +99,43 @@ func acceptableOffer(params []string) bool {
 			value = value[1 : len(value)-1]
 		}
 		if seen[name] {
-			return false
+			return o, false
 		}
 		seen[name] = true
 		switch name {
 		case "server_no_context_takeover", "client_no_context_takeover":
 			if hasValue {
-				return false
+				return o, false
+			}
+			if name == "server_no_context_takeover" {
+				o.serverNoContextTakeover = true
 			}
 		case "server_max_window_bits":
-			if value != "15" {
-				return false
+			bits, ok := windowBits(value)
+			if !ok {
+				return o, false
 			}
+			o.serverMaxWindowBits = bits
 		case "client_max_window_bits":
-			if hasValue && !validWindowBits(value) {
-				return false
+			if _, ok := windowBits(value); hasValue && !ok {
+				return o, false
 			}
 		default:
-			return false
+			return o, false
 		}
 	}
-	return true
+	return o, true
 }
 
-// validWindowBits reports whether v is a window size RFC 7692 allows: 8 to 15, no leading zero.
-func validWindowBits(v string) bool {
-	return len(v) == 1 && v[0] >= '8' && v[0] <= '9' || len(v) == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5'
+// windowBits parses a window size as RFC 7692 allows it: 8 to 15, no leading zero.
+func windowBits(v string) (uint8, bool) {
+	switch {
+	case len(v) == 1 && v[0] >= '8' && v[0] <= '9':
+		return v[0] - '0', true
+	case len(v) == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5':
+		return 10 + v[1] - '0', true
+	}
+	return 0, false
 }
 
 // deflateTail is what a sender strips from the end of every compressed message (RFC 7692 7.2.1)
@@ -101,11 +150,33 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// compressedFrame returns a complete frame (RSV1 set) carrying data compressed, or nil when the
-// compressed payload would not be smaller than data.
-func compressedFrame(op ws.OpCode, data []byte) []byte {
+// windowWriters are compressors whose window is capped, for clients that limit ours
+// (server_max_window_bits below 15): windowWriters[bits-8] compresses with a 2^bits-byte window.
+// Each holds ~1 MiB of tables, only while a message is compressed.
+var windowWriters [maxWindowBits - 8]sync.Pool
+
+// compressedFrame returns a complete frame (RSV1 set) carrying data compressed for a decoder with
+// a 2^bits-byte window, or nil when the compressed payload would not be smaller than data. With
+// bits 15, history (what the same socket sent compressed before, with context takeover) may be
+// referred to; no back-reference reaches past the window.
+func compressedFrame(op ws.OpCode, data []byte, bits uint8, history []byte) []byte {
 	fw := frameWriter{b: make([]byte, ws.MaxHeaderSize-4, ws.MaxHeaderSize-4+len(data)/2+64)}
-	flate.StatelessDeflate(&fw, data, false, nil) // ends in a sync flush; frameWriter never fails
+	if bits == maxWindowBits {
+		// Its references span at most 32767 bytes (its history included).
+		flate.StatelessDeflate(&fw, data, false, history) // ends in a sync flush; frameWriter never fails
+	} else {
+		pool := &windowWriters[bits-8]
+		w, _ := pool.Get().(*flate.Writer)
+		if w == nil {
+			w, _ = flate.NewWriterWindow(&fw, 1<<bits) // 2^8 to 2^14: in its range
+		} else {
+			w.Reset(&fw)
+		}
+		w.Write(data)
+		w.Flush() // a sync flush, as the stateless one ends
+		w.Reset(nil)
+		pool.Put(w)
+	}
 	payload := fw.b[ws.MaxHeaderSize-4 : len(fw.b)-len(deflateTail)]
 	if len(payload) >= len(data) {
 		return nil
@@ -113,6 +184,33 @@ func compressedFrame(op ws.OpCode, data []byte) []byte {
 	hs := ws.HeaderSize(ws.Header{Length: int64(len(payload))})
 	f := fw.b[ws.MaxHeaderSize-4-hs : len(fw.b)-len(deflateTail)]
 	putHeader(f, op, true, len(payload))
+	return f
+}
+
+// contextFrameLocked is compressedFrame for c, which keeps its context (under c.wmu, in queue
+// order: each message refers back to those queued before it). What is sent compressed joins c's
+// history; a message sent plain does not, since the client does not inflate it.
+func (c *Conn) contextFrameLocked(op ws.OpCode, data []byte) []byte {
+	var history []byte
+	if c.history != nil {
+		history = *c.history
+	}
+	f := compressedFrame(op, data, maxWindowBits, history)
+	if f == nil {
+		return nil
+	}
+	if c.history == nil {
+		b := make([]byte, 0, historyMax)
+		c.history = &b
+	}
+	h := *c.history
+	if len(data) >= historyMax {
+		h = append(h[:0], data[len(data)-historyMax:]...)
+	} else {
+		keep := min(len(h), historyMax-len(data))
+		h = append(h[:copy(h, h[len(h)-keep:])], data...)
+	}
+	*c.history = h
 	return f
 }
 

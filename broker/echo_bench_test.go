@@ -93,7 +93,7 @@ func BenchmarkEcho(b *testing.B) {
 		}
 		// Compressed both ways (the client's frame compressed once, beforehand).
 		b.Run(fmt.Sprintf("deflate/%dB", size), func(b *testing.B) {
-			f := compressedFrame(ws.OpText, msg)
+			f := compressedFrame(ws.OpText, msg, maxWindowBits, nil)
 			h, _ := ws.ReadHeader(bytes.NewReader(f))
 			benchEcho(b, Limits{Compression: true}, plainDial, "Sec-WebSocket-Extensions: permessage-deflate\r\n", frame(0xC1, f[len(f)-int(h.Length):]))
 		})

@@ -44,7 +44,8 @@ func (c *Conn) enqueue(frame []byte) { c.enqueueHeld(frame, nil) }
 func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) { c.queueFrame(frame, 0, nil, held) }
 
 // queueFrame is enqueueHeld of frame, or when frame is nil, of a frame of op carrying data, which
-// is copied: into c's own frame buffer when it fits one (see ownBuffers).
+// is copied: into c's own frame buffer when it fits one (see ownBuffers), or compressed here when
+// c keeps its deflate context.
 func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn) {
 	size := len(frame)
 	if frame == nil {
@@ -63,6 +64,11 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 		c.b.log.Info().EmbedObject(c).Int("max_backpressure", c.l.lim.MaxBackpressure).
 			Msg("the client does not read fast enough: queue dropped, closing with 1008")
 	} else {
+		if frame == nil && c.deflate&deflateTakeover != 0 && len(data) >= compressMin {
+			if frame = c.contextFrameLocked(op, data); frame != nil {
+				size = len(frame)
+			}
+		}
 		c.pending += size + c.appendLocked(frame, op, data, size)
 		sched = c.scheduleLocked(held)
 		if !sched && c.holder != nil && c.holder != held {

@@ -53,7 +53,8 @@ const native = loadNative();
  *   `idleTimeout` (120000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
  *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB), `openTimeout`
  *   (10000 ms); and `protocols`, the subprotocols this listener speaks.
- * - `compression`: optional. `true` negotiates permessage-deflate with clients that offer it.
+ * - `compression`: optional. `true` negotiates permessage-deflate with clients that offer it;
+ *   `{ serverContextTakeover: true }` also keeps the server's context between messages.
  * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.
  * - `metrics`: optional. An address where `stats()` is served in Prometheus text format.
  * @returns A Promise that resolves once the workers of this call are ready and the address is
@@ -62,7 +63,8 @@ const native = loadNative();
  * @throws {TypeError} (a rejection) when `options` is not an object, `bind` is not a string or a
  * non-empty array of strings,
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
- * a limit is not an integer in its range, `compression` is not a boolean, or `tls` is not an
+ * a limit is not an integer in its range, `compression` is neither a boolean nor
+ * `{ serverContextTakeover: boolean }`, or `tls` is not an
  * object whose `cert` and `key` are strings or Buffers.
  * @throws {Error} (a rejection) when the worker module cannot be imported (the message names its
  * path, `cause` is the original error; the workers of this call are stopped and nothing listens);
@@ -87,19 +89,16 @@ export async function start(options: StartOptions): Promise<void> {
   if (workerPath !== undefined && typeof workerPath !== 'string') {
     throw new TypeError(`start: options.workerPath must be a string, got ${describe(workerPath)}`);
   }
-  const { metrics, compression } = options;
+  const { metrics } = options;
   if (metrics !== undefined && typeof metrics !== 'string') {
     throw new TypeError(`start: options.metrics must be an address like '127.0.0.1:9090', got ${describe(metrics)}`);
-  }
-  if (compression !== undefined && typeof compression !== 'boolean') {
-    throw new TypeError(`start: options.compression must be a boolean, got ${describe(compression)}`);
   }
   const workerDelivery = deliveryOf(options, 'start');
   const listenConfig = {
     bind: addresses,
     ...limitsOf(options),
     protocols: protocolsOf(options),
-    compression: compression ?? false,
+    ...compressionOf(options),
     tls: await tlsOf(options),
     metrics: metrics ?? '',
   };
@@ -174,15 +173,25 @@ export interface StartOptions extends DeliveryOptions {
   metrics?: string;
   /**
    * `true` negotiates permessage-deflate (RFC 7692) with every client that offers it (browsers and
-   * `ws` do); others are served uncompressed. It is always without context takeover, in both
-   * directions: each message is compressed on its own, so a connection keeps no compressor or
-   * 32 KiB window between messages (memory per connection stays as without compression), at the
-   * price of a lower ratio than a shared window gives for streams of similar messages. Messages of
-   * 256 bytes or more are sent compressed when that makes them smaller; a broadcast is compressed
-   * once for all its subscribers. A compressed message from a client that inflates past
+   * `ws` do); others are served uncompressed. Every valid offer is accepted (the first of the
+   * header), a window the client limits (`server_max_window_bits`, 8 to 15) included: what is sent
+   * to it never refers back further. By default without context takeover, in both directions:
+   * each message is compressed on its own, so a connection keeps no compressor or window between
+   * messages (memory per connection stays as without compression), at the price of a lower ratio
+   * than a shared window gives for streams of similar messages. Messages of 256 bytes or more are
+   * sent compressed when that makes them smaller; a broadcast is compressed once for all its
+   * subscribers with the same window. A compressed message from a client that inflates past
    * `maxPayload` closes the connection with code 1009, an invalid one with 1007. Default `false`.
+   *
+   * `{ serverContextTakeover: true }` is `true`, except that with a client whose offer allows it
+   * (no `server_no_context_takeover`, a 15-bit window) the server keeps its context: a message may
+   * refer back to the last 8 KiB sent compressed to that connection, so that a message like a
+   * recent one costs a few bytes (a repeated 1 KiB chat message: ~20 bytes instead of ~380). Such
+   * a connection holds those 8 KiB from its first compressed message to its end (8.0 KiB more of
+   * Go heap per connection, before GC headroom; BENCHMARKS.md, "Compression and TLS"), and a
+   * broadcast is compressed for each such subscriber. Clients are still asked not to keep theirs.
    */
-  compression?: boolean;
+  compression?: boolean | { serverContextTakeover: boolean };
   /**
    * Serves `wss://` (TLS, then the usual HTTP/1.1 upgrade) instead of `ws://`. `cert` is the
    * certificate chain and `key` its private key, each in PEM: a string containing `-----BEGIN` or
@@ -193,6 +202,21 @@ export interface StartOptions extends DeliveryOptions {
    * Default: none (plain `ws://`).
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/** Checks `options.compression` and returns it as the listen configuration carries it. */
+function compressionOf(options: StartOptions): { compression: boolean; compressionContextTakeover: boolean } {
+  const { compression } = options;
+  if (compression === undefined || typeof compression === 'boolean') {
+    return { compression: compression === true, compressionContextTakeover: false };
+  }
+  if (compression !== null && typeof compression === 'object' && Object.keys(compression).every((k) => k === 'serverContextTakeover')) {
+    const { serverContextTakeover } = compression;
+    if (typeof serverContextTakeover === 'boolean') {
+      return { compression: true, compressionContextTakeover: serverContextTakeover };
+    }
+  }
+  throw new TypeError(`start: options.compression must be a boolean or { serverContextTakeover: boolean }, got ${describe(compression)}`);
 }
 
 /** Checks `options.tls` and returns the PEM text of its certificate and key (reading files). */

@@ -4,8 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import zlib from 'node:zlib';
 import { Client, makeCert, refusedStatus } from './helpers.mjs';
-import { Proc, e2eServer, withTimeout } from './harness.mjs';
+import { FIN, OP, Proc, RawClient, clientFrame, e2eServer, withTimeout } from './harness.mjs';
 
 const MAX_PAYLOAD = 1024 * 1024;
 const BIG = 'compress me, '.repeat(10_000); // 130 KB that deflate shrinks to a few hundred bytes
@@ -127,5 +128,85 @@ test('tls: wss:// with a certificate file, compression over TLS, a plain-HTTP re
     assert.deepEqual(await c.closed, { code, reason: echoed }, `closed by the ${side}`);
     await observer.next((m) => m.text === `close ${id}`, 10_000, `handleClose of the socket closed by the ${side}`);
     assert.deepEqual(errors, [], `closed by the ${side}`);
+  }
+});
+
+/** A chat-like JSON text of about `n` bytes (the same for the same `seed`). */
+function chatText(n, seed = 1) {
+  const words = 'the a broker message channel socket worker hello world compress deflate json user text time room join leave typing'.split(' ');
+  let x = seed;
+  const next = (m) => (x = (x * 1103515245 + 12345) % 2 ** 31) % m;
+  const entries = [];
+  for (let len = 0; len < n; ) {
+    const e = JSON.stringify({ user: `user${next(1000)}`, room: `room${next(20)}`, ts: 1732579200000 + next(1e6), text: Array.from({ length: 8 }, () => words[next(words.length)]).join(' ') });
+    entries.push(e);
+    len += e.length + 1;
+  }
+  return `[${entries.join(',')}]`.slice(0, n);
+}
+
+test('compression: every permessage-deflate offer of Autobahn 13.* (a limited server window, context takeover or not) is accepted by `ws`, and messages of 1 KiB to 64 KiB echo compressed', async (t) => {
+  const servers = {
+    'compression: true': await e2eServer(t, { compression: true }),
+    'serverContextTakeover': await e2eServer(t, { compression: { serverContextTakeover: true } }),
+  };
+  for (const [name, { port }] of Object.entries(servers)) {
+    for (const serverNoContextTakeover of [false, true]) {
+      for (const serverMaxWindowBits of [undefined, 8, 9, 15]) {
+        for (const clientMaxWindowBits of [undefined, 10]) {
+          const perMessageDeflate = { serverNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits, clientNoContextTakeover: true, threshold: 0 };
+          const what = `${name}, client ${JSON.stringify(perMessageDeflate)}`;
+          const client = await Client.connect(port, { perMessageDeflate });
+          // What ws accepted from the response: the server's window is at most what was asked for,
+          // and the server keeps its context only with the option and when the client allows it.
+          const { params } = client.ws._extensions['permessage-deflate'];
+          const takeover = name === 'serverContextTakeover' && !serverNoContextTakeover && (serverMaxWindowBits ?? 15) === 15;
+          assert.deepEqual(
+            { ...params },
+            {
+              ...(serverMaxWindowBits === undefined ? {} : { server_max_window_bits: serverMaxWindowBits }),
+              ...(takeover ? {} : { server_no_context_takeover: true }),
+              client_no_context_takeover: true,
+              // Not in the response: ws fills in its own limit.
+              ...(clientMaxWindowBits === undefined ? {} : { client_max_window_bits: clientMaxWindowBits }),
+            },
+            what,
+          );
+          for (const size of [1024, 16 * 1024, 64 * 1024]) {
+            const text = chatText(size);
+            const c = await traffic(client, async () => {
+              client.send(text);
+              assert.equal((await client.next()).text, text, `${what}: ${size} bytes`);
+            });
+            assert.ok(c.read < size / 2, `${what}: ${size} bytes came back in ${c.read}`);
+          }
+          client.terminate();
+        }
+      }
+    }
+  }
+});
+
+test('compression: with serverContextTakeover, a message like the one before comes back in a few bytes (raw frames); without it, at full size', async (t) => {
+  const offer = { 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits' };
+  for (const [compression, takeover] of [[{ serverContextTakeover: true }, true], [true, false]]) {
+    const { port } = await e2eServer(t, { compression });
+    const raw = await RawClient.connect(port, { headers: offer });
+    t.after(() => raw.destroy());
+    const text = chatText(2048);
+    const payloads = [];
+    for (let i = 0; i < 3; i++) {
+      await raw.write(clientFrame(FIN | OP.text, Buffer.from(text)), { byteByByte: false });
+      const f = await raw.nextFrame((x) => x.op === OP.text, 10_000, `echo ${i}`);
+      assert.equal(f.rsv, 0x40, `echo ${i} is compressed`);
+      payloads.push(f.payload);
+    }
+    // One decoder for the connection, as a client that keeps the server's window.
+    const tail = Buffer.from([0, 0, 0xff, 0xff]);
+    const inflated = zlib.inflateRawSync(Buffer.concat(payloads.flatMap((p) => [p, tail])), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    assert.equal(inflated.toString(), text.repeat(3));
+    const [first, second, third] = payloads.map((p) => p.length);
+    if (takeover) assert.ok(second < 50 && third < 50 && first > 500, `with takeover: ${first}, ${second}, ${third} bytes`);
+    else assert.ok(second === first && third === first, `without takeover: ${first}, ${second}, ${third} bytes`);
   }
 });

@@ -239,7 +239,9 @@ type listenConfig struct {
 	OpenTimeout      float64  `json:"openTimeout"`
 	Protocols        []string `json:"protocols"`
 	Compression      bool     `json:"compression"`
-	TLS              *struct {
+	// CompressionContextTakeover is compression: { serverContextTakeover: true }.
+	CompressionContextTakeover bool `json:"compressionContextTakeover"`
+	TLS                        *struct {
 		Cert string `json:"cert"`
 		Key  string `json:"key"`
 	} `json:"tls"`
@@ -259,15 +261,16 @@ func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
 		}
 		ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 		lim := broker.Limits{
-			MaxPayload:       cfg.MaxPayload,
-			IdleTimeout:      ms(cfg.IdleTimeout),
-			HandshakeTimeout: ms(cfg.HandshakeTimeout),
-			MaxHeaderBytes:   cfg.MaxHeaderBytes,
-			MaxConnections:   cfg.MaxConnections,
-			MaxBackpressure:  cfg.MaxBackpressure,
-			OpenTimeout:      ms(cfg.OpenTimeout),
-			Protocols:        cfg.Protocols,
-			Compression:      cfg.Compression,
+			MaxPayload:                 cfg.MaxPayload,
+			IdleTimeout:                ms(cfg.IdleTimeout),
+			HandshakeTimeout:           ms(cfg.HandshakeTimeout),
+			MaxHeaderBytes:             cfg.MaxHeaderBytes,
+			MaxConnections:             cfg.MaxConnections,
+			MaxBackpressure:            cfg.MaxBackpressure,
+			OpenTimeout:                ms(cfg.OpenTimeout),
+			Protocols:                  cfg.Protocols,
+			Compression:                cfg.Compression,
+			CompressionContextTakeover: cfg.CompressionContextTakeover,
 		}
 		if cfg.TLS != nil {
 			cert, err := tls.X509KeyPair([]byte(cfg.TLS.Cert), []byte(cfg.TLS.Key))
