@@ -373,6 +373,7 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
     }
     mask |= HANDLER_BITS[name];
   }
+  if (nextDelivery.ordered) mask |= HandlerBit.CatchUp;
   const previous = handlers;
   delivery = nextDelivery;
   handlers = {

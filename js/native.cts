@@ -11,6 +11,11 @@ export const enum HandlerBit {
   Text = 2,
   Binary = 4,
   Close = 8,
+  /**
+   * Every catch-up event of a socket, even when none of its events is waiting for or being handled
+   * by this thread: set with ordered delivery, where a handler's promise may still be pending.
+   */
+  CatchUp = 16,
 }
 
 /** Log levels understood by `log`, as zerolog's. */

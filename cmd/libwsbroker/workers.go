@@ -344,19 +344,37 @@ func (p *pool) readDone(c *broker.Conn) {
 	w.mu.Unlock()
 }
 
-// wants reports whether w takes events of kind. An open that no handler will judge is accepted;
-// a catch-up goes to a worker with a message handler (only those send replies), else is answered
-// at once.
+// wants reports whether w (locked) takes events of kind for c. An open that no handler will
+// judge is accepted at once. A catch-up is answered at once unless w's thread may still be
+// handling c's messages: an event of c waits for it or is in flight, or it awaits its message
+// handlers' promises (ordered delivery: its mask has handlerBit(kindCatchUp)).
 func (p *pool) wants(w *worker, c *broker.Conn, kind byte) bool {
-	bits := handlerBit(kind)
-	if kind == kindCatchUp {
-		bits = handlerBit(kindText) | handlerBit(kindBinary)
-	}
-	if w.mask&bits != 0 {
+	switch {
+	case kind == kindCatchUp:
+		awaits := w.mask&handlerBit(kindCatchUp) != 0 && w.mask&(handlerBit(kindText)|handlerBit(kindBinary)) != 0
+		if awaits || w.holds(c) {
+			return true
+		}
+	case w.mask&handlerBit(kind) != 0:
 		return true
 	}
 	if kind == kindOpen || kind == kindCatchUp {
 		p.answer(c.ID(), kind)
+	}
+	return false
+}
+
+// holds reports whether an event of c waits for w or is in flight to its thread (w locked).
+func (w *worker) holds(c *broker.Conn) bool {
+	for _, ev := range w.pendingEv {
+		if ev.conn == c {
+			return true
+		}
+	}
+	for _, ev := range w.inflEv { // empty unless busy
+		if ev.conn == c {
+			return true
+		}
 	}
 	return false
 }

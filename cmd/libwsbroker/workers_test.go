@@ -437,8 +437,8 @@ func TestHandlerMask(t *testing.T) {
 }
 
 // A catch-up is handed to JS behind the socket's messages at once (with them, if they are still
-// waiting), and moves with them when their worker dies; a worker with no message handler has no
-// reply to send, so the catch-up is answered without JS.
+// waiting), and moves with them when their worker dies; with none of them left to handle, it is
+// answered without JS, unless the worker awaits its handlers' promises.
 func TestCatchUpFollowsTheMessages(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
@@ -465,12 +465,19 @@ func TestCatchUpFollowsTheMessages(t *testing.T) {
 		t.Fatalf("answered without JS: %v", js.caughtUp)
 	}
 
-	p.register(3, 1|8) // handleOpen and handleClose only
+	// Nothing of the socket waits or is in flight: its handlers have returned, the catch-up is
+	// answered at once; unless the worker awaits their promises (ordered delivery).
+	js.run(p, 2)
+	p.push(c, kindCatchUp, nil, nil)
+	if len(js.caughtUp) != 1 || len(js.texts(t, 2)) != 2 {
+		t.Fatalf("caught up without JS %v, batches %v", js.caughtUp, js.texts(t, 2))
+	}
+	p.register(3, allHandlers|uint32(handlerBit(kindCatchUp)))
 	d := &broker.Conn{}
 	d.Pin.Store(3)
 	p.push(d, kindCatchUp, nil, nil)
-	if len(js.caughtUp) != 1 || len(js.texts(t, 3)) != 0 {
-		t.Fatalf("caught up without JS %v, batches %v", js.caughtUp, js.texts(t, 3))
+	if got := strings.Join(flat(js.texts(t, 3)), ","); got != "catchUp" || len(js.caughtUp) != 1 {
+		t.Fatalf("an ordered worker got %q, caught up without JS %v", got, js.caughtUp)
 	}
 }
 
