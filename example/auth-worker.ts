@@ -5,7 +5,7 @@
 // A connection that has not authenticated gets { type: 'auth-required' } for anything else.
 // Once the JWT checks out, who the user is is stored as the connection's token (setToken), so
 // every later event carries it, and the connection joins the channel `user:<id>`.
-import { send, sendToChannel, setToken, subscribe } from 'wsbroker';
+import { send, sendToChannel, setToken, subscribe } from '@wsbroker/wsbroker';
 import { verifyJwt } from './jwt.js';
 
 const SECRET = process.env.AUTH_SECRET ?? 'example-secret';

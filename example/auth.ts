@@ -3,7 +3,7 @@
 //   npm run build && node lib/example/auth.js
 // It prints a token for a demo user; AUTH_SECRET sets the signing secret, AUTH_PORT the port (8081).
 import * as path from 'node:path';
-import { start } from 'wsbroker';
+import { start } from '@wsbroker/wsbroker';
 import { signJwt } from './jwt.js';
 
 const PORT = Number(process.env.AUTH_PORT ?? 8081);

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
-import { start } from 'wsbroker';
+import { start } from '@wsbroker/wsbroker';
 
 const WS_PORT = Number(process.env.WS_PORT ?? 8080);
 const HTTP_PORT = Number(process.env.HTTP_PORT ?? 3000);

@@ -13,7 +13,7 @@
 // it has seen: all events of a connection come to the same worker in order, so that memory is
 // exact, and a message sent right after a join does not depend on the token of an event that was
 // queued before the join was handled. After a worker is replaced, the token is what is left.
-import { send, sendToChannel, setToken, subscribe, unsubscribe } from 'wsbroker';
+import { send, sendToChannel, setToken, subscribe, unsubscribe } from '@wsbroker/wsbroker';
 
 const MAX_ALIAS = 20;
 const MAX_ROOM = 30;

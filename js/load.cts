@@ -71,7 +71,7 @@ export function loadNative(): Native {
   throw new Error(
     `wsbroker: no native addon for ${platformName()}. Tried:\n` +
       `${local.map((p) => `  ${p} (not built)\n`).join('')}  ${missingPrebuilt()}\n` +
-      `To build it from source (needs Go and a C compiler): \`npm rebuild wsbroker\` in a project that installed it, ` +
+      `To build it from source (needs Go and a C compiler): \`npm rebuild @wsbroker/wsbroker\` in a project that installed it, ` +
       `\`npm run build\` in a clone (this one is ${packageRoot}).`,
   );
 }

@@ -63,7 +63,7 @@ function compareVersions(a, b) {
 function checkRegistry() {
   const { version } = readJson(path.join(root, 'package.json'));
   const problems = [];
-  for (const name of [...names, 'wsbroker']) {
+  for (const name of [...names, readJson(path.join(root, 'package.json')).name]) {
     const r = spawnSync(...npmCommand(['view', name, 'version', 'repository.url', '--json']), { cwd: root, encoding: 'utf8' });
     if (r.status !== 0) {
       if (/E404/.test(r.stderr)) continue; // not published yet

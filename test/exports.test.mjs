@@ -8,8 +8,8 @@ const require = createRequire(import.meta.url);
 const API = ['close', 'copySubscriptions', 'registerWorkerThread', 'send', 'sendToChannel', 'setToken', 'start', 'stats', 'stop', 'subscribe', 'subscriberCount', 'subscriptions', 'unsubscribe'];
 
 test('CommonJS and ESM entries export the same thirteen functions', async () => {
-  const cjs = require('wsbroker');
-  const esm = await import('wsbroker');
+  const cjs = require('@wsbroker/wsbroker');
+  const esm = await import('@wsbroker/wsbroker');
   assert.deepEqual(Object.keys(cjs).sort(), API);
   assert.deepEqual(Object.keys(esm).sort(), API);
   for (const name of API) {
@@ -19,7 +19,7 @@ test('CommonJS and ESM entries export the same thirteen functions', async () => 
 });
 
 test('registerWorkerThread checks its argument', () => {
-  const { registerWorkerThread } = require('wsbroker');
+  const { registerWorkerThread } = require('@wsbroker/wsbroker');
   for (const bad of [undefined, null, 5, 'x']) {
     assert.throws(() => registerWorkerThread(bad), { name: 'TypeError', message: /registerWorkerThread: worker must be an object/ });
   }
@@ -28,7 +28,7 @@ test('registerWorkerThread checks its argument', () => {
 });
 
 test('send and friends check their arguments on the main thread', () => {
-  const { send, sendToChannel, subscribe, unsubscribe, setToken, copySubscriptions } = require('wsbroker');
+  const { send, sendToChannel, subscribe, unsubscribe, setToken, copySubscriptions } = require('@wsbroker/wsbroker');
   assert.throws(() => send(0, 'x'), { name: 'TypeError', message: 'send: socketId must be an integer from 1 to 2^53-1, got number 0' });
   assert.throws(() => send(1, 1), { name: 'TypeError', message: /^send: data must be a string, an ArrayBuffer/ });
   assert.throws(() => sendToChannel(null, 'x'), { name: 'TypeError', message: /^sendToChannel: channelName must be/ });

@@ -36,7 +36,7 @@ test('a missing addon gives a clear error naming the local builds and the platfo
   assert.ok(message.includes(`  ${path.join(dir, 'build', 'Release', 'wsbroker.node')} (not built)\n`), message);
   assert.ok(message.includes(`  ${path.join(dir, 'build', 'Debug', 'wsbroker.node')} (not built)\n`), message);
   assert.ok(message.includes(`  @wsbroker/${platformName()} (not installed: was the install run with --omit=optional`), message);
-  assert.match(message, /`npm rebuild wsbroker` in a project that installed it, `npm run build` in a clone/);
+  assert.match(message, /`npm rebuild @wsbroker\/wsbroker` in a project that installed it, `npm run build` in a clone/);
 });
 
 test('on a platform without a prebuilt package, the error lists the platforms that have one', (t) => {

@@ -98,7 +98,7 @@ test('stderr is a terminal: the console format, with the same fields', { timeout
 });
 
 test('WSBROKER_LOG: an unknown level is said, and warn applies', { timeout: 30_000 }, async () => {
-  const probe = new Proc(process.execPath, ['-e', "require('wsbroker')"], { env: { WSBROKER_LOG: 'verbose' } });
+  const probe = new Proc(process.execPath, ['-e', "require('@wsbroker/wsbroker')"], { env: { WSBROKER_LOG: 'verbose' } });
   assert.deepEqual(await probe.exited, { code: 0, signal: null }, probe.stderr);
   const lines = probe.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l));
   assert.equal(lines.length, 1, probe.stderr);

@@ -57,7 +57,7 @@ function install(name, { deps = {}, prebuilt, env, status = 0 }) {
     JSON.stringify({
       name,
       private: true,
-      dependencies: { wsbroker: `file:${tarballs.wsbroker}`, ...deps },
+      dependencies: { '@wsbroker/wsbroker': `file:${tarballs['@wsbroker/wsbroker']}`, ...deps },
       // What the registry would serve for wsbroker's optional dependency.
       overrides: prebuilt ? { [platformPkg]: `file:${tarballs[platformPkg]}` } : {},
     }),
@@ -92,7 +92,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('with the platform package, npm install builds nothing and needs no Go, C compiler or node-gyp', () => {
   assert.deepEqual(readdirSync(path.join(app, 'node_modules', platformPkg)).sort(), ['libwsbroker.so', 'package.json', 'wsbroker.node']);
-  assert.equal(existsSync(path.join(app, 'node_modules', 'wsbroker', 'build')), false, 'nothing was built');
+  assert.equal(existsSync(path.join(app, 'node_modules', '@wsbroker', 'wsbroker', 'build')), false, 'nothing was built');
 });
 
 for (const consumer of ['consumer.cjs', 'consumer.mjs']) {
@@ -109,7 +109,7 @@ test('tsc --strict --noEmit accepts a TypeScript consumer of every export, as ES
 test('tsd type tests of the installed typings', async () => {
   // The type tests import tsd's assertions: they are resolved from this repository's tsd.
   symlinkSync(path.join(root, 'node_modules', 'tsd'), path.join(app, 'node_modules', 'tsd'));
-  const diagnostics = await tsd({ cwd: app, typingsFile: 'node_modules/wsbroker/lib/js/index.d.cts', testFiles: ['index.test-d.ts'] });
+  const diagnostics = await tsd({ cwd: app, typingsFile: 'node_modules/@wsbroker/wsbroker/lib/js/index.d.cts', testFiles: ['index.test-d.ts'] });
   assert.deepEqual(
     diagnostics.map((d) => `${path.basename(d.fileName)}:${d.line}: ${d.message}`),
     [],
@@ -122,14 +122,14 @@ test('without the platform package nor Go, npm install fails saying what is miss
   assert.match(stderr, new RegExp(`wsbroker: no prebuilt addon fits this machine \\(${platformPkg} \\(not installed`));
   assert.match(stderr, /missing from PATH:\n {2}- go: Go \d+\.\d+(\.\d+)? or later \(https:\/\/go\.dev\/dl\/\)/);
   assert.doesNotMatch(stderr, /C compiler|make:|python3:/, 'only Go is missing');
-  assert.equal(existsSync(path.join(project, 'node_modules', 'wsbroker', 'build')), false);
+  assert.equal(existsSync(path.join(project, 'node_modules', '@wsbroker', 'wsbroker', 'build')), false);
 });
 
 test('without the platform package, npm install builds the addon from source', () => {
   const { project } = install('app-source', {});
-  const pkg = path.join(project, 'node_modules', 'wsbroker');
+  const pkg = path.join(project, 'node_modules', '@wsbroker', 'wsbroker');
   assert.ok(existsSync(path.join(pkg, 'build', 'Release', 'wsbroker.node')));
   // It loads (in a process of its own: one Go runtime per process).
-  const { stdout } = exec(process.execPath, ['-p', "Object.keys(require('wsbroker').stats()).join()"], { cwd: project });
+  const { stdout } = exec(process.execPath, ['-p', "Object.keys(require('@wsbroker/wsbroker').stats()).join()"], { cwd: project });
   assert.match(stdout, /^connections,/);
 });

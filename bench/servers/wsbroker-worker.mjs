@@ -1,5 +1,5 @@
 // The handlers of the WSBroker benchmark server: the protocol of bench/README.md.
-import { send, sendToChannel, setToken, stats, subscribe } from 'wsbroker';
+import { send, sendToChannel, setToken, stats, subscribe } from '@wsbroker/wsbroker';
 
 export function handleOpen(socketId, ip, headers) {
   const token = headers['x-bench-token'];

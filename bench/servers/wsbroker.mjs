@@ -5,7 +5,7 @@
 //
 // THREADS=<n> worker threads (default 1); BACKPRESSURE=<bytes> the maxBackpressure (default 16 MiB);
 // COMPRESSION=1 compression: true (permessage-deflate); TLS_CERT and TLS_KEY (PEM files) serve wss://.
-import { start } from 'wsbroker';
+import { start } from '@wsbroker/wsbroker';
 import { fileURLToPath } from 'node:url';
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 9001);
