@@ -5,7 +5,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,134 +22,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
 )
-
-const (
-	defaultMaxPayload       = 16 << 20
-	defaultIdleTimeout      = 120 * time.Second
-	defaultHandshakeTimeout = 10 * time.Second
-	defaultMaxHeaderBytes   = 16 << 10
-	defaultMaxBackpressure  = 16 << 20
-	defaultOpenTimeout      = 10 * time.Second
-	regShards               = 64
-	chanShards              = 32
-)
-
-// Limits are the settings of a listener (each Listen call has its own). The zero value of a field selects its
-// default, given with the field; DefaultLimits returns them all (IdleTimeout included).
-type Limits struct {
-	// MaxPayload is the largest message accepted, after reassembly of its fragments; a larger one
-	// closes the socket with 1009. 0: 16 MiB.
-	MaxPayload int64
-	// IdleTimeout: after this long without input the socket is pinged; with still no input (a pong
-	// or anything else) after as long again it is closed with 1001. Only time spent waiting for
-	// input counts: not time the reader spends blocked in a Handler call. 0 disables (DefaultLimits
-	// has 120 s). While it is on, the connections have no TCP keep-alive (the ping finds a dead
-	// peer); with 0 they keep Go's (a probe after 15 s without traffic, then every 15 s).
-	IdleTimeout time.Duration
-	// HandshakeTimeout bounds the time to receive the whole upgrade request (slowloris); past it
-	// the TCP connection is closed without a response. On Linux the kernel hands a connection
-	// over only once it has sent something, or after about a second (deferAccept): the timeout
-	// runs from then. 0: 10 s.
-	HandshakeTimeout time.Duration
-	// MaxHeaderBytes bounds the upgrade request head (request line and headers); a larger one is
-	// answered with HTTP 431. 0: 16 KiB.
-	MaxHeaderBytes int
-	// MaxConnections bounds the connections of this listener, from TCP accept to their end
-	// (requests being read and pending opens included); one more is answered with HTTP 503 as
-	// soon as its upgrade request is in (HandshakeTimeout and MaxHeaderBytes apply to it), without
-	// Handler.Open. 0: unlimited.
-	MaxConnections int
-	// MaxBackpressure bounds the bytes queued for one socket and not yet written (every queued
-	// frame counts frameOverhead bytes more, its bookkeeping, so that a flood of tiny frames cannot
-	// hold many times the limit). A send to a socket whose queue is already over it closes the
-	// socket with 1008, its queue freed at once, and the TCP connection ended if the peer does not
-	// read the close frame within the drain timeout. A message sent into a queue under the limit
-	// is taken whole, whatever its size: a queue holds at most the limit plus one message (so a
-	// message of MaxPayload can be echoed with both limits equal). 0: 16 MiB.
-	MaxBackpressure int
-	// OpenTimeout bounds the wait for Accept after Handler.Open returns; past it the upgrade is
-	// refused with HTTP 503 (a handler that never answers, or whose thread died, must not hold the
-	// client forever). 0: 10 s.
-	OpenTimeout time.Duration
-	// Protocols are the subprotocols the server speaks: the first one the client offers
-	// (Sec-WebSocket-Protocol) that is listed is chosen in the 101 response. None: no subprotocol
-	// is ever chosen.
-	Protocols []string
-	// Compression negotiates permessage-deflate (RFC 7692) with clients that offer it (the first
-	// valid offer of the header; server_max_window_bits from 8 to 15 is honoured exactly).
-	// Without CompressionContextTakeover, without context takeover in either direction: no
-	// compressor or window is kept per connection between messages. Messages of at least 256
-	// bytes are sent compressed when that makes them smaller; a compressed message that inflates
-	// past MaxPayload closes the socket with 1009, an invalid one with 1007. Clients that do not
-	// offer it are served uncompressed.
-	Compression bool
-	// CompressionContextTakeover (with Compression) keeps the server's context between the
-	// messages of a socket whose client allows it (its offer has no server_no_context_takeover
-	// and allows a 15-bit window): a message may refer back to the last 8 KiB sent compressed to
-	// that socket, which then holds those 8 KiB from its first compressed message to its end.
-	// Such a socket's messages, broadcasts included, are compressed for it alone. Clients are
-	// still asked not to take over theirs.
-	CompressionContextTakeover bool
-	// TLS, when not nil, serves wss:// (TLS, then HTTP/1.1): a plain HTTP request is answered
-	// with 400. Its NextProtos is replaced by "http/1.1".
-	TLS *tls.Config
-}
-
-// DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 120 s,
-// HandshakeTimeout 10 s, MaxHeaderBytes 16 KiB, MaxConnections unlimited, MaxBackpressure 16 MiB,
-// OpenTimeout 10 s.
-func DefaultLimits() Limits {
-	return Limits{
-		MaxPayload:       defaultMaxPayload,
-		IdleTimeout:      defaultIdleTimeout,
-		HandshakeTimeout: defaultHandshakeTimeout,
-		MaxHeaderBytes:   defaultMaxHeaderBytes,
-		MaxBackpressure:  defaultMaxBackpressure,
-		OpenTimeout:      defaultOpenTimeout,
-	}
-}
-
-// resolve checks lim and replaces zero values with defaults.
-func (lim Limits) resolve() (Limits, error) {
-	for _, f := range []struct {
-		name string
-		neg  bool
-		v    any
-	}{
-		{"MaxPayload", lim.MaxPayload < 0, lim.MaxPayload},
-		{"IdleTimeout", lim.IdleTimeout < 0, lim.IdleTimeout},
-		{"HandshakeTimeout", lim.HandshakeTimeout < 0, lim.HandshakeTimeout},
-		{"MaxHeaderBytes", lim.MaxHeaderBytes < 0, lim.MaxHeaderBytes},
-		{"MaxConnections", lim.MaxConnections < 0, lim.MaxConnections},
-		{"MaxBackpressure", lim.MaxBackpressure < 0, lim.MaxBackpressure},
-		{"OpenTimeout", lim.OpenTimeout < 0, lim.OpenTimeout},
-	} {
-		if f.neg {
-			return lim, fmt.Errorf("invalid limits: %s must not be negative, got %v", f.name, f.v)
-		}
-	}
-	d := DefaultLimits()
-	if lim.MaxPayload == 0 {
-		lim.MaxPayload = d.MaxPayload
-	}
-	if lim.HandshakeTimeout == 0 {
-		lim.HandshakeTimeout = d.HandshakeTimeout
-	}
-	if lim.MaxHeaderBytes == 0 {
-		lim.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	if lim.MaxBackpressure == 0 {
-		lim.MaxBackpressure = d.MaxBackpressure
-	}
-	if lim.OpenTimeout == 0 {
-		lim.OpenTimeout = d.OpenTimeout
-	}
-	if lim.TLS != nil {
-		lim.TLS = lim.TLS.Clone()
-		lim.TLS.NextProtos = []string{"http/1.1"} // no h2: the upgrade is HTTP/1.1
-	}
-	return lim, nil
-}
 
 // Options configures a Broker. Limits are per listener: see Listen.
 type Options struct {
@@ -177,9 +48,7 @@ type Broker struct {
 	readerLinger   time.Duration // a poller's readers idle through a whole period of this length exit
 
 	nextID atomic.Uint64
-	reg    [regShards]regShard
-	seed   maphash.Seed
-	chans  [chanShards]chanShard
+	hub
 
 	flushers   []*flusher
 	writeCalls atomic.Uint64 // write syscalls made (tests check coalescing with it)
@@ -201,16 +70,6 @@ type Broker struct {
 	pollNext atomic.Uint64
 }
 
-type regShard struct {
-	mu sync.RWMutex
-	m  map[uint64]*Conn
-}
-
-type chanShard struct {
-	mu sync.RWMutex
-	m  map[string]map[*Conn]struct{}
-}
-
 // New returns a Broker that reports events to h. It listens on nothing until Listen.
 func New(h Handler, opts Options) *Broker {
 	b := &Broker{
@@ -220,7 +79,7 @@ func New(h Handler, opts Options) *Broker {
 		catchUpTimeout: CatchUpTimeout,
 		lingerTimeout:  2 * time.Second,
 		readerLinger:   time.Second,
-		seed:           maphash.MakeSeed(),
+		hub:            hub{seed: maphash.MakeSeed()},
 		stop:           make(chan struct{}),
 		all:            make(map[*Conn]struct{}),
 		epoch:          time.Now(),
@@ -544,191 +403,11 @@ func (b *Broker) SendToChannelHeld(channel, data []byte, text bool, except uint6
 	b.counters.messagesOut.Add(uint64(sent))
 }
 
-// SubscriberCount returns how many sockets are subscribed to channel.
-func (b *Broker) SubscriberCount(channel []byte) int {
-	s := b.chanShard(channel)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.m[string(channel)])
-}
-
-// Subscriptions returns the channels socket id is subscribed to (none if it is unknown or closed).
-func (b *Broker) Subscriptions(id uint64) [][]byte {
-	c := b.lookup(id)
-	if c == nil {
-		return nil
-	}
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	out := make([][]byte, 0, len(c.chans))
-	for name := range c.chans {
-		out = append(out, []byte(name))
-	}
-	return out
-}
-
-// Subscribe adds socket id to channel. It returns true if added; false if already subscribed or
-// if the socket is unknown or closed (then nothing is stored).
-func (b *Broker) Subscribe(id uint64, channel []byte) bool {
-	c := b.lookup(id)
-	if c == nil {
-		return false
-	}
-	s := b.chanShard(channel)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return b.addLocked(s, string(channel), c)
-}
-
-// addLocked subscribes c to name in s (locked).
-func (b *Broker) addLocked(s *chanShard, name string, c *Conn) bool {
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	if c.dead {
-		return false
-	}
-	set := s.m[name]
-	if _, ok := set[c]; ok {
-		return false
-	}
-	if set == nil {
-		set = make(map[*Conn]struct{})
-		s.m[name] = set
-	}
-	set[c] = struct{}{}
-	if c.chans == nil {
-		c.chans = make(map[string]struct{})
-	}
-	c.chans[name] = struct{}{}
-	return true
-}
-
-// Unsubscribe removes socket id from channel. It returns true if it was subscribed.
-func (b *Broker) Unsubscribe(id uint64, channel []byte) bool {
-	c := b.lookup(id)
-	if c == nil {
-		return false
-	}
-	s := b.chanShard(channel)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	set := s.m[string(channel)]
-	if _, ok := set[c]; !ok {
-		return false
-	}
-	delete(set, c)
-	if len(set) == 0 {
-		delete(s.m, string(channel))
-	}
-	delete(c.chans, string(channel))
-	return true
-}
-
-// CopySubscriptions subscribes every socket subscribed to from (at call time) to to.
-func (b *Broker) CopySubscriptions(from, to []byte) {
-	if bytes.Equal(from, to) {
-		return
-	}
-	fi, ti := b.chanIndex(from), b.chanIndex(to)
-	sf, st := &b.chans[fi], &b.chans[ti]
-	switch {
-	case fi == ti:
-		sf.mu.Lock()
-		defer sf.mu.Unlock()
-	case fi < ti:
-		sf.mu.RLock()
-		defer sf.mu.RUnlock()
-		st.mu.Lock()
-		defer st.mu.Unlock()
-	default:
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		sf.mu.RLock()
-		defer sf.mu.RUnlock()
-	}
-	set := sf.m[string(from)]
-	if len(set) == 0 {
-		return
-	}
-	name := string(to)
-	for c := range set {
-		b.addLocked(st, name, c)
-	}
-}
-
-// SetToken stores a copy of token for socket id (nil clears it). Unknown id: no-op.
-func (b *Broker) SetToken(id uint64, token []byte) {
-	c := b.lookup(id)
-	if c == nil {
-		return
-	}
-	if token == nil {
-		c.token.Store(nil)
-		return
-	}
-	t := bytes.Clone(token)
-	c.token.Store(&t)
-}
-
 func opFor(text bool) ws.OpCode {
 	if text {
 		return ws.OpText
 	}
 	return ws.OpBinary
-}
-
-// Registry.
-
-func (b *Broker) lookup(id uint64) *Conn {
-	s := &b.reg[id%regShards]
-	s.mu.RLock()
-	c := s.m[id]
-	s.mu.RUnlock()
-	return c
-}
-
-func (b *Broker) register(c *Conn) {
-	s := &b.reg[c.id%regShards]
-	s.mu.Lock()
-	s.m[c.id] = c
-	s.mu.Unlock()
-}
-
-func (b *Broker) unregister(c *Conn) {
-	s := &b.reg[c.id%regShards]
-	s.mu.Lock()
-	if s.m[c.id] == c {
-		delete(s.m, c.id)
-	}
-	s.mu.Unlock()
-}
-
-// Channels. Lock order: channel shard(s), then Conn.subMu.
-
-func (b *Broker) chanIndex(name []byte) uint64 { return maphash.Bytes(b.seed, name) % chanShards }
-
-func (b *Broker) chanShard(name []byte) *chanShard { return &b.chans[b.chanIndex(name)] }
-
-// dropSubs removes c from every channel and refuses later subscriptions.
-func (b *Broker) dropSubs(c *Conn) {
-	c.subMu.Lock()
-	c.dead = true
-	names := c.chans
-	c.chans = nil
-	c.subMu.Unlock()
-	for name := range names {
-		s := &b.chans[maphash.String(b.seed, name)%chanShards]
-		s.mu.Lock()
-		if set := s.m[name]; set != nil {
-			delete(set, c)
-			if len(set) == 0 {
-				delete(s.m, name)
-			}
-		}
-		s.mu.Unlock()
-	}
 }
 
 func (b *Broker) flusherFor(c *Conn) *flusher { return b.flushers[c.id%uint64(len(b.flushers))] }
