@@ -66,7 +66,7 @@ type Broker struct {
 
 	epoch    time.Time // the origin of clock
 	pollOnce sync.Once
-	polls    []*poller // readers of plain connections (poll_linux.go); none: a goroutine each
+	polls    []*poller // readers of the connections, TLS ones included (poll_linux.go); none: a goroutine each
 	pollNext atomic.Uint64
 }
 

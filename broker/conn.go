@@ -96,7 +96,7 @@ type Conn struct {
 	chans   map[string]struct{}
 
 	// pl is the poller that reads c once accepted (poll_linux.go), nil for a reader goroutine
-	// (TLS, or no epoll); set before the first goroutine starts, never changed.
+	// (no epoll); set before the first goroutine starts, never changed.
 	pl     *poller
 	rstate atomic.Int32 // rRunning, rIdle or rMore
 	// peerDone: an event reported the peer's end of input (or an error), so a short read does not
@@ -185,7 +185,7 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 	}
 	if c.tc != nil {
 		// The TLS handshake runs on a goroutine of its own: the deep stack it needs goes away
-		// with it instead of staying with the reader goroutine for the connection's life.
+		// with it instead of staying with this goroutine's stack until the verdict.
 		done := make(chan error, 1)
 		go func() { done <- c.tc.Handshake() }()
 		if err := <-done; err != nil {
@@ -645,9 +645,6 @@ func (c *Conn) closeWith(code ws.StatusCode, reason []byte) bool {
 	return ok
 }
 
-// closeLocked queues the close frame f and marks the connection closing. With drop, everything
-// not written yet is dropped first (backpressure): the queue at once, and whoever is writing
-// keeps only the rest of a partly written frame. Nothing more can be queued afterwards.
 // causeLocked records why the connection ends, unless a cause is known already: the first close
 // frame, sent or received, says it. A close frame without a code counts as 1005.
 func (c *Conn) causeLocked(code ws.StatusCode, reason []byte) {
@@ -672,6 +669,9 @@ func (c *Conn) CloseCause() (code uint16, reason []byte) {
 	return c.causeCode, c.causeReason
 }
 
+// closeLocked queues the close frame f and marks the connection closing. With drop, everything
+// not written yet is dropped first (backpressure): the queue at once, and whoever is writing
+// keeps only the rest of a partly written frame. Nothing more can be queued afterwards.
 func (c *Conn) closeLocked(f []byte, drop bool) bool {
 	if c.closing.Load() || c.wdead {
 		return false

@@ -12,13 +12,13 @@ import (
 	"time"
 )
 
-// The reading side of accepted plain connections on Linux: no goroutine per connection. Each
-// socket is registered (edge-triggered) with one of a few epoll instances, the pollers. A
-// poller's epoll fd is itself waited on through Go's netpoller (an epoll fd is pollable), so no
-// OS thread blocks in epoll_wait. A ready connection is handed to a goroutine of the poller's
-// reader pool, which reads it until EAGAIN and calls the Handler: a call that blocks holds that
-// goroutine and that connection only. TLS connections keep a reader goroutine each (readLoop):
-// crypto/tls reads block.
+// The reading side of accepted connections on Linux, TLS ones included: no goroutine per
+// connection. Each socket is registered (edge-triggered) with one of a few epoll instances, the
+// pollers. A poller's epoll fd is itself waited on through Go's netpoller (an epoll fd is
+// pollable), so no OS thread blocks in epoll_wait. A ready connection is handed to a goroutine of
+// the poller's reader pool, which reads it until EAGAIN and calls the Handler: a call that
+// blocks holds that goroutine and that connection only. A TLS connection's socket never blocks
+// once accepted (tlssocket.go), so crypto/tls is read the same way.
 
 const (
 	pollEvents = 128      // events taken per epoll_wait

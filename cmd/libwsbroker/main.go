@@ -129,7 +129,7 @@ func wsb_worker_register(id C.int32_t, mask C.uint32_t) {
 
 //export wsb_worker_set_mask
 func wsb_worker_set_mask(worker C.int32_t, mask C.uint32_t) {
-	defer recoverInto("registerWorker")
+	defer recoverInto("setWorkerMask")
 	workers.setMask(int32(worker), uint32(mask))
 }
 
