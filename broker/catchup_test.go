@@ -50,14 +50,11 @@ func (h *lateEchoer) CatchUp(c *Conn) {
 	}()
 }
 
-// unpolled has connections read by a goroutine each, as where epoll is missing.
-func unpolled(b *Broker) { b.pollOnce.Do(func() {}) }
-
 // readers are the two ways a connection is read: by a poller, and by a goroutine of its own.
 var readers = []struct {
 	name      string
 	configure []func(*Broker)
-}{{"polled", nil}, {"goroutine", []func(*Broker){unpolled}}}
+}{{"polled", []func(*Broker){polled}}, {"goroutine", []func(*Broker){unpolled}}}
 
 func TestCloseWaitsForTheHandlerToCatchUp(t *testing.T) {
 	for _, rd := range readers {

@@ -127,6 +127,14 @@ func start(t *testing.T, rec *recorder, lim Limits, configure ...func(*Broker)) 
 	return startHandler(t, rec, rec, lim, configure...)
 }
 
+// unpolled has connections read by a goroutine each, as where epoll is missing. `make test`
+// runs the broker's tests once more with BROKER_UNPOLLED set, which applies it to every test
+// but those that test the pollers (polled).
+func unpolled(b *Broker) { b.pollOnce.Do(func() {}) }
+
+// polled makes b's pollers now, so that connections are polled even with BROKER_UNPOLLED.
+func polled(b *Broker) { b.pollers() }
+
 // startHandler is start with h, a Handler built around rec, as the broker's Handler.
 func startHandler(t *testing.T, h Handler, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
 	t.Helper()
@@ -134,6 +142,9 @@ func startHandler(t *testing.T, h Handler, rec *recorder, lim Limits, configure 
 	rec.b = b
 	for _, f := range configure {
 		f(b)
+	}
+	if os.Getenv("BROKER_UNPOLLED") != "" {
+		unpolled(b) // unless a test asked for pollers (polled): the fallback read path, on Linux
 	}
 	addrs, err := b.Listen([]string{"127.0.0.1:0"}, lim)
 	if err != nil {

@@ -56,7 +56,7 @@ func blockOnText(t *testing.T, rec *recorder) (unblock func(), blocked *atomic.I
 
 func TestPolledBlockedHandlerStallsOnlyItsConnection(t *testing.T) {
 	rec := newRecorder()
-	_, addr := start(t, rec, Limits{})
+	_, addr := start(t, rec, Limits{}, polled)
 	unblock, _ := blockOnText(t, rec)
 	a, b, ea, eb := samePoller(t, rec, addr)
 	a.send(frame(0x81, []byte("block")))
@@ -192,7 +192,7 @@ func TestPolledWriteErrorEndsConnection(t *testing.T) {
 
 func TestPolledIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	rec := newRecorder()
-	_, addr := start(t, rec, Limits{IdleTimeout: time.Minute}, func(b *Broker) {
+	_, addr := start(t, rec, Limits{IdleTimeout: time.Minute}, polled, func(b *Broker) {
 		b.readerLinger = 20 * time.Millisecond
 		b.drainTimeout = 100 * time.Millisecond // sweeps every 12.5 ms
 	})
@@ -260,7 +260,7 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 	// itself: their Handler calls are made inside DispatchReady, where MayBlock is false.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	rec := newRecorder()
-	b, addr := start(t, rec, Limits{})
+	b, addr := start(t, rec, Limits{}, polled)
 	if len(b.PollerFDs()) == 0 {
 		t.Fatal("no poller fds")
 	}

@@ -5,6 +5,7 @@ package broker
 // Only Linux has pollers (poll_linux.go); elsewhere every connection keeps a reader goroutine.
 type poller struct{}
 
+func (b *Broker) pollers() []*poller { return nil }
 func (b *Broker) pollerFor() *poller { return nil }
 func (p *poller) poll(*Conn, bool)   {}
 func (p *poller) remove(*Conn)       {}

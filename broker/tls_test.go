@@ -249,7 +249,7 @@ func awaitRecordsLeft(t *testing.T, b *Broker, id uint64) {
 func TestTLSFullSocket(t *testing.T) {
 	cfg, pool := testCert(t)
 	rec := newRecorder()
-	b, addr := start(t, rec, Limits{TLS: cfg})
+	b, addr := start(t, rec, Limits{TLS: cfg}, polled)
 	const n, size = 64, 64 << 10
 	rec.onText = func(c *Conn, _ []byte) {
 		for i := range n {
@@ -275,7 +275,7 @@ func TestTLSFullSocket(t *testing.T) {
 func TestTLSCloseOfAFullSocket(t *testing.T) {
 	cfg, pool := testCert(t)
 	rec := newRecorder()
-	b, addr := start(t, rec, Limits{TLS: cfg}, func(b *Broker) { b.drainTimeout = time.Minute })
+	b, addr := start(t, rec, Limits{TLS: cfg}, polled, func(b *Broker) { b.drainTimeout = time.Minute })
 	r := rawTLS(t, addr, pool)
 	id := await(t, rec.opens, "open").id
 	const n, size = 64, 64 << 10
