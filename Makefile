@@ -25,8 +25,9 @@ build: deps
 	npm run build
 
 lint:
-	@bad=$$(gofmt -l broker cmd); if [ -n "$$bad" ]; then echo "not gofmt-formatted: $$bad"; exit 1; fi
+	@bad=$$(go tool goimports -l broker cmd bench); if [ -n "$$bad" ]; then echo "not goimports-formatted (gofmt, and imports grouped): $$bad"; exit 1; fi
 	go vet ./...
+	go tool staticcheck ./...
 	GOOS=darwin CGO_ENABLED=0 go vet ./broker/... # the broker library builds for Go users on macOS (the fallback read path)
 
 test: build lint
