@@ -1,20 +1,22 @@
 // The authentication example: a WSBroker server whose worker (auth-worker.ts) lets a connection do
-// nothing before it has sent a valid JWT.
+// nothing before it has shown a valid JWT, at the upgrade or in a message.
 //   npm run build && node lib/example/auth.js
 // It prints a token for a demo user; AUTH_SECRET sets the signing secret, AUTH_PORT the port (8081).
 import * as path from 'node:path';
+import { SignJWT } from 'jose';
 import { start } from '@wsbroker/wsbroker';
-import { signJwt } from './jwt.js';
 
 const PORT = Number(process.env.AUTH_PORT ?? 8081);
-const SECRET = process.env.AUTH_SECRET ?? 'example-secret';
+const SECRET = new TextEncoder().encode(process.env.AUTH_SECRET ?? 'example-secret');
 
 async function main(): Promise<void> {
-  await start({ bind: `0.0.0.0:${PORT}`, workerPath: path.join(__dirname, 'auth-worker.js') });
-  const demo = signJwt({ sub: 'alice', exp: Math.floor(Date.now() / 1000) + 3600 }, SECRET);
+  // ordered: a message sent right after 'authenticate' waits until its (asynchronous) check is done.
+  await start({ bind: `0.0.0.0:${PORT}`, workerPath: path.join(__dirname, 'auth-worker.js'), ordered: true });
+  const demo = await new SignJWT().setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setExpirationTime('1h').sign(SECRET);
   console.log(`Authentication example listening on ws://localhost:${PORT}`);
   console.log(`A token for user "alice", valid for an hour: ${demo}`);
-  console.log(`Send: {"type":"authenticate","token":"${demo}"}`);
+  console.log(`Connect to ws://localhost:${PORT}/?token=${demo}`);
+  console.log(`or connect to ws://localhost:${PORT} and send {"type":"authenticate","token":"${demo}"}`);
 }
 
 main().catch((err: unknown) => {

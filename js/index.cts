@@ -501,8 +501,11 @@ export function unsubscribe(socketId: number, channelName: string | ArrayBuffer 
 
 /**
  * Attaches a token (for instance who the user is, once authenticated) to a connection, replacing
- * the previous one. It is passed, as a `Buffer`, with every later event of that connection,
- * `handleClose` included. An unknown or closed socket id is a silent no-op.
+ * the previous one. It is passed, as a `Buffer`, with every event of that connection queued after
+ * this call, `handleClose` included. An event already queued keeps the token it was queued with:
+ * a message the client sent right behind the one being handled may still carry the previous
+ * token (keep what must be seen at once in the worker too: a socket's events all reach the same
+ * worker). An unknown or closed socket id is a silent no-op.
  *
  * @param socketId - The connection's socket id.
  * @param token - The token: a string (stored as its UTF-8) or bytes.

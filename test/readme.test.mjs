@@ -1,0 +1,230 @@
+// Every code block of README.md is run, compared with the file it shows, or left out for a stated
+// reason. An HTML comment right before each fenced block says which (the rendered README hides it):
+//   <!-- readme-test: file <scenario>/<name> -->  written as <name> into the scenario's project; a
+//                                                  test below runs that scenario
+//   <!-- readme-test: commands <scenario> -->     the shell commands that scenario's test runs
+//   <!-- readme-test: install -->                 `npm install` lines, each of which must install
+//                                                  this package (by its name or under an alias)
+//   <!-- readme-test: same-as <path> -->          identical to that file of the repository, which
+//                                                  its own test runs (test/example.test.mjs)
+//   <!-- readme-test: skip <reason> -->           not run, for the reason given
+// A block without a marker, a marker without a block, or a scenario that no test below runs fails.
+//
+// The projects live in a temporary directory whose node_modules links `@wsbroker/wsbroker` (and
+// `wsbroker`, the alias) to this repository and `ws` to its copy; the examples read their port from
+// PORT, which the test sets to a free loopback port.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { Child, Client, freePort, root, withTimeout } from './helpers.mjs';
+
+const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+const packageName = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).name;
+
+/** The fenced blocks of the README, each with its marker: { line, lang, code, kind, arg }. */
+function markedBlocks(text) {
+  const lines = text.split('\n');
+  const blocks = [];
+  const problems = [];
+  let pending; // the last marker not yet followed by its block
+  for (let i = 0; i < lines.length; i++) {
+    const marker = /^<!-- readme-test: (\S+)(?: (.*?))? -->$/.exec(lines[i]);
+    if (marker) {
+      if (pending) problems.push(`line ${pending.line}: a marker with no code block after it`);
+      pending = { line: i + 1, kind: marker[1], arg: marker[2] ?? '' };
+      continue;
+    }
+    const fence = /^```(\S*)$/.exec(lines[i]);
+    if (fence) {
+      const end = lines.indexOf('```', i + 1);
+      assert.ok(end > i, `line ${i + 1}: a code block that is not closed`);
+      if (pending === undefined) problems.push(`line ${i + 1}: a code block without a readme-test marker before it`);
+      else blocks.push({ ...pending, lang: fence[1], code: lines.slice(i + 1, end).join('\n') + '\n' });
+      pending = undefined;
+      i = end;
+      continue;
+    }
+    if (pending && lines[i].trim() !== '') {
+      problems.push(`line ${pending.line}: a marker followed by text, not by a code block`);
+      pending = undefined;
+    }
+  }
+  if (pending) problems.push(`line ${pending.line}: a marker with no code block after it`);
+  return { blocks, problems };
+}
+
+const { blocks, problems } = markedBlocks(readme);
+
+/** The commands of a shell block: one per line, comments and blank lines left out. */
+const commandsOf = (code) => code.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
+
+/** Each scenario's files (name → code) and commands, as the README gives them. */
+const scenarios = new Map();
+const scenario = (name) => {
+  if (!scenarios.has(name)) scenarios.set(name, { files: new Map(), commands: undefined });
+  return scenarios.get(name);
+};
+for (const b of blocks) {
+  if (b.kind === 'file') {
+    const [name, file] = b.arg.split('/');
+    scenario(name).files.set(file, b.code);
+  } else if (b.kind === 'commands') {
+    scenario(b.arg).commands = commandsOf(b.code);
+  }
+}
+
+let project;
+before(() => {
+  project = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-readme-'));
+  mkdirSync(path.join(project, 'node_modules', '@wsbroker'), { recursive: true });
+  symlinkSync(root, path.join(project, 'node_modules', '@wsbroker', 'wsbroker'));
+  symlinkSync(root, path.join(project, 'node_modules', 'wsbroker'));
+  symlinkSync(path.join(root, 'node_modules', 'ws'), path.join(project, 'node_modules', 'ws'));
+});
+after(() => rmSync(project, { recursive: true, force: true }));
+
+/** Writes a scenario's files (and `extra` ones) into a directory of the project; returns its path. */
+function writeScenario(name, extra = {}) {
+  const s = scenarios.get(name);
+  assert.ok(s, `the README has no scenario ${name}`);
+  const dir = path.join(project, name);
+  mkdirSync(dir);
+  for (const [file, code] of [...s.files, ...Object.entries(extra)]) writeFileSync(path.join(dir, file), code);
+  return dir;
+}
+
+/** Runs `node <file>` in `dir` with PORT set; for a server, waits for its "listening on" line. */
+async function startServer(dir, file, port, t) {
+  const server = new Child([file], { cwd: dir, env: { PORT: String(port) } });
+  t.after(() => server.stop());
+  await server.waitForLine(new RegExp(`^listening on ws://localhost:${port}$`), 30_000);
+  return server;
+}
+
+/** The scenarios this file runs, each a test below; the README must have exactly these. */
+const tested = ['quickstart', 'migration-ws', 'migration-wsbroker', 'shutdown'];
+
+test('every code block of the README has a marker, and every marker a block and a test', () => {
+  assert.deepEqual(problems, []);
+  assert.ok(blocks.length >= 10, `only ${blocks.length} marked blocks found`);
+  const kinds = new Set(['file', 'commands', 'install', 'same-as', 'skip']);
+  for (const b of blocks) {
+    assert.ok(kinds.has(b.kind), `line ${b.line}: unknown marker kind ${b.kind}`);
+    if (b.kind === 'skip') assert.ok(b.arg.length > 10, `line ${b.line}: a skipped block needs its reason`);
+    if (b.kind === 'file') assert.match(b.arg, /^[\w-]+\/[\w.-]+$/, `line ${b.line}: file <scenario>/<name>`);
+    if (['js', 'mjs', 'ts'].includes(b.lang)) assert.notEqual(b.kind, 'commands', `line ${b.line}: code marked as commands`);
+  }
+  assert.deepEqual([...scenarios.keys()].sort(), [...tested].sort(), 'the scenarios of the README and of this test differ');
+});
+
+test('the README shows example/worker.ts and example/auth-worker.ts as they are', () => {
+  const copies = blocks.filter((b) => b.kind === 'same-as');
+  assert.deepEqual(copies.map((b) => b.arg).sort(), ['example/auth-worker.ts', 'example/worker.ts']);
+  for (const b of copies) assert.equal(b.code, readFileSync(path.join(root, b.arg), 'utf8'), `README line ${b.line} differs from ${b.arg}`);
+});
+
+test('the install lines install this package, by its name or under the alias wsbroker', () => {
+  const lines = blocks.filter((b) => b.kind === 'install').flatMap((b) => commandsOf(b.code));
+  assert.deepEqual(lines, [`npm install ${packageName}`, `npm install wsbroker@npm:${packageName}`]);
+  // Under the alias, `import … from 'wsbroker'` gets the same API.
+  const requireHere = createRequire(path.join(project, 'index.js'));
+  assert.equal(typeof requireHere('wsbroker').start, 'function');
+  assert.equal(requireHere('wsbroker'), requireHere(packageName));
+});
+
+test('the README links only to headings it has', () => {
+  const slugs = new Set(
+    readme
+      .split('\n')
+      .filter((l) => /^#{1,6} /.test(l))
+      .map((l) => l.replace(/^#+ /, '').toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')),
+  );
+  for (const [, anchor] of readme.matchAll(/\]\(#([^)]+)\)/g)) assert.ok(slugs.has(anchor), `#${anchor}`);
+});
+
+test('quick start: the client gets its echo, the other connections the broadcast', { timeout: 60_000 }, async (t) => {
+  const { commands } = scenarios.get('quickstart');
+  assert.deepEqual(commands, ['node server.mjs', 'node client.mjs'], 'the commands this test runs');
+  const dir = writeScenario('quickstart');
+  const port = await freePort();
+  await startServer(dir, 'server.mjs', port, t);
+
+  const other = await Client.connect(port);
+  t.after(() => other.terminate());
+  const client = new Child(['client.mjs'], { cwd: dir, env: { PORT: String(port) } });
+  t.after(() => client.stop());
+  assert.deepEqual(await withTimeout(client.exited, 20_000, 'client.mjs to exit'), { code: 0, signal: null }, client.stderr);
+  assert.deepEqual(client.lines, ['echo: hello']);
+  assert.match((await other.next()).text, /^\d+ says: hello$/);
+
+  // The sender gets its echo and not its own broadcast.
+  other.send('hi');
+  assert.equal((await other.next()).text, 'echo: hi');
+  const third = await Client.connect(port);
+  t.after(() => third.terminate());
+  third.send('ping');
+  assert.equal((await third.next()).text, 'echo: ping');
+  assert.match((await other.next()).text, /^\d+ says: ping$/);
+});
+
+/**
+ * What the migration guide says both servers do: rooms from the URL (default lobby), a text
+ * message to everyone else in the room, a binary message closes the sender with 4000.
+ * (The heartbeat, 30 s, is left out: test/lifecycle.test.mjs covers idleTimeout.)
+ */
+async function roomServerBehaves(port, t) {
+  const connect = async (urlPath) => {
+    const c = await Client.connect(port, { path: urlPath });
+    t.after(() => c.terminate());
+    return c;
+  };
+  const [a1, a2, b1, b2, l1, l2] = await Promise.all(
+    ['/?room=a', '/?room=a', '/?room=b', '/?room=b', '/', '/'].map(connect),
+  );
+  a1.send('hi a');
+  assert.equal((await a2.next()).text, 'hi a');
+  // Sent after a2 had 'hi a': had a1 (or b1) been sent 'hi a', it would come before these.
+  a2.send('reply');
+  assert.equal((await a1.next()).text, 'reply');
+  b2.send('hello b');
+  assert.equal((await b1.next()).text, 'hello b');
+  l1.send('in the lobby');
+  assert.equal((await l2.next()).text, 'in the lobby');
+
+  a2.send(Buffer.from([1, 2, 3]));
+  assert.deepEqual(await withTimeout(a2.closed, 10_000, 'the close after a binary message'), { code: 4000, reason: 'text only' });
+  b1.send('still here');
+  assert.equal((await b2.next()).text, 'still here');
+}
+
+test('migrating from ws: the ws server does what the guide says', { timeout: 60_000 }, async (t) => {
+  const dir = writeScenario('migration-ws');
+  const port = await freePort();
+  await startServer(dir, 'server.mjs', port, t);
+  await roomServerBehaves(port, t);
+});
+
+test('migrating from ws: the WSBroker server does the same', { timeout: 60_000 }, async (t) => {
+  const dir = writeScenario('migration-wsbroker');
+  const port = await freePort();
+  await startServer(dir, 'server.mjs', port, t);
+  await roomServerBehaves(port, t);
+});
+
+test('FAQ, stopping cleanly: SIGTERM closes connections with 1001, then the process exits by itself', { timeout: 60_000 }, async (t) => {
+  // The FAQ's server.mjs uses the quick start's worker.mjs, as it says.
+  const dir = writeScenario('shutdown', { 'worker.mjs': scenarios.get('quickstart').files.get('worker.mjs') });
+  const port = await freePort();
+  const server = await startServer(dir, 'server.mjs', port, t);
+  const client = await Client.connect(port);
+  client.send('hello');
+  assert.equal((await client.next()).text, 'echo: hello');
+
+  server.proc.kill('SIGTERM');
+  assert.equal((await withTimeout(client.closed, 10_000, 'the close on SIGTERM')).code, 1001);
+  assert.deepEqual(await withTimeout(server.exited, 20_000, 'the server to exit'), { code: 0, signal: null }, server.stderr);
+  assert.equal(server.lines.at(-1), 'stopped');
+});
