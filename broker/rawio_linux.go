@@ -11,10 +11,8 @@ import (
 // The socket calls here are raw system calls (RawSyscall: the scheduler is not told). A socket is
 // non-blocking, so a call never waits; told of a system call, the runtime lets sysmon hand the P
 // to another thread when one runs long (a send to a loopback peer delivers to it in the same
-// call), and sysmon, finding such work, keeps waking every 20 µs. On one core every one of its
-// wake-ups preempts the thread doing the work. Raw calls, rooms on the Go core: sysmon's sleeps
-// 2,652 -> 287 and context switches 8.3k -> 4.0k in 3 s, 5-9% more per server CPU-second on
-// every scenario (commit message).
+// call), and sysmon, finding such work, keeps waking and, on one core, preempting the thread doing
+// the work (BENCHMARKS.md, "Design decisions").
 
 // sendv writes iov to the socket fd with one sendmsg call. sendmsg is writev plus flags:
 // MSG_NOSIGNAL makes a write to a reset connection return EPIPE instead of raising SIGPIPE, which

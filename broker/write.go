@@ -95,8 +95,8 @@ func (c *Conn) flushBy(held *[]*Conn) {
 }
 
 // ownBuffers: a frame for one socket only (Send) is not allocated on its own but encoded into a
-// buffer of that socket's, taken from a pool and given back once written. Without them a 4 KiB
-// echo allocated a frame per message, and the Go GC ran 200 times a second. A socket has at most
+// buffer of that socket's, taken from a pool and given back once written, so that an echo
+// allocates no frame per message and gives the GC nothing to do. A socket has at most
 // one in its queue (qbuf, where frames are added while it is the queue's last entry and has
 // room) and one being written (obuf); an idle socket has none. Frames below ownFrameMin cost
 // little to allocate and would waste most of a buffer; above ownFrameMax they are allocated.

@@ -149,8 +149,8 @@ func wsb_worker_gone(worker C.int32_t, handled C.int64_t) {
 // the worker's sockets carry messages lately (pool.done): only then does the thread watch the
 // pollers (wsb_dispatch_ready). A thread that watches first reads what came for it during the
 // batch: those events then wait for it, and the batch's sends wait for theirs (pool.done), as
-// they would for events that readers brought meanwhile. Without this, fan-out to 1,000 wrote 4-5
-// deliveries per sendmsg instead of 8.
+// they would for events that readers brought meanwhile, so that a broadcast's writes carry more
+// deliveries each (BENCHMARKS.md, "Design decisions").
 //
 //export wsb_batch_done
 func wsb_batch_done(worker C.int32_t) (watch C.int) {
@@ -199,9 +199,8 @@ func readHere(worker C.int32_t) func(*broker.Conn) bool {
 // flusher) before a JS thread goes back to its event loop. The thread leaves Go holding the P it
 // used, as in a system call, and with one P (one core) nothing else runs until sysmon takes it
 // back: after 20 µs, or 10 ms once sysmon has backed off, which it does while the thread calls in
-// often. Broadcasts to 1,000 sockets at 100/s, 64 of each written by the JS thread and the rest
-// by a flusher, took 27 ms (p50) to reach them all; 8.7 ms with this. Each round costs two thread
-// switches. A goroutine that yields once (the flusher does) is behind this one in the run queue,
+// often, and a broadcast's last deliveries would wait that long (BENCHMARKS.md, "Design
+// decisions"). Each round costs two thread switches. A goroutine that yields once (the flusher does) is behind this one in the run queue,
 // hence more than one round.
 func letReadyRun() {
 	for range 4 {

@@ -65,9 +65,9 @@ type worker struct {
 
 // watchWindow is how long after a batch with messages a worker's thread keeps watching the
 // pollers (wsb_dispatch_ready), and only while Go has one P: with more, the readers have a P of
-// their own (measured with threads: 2 on two cores: 8% fewer echoes when watching). A worker
-// that only sees opens and closes (a storm of connects) does not watch either: there each
-// wake-up of its thread would cost switches and save nothing (connects per second fell 17%).
+// their own and watching costs more than it saves. A worker that only sees opens and closes (a
+// storm of connects) does not watch either: there each wake-up of its thread would cost switches
+// and save nothing (BENCHMARKS.md, "Design decisions").
 const watchWindow = 20 * time.Millisecond
 
 // maxUnsettled bounds how long a worker's thread puts off settling while events keep waiting for
@@ -76,9 +76,8 @@ const maxUnsettled = time.Millisecond
 
 // minHeldToDefer is how many sockets a batch must have sent to for its settling to be put off
 // (pool.done). Putting off gains a shared write only where the next batch sends to the same
-// sockets, as broadcasts do and replies do not, and costs the replies a batch of latency: echo
-// at 20,000/s, its thread reading for itself (wsb_batch_done), had a p99 of 1.5 ms deferring
-// always and 0.58 ms like this (median of 7 rounds; 1.18 ms before it read for itself).
+// sockets, as broadcasts do and replies do not, and costs the replies a batch of latency
+// (BENCHMARKS.md, "Design decisions").
 const minHeldToDefer = 64
 
 // heldOf returns where sends made by worker id's handlers wait for the end of their batch, or nil
@@ -410,9 +409,8 @@ func (p *pool) flushLocked(w *worker) bool {
 //
 // Settling is put off while events wait for the thread and the batch sent to at least
 // minHeldToDefer sockets, for at most maxUnsettled: the thread will be back at once with the next
-// batch, and a socket sent to in both batches gets one write. That is what a busy server gains
-// most from: fan-out to 5,000 with 8 publishes in flight went from 4.0 deliveries per sendmsg to
-// 8.0. Without waiting events it changes nothing: a quiet server's sends are written at the end
+// batch, and a socket sent to in both batches gets one write: what a busy broadcasting server
+// gains most from. Without waiting events it changes nothing: a quiet server's sends are written at the end
 // of their batch.
 func (p *pool) done(id int32) (watch, settle bool) {
 	w := p.get(id)
