@@ -9,7 +9,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -154,10 +154,10 @@ test('on a machine where no addon works (macOS, simulated): npm install and requ
   const { stderr } = exec(process.execPath, [...asDarwin, '-e', "require('@wsbroker/wsbroker')"], { cwd: project, status: 1 });
   assert.ok(stderr.includes(`Error: ${message}`), stderr);
 
-  // An addon built elsewhere (here: this machine's build).
+  // An addon built elsewhere (here: the binaries of this machine's platform package, which is all
+  // the release workflow's arm64 job has).
   const elsewhere = path.join(dir, 'addon-from-elsewhere');
-  mkdirSync(elsewhere);
-  for (const name of ['wsbroker.node', 'libwsbroker.so']) copyFileSync(path.join(root, 'build', 'Release', name), path.join(elsewhere, name));
+  cpSync(packageDir(platform), elsewhere, { recursive: true });
   const env = { PATH: bare, WSBROKER_ADDON_PATH: path.join(elsewhere, 'wsbroker.node') };
   const { stdout } = npm(project, ['rebuild', '@wsbroker/wsbroker', installScriptAsDarwin], { env });
   assert.ok(stdout.includes(`wsbroker: nothing to build, WSBROKER_ADDON_PATH names the addon to load: ${env.WSBROKER_ADDON_PATH}\n`), stdout);
