@@ -125,7 +125,13 @@ export function addonPathFromEnv(): string | undefined {
   const value = process.env.WSBROKER_ADDON_PATH;
   if (value === undefined || value === '') return undefined;
   const file = path.resolve(value);
-  if (!fs.statSync(file, { throwIfNoEntry: false })?.isFile()) {
+  let isFile = false;
+  try {
+    isFile = fs.statSync(file).isFile();
+  } catch {
+    // Missing, unreadable, or not a path at all (ENOTDIR, a NUL byte): said below the same way.
+  }
+  if (!isFile) {
     throw new Error(`wsbroker: WSBROKER_ADDON_PATH is ${value}, but there is no file ${file}`);
   }
   return file;

@@ -136,10 +136,12 @@ test('WSBROKER_ADDON_PATH naming no file: require throws naming the variable and
   assert.equal(message, `wsbroker: WSBROKER_ADDON_PATH is ${missing}, but there is no file ${missing}`);
 });
 
-test('WSBROKER_ADDON_PATH naming a folder: require throws naming the variable and the path', (t) => {
+test('WSBROKER_ADDON_PATH naming a folder, or below a file: require throws naming the variable and the path', (t) => {
   const dir = addonCopy(t);
-  addonPathEnv(t, dir);
-  assert.equal(loadError(t).message, `wsbroker: WSBROKER_ADDON_PATH is ${dir}, but there is no file ${dir}`);
+  for (const notAFile of [dir, path.join(dir, 'wsbroker.node', 'wsbroker.node')]) {
+    addonPathEnv(t, notAFile);
+    assert.equal(loadError(t).message, `wsbroker: WSBROKER_ADDON_PATH is ${notAFile}, but there is no file ${notAFile}`);
+  }
 });
 
 test('WSBROKER_ADDON_PATH naming an addon that does not load: require throws naming the variable, the path and why', (t) => {
