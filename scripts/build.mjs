@@ -4,8 +4,10 @@
 //       npm run build / npm run debug: tsc, then the addon of this machine into build/Release (or
 //       build/Debug); a release build also fills this machine's platform package, npm/<platform>/.
 //   node scripts/build.mjs --install
-//       what `npm install` runs: nothing when the prebuilt platform package fits this machine, else
-//       the addon, from source.
+//       what `npm install` runs: nothing when WSBROKER_ADDON_PATH names an addon or the prebuilt
+//       platform package fits this machine; on a machine where a source build cannot work either
+//       (musl, macOS, Windows), fails with the message that require would throw there; else the
+//       addon, from source.
 //   node scripts/build.mjs --cross [node-gyp arguments…]
 //       npm run cross: cross-compiles the platform packages of every other platform.
 // Node's headers are taken from the running node's own prefix when they are there, so no header
@@ -99,9 +101,18 @@ function main() {
     for (const platform of Object.keys(platforms)) if (platform !== host) crossBuild(platform);
     return;
   }
-  if (mode === '--install' && load.prebuiltPath() !== undefined) {
-    console.log(`wsbroker: using the prebuilt ${load.platformPackage()}`);
-    return;
+  if (mode === '--install') {
+    const override = load.addonPathFromEnv();
+    if (override !== undefined) {
+      console.log(`wsbroker: nothing to build, WSBROKER_ADDON_PATH names the addon to load: ${override}`);
+      return;
+    }
+    if (load.prebuiltPath() !== undefined) {
+      console.log(`wsbroker: using the prebuilt ${load.platformPackage()}`);
+      return;
+    }
+    const unsupported = load.unsupportedMessage(load.thisMachine(), load.publishedPlatforms());
+    if (unsupported !== undefined) throw new Error(unsupported);
   }
   const cc = process.env.CC ?? 'cc';
   requireTools(
@@ -119,6 +130,7 @@ function main() {
 try {
   main();
 } catch (err) {
-  console.error(`wsbroker: ${err.message}`);
+  // The loader's errors (lib/js/load.cjs) carry the prefix already.
+  console.error(`wsbroker: ${err.message.replace(/^wsbroker: /, '')}`);
   process.exit(1);
 }

@@ -14,6 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import semver from 'semver';
 import { checkPackage, packageDir, platforms, readJson, root, run } from './platforms.mjs';
 
 // npm itself: the one running this script when there is one; npmCommand gives its command line.
@@ -22,10 +23,15 @@ const npm = (args, cwd = root, options = {}) => run(...npmCommand(args), { cwd, 
 const writeJson = (file, value) => writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
 const names = Object.keys(platforms).map((platform) => `@wsbroker/${platform}`).sort();
 
-/** Throws unless every platform package is listed by wsbroker, named and versioned like it, and holds its binaries. */
+/**
+ * Throws unless every platform package is listed by wsbroker, named, versioned and linked to the
+ * repository like it (npm publish --provenance refuses a package without repository), and holds its
+ * binaries.
+ */
 function checkRelease() {
   const main = readJson(path.join(root, 'package.json'));
   const problems = [];
+  if (!main.repository?.url) problems.push('package.json: no repository.url');
   if (JSON.stringify(Object.keys(main.optionalDependencies ?? {}).sort()) !== JSON.stringify(names)) {
     problems.push(`package.json: optionalDependencies must be exactly ${names.join(', ')}`);
   }
@@ -35,6 +41,7 @@ function checkRelease() {
     if (pkg.name !== name) problems.push(`npm/${platform}/package.json: name ${pkg.name}, not ${name}`);
     if (pkg.version !== main.version) problems.push(`npm/${platform}/package.json: version ${pkg.version}, not ${main.version}`);
     if (main.optionalDependencies?.[name] !== main.version) problems.push(`package.json: optionalDependencies ${name} is not ${main.version}`);
+    if (pkg.repository?.url !== main.repository?.url) problems.push(`npm/${platform}/package.json: repository.url ${pkg.repository?.url}, not ${main.repository?.url}`);
     try {
       checkPackage(platform);
     } catch (err) {
@@ -42,17 +49,6 @@ function checkRelease() {
     }
   }
   if (problems.length > 0) throw new Error(`not ready to publish:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-}
-
-/** Orders x.y.z versions; a prerelease (x.y.z-tag) comes before its release. */
-function compareVersions(a, b) {
-  const parse = (v) => {
-    const [core, pre] = v.split('-', 2);
-    return [...core.split('.').map(Number), pre === undefined ? 1 : 0];
-  };
-  const [pa, pb] = [parse(a), parse(b)];
-  for (let i = 0; i < pa.length; i++) if (pa[i] !== pb[i]) return pa[i] - pb[i];
-  return 0;
 }
 
 /**
@@ -70,7 +66,7 @@ function checkRegistry() {
       throw new Error(`npm view ${name} failed: ${r.stderr.trim().split('\n')[0]}`);
     }
     const published = JSON.parse(r.stdout);
-    if (compareVersions(published.version, version) >= 0) {
+    if (semver.gte(published.version, version)) {
       const from = published['repository.url'] ? ` from ${published['repository.url']}` : '';
       problems.push(`${name}: version ${published.version}${from} is on the registry already, not older than ${version}`);
     }
