@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: deps system-deps build lint test example
+.PHONY: deps system-deps node-versions build lint test example
 
 # npm ci without scripts: its install script would build the addon, which `build` does anyway.
 deps: system-deps node_modules/.deps-installed
@@ -21,6 +21,11 @@ node_modules/.deps-installed: package.json package-lock.json
 	go mod download
 	touch $@
 
+# The Node versions that `npm test` runs the Node test suite on besides the system's, from the npm
+# registry into .node/<major>/ (scripts/node-versions.mjs); nothing when they are there.
+node-versions:
+	node scripts/node-versions.mjs install
+
 build: deps
 	npm run build
 
@@ -28,7 +33,7 @@ lint:
 	@bad=$$(gofmt -l broker cmd); if [ -n "$$bad" ]; then echo "not gofmt-formatted: $$bad"; exit 1; fi
 	go vet ./...
 
-test: build lint
+test: build lint node-versions
 	npm test
 
 example: build
