@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpath
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { root } from './platforms.mjs';
+import { root, run } from './platforms.mjs';
 
 /**
  * Exact versions rather than majors: every machine and every day tests the same binaries, and a new
@@ -39,12 +39,6 @@ function installedVersion(version) {
   const manifest = path.join(installDir(version), 'package.json');
   if (!existsSync(manifest) || !existsSync(installedBinary(version))) return undefined;
   return JSON.parse(readFileSync(manifest, 'utf8')).version;
-}
-
-/** Runs a command to completion with inherited output; throws, naming it, when it fails. */
-function run(cmd, args, options = {}) {
-  const r = spawnSync(cmd, args, { stdio: 'inherit', ...options });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status} ${r.signal ?? ''}`})`);
 }
 
 /** The npm that runs this script (npm test), else the one on PATH: the binary packages have none. */
@@ -105,7 +99,7 @@ async function testOn({ label, node }, files) {
     });
   relay(child.stdout, process.stdout);
   relay(child.stderr, process.stderr);
-  const [code, signal] = await new Promise((resolve) => child.on('close', (...r) => resolve(r)));
+  const [code, signal] = await new Promise((resolve, reject) => child.on('error', reject).on('close', (...r) => resolve(r)));
   return { failed: [...failed], status: signal ?? code };
 }
 
@@ -119,18 +113,17 @@ async function test(argv) {
   const nodes = all.filter((n) => !wanted || wanted.includes(major(n.label)));
   const files = positionals.length > 0 ? positionals : readdirSync(path.join(root, 'test')).filter((f) => f.endsWith('.test.mjs')).sort().map((f) => `test/${f}`);
 
+  const missing = nodes.filter((n) => n !== running && installedVersion(n.label) !== n.label);
+  const notInstalled = (n) => `Node ${n.label} is not installed in ${path.relative(root, installDir(n.label))}/ (node scripts/node-versions.mjs install; make test does it)`;
+  if (missing.length > 0 && (process.env.CI === 'true' || wanted)) throw new Error(missing.map(notInstalled).join('\n'));
+
   const results = [];
-  for (const n of nodes) {
-    if (n !== running && installedVersion(n.label) !== n.label) {
-      const why = `Node ${n.label} is not installed in ${path.relative(root, installDir(n.label))}/ (node scripts/node-versions.mjs install; make test does it)`;
-      if (process.env.CI === 'true' || wanted) throw new Error(why);
-      results.push({ ...n, untested: why });
-      continue;
-    }
-    const own = n === running ? files : files.filter((f) => !RUNNING_NODE_ONLY.includes(f));
-    console.log(`node-versions: the Node test suite on Node ${n.label} (${path.relative(root, n.node) || n.node})`);
+  for (const n of nodes.filter((n) => !missing.includes(n))) {
+    const own = n === running ? files : files.filter((f) => !RUNNING_NODE_ONLY.includes(path.relative(root, path.resolve(root, f))));
+    console.log(`node-versions: the Node test suite on Node ${n.label} (${n === running ? n.node : path.relative(root, n.node)})`);
     results.push({ ...n, ...(await testOn(n, own)) });
   }
+  results.push(...missing.map((n) => ({ ...n, untested: notInstalled(n) })));
 
   console.log('\nnode-versions: the Node test suite by version');
   for (const r of results) {
@@ -148,7 +141,8 @@ async function main() {
     return 0;
   }
   if (command === 'test') return test(argv);
-  throw new Error(`usage: node scripts/node-versions.mjs install | test [--node=MAJOR,…] [test files…] (not ${JSON.stringify(command)})`);
+  const usage = 'usage: node scripts/node-versions.mjs install | test [--node=MAJOR,…] [test files…]';
+  throw new Error(command === undefined ? usage : `${usage} (not ${JSON.stringify(command)})`);
 }
 
 main().then(
