@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: deps system-deps build lint test example
+.PHONY: deps system-deps node-versions build lint test example
 
 # npm ci without scripts: its install script would build the addon, which `build` does anyway.
 deps: system-deps node_modules/.deps-installed
@@ -21,6 +21,11 @@ node_modules/.deps-installed: package.json package-lock.json
 	go mod download
 	touch $@
 
+# The Node versions that `npm test` runs the Node test suite on besides the system's, from the npm
+# registry into .node/<major>/ (scripts/node-versions.mjs); nothing when they are there.
+node-versions:
+	node scripts/node-versions.mjs install
+
 build: deps
 	npm run build
 
@@ -30,7 +35,7 @@ lint:
 	go tool staticcheck ./...
 	GOOS=darwin CGO_ENABLED=0 go vet ./broker/... # the broker library builds for Go users on macOS (the fallback read path)
 
-test: build lint
+test: build lint node-versions
 	npm test
 
 example: build
