@@ -58,6 +58,11 @@ func (b *Broker) Subscriptions(id uint64) [][]byte {
 // Subscribe adds socket id to channel. It returns true if added; false if already subscribed or
 // if the socket is unknown or closed (then nothing is stored).
 func (b *Broker) Subscribe(id uint64, channel []byte) bool {
+	return b.withChannel(id, channel, func(s *chanShard, c *Conn) bool { return b.addLocked(s, string(channel), c) })
+}
+
+// withChannel calls f with socket id's Conn and channel's shard, locked; false for an unknown id.
+func (b *Broker) withChannel(id uint64, channel []byte, f func(s *chanShard, c *Conn) bool) bool {
 	c := b.lookup(id)
 	if c == nil {
 		return false
@@ -65,7 +70,7 @@ func (b *Broker) Subscribe(id uint64, channel []byte) bool {
 	s := b.chanShard(channel)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return b.addLocked(s, string(channel), c)
+	return f(s, c)
 }
 
 // addLocked subscribes c to name in s (locked).
@@ -93,25 +98,20 @@ func (b *Broker) addLocked(s *chanShard, name string, c *Conn) bool {
 
 // Unsubscribe removes socket id from channel. It returns true if it was subscribed.
 func (b *Broker) Unsubscribe(id uint64, channel []byte) bool {
-	c := b.lookup(id)
-	if c == nil {
-		return false
-	}
-	s := b.chanShard(channel)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	set := s.m[string(channel)]
-	if _, ok := set[c]; !ok {
-		return false
-	}
-	delete(set, c)
-	if len(set) == 0 {
-		delete(s.m, string(channel))
-	}
-	delete(c.chans, string(channel))
-	return true
+	return b.withChannel(id, channel, func(s *chanShard, c *Conn) bool {
+		c.subMu.Lock()
+		defer c.subMu.Unlock()
+		set := s.m[string(channel)]
+		if _, ok := set[c]; !ok {
+			return false
+		}
+		delete(set, c)
+		if len(set) == 0 {
+			delete(s.m, string(channel))
+		}
+		delete(c.chans, string(channel))
+		return true
+	})
 }
 
 // CopySubscriptions subscribes every socket subscribed to from (at call time) to to.
