@@ -249,12 +249,10 @@ func (b *Broker) Close() {
 // and then the frames queued meanwhile; false answers 403, closes, unregisters the id and drops
 // its subscriptions and queued frames (no Close event follows). It returns false if id is not
 // pending.
-func (b *Broker) Accept(id uint64, ok bool) bool { return b.AcceptHeld(id, ok, nil) }
+func (b *Broker) Accept(id uint64, ok bool) bool { return b.accept(id, ok, nil) }
 
-// AcceptHeld is Accept, except that when held is not nil the response is written by whoever
-// holds held, as with SendHeld (the bridge: with a batch's sends, on the JS thread; a flusher
-// would have to be woken).
-func (b *Broker) AcceptHeld(id uint64, ok bool, held *[]*Conn) bool {
+// accept is Accept, corked by k when k is not nil.
+func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
 	c := b.lookup(id)
 	if c == nil {
 		return false
@@ -279,14 +277,14 @@ func (b *Broker) AcceptHeld(id uint64, ok bool, held *[]*Conn) bool {
 	if c.shutAfterFlush {
 		c.startDrainLocked() // CloseSocket while pending: the drain starts now
 	}
-	sched := c.scheduleLocked(held)
+	sched := c.scheduleLocked(k)
 	c.wmu.Unlock()
 	if stopped(c.stop) {
 		c.closeWith(ws.StatusGoingAway, nil) // Broker.Close saw c pending and lost to this call
 	}
 	c.start()
 	if sched {
-		c.flushBy(held)
+		c.flushBy(k)
 	}
 	return true
 }
@@ -294,12 +292,10 @@ func (b *Broker) AcceptHeld(id uint64, ok bool, held *[]*Conn) bool {
 // Send queues one frame for socket id; data is copied. Unknown or closed id: no-op. If the
 // socket's queue is already over its listener's MaxBackpressure, the socket is closed with 1008
 // instead and its queue dropped.
-func (b *Broker) Send(id uint64, data []byte, text bool) { b.SendHeld(id, data, text, nil) }
+func (b *Broker) Send(id uint64, data []byte, text bool) { b.send(id, data, text, nil) }
 
-// SendHeld is Send, except that when held is not nil the socket is not handed to a flusher: it is
-// appended to held, and the caller must pass held to FlushHeld soon (the bridge does at the end
-// of a batch of events: one thread switch fewer per message, and one write per socket per batch).
-func (b *Broker) SendHeld(id uint64, data []byte, text bool, held *[]*Conn) {
+// send is Send, corked by k when k is not nil.
+func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) {
 	c := b.lookup(id)
 	if c == nil {
 		return
@@ -309,7 +305,7 @@ func (b *Broker) SendHeld(id uint64, data []byte, text bool, held *[]*Conn) {
 	if c.deflate != 0 && len(data) >= compressMin && c.deflate&deflateTakeover == 0 {
 		f = compressedFrame(op, data, c.deflate, nil)
 	}
-	c.queueFrame(f, op, data, held) // f nil: data is encoded (or compressed with c's context) into c's queue
+	c.queueFrame(f, op, data, k) // f nil: data is encoded (or compressed with c's context) into c's queue
 	b.counters.messagesOut.Add(1)
 }
 
@@ -351,13 +347,11 @@ func (b *Broker) CaughtUp(id uint64) {
 // once per subscriber that keeps its context) and queues it for every current subscriber of
 // channel except the socket whose id is except (0: none).
 func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
-	b.SendToChannelHeld(channel, data, text, except, nil)
+	b.sendToChannel(channel, data, text, except, nil)
 }
 
-// SendToChannelHeld is SendToChannel, except that when held is not nil the subscribers are held
-// as SendHeld holds a socket: a batch that broadcasts to the same sockets many times writes each
-// of them once, at its end (FlushHeld).
-func (b *Broker) SendToChannelHeld(channel, data []byte, text bool, except uint64, held *[]*Conn) {
+// sendToChannel is SendToChannel, corked by k when k is not nil.
+func (b *Broker) sendToChannel(channel, data []byte, text bool, except uint64, k *Cork) {
 	s := b.chanShard(channel)
 	s.mu.RLock()
 	set := s.m[string(channel)]
@@ -377,7 +371,7 @@ func (b *Broker) SendToChannelHeld(channel, data []byte, text bool, except uint6
 		}
 		if c.deflate != 0 && compress {
 			if c.deflate&deflateTakeover != 0 {
-				c.queueFrame(nil, op, data, held) // compressed with c's own context
+				c.queueFrame(nil, op, data, k) // compressed with c's own context
 				sent++
 				continue
 			}
@@ -388,7 +382,7 @@ func (b *Broker) SendToChannelHeld(channel, data []byte, text bool, except uint6
 				}
 			}
 			if packed[bits] != nil {
-				c.enqueueHeld(packed[bits], held)
+				c.enqueueCorked(packed[bits], k)
 				sent++
 				continue
 			}
@@ -396,7 +390,7 @@ func (b *Broker) SendToChannelHeld(channel, data []byte, text bool, except uint6
 		if plain == nil {
 			plain = encodeFrame(op, data)
 		}
-		c.enqueueHeld(plain, held)
+		c.enqueueCorked(plain, k)
 		sent++
 	}
 	s.mu.RUnlock()

@@ -369,15 +369,15 @@ func TestBroadcast(t *testing.T) {
 	}
 	t.Logf("%d deliveries in %d writes", 2*n, b.writeCalls.Load()-before)
 
-	// Held: more subscribers than FlushHeld writes itself; its flushers write the others.
-	var held []*Conn
-	b.SendToChannelHeld([]byte("room"), []byte("held"), true, 0, &held)
-	if len(held) != n {
-		t.Fatalf("%d of %d subscribers held", len(held), n)
+	// Corked: more subscribers than Flush writes itself; the flushers write the others.
+	k := b.NewCork()
+	k.SendToChannel([]byte("room"), []byte("corked"), true, 0)
+	if k.Len() != n {
+		t.Fatalf("%d of %d subscribers corked", k.Len(), n)
 	}
-	b.FlushHeld(held)
+	k.Flush()
 	for _, c := range clients {
-		readText(t, c, "held")
+		readText(t, c, "corked")
 	}
 }
 
@@ -1113,35 +1113,34 @@ func TestServeMetrics(t *testing.T) {
 	ln.Close()
 }
 
-func TestSendHeld(t *testing.T) {
+func TestCorkedSend(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
 	c, id := dialOpen(t, rec, addr)
 	awaitWritesIdle(t, b, id) // the flusher may still own the socket after writing the 101
-	var held []*Conn
-	b.SendHeld(id, []byte("one"), true, &held)
-	b.SendHeld(id, []byte("two"), true, &held)
-	if len(held) != 1 || held[0].ID() != id {
-		t.Fatalf("held %v", held)
+	k := b.NewCork()
+	k.Send(id, []byte("one"), true)
+	k.Send(id, []byte("two"), true)
+	if k.Len() != 1 || k.conns[0].ID() != id {
+		t.Fatalf("corked %v", k.conns)
 	}
-	b.FlushHeld(held)
+	k.Flush()
 	readText(t, c, "one")
 	readText(t, c, "two")
 
-	// A frame from elsewhere (here a broadcast) for a held socket is written at once, with what
-	// was held before it: a long batch must not delay pongs, pings or broadcasts.
-	held = held[:0]
-	b.SendHeld(id, []byte("three"), true, &held)
+	// A frame from elsewhere (here a broadcast) for a corked socket is written at once, with what
+	// was corked before it: a long batch must not delay pongs, pings or broadcasts.
+	k.Send(id, []byte("three"), true)
 	b.Subscribe(id, []byte("room"))
 	b.SendToChannel([]byte("room"), []byte("four"), true, 0)
 	readText(t, c, "three")
 	readText(t, c, "four")
-	b.FlushHeld(held) // nothing left: a no-op
+	k.Flush() // nothing left: a no-op
 	b.Send(id, []byte("five"), true)
 	readText(t, c, "five")
 }
 
-func TestAcceptHeld(t *testing.T) {
+func TestCorkedAccept(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {} // the verdict comes below
@@ -1150,14 +1149,14 @@ func TestAcceptHeld(t *testing.T) {
 	id := await(t, rec.opens, "open").id
 
 	// A verdict given in a batch: the response waits with the batch's sends, and goes with them.
-	var held []*Conn
+	k := b.NewCork()
 	before := b.writeCalls.Load()
-	b.AcceptHeld(id, true, &held)
-	b.SendHeld(id, []byte("hi"), true, &held)
-	if len(held) != 1 || held[0].ID() != id || b.writeCalls.Load() != before {
-		t.Fatalf("held %v, %d writes before FlushHeld", held, b.writeCalls.Load()-before)
+	k.Accept(id, true)
+	k.Send(id, []byte("hi"), true)
+	if k.Len() != 1 || k.conns[0].ID() != id || b.writeCalls.Load() != before {
+		t.Fatalf("corked %v, %d writes before Flush", k.conns, b.writeCalls.Load()-before)
 	}
-	b.FlushHeld(held)
+	k.Flush()
 	if resp := r.response(); resp.StatusCode != 101 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -1169,42 +1168,41 @@ func TestAcceptHeld(t *testing.T) {
 	}
 }
 
-func TestSendToChannelHeld(t *testing.T) {
+func TestCorkedSendToChannel(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
 	c, id := dialOpen(t, rec, addr)
 	b.Subscribe(id, []byte("room"))
 	awaitWritesIdle(t, b, id)
 
-	// A batch's broadcasts are held with its sends: the socket is written once, at the end.
-	var held []*Conn
+	// A batch's broadcasts are corked with its sends: the socket is written once, at the end.
+	k := b.NewCork()
 	before := b.writeCalls.Load()
-	b.SendHeld(id, []byte("six"), true, &held)
-	b.SendToChannelHeld([]byte("room"), []byte("seven"), true, 0, &held)
-	b.SendHeld(id, []byte("eight"), true, &held)
-	if len(held) != 1 || b.writeCalls.Load() != before {
-		t.Fatalf("held %v, %d writes before FlushHeld", held, b.writeCalls.Load()-before)
+	k.Send(id, []byte("six"), true)
+	k.SendToChannel([]byte("room"), []byte("seven"), true, 0)
+	k.Send(id, []byte("eight"), true)
+	if k.Len() != 1 || b.writeCalls.Load() != before {
+		t.Fatalf("corked %v, %d writes before Flush", k.conns, b.writeCalls.Load()-before)
 	}
-	b.FlushHeld(held)
+	k.Flush()
 	readText(t, c, "six")
 	readText(t, c, "seven")
 	readText(t, c, "eight")
 	if w := b.writeCalls.Load() - before; w != 1 {
-		t.Fatalf("3 held frames took %d writes", w)
+		t.Fatalf("3 corked frames took %d writes", w)
 	}
 
-	// Another batch's broadcast to a held socket is written at once, with what was held.
+	// Another cork's broadcast to a corked socket is written at once, with what was corked.
 	awaitWritesIdle(t, b, id)
-	held = held[:0]
-	var other []*Conn
-	b.SendHeld(id, []byte("nine"), true, &held)
-	b.SendToChannelHeld([]byte("room"), []byte("ten"), true, 0, &other)
+	other := b.NewCork()
+	k.Send(id, []byte("nine"), true)
+	other.SendToChannel([]byte("room"), []byte("ten"), true, 0)
 	readText(t, c, "nine")
 	readText(t, c, "ten")
-	if len(other) != 0 {
-		t.Fatalf("the other batch holds %v", other)
+	if other.Len() != 0 {
+		t.Fatalf("the other cork holds %v", other.conns)
 	}
-	b.FlushHeld(held)
+	k.Flush()
 }
 
 // TestSendsCoalesced: the goroutines that become ready together (as the readers of one netpoll
@@ -1246,7 +1244,7 @@ func TestSendsCoalesced(t *testing.T) {
 
 func TestSendsOfEverySizeArriveWhole(t *testing.T) {
 	// Sends of every size (small frames, frames in the sockets' own pooled buffers, several to a
-	// buffer, larger ones allocated), mixed with broadcasts and held batches, to two sockets at
+	// buffer, larger ones allocated), mixed with broadcasts and corked batches, to two sockets at
 	// once while their clients read (the sockets fill up: partial writes, writer goroutines):
 	// each client gets its own messages, whole and in order, though buffers pass between sockets.
 	rec := newRecorder()
@@ -1270,22 +1268,21 @@ func TestSendsOfEverySizeArriveWhole(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			var held []*Conn
+			k := b.NewCork()
 			for i := range n {
 				switch p := payload(sock, i); i % 5 {
 				case 0:
 					b.SendToChannel(ch, p, false, 0)
 				case 1, 2:
-					b.SendHeld(id, p, false, &held)
+					k.Send(id, p, false)
 					if i%10 == 2 {
-						b.FlushHeld(held)
-						held = held[:0]
+						k.Flush()
 					}
 				default:
 					b.Send(id, p, false)
 				}
 			}
-			b.FlushHeld(held)
+			k.Flush()
 		}()
 		go func() {
 			defer wg.Done()

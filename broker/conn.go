@@ -67,7 +67,7 @@ type Conn struct {
 	// Write side, under wmu (see write.go).
 	wmu            sync.Mutex
 	phase          uint8
-	scheduled      bool   // in a flusher's list, or held (holder)
+	scheduled      bool   // in a flusher's list, or in a cork's (cork)
 	writing        bool   // a flusher or the writer goroutine owns out
 	wdead          bool   // the socket cannot be written any more
 	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written
@@ -81,7 +81,7 @@ type Conn struct {
 	out            [][]byte      // frames being written (owned by whoever has writing set)
 	qbuf           *[]byte       // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
 	obuf           *[]byte       // c's own frame buffer in out, pooled again once out is written
-	holder         *[]*Conn      // scheduled, but flushed by whoever holds this list (SendHeld, FlushHeld)
+	cork           *Cork         // scheduled, and written by this cork's Flush
 	pending        int           // bytes in queue and out, plus frameOverhead per frame
 	drainAt        time.Duration // the drain deadline on the broker's clock (Broker.clock); 0: none
 	history        *[]byte       // deflateTakeover: the last bytes sent compressed (contextFrameLocked)

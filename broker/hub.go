@@ -7,7 +7,7 @@ import (
 )
 
 // The hub: the socket registry (id to Conn), the channel table and the tokens. It does no I/O:
-// sends to a channel's subscribers are the write path's (SendToChannelHeld). Lock order: channel
+// sends to a channel's subscribers are the write path's (sendToChannel). Lock order: channel
 // shard(s), then Conn.subMu; a registry shard is never held with either.
 
 const (

@@ -37,16 +37,16 @@ const (
 // enqueue queues frame for c. It never blocks on the socket. If c's queue is already over the
 // listener's MaxBackpressure the socket is closed with 1008 instead: the queue is dropped
 // (closeLocked).
-func (c *Conn) enqueue(frame []byte) { c.enqueueHeld(frame, nil) }
+func (c *Conn) enqueue(frame []byte) { c.enqueueCorked(frame, nil) }
 
-// enqueueHeld is enqueue, except that a socket that needs a flush is appended to held (when not
-// nil) for the caller to flush, instead of being handed to a flusher goroutine.
-func (c *Conn) enqueueHeld(frame []byte, held *[]*Conn) { c.queueFrame(frame, 0, nil, held) }
+// enqueueCorked is enqueue, except that a socket that needs a flush is left to k (when not nil)
+// instead of being handed to a flusher goroutine.
+func (c *Conn) enqueueCorked(frame []byte, k *Cork) { c.queueFrame(frame, 0, nil, k) }
 
-// queueFrame is enqueueHeld of frame, or when frame is nil, of a frame of op carrying data, which
+// queueFrame is enqueueCorked of frame, or when frame is nil, of a frame of op carrying data, which
 // is copied: into c's own frame buffer when it fits one (see ownBuffers), or compressed here when
 // c keeps its deflate context.
-func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn) {
+func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 	size := len(frame)
 	if frame == nil {
 		size = frameLen(len(data))
@@ -59,7 +59,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 	var sched bool
 	if c.pending > c.l.lim.MaxBackpressure {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
-		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(held)
+		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(k)
 		c.wmu.Unlock()
 		c.b.log.Info().EmbedObject(c).Int("max_backpressure", c.l.lim.MaxBackpressure).
 			Msg("the client does not read fast enough: queue dropped, closing with 1008")
@@ -70,25 +70,25 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, held *[]*Conn
 			}
 		}
 		c.pending += size + c.appendLocked(frame, op, data, size)
-		sched = c.scheduleLocked(held)
-		if !sched && c.holder != nil && c.holder != held {
-			// A frame from elsewhere (a pong, a ping, another batch's send) for a socket whose
-			// flush is held: write it now rather than at the end of the batch that holds it.
-			c.holder = nil
-			sched, held = true, nil
+		sched = c.scheduleLocked(k)
+		if !sched && c.cork != nil && c.cork != k {
+			// A frame from elsewhere (a pong, a ping, another cork's send) for a socket that a
+			// cork holds: write it now rather than when that cork is flushed.
+			c.cork = nil
+			sched, k = true, nil
 		}
 		c.wmu.Unlock()
 	}
 	if sched {
-		c.flushBy(held)
+		c.flushBy(k)
 	}
 }
 
-// flushBy hands c, just scheduled (scheduleLocked), to whoever writes it: the holder of held, or,
-// when held is nil, its flusher.
-func (c *Conn) flushBy(held *[]*Conn) {
-	if held != nil {
-		*held = append(*held, c)
+// flushBy hands c, just scheduled (scheduleLocked), to whoever writes it: k, or, when k is nil,
+// its flusher.
+func (c *Conn) flushBy(k *Cork) {
+	if k != nil {
+		k.conns = append(k.conns, c)
 		return
 	}
 	c.b.flusherFor(c).add(c)
@@ -158,37 +158,6 @@ func (c *Conn) takeQueueLocked() {
 	c.obuf, c.qbuf = c.qbuf, nil
 }
 
-// inlineWriters are write states for FlushHeld, which runs on its caller's thread.
-var inlineWriters sync.Pool
-
-// maxInlineFlush bounds the sockets FlushHeld writes on its caller's thread: a longer pass would
-// hold that thread (a JS worker's, which then takes no new events) and, with one P, the readers
-// too, so that nothing more arrives to be coalesced meanwhile. The flushers take the rest.
-const maxInlineFlush = 64
-
-// FlushHeld writes what SendHeld and SendToChannelHeld queued for the sockets in held: the
-// first maxInlineFlush on the calling goroutine, without waiting for any socket (a full socket is
-// left to a writer goroutine as usual), the rest by their flushers.
-func (b *Broker) FlushHeld(held []*Conn) {
-	if len(held) == 0 {
-		return
-	}
-	inline := held[:min(len(held), maxInlineFlush)]
-	w, _ := inlineWriters.Get().(*writeState)
-	if w == nil {
-		w = newWriteState(false)
-	}
-	for _, c := range inline {
-		c.flush(w)
-	}
-	inlineWriters.Put(w)
-	if rest := held[len(inline):]; len(rest) > 0 {
-		for _, f := range b.flushers {
-			f.addMine(rest)
-		}
-	}
-}
-
 // queued returns the bytes queued for c and not yet written, with frameOverhead per frame.
 func (c *Conn) queued() int {
 	c.wmu.Lock()
@@ -196,15 +165,15 @@ func (c *Conn) queued() int {
 	return c.pending
 }
 
-// scheduleLocked marks c scheduled, to be written by the holder of held (nil: its flusher), and
+// scheduleLocked marks c scheduled, to be written by k's Flush (k nil: by its flusher), and
 // reports whether the caller must hand it over (flushBy, after unlocking): it is open, has
 // something queued and nobody is on it already.
-func (c *Conn) scheduleLocked(held *[]*Conn) bool {
+func (c *Conn) scheduleLocked(k *Cork) bool {
 	if c.phase != phaseOpen || c.scheduled || c.writing || c.wdead || len(c.queue) == 0 {
 		return false
 	}
 	c.scheduled = true
-	c.holder = held
+	c.cork = k
 	return true
 }
 
@@ -272,7 +241,7 @@ func (f *flusher) run() {
 func (c *Conn) flush(w *writeState) {
 	c.wmu.Lock()
 	c.scheduled = false
-	c.holder = nil
+	c.cork = nil
 	if c.writing || c.wdead || c.phase != phaseOpen || len(c.queue) == 0 {
 		c.wmu.Unlock()
 		return
@@ -411,7 +380,7 @@ func (c *Conn) dropLocked() {
 	c.pending = 0
 }
 
-// writeState is the scratch space of one writing goroutine (FlushHeld's are pooled across
+// writeState is the scratch space of one writing goroutine (Cork.Flush's are pooled across
 // brokers: it keeps no broker of its own); fn is created once so that a write allocates nothing.
 type writeState struct {
 	block bool // wait for the socket (writer goroutine) or give up at EAGAIN (flusher)

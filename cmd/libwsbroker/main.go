@@ -49,7 +49,7 @@ var (
 func init() {
 	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	workers = newPool(deliverToC, answerUnwanted, func(held []*broker.Conn) { brk.FlushHeld(held) })
+	workers = newPool(deliverToC, answerUnwanted, func() corker { return brk.NewCork() })
 	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
 }
 
@@ -351,11 +351,12 @@ func wsb_caught_up(id C.uint64_t) {
 //export wsb_accept_open
 func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
 	defer recoverInto("acceptOpen")
-	held := workers.heldOf(int32(worker))
-	brk.AcceptHeld(uint64(id), accept != 0, held)
-	if held == nil {
-		letReadyRun()
+	if k := corkOf(worker); k != nil {
+		k.Accept(uint64(id), accept != 0)
+		return
 	}
+	brk.Accept(uint64(id), accept != 0)
+	letReadyRun()
 }
 
 // wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling
@@ -364,8 +365,8 @@ func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
 //export wsb_send
 func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.int32_t) {
 	defer recoverInto("send")
-	sendFrom(worker, func(held *[]*broker.Conn) {
-		brk.SendHeld(uint64(id), bytesOf(data, n), text != 0, held)
+	sendFrom(worker, func(k *broker.Cork) {
+		k.Send(uint64(id), bytesOf(data, n), text != 0)
 	})
 }
 
@@ -375,28 +376,34 @@ func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.i
 //export wsb_send_to_channel
 func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t, except C.uint64_t, worker C.int32_t) {
 	defer recoverInto("sendToChannel")
-	sendFrom(worker, func(held *[]*broker.Conn) {
-		brk.SendToChannelHeld(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except), held)
+	sendFrom(worker, func(k *broker.Cork) {
+		k.SendToChannel(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except))
 	})
 }
 
-// sendFrom queues what send queues with the sockets of worker's batch, if the calling thread is
-// handling one; else it writes them at once on the calling thread, as a batch's sends are written
-// at its end (a flusher would have to wait for the P, letReadyRun).
-func sendFrom(worker C.int32_t, send func(held *[]*broker.Conn)) {
-	if held := workers.heldOf(int32(worker)); held != nil {
-		send(held)
+// sendFrom makes send's sends through the cork of worker's batch, if the calling thread is
+// handling one; else through a cork of its own, flushed at once on the calling thread, as a
+// batch's sends are at its end (a flusher would have to wait for the P, letReadyRun).
+func sendFrom(worker C.int32_t, send func(k *broker.Cork)) {
+	if k := corkOf(worker); k != nil {
+		send(k)
 		return
 	}
-	held := heldLists.Get().(*[]*broker.Conn)
-	send(held)
-	workers.flushList(held)
-	heldLists.Put(held)
+	k := corks.Get().(*broker.Cork)
+	send(k)
+	k.Flush()
+	corks.Put(k)
 	letReadyRun()
 }
 
-// heldLists are the held lists of sends made outside a batch.
-var heldLists = sync.Pool{New: func() any { return new([]*broker.Conn) }}
+// corkOf is the cork of worker's batch, if the calling thread is handling one (pool.corkOf).
+func corkOf(worker C.int32_t) *broker.Cork {
+	k, _ := workers.corkOf(int32(worker)).(*broker.Cork)
+	return k
+}
+
+// corks are the corks of sends made outside a batch.
+var corks = sync.Pool{New: func() any { return brk.NewCork() }}
 
 //export wsb_subscriber_count
 func wsb_subscriber_count(ch *C.uint8_t, chLen C.size_t) C.int64_t {

@@ -49,10 +49,10 @@ type worker struct {
 	spare     []byte   // the previous in-flight buffer, reused for the next batch
 	spareEv   []queued
 
-	// held are the sockets that this worker's handlers sent to during the batch being handled,
-	// flushed when it is done (or after the next one, pool.done). Only the worker's own JS thread
-	// touches it and unsettledSince.
-	held []*broker.Conn
+	// cork holds the sends of this worker's handlers during the batch being handled, flushed when
+	// it is done (or after the next one, pool.done). Only the worker's own JS thread touches it
+	// and unsettledSince.
+	cork corker
 	// unsettledSince is when the thread last put off settling (pool.done); zero when settled.
 	unsettledSince time.Time
 	watching       bool // what pool.done last told the thread: watch the pollers
@@ -80,11 +80,17 @@ const maxUnsettled = time.Millisecond
 // (BENCHMARKS.md, "Design decisions").
 const minHeldToDefer = 64
 
-// heldOf returns where sends made by worker id's handlers wait for the end of their batch, or nil
-// for a call made outside a batch.
-func (p *pool) heldOf(id int32) *[]*broker.Conn {
+// corker is what the pool needs of a worker's *broker.Cork (the pool's tests give it their own).
+type corker interface {
+	Len() int
+	Flush()
+}
+
+// corkOf returns the cork in which sends made by worker id's handlers wait for the end of their
+// batch, or nil for a call made outside a batch.
+func (p *pool) corkOf(id int32) corker {
 	if w := p.get(id); w != nil && w != &p.parking {
-		return &w.held
+		return w.cork
 	}
 	return nil
 }
@@ -99,7 +105,7 @@ type deliverFunc func(id int32, batch []byte) bool
 type pool struct {
 	deliver deliverFunc
 	answer  func(id uint64, kind byte) // answers an open or a catch-up without JS (no handler there for it)
-	flush   func(held []*broker.Conn)  // writes the sockets sent to during a batch (Broker.FlushHeld)
+	newCork func() corker              // a worker's cork (Broker.NewCork)
 
 	mu      sync.Mutex // serialises registration and retirement
 	byID    atomic.Pointer[map[int32]*worker]
@@ -112,8 +118,8 @@ type pool struct {
 	idle     sync.Cond
 }
 
-func newPool(deliver deliverFunc, answer func(id uint64, kind byte), flush func(held []*broker.Conn)) *pool {
-	p := &pool{deliver: deliver, answer: answer, flush: flush}
+func newPool(deliver deliverFunc, answer func(id uint64, kind byte), newCork func() corker) *pool {
+	p := &pool{deliver: deliver, answer: answer, newCork: newCork}
 	p.idle.L = &p.idleMu
 	p.parking.room.L = &p.parking.mu
 	p.parking.id = parkedID
@@ -145,7 +151,7 @@ func (p *pool) closedTo(w *worker) bool {
 func (p *pool) register(id int32, mask uint32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := &worker{id: id, mask: mask}
+	w := &worker{id: id, mask: mask, cork: p.newCork()}
 	w.room.L = &w.mu
 	m := make(map[int32]*worker, len(*p.byID.Load())+1)
 	for k, v := range *p.byID.Load() {
@@ -182,7 +188,7 @@ func (p *pool) retire(id int32, handled int) {
 	if w == nil || w == &p.parking {
 		return
 	}
-	p.flushHeld(w) // the finalizer runs on the worker's thread: sends of a batch cut short
+	w.cork.Flush() // the finalizer runs on the worker's thread: sends of a batch cut short
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	live := make([]*worker, 0, len(*p.live.Load()))
@@ -437,7 +443,7 @@ func (p *pool) done(id int32) (watch, settle bool) {
 		idle = !w.busy
 	}
 	w.mu.Unlock()
-	settle = !more || len(w.held) < minHeldToDefer
+	settle = !more || w.cork.Len() < minHeldToDefer
 	if !settle {
 		if w.unsettledSince.IsZero() {
 			w.unsettledSince = now
@@ -445,7 +451,7 @@ func (p *pool) done(id int32) (watch, settle bool) {
 		settle = now.Sub(w.unsettledSince) >= maxUnsettled
 	}
 	if settle {
-		p.flushHeld(w)
+		w.cork.Flush()
 		w.unsettledSince = time.Time{}
 	}
 	if idle { // after w.mu is released: drain holds idleMu while it takes worker locks
@@ -459,18 +465,6 @@ func (p *pool) done(id int32) (watch, settle bool) {
 func (p *pool) watching(id int32) bool {
 	w := p.get(id)
 	return w != nil && w != &p.parking && w.watching
-}
-
-// flushHeld writes what the worker's handlers sent during its last batch (its own thread only).
-func (p *pool) flushHeld(w *worker) { p.flushList(&w.held) }
-
-// flushList writes the sockets in held and empties it for reuse, dropping its pointers.
-func (p *pool) flushList(held *[]*broker.Conn) {
-	if len(*held) > 0 {
-		p.flush(*held)
-		clear(*held)
-		*held = (*held)[:0]
-	}
 }
 
 func (p *pool) signalIdle() {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +74,23 @@ func (f *fakeJS) kill(p *pool, id int32) {
 		handled = 0
 	}
 	p.retire(id, handled)
+}
+
+// countCork stands in for a worker's broker.Cork: n sockets wait for Flush, which records n.
+type countCork struct {
+	n       int
+	flushed []int
+}
+
+func newCountCork() corker { return new(countCork) }
+
+func (k *countCork) Len() int { return k.n }
+
+func (k *countCork) Flush() {
+	if k.n > 0 {
+		k.flushed = append(k.flushed, k.n)
+		k.n = 0
+	}
 }
 
 func (f *fakeJS) answer(id uint64, kind byte) {
@@ -160,7 +176,7 @@ func text(p *pool, c *broker.Conn, s string) {
 
 func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	for _, s := range []string{"a", "b", "c"} {
@@ -180,26 +196,13 @@ func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 // maxUnsettled; a batch that sent to fewer settles at once.
 func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 	js := newFakeJS()
-	var mu sync.Mutex
-	var flushed [][]*broker.Conn
-	p := newPool(js.deliver, js.answer, func(held []*broker.Conn) {
-		mu.Lock()
-		flushed = append(flushed, slices.Clone(held))
-		mu.Unlock()
-	})
-	flushes := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(flushed)
-	}
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
+	cork := p.corkOf(1).(*countCork)
+	flushes := func() int { return len(cork.flushed) }
 	c := &broker.Conn{}
-	dests := make([]*broker.Conn, minHeldToDefer)
-	for i := range dests {
-		dests[i] = &broker.Conn{}
-	}
 	handle := func(sentTo int) (settle bool) { // the batch in flight sends to that many sockets
-		*p.heldOf(1) = append(*p.heldOf(1), dests[:sentTo]...)
+		cork.n += sentTo
 		_, settle = js.run(p, 1)
 		return settle
 	}
@@ -212,7 +215,7 @@ func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 	if handle(minHeldToDefer) || flushes() != 1 {
 		t.Fatal("a broadcast settled while an event waited")
 	}
-	if !handle(minHeldToDefer) || flushes() != 2 || len(flushed[1]) != 2*minHeldToDefer {
+	if !handle(minHeldToDefer) || flushes() != 2 || cork.flushed[1] != 2*minHeldToDefer {
 		t.Fatalf("the last batch must settle, with both batches' sends: %d flushes", flushes())
 	}
 	// Events that never stop coming: settled within maxUnsettled all the same.
@@ -234,7 +237,7 @@ func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 // otherwise nothing would ever make room.
 func TestAReadThatFillsTheBacklogIsHandedOver(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	chunk := []byte(strings.Repeat("x", 64<<10))
@@ -259,7 +262,7 @@ func TestAReadThatFillsTheBacklogIsHandedOver(t *testing.T) {
 
 func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "a") // worker idle: handed over at once
@@ -277,7 +280,7 @@ func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 
 func TestBatchesAreCapped(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	big := strings.Repeat("x", maxBatchBytes/4)
@@ -304,7 +307,7 @@ func TestBatchesAreCapped(t *testing.T) {
 
 func TestSocketsArePinnedRoundRobin(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	conns := []*broker.Conn{{}, {}, {}, {}}
@@ -336,7 +339,7 @@ func TestSocketsArePinnedRoundRobin(t *testing.T) {
 
 func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "1") // in flight on worker 1
@@ -359,7 +362,7 @@ func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 
 func TestHandedBatchIsNotRepeated(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	c := &broker.Conn{}
@@ -378,7 +381,7 @@ func TestHandedBatchIsNotRepeated(t *testing.T) {
 // rest of the batch, and what waited behind it, go to the live workers in order.
 func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c1, c2 := &broker.Conn{}, &broker.Conn{}
 	text(p, c1, "first") // in flight alone
@@ -407,7 +410,7 @@ func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
 
 func TestEventsWaitForAWorker(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{IP: "127.0.0.1", URL: "/x"})
 	text(p, c, "early")
@@ -420,7 +423,7 @@ func TestEventsWaitForAWorker(t *testing.T) {
 
 func TestHandlerMask(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, 2) // text only
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{})
@@ -441,7 +444,7 @@ func TestHandlerMask(t *testing.T) {
 // answered without JS, unless the worker awaits its handlers' promises.
 func TestCatchUpFollowsTheMessages(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	p.push(c, kindText, []byte("a"), nil)
@@ -485,7 +488,7 @@ func TestCatchUpFollowsTheMessages(t *testing.T) {
 // socket's events arrive in order.
 func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	const sockets, perSocket = 16, 300
 	var wg sync.WaitGroup
@@ -568,7 +571,7 @@ func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 // goroutine pushing one more event of the same socket, which reports on the channel when done.
 func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "in flight")
@@ -622,7 +625,7 @@ func TestStoppingReleasesWaitingReaders(t *testing.T) {
 // drain returns once every worker has run every event it was given.
 func TestDrainWaitsForEveryEvent(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	p.register(2, allHandlers)
 	for i := 0; i < 10; i++ {
@@ -657,7 +660,7 @@ func TestDrainWaitsForEveryEvent(t *testing.T) {
 
 func TestQueues(t *testing.T) {
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	c := &broker.Conn{}
 	text(p, c, "parked")
 	if q := p.queues(); len(q) != 1 || q[0].ID != parkedID || q[0].Waiting != 1 {
@@ -676,7 +679,7 @@ func TestThreadWatchesPollersForMessagesWithOneP(t *testing.T) {
 	// the pollers (wsb_dispatch_ready); not after opens and closes alone, nor with two Ps.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, func([]*broker.Conn) {})
+	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	p.push(c, kindClose, nil, nil)

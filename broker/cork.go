@@ -1,0 +1,65 @@
+package broker
+
+import "sync"
+
+// A Cork gathers sends (uWebSockets calls this corking): a socket sent to through it is not
+// handed to a flusher goroutine but waits for Flush, which writes it once, whatever number of
+// frames it was given. A program that handles events in batches (the Node bridge: a batch of
+// events per JS thread) corks each batch's sends and flushes at its end: one write per socket
+// per batch, and no goroutine to wake. A Cork is used by one goroutine at a time and can be used
+// again after Flush; a socket sent to through it is written by no one else until then, so Flush
+// must come soon. Sends to a corked socket from elsewhere (another Cork, Broker.Send) uncork it.
+type Cork struct {
+	b     *Broker
+	conns []*Conn // the sockets that wait for Flush, each once
+}
+
+// NewCork returns an empty Cork for sends to b's sockets.
+func (b *Broker) NewCork() *Cork { return &Cork{b: b} }
+
+// Len reports how many sockets wait for Flush.
+func (k *Cork) Len() int { return len(k.conns) }
+
+// Send is Broker.Send, corked.
+func (k *Cork) Send(id uint64, data []byte, text bool) { k.b.send(id, data, text, k) }
+
+// SendToChannel is Broker.SendToChannel, corked: every subscriber waits for Flush.
+func (k *Cork) SendToChannel(channel, data []byte, text bool, except uint64) {
+	k.b.sendToChannel(channel, data, text, except, k)
+}
+
+// Accept is Broker.Accept, corked: the 101 response goes out with the Cork's other sends.
+func (k *Cork) Accept(id uint64, ok bool) bool { return k.b.accept(id, ok, k) }
+
+// inlineWriters are write states for Flush, which runs on its caller's goroutine.
+var inlineWriters sync.Pool
+
+// maxInlineFlush bounds the sockets Flush writes on its caller's goroutine: a longer pass would
+// hold that thread (a JS worker's, which then takes no new events) and, with one P, the readers
+// too, so that nothing more arrives to be coalesced meanwhile. The flushers take the rest.
+const maxInlineFlush = 64
+
+// Flush writes what was queued through k and empties it: the first maxInlineFlush sockets on the
+// calling goroutine, without waiting for any (a full socket is left to a writer goroutine as
+// usual), the rest by their flushers.
+func (k *Cork) Flush() {
+	if len(k.conns) == 0 {
+		return
+	}
+	inline := k.conns[:min(len(k.conns), maxInlineFlush)]
+	w, _ := inlineWriters.Get().(*writeState)
+	if w == nil {
+		w = newWriteState(false)
+	}
+	for _, c := range inline {
+		c.flush(w)
+	}
+	inlineWriters.Put(w)
+	if rest := k.conns[len(inline):]; len(rest) > 0 {
+		for _, f := range k.b.flushers {
+			f.addMine(rest)
+		}
+	}
+	clear(k.conns) // no pointers kept to sockets that may end
+	k.conns = k.conns[:0]
+}
