@@ -60,8 +60,9 @@ const native = loadNative();
  * @returns A Promise that resolves once the workers of this call are ready and the address is
  * listening. Listening is all or none: if one address (or the `metrics` address) cannot be
  * listened on, nothing of this call stays bound.
- * @throws {TypeError} (a rejection) when `options` is not an object, `bind` is not a string or a
- * non-empty array of strings,
+ * @throws {TypeError} (a rejection) when `options` is not an object, or has a key that is not one
+ * of `StartOptions` (the message names it and the nearest valid one; so do `tls` and `compression`
+ * objects with a key of their own), `bind` is not a string or a non-empty array of strings,
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
  * a limit is not an integer in its range, `compression` is neither a boolean nor
  * `{ serverContextTakeover: boolean }`, or `tls` is not an
@@ -78,6 +79,7 @@ export async function start(options: StartOptions): Promise<void> {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`start: options must be an object like { bind: '127.0.0.1:8080' }, got ${describe(options)}`);
   }
+  rejectUnknownKeys(options, START_OPTIONS, 'start', 'options');
   const { bind, workerPath, threads } = options;
   const addresses = typeof bind === 'string' ? [bind] : bind;
   if (!Array.isArray(addresses) || addresses.length === 0 || !addresses.every((a) => typeof a === 'string' && !a.includes('\n'))) {
@@ -210,7 +212,8 @@ function compressionOf(options: StartOptions): { compression: boolean; compressi
   if (compression === undefined || typeof compression === 'boolean') {
     return { compression: compression === true, compressionContextTakeover: false };
   }
-  if (compression !== null && typeof compression === 'object' && Object.keys(compression).every((k) => k === 'serverContextTakeover')) {
+  if (compression !== null && typeof compression === 'object') {
+    rejectUnknownKeys(compression, COMPRESSION_OPTIONS, 'start', 'options.compression');
     const { serverContextTakeover } = compression;
     if (typeof serverContextTakeover === 'boolean') {
       return { compression: true, compressionContextTakeover: serverContextTakeover };
@@ -224,6 +227,7 @@ async function tlsOf(options: StartOptions): Promise<{ cert: string; key: string
   const { tls } = options;
   if (tls === undefined) return undefined;
   const pemOrPath = (v: unknown): v is string | Uint8Array => typeof v === 'string' || v instanceof Uint8Array;
+  if (tls !== null && typeof tls === 'object') rejectUnknownKeys(tls, TLS_OPTIONS, 'start', 'options.tls');
   if (tls === null || typeof tls !== 'object' || !pemOrPath(tls.cert) || !pemOrPath(tls.key)) {
     throw new TypeError(`start: options.tls must be { cert, key }, each PEM text (a string or Buffer) or the path of a PEM file, got ${describe(tls)}`);
   }
@@ -336,6 +340,64 @@ export interface DeliveryOptions {
   handlerTimeout?: number;
 }
 
+/** The keys of each options object (the compiler checks each list against its type). */
+const DELIVERY_OPTIONS: Record<keyof DeliveryOptions, true> = { ordered: true, handlerTimeout: true };
+const START_OPTIONS: Record<keyof StartOptions, true> = {
+  bind: true,
+  workerPath: true,
+  threads: true,
+  maxPayload: true,
+  idleTimeout: true,
+  handshakeTimeout: true,
+  maxHeaderBytes: true,
+  maxConnections: true,
+  maxBackpressure: true,
+  openTimeout: true,
+  protocols: true,
+  metrics: true,
+  compression: true,
+  tls: true,
+  ...DELIVERY_OPTIONS,
+};
+const TLS_OPTIONS: Record<keyof NonNullable<StartOptions['tls']>, true> = { cert: true, key: true };
+const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boolean | undefined>, true> = { serverContextTakeover: true };
+
+/**
+ * Throws a TypeError naming the first key of `options` that is not one of `known`, and the known
+ * one nearest to it: a misspelt option would otherwise be ignored without a word.
+ */
+function rejectUnknownKeys(options: object, known: Record<string, true>, fn: string, where: string): void {
+  const names = Object.keys(known);
+  for (const key of Object.keys(options)) {
+    if (Object.hasOwn(known, key)) continue;
+    throw new TypeError(`${fn}: unknown option ${where}.${key}; did you mean ${where}.${nearest(key, names)}? (${where} takes ${names.join(', ')})`);
+  }
+}
+
+/** The name in `names` with the fewest single-character edits from `key` (case ignored). */
+function nearest(key: string, names: string[]): string {
+  let best = names[0];
+  let bestDistance = Infinity;
+  for (const name of names) {
+    const d = editDistance(key.toLowerCase(), name.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+
 function deliveryOf(options: unknown, fn: string): Required<DeliveryOptions> {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`${fn}: options must be an object, got ${describe(options)}`);
@@ -357,13 +419,15 @@ function deliveryOf(options: unknown, fn: string): Required<DeliveryOptions> {
  * @param worker - An object with any of the `WorkerInterface` handlers.
  * @param options - Optional: how events are delivered on this thread (see `DeliveryOptions`).
  * @throws {TypeError} when `worker` is not an object, one of its handlers is present but not a
- * function, or an option is out of range.
+ * function, an option is out of range, or `options` has a key that is not one of
+ * `DeliveryOptions` (the message names it and the nearest valid one).
  */
 export function registerWorkerThread(worker: WorkerInterface, options: DeliveryOptions = {}): void {
   if (worker === null || (typeof worker !== 'object' && typeof worker !== 'function')) {
     throw new TypeError(`registerWorkerThread: worker must be an object with handler functions, got ${describe(worker)}`);
   }
   const nextDelivery = deliveryOf(options, 'registerWorkerThread');
+  rejectUnknownKeys(options, DELIVERY_OPTIONS, 'registerWorkerThread', 'options');
   let mask = 0;
   for (const name of HANDLER_NAMES) {
     const fn = worker[name];

@@ -47,6 +47,10 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
     'fractional openTimeout',
     'string maxConnections',
     'huge maxBackpressure',
+    'misspelt maxPayload',
+    'misspelt workerPath',
+    'unknown tls key',
+    'misspelt compression key',
   ]) {
     assert.equal(results[name]?.name, 'TypeError', `${name}: ${JSON.stringify(results[name])}`);
     assert.ok(!results[name].sync, `${name}: a rejection, not a synchronous throw`);
@@ -57,6 +61,11 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
   assert.match(results['zero maxPayload'].message, /maxPayload must be a positive integer/);
   assert.match(results['negative idleTimeout'].message, /idleTimeout must be a non-negative integer/);
   assert.match(results['string maxConnections'].message, /maxConnections/);
+  // A misspelt or unknown option key is named, with the nearest valid one, instead of ignored.
+  assert.match(results['misspelt maxPayload'].message, /^start: unknown option options\.maxPayLoad; did you mean options\.maxPayload\? \(options takes bind, workerPath, /);
+  assert.match(results['misspelt workerPath'].message, /unknown option options\.worker; did you mean options\.workerPath\?/);
+  assert.match(results['unknown tls key'].message, /unknown option options\.tls\.ca; did you mean options\.tls\.(cert|key)\? \(options\.tls takes cert, key\)/);
+  assert.match(results['misspelt compression key'].message, /unknown option options\.compression\.serverContextTakover; did you mean options\.compression\.serverContextTakeover\?/);
 
   assert.equal(results['one of two addresses in use'].name, 'Error');
   assert.ok(results['one of two addresses in use'].message.includes(`127.0.0.1:${inUse}`), results['one of two addresses in use'].message);
