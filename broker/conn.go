@@ -491,7 +491,7 @@ func (c *Conn) readLoop() {
 					continue
 				}
 				if _, passed := c.drainPassed(c.b.clock()); !passed {
-					continue // the close waited for the Handler and has just gone out
+					continue // not due yet, or the catch-up's time ran out and its close frame went out
 				}
 			}
 			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")

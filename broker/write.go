@@ -19,8 +19,9 @@ import (
 //
 // Backpressure: a send to a socket whose queue is already over MaxBackpressure closes it with
 // 1008 (a message into a queue under the limit is taken whole, so a message of MaxPayload can be
-// echoed with the limits equal). Its queue is dropped at once; whoever is writing (woken by a past write deadline if it waits for the peer)
-// keeps only the rest of a frame it has begun, then writes the close frame. The write deadline
+// echoed with the limits equal). Its queue is dropped at once; whoever is writing (woken by a
+// past write deadline if it waits for the peer) keeps only the rest of a frame it has begun, then
+// writes the close frame. The write deadline
 // is then the drain deadline: a peer that does not read by then loses the connection.
 
 const (

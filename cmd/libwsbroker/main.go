@@ -200,8 +200,8 @@ func readHere(worker C.int32_t) func(*broker.Conn) bool {
 // used, as in a system call, and with one P (one core) nothing else runs until sysmon takes it
 // back: after 20 µs, or 10 ms once sysmon has backed off, which it does while the thread calls in
 // often, and a broadcast's last deliveries would wait that long (BENCHMARKS.md, "Design
-// decisions"). Each round costs two thread switches. A goroutine that yields once (the flusher does) is behind this one in the run queue,
-// hence more than one round.
+// decisions"). Each round costs two thread switches. A goroutine that yields once (the flusher
+// does) is behind this one in the run queue, hence more than one round.
 func letReadyRun() {
 	for range 4 {
 		if runnableGoroutines() == 0 {

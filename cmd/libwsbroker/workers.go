@@ -74,11 +74,11 @@ const watchWindow = 20 * time.Millisecond
 // it (pool.done).
 const maxUnsettled = time.Millisecond
 
-// minHeldToDefer is how many sockets a batch must have sent to for its settling to be put off
+// minCorkedToDefer is how many sockets a batch must have sent to for its settling to be put off
 // (pool.done). Putting off gains a shared write only where the next batch sends to the same
 // sockets, as broadcasts do and replies do not, and costs the replies a batch of latency
 // (BENCHMARKS.md, "Design decisions").
-const minHeldToDefer = 64
+const minCorkedToDefer = 64
 
 // corker is what the pool needs of a worker's *broker.Cork (the pool's tests give it their own).
 type corker interface {
@@ -414,10 +414,10 @@ func (p *pool) flushLocked(w *worker) bool {
 // (watchWindow), and whether it is to settle: let the goroutines it woke run (letReadyRun).
 //
 // Settling is put off while events wait for the thread and the batch sent to at least
-// minHeldToDefer sockets, for at most maxUnsettled: the thread will be back at once with the next
-// batch, and a socket sent to in both batches gets one write: what a busy broadcasting server
-// gains most from. Without waiting events it changes nothing: a quiet server's sends are written at the end
-// of their batch.
+// minCorkedToDefer sockets, for at most maxUnsettled: the thread will be back at once with the
+// next batch, and a socket sent to in both batches gets one write: what a busy broadcasting
+// server gains most from. Without waiting events it changes nothing: a quiet server's sends are
+// written at the end of their batch.
 func (p *pool) done(id int32) (watch, settle bool) {
 	w := p.get(id)
 	if w == nil || w == &p.parking {
@@ -443,7 +443,7 @@ func (p *pool) done(id int32) (watch, settle bool) {
 		idle = !w.busy
 	}
 	w.mu.Unlock()
-	settle = !more || w.cork.Len() < minHeldToDefer
+	settle = !more || w.cork.Len() < minCorkedToDefer
 	if !settle {
 		if w.unsettledSince.IsZero() {
 			w.unsettledSince = now

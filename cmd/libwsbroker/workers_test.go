@@ -191,7 +191,7 @@ func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 	}
 }
 
-// The sends of a batch to minHeldToDefer sockets or more (a broadcast) wait for the next batch
+// The sends of a batch to minCorkedToDefer sockets or more (a broadcast) wait for the next batch
 // while events wait for it (one write per socket for both), but not for longer than
 // maxUnsettled; a batch that sent to fewer settles at once.
 func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
@@ -212,10 +212,10 @@ func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 		t.Fatal("a reply waited for the next batch")
 	}
 	text(p, c, "c") // waits
-	if handle(minHeldToDefer) || flushes() != 1 {
+	if handle(minCorkedToDefer) || flushes() != 1 {
 		t.Fatal("a broadcast settled while an event waited")
 	}
-	if !handle(minHeldToDefer) || flushes() != 2 || cork.flushed[1] != 2*minHeldToDefer {
+	if !handle(minCorkedToDefer) || flushes() != 2 || cork.flushed[1] != 2*minCorkedToDefer {
 		t.Fatalf("the last batch must settle, with both batches' sends: %d flushes", flushes())
 	}
 	// Events that never stop coming: settled within maxUnsettled all the same.
@@ -226,7 +226,7 @@ func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 			t.Fatal("never settled while events kept coming")
 		}
 		text(p, c, "more")
-		handle(minHeldToDefer)
+		handle(minCorkedToDefer)
 	}
 	if waited := time.Since(start); waited < maxUnsettled {
 		t.Fatalf("settled after %v, before maxUnsettled", waited)
