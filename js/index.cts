@@ -781,12 +781,17 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-function acceptOpen(socketId: number, accept: boolean): void {
+/** Makes an addon call that follows up an event of socket `socketId`; a failure is logged, never thrown. */
+function followUp(what: string, socketId: number, call: () => void): void {
   try {
-    native.acceptOpen(socketId, accept);
+    call();
   } catch (err) {
-    log(LogLevel.Error, `acceptOpen failed for socket ${socketId}: ${errorText(err)}`, socketId);
+    log(LogLevel.Error, `${what} failed for socket ${socketId}: ${errorText(err)}`, socketId);
   }
+}
+
+function acceptOpen(socketId: number, accept: boolean): void {
+  followUp('acceptOpen', socketId, () => native.acceptOpen(socketId, accept));
 }
 
 type EventHandler = 'handleTextMessage' | 'handleBinaryMessage' | 'handleClose';
@@ -856,11 +861,7 @@ function release(socketId: number): void {
 function failed(socketId: number, name: Delivered, err: unknown): void {
   logHandlerError(name, socketId, err);
   if (!delivery.ordered || name === 'handleClose') return;
-  try {
-    native.close(socketId, 1011, `${name} failed`);
-  } catch (closeErr) {
-    log(LogLevel.Error, `close failed for socket ${socketId}: ${errorText(closeErr)}`, socketId);
-  }
+  followUp('close', socketId, () => native.close(socketId, 1011, `${name} failed`));
 }
 
 const sink: BatchSink = {
@@ -904,13 +905,7 @@ const sink: BatchSink = {
   },
   catchUp(socketId) {
     // In ordered mode this waits for the socket's pending handler promises, like its events.
-    deliver(socketId, 'caughtUp', () => {
-      try {
-        native.caughtUp(socketId);
-      } catch (err) {
-        log(LogLevel.Error, `caughtUp failed for socket ${socketId}: ${errorText(err)}`, socketId);
-      }
-    });
+    deliver(socketId, 'caughtUp', () => followUp('caughtUp', socketId, () => native.caughtUp(socketId)));
   },
 };
 
