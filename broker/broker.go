@@ -21,6 +21,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
 // Options configures a Broker. Limits are per listener: see Listen.
@@ -178,7 +179,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 					Msg("connection limit reached; refusing upgrades with 503 (logged at most every 10 s)")
 			}
 		}
-		c.parser.max = l.lim.MaxPayload
+		c.parser.Max = l.lim.MaxPayload
 		c.pl = b.pollerFor()
 		b.allMu.Lock()
 		b.all[c] = struct{}{}
@@ -302,8 +303,8 @@ func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) {
 	}
 	op := opFor(text)
 	var f []byte
-	if c.deflate != 0 && len(data) >= compressMin && c.deflate&deflateTakeover == 0 {
-		f = compressedFrame(op, data, c.deflate, nil)
+	if c.deflate != 0 && len(data) >= wsproto.CompressMin && c.deflate&wsproto.DeflateTakeover == 0 {
+		f = wsproto.CompressedFrame(op, data, c.deflate, nil)
 	}
 	c.queueFrame(f, op, data, k) // f nil: data is encoded (or compressed with c's context) into c's queue
 	b.counters.messagesOut.Add(1)
@@ -320,8 +321,8 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 	if code != 1000 && code != 1011 && (code < 3000 || code > 4999) {
 		return false, fmt.Errorf("invalid close code %d: it must be 1000, 1011 or in the range 3000 to 4999", code)
 	}
-	if len(reason) > maxCloseReason {
-		return false, fmt.Errorf("close reason too long: %d bytes, at most %d bytes of UTF-8 are allowed", len(reason), maxCloseReason)
+	if len(reason) > wsproto.MaxCloseReason {
+		return false, fmt.Errorf("close reason too long: %d bytes, at most %d bytes of UTF-8 are allowed", len(reason), wsproto.MaxCloseReason)
 	}
 	if !utf8.Valid(reason) {
 		return false, errors.New("invalid close reason: it must be valid UTF-8")
@@ -361,23 +362,23 @@ func (b *Broker) sendToChannel(channel, data []byte, text bool, except uint64, k
 	}
 	op := opFor(text)
 	var plain []byte
-	var packed [maxWindowBits + 1][]byte // by window bits, compressed on first need
-	var useless uint16                   // window bits for which compressing did not make it smaller
-	compress := len(data) >= compressMin
+	var packed [wsproto.MaxWindowBits + 1][]byte // by window bits, compressed on first need
+	var useless uint16                           // window bits for which compressing did not make it smaller
+	compress := len(data) >= wsproto.CompressMin
 	sent := 0
 	for c := range set {
 		if c.id == except {
 			continue
 		}
 		if c.deflate != 0 && compress {
-			if c.deflate&deflateTakeover != 0 {
+			if c.deflate&wsproto.DeflateTakeover != 0 {
 				c.queueFrame(nil, op, data, k) // compressed with c's own context
 				sent++
 				continue
 			}
 			bits := c.deflate
 			if packed[bits] == nil && useless&(1<<bits) == 0 {
-				if packed[bits] = compressedFrame(op, data, bits, nil); packed[bits] == nil {
+				if packed[bits] = wsproto.CompressedFrame(op, data, bits, nil); packed[bits] == nil {
 					useless |= 1 << bits
 				}
 			}
@@ -388,7 +389,7 @@ func (b *Broker) sendToChannel(channel, data []byte, text bool, except uint64, k
 			}
 		}
 		if plain == nil {
-			plain = encodeFrame(op, data)
+			plain = wsproto.EncodeFrame(op, data)
 		}
 		c.enqueueCorked(plain, k)
 		sent++
