@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net"
-	"net/http"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -55,15 +54,14 @@ type Broker struct {
 	writeCalls atomic.Uint64 // write syscalls made (tests check coalescing with it)
 	counters   counters
 
-	life           sync.Mutex    // serialises Listen and Close
-	stop           chan struct{} // closed by Close; replaced after it
-	lmu            sync.Mutex
-	listeners      []*listener
-	metricsServers []*http.Server
-	acceptWG       sync.WaitGroup
-	allMu          sync.Mutex
-	all            map[*Conn]struct{} // every connection not ended yet
-	connWG         sync.WaitGroup
+	life      sync.Mutex    // serialises Listen and Close
+	stop      chan struct{} // closed by Close; replaced after it
+	lmu       sync.Mutex
+	listeners []*listener
+	acceptWG  sync.WaitGroup
+	allMu     sync.Mutex
+	all       map[*Conn]struct{} // every connection not ended yet
+	connWG    sync.WaitGroup
 
 	epoch    time.Time // the origin of clock
 	pollOnce sync.Once
@@ -212,7 +210,7 @@ func (b *Broker) connDone(c *Conn, r any) {
 // clock is the monotonic time since the broker was created: a connection's timers in 8 bytes.
 func (b *Broker) clock() time.Duration { return time.Since(b.epoch) }
 
-// Close stops every listener and metrics server, closes every connection with close code 1001
+// Close stops every listener, closes every connection with close code 1001
 // and returns when every Close event has been delivered. Pending opens are refused with 503. Close frames go out at
 // once, even to connections whose reader is blocked in a Handler call; Close waits for such calls
 // to return (and for peers to answer, at most the drain timeout, 5 s). The Broker may be used
@@ -221,14 +219,11 @@ func (b *Broker) Close() {
 	b.life.Lock()
 	defer b.life.Unlock()
 	b.lmu.Lock()
-	lns, servers := b.listeners, b.metricsServers
-	b.listeners, b.metricsServers = nil, nil
+	lns := b.listeners
+	b.listeners = nil
 	b.lmu.Unlock()
 	for _, l := range lns {
 		l.ln.Close()
-	}
-	for _, srv := range servers {
-		srv.Close()
 	}
 	b.acceptWG.Wait()
 

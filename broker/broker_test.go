@@ -1075,46 +1075,6 @@ func TestStats(t *testing.T) {
 	}
 }
 
-func TestServeMetrics(t *testing.T) {
-	rec := newRecorder()
-	b, addr := start(t, rec, Limits{})
-	maddr, stop, err := b.ServeMetrics("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := dialOpen(t, rec, addr)
-	write(t, c, websocket.MessageText, []byte("hello"))
-	await(t, rec.msgs, "text")
-	c.Close(4001, "bye")
-	await(t, rec.closes, "close")
-	resp, err := http.Get("http://" + maddr.String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		"wsbroker_connections 0",
-		"wsbroker_connections_accepted_total 1",
-		"wsbroker_messages_received_total 1",
-		"wsbroker_received_bytes_total 5",
-		`wsbroker_connections_closed_total{code="4001"} 1`,
-	} {
-		if !strings.Contains(string(body), want+"\n") {
-			t.Fatalf("no %q in\n%s", want, body)
-		}
-	}
-	if _, _, err := b.ServeMetrics(maddr.String()); err == nil || !strings.Contains(err.Error(), maddr.String()) {
-		t.Fatalf("a taken address: %v", err)
-	}
-	stop() // frees the address at once, without Close
-	ln, err := net.Listen("tcp", maddr.String())
-	if err != nil {
-		t.Fatalf("after stop: %v", err)
-	}
-	ln.Close()
-}
-
 func TestCorkedSend(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})

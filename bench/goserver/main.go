@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/brokermetrics"
 )
 
 // app implements broker.Handler with the benchmark protocol.
@@ -63,7 +64,7 @@ func (a *app) Text(c *broker.Conn, data []byte) {
 			a.b.SendToChannel(ch, payload, true, 0)
 		}
 	case 'm':
-		m := broker.ReadGoMemory()
+		m := brokermetrics.ReadGoMemory()
 		js, _ := json.Marshal(map[string]uint64{"goHeap": m.HeapBytes, "goStacks": m.StackBytes,
 			"goMapped": m.MappedBytes, "goroutines": m.Goroutines})
 		a.b.Send(c.ID(), js, true)
