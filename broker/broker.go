@@ -5,27 +5,29 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"net"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
-	"github.com/rs/zerolog"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
 // Options configures a Broker. Limits are per listener: see Listen.
 type Options struct {
-	Logger zerolog.Logger // where the broker logs
+	// Logger is where the broker logs: connection events at debug, refusals and failures at warn,
+	// recovered panics at error. Nil discards.
+	Logger *slog.Logger
 }
 
 // listener is one Listen call: its socket, its limits and its connection count.
@@ -39,7 +41,7 @@ type listener struct {
 // Broker accepts WebSocket connections on any number of listeners and routes frames to them.
 type Broker struct {
 	h   Handler
-	log zerolog.Logger
+	log *slog.Logger
 
 	// Timeouts; fields so that tests can shorten them.
 	drainTimeout   time.Duration // for a peer to read our close frame and close its side
@@ -73,7 +75,7 @@ type Broker struct {
 func New(h Handler, opts Options) *Broker {
 	b := &Broker{
 		h:              h,
-		log:            opts.Logger,
+		log:            cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
 		drainTimeout:   5 * time.Second,
 		catchUpTimeout: CatchUpTimeout,
 		lingerTimeout:  2 * time.Second,
@@ -127,7 +129,7 @@ func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 		b.lmu.Unlock()
 		b.acceptWG.Add(1)
 		go b.acceptLoop(l, b.stop)
-		b.log.Debug().Stringer("addr", ln.Addr()).Msg("listening")
+		b.logAt(slog.LevelDebug, "listening", slog.Any("addr", ln.Addr()))
 		bound[i] = ln.Addr()
 	}
 	return bound, nil
@@ -144,7 +146,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			}
 			// EMFILE and the like: wait and retry.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			b.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+			b.logAt(slog.LevelWarn, "accept failed", slog.Any("error", err), slog.Duration("retry_in", delay))
 			select {
 			case <-time.After(delay):
 			case <-stop:
@@ -173,8 +175,8 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			c.counted, c.busy = false, true
 			now, last := time.Now().UnixNano(), l.lastBusy.Load()
 			if now-last > int64(10*time.Second) && l.lastBusy.CompareAndSwap(last, now) {
-				b.log.Warn().Stringer("addr", l.ln.Addr()).Int("max_connections", l.lim.MaxConnections).
-					Msg("connection limit reached; refusing upgrades with 503 (logged at most every 10 s)")
+				b.logAt(slog.LevelWarn, "connection limit reached; refusing upgrades with 503 (logged at most every 10 s)",
+					slog.Any("addr", l.ln.Addr()), slog.Int("max_connections", l.lim.MaxConnections))
 			}
 		}
 		c.parser.Max = l.lim.MaxPayload
@@ -192,7 +194,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 func (b *Broker) connDone(c *Conn, r any) {
 	if r != nil {
 		// A bug in the broker: never take the process down for it.
-		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("connection goroutine panicked")
+		b.logPanic(c, "connection goroutine panicked", r)
 		c.closeSocket()
 		if c.verdict.Load() == verdictAccepted && !c.finished {
 			c.finish()
@@ -407,7 +409,7 @@ func (b *Broker) flusherFor(c *Conn) *flusher { return b.flushers[c.id%uint64(le
 func (b *Broker) callOpen(c *Conn, req *Request) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.Open panicked; rejecting")
+			b.logPanic(c, "Handler.Open panicked; rejecting", r)
 			b.Accept(c.id, false)
 		}
 	}()
@@ -426,7 +428,7 @@ func (b *Broker) callBinary(c *Conn, p []byte) {
 
 func (b *Broker) recoverMessage(c *Conn) {
 	if r := recover(); r != nil {
-		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler panicked; closing with 1011")
+		b.logPanic(c, "Handler panicked; closing with 1011", r)
 		c.closeWith(ws.StatusInternalServerError, nil)
 	}
 }
@@ -436,7 +438,7 @@ func (b *Broker) recoverMessage(c *Conn) {
 func (b *Broker) callCatchUp(h CatchUpHandler, c *Conn) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.CatchUp panicked")
+			b.logPanic(c, "Handler.CatchUp panicked", r)
 			c.caughtUp()
 		}
 	}()
@@ -446,7 +448,7 @@ func (b *Broker) callCatchUp(h CatchUpHandler, c *Conn) {
 func (b *Broker) callClose(c *Conn) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.Close panicked")
+			b.logPanic(c, "Handler.Close panicked", r)
 		}
 	}()
 	b.h.Close(c)

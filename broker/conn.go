@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -168,7 +169,7 @@ func (c *Conn) serve() {
 	if c.busy {
 		// Answered once the request is in, not before: an HTTP client that gets a response
 		// before it has sent its request (Go's net/http) treats it as a broken connection.
-		c.b.log.Debug().Stringer("peer", c.nc.RemoteAddr()).Msg("too many connections; refused with 503")
+		c.b.logAt(slog.LevelDebug, "too many connections; refused with 503", slog.Any("peer", c.nc.RemoteAddr()))
 		c.refuse(errBusy)
 		return
 	}
@@ -197,7 +198,7 @@ func (c *Conn) handshake() (*wsproto.UpgradeRequest, bool) {
 				c.refuse(errPlainHTTP)
 				return nil, false
 			}
-			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("TLS handshake failed")
+			b.logAt(slog.LevelDebug, "TLS handshake failed", slog.Any("error", err), slog.Any("peer", c.nc.RemoteAddr()))
 			c.nc.Close()
 			return nil, false
 		}
@@ -237,7 +238,7 @@ func (c *Conn) handshake() (*wsproto.UpgradeRequest, bool) {
 		}
 		if err != nil {
 			giveBack()
-			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("handshake not completed")
+			b.logAt(slog.LevelDebug, "handshake not completed", slog.Any("error", err), slog.Any("peer", c.nc.RemoteAddr()))
 			c.nc.Close()
 			return nil, false
 		}
@@ -251,7 +252,7 @@ func (c *Conn) handshake() (*wsproto.UpgradeRequest, bool) {
 	}
 	giveBack()
 	if herr != nil {
-		b.log.Debug().Int("status", herr.Status).Stringer("peer", c.nc.RemoteAddr()).Msg("upgrade refused")
+		b.logAt(slog.LevelDebug, "upgrade refused", slog.Int("status", herr.Status), slog.Any("peer", c.nc.RemoteAddr()))
 		c.refuse(herr)
 		return nil, false
 	}
@@ -354,7 +355,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 	req := &Request{IP: peerIP(c.nc), URL: up.URL, Headers: up.Headers}
 	b.callOpen(c, req)
 	// After Open: a Handler that pins the socket to a worker (the bridge does) is named in it.
-	b.log.Debug().EmbedObject(c).Str("ip", req.IP).Str("url", req.URL).Msg("open")
+	c.logAt(slog.LevelDebug, "open", slog.String("ip", req.IP), slog.String("url", req.URL))
 
 	c.wmu.Lock()
 	if c.verdict.Load() == verdictPending { // else Accept came during Open
@@ -370,7 +371,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 // openTimedOut refuses c with 503 if its verdict has not come within OpenTimeout.
 func (c *Conn) openTimedOut() {
 	if c.refusePending(errOpenTimeout) {
-		c.b.log.Warn().EmbedObject(c).Dur("open_timeout", c.l.lim.OpenTimeout).Msg("no verdict on the upgrade in time; refused with 503")
+		c.logAt(slog.LevelWarn, "no verdict on the upgrade in time; refused with 503", slog.Duration("open_timeout", c.l.lim.OpenTimeout))
 	}
 }
 
@@ -400,7 +401,7 @@ func (c *Conn) refusePending(e *wsproto.HTTPError) bool {
 
 // reject answers a connection that Accept rejected with 403 and ends it.
 func (c *Conn) reject() {
-	c.b.log.Debug().EmbedObject(c).Msg("rejected")
+	c.logAt(slog.LevelDebug, "rejected")
 	c.refuse(errRejected)
 	c.b.connDone(c, nil)
 }
@@ -504,11 +505,11 @@ func (c *Conn) readLoop() {
 					continue // not due yet, or the catch-up's time ran out and its close frame went out
 				}
 			}
-			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
+			c.logAt(slog.LevelDebug, "read ended", slog.Any("error", err))
 			return
 		}
 		if rerr != nil {
-			c.b.log.Debug().EmbedObject(c).Err(rerr).Msg("read failed")
+			c.logAt(slog.LevelDebug, "read failed", slog.Any("error", rerr))
 			return
 		}
 		if n <= 0 {
@@ -554,7 +555,7 @@ func (c *Conn) idleTimedOut() {
 		c.enqueue(wsproto.PingFrame)
 		return
 	}
-	c.b.log.Debug().EmbedObject(c).Dur("idle_timeout", c.l.lim.IdleTimeout).Msg("idle: no answer to the ping; closing with 1001")
+	c.logAt(slog.LevelDebug, "idle: no answer to the ping; closing with 1001", slog.Duration("idle_timeout", c.l.lim.IdleTimeout))
 	c.closeWith(ws.StatusGoingAway, nil) // wakes a polled c: its next turn drains
 }
 
@@ -571,7 +572,7 @@ func (c *Conn) process(data []byte, sink *connSink) bool {
 	code, stop := c.parser.Feed(data, sink)
 	c.b.h.ReadDone(c)
 	if code != 0 {
-		c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("protocol error")
+		c.logAt(slog.LevelDebug, "protocol error", slog.Int("code", int(code)))
 		c.closeAfterCatchUp(code, nil)
 		return true
 	}
@@ -630,8 +631,8 @@ func (c *Conn) drainPassed(now time.Duration) (time.Duration, bool) {
 		return at, false
 	}
 	if waiting && c.caughtUp() {
-		c.b.log.Warn().EmbedObject(c).Dur("catch_up_timeout", c.b.catchUpTimeout).
-			Msg("the handler did not catch up with the messages before the close in time; closing without them")
+		c.logAt(slog.LevelWarn, "the handler did not catch up with the messages before the close in time; closing without them",
+			slog.Duration("catch_up_timeout", c.b.catchUpTimeout))
 		c.wmu.Lock()
 		at = c.drainAt
 		c.wmu.Unlock()
@@ -769,7 +770,7 @@ func (c *Conn) finish() {
 	code, _ := c.CloseCause()
 	c.b.counters.open.Add(-1)
 	c.b.counters.closedWith(code)
-	c.b.log.Debug().EmbedObject(c).Msg("close")
+	c.logAt(slog.LevelDebug, "close")
 	c.b.callClose(c)
 }
 
@@ -815,6 +816,6 @@ func (s *connSink) Close(p []byte) {
 	if len(p) >= 2 {
 		code, reason = ws.StatusCode(binary.BigEndian.Uint16(p)), p[2:]
 	}
-	c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("close frame received")
+	c.logAt(slog.LevelDebug, "close frame received", slog.Int("code", int(code)))
 	c.closeAfterCatchUp(code, reason) // echo the peer's code
 }

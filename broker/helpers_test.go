@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
-	"github.com/rs/zerolog"
 	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
@@ -114,11 +114,12 @@ func await(t *testing.T, ch chan event, what string) event {
 	}
 }
 
-func testLogger() zerolog.Logger {
+// testLogger writes the broker's lines to stderr with BROKER_DEBUG set, else discards them.
+func testLogger() *slog.Logger {
 	if os.Getenv("BROKER_DEBUG") != "" {
-		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return zerolog.Nop()
+	return nil
 }
 
 // start returns a Broker listening on a loopback port; it is closed when the test ends.

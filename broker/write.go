@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"log/slog"
 	"math/bits"
 	"os"
 	"runtime"
@@ -63,8 +64,8 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
 		sched = c.closeLocked(wsproto.CloseFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(k)
 		c.wmu.Unlock()
-		c.b.log.Info().EmbedObject(c).Int("max_backpressure", c.l.lim.MaxBackpressure).
-			Msg("the client does not read fast enough: queue dropped, closing with 1008")
+		c.logAt(slog.LevelInfo, "the client does not read fast enough: queue dropped, closing with 1008",
+			slog.Int("max_backpressure", c.l.lim.MaxBackpressure))
 	} else {
 		if frame == nil && c.deflate&wsproto.DeflateTakeover != 0 && len(data) >= wsproto.CompressMin {
 			if frame = c.history.Frame(op, data); frame != nil { // under wmu, in queue order
@@ -299,7 +300,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		c.wdead = true
 		c.dropLocked()
 		c.wmu.Unlock()
-		c.b.log.Debug().EmbedObject(c).Err(err).Msg("write failed, closing connection")
+		c.logAt(slog.LevelDebug, "write failed, closing connection", slog.Any("error", err))
 		// Shutting the read side ends the reader (goroutine or poller, which reads EOF), and it
 		// delivers Close; closing the socket here would leave a poller unaware.
 		c.nc.CloseRead()

@@ -12,11 +12,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/rs/zerolog"
 
 	"github.com/wsbroker/wsbroker/broker"
 	"github.com/wsbroker/wsbroker/brokermetrics"
@@ -82,7 +81,7 @@ func main() {
 	certFile := flag.String("tls-cert", "", "serve wss:// with this PEM certificate (and -tls-key)")
 	keyFile := flag.String("tls-key", "", "the PEM key of -tls-cert")
 	flag.Parse()
-	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a := &app{}
 	a.b = broker.New(a, broker.Options{Logger: log})
 	lim := broker.DefaultLimits()

@@ -25,6 +25,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -56,7 +57,7 @@ func init() {
 	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	workers = newPool(deliverToC, answerUnwanted, func() corker { return brk.NewCork() })
-	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
+	brk = broker.New(bridge{workers}, broker.Options{Logger: slog.New(zerologHandler{l: logger})})
 }
 
 // answerUnwanted answers an event of socket id that its worker has no handler for: an open is
