@@ -1,7 +1,3 @@
-// Package broker is the Go core of WSBroker: it accepts WebSocket connections (its own upgrade
-// parser and connection layer, github.com/gobwas/ws as the frame codec), keeps the socket
-// registry, the channel table and the tokens, and reports every connection's events to a Handler.
-// Every method is safe for concurrent use.
 package broker
 
 import (
