@@ -30,10 +30,10 @@ build: deps
 	npm run build
 
 lint:
-	@bad=$$(go tool goimports -l broker cmd bench); if [ -n "$$bad" ]; then echo "not goimports-formatted (gofmt, and imports grouped): $$bad"; exit 1; fi
+	@bad=$$(go tool goimports -l broker brokermetrics internal cmd bench); if [ -n "$$bad" ]; then echo "not goimports-formatted (gofmt, and imports grouped): $$bad"; exit 1; fi
 	go vet ./...
 	go tool staticcheck ./...
-	GOOS=darwin CGO_ENABLED=0 go vet ./broker/... # the broker library builds for Go users on macOS (the fallback read path)
+	GOOS=darwin CGO_ENABLED=0 go vet ./broker/... ./internal/... # the broker library builds for Go users on macOS (the fallback read path)
 
 test: build lint node-versions
 	npm test

@@ -1,31 +1,29 @@
-// Package broker is the Go core of WSBroker: it accepts WebSocket connections (its own upgrade
-// parser and connection layer, github.com/gobwas/ws as the frame codec), keeps the socket
-// registry, the channel table and the tokens, and reports every connection's events to a Handler.
-// Every method is safe for concurrent use.
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"net"
-	"net/http"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
-	"github.com/rs/zerolog"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
 // Options configures a Broker. Limits are per listener: see Listen.
 type Options struct {
-	Logger zerolog.Logger // where the broker logs
+	// Logger is where the broker logs: connection events at debug, refusals and failures at warn,
+	// recovered panics at error. Nil discards.
+	Logger *slog.Logger
 }
 
 // listener is one Listen call: its socket, its limits and its connection count.
@@ -39,7 +37,7 @@ type listener struct {
 // Broker accepts WebSocket connections on any number of listeners and routes frames to them.
 type Broker struct {
 	h   Handler
-	log zerolog.Logger
+	log *slog.Logger
 
 	// Timeouts; fields so that tests can shorten them.
 	drainTimeout   time.Duration // for a peer to read our close frame and close its side
@@ -54,15 +52,14 @@ type Broker struct {
 	writeCalls atomic.Uint64 // write syscalls made (tests check coalescing with it)
 	counters   counters
 
-	life           sync.Mutex    // serialises Listen and Close
-	stop           chan struct{} // closed by Close; replaced after it
-	lmu            sync.Mutex
-	listeners      []*listener
-	metricsServers []*http.Server
-	acceptWG       sync.WaitGroup
-	allMu          sync.Mutex
-	all            map[*Conn]struct{} // every connection not ended yet
-	connWG         sync.WaitGroup
+	life      sync.Mutex    // serialises Listen and Close
+	stop      chan struct{} // closed by Close; replaced after it
+	lmu       sync.Mutex
+	listeners []*listener
+	acceptWG  sync.WaitGroup
+	allMu     sync.Mutex
+	all       map[*Conn]struct{} // every connection not ended yet
+	connWG    sync.WaitGroup
 
 	epoch    time.Time // the origin of clock
 	pollOnce sync.Once
@@ -74,7 +71,7 @@ type Broker struct {
 func New(h Handler, opts Options) *Broker {
 	b := &Broker{
 		h:              h,
-		log:            opts.Logger,
+		log:            cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
 		drainTimeout:   5 * time.Second,
 		catchUpTimeout: CatchUpTimeout,
 		lingerTimeout:  2 * time.Second,
@@ -128,7 +125,7 @@ func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 		b.lmu.Unlock()
 		b.acceptWG.Add(1)
 		go b.acceptLoop(l, b.stop)
-		b.log.Debug().Stringer("addr", ln.Addr()).Msg("listening")
+		b.logAt(slog.LevelDebug, "listening", slog.Any("addr", ln.Addr()))
 		bound[i] = ln.Addr()
 	}
 	return bound, nil
@@ -145,7 +142,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			}
 			// EMFILE and the like: wait and retry.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			b.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+			b.logAt(slog.LevelWarn, "accept failed", slog.Any("error", err), slog.Duration("retry_in", delay))
 			select {
 			case <-time.After(delay):
 			case <-stop:
@@ -174,11 +171,11 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			c.counted, c.busy = false, true
 			now, last := time.Now().UnixNano(), l.lastBusy.Load()
 			if now-last > int64(10*time.Second) && l.lastBusy.CompareAndSwap(last, now) {
-				b.log.Warn().Stringer("addr", l.ln.Addr()).Int("max_connections", l.lim.MaxConnections).
-					Msg("connection limit reached; refusing upgrades with 503 (logged at most every 10 s)")
+				b.logAt(slog.LevelWarn, "connection limit reached; refusing upgrades with 503 (logged at most every 10 s)",
+					slog.Any("addr", l.ln.Addr()), slog.Int("max_connections", l.lim.MaxConnections))
 			}
 		}
-		c.parser.max = l.lim.MaxPayload
+		c.parser.Max = l.lim.MaxPayload
 		c.pl = b.pollerFor()
 		b.allMu.Lock()
 		b.all[c] = struct{}{}
@@ -193,7 +190,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 func (b *Broker) connDone(c *Conn, r any) {
 	if r != nil {
 		// A bug in the broker: never take the process down for it.
-		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("connection goroutine panicked")
+		b.logPanic(c, "connection goroutine panicked", r)
 		c.closeSocket()
 		if c.verdict.Load() == verdictAccepted && !c.finished {
 			c.finish()
@@ -211,7 +208,7 @@ func (b *Broker) connDone(c *Conn, r any) {
 // clock is the monotonic time since the broker was created: a connection's timers in 8 bytes.
 func (b *Broker) clock() time.Duration { return time.Since(b.epoch) }
 
-// Close stops every listener and metrics server, closes every connection with close code 1001
+// Close stops every listener, closes every connection with close code 1001
 // and returns when every Close event has been delivered. Pending opens are refused with 503. Close frames go out at
 // once, even to connections whose reader is blocked in a Handler call; Close waits for such calls
 // to return (and for peers to answer, at most the drain timeout, 5 s). The Broker may be used
@@ -220,14 +217,11 @@ func (b *Broker) Close() {
 	b.life.Lock()
 	defer b.life.Unlock()
 	b.lmu.Lock()
-	lns, servers := b.listeners, b.metricsServers
-	b.listeners, b.metricsServers = nil, nil
+	lns := b.listeners
+	b.listeners = nil
 	b.lmu.Unlock()
 	for _, l := range lns {
 		l.ln.Close()
-	}
-	for _, srv := range servers {
-		srv.Close()
 	}
 	b.acceptWG.Wait()
 
@@ -302,8 +296,8 @@ func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) {
 	}
 	op := opFor(text)
 	var f []byte
-	if c.deflate != 0 && len(data) >= compressMin && c.deflate&deflateTakeover == 0 {
-		f = compressedFrame(op, data, c.deflate, nil)
+	if c.deflate != 0 && len(data) >= wsproto.CompressMin && c.deflate&wsproto.DeflateTakeover == 0 {
+		f = wsproto.CompressedFrame(op, data, c.deflate, nil)
 	}
 	c.queueFrame(f, op, data, k) // f nil: data is encoded (or compressed with c's context) into c's queue
 	b.counters.messagesOut.Add(1)
@@ -320,8 +314,8 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 	if code != 1000 && code != 1011 && (code < 3000 || code > 4999) {
 		return false, fmt.Errorf("invalid close code %d: it must be 1000, 1011 or in the range 3000 to 4999", code)
 	}
-	if len(reason) > maxCloseReason {
-		return false, fmt.Errorf("close reason too long: %d bytes, at most %d bytes of UTF-8 are allowed", len(reason), maxCloseReason)
+	if len(reason) > wsproto.MaxCloseReason {
+		return false, fmt.Errorf("close reason too long: %d bytes, at most %d bytes of UTF-8 are allowed", len(reason), wsproto.MaxCloseReason)
 	}
 	if !utf8.Valid(reason) {
 		return false, errors.New("invalid close reason: it must be valid UTF-8")
@@ -361,23 +355,23 @@ func (b *Broker) sendToChannel(channel, data []byte, text bool, except uint64, k
 	}
 	op := opFor(text)
 	var plain []byte
-	var packed [maxWindowBits + 1][]byte // by window bits, compressed on first need
-	var useless uint16                   // window bits for which compressing did not make it smaller
-	compress := len(data) >= compressMin
+	var packed [wsproto.MaxWindowBits + 1][]byte // by window bits, compressed on first need
+	var useless uint16                           // window bits for which compressing did not make it smaller
+	compress := len(data) >= wsproto.CompressMin
 	sent := 0
 	for c := range set {
 		if c.id == except {
 			continue
 		}
 		if c.deflate != 0 && compress {
-			if c.deflate&deflateTakeover != 0 {
+			if c.deflate&wsproto.DeflateTakeover != 0 {
 				c.queueFrame(nil, op, data, k) // compressed with c's own context
 				sent++
 				continue
 			}
 			bits := c.deflate
 			if packed[bits] == nil && useless&(1<<bits) == 0 {
-				if packed[bits] = compressedFrame(op, data, bits, nil); packed[bits] == nil {
+				if packed[bits] = wsproto.CompressedFrame(op, data, bits, nil); packed[bits] == nil {
 					useless |= 1 << bits
 				}
 			}
@@ -388,7 +382,7 @@ func (b *Broker) sendToChannel(channel, data []byte, text bool, except uint64, k
 			}
 		}
 		if plain == nil {
-			plain = encodeFrame(op, data)
+			plain = wsproto.EncodeFrame(op, data)
 		}
 		c.enqueueCorked(plain, k)
 		sent++
@@ -411,7 +405,7 @@ func (b *Broker) flusherFor(c *Conn) *flusher { return b.flushers[c.id%uint64(le
 func (b *Broker) callOpen(c *Conn, req *Request) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.Open panicked; rejecting")
+			b.logPanic(c, "Handler.Open panicked; rejecting", r)
 			b.Accept(c.id, false)
 		}
 	}()
@@ -430,7 +424,7 @@ func (b *Broker) callBinary(c *Conn, p []byte) {
 
 func (b *Broker) recoverMessage(c *Conn) {
 	if r := recover(); r != nil {
-		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler panicked; closing with 1011")
+		b.logPanic(c, "Handler panicked; closing with 1011", r)
 		c.closeWith(ws.StatusInternalServerError, nil)
 	}
 }
@@ -440,7 +434,7 @@ func (b *Broker) recoverMessage(c *Conn) {
 func (b *Broker) callCatchUp(h CatchUpHandler, c *Conn) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.CatchUp panicked")
+			b.logPanic(c, "Handler.CatchUp panicked", r)
 			c.caughtUp()
 		}
 	}()
@@ -450,7 +444,7 @@ func (b *Broker) callCatchUp(h CatchUpHandler, c *Conn) {
 func (b *Broker) callClose(c *Conn) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("Handler.Close panicked")
+			b.logPanic(c, "Handler.Close panicked", r)
 		}
 	}()
 	b.h.Close(c)

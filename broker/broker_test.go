@@ -18,9 +18,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
 func TestOpenRequestAndIDs(t *testing.T) {
@@ -138,7 +140,7 @@ func TestReject(t *testing.T) {
 		b.Subscribe(c.ID(), []byte("room"))
 	}
 	r := rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	e := await(t, rec.opens, "open")
 	if !b.Accept(e.id, false) {
 		t.Fatal("Accept(false) returned false")
@@ -232,8 +234,8 @@ func TestReadDoneFollowsTheMessagesOfEachRead(t *testing.T) {
 	}
 	// Messages written together are read together: those that came with the upgrade request,
 	// and three in one later write.
-	r := rawDial(t, addr, cat(frame(0x81, []byte("a")), frame(0x81, []byte("b"))))
-	r.send(cat(frame(0x81, []byte("c")), frame(0x81, []byte("d")), frame(0x81, []byte("e"))))
+	r := rawDial(t, addr, wstest.Cat(wstest.Frame(0x81, []byte("a")), wstest.Frame(0x81, []byte("b"))))
+	r.send(wstest.Cat(wstest.Frame(0x81, []byte("c")), wstest.Frame(0x81, []byte("d")), wstest.Frame(0x81, []byte("e"))))
 	for _, want := range []string{"a,b", "c,d,e"} {
 		select {
 		case seen := <-reads:
@@ -252,13 +254,13 @@ func TestFragmentedWithPing(t *testing.T) {
 	rec.onText = func(c *Conn, p []byte) { b.Send(c.ID(), p, true) }
 	rec.onBinary = func(c *Conn, p []byte) { b.Send(c.ID(), p, false) }
 	// The first frame rides in the same packet as the upgrade request.
-	r := rawDial(t, addr, frame(0x01, []byte("Hel")))
+	r := rawDial(t, addr, wstest.Frame(0x01, []byte("Hel")))
 	await(t, rec.opens, "open")
-	r.send(cat(
-		frame(0x89, []byte("ping!")),
-		frame(0x00, []byte("lo w\xc3")), // "ö" split across fragments
-		frame(0x8A, []byte("unsolicited pong")),
-		frame(0x80, []byte("\xb6rld")),
+	r.send(wstest.Cat(
+		wstest.Frame(0x89, []byte("ping!")),
+		wstest.Frame(0x00, []byte("lo w\xc3")), // "ö" split across fragments
+		wstest.Frame(0x8A, []byte("unsolicited pong")),
+		wstest.Frame(0x80, []byte("\xb6rld")),
 	))
 	h, p := r.readFrame()
 	if h.OpCode != ws.OpPong || string(p) != "ping!" || !h.Fin {
@@ -270,7 +272,7 @@ func TestFragmentedWithPing(t *testing.T) {
 	}
 
 	// A binary message in three fragments, written one byte at a time.
-	msg := cat(frame(0x02, []byte{1, 2}), frame(0x00, nil), frame(0x80, []byte{3}))
+	msg := wstest.Cat(wstest.Frame(0x02, []byte{1, 2}), wstest.Frame(0x00, nil), wstest.Frame(0x80, []byte{3}))
 	for i := range msg {
 		r.send(msg[i : i+1])
 	}
@@ -280,15 +282,15 @@ func TestFragmentedWithPing(t *testing.T) {
 	}
 	// A large fragmented message (crosses many reads).
 	big := bytes.Repeat([]byte("x"), 300000)
-	r.send(cat(frame(0x01, big[:100000]), frame(0x89, nil), frame(0x80, big[100000:])))
+	r.send(wstest.Cat(wstest.Frame(0x01, big[:100000]), wstest.Frame(0x89, nil), wstest.Frame(0x80, big[100000:])))
 	if h, _ := r.readFrame(); h.OpCode != ws.OpPong {
 		t.Fatalf("got %v", h.OpCode)
 	}
 	if h, p := r.readFrame(); h.OpCode != ws.OpText || !bytes.Equal(p, big) {
 		t.Fatalf("got %v %d bytes", h.OpCode, len(p))
 	}
-	r.send(frame(0x88, closePayload(1000, "bye")))
-	r.expectClose(closePayload(1000, ""))
+	r.send(wstest.Frame(0x88, wstest.ClosePayload(1000, "bye")))
+	r.expectClose(wstest.ClosePayload(1000, ""))
 	await(t, rec.closes, "close")
 }
 
@@ -491,8 +493,8 @@ func TestCloseExactlyOnce(t *testing.T) {
 	// Protocol error.
 	r = rawDial(t, addr, nil)
 	id3 := await(t, rec.opens, "open").id
-	r.send(frame(0x81, []byte("x"), true))
-	r.expectClose(closePayload(1002, ""))
+	r.send(wstest.Frame(0x81, []byte("x"), true))
+	r.expectClose(wstest.ClosePayload(1002, ""))
 	if e := await(t, rec.closes, "close"); e.id != id3 {
 		t.Fatalf("close of %d", e.id)
 	}
@@ -525,60 +527,60 @@ func TestProtocolErrors(t *testing.T) {
 		in   []byte
 		want []byte // close frame payload expected back
 	}{
-		{"unmasked", frame(0x81, []byte("hi"), true), closePayload(1002, "")},
-		{"rsv1", frame(0xC1, []byte("hi")), closePayload(1002, "")},
-		{"rsv2", frame(0xA1, []byte("hi")), closePayload(1002, "")},
-		{"rsv3", frame(0x91, []byte("hi")), closePayload(1002, "")},
-		{"reserved data opcode", frame(0x83, nil), closePayload(1002, "")},
-		{"reserved control opcode", frame(0x8B, nil), closePayload(1002, "")},
-		{"fragmented ping", frame(0x09, nil), closePayload(1002, "")},
-		{"ping too long", frame(0x89, make([]byte, 126)), closePayload(1002, "")},
-		{"close too long", frame(0x88, make([]byte, 126)), closePayload(1002, "")},
-		{"orphan continuation", frame(0x80, []byte("x")), closePayload(1002, "")},
-		{"data during fragments", cat(frame(0x01, []byte("a")), frame(0x81, []byte("b"))), closePayload(1002, "")},
-		{"64-bit length msb", header(0x82, 1<<63, true), closePayload(1002, "")},
-		{"invalid utf8", frame(0x81, []byte{'a', 0xff}), closePayload(1007, "")},
-		{"invalid utf8 across fragments", cat(frame(0x01, []byte{0xc3}), frame(0x80, []byte{'A'})), closePayload(1007, "")},
-		{"truncated utf8", frame(0x81, []byte{0xe2, 0x9c}), closePayload(1007, "")},
-		{"too big declared", header(0x81, 1025, true), closePayload(1009, "")},
-		{"too big 64-bit", header(0x82, 1<<40, true), closePayload(1009, "")},
-		{"too big reassembled", cat(frame(0x02, make([]byte, 1000)), header(0x80, 25, true)), closePayload(1009, "")},
-		{"close 1 byte", frame(0x88, []byte{3}), closePayload(1002, "")},
-		{"close 999", frame(0x88, closePayload(999, "")), closePayload(1002, "")},
-		{"close 1004", frame(0x88, closePayload(1004, "")), closePayload(1002, "")},
-		{"close 1005", frame(0x88, closePayload(1005, "")), closePayload(1002, "")},
-		{"close 1006", frame(0x88, closePayload(1006, "")), closePayload(1002, "")},
-		{"close 1015", frame(0x88, closePayload(1015, "")), closePayload(1002, "")},
-		{"close 2000", frame(0x88, closePayload(2000, "")), closePayload(1002, "")},
-		{"close 5000", frame(0x88, closePayload(5000, "")), closePayload(1002, "")},
-		{"close reason not utf8", frame(0x88, closePayload(1000, "\xff")), closePayload(1007, "")},
-		{"close echo 1000", frame(0x88, closePayload(1000, "bye")), closePayload(1000, "")},
-		{"close echo 1001", frame(0x88, closePayload(1001, "")), closePayload(1001, "")},
-		{"close echo 1012", frame(0x88, closePayload(1012, "")), closePayload(1012, "")},
-		{"close echo 3000", frame(0x88, closePayload(3000, "")), closePayload(3000, "")},
-		{"close echo 4999", frame(0x88, closePayload(4999, "ok ✓")), closePayload(4999, "")},
-		{"close empty", frame(0x88, nil), []byte{}},
-		{"close after message", cat(frame(0x81, []byte("ok")), frame(0x88, nil), frame(0x81, []byte("ignored"))), []byte{}},
-		{"max payload is allowed", cat(frame(0x82, make([]byte, 1024)), frame(0x88, nil)), []byte{}},
+		{"unmasked", wstest.Frame(0x81, []byte("hi"), true), wstest.ClosePayload(1002, "")},
+		{"rsv1", wstest.Frame(0xC1, []byte("hi")), wstest.ClosePayload(1002, "")},
+		{"rsv2", wstest.Frame(0xA1, []byte("hi")), wstest.ClosePayload(1002, "")},
+		{"rsv3", wstest.Frame(0x91, []byte("hi")), wstest.ClosePayload(1002, "")},
+		{"reserved data opcode", wstest.Frame(0x83, nil), wstest.ClosePayload(1002, "")},
+		{"reserved control opcode", wstest.Frame(0x8B, nil), wstest.ClosePayload(1002, "")},
+		{"fragmented ping", wstest.Frame(0x09, nil), wstest.ClosePayload(1002, "")},
+		{"ping too long", wstest.Frame(0x89, make([]byte, 126)), wstest.ClosePayload(1002, "")},
+		{"close too long", wstest.Frame(0x88, make([]byte, 126)), wstest.ClosePayload(1002, "")},
+		{"orphan continuation", wstest.Frame(0x80, []byte("x")), wstest.ClosePayload(1002, "")},
+		{"data during fragments", wstest.Cat(wstest.Frame(0x01, []byte("a")), wstest.Frame(0x81, []byte("b"))), wstest.ClosePayload(1002, "")},
+		{"64-bit length msb", wstest.Header(0x82, 1<<63, true), wstest.ClosePayload(1002, "")},
+		{"invalid utf8", wstest.Frame(0x81, []byte{'a', 0xff}), wstest.ClosePayload(1007, "")},
+		{"invalid utf8 across fragments", wstest.Cat(wstest.Frame(0x01, []byte{0xc3}), wstest.Frame(0x80, []byte{'A'})), wstest.ClosePayload(1007, "")},
+		{"truncated utf8", wstest.Frame(0x81, []byte{0xe2, 0x9c}), wstest.ClosePayload(1007, "")},
+		{"too big declared", wstest.Header(0x81, 1025, true), wstest.ClosePayload(1009, "")},
+		{"too big 64-bit", wstest.Header(0x82, 1<<40, true), wstest.ClosePayload(1009, "")},
+		{"too big reassembled", wstest.Cat(wstest.Frame(0x02, make([]byte, 1000)), wstest.Header(0x80, 25, true)), wstest.ClosePayload(1009, "")},
+		{"close 1 byte", wstest.Frame(0x88, []byte{3}), wstest.ClosePayload(1002, "")},
+		{"close 999", wstest.Frame(0x88, wstest.ClosePayload(999, "")), wstest.ClosePayload(1002, "")},
+		{"close 1004", wstest.Frame(0x88, wstest.ClosePayload(1004, "")), wstest.ClosePayload(1002, "")},
+		{"close 1005", wstest.Frame(0x88, wstest.ClosePayload(1005, "")), wstest.ClosePayload(1002, "")},
+		{"close 1006", wstest.Frame(0x88, wstest.ClosePayload(1006, "")), wstest.ClosePayload(1002, "")},
+		{"close 1015", wstest.Frame(0x88, wstest.ClosePayload(1015, "")), wstest.ClosePayload(1002, "")},
+		{"close 2000", wstest.Frame(0x88, wstest.ClosePayload(2000, "")), wstest.ClosePayload(1002, "")},
+		{"close 5000", wstest.Frame(0x88, wstest.ClosePayload(5000, "")), wstest.ClosePayload(1002, "")},
+		{"close reason not utf8", wstest.Frame(0x88, wstest.ClosePayload(1000, "\xff")), wstest.ClosePayload(1007, "")},
+		{"close echo 1000", wstest.Frame(0x88, wstest.ClosePayload(1000, "bye")), wstest.ClosePayload(1000, "")},
+		{"close echo 1001", wstest.Frame(0x88, wstest.ClosePayload(1001, "")), wstest.ClosePayload(1001, "")},
+		{"close echo 1012", wstest.Frame(0x88, wstest.ClosePayload(1012, "")), wstest.ClosePayload(1012, "")},
+		{"close echo 3000", wstest.Frame(0x88, wstest.ClosePayload(3000, "")), wstest.ClosePayload(3000, "")},
+		{"close echo 4999", wstest.Frame(0x88, wstest.ClosePayload(4999, "ok ✓")), wstest.ClosePayload(4999, "")},
+		{"close empty", wstest.Frame(0x88, nil), []byte{}},
+		{"close after message", wstest.Cat(wstest.Frame(0x81, []byte("ok")), wstest.Frame(0x88, nil), wstest.Frame(0x81, []byte("ignored"))), []byte{}},
+		{"max payload is allowed", wstest.Cat(wstest.Frame(0x82, make([]byte, 1024)), wstest.Frame(0x88, nil)), []byte{}},
 		// Invalid UTF-8 in a middle fragment, fragments cut at code point boundaries.
-		{"invalid utf8 middle fragment", cat(frame(0x01, []byte("héllo ")), frame(0x00, []byte("\xff")), frame(0x80, []byte("ok"))), closePayload(1007, "")},
+		{"invalid utf8 middle fragment", wstest.Cat(wstest.Frame(0x01, []byte("héllo ")), wstest.Frame(0x00, []byte("\xff")), wstest.Frame(0x80, []byte("ok"))), wstest.ClosePayload(1007, "")},
 		// Fail fast: the message is never finished, the close comes anyway.
-		{"invalid utf8 unfinished message", frame(0x01, []byte("ab\xc3(")), closePayload(1007, "")},
-		{"invalid utf8 mid frame", cat(header(0x81, 1000, true), maskedPrefix([]byte("\xf8"))), closePayload(1007, "")},
-		{"close between fragments", cat(frame(0x01, []byte("a")), frame(0x88, closePayload(1000, "")), frame(0x80, []byte("b"))), closePayload(1000, "")},
-		{"reserved opcode 7", frame(0x87, nil), closePayload(1002, "")},
-		{"reserved opcode 15", frame(0x8F, nil), closePayload(1002, "")},
-		{"fragmented close", frame(0x08, closePayload(1000, "")), closePayload(1002, "")},
-		{"fragmented pong", frame(0x0A, nil), closePayload(1002, "")},
-		{"pong too long", frame(0x8A, make([]byte, 126)), closePayload(1002, "")},
-		{"continuation after a whole message", cat(frame(0x81, []byte("a")), frame(0x00, []byte("b"))), closePayload(1002, "")},
-		{"unmasked in a fragmented message", cat(frame(0x01, []byte("a")), frame(0x80, []byte("b"), true)), closePayload(1002, "")},
-		{"close echo 1003", frame(0x88, closePayload(1003, "x")), closePayload(1003, "")},
-		{"close echo 1007", frame(0x88, closePayload(1007, "")), closePayload(1007, "")},
-		{"close echo 1014", frame(0x88, closePayload(1014, "")), closePayload(1014, "")},
-		{"close 2999", frame(0x88, closePayload(2999, "")), closePayload(1002, "")},
-		{"close 65535", frame(0x88, closePayload(65535, "")), closePayload(1002, "")},
-		{"close reason truncated utf8", frame(0x88, closePayload(1000, "\xe2\x82")), closePayload(1007, "")},
+		{"invalid utf8 unfinished message", wstest.Frame(0x01, []byte("ab\xc3(")), wstest.ClosePayload(1007, "")},
+		{"invalid utf8 mid frame", wstest.Cat(wstest.Header(0x81, 1000, true), wstest.MaskedPrefix([]byte("\xf8"))), wstest.ClosePayload(1007, "")},
+		{"close between fragments", wstest.Cat(wstest.Frame(0x01, []byte("a")), wstest.Frame(0x88, wstest.ClosePayload(1000, "")), wstest.Frame(0x80, []byte("b"))), wstest.ClosePayload(1000, "")},
+		{"reserved opcode 7", wstest.Frame(0x87, nil), wstest.ClosePayload(1002, "")},
+		{"reserved opcode 15", wstest.Frame(0x8F, nil), wstest.ClosePayload(1002, "")},
+		{"fragmented close", wstest.Frame(0x08, wstest.ClosePayload(1000, "")), wstest.ClosePayload(1002, "")},
+		{"fragmented pong", wstest.Frame(0x0A, nil), wstest.ClosePayload(1002, "")},
+		{"pong too long", wstest.Frame(0x8A, make([]byte, 126)), wstest.ClosePayload(1002, "")},
+		{"continuation after a whole message", wstest.Cat(wstest.Frame(0x81, []byte("a")), wstest.Frame(0x00, []byte("b"))), wstest.ClosePayload(1002, "")},
+		{"unmasked in a fragmented message", wstest.Cat(wstest.Frame(0x01, []byte("a")), wstest.Frame(0x80, []byte("b"), true)), wstest.ClosePayload(1002, "")},
+		{"close echo 1003", wstest.Frame(0x88, wstest.ClosePayload(1003, "x")), wstest.ClosePayload(1003, "")},
+		{"close echo 1007", wstest.Frame(0x88, wstest.ClosePayload(1007, "")), wstest.ClosePayload(1007, "")},
+		{"close echo 1014", wstest.Frame(0x88, wstest.ClosePayload(1014, "")), wstest.ClosePayload(1014, "")},
+		{"close 2999", wstest.Frame(0x88, wstest.ClosePayload(2999, "")), wstest.ClosePayload(1002, "")},
+		{"close 65535", wstest.Frame(0x88, wstest.ClosePayload(65535, "")), wstest.ClosePayload(1002, "")},
+		{"close reason truncated utf8", wstest.Frame(0x88, wstest.ClosePayload(1000, "\xe2\x82")), wstest.ClosePayload(1007, "")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -594,7 +596,7 @@ func TestProtocolErrors(t *testing.T) {
 				if e.id == id && string(e.data) == "ignored" {
 					t.Fatal("message after the close frame delivered")
 				}
-				if e.text && !utf8Valid(e.data) {
+				if e.text && !utf8.Valid(e.data) {
 					t.Fatal("invalid UTF-8 delivered")
 				}
 			}
@@ -625,7 +627,7 @@ func TestBrokerClose(t *testing.T) {
 	}
 	// One socket in the middle of its Open.
 	r := rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/pending")))
+	r.send([]byte(wstest.UpgradeRequest("/pending")))
 	pendingID := await(t, rec.opens, "open").id
 	pendingStatus := make(chan int, 1)
 	go func() { // reads the refusal while Close runs, as a client would
@@ -689,7 +691,7 @@ func TestBrokerClose(t *testing.T) {
 func TestHandshakeErrors(t *testing.T) {
 	rec := newRecorder()
 	_, addr := start(t, rec, Limits{HandshakeTimeout: 300 * time.Millisecond})
-	good := "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + testKey + "\r\n"
+	good := "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + wstest.Key + "\r\n"
 	cases := []struct {
 		name   string
 		req    string
@@ -702,7 +704,7 @@ func TestHandshakeErrors(t *testing.T) {
 		{"no version", "GET / HTTP/1.1\r\n" + good + "\r\n", 426, "Sec-Websocket-Version"},
 		{"bad key", "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: abc\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
 		{"no key", "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
-		{"connection keep-alive", "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Key: " + testKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
+		{"connection keep-alive", "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Key: " + wstest.Key + "\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
 		{"HTTP/1.0", "GET / HTTP/1.0\r\n" + good + "Sec-WebSocket-Version: 13\r\n\r\n", 400, ""},
 		{"garbage", "hello\r\n\r\n", 400, ""},
 		{"bad header line", "GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400, ""},
@@ -936,7 +938,7 @@ func TestUnansweredOpenIsRefusedWith503(t *testing.T) {
 	rec.onOpen = func(c *Conn, req *Request) {} // never gives a verdict
 	_, addr := start(t, rec, Limits{OpenTimeout: 200 * time.Millisecond})
 	r := rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	resp := r.response()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 503 {
@@ -1025,7 +1027,7 @@ func TestSubprotocols(t *testing.T) {
 		{"", ""},
 	} {
 		r := rawConnect(t, addr)
-		req := upgradeRequestText("/")
+		req := wstest.UpgradeRequest("/")
 		if tc.offered != "" {
 			req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Protocol: "+tc.offered+"\r\n\r\n", 1)
 		}
@@ -1073,46 +1075,6 @@ func TestStats(t *testing.T) {
 	}
 }
 
-func TestServeMetrics(t *testing.T) {
-	rec := newRecorder()
-	b, addr := start(t, rec, Limits{})
-	maddr, stop, err := b.ServeMetrics("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := dialOpen(t, rec, addr)
-	write(t, c, websocket.MessageText, []byte("hello"))
-	await(t, rec.msgs, "text")
-	c.Close(4001, "bye")
-	await(t, rec.closes, "close")
-	resp, err := http.Get("http://" + maddr.String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		"wsbroker_connections 0",
-		"wsbroker_connections_accepted_total 1",
-		"wsbroker_messages_received_total 1",
-		"wsbroker_received_bytes_total 5",
-		`wsbroker_connections_closed_total{code="4001"} 1`,
-	} {
-		if !strings.Contains(string(body), want+"\n") {
-			t.Fatalf("no %q in\n%s", want, body)
-		}
-	}
-	if _, _, err := b.ServeMetrics(maddr.String()); err == nil || !strings.Contains(err.Error(), maddr.String()) {
-		t.Fatalf("a taken address: %v", err)
-	}
-	stop() // frees the address at once, without Close
-	ln, err := net.Listen("tcp", maddr.String())
-	if err != nil {
-		t.Fatalf("after stop: %v", err)
-	}
-	ln.Close()
-}
-
 func TestCorkedSend(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
@@ -1145,7 +1107,7 @@ func TestCorkedAccept(t *testing.T) {
 	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {} // the verdict comes below
 	r := rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	id := await(t, rec.opens, "open").id
 
 	// A verdict given in a batch: the response waits with the batch's sends, and goes with them.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
 // lateEchoer is a CatchUpHandler that, like the bridge, handles messages later: it keeps them
@@ -65,10 +66,10 @@ func TestCloseWaitsForTheHandlerToCatchUp(t *testing.T) {
 			causeCode uint16
 			reason    string
 		}{
-			{"protocol error", frame(0x83, nil), closePayload(1002, ""), 1002, ""},
-			{"invalid UTF-8", frame(0x81, []byte{0xff}), closePayload(1007, ""), 1007, ""},
-			{"close frame", frame(0x88, closePayload(4000, "bye")), closePayload(4000, ""), 4000, "bye"},
-			{"empty close frame", frame(0x88, nil), nil, 1005, ""},
+			{"protocol error", wstest.Frame(0x83, nil), wstest.ClosePayload(1002, ""), 1002, ""},
+			{"invalid UTF-8", wstest.Frame(0x81, []byte{0xff}), wstest.ClosePayload(1007, ""), 1007, ""},
+			{"close frame", wstest.Frame(0x88, wstest.ClosePayload(4000, "bye")), wstest.ClosePayload(4000, ""), 4000, "bye"},
+			{"empty close frame", wstest.Frame(0x88, nil), nil, 1005, ""},
 		} {
 			t.Run(rd.name+"/"+tc.name, func(t *testing.T) {
 				h := newLateEchoer()
@@ -79,7 +80,7 @@ func TestCloseWaitsForTheHandlerToCatchUp(t *testing.T) {
 					if polled := e.c.pl != nil; polled != (rd.name == "polled") {
 						t.Fatalf("polled: %v", polled)
 					}
-					r.send(cat(frame(0x81, []byte("first")), frame(0x81, []byte("second")), tc.last, frame(0x81, []byte("after"))))
+					r.send(wstest.Cat(wstest.Frame(0x81, []byte("first")), wstest.Frame(0x81, []byte("second")), tc.last, wstest.Frame(0x81, []byte("after"))))
 					for _, want := range []string{"first", "second"} {
 						if hd, p := r.readFrame(); hd.OpCode != ws.OpText || string(p) != want {
 							t.Fatalf("round %d: got %v %q, want the echo %q before the close", i, hd.OpCode, p, want)
@@ -112,7 +113,7 @@ func TestCloseGoesOutWhenTheHandlerDoesNotCatchUp(t *testing.T) {
 			b, addr := startHandler(t, h, h.recorder, Limits{}, configure...)
 			r := rawDial(t, addr, nil)
 			await(t, h.opens, "open")
-			r.send(cat(frame(0x81, []byte("m")), frame(0x83, nil)))
+			r.send(wstest.Cat(wstest.Frame(0x81, []byte("m")), wstest.Frame(0x83, nil)))
 			e := await(t, h.catchUps, "CatchUp")
 			asked := time.Now()
 			// Until the close frame goes out, what the handler sends still reaches the client.
@@ -120,7 +121,7 @@ func TestCloseGoesOutWhenTheHandlerDoesNotCatchUp(t *testing.T) {
 			if hd, p := r.readFrame(); hd.OpCode != ws.OpText || string(p) != "late echo" {
 				t.Fatalf("got %v %q", hd.OpCode, p)
 			}
-			r.expectClose(closePayload(1002, ""))
+			r.expectClose(wstest.ClosePayload(1002, ""))
 			if waited := time.Since(asked); waited < timeout-20*time.Millisecond {
 				t.Fatalf("the close frame came %v after CatchUp, before the %v catch-up timeout", waited, timeout)
 			}

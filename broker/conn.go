@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
 // Connection phases (Conn.phase, under wmu).
@@ -77,19 +79,19 @@ type Conn struct {
 	trim           bool   // backpressure: whoever owns out drops it but for a partly written frame
 	causeCode      uint16 // why the connection ends (CloseCause); 0 while unknown
 	causeReason    []byte
-	queue          [][]byte      // frames waiting for a writer
-	out            [][]byte      // frames being written (owned by whoever has writing set)
-	qbuf           *[]byte       // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
-	obuf           *[]byte       // c's own frame buffer in out, pooled again once out is written
-	cork           *Cork         // scheduled, and written by this cork's Flush
-	pending        int           // bytes in queue and out, plus frameOverhead per frame
-	drainAt        time.Duration // the drain deadline on the broker's clock (Broker.clock); 0: none
-	history        *[]byte       // deflateTakeover: the last bytes sent compressed (contextFrameLocked)
+	queue          [][]byte        // frames waiting for a writer
+	out            [][]byte        // frames being written (owned by whoever has writing set)
+	qbuf           *[]byte         // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
+	obuf           *[]byte         // c's own frame buffer in out, pooled again once out is written
+	cork           *Cork           // scheduled, and written by this cork's Flush
+	pending        int             // bytes in queue and out, plus frameOverhead per frame
+	drainAt        time.Duration   // the drain deadline on the broker's clock (Broker.clock); 0: none
+	history        wsproto.History // wsproto.DeflateTakeover: what was sent compressed lately
 
 	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
 	subMu sync.Mutex
 	dead  bool // unregistered: subscribing is refused
-	// deflate: permessage-deflate as negotiated (deflateTakeover); set before Open, never changed,
+	// deflate: permessage-deflate as negotiated (wsproto.DeflateTakeover); set before Open, never changed,
 	// read without a lock. (Here, where it fills a gap the bool above leaves: every byte counts
 	// for an idle connection.)
 	deflate uint8
@@ -106,7 +108,7 @@ type Conn struct {
 
 	// Whoever reads c (its goroutine, or the reader holding it).
 	pre      []byte // bytes that followed the upgrade request in the same read
-	parser   frameParser
+	parser   wsproto.Parser
 	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
 	slot     uint32        // polled: c's slot in its poller
 	polled   bool          // registered with the poller
@@ -167,7 +169,7 @@ func (c *Conn) serve() {
 	if c.busy {
 		// Answered once the request is in, not before: an HTTP client that gets a response
 		// before it has sent its request (Go's net/http) treats it as a broken connection.
-		c.b.log.Debug().Stringer("peer", c.nc.RemoteAddr()).Msg("too many connections; refused with 503")
+		c.b.logAt(slog.LevelDebug, "too many connections; refused with 503", slog.Any("peer", c.nc.RemoteAddr()))
 		c.refuse(errBusy)
 		return
 	}
@@ -175,7 +177,7 @@ func (c *Conn) serve() {
 }
 
 // handshake reads and checks the upgrade request. On failure it has answered and closed.
-func (c *Conn) handshake() (*upgradeRequest, bool) {
+func (c *Conn) handshake() (*wsproto.UpgradeRequest, bool) {
 	b := c.b
 	lim := &c.l.lim
 	c.nc.SetDeadline(time.Now().Add(lim.HandshakeTimeout))
@@ -196,12 +198,12 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 				c.refuse(errPlainHTTP)
 				return nil, false
 			}
-			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("TLS handshake failed")
+			b.logAt(slog.LevelDebug, "TLS handshake failed", slog.Any("error", err), slog.Any("peer", c.nc.RemoteAddr()))
 			c.nc.Close()
 			return nil, false
 		}
 	}
-	limit := lim.MaxHeaderBytes + len(crlfcrlf) // the head and its terminator
+	limit := lim.MaxHeaderBytes + len(wsproto.EndOfHead) // the head and its terminator
 	bufp := readPool.Get().(*[]byte)
 	buf := *bufp
 	giveBack := func() {
@@ -211,11 +213,11 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 		}
 	}
 	n, end := 0, -1
-	var herr *httpError
+	var herr *wsproto.HTTPError
 	for {
 		if n == len(buf) {
 			if len(buf) >= limit {
-				herr = errTooLarge
+				herr = wsproto.ErrTooLarge
 				break
 			}
 			big := make([]byte, min(2*len(buf), limit))
@@ -226,31 +228,31 @@ func (c *Conn) handshake() (*upgradeRequest, bool) {
 		k, err := c.sc.Read(buf[n:])
 		n += k
 		if k > 0 {
-			if end = headEnd(buf[:n], n-k); end >= 0 {
+			if end = wsproto.HeadEnd(buf[:n], n-k); end >= 0 {
 				break
 			}
 			if n >= limit { // no terminator within the limit
-				herr = errTooLarge
+				herr = wsproto.ErrTooLarge
 				break
 			}
 		}
 		if err != nil {
 			giveBack()
-			b.log.Debug().Err(err).Stringer("peer", c.nc.RemoteAddr()).Msg("handshake not completed")
+			b.logAt(slog.LevelDebug, "handshake not completed", slog.Any("error", err), slog.Any("peer", c.nc.RemoteAddr()))
 			c.nc.Close()
 			return nil, false
 		}
 	}
-	var up *upgradeRequest
+	var up *wsproto.UpgradeRequest
 	if herr == nil {
-		up, herr = parseUpgrade(buf[:end], lim.MaxHeaderBytes)
+		up, herr = wsproto.ParseUpgrade(buf[:end], lim.MaxHeaderBytes)
 	}
 	if herr == nil && end+4 < n {
 		c.pre = bytes.Clone(buf[end+4 : n])
 	}
 	giveBack()
 	if herr != nil {
-		b.log.Debug().Int("status", herr.status).Stringer("peer", c.nc.RemoteAddr()).Msg("upgrade refused")
+		b.logAt(slog.LevelDebug, "upgrade refused", slog.Int("status", herr.Status), slog.Any("peer", c.nc.RemoteAddr()))
 		c.refuse(herr)
 		return nil, false
 	}
@@ -266,11 +268,20 @@ func (c *Conn) release() {
 	}
 }
 
+// The refusals the broker decides on (those of a malformed request come from wsproto).
+var (
+	errRejected    = &wsproto.HTTPError{Status: 403, Body: "Connection rejected"}
+	errShutdown    = &wsproto.HTTPError{Status: 503, Body: "Server shutting down"}
+	errOpenTimeout = &wsproto.HTTPError{Status: 503, Body: "The server did not accept the connection in time"}
+	errBusy        = &wsproto.HTTPError{Status: 503, Body: "Too many connections"}
+	errPlainHTTP   = &wsproto.HTTPError{Status: 400, Body: "Bad Request: this is a TLS (wss://) server"}
+)
+
 // refuse answers with an HTTP error and closes the connection.
-func (c *Conn) refuse(e *httpError) {
+func (c *Conn) refuse(e *wsproto.HTTPError) {
 	c.release()
 	c.nc.SetWriteDeadline(time.Now().Add(c.b.drainTimeout))
-	c.sc.Write(e.response())
+	c.sc.Write(e.Response())
 	c.lingerClose()
 }
 
@@ -320,14 +331,14 @@ func (c *Conn) tlsSocket() *tlsSocket { return c.tc.NetConn().(*tlsSocket) }
 // open registers the connection, calls Handler.Open and starts the open timeout unless the
 // verdict came meanwhile. It reports whether the connection was opened; if not (Broker.Close came
 // first), it has answered and closed.
-func (c *Conn) open(up *upgradeRequest) bool {
+func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 	b := c.b
 	var ext string
 	if c.l.lim.Compression {
-		ext, c.deflate = negotiateDeflate(up.headers, c.l.lim.CompressionContextTakeover)
-		c.parser.deflate = c.deflate != 0
+		ext, c.deflate = wsproto.NegotiateDeflate(up.Headers, c.l.lim.CompressionContextTakeover)
+		c.parser.Deflate = c.deflate != 0
 	}
-	resp := switchingResponse(up.accept, chooseProtocol(up.headers, c.l.lim.Protocols), ext)
+	resp := wsproto.SwitchingResponse(up.Accept, wsproto.ChooseProtocol(up.Headers, c.l.lim.Protocols), ext)
 	c.wmu.Lock()
 	if stopped(c.stop) {
 		c.wmu.Unlock()
@@ -341,10 +352,10 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	c.wmu.Unlock()
 	b.register(c)
 
-	req := &Request{IP: peerIP(c.nc), URL: up.url, Headers: up.headers}
+	req := &Request{IP: peerIP(c.nc), URL: up.URL, Headers: up.Headers}
 	b.callOpen(c, req)
 	// After Open: a Handler that pins the socket to a worker (the bridge does) is named in it.
-	b.log.Debug().EmbedObject(c).Str("ip", req.IP).Str("url", req.URL).Msg("open")
+	c.logAt(slog.LevelDebug, "open", slog.String("ip", req.IP), slog.String("url", req.URL))
 
 	c.wmu.Lock()
 	if c.verdict.Load() == verdictPending { // else Accept came during Open
@@ -360,7 +371,7 @@ func (c *Conn) open(up *upgradeRequest) bool {
 // openTimedOut refuses c with 503 if its verdict has not come within OpenTimeout.
 func (c *Conn) openTimedOut() {
 	if c.refusePending(errOpenTimeout) {
-		c.b.log.Warn().EmbedObject(c).Dur("open_timeout", c.l.lim.OpenTimeout).Msg("no verdict on the upgrade in time; refused with 503")
+		c.logAt(slog.LevelWarn, "no verdict on the upgrade in time; refused with 503", slog.Duration("open_timeout", c.l.lim.OpenTimeout))
 	}
 }
 
@@ -377,7 +388,7 @@ func (c *Conn) stopOpenTimer() {
 
 // refusePending refuses a connection whose verdict has not come, unless Accept comes first, and
 // ends it. It reports whether it did.
-func (c *Conn) refusePending(e *httpError) bool {
+func (c *Conn) refusePending(e *wsproto.HTTPError) bool {
 	if !c.verdict.CompareAndSwap(verdictPending, verdictRefused) {
 		return false
 	}
@@ -390,7 +401,7 @@ func (c *Conn) refusePending(e *httpError) bool {
 
 // reject answers a connection that Accept rejected with 403 and ends it.
 func (c *Conn) reject() {
-	c.b.log.Debug().EmbedObject(c).Msg("rejected")
+	c.logAt(slog.LevelDebug, "rejected")
 	c.refuse(errRejected)
 	c.b.connDone(c, nil)
 }
@@ -494,11 +505,11 @@ func (c *Conn) readLoop() {
 					continue // not due yet, or the catch-up's time ran out and its close frame went out
 				}
 			}
-			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
+			c.logAt(slog.LevelDebug, "read ended", slog.Any("error", err))
 			return
 		}
 		if rerr != nil {
-			c.b.log.Debug().EmbedObject(c).Err(rerr).Msg("read failed")
+			c.logAt(slog.LevelDebug, "read failed", slog.Any("error", rerr))
 			return
 		}
 		if n <= 0 {
@@ -541,10 +552,10 @@ func (c *Conn) readTLS(bufp **[]byte) (int, error) {
 func (c *Conn) idleTimedOut() {
 	if !c.pinged {
 		c.pinged = true
-		c.enqueue(pingFrame)
+		c.enqueue(wsproto.PingFrame)
 		return
 	}
-	c.b.log.Debug().EmbedObject(c).Dur("idle_timeout", c.l.lim.IdleTimeout).Msg("idle: no answer to the ping; closing with 1001")
+	c.logAt(slog.LevelDebug, "idle: no answer to the ping; closing with 1001", slog.Duration("idle_timeout", c.l.lim.IdleTimeout))
 	c.closeWith(ws.StatusGoingAway, nil) // wakes a polled c: its next turn drains
 }
 
@@ -558,10 +569,10 @@ func (c *Conn) processPre() bool {
 
 // process parses data and reports whether the connection is closing.
 func (c *Conn) process(data []byte, sink *connSink) bool {
-	code, stop := c.parser.feed(data, sink)
+	code, stop := c.parser.Feed(data, sink)
 	c.b.h.ReadDone(c)
 	if code != 0 {
-		c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("protocol error")
+		c.logAt(slog.LevelDebug, "protocol error", slog.Int("code", int(code)))
 		c.closeAfterCatchUp(code, nil)
 		return true
 	}
@@ -620,8 +631,8 @@ func (c *Conn) drainPassed(now time.Duration) (time.Duration, bool) {
 		return at, false
 	}
 	if waiting && c.caughtUp() {
-		c.b.log.Warn().EmbedObject(c).Dur("catch_up_timeout", c.b.catchUpTimeout).
-			Msg("the handler did not catch up with the messages before the close in time; closing without them")
+		c.logAt(slog.LevelWarn, "the handler did not catch up with the messages before the close in time; closing without them",
+			slog.Duration("catch_up_timeout", c.b.catchUpTimeout))
 		c.wmu.Lock()
 		at = c.drainAt
 		c.wmu.Unlock()
@@ -630,13 +641,13 @@ func (c *Conn) drainPassed(now time.Duration) (time.Duration, bool) {
 }
 
 // closeWith queues a close frame with code (0: empty payload) and reason (at most
-// maxCloseReason bytes). Once it is written the socket is half-closed; the peer has drainTimeout
+// wsproto.MaxCloseReason bytes). Once it is written the socket is half-closed; the peer has drainTimeout
 // to read it and to close its side, else the connection is ended. It reports whether this call
 // started the close (false: already closing, or the socket is dead).
 func (c *Conn) closeWith(code ws.StatusCode, reason []byte) bool {
 	c.wmu.Lock()
 	c.causeLocked(code, reason)
-	ok := c.closeLocked(closeFrame(code, reason), false)
+	ok := c.closeLocked(wsproto.CloseFrame(code, reason), false)
 	sched := ok && c.scheduleLocked(nil)
 	c.wmu.Unlock()
 	if sched {
@@ -750,16 +761,16 @@ func (c *Conn) finish() {
 	c.wmu.Lock()
 	c.wdead = true
 	c.dropLocked()
-	c.history = nil
+	c.history = wsproto.History{}
 	c.wmu.Unlock()
-	c.parser.reset()
+	c.parser.Reset()
 	c.b.unregister(c)
 	c.b.dropSubs(c)
 	c.release() // before Handler.Close: a client told of the close may connect again at once
 	code, _ := c.CloseCause()
 	c.b.counters.open.Add(-1)
 	c.b.counters.closedWith(code)
-	c.b.log.Debug().EmbedObject(c).Msg("close")
+	c.logAt(slog.LevelDebug, "close")
 	c.b.callClose(c)
 }
 
@@ -779,10 +790,10 @@ func peerIP(nc net.Conn) string {
 	return ""
 }
 
-// connSink is the frameSink of a connection.
+// connSink is the wsproto.FrameSink of a connection.
 type connSink Conn
 
-func (s *connSink) message(op ws.OpCode, p []byte) bool {
+func (s *connSink) Message(op ws.OpCode, p []byte) bool {
 	c := (*Conn)(s)
 	c.b.counters.messagesIn.Add(1)
 	c.b.counters.bytesIn.Add(uint64(len(p)))
@@ -794,17 +805,17 @@ func (s *connSink) message(op ws.OpCode, p []byte) bool {
 	return !c.closing.Load()
 }
 
-func (s *connSink) ping(p []byte) {
-	(*Conn)(s).enqueue(encodeFrame(ws.OpPong, p))
+func (s *connSink) Ping(p []byte) {
+	(*Conn)(s).enqueue(wsproto.EncodeFrame(ws.OpPong, p))
 }
 
-func (s *connSink) close(p []byte) {
+func (s *connSink) Close(p []byte) {
 	c := (*Conn)(s)
 	var code ws.StatusCode
 	var reason []byte
 	if len(p) >= 2 {
 		code, reason = ws.StatusCode(binary.BigEndian.Uint16(p)), p[2:]
 	}
-	c.b.log.Debug().EmbedObject(c).Int("code", int(code)).Msg("close frame received")
+	c.logAt(slog.LevelDebug, "close frame received", slog.Int("code", int(code)))
 	c.closeAfterCatchUp(code, reason) // echo the peer's code
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
+	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
 // echoHandler sends every message back.
@@ -47,7 +49,7 @@ func benchEcho(b *testing.B, lim Limits, dial func(net.Conn) net.Conn, extra str
 		}
 		defer nc.Close()
 		c := dial(nc)
-		req := upgradeRequestText("/")
+		req := wstest.UpgradeRequest("/")
 		if _, err := io.WriteString(c, req[:len(req)-2]+extra+"\r\n"); err != nil {
 			b.Error(err)
 			return
@@ -79,23 +81,23 @@ func plainDial(nc net.Conn) net.Conn { return nc }
 
 func BenchmarkEcho(b *testing.B) {
 	for _, size := range []int{32, 4096} {
-		msg := benchMessage(size)
+		msg := wstest.ChatMessage(size)
 		b.Run(fmt.Sprintf("plain/%dB", size), func(b *testing.B) {
-			benchEcho(b, Limits{}, plainDial, "", frame(0x81, msg))
+			benchEcho(b, Limits{}, plainDial, "", wstest.Frame(0x81, msg))
 		})
 		cfg, pool := testCert(b)
 		tlsDial := func(nc net.Conn) net.Conn { return tls.Client(nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}) }
 		b.Run(fmt.Sprintf("tls/%dB", size), func(b *testing.B) {
-			benchEcho(b, Limits{TLS: cfg}, tlsDial, "", frame(0x81, msg))
+			benchEcho(b, Limits{TLS: cfg}, tlsDial, "", wstest.Frame(0x81, msg))
 		})
-		if size < compressMin {
+		if size < wsproto.CompressMin {
 			continue
 		}
 		// Compressed both ways (the client's frame compressed once, beforehand).
 		b.Run(fmt.Sprintf("deflate/%dB", size), func(b *testing.B) {
-			f := compressedFrame(ws.OpText, msg, maxWindowBits, nil)
+			f := wsproto.CompressedFrame(ws.OpText, msg, wsproto.MaxWindowBits, nil)
 			h, _ := ws.ReadHeader(bytes.NewReader(f))
-			benchEcho(b, Limits{Compression: true}, plainDial, "Sec-WebSocket-Extensions: permessage-deflate\r\n", frame(0xC1, f[len(f)-int(h.Length):]))
+			benchEcho(b, Limits{Compression: true}, plainDial, "Sec-WebSocket-Extensions: permessage-deflate\r\n", wstest.Frame(0xC1, f[len(f)-int(h.Length):]))
 		})
 	}
 }

@@ -1,6 +1,10 @@
 package broker
 
-import "time"
+import (
+	"time"
+
+	"github.com/wsbroker/wsbroker/internal/wsproto"
+)
 
 // Handler receives the events of every connection. Calls for one connection are made one at a
 // time, in order, from the goroutine reading it (not always the same one: idle connections hold
@@ -40,10 +44,8 @@ type Request struct {
 	Headers []Header
 }
 
-// Header is one request header.
-type Header struct {
-	Name, Value string
-}
+// Header is one request header: Name (lower-cased) and Value.
+type Header = wsproto.Header
 
 // CatchUpHandler is a Handler whose Text and Binary calls only queue the messages, to be handled
 // later elsewhere (the bridge hands them to JS threads). When the peer sends a close frame or

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
-	"github.com/rs/zerolog"
+	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
 const waitTimeout = 10 * time.Second
@@ -114,11 +114,12 @@ func await(t *testing.T, ch chan event, what string) event {
 	}
 }
 
-func testLogger() zerolog.Logger {
+// testLogger writes the broker's lines to stderr with BROKER_DEBUG set, else discards them.
+func testLogger() *slog.Logger {
 	if os.Getenv("BROKER_DEBUG") != "" {
-		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return zerolog.Nop()
+	return nil
 }
 
 // start returns a Broker listening on a loopback port; it is closed when the test ends.
@@ -229,13 +230,6 @@ type rawClient struct {
 	br *bufio.Reader
 }
 
-const testKey = "dGhlIHNhbXBsZSBub25jZQ=="
-
-func upgradeRequestText(path string) string {
-	return "GET " + path + " HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + testKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-}
-
 func rawConnect(t *testing.T, addr string) *rawClient {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, waitTimeout)
@@ -251,9 +245,9 @@ func rawConnect(t *testing.T, addr string) *rawClient {
 func rawDial(t *testing.T, addr string, extra []byte) *rawClient {
 	t.Helper()
 	r := rawConnect(t, addr)
-	r.send(append([]byte(upgradeRequestText("/")), extra...))
+	r.send(append([]byte(wstest.UpgradeRequest("/")), extra...))
 	resp := r.response()
-	if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+	if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != wstest.AcceptKey {
 		t.Fatalf("upgrade: %v %v", resp.Status, resp.Header)
 	}
 	return r
@@ -325,46 +319,6 @@ func (r *rawClient) expectEOF() {
 	}
 	r.nc.Close() // as a client does once the server closed
 }
-
-func closePayload(code uint16, reason string) []byte {
-	p := binary.BigEndian.AppendUint16(nil, code)
-	return append(p, reason...)
-}
-
-var testMask = [4]byte{0x12, 0x34, 0x56, 0x78}
-
-// frame builds a client frame: b0 is FIN|RSV|opcode; masked as clients must unless unmasked.
-func frame(b0 byte, payload []byte, unmasked ...bool) []byte {
-	masked := len(unmasked) == 0 || !unmasked[0]
-	f := header(b0, uint64(len(payload)), masked)
-	p := bytes.Clone(payload)
-	if masked {
-		ws.Cipher(p, testMask, 0)
-	}
-	return append(f, p...)
-}
-
-// header builds a client frame header declaring length.
-func header(b0 byte, length uint64, masked bool) []byte {
-	f := []byte{b0, 0}
-	switch {
-	case length < 126:
-		f[1] = byte(length)
-	case length <= 0xffff:
-		f[1] = 126
-		f = binary.BigEndian.AppendUint16(f, uint16(length))
-	default:
-		f[1] = 127
-		f = binary.BigEndian.AppendUint64(f, length)
-	}
-	if masked {
-		f[1] |= 0x80
-		f = append(f, testMask[:]...)
-	}
-	return f
-}
-
-func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func msgName(i int) string { return fmt.Sprintf("m%04d", i) }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
+	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
 // waitFor polls cond until it holds (a condition, not a duration, is awaited).
@@ -114,14 +116,14 @@ func TestIdlePingThenClose(t *testing.T) {
 		if d := time.Since(since); d < idle*3/4 {
 			t.Fatalf("ping after %v, idle timeout %v", d, idle)
 		}
-		r.send(frame(0x8A, nil))
+		r.send(wstest.Frame(0x8A, nil))
 	}
 	// Any input counts too.
 	h, _ := r.readFrame()
 	if h.OpCode != ws.OpPing {
 		t.Fatalf("got %v", h.OpCode)
 	}
-	r.send(frame(0x81, []byte("still here")))
+	r.send(wstest.Frame(0x81, []byte("still here")))
 	if m := await(t, rec.msgs, "text"); string(m.data) != "still here" {
 		t.Fatalf("got %q", m.data)
 	}
@@ -130,7 +132,7 @@ func TestIdlePingThenClose(t *testing.T) {
 		t.Fatalf("got %v", h.OpCode)
 	}
 	since := time.Now()
-	r.expectClose(closePayload(1001, ""))
+	r.expectClose(wstest.ClosePayload(1001, ""))
 	if d := time.Since(since); d < idle*3/4 {
 		t.Fatalf("closed %v after the ping, idle timeout %v", d, idle)
 	}
@@ -154,7 +156,7 @@ func TestIdleNotCountedWhileHandlerBlocks(t *testing.T) {
 	}
 	r := rawDial(t, addr, nil)
 	id := await(t, rec.opens, "open").id
-	r.send(frame(0x81, []byte("block")))
+	r.send(wstest.Frame(0x81, []byte("block")))
 	h, _ := r.readFrame() // nothing comes while the handler blocks
 	got := time.Now()
 	if h.OpCode != ws.OpPing {
@@ -164,8 +166,8 @@ func TestIdleNotCountedWhileHandlerBlocks(t *testing.T) {
 	if d := got.Sub(back); d < idle*3/4 {
 		t.Fatalf("pinged %v after the handler returned (idle timeout %v): blocked time was counted", d, idle)
 	}
-	r.send(frame(0x8A, nil))
-	r.send(frame(0x81, []byte("after")))
+	r.send(wstest.Frame(0x8A, nil))
+	r.send(wstest.Frame(0x81, []byte("after")))
 	for {
 		m := await(t, rec.msgs, "text")
 		if string(m.data) == "after" {
@@ -203,7 +205,7 @@ func TestMaxConnections(t *testing.T) {
 	}
 	// A pending open counts.
 	p := rawConnect(t, addr)
-	p.send([]byte(upgradeRequestText("/pending")))
+	p.send([]byte(wstest.UpgradeRequest("/pending")))
 	pendingID := await(t, rec.opens, "open").id
 	c1, id1 := dialOpen(t, rec, addr)
 
@@ -223,7 +225,7 @@ func TestMaxConnections(t *testing.T) {
 	}
 	refused()
 	r := rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	if st := r.status(); st != 503 {
 		t.Fatalf("got %d", st)
 	}
@@ -256,7 +258,7 @@ func TestHandshakeLimitsPerListener(t *testing.T) {
 	rec := newRecorder()
 	b, strict := start(t, rec, Limits{MaxHeaderBytes: 1024, HandshakeTimeout: 200 * time.Millisecond})
 	loose := listenAlso(t, b, Limits{})
-	big := strings.Replace(upgradeRequestText("/"), "Host: test\r\n", "Host: test\r\nX-Big: "+strings.Repeat("b", 1500)+"\r\n", 1)
+	big := strings.Replace(wstest.UpgradeRequest("/"), "Host: test\r\n", "Host: test\r\nX-Big: "+strings.Repeat("b", 1500)+"\r\n", 1)
 
 	r := rawConnect(t, strict)
 	r.send([]byte(big))
@@ -294,7 +296,7 @@ func TestHandshakeLimitsPerListener(t *testing.T) {
 		t.Fatalf("silent client closed after %v", d)
 	}
 	// Just under the limit is fine.
-	head := upgradeRequestText("/")
+	head := wstest.UpgradeRequest("/")
 	pad := 1024 - (len(head) - 4) - len("X: \r\n")
 	r = rawConnect(t, strict)
 	r.send([]byte(strings.Replace(head, "Host: test\r\n", "Host: test\r\nX: "+strings.Repeat("p", pad)+"\r\n", 1)))
@@ -359,10 +361,10 @@ func TestCloseSocket(t *testing.T) {
 	id = await(t, rec.opens, "open").id
 	b.CloseSocket(id, 1000, []byte("done"))
 	h, p := r.readFrame()
-	if h.OpCode != ws.OpClose || !bytes.Equal(p, closePayload(1000, "done")) {
+	if h.OpCode != ws.OpClose || !bytes.Equal(p, wstest.ClosePayload(1000, "done")) {
 		t.Fatalf("got %v %q", h.OpCode, p)
 	}
-	r.send(frame(0x88, closePayload(1000, "")))
+	r.send(wstest.Frame(0x88, wstest.ClosePayload(1000, "")))
 	r.expectEOF()
 	if e := await(t, rec.closes, "close"); e.id != id {
 		t.Fatalf("close of %d", e.id)
@@ -379,7 +381,7 @@ func TestCloseSocket(t *testing.T) {
 	if d := time.Since(since); d < 250*time.Millisecond {
 		t.Fatalf("Close after %v, before the drain timeout", d)
 	}
-	r.expectClose(closePayload(3000, ""))
+	r.expectClose(wstest.ClosePayload(3000, ""))
 
 	for _, id := range []uint64{1, 2, 3} {
 		if n := rec.closesOf(id); n != 1 {
@@ -403,7 +405,7 @@ func TestCloseSocketPending(t *testing.T) {
 	}
 	// Accepted: what was sent, then the close frame.
 	r := rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	id := await(t, rec.opens, "open").id
 	b.Accept(id, true)
 	if resp := r.response(); resp.StatusCode != 101 {
@@ -412,10 +414,10 @@ func TestCloseSocketPending(t *testing.T) {
 	if h, p := r.readFrame(); h.OpCode != ws.OpText || string(p) != "hello" {
 		t.Fatalf("got %v %q", h.OpCode, p)
 	}
-	if h, p := r.readFrame(); h.OpCode != ws.OpClose || !bytes.Equal(p, closePayload(4002, "later")) {
+	if h, p := r.readFrame(); h.OpCode != ws.OpClose || !bytes.Equal(p, wstest.ClosePayload(4002, "later")) {
 		t.Fatalf("got %v %q", h.OpCode, p)
 	}
-	r.send(frame(0x88, closePayload(4002, "")))
+	r.send(wstest.Frame(0x88, wstest.ClosePayload(4002, "")))
 	r.expectEOF()
 	if e := await(t, rec.closes, "close"); e.id != id {
 		t.Fatalf("close of %d", e.id)
@@ -423,7 +425,7 @@ func TestCloseSocketPending(t *testing.T) {
 
 	// Rejected: nothing but the 403, and no Close event.
 	r = rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	id = await(t, rec.opens, "open").id
 	b.Accept(id, false)
 	if st := r.status(); st != 403 {
@@ -451,7 +453,7 @@ func TestBackpressureClientNeverReads(t *testing.T) {
 	sent := 0
 	for ; sent < 4000 && !se.c.closing.Load(); sent++ {
 		b.Send(se.id, big, false)
-		if q := se.c.queued(); q > limit+frameLen(len(big))+frameOverhead {
+		if q := se.c.queued(); q > limit+wsproto.FrameLen(len(big))+frameOverhead {
 			t.Fatalf("%d bytes queued, limit %d plus one message", q, limit)
 		}
 		b.Send(fastID, []byte(msgName(sent)), true)
@@ -555,14 +557,14 @@ func TestPongFloodIsBounded(t *testing.T) {
 	_, addr := start(t, rec, Limits{MaxBackpressure: limit})
 	r := rawDial(t, addr, nil)
 	e := await(t, rec.opens, "open")
-	ping := frame(0x89, []byte("p"))
+	ping := wstest.Frame(0x89, []byte("p"))
 	burst := bytes.Repeat(ping, 1000)
 	for i := 0; !e.c.closing.Load(); i++ {
 		if i == 10000 {
 			t.Fatal("not closed")
 		}
 		r.send(burst)
-		if q := e.c.queued(); q > limit+frameLen(1)+frameOverhead {
+		if q := e.c.queued(); q > limit+wsproto.FrameLen(1)+frameOverhead {
 			t.Fatalf("%d bytes queued, limit %d plus one pong", q, limit)
 		}
 	}
@@ -570,7 +572,7 @@ func TestPongFloodIsBounded(t *testing.T) {
 	for {
 		h, p := r.readFrame()
 		if h.OpCode == ws.OpClose {
-			if !bytes.Equal(p, closePayload(1008, "")) {
+			if !bytes.Equal(p, wstest.ClosePayload(1008, "")) {
 				t.Fatalf("close payload %x", p)
 			}
 			break
@@ -581,7 +583,7 @@ func TestPongFloodIsBounded(t *testing.T) {
 		pongs++
 	}
 	t.Logf("%d pongs before the 1008 close frame", pongs)
-	r.send(frame(0x88, nil))
+	r.send(wstest.Frame(0x88, nil))
 	r.expectEOF()
 	await(t, rec.closes, "close")
 }
@@ -625,15 +627,6 @@ func TestIndependentClientPingAndFragments(t *testing.T) {
 	}
 	await(t, rec.closes, "close")
 }
-
-// maskedPrefix masks p as the start of a payload.
-func maskedPrefix(p []byte) []byte {
-	p = bytes.Clone(p)
-	ws.Cipher(p, testMask, 0)
-	return p
-}
-
-func utf8Valid(p []byte) bool { n, ok := utf8Prefix(p); return ok && n == len(p) }
 
 func TestBrokerCloseWithBlockedHandler(t *testing.T) {
 	rec := newRecorder()
@@ -690,7 +683,7 @@ func TestBackpressurePending(t *testing.T) {
 		b.Send(c.ID(), []byte("dropped"), true)
 	}
 	r := rawConnect(t, addr)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	e := await(t, rec.opens, "open")
 	if !e.c.closing.Load() {
 		t.Fatal("not closing")
@@ -699,7 +692,7 @@ func TestBackpressurePending(t *testing.T) {
 	if resp := r.response(); resp.StatusCode != 101 {
 		t.Fatalf("got %v", resp.Status)
 	}
-	r.expectClose(closePayload(1008, ""))
+	r.expectClose(wstest.ClosePayload(1008, ""))
 	if e2 := await(t, rec.closes, "close"); e2.id != e.id {
 		t.Fatalf("close of %d", e2.id)
 	}

@@ -5,6 +5,7 @@ package broker
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"sync"
@@ -72,7 +73,7 @@ func (b *Broker) pollers() []*poller {
 		for range runtime.GOMAXPROCS(0) {
 			p, err := newPoller(b)
 			if err != nil {
-				b.log.Warn().Err(err).Msg("epoll unavailable; one reader goroutine per connection")
+				b.logAt(slog.LevelWarn, "epoll unavailable; one reader goroutine per connection", slog.Any("error", err))
 				b.polls = nil
 				return
 			}
@@ -130,7 +131,7 @@ func (p *poller) run() {
 	for {
 		err := p.rc.Read(wait)
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			p.b.log.Error().Err(err).Msg("poller stopped") // never: the epoll fd is never closed
+			p.b.logAt(slog.LevelError, "poller stopped", slog.Any("error", err)) // never: the epoll fd is never closed
 			return
 		}
 		p.sweep()
@@ -352,7 +353,7 @@ func (p *poller) poll(c *Conn, mayCall bool) {
 	c.lastIn = p.b.clock()
 	c.draining = c.processPre()
 	if err := p.add(c); err != nil {
-		p.b.log.Warn().EmbedObject(c).Err(err).Msg("cannot register with epoll; closing")
+		c.logAt(slog.LevelWarn, "cannot register with epoll; closing", slog.Any("error", err))
 		if mayCall {
 			p.end(c)
 		} else {
@@ -545,14 +546,14 @@ func (c *Conn) turn(s *readState) int {
 		if c.tc != nil {
 			s.readTLSNow(c)
 		} else if err := c.rc.Read(s.fn); err != nil {
-			c.b.log.Debug().EmbedObject(c).Err(err).Msg("read ended")
+			c.logAt(slog.LevelDebug, "read ended", slog.Any("error", err))
 			return turnEnd
 		}
 		if s.err == syscall.EAGAIN {
 			break
 		}
 		if s.err != nil {
-			c.b.log.Debug().EmbedObject(c).Err(s.err).Msg("read failed")
+			c.logAt(slog.LevelDebug, "read failed", slog.Any("error", s.err))
 			return turnEnd
 		}
 		if s.n == 0 {
@@ -588,7 +589,7 @@ func (c *Conn) settle(got int) int {
 	if c.draining {
 		at, passed := c.drainPassed(now) // set with closing (a polled connection is open), or by closeAfterCatchUp
 		if passed {
-			c.b.log.Debug().EmbedObject(c).Msg("drain deadline passed")
+			c.logAt(slog.LevelDebug, "drain deadline passed")
 			return turnEnd
 		}
 		c.wakeAt.Store(int64(at))

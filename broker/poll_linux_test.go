@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
 // samePoller dials until two accepted connections share a poller and returns them with their
@@ -59,9 +61,9 @@ func TestPolledBlockedHandlerStallsOnlyItsConnection(t *testing.T) {
 	_, addr := start(t, rec, Limits{}, polled)
 	unblock, _ := blockOnText(t, rec)
 	a, b, ea, eb := samePoller(t, rec, addr)
-	a.send(frame(0x81, []byte("block")))
-	a.send(frame(0x81, []byte("after")))
-	b.send(frame(0x81, []byte("free")))
+	a.send(wstest.Frame(0x81, []byte("block")))
+	a.send(wstest.Frame(0x81, []byte("after")))
+	b.send(wstest.Frame(0x81, []byte("free")))
 	if m := await(t, rec.msgs, "text"); m.id != eb.id || string(m.data) != "free" {
 		t.Fatalf("got %q from %d while the other connection's Handler blocks", m.data, m.id)
 	}
@@ -88,10 +90,10 @@ func TestPolledHandlersBlockingTogether(t *testing.T) {
 	free := rawDial(t, addr, nil)
 	freeID := await(t, rec.opens, "open").id
 	for _, r := range rs {
-		r.send(frame(0x81, []byte("block")))
+		r.send(wstest.Frame(0x81, []byte("block")))
 	}
 	waitFor(t, "every Handler call to block", func() bool { return blocked.Load() == n })
-	free.send(frame(0x81, []byte("free")))
+	free.send(wstest.Frame(0x81, []byte("free")))
 	if m := await(t, rec.msgs, "text"); m.id != freeID || string(m.data) != "free" {
 		t.Fatalf("got %q from %d", m.data, m.id)
 	}
@@ -123,10 +125,10 @@ func TestPolledSlotReuse(t *testing.T) {
 	for i := range rounds {
 		r := rawDial(t, addr, nil)
 		e := await(t, rec.opens, "open")
-		r.send(frame(0x81, []byte(fmt.Sprintf("short %d", i))))
+		r.send(wstest.Frame(0x81, []byte(fmt.Sprintf("short %d", i))))
 		var b []byte
 		for j := range burst {
-			b = append(b, frame(0x81, append([]byte(fmt.Sprintf("long %d %d ", i, j)), pad...))...)
+			b = append(b, wstest.Frame(0x81, append([]byte(fmt.Sprintf("long %d %d ", i, j)), pad...))...)
 		}
 		long.send(b)
 		for range burst + 1 {
@@ -203,7 +205,7 @@ func TestPolledIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	for i := range conns {
 		conns[i] = rawDial(t, addr, nil)
 		ids[await(t, rec.opens, "open").id] = true
-		conns[i].send(frame(0x81, []byte("hello")))
+		conns[i].send(wstest.Frame(0x81, []byte("hello")))
 	}
 	for range n {
 		await(t, rec.msgs, "text")
@@ -211,7 +213,7 @@ func TestPolledIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	waitFor(t, "the readers to exit", func() bool { return runtime.NumGoroutine() <= base })
 	// Input still finds a reader.
 	for _, r := range conns {
-		r.send(frame(0x81, []byte("again")))
+		r.send(wstest.Frame(0x81, []byte("again")))
 	}
 	for range n {
 		if m := await(t, rec.msgs, "text"); !ids[m.id] || string(m.data) != "again" {
@@ -239,7 +241,7 @@ func TestPolledMessageAndEndInOneSegment(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.send(frame(0x81, []byte(msgName(i))))
+		r.send(wstest.Frame(0x81, []byte(msgName(i))))
 		if err := r.nc.(*net.TCPConn).CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +288,7 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 	found := 0
 	for j := range rounds {
 		for _, r := range clients {
-			r.send(frame(0x81, []byte(msgName(j))))
+			r.send(wstest.Frame(0x81, []byte(msgName(j))))
 		}
 		here := evens
 		if j%2 == 0 {

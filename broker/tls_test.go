@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
 // testCert makes a self-signed certificate for 127.0.0.1 and returns the server's TLS config
@@ -111,7 +112,7 @@ func TestTLSPlainRequest(t *testing.T) {
 	b, addr := start(t, rec, Limits{TLS: cfg})
 	for range 3 {
 		r := rawConnect(t, addr)
-		r.send([]byte(upgradeRequestText("/")))
+		r.send([]byte(wstest.UpgradeRequest("/")))
 		if st := r.status(); st != 400 {
 			t.Fatalf("status %d", st)
 		}
@@ -141,7 +142,7 @@ func rawTLS(t *testing.T, addr string, pool *x509.CertPool) *rawClient {
 	r := rawConnect(t, addr)
 	tc := tls.Client(r.nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 	r.nc, r.br = tc, bufio.NewReader(tc)
-	r.send([]byte(upgradeRequestText("/")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
 	if resp := r.response(); resp.StatusCode != 101 {
 		t.Fatalf("upgrade: %v", resp.Status)
 	}
@@ -160,11 +161,11 @@ func TestTLSLimits(t *testing.T) {
 	if h, _ := r.readFrame(); h.OpCode != ws.OpPing {
 		t.Fatalf("got %v, want a ping", h.OpCode)
 	}
-	r.send(frame(0x8A, nil))
+	r.send(wstest.Frame(0x8A, nil))
 	if h, _ := r.readFrame(); h.OpCode != ws.OpPing {
 		t.Fatalf("got %v, want a second ping", h.OpCode)
 	}
-	r.expectClose(closePayload(1001, ""))
+	r.expectClose(wstest.ClosePayload(1001, ""))
 	if e := await(t, rec.closes, "close"); e.code != 1001 {
 		t.Fatalf("idle close cause %d", e.code)
 	}
@@ -222,8 +223,8 @@ func TestTLSMessageInTheRequestsSegment(t *testing.T) {
 	}
 	r.nc, r.br = tc, bufio.NewReader(tc)
 	cc.corked = true
-	r.send([]byte(upgradeRequestText("/")))
-	r.send(frame(0x81, []byte("with the request")))
+	r.send([]byte(wstest.UpgradeRequest("/")))
+	r.send(wstest.Frame(0x81, []byte("with the request")))
 	if err := cc.uncork(); err != nil {
 		t.Fatal(err)
 	}
@@ -291,5 +292,5 @@ func TestTLSCloseOfAFullSocket(t *testing.T) {
 			t.Fatalf("frame %d: %v, %d bytes", i, h.OpCode, len(p))
 		}
 	}
-	r.expectClose(closePayload(4000, ""))
+	r.expectClose(wstest.ClosePayload(4000, ""))
 }

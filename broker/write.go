@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"log/slog"
 	"math/bits"
 	"os"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
 // The write path. Every frame is encoded once and queued as one []byte (a broadcast frame is
@@ -50,7 +52,7 @@ func (c *Conn) enqueueCorked(frame []byte, k *Cork) { c.queueFrame(frame, 0, nil
 func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 	size := len(frame)
 	if frame == nil {
-		size = frameLen(len(data))
+		size = wsproto.FrameLen(len(data))
 	}
 	c.wmu.Lock()
 	if c.closing.Load() || c.wdead {
@@ -60,13 +62,13 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 	var sched bool
 	if c.pending > c.l.lim.MaxBackpressure {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
-		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(k)
+		sched = c.closeLocked(wsproto.CloseFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(k)
 		c.wmu.Unlock()
-		c.b.log.Info().EmbedObject(c).Int("max_backpressure", c.l.lim.MaxBackpressure).
-			Msg("the client does not read fast enough: queue dropped, closing with 1008")
+		c.logAt(slog.LevelInfo, "the client does not read fast enough: queue dropped, closing with 1008",
+			slog.Int("max_backpressure", c.l.lim.MaxBackpressure))
 	} else {
-		if frame == nil && c.deflate&deflateTakeover != 0 && len(data) >= compressMin {
-			if frame = c.contextFrameLocked(op, data); frame != nil {
+		if frame == nil && c.deflate&wsproto.DeflateTakeover != 0 && len(data) >= wsproto.CompressMin {
+			if frame = c.history.Frame(op, data); frame != nil { // under wmu, in queue order
 				size = len(frame)
 			}
 		}
@@ -118,7 +120,7 @@ func (c *Conn) appendLocked(frame []byte, op ws.OpCode, data []byte, size int) i
 	switch {
 	case frame != nil:
 	case size < ownFrameMin || size > ownFrameMax:
-		frame = encodeFrame(op, data)
+		frame = wsproto.EncodeFrame(op, data)
 	case c.qbuf == nil:
 		i := ownBufClass(size)
 		b, _ := ownBuffers[i].Get().(*[]byte)
@@ -126,17 +128,17 @@ func (c *Conn) appendLocked(frame []byte, op ws.OpCode, data []byte, size int) i
 			s := make([]byte, 0, 1<<(ownBufMinBits+i))
 			b = &s
 		}
-		*b = appendFrame((*b)[:0], op, data)
+		*b = wsproto.AppendFrame((*b)[:0], op, data)
 		c.qbuf = b
 		frame = *b
 	default:
 		b, last := c.qbuf, len(c.queue)-1
 		if last >= 0 && len(c.queue[last]) == len(*b) && &c.queue[last][0] == &(*b)[0] && cap(*b)-len(*b) >= size {
-			*b = appendFrame(*b, op, data)
+			*b = wsproto.AppendFrame(*b, op, data)
 			c.queue[last] = *b
 			return 0
 		}
-		frame = encodeFrame(op, data) // another frame follows it, or it is full
+		frame = wsproto.EncodeFrame(op, data) // another frame follows it, or it is full
 	}
 	c.queue = append(c.queue, frame)
 	return frameOverhead
@@ -298,7 +300,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		c.wdead = true
 		c.dropLocked()
 		c.wmu.Unlock()
-		c.b.log.Debug().EmbedObject(c).Err(err).Msg("write failed, closing connection")
+		c.logAt(slog.LevelDebug, "write failed, closing connection", slog.Any("error", err))
 		// Shutting the read side ends the reader (goroutine or poller, which reads EOF), and it
 		// delivers Close; closing the socket here would leave a poller unaware.
 		c.nc.CloseRead()

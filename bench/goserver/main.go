@@ -12,13 +12,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/rs/zerolog"
-
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/brokermetrics"
 )
 
 // app implements broker.Handler with the benchmark protocol.
@@ -63,7 +63,7 @@ func (a *app) Text(c *broker.Conn, data []byte) {
 			a.b.SendToChannel(ch, payload, true, 0)
 		}
 	case 'm':
-		m := broker.ReadGoMemory()
+		m := brokermetrics.ReadGoMemory()
 		js, _ := json.Marshal(map[string]uint64{"goHeap": m.HeapBytes, "goStacks": m.StackBytes,
 			"goMapped": m.MappedBytes, "goroutines": m.Goroutines})
 		a.b.Send(c.ID(), js, true)
@@ -81,7 +81,7 @@ func main() {
 	certFile := flag.String("tls-cert", "", "serve wss:// with this PEM certificate (and -tls-key)")
 	keyFile := flag.String("tls-key", "", "the PEM key of -tls-cert")
 	flag.Parse()
-	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a := &app{}
 	a.b = broker.New(a, broker.Options{Logger: log})
 	lim := broker.DefaultLimits()

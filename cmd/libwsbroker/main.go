@@ -25,6 +25,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -36,6 +37,7 @@ import (
 	"unsafe"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/brokermetrics"
 )
 
 var (
@@ -44,13 +46,18 @@ var (
 	notifyFn  atomic.Pointer[C.wsb_notify_fn]
 	workers   *pool
 	brk       *broker.Broker
+	// metricsStops stops the metrics servers of the start() calls since the last stop.
+	metricsStops struct {
+		sync.Mutex
+		fns []func()
+	}
 )
 
 func init() {
 	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	workers = newPool(deliverToC, answerUnwanted, func() corker { return brk.NewCork() })
-	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
+	brk = broker.New(bridge{workers}, broker.Options{Logger: slog.New(zerologHandler{l: logger})})
 }
 
 // answerUnwanted answers an event of socket id that its worker has no handler for: an open is
@@ -280,7 +287,7 @@ func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
 		}
 		stopMetrics := func() {}
 		if cfg.Metrics != "" {
-			_, stop, err := brk.ServeMetrics(cfg.Metrics, queueCollector{workers})
+			_, stop, err := brokermetrics.Serve(brk, cfg.Metrics, queueCollector{workers})
 			if err != nil {
 				return err
 			}
@@ -290,6 +297,9 @@ func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
 			stopMetrics()
 			return err
 		}
+		metricsStops.Lock()
+		metricsStops.fns = append(metricsStops.fns, stopMetrics)
+		metricsStops.Unlock()
 		letReadyRun() // the accept loops
 		return nil
 	})
@@ -324,6 +334,13 @@ func wsb_stop(ctx unsafe.Pointer) {
 	go func() {
 		defer recoverInto("stop")
 		workers.setStopping(true)
+		metricsStops.Lock()
+		stops := metricsStops.fns
+		metricsStops.fns = nil
+		metricsStops.Unlock()
+		for _, stop := range stops {
+			stop()
+		}
 		brk.Close()
 		workers.drain()
 		workers.setStopping(false)
@@ -465,9 +482,9 @@ func wsb_stats() (out *C.char) {
 	defer recoverInto("stats")
 	js, err := json.Marshal(struct {
 		broker.Stats
-		Workers []WorkerQueue   `json:"workers"`
-		Go      broker.GoMemory `json:"go"`
-	}{brk.Stats(), workers.queues(), broker.ReadGoMemory()})
+		Workers []WorkerQueue          `json:"workers"`
+		Go      brokermetrics.GoMemory `json:"go"`
+	}{brk.Stats(), workers.queues(), brokermetrics.ReadGoMemory()})
 	if err != nil {
 		js = []byte("{}")
 	}

@@ -1,22 +1,26 @@
-package broker
+// Package brokermetrics exports a broker's figures: its Stats to Prometheus, and the Go runtime's
+// memory. It is apart from package broker so that a program that embeds the broker without
+// Prometheus does not link it.
+package brokermetrics
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
-	"runtime/metrics"
-	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wsbroker/wsbroker/broker"
 )
 
-// ServeMetrics serves the broker's Stats in Prometheus text format at http://addr/metrics, with
-// the figures of extra collectors (the bridge adds its workers' queues), until Close or until
-// the returned stop is called (the bridge stops it when the listeners started with it fail, so
-// that a failed start leaves nothing bound). It returns once listening; the error names the
-// address and the reason.
-func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.Addr, func(), error) {
+// Serve serves b's Stats in Prometheus text format at http://addr/metrics, with the figures of
+// extra collectors (the bridge adds its workers' queues), until the returned stop is called (the
+// bridge calls it when the listeners started with it fail, and when it closes b). It returns
+// once listening; the error names the address and the reason.
+func Serve(b *broker.Broker, addr string, extra ...prometheus.Collector) (net.Addr, func(), error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(statsCollector{b})
 	for _, c := range extra {
@@ -24,26 +28,27 @@ func (b *Broker) ServeMetrics(addr string, extra ...prometheus.Collector) (net.A
 			return nil, nil, err
 		}
 	}
-	ln, err := listenTCP(addr, "serve metrics on", 0)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, err
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err // "bind: address already in use" without "listen tcp <addr>: "
+		}
+		return nil, nil, fmt.Errorf("cannot serve metrics on %q: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: defaultHandshakeTimeout}
-	b.lmu.Lock()
-	b.metricsServers = append(b.metricsServers, srv)
-	b.lmu.Unlock()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
 	go srv.Serve(ln)
 	stop := func() {
-		b.lmu.Lock()
-		b.metricsServers = slices.DeleteFunc(b.metricsServers, func(s *http.Server) bool { return s == srv })
-		b.lmu.Unlock()
 		srv.Close()
 		ln.Close() // Serve may not have taken it yet
 	}
 	return ln.Addr(), stop, nil
 }
+
+// readHeaderTimeout bounds how long a scrape's request may take to arrive.
+const readHeaderTimeout = 10 * time.Second
 
 var (
 	descConnections = prometheus.NewDesc("wsbroker_connections", "WebSocket connections accepted and not yet ended.", nil, nil)
@@ -58,14 +63,16 @@ var (
 )
 
 // statsCollector reads Stats at each scrape.
-type statsCollector struct{ b *Broker }
+type statsCollector struct{ b *broker.Broker }
 
+// Describe sends the descriptions of every figure Collect sends.
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descChannels, descMessagesIn, descBytesIn, descMessagesOut, descBytesOut, descQueued, descClosed} {
 		ch <- d
 	}
 }
 
+// Collect sends the figures of the broker's Stats now.
 func (s statsCollector) Collect(ch chan<- prometheus.Metric) {
 	st := s.b.Stats()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
@@ -83,43 +90,4 @@ func (s statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for code, n := range st.Closed {
 		ch <- prometheus.MustNewConstMetric(descClosed, prometheus.CounterValue, float64(n), strconv.Itoa(int(code)))
 	}
-}
-
-// GoMemory is where the Go runtime's memory goes, so that a process's RSS can be split between Go
-// and the rest (in the addon: V8 and Node).
-type GoMemory struct {
-	// HeapBytes is the heap in use: live and not yet swept objects, and the unused parts of
-	// their spans.
-	HeapBytes uint64 `json:"heapBytes"`
-	// StackBytes is the memory of goroutine stacks.
-	StackBytes uint64 `json:"stackBytes"`
-	// MappedBytes is all the memory the Go runtime holds and has not returned to the system
-	// (heap, stacks, free spans, runtime metadata).
-	MappedBytes uint64 `json:"mappedBytes"`
-	Goroutines  uint64 `json:"goroutines"`
-}
-
-var goMemorySamples = []string{
-	"/memory/classes/heap/objects:bytes",
-	"/memory/classes/heap/unused:bytes",
-	"/memory/classes/heap/stacks:bytes",
-	"/memory/classes/total:bytes",
-	"/memory/classes/heap/released:bytes",
-	"/sched/goroutines:goroutines",
-}
-
-// ReadGoMemory reads the Go runtime's memory figures (runtime/metrics: no stop of the world).
-func ReadGoMemory() GoMemory {
-	s := make([]metrics.Sample, len(goMemorySamples))
-	for i, name := range goMemorySamples {
-		s[i].Name = name
-	}
-	metrics.Read(s)
-	v := func(i int) uint64 {
-		if s[i].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return s[i].Value.Uint64()
-	}
-	return GoMemory{HeapBytes: v(0) + v(1), StackBytes: v(2), MappedBytes: v(3) - v(4), Goroutines: v(5)}
 }

@@ -1,4 +1,4 @@
-package broker
+package wsproto
 
 import "testing"
 
@@ -6,6 +6,6 @@ func BenchmarkEncodeFrame4K(b *testing.B) {
 	data := make([]byte, 4096)
 	b.SetBytes(4096)
 	for b.Loop() {
-		_ = encodeFrame(1, data)
+		_ = EncodeFrame(1, data)
 	}
 }

@@ -1,4 +1,4 @@
-package broker
+package wsproto
 
 import (
 	"errors"
@@ -18,23 +18,23 @@ import (
 // compress/flate: it is faster and, unlike compress/flate, has an encoder whose window can be
 // capped (NewWriterWindow), which a client's server_max_window_bits requires.
 //
-// With Limits.CompressionContextTakeover, a socket whose client allows it keeps its context:
-// each message may refer back to what was sent compressed before it. The socket keeps only the
-// last historyMax bytes of that (a klauspost compressor would keep ~800 KiB per socket), and each
-// message is compressed under its wmu, in queue order, since the client inflates them in order.
+// With context takeover, a socket whose client allows it keeps its context: each message may
+// refer back to what was sent compressed before it. The socket keeps only the last historyMax
+// bytes of that (History; a klauspost compressor would keep ~800 KiB per socket).
 
-// Conn.deflate: 0 when permessage-deflate is off, else the window bits the server's messages
-// are compressed for (8 to 15), with deflateTakeover set when the socket keeps its context.
+// A socket's deflate mode, as NegotiateDeflate returns it: 0 when permessage-deflate is off, else
+// the window bits the server's messages are compressed for (8 to 15), with DeflateTakeover set
+// when the socket keeps its context.
 const (
-	maxWindowBits   = 15
-	deflateTakeover = 0x80
+	MaxWindowBits   = 15
+	DeflateTakeover = 0x80
 )
 
-// compressMin is the smallest payload sent compressed. Without context takeover a short message
+// CompressMin is the smallest payload sent compressed. Without context takeover a short message
 // has little repetition of its own to remove, and the deflate block header and a compressor reset
 // cost more than the few bytes saved; 256 bytes is where JSON chat messages start to shrink by
 // a useful amount (a message whose compressed form is not smaller is sent plain anyway).
-const compressMin = 256
+const CompressMin = 256
 
 // historyMax is how much of what a socket with context takeover sent compressed its next
 // message may refer to: the largest dictionary flate.StatelessDeflate uses.
@@ -46,15 +46,15 @@ type deflateOffer struct {
 	serverMaxWindowBits     uint8 // 0: not asked for
 }
 
-// negotiateDeflate returns the Sec-WebSocket-Extensions value of the 101 response and the
-// socket's Conn.deflate for the client's first permessage-deflate offer we can honour, or ""
+// NegotiateDeflate returns the Sec-WebSocket-Extensions value of the 101 response and the
+// socket's deflate mode for the client's first permessage-deflate offer we can honour, or ""
 // and 0 if there is none (the connection is uncompressed). We keep our context only if
 // takeover allows it and the offer lets us use a 15-bit window (historyMax is within it). We
 // always ask the client not to take over its own context (RFC 7692 7.1.1.1 lets the server ask
 // even when the client did not offer it): every incoming message then inflates with a fresh
 // window, and we need no decompressor per connection. client_max_window_bits only says the
 // client could limit its window: we accept any, so we do not answer with it.
-func negotiateDeflate(headers []Header, takeover bool) (string, uint8) {
+func NegotiateDeflate(headers []Header, takeover bool) (string, uint8) {
 	for _, h := range headers {
 		if h.Name != "sec-websocket-extensions" {
 			continue
@@ -69,14 +69,14 @@ func negotiateDeflate(headers []Header, takeover bool) (string, uint8) {
 				continue
 			}
 			resp := "permessage-deflate"
-			bits := uint8(maxWindowBits)
+			bits := uint8(MaxWindowBits)
 			if o.serverMaxWindowBits != 0 {
 				bits = o.serverMaxWindowBits
 				resp += "; server_max_window_bits=" + strconv.Itoa(int(bits))
 			}
 			mode := bits
-			if takeover && !o.serverNoContextTakeover && bits == maxWindowBits {
-				mode |= deflateTakeover
+			if takeover && !o.serverNoContextTakeover && bits == MaxWindowBits {
+				mode |= DeflateTakeover
 			} else {
 				resp += "; server_no_context_takeover"
 			}
@@ -138,13 +138,14 @@ func windowBits(v string) (uint8, bool) {
 	return 0, false
 }
 
-// deflateTail is what a sender strips from the end of every compressed message (RFC 7692 7.2.1)
+// DeflateTail is what a sender strips from the end of every compressed message (RFC 7692 7.2.1)
 // and the receiver puts back before inflating.
-var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}
+var DeflateTail = []byte{0x00, 0x00, 0xff, 0xff}
 
 // frameWriter collects compressed bytes after room for the largest frame header.
 type frameWriter struct{ b []byte }
 
+// Write appends p; it never fails.
 func (w *frameWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
@@ -153,15 +154,15 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 // windowWriters are compressors whose window is capped, for clients that limit ours
 // (server_max_window_bits below 15): windowWriters[bits-8] compresses with a 2^bits-byte window.
 // Each holds ~1 MiB of tables, only while a message is compressed.
-var windowWriters [maxWindowBits - 8]sync.Pool
+var windowWriters [MaxWindowBits - 8]sync.Pool
 
-// compressedFrame returns a complete frame (RSV1 set) carrying data compressed for a decoder with
+// CompressedFrame returns a complete frame (RSV1 set) carrying data compressed for a decoder with
 // a 2^bits-byte window, or nil when the compressed payload would not be smaller than data. With
 // bits 15, history (what the same socket sent compressed before, with context takeover) may be
 // referred to; no back-reference reaches past the window.
-func compressedFrame(op ws.OpCode, data []byte, bits uint8, history []byte) []byte {
+func CompressedFrame(op ws.OpCode, data []byte, bits uint8, history []byte) []byte {
 	fw := frameWriter{b: make([]byte, ws.MaxHeaderSize-4, ws.MaxHeaderSize-4+len(data)/2+64)}
-	if bits == maxWindowBits {
+	if bits == MaxWindowBits {
 		// Its references span at most 32767 bytes (its history included).
 		flate.StatelessDeflate(&fw, data, false, history) // ends in a sync flush; frameWriter never fails
 	} else {
@@ -177,48 +178,53 @@ func compressedFrame(op ws.OpCode, data []byte, bits uint8, history []byte) []by
 		w.Reset(nil)
 		pool.Put(w)
 	}
-	payload := fw.b[ws.MaxHeaderSize-4 : len(fw.b)-len(deflateTail)]
+	payload := fw.b[ws.MaxHeaderSize-4 : len(fw.b)-len(DeflateTail)]
 	if len(payload) >= len(data) {
 		return nil
 	}
 	hs := ws.HeaderSize(ws.Header{Length: int64(len(payload))})
-	f := fw.b[ws.MaxHeaderSize-4-hs : len(fw.b)-len(deflateTail)]
+	f := fw.b[ws.MaxHeaderSize-4-hs : len(fw.b)-len(DeflateTail)]
 	putHeader(f, op, true, len(payload))
 	return f
 }
 
-// contextFrameLocked is compressedFrame for c, which keeps its context (under c.wmu, in queue
-// order: each message refers back to those queued before it). What is sent compressed joins c's
-// history; a message sent plain does not, since the client does not inflate it.
-func (c *Conn) contextFrameLocked(op ws.OpCode, data []byte) []byte {
+// History is what a socket with context takeover sent compressed lately: its next message may
+// refer back to it. Its zero value is empty; it holds a pointer only, to keep idle sockets small.
+type History struct{ b *[]byte }
+
+// Frame is CompressedFrame with a 32 KiB window for the socket h belongs to, referring back to h
+// (the caller compresses a socket's messages in the order it sends them: the client inflates
+// them in that order). What is sent compressed joins h; a message sent plain does not, since the
+// client does not inflate it.
+func (h *History) Frame(op ws.OpCode, data []byte) []byte {
 	var history []byte
-	if c.history != nil {
-		history = *c.history
+	if h.b != nil {
+		history = *h.b
 	}
-	f := compressedFrame(op, data, maxWindowBits, history)
+	f := CompressedFrame(op, data, MaxWindowBits, history)
 	if f == nil {
 		return nil
 	}
-	if c.history == nil {
+	if h.b == nil {
 		b := make([]byte, 0, historyMax)
-		c.history = &b
+		h.b = &b
 	}
-	h := *c.history
+	kept := *h.b
 	if len(data) >= historyMax {
-		h = append(h[:0], data[len(data)-historyMax:]...)
+		kept = append(kept[:0], data[len(data)-historyMax:]...)
 	} else {
-		keep := min(len(h), historyMax-len(data))
-		h = append(h[:copy(h, h[len(h)-keep:])], data...)
+		keep := min(len(kept), historyMax-len(data))
+		kept = append(kept[:copy(kept, kept[len(kept)-keep:])], data...)
 	}
-	*c.history = h
+	*h.b = kept
 	return f
 }
 
-// inflateSource reads a compressed message and then deflateTail, as one stream; it is an
+// inflateSource reads a compressed message and then DeflateTail, as one stream; it is an
 // io.ByteReader so that flate does not wrap it in a bufio.Reader.
 type inflateSource struct {
 	p    []byte
-	tail int // bytes of deflateTail already read
+	tail int // bytes of DeflateTail already read
 }
 
 func (s *inflateSource) Read(b []byte) (int, error) {
@@ -227,10 +233,10 @@ func (s *inflateSource) Read(b []byte) (int, error) {
 		s.p = s.p[n:]
 		return n, nil
 	}
-	if s.tail == len(deflateTail) {
+	if s.tail == len(DeflateTail) {
 		return 0, io.EOF
 	}
-	n := copy(b, deflateTail[s.tail:])
+	n := copy(b, DeflateTail[s.tail:])
 	s.tail += n
 	return n, nil
 }

@@ -1,4 +1,4 @@
-package broker
+package wsproto
 
 import (
 	"bytes"
@@ -9,42 +9,49 @@ import (
 )
 
 // This file parses the HTTP/1.1 upgrade request and builds the responses. ws.Upgrader is not
-// used because its header callback hides the headers it handles itself, and a Handler must see
+// used because its header callback hides the headers it handles itself, and the embedder must see
 // every header.
 
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-var crlfcrlf = []byte("\r\n\r\n")
+// EndOfHead ends a request head: the blank line after the header lines.
+const EndOfHead = "\r\n\r\n"
 
-// upgradeRequest is a valid upgrade request.
-type upgradeRequest struct {
-	url     string
-	headers []Header
-	accept  string // Sec-WebSocket-Accept value
+var crlfcrlf = []byte(EndOfHead)
+
+// Header is one request header: its name lower-cased, and its value (repeated headers joined
+// with ", " in the order received).
+type Header struct {
+	Name, Value string
 }
 
-// httpError is the response to a request that is not a valid upgrade.
-type httpError struct {
-	status int
-	extra  string // additional header lines, each ending in \r\n
-	body   string
+// UpgradeRequest is a valid upgrade request.
+type UpgradeRequest struct {
+	URL     string   // the request target as sent
+	Headers []Header // every header once
+	Accept  string   // the Sec-WebSocket-Accept value
 }
+
+// HTTPError is the response to a request that is refused.
+type HTTPError struct {
+	Status int
+	Extra  string // additional header lines, each ending in \r\n
+	Body   string
+}
+
+// The refusals of ParseUpgrade.
 
 var (
-	errBadRequest   = &httpError{status: 400, body: "Bad Request"}
-	errMethod       = &httpError{status: 405, extra: "Allow: GET\r\n", body: "Method Not Allowed"}
-	errNotUpgrade   = &httpError{status: 426, extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", body: "Upgrade Required: this is a WebSocket server"}
-	errVersion      = &httpError{status: 426, extra: "Sec-WebSocket-Version: 13\r\n", body: "Unsupported WebSocket version"}
-	errBadKey       = &httpError{status: 400, body: "Bad Request: invalid Sec-WebSocket-Key"}
-	errNoConnection = &httpError{status: 400, body: "Bad Request: Connection header must contain upgrade"}
-	errTooLarge     = &httpError{status: 431, body: "Request Header Fields Too Large"}
-	errRejected     = &httpError{status: 403, body: "Connection rejected"}
-	errShutdown     = &httpError{status: 503, body: "Server shutting down"}
-	errOpenTimeout  = &httpError{status: 503, body: "The server did not accept the connection in time"}
-	errBusy         = &httpError{status: 503, body: "Too many connections"}
-	errPlainHTTP    = &httpError{status: 400, body: "Bad Request: this is a TLS (wss://) server"}
+	ErrBadRequest   = &HTTPError{Status: 400, Body: "Bad Request"}
+	ErrMethod       = &HTTPError{Status: 405, Extra: "Allow: GET\r\n", Body: "Method Not Allowed"}
+	ErrNotUpgrade   = &HTTPError{Status: 426, Extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", Body: "Upgrade Required: this is a WebSocket server"}
+	ErrVersion      = &HTTPError{Status: 426, Extra: "Sec-WebSocket-Version: 13\r\n", Body: "Unsupported WebSocket version"}
+	ErrBadKey       = &HTTPError{Status: 400, Body: "Bad Request: invalid Sec-WebSocket-Key"}
+	ErrNoConnection = &HTTPError{Status: 400, Body: "Bad Request: Connection header must contain upgrade"}
+	ErrTooLarge     = &HTTPError{Status: 431, Body: "Request Header Fields Too Large"}
 )
 
+// statusText is the reason phrase of every status an HTTPError may have.
 var statusText = map[int]string{
 	400: "Bad Request",
 	403: "Forbidden",
@@ -54,25 +61,25 @@ var statusText = map[int]string{
 	503: "Service Unavailable",
 }
 
-// response renders e as a complete HTTP/1.1 response that closes the connection.
-func (e *httpError) response() []byte {
+// Response renders e as a complete HTTP/1.1 response that closes the connection.
+func (e *HTTPError) Response() []byte {
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 ")
-	b.WriteString(strconv.Itoa(e.status))
+	b.WriteString(strconv.Itoa(e.Status))
 	b.WriteByte(' ')
-	b.WriteString(statusText[e.status])
+	b.WriteString(statusText[e.Status])
 	b.WriteString("\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
-	b.WriteString(strconv.Itoa(len(e.body)))
+	b.WriteString(strconv.Itoa(len(e.Body)))
 	b.WriteString("\r\n")
-	b.WriteString(e.extra)
+	b.WriteString(e.Extra)
 	b.WriteString("\r\n")
-	b.WriteString(e.body)
+	b.WriteString(e.Body)
 	return b.Bytes()
 }
 
-// switchingResponse is the 101 response for a Sec-WebSocket-Accept value, with the chosen
+// SwitchingResponse is the 101 response for a Sec-WebSocket-Accept value, with the chosen
 // subprotocol and extensions ("": none).
-func switchingResponse(accept, protocol, extensions string) []byte {
+func SwitchingResponse(accept, protocol, extensions string) []byte {
 	head := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n"
 	if protocol != "" {
 		head += "Sec-WebSocket-Protocol: " + protocol + "\r\n"
@@ -83,9 +90,9 @@ func switchingResponse(accept, protocol, extensions string) []byte {
 	return []byte(head + "\r\n")
 }
 
-// chooseProtocol returns the first subprotocol the client offers (Sec-WebSocket-Protocol, a
+// ChooseProtocol returns the first subprotocol the client offers (Sec-WebSocket-Protocol, a
 // comma-separated list) that is in supported, or "" if none is.
-func chooseProtocol(headers []Header, supported []string) string {
+func ChooseProtocol(headers []Header, supported []string) string {
 	if len(supported) == 0 {
 		return ""
 	}
@@ -113,9 +120,9 @@ func acceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
 
-// headEnd returns the index of the blank line ending the request head in buf, or -1. from is
+// HeadEnd returns the index of the blank line ending the request head in buf, or -1. from is
 // where the new bytes start (the search backs up 3 bytes to find a terminator split by reads).
-func headEnd(buf []byte, from int) int {
+func HeadEnd(buf []byte, from int) int {
 	from = max(from-3, 0)
 	if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
 		return from + i
@@ -123,21 +130,21 @@ func headEnd(buf []byte, from int) int {
 	return -1
 }
 
-// parseUpgrade parses a request head (request line and header lines separated by CRLF, without
+// ParseUpgrade parses a request head (request line and header lines separated by CRLF, without
 // the final blank line) of at most maxHead bytes and checks it is a WebSocket upgrade.
-func parseUpgrade(head []byte, maxHead int) (*upgradeRequest, *httpError) {
+func ParseUpgrade(head []byte, maxHead int) (*UpgradeRequest, *HTTPError) {
 	if len(head) > maxHead {
-		return nil, errTooLarge
+		return nil, ErrTooLarge
 	}
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	method, line, ok1 := bytes.Cut(line, []byte(" "))
 	target, version, ok2 := bytes.Cut(line, []byte(" "))
 	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || !isToken(method) || !validText(target) ||
 		bytes.IndexByte(target, ' ') >= 0 {
-		return nil, errBadRequest
+		return nil, ErrBadRequest
 	}
 	if string(version) != "HTTP/1.1" {
-		return nil, errBadRequest
+		return nil, ErrBadRequest
 	}
 
 	var headers []Header
@@ -147,11 +154,11 @@ func parseUpgrade(head []byte, maxHead int) (*upgradeRequest, *httpError) {
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok || len(name) == 0 || !isToken(name) {
 			// Also rejects obsolete line folding (a line starting with a space).
-			return nil, errBadRequest
+			return nil, ErrBadRequest
 		}
 		value = bytes.Trim(value, " \t")
 		if !validText(value) {
-			return nil, errBadRequest
+			return nil, ErrBadRequest
 		}
 		n := strings.ToLower(string(name))
 		i := -1
@@ -183,7 +190,7 @@ func parseUpgrade(head []byte, maxHead int) (*upgradeRequest, *httpError) {
 	}
 
 	if string(method) != "GET" {
-		return nil, errMethod
+		return nil, ErrMethod
 	}
 	var upgrade, connection, version13, key string
 	var haveVersion bool
@@ -200,18 +207,18 @@ func parseUpgrade(head []byte, maxHead int) (*upgradeRequest, *httpError) {
 		}
 	}
 	if !hasToken(upgrade, "websocket") {
-		return nil, errNotUpgrade
+		return nil, ErrNotUpgrade
 	}
 	if !hasToken(connection, "upgrade") {
-		return nil, errNoConnection
+		return nil, ErrNoConnection
 	}
 	if !haveVersion || version13 != "13" {
-		return nil, errVersion
+		return nil, ErrVersion
 	}
 	if k, err := base64.StdEncoding.DecodeString(key); err != nil || len(k) != 16 {
-		return nil, errBadKey
+		return nil, ErrBadKey
 	}
-	return &upgradeRequest{url: string(target), headers: headers, accept: acceptKey(key)}, nil
+	return &UpgradeRequest{URL: string(target), Headers: headers, Accept: acceptKey(key)}, nil
 }
 
 // hasToken reports whether the comma-separated list contains token (case-insensitive).

@@ -1,4 +1,4 @@
-package broker
+package wsproto
 
 import (
 	"encoding/binary"
@@ -9,19 +9,18 @@ import (
 )
 
 // This file holds the RFC 6455 frame layer: an incremental parser for client frames (bytes may
-// arrive split anywhere) and the encoder for server frames. It has no I/O so that it can be
-// fuzzed on its own.
+// arrive split anywhere) and the encoder for server frames.
 
-// frameSink receives what frameParser decodes. Byte slices are valid only during the call.
-type frameSink interface {
-	// message is a complete data message (OpText or OpBinary); text is valid UTF-8. It returns
+// FrameSink receives what Parser decodes. Byte slices are valid only during the call.
+type FrameSink interface {
+	// Message is a complete data message (OpText or OpBinary); text is valid UTF-8. It returns
 	// false to stop the parser.
-	message(op ws.OpCode, p []byte) bool
-	// ping is a ping frame's payload.
-	ping(p []byte)
-	// close is a valid close frame's payload: empty, or a valid code and a UTF-8 reason. The
+	Message(op ws.OpCode, p []byte) bool
+	// Ping is a ping frame's payload.
+	Ping(p []byte)
+	// Close is a valid close frame's payload: empty, or a valid code and a UTF-8 reason. The
 	// parser stops after it.
-	close(p []byte)
+	Close(p []byte)
 }
 
 // msgPool holds buffers for messages that span reads or frames.
@@ -30,11 +29,11 @@ var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // maxPooledMsg is the largest message buffer put back in msgPool; larger ones go to the GC.
 const maxPooledMsg = 64 << 10
 
-// frameParser decodes client frames incrementally. Its zero value (plus max) is ready; it holds
-// no buffer between messages except a header of at most 14 bytes.
-type frameParser struct {
-	max     int64 // largest message accepted (after reassembly, and after inflating)
-	deflate bool  // permessage-deflate was negotiated: RSV1 marks a compressed message
+// Parser decodes client frames incrementally. Its zero value (plus Max) is ready; it holds no
+// buffer between messages except a header of at most 14 bytes.
+type Parser struct {
+	Max     int64 // largest message accepted (after reassembly, and after inflating)
+	Deflate bool  // permessage-deflate was negotiated: RSV1 marks a compressed message
 
 	hdr    [ws.MaxHeaderSize]byte // a header split across reads
 	hdrLen int
@@ -69,10 +68,10 @@ func headerLen(b1 byte) int {
 	return n
 }
 
-// feed parses b, which the parser may modify (payloads are unmasked in place). It returns a
+// Feed parses b, which the parser may modify (payloads are unmasked in place). It returns a
 // close code != 0 when the peer broke the protocol (the connection must be closed with it), and
 // stop = true when no more input must be fed (error, close frame received or sink stopped).
-func (p *frameParser) feed(b []byte, s frameSink) (code ws.StatusCode, stop bool) {
+func (p *Parser) Feed(b []byte, s FrameSink) (code ws.StatusCode, stop bool) {
 	for len(b) > 0 || (p.inFrame && p.remain == 0) {
 		if !p.inFrame {
 			var h []byte
@@ -182,7 +181,7 @@ func (p *frameParser) feed(b []byte, s frameSink) (code ws.StatusCode, stop bool
 }
 
 // start validates a complete frame header and makes it the current frame.
-func (p *frameParser) start(h []byte) ws.StatusCode {
+func (p *Parser) start(h []byte) ws.StatusCode {
 	b0, b1 := h[0], h[1]
 	fin := b0&0x80 != 0
 	op := ws.OpCode(b0 & 0x0f)
@@ -190,7 +189,7 @@ func (p *frameParser) start(h []byte) ws.StatusCode {
 	if op.IsReserved() || b1&0x80 == 0 {
 		return ws.StatusProtocolError // reserved opcode, unmasked client frame
 	}
-	if rsv != 0 && (rsv != 0x40 || !p.deflate || op.IsControl() || op == ws.OpContinuation) {
+	if rsv != 0 && (rsv != 0x40 || !p.Deflate || op.IsControl() || op == ws.OpContinuation) {
 		// RSV2/3, or RSV1 without permessage-deflate or on a frame other than a message's first.
 		return ws.StatusProtocolError
 	}
@@ -230,7 +229,7 @@ func (p *frameParser) start(h []byte) ws.StatusCode {
 			p.msgOp = op
 			p.compressed = rsv != 0
 		}
-		if length > p.max-have {
+		if length > p.Max-have {
 			return ws.StatusMessageTooBig
 		}
 	}
@@ -244,10 +243,10 @@ func (p *frameParser) start(h []byte) ws.StatusCode {
 
 // deliver inflates a complete compressed data message, checks it (its first checked bytes are
 // known valid UTF-8) and hands it to s.
-func (p *frameParser) deliver(op ws.OpCode, data []byte, checked int, s frameSink) (ws.StatusCode, bool) {
+func (p *Parser) deliver(op ws.OpCode, data []byte, checked int, s FrameSink) (ws.StatusCode, bool) {
 	if p.compressed {
 		p.compressed = false
-		out, code := inflate(data, p.max)
+		out, code := inflate(data, p.Max)
 		if code != 0 {
 			return code, true
 		}
@@ -257,19 +256,19 @@ func (p *frameParser) deliver(op ws.OpCode, data []byte, checked int, s frameSin
 	if op == ws.OpText && !utf8.Valid(data[checked:]) {
 		return ws.StatusInvalidFramePayloadData, true
 	}
-	return 0, !s.message(op, data)
+	return 0, !s.Message(op, data)
 }
 
 // control handles a complete control frame.
-func (p *frameParser) control(payload []byte, s frameSink) (ws.StatusCode, bool) {
+func (p *Parser) control(payload []byte, s FrameSink) (ws.StatusCode, bool) {
 	switch p.op {
 	case ws.OpPing:
-		s.ping(payload)
+		s.Ping(payload)
 	case ws.OpClose:
 		if code := checkClosePayload(payload); code != 0 {
 			return code, true
 		}
-		s.close(payload)
+		s.Close(payload)
 		return 0, true
 	}
 	// Pong: unsolicited or not, ignored.
@@ -277,7 +276,7 @@ func (p *frameParser) control(payload []byte, s frameSink) (ws.StatusCode, bool)
 }
 
 // releaseMsg gives the message buffer back.
-func (p *frameParser) releaseMsg() {
+func (p *Parser) releaseMsg() {
 	if p.msg == nil {
 		return
 	}
@@ -315,8 +314,8 @@ func utf8Prefix(b []byte) (int, bool) {
 	return 0, false
 }
 
-// reset drops any partial state (the connection is gone).
-func (p *frameParser) reset() {
+// Reset drops any partial state (the connection is gone).
+func (p *Parser) Reset() {
 	p.releaseMsg()
 	p.ctl = nil
 	p.inFrame = false
@@ -334,7 +333,7 @@ func checkClosePayload(p []byte) ws.StatusCode {
 	case len(p) == 1:
 		return ws.StatusProtocolError
 	}
-	if !validCloseCode(ws.StatusCode(binary.BigEndian.Uint16(p))) {
+	if !ValidCloseCode(ws.StatusCode(binary.BigEndian.Uint16(p))) {
 		return ws.StatusProtocolError
 	}
 	if !utf8.Valid(p[2:]) {
@@ -343,9 +342,9 @@ func checkClosePayload(p []byte) ws.StatusCode {
 	return 0
 }
 
-// validCloseCode reports whether a peer may send code in a close frame (RFC 6455 7.4 and the
+// ValidCloseCode reports whether a peer may send code in a close frame (RFC 6455 7.4 and the
 // IANA registry): 1000-1003, 1007-1014, 3000-4999.
-func validCloseCode(code ws.StatusCode) bool {
+func ValidCloseCode(code ws.StatusCode) bool {
 	switch {
 	case code >= 1000 && code <= 1003:
 		return true
@@ -357,8 +356,8 @@ func validCloseCode(code ws.StatusCode) bool {
 	return false
 }
 
-// encodeFrame returns a complete unmasked server frame: one allocation, header then payload.
-func encodeFrame(op ws.OpCode, data []byte) []byte {
+// EncodeFrame returns a complete unmasked server frame: one allocation, header then payload.
+func EncodeFrame(op ws.OpCode, data []byte) []byte {
 	var h [ws.MaxHeaderSize - 4]byte // a server frame has no mask key
 	hs := putHeader(h[:], op, false, len(data))
 	// Appending past the header's capacity allocates the frame without zeroing it first (make would
@@ -366,15 +365,15 @@ func encodeFrame(op ws.OpCode, data []byte) []byte {
 	return append(h[:hs:hs], data...)
 }
 
-// appendFrame appends a complete unmasked server frame to b.
-func appendFrame(b []byte, op ws.OpCode, data []byte) []byte {
+// AppendFrame appends a complete unmasked server frame to b.
+func AppendFrame(b []byte, op ws.OpCode, data []byte) []byte {
 	var h [ws.MaxHeaderSize - 4]byte
 	hs := putHeader(h[:], op, false, len(data))
 	return append(append(b, h[:hs]...), data...)
 }
 
-// frameLen is the size of an unmasked server frame with an n-byte payload.
-func frameLen(n int) int {
+// FrameLen is the size of an unmasked server frame with an n-byte payload.
+func FrameLen(n int) int {
 	var h [ws.MaxHeaderSize - 4]byte
 	return putHeader(h[:], ws.OpText, false, n) + n
 }
@@ -401,20 +400,20 @@ func putHeader(f []byte, op ws.OpCode, rsv1 bool, n int) int {
 	}
 }
 
-// maxCloseReason is the longest close reason: a control frame payload is at most 125 bytes.
-const maxCloseReason = ws.MaxControlFramePayloadSize - 2
+// MaxCloseReason is the longest close reason: a control frame payload is at most 125 bytes.
+const MaxCloseReason = ws.MaxControlFramePayloadSize - 2
 
-// closeFrame encodes a close frame with code (0: empty payload) and reason (at most
-// maxCloseReason bytes; ignored when code is 0).
-func closeFrame(code ws.StatusCode, reason []byte) []byte {
+// CloseFrame encodes a close frame with code (0: empty payload) and reason (at most
+// MaxCloseReason bytes; ignored when code is 0).
+func CloseFrame(code ws.StatusCode, reason []byte) []byte {
 	if code == 0 {
-		return encodeFrame(ws.OpClose, nil)
+		return EncodeFrame(ws.OpClose, nil)
 	}
 	var p [ws.MaxControlFramePayloadSize]byte
 	binary.BigEndian.PutUint16(p[:], uint16(code))
 	n := copy(p[2:], reason)
-	return encodeFrame(ws.OpClose, p[:2+n])
+	return EncodeFrame(ws.OpClose, p[:2+n])
 }
 
-// pingFrame is the idle ping (shared: frames are never modified once queued).
-var pingFrame = encodeFrame(ws.OpPing, nil)
+// PingFrame is the idle ping (shared: frames are never modified once queued).
+var PingFrame = EncodeFrame(ws.OpPing, nil)

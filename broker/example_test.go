@@ -1,0 +1,78 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+// chat echoes "e:<text>", subscribes its sender to a channel with "s:<channel>" and publishes
+// "p:<channel>:<text>" to that channel's subscribers.
+type chat struct {
+	b      *broker.Broker
+	closed chan uint64
+}
+
+func (h *chat) Open(c *broker.Conn, req *broker.Request) { h.b.Accept(c.ID(), true) }
+
+func (h *chat) Text(c *broker.Conn, data []byte) {
+	if len(data) < 2 || data[1] != ':' {
+		return
+	}
+	switch rest := data[2:]; data[0] {
+	case 'e':
+		h.b.Send(c.ID(), rest, true)
+	case 's':
+		h.b.Subscribe(c.ID(), rest)
+		h.b.Send(c.ID(), []byte("ok"), true)
+	case 'p':
+		if channel, text, found := bytes.Cut(rest, []byte(":")); found {
+			h.b.SendToChannel(channel, text, true, 0)
+		}
+	}
+}
+
+func (h *chat) Binary(c *broker.Conn, data []byte) {}
+func (h *chat) ReadDone(c *broker.Conn)            {}
+func (h *chat) Close(c *broker.Conn)               { h.closed <- c.ID() }
+
+// A server with an echo and channels, and a client of it.
+func Example() {
+	h := &chat{closed: make(chan uint64, 1)}
+	h.b = broker.New(h, broker.Options{})
+	defer h.b.Close()
+	addrs, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, "ws://"+addrs[0].String(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, msg := range []string{"e:hello", "s:news", "p:news:a channel message"} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			log.Fatal(err)
+		}
+		_, reply, err := c.Read(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s\n", reply)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	fmt.Println("closed socket", <-h.closed)
+	fmt.Printf("%+v\n", h.b.Stats().MessagesIn)
+	// Output:
+	// hello
+	// ok
+	// a channel message
+	// closed socket 1
+	// 3
+}

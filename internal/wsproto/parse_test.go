@@ -1,0 +1,208 @@
+package wsproto
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/wstest"
+)
+
+// recSink records what a Parser emits.
+type recSink struct {
+	out   []string
+	limit int // stop after this many messages (0: never)
+	msgs  int
+}
+
+func (s *recSink) Message(op ws.OpCode, p []byte) bool {
+	s.out = append(s.out, fmt.Sprintf("msg %d %x", op, p))
+	s.msgs++
+	return s.limit == 0 || s.msgs < s.limit
+}
+func (s *recSink) Ping(p []byte)  { s.out = append(s.out, fmt.Sprintf("ping %x", p)) }
+func (s *recSink) Close(p []byte) { s.out = append(s.out, fmt.Sprintf("close %x", p)) }
+
+// parseChunks feeds data in chunks of size step (0: all at once) and returns what was emitted.
+func parseChunks(data []byte, step int, max int64, limit int) []string {
+	data = bytes.Clone(data) // the parser unmasks in place
+	p := Parser{Max: max}
+	s := &recSink{limit: limit}
+	if step <= 0 {
+		step = len(data) + 1
+	}
+	for len(data) > 0 {
+		k := min(step, len(data))
+		code, stop := p.Feed(data[:k], s)
+		data = data[k:]
+		if code != 0 {
+			s.out = append(s.out, fmt.Sprintf("error %d", code))
+		}
+		if stop {
+			s.out = append(s.out, "stop")
+			break
+		}
+	}
+	p.Reset()
+	return s.out
+}
+
+// maxHead is the broker's default Limits.MaxHeaderBytes.
+const maxHead = 16 << 10
+
+func TestParser(t *testing.T) {
+	cases := []struct {
+		in   []byte
+		want string
+	}{
+		{wstest.Frame(0x81, []byte("hi")), "msg 1 6869"},
+		{wstest.Frame(0x82, nil), "msg 2 "},
+		{wstest.Cat(wstest.Frame(0x01, []byte("a")), wstest.Frame(0x89, []byte("p")), wstest.Frame(0x80, []byte("b"))), "ping 70|msg 1 6162"},
+		{wstest.Frame(0x8A, []byte("x")), ""},
+		{wstest.Cat(wstest.Frame(0x88, wstest.ClosePayload(1000, "r")), wstest.Frame(0x81, []byte("x"))), "close 03e872|stop"},
+		{wstest.Frame(0x81, []byte{0xff}), "error 1007|stop"},
+		{wstest.Frame(0x81, []byte("x"), true), "error 1002|stop"},
+		{wstest.Header(0x82, 101, true), "error 1009|stop"},
+		{wstest.Cat(wstest.Frame(0x82, make([]byte, 100)), wstest.Frame(0x82, make([]byte, 1))), "msg 2 " + strings.Repeat("00", 100) + "|msg 2 00"},
+		// "€" split byte by byte across fragments, a ping in the middle.
+		{wstest.Cat(wstest.Frame(0x01, []byte{0xe2}), wstest.Frame(0x89, []byte("p")), wstest.Frame(0x00, []byte{0x82}), wstest.Frame(0x80, []byte{0xac})), "ping 70|msg 1 e282ac"},
+		// Invalid UTF-8 fails fast: before the message ends, before a ping that follows.
+		{wstest.Cat(wstest.Frame(0x01, []byte("a\xff")), wstest.Frame(0x89, []byte("p"))), "error 1007|stop"},
+		{wstest.Cat(wstest.Frame(0x01, []byte("é")), wstest.Frame(0x00, []byte{0xc3, '('}), wstest.Frame(0x89, []byte("p"))), "error 1007|stop"},
+		{wstest.Cat(wstest.Frame(0x01, []byte{0xe2, 0x82}), wstest.Frame(0x00, []byte{'x'})), "error 1007|stop"},
+		{wstest.Cat(wstest.Frame(0x01, []byte{0xed, 0xa0}), wstest.Frame(0x89, []byte("p"))), "error 1007|stop"}, // a surrogate, found by its second byte
+		{wstest.Cat(wstest.Frame(0x01, []byte{0xf4, 0x8f}), wstest.Frame(0x89, []byte("p"))), "ping 70"},         // may still become U+10FFFF
+		{wstest.Cat(wstest.Frame(0x01, []byte{0xe2, 0x82}), wstest.Frame(0x80, nil)), "error 1007|stop"},         // truncated at the end
+	}
+	for i, tc := range cases {
+		for _, step := range []int{0, 1, 2, 3, 7} {
+			got := strings.Join(parseChunks(tc.in, step, 100, 0), "|")
+			if got != tc.want {
+				t.Fatalf("case %d step %d: got %q, want %q", i, step, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestEncodeFrame(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 70000} {
+		p := bytes.Repeat([]byte{7}, n)
+		f := EncodeFrame(ws.OpBinary, p)
+		r := bytes.NewReader(f)
+		h, err := ws.ReadHeader(r)
+		payload, _ := io.ReadAll(r)
+		if err != nil || !h.Fin || h.OpCode != ws.OpBinary || h.Masked || h.Length != int64(n) || !bytes.Equal(payload, p) {
+			t.Fatalf("length %d: %v %+v", n, err, h)
+		}
+		if len(f) != n+ws.HeaderSize(ws.Header{Length: int64(n)}) {
+			t.Fatalf("length %d: frame of %d bytes", n, len(f))
+		}
+	}
+	if !bytes.Equal(CloseFrame(0, nil), []byte{0x88, 0}) || !bytes.Equal(CloseFrame(1001, nil), []byte{0x88, 2, 0x03, 0xe9}) {
+		t.Fatal("close frames")
+	}
+}
+
+func TestParseUpgrade(t *testing.T) {
+	head := "GET /a?b=c HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" +
+		"Sec-WebSocket-Key:   " + wstest.Key + "  \r\nSec-WebSocket-Version: 13\r\nX-A: 1\r\nx-a: 2\r\nX-Empty:\r\n"
+	for i := 0; i < 30; i++ {
+		head += fmt.Sprintf("X-%d: v\r\nx-a: %d\r\n", i, i+3)
+	}
+	head = strings.TrimSuffix(head, "\r\n")
+	up, herr := ParseUpgrade([]byte(head), maxHead)
+	if herr != nil {
+		t.Fatalf("refused: %d", herr.Status)
+	}
+	if up.URL != "/a?b=c" || up.Accept != wstest.AcceptKey {
+		t.Fatalf("%+v", up)
+	}
+	vals := map[string]string{}
+	for _, h := range up.Headers {
+		if _, dup := vals[h.Name]; dup {
+			t.Fatalf("%q twice", h.Name)
+		}
+		vals[h.Name] = h.Value
+	}
+	wantA := "1, 2"
+	for i := 0; i < 30; i++ {
+		wantA += fmt.Sprintf(", %d", i+3)
+	}
+	if vals["x-a"] != wantA || vals["sec-websocket-key"] != wstest.Key || vals["x-empty"] != "" || vals["upgrade"] != "WebSocket" {
+		t.Fatalf("%v", vals)
+	}
+	if up.Headers[0].Name != "host" {
+		t.Fatal("header order not kept")
+	}
+}
+
+func FuzzFrameParser(f *testing.F) {
+	f.Add(wstest.Frame(0x81, []byte("hello")), uint8(0), uint8(0))
+	f.Add(wstest.Cat(wstest.Frame(0x01, []byte("a")), wstest.Frame(0x89, []byte("p")), wstest.Frame(0x80, []byte("b"))), uint8(1), uint8(0))
+	f.Add(wstest.Cat(wstest.Frame(0x82, make([]byte, 300)), wstest.Frame(0x88, wstest.ClosePayload(1000, "x"))), uint8(5), uint8(1))
+	f.Add(wstest.Cat(wstest.Frame(0x81, []byte("a")), wstest.Frame(0x81, []byte("b")), wstest.Frame(0x81, []byte("c"))), uint8(2), uint8(2))
+	f.Add(wstest.Header(0x82, 70000, true), uint8(3), uint8(0))
+	f.Add(wstest.Frame(0x88, []byte{3}), uint8(0), uint8(0))
+	f.Add(wstest.Cat(wstest.Frame(0x01, []byte{0xe2}), wstest.Frame(0x89, nil), wstest.Frame(0x00, []byte{0x82}), wstest.Frame(0x80, []byte{0xac, 0xff})), uint8(0), uint8(0))
+	f.Add(wstest.Cat(wstest.Frame(0x01, []byte("ok \xf0\x9f")), wstest.Frame(0x8A, []byte("p")), wstest.Frame(0x80, []byte("\x8e\x89"))), uint8(4), uint8(0))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(0), uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, step, limit uint8) {
+		const max = 1000
+		whole := parseChunks(data, 0, max, int(limit))
+		split := parseChunks(data, int(step)+1, max, int(limit))
+		if strings.Join(whole, "|") != strings.Join(split, "|") {
+			t.Fatalf("whole %q\nsplit by %d %q", whole, int(step)+1, split)
+		}
+		for _, e := range whole {
+			if strings.HasPrefix(e, "msg 1 ") {
+				var p []byte
+				fmt.Sscanf(strings.TrimPrefix(e, "msg 1 "), "%x", &p)
+				if !utf8.Valid(p) {
+					t.Fatalf("invalid UTF-8 text delivered: %q", e)
+				}
+			}
+			if strings.HasPrefix(e, "msg ") && len(e) > 6+2*max {
+				t.Fatalf("message over max delivered")
+			}
+		}
+	})
+}
+
+func FuzzHandshake(f *testing.F) {
+	f.Add([]byte(strings.TrimSuffix(wstest.UpgradeRequest("/x"), "\r\n\r\n")))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x"))
+	f.Add([]byte("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="))
+	f.Add([]byte("POST /\x00 HTTP/1.1\r\n:\r\n"))
+	f.Add([]byte("\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, head []byte) {
+		up, herr := ParseUpgrade(head, maxHead)
+		if (up == nil) == (herr == nil) {
+			t.Fatal("exactly one of request and error expected")
+		}
+		if herr != nil {
+			if _, ok := statusText[herr.Status]; !ok || !bytes.HasPrefix(herr.Response(), []byte("HTTP/1.1 4")) {
+				t.Fatalf("bad error response %d", herr.Status)
+			}
+			return
+		}
+		if up.Accept == "" || up.URL == "" {
+			t.Fatal("empty accept or url")
+		}
+		for _, h := range up.Headers {
+			if h.Name == "" || h.Name != strings.ToLower(h.Name) {
+				t.Fatalf("header name %q", h.Name)
+			}
+		}
+		// HeadEnd finds the terminator wherever reads split it.
+		full := append(bytes.Clone(head), "\r\n\r\n"...)
+		for from := 0; from <= len(full); from++ {
+			if HeadEnd(full, from) < 0 && from <= len(head)+3 {
+				t.Fatalf("terminator not found from %d", from)
+			}
+		}
+	})
+}
