@@ -195,7 +195,7 @@ func (b *Broker) connDone(c *Conn, r any) {
 		// A bug in the broker: never take the process down for it.
 		b.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).EmbedObject(c).Msg("connection goroutine panicked")
 		c.closeSocket()
-		if c.verdict.Load() == verdictAccepted && !c.finished {
+		if s := c.state.Load(); s.accepted() && s != stateEnded {
 			c.finish()
 		} else {
 			c.discard()
@@ -257,13 +257,13 @@ func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
 	if c == nil {
 		return false
 	}
-	v := verdictRejected
-	if ok {
-		v = verdictAccepted
-	}
-	if !c.verdict.CompareAndSwap(verdictPending, v) {
+	c.wmu.Lock()
+	if !c.giveVerdictLocked(ok) {
+		c.wmu.Unlock()
 		return false
 	}
+	sched := c.scheduleLocked(k)
+	c.wmu.Unlock()
 	c.stopOpenTimer()
 	if !ok {
 		c.discard()
@@ -272,13 +272,6 @@ func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
 	}
 	b.counters.accepted.Add(1)
 	b.counters.open.Add(1)
-	c.wmu.Lock()
-	c.phase = phaseOpen
-	if c.shutAfterFlush {
-		c.startDrainLocked() // CloseSocket while pending: the drain starts now
-	}
-	sched := c.scheduleLocked(k)
-	c.wmu.Unlock()
 	if stopped(c.stop) {
 		c.closeWith(ws.StatusGoingAway, nil) // Broker.Close saw c pending and lost to this call
 	}

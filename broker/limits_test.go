@@ -449,14 +449,14 @@ func TestBackpressureClientNeverReads(t *testing.T) {
 
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	sent := 0
-	for ; sent < 4000 && !se.c.closing.Load(); sent++ {
+	for ; sent < 4000 && !se.c.state.Load().ending(); sent++ {
 		b.Send(se.id, big, false)
 		if q := se.c.queued(); q > limit+frameLen(len(big))+frameOverhead {
 			t.Fatalf("%d bytes queued, limit %d plus one message", q, limit)
 		}
 		b.Send(fastID, []byte(msgName(sent)), true)
 	}
-	if !se.c.closing.Load() {
+	if !se.c.state.Load().ending() {
 		t.Fatalf("not closed after %d MiB", sent/16)
 	}
 	t.Logf("closed with 1008 after %d frames of 64 KiB", sent)
@@ -496,10 +496,10 @@ func TestBackpressureLateReaderSees1008(t *testing.T) {
 	conn := b.lookup(id)
 	frameOf := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 64<<10) }
 	sent := 0
-	for ; sent < 4000 && !conn.closing.Load(); sent++ {
+	for ; sent < 4000 && !conn.state.Load().ending(); sent++ {
 		b.Send(id, frameOf(sent), false)
 	}
-	if !conn.closing.Load() {
+	if !conn.state.Load().ending() {
 		t.Fatal("not closed")
 	}
 	// The client reads now: a prefix of the messages, whole, then the close frame with 1008.
@@ -557,7 +557,7 @@ func TestPongFloodIsBounded(t *testing.T) {
 	e := await(t, rec.opens, "open")
 	ping := frame(0x89, []byte("p"))
 	burst := bytes.Repeat(ping, 1000)
-	for i := 0; !e.c.closing.Load(); i++ {
+	for i := 0; !e.c.state.Load().ending(); i++ {
 		if i == 10000 {
 			t.Fatal("not closed")
 		}
@@ -692,7 +692,7 @@ func TestBackpressurePending(t *testing.T) {
 	r := rawConnect(t, addr)
 	r.send([]byte(upgradeRequestText("/")))
 	e := await(t, rec.opens, "open")
-	if !e.c.closing.Load() {
+	if !e.c.state.Load().ending() {
 		t.Fatal("not closing")
 	}
 	b.Accept(e.id, true)

@@ -53,7 +53,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 		size = frameLen(len(data))
 	}
 	c.wmu.Lock()
-	if c.closing.Load() || c.wdead {
+	if !c.state.Load().mayQueue() {
 		c.wmu.Unlock()
 		return
 	}
@@ -167,10 +167,10 @@ func (c *Conn) queued() int {
 }
 
 // scheduleLocked marks c scheduled, to be written by k's Flush (k nil: by its flusher), and
-// reports whether the caller must hand it over (flushBy, after unlocking): it is open, has
+// reports whether the caller must hand it over (flushBy, after unlocking): it is writable, has
 // something queued and nobody is on it already.
 func (c *Conn) scheduleLocked(k *Cork) bool {
-	if c.phase != phaseOpen || c.scheduled || c.writing || c.wdead || len(c.queue) == 0 {
+	if !c.state.Load().writable() || c.scheduled || c.writing || len(c.queue) == 0 {
 		return false
 	}
 	c.scheduled = true
@@ -243,7 +243,7 @@ func (c *Conn) flush(w *writeState) {
 	c.wmu.Lock()
 	c.scheduled = false
 	c.cork = nil
-	if c.writing || c.wdead || c.phase != phaseOpen || len(c.queue) == 0 {
+	if c.writing || !c.state.Load().writable() || len(c.queue) == 0 {
 		c.wmu.Unlock()
 		return
 	}
@@ -295,7 +295,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	}
 	if err != nil {
 		c.writing = false
-		c.wdead = true
+		c.state.Store(c.state.Load().afterWriteFailure())
 		c.dropLocked()
 		c.wmu.Unlock()
 		c.b.log.Debug().EmbedObject(c).Err(err).Msg("write failed, closing connection")
@@ -333,9 +333,9 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	if cap(c.queue) > maxKeptSlots {
 		c.queue = nil
 	}
-	shut := c.shutAfterFlush && !c.shutDone
+	shut := c.state.Load() == stateClosing // its close frame is out
 	if shut {
-		c.shutDone = true
+		c.state.Store(stateHalfClosed)
 	}
 	c.wmu.Unlock()
 	if shut {
