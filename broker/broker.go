@@ -171,7 +171,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 		}
 		if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {
 			l.conns.Add(-1)
-			c.counted, c.busy = false, true
+			c.counted, c.overLimit = false, true
 			now, last := time.Now().UnixNano(), l.lastBusy.Load()
 			if now-last > int64(10*time.Second) && l.lastBusy.CompareAndSwap(last, now) {
 				b.log.Warn().Stringer("addr", l.ln.Addr()).Int("max_connections", l.lim.MaxConnections).

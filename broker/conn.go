@@ -157,7 +157,7 @@ type Conn struct {
 	qbuf        *[]byte       // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
 	obuf        *[]byte       // c's own frame buffer in out, pooled again once out is written
 	cork        *Cork         // scheduled, and written by this cork's Flush
-	pending     int           // bytes in queue and out, plus frameOverhead per frame
+	queuedBytes int           // bytes in queue and out, plus frameOverhead per frame
 	drainAt     time.Duration // the drain deadline (catching up: the catch-up deadline) on the broker's clock (Broker.clock); 0: none
 	history     *[]byte       // deflateTakeover: the last bytes sent compressed (contextFrameLocked)
 
@@ -189,7 +189,8 @@ type Conn struct {
 	draining bool          // the reader delivers no more input: it reads only to see the peer's end
 	pinged   bool          // the idle ping is out and no input came since
 	counted  bool          // counts in l.conns
-	busy     bool          // over the listener's MaxConnections: refused with 503
+	// overLimit: the listener was over MaxConnections when c came; its request is refused with 503.
+	overLimit bool
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -228,9 +229,9 @@ func stopped(ch <-chan struct{}) bool {
 // thread that gives it, so that accepting a socket wakes nobody.
 func (c *Conn) serve() {
 	defer c.b.connWG.Done() // this goroutine's own count (acceptLoop)
-	pending := false
+	opened := false
 	defer func() {
-		if r := recover(); r != nil || !pending {
+		if r := recover(); r != nil || !opened {
 			c.b.connDone(c, r)
 		}
 	}()
@@ -238,14 +239,14 @@ func (c *Conn) serve() {
 	if !ok {
 		return
 	}
-	if c.busy {
+	if c.overLimit {
 		// Answered once the request is in, not before: an HTTP client that gets a response
 		// before it has sent its request (Go's net/http) treats it as a broken connection.
 		c.b.log.Debug().Stringer("peer", c.nc.RemoteAddr()).Msg("too many connections; refused with 503")
 		c.refuse(errBusy)
 		return
 	}
-	pending = c.open(up)
+	opened = c.open(up)
 }
 
 // handshake reads and checks the upgrade request. On failure it has answered and closed.
@@ -411,7 +412,7 @@ func (c *Conn) open(up *upgradeRequest) bool {
 	c.id = b.nextID.Add(1)
 	c.state.Store(statePending)
 	c.queue = append(c.queue, resp)
-	c.pending = len(resp) + frameOverhead
+	c.queuedBytes = len(resp) + frameOverhead
 	c.wmu.Unlock()
 	b.register(c)
 
@@ -783,7 +784,7 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 			keep = 1 // the 101 response, written if the socket is accepted
 		}
 		for _, q := range c.queue[keep:] {
-			c.pending -= len(q) + frameOverhead
+			c.queuedBytes -= len(q) + frameOverhead
 		}
 		q := make([][]byte, keep, keep+1)
 		copy(q, c.queue[:keep])
@@ -795,7 +796,7 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 		}
 	}
 	c.queue = append(c.queue, f)
-	c.pending += len(f) + frameOverhead
+	c.queuedBytes += len(f) + frameOverhead
 	if s.accepted() {
 		c.state.Store(stateClosing) // a catching up socket's close frame goes now
 		c.startDrainLocked()

@@ -58,7 +58,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 		return
 	}
 	var sched bool
-	if c.pending > c.l.lim.MaxBackpressure {
+	if c.queuedBytes > c.l.lim.MaxBackpressure {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
 		sched = c.closeLocked(closeFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(k)
 		c.wmu.Unlock()
@@ -70,7 +70,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 				size = len(frame)
 			}
 		}
-		c.pending += size + c.appendLocked(frame, op, data, size)
+		c.queuedBytes += size + c.appendLocked(frame, op, data, size)
 		sched = c.scheduleLocked(k)
 		if !sched && c.cork != nil && c.cork != k {
 			// A frame from elsewhere (a pong, a ping, another cork's send) for a socket that a
@@ -163,7 +163,7 @@ func (c *Conn) takeQueueLocked() {
 func (c *Conn) queued() int {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.pending
+	return c.queuedBytes
 }
 
 // scheduleLocked marks c scheduled, to be written by k's Flush (k nil: by its flusher), and
@@ -283,7 +283,7 @@ func (c *Conn) writer() {
 // It reports whether the caller (a writer goroutine) must write c.out again.
 func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	c.wmu.Lock()
-	c.pending = max(c.pending-n-frames*frameOverhead, 0)
+	c.queuedBytes = max(c.queuedBytes-n-frames*frameOverhead, 0)
 	if c.trim {
 		// Backpressure: closeLocked dropped the queue and woke us with a past write deadline.
 		c.trim = false
@@ -358,12 +358,12 @@ func (c *Conn) trimLocked() {
 	clear(c.out)
 	c.out = out
 	c.obuf = nil // the kept rest may be in it: the GC takes it
-	c.pending = 0
+	c.queuedBytes = 0
 	for _, f := range c.out {
-		c.pending += len(f) + frameOverhead
+		c.queuedBytes += len(f) + frameOverhead
 	}
 	for _, f := range c.queue {
-		c.pending += len(f) + frameOverhead
+		c.queuedBytes += len(f) + frameOverhead
 	}
 }
 
@@ -378,7 +378,7 @@ func (c *Conn) dropLocked() {
 		c.outPartial = false
 		giveBackOwn(&c.obuf)
 	}
-	c.pending = 0
+	c.queuedBytes = 0
 }
 
 // writeState is the scratch space of one writing goroutine (Cork.Flush's are pooled across
