@@ -436,6 +436,37 @@ func TestCloseSocketPending(t *testing.T) {
 	}
 }
 
+// TestCloseSocketPendingThenRejected: a close frame queued while the verdict is awaited is dropped
+// with the rest of the queue when the socket is rejected: 403, no close frame, no Close event.
+func TestCloseSocketPendingThenRejected(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		b.Send(c.ID(), []byte("never"), true)
+		if ok, err := b.CloseSocket(c.ID(), 4002, nil); !ok || err != nil {
+			t.Errorf("CloseSocket on a pending socket: %v %v", ok, err)
+		}
+	}
+	r := rawConnect(t, addr)
+	r.send([]byte(upgradeRequestText("/")))
+	id := await(t, rec.opens, "open").id
+	if !b.Accept(id, false) {
+		t.Fatal("Accept(false) on a socket with a close frame queued returned false")
+	}
+	resp := r.response()
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 403 || string(body) != "Connection rejected" {
+		t.Fatalf("got %v %q", resp.Status, body)
+	}
+	r.expectEOF() // and no close frame
+	if ok, _ := b.CloseSocket(id, 4003, nil); ok {
+		t.Fatal("CloseSocket on a rejected socket")
+	}
+	b.Close()
+	if n := rec.closesOf(id); n != 0 {
+		t.Fatalf("%d Close events for a rejected socket", n)
+	}
+}
+
 func TestBackpressureClientNeverReads(t *testing.T) {
 	const limit = 1 << 20
 	rec := newRecorder()
