@@ -34,8 +34,12 @@ import (
 //	a write fails: open, catchingUp ─► writeFailed; closing, halfClosed ─► closingWriteFailed
 //	finish (the reader saw the end, or the drain deadline passed): accepted states ─► ended
 //
-// A request refused with an HTTP error in the handshake (or over MaxConnections) ends in
-// handshake: it was never registered. The order makes mayQueue and ending ranges.
+// Who moves it, always under wmu: open (handshake to pending), closeLocked (a close frame
+// queued), giveVerdictLocked (Accept, refusePending), closeAfterCatchUp and caughtUp (open to
+// catchingUp and back, closeWith following), afterWrite (half-close, write failures), discard
+// (refused) and finish (ended). A request refused with an HTTP error in the handshake (or over
+// MaxConnections) ends in handshake: it was never registered. The order makes mayQueue and
+// ending ranges.
 type connState uint32
 
 const (
