@@ -162,7 +162,7 @@ type Conn struct {
 	obuf        *[]byte       // c's own frame buffer in out, pooled again once out is written
 	cork        *Cork         // scheduled, and written by this cork's Flush
 	queuedBytes int           // bytes in queue and out, plus frameOverhead per frame
-	drainAt     time.Duration // the drain deadline (catching up: the catch-up deadline) on the broker's clock (Broker.clock); 0: none
+	drainAt     time.Duration // the drain deadline (catchingUp: the catch-up deadline) on Broker.clock; 0: none
 	history     *[]byte       // deflateTakeover: the last bytes sent compressed (contextFrameLocked)
 
 	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
