@@ -168,7 +168,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 		}
 		if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {
 			l.conns.Add(-1)
-			c.counted, c.busy = false, true
+			c.counted, c.overLimit = false, true
 			now, last := time.Now().UnixNano(), l.lastBusy.Load()
 			if now-last > int64(10*time.Second) && l.lastBusy.CompareAndSwap(last, now) {
 				b.logAt(slog.LevelWarn, "connection limit reached; refusing upgrades with 503 (logged at most every 10 s)",
@@ -192,7 +192,7 @@ func (b *Broker) connDone(c *Conn, r any) {
 		// A bug in the broker: never take the process down for it.
 		b.logPanic(c, "connection goroutine panicked", r)
 		c.closeSocket()
-		if c.verdict.Load() == verdictAccepted && !c.finished {
+		if s := c.state.Load(); s.accepted() && s != stateEnded {
 			c.finish()
 		} else {
 			c.discard()
@@ -251,13 +251,13 @@ func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
 	if c == nil {
 		return false
 	}
-	v := verdictRejected
-	if ok {
-		v = verdictAccepted
-	}
-	if !c.verdict.CompareAndSwap(verdictPending, v) {
+	c.wmu.Lock()
+	if !c.giveVerdictLocked(ok) {
+		c.wmu.Unlock()
 		return false
 	}
+	sched := c.scheduleLocked(k)
+	c.wmu.Unlock()
 	c.stopOpenTimer()
 	if !ok {
 		c.discard()
@@ -266,13 +266,6 @@ func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
 	}
 	b.counters.accepted.Add(1)
 	b.counters.open.Add(1)
-	c.wmu.Lock()
-	c.phase = phaseOpen
-	if c.shutAfterFlush {
-		c.startDrainLocked() // CloseSocket while pending: the drain starts now
-	}
-	sched := c.scheduleLocked(k)
-	c.wmu.Unlock()
 	if stopped(c.stop) {
 		c.closeWith(ws.StatusGoingAway, nil) // Broker.Close saw c pending and lost to this call
 	}

@@ -132,3 +132,35 @@ func TestCloseGoesOutWhenTheHandlerDoesNotCatchUp(t *testing.T) {
 		})
 	}
 }
+
+// TestBrokerCloseWhileCatchingUp: a close that comes while the close frame waits for the handler
+// (here Broker.Close's 1001) goes out at once; the peer's close frame stays the cause.
+func TestBrokerCloseWhileCatchingUp(t *testing.T) {
+	for _, rd := range readers {
+		t.Run(rd.name, func(t *testing.T) {
+			h := newLateEchoer()
+			h.silent = true
+			b, addr := startHandler(t, h, h.recorder, Limits{}, rd.configure...)
+			r := rawDial(t, addr, nil)
+			await(t, h.opens, "open")
+			r.send(wstest.Frame(0x88, wstest.ClosePayload(4000, "bye")))
+			e := await(t, h.catchUps, "CatchUp")
+			closed := make(chan struct{})
+			go func() {
+				b.Close()
+				close(closed)
+			}()
+			r.expectClose(wstest.ClosePayload(1001, ""))
+			r.expectEOF()
+			if c := await(t, h.closes, "close"); c.id != e.id || c.code != 4000 || string(c.reason) != "bye" {
+				t.Fatalf("Close of %d with %d %q", c.id, c.code, c.reason)
+			}
+			select {
+			case <-closed:
+			case <-time.After(waitTimeout):
+				t.Fatal("Broker.Close did not return")
+			}
+			b.CaughtUp(e.id) // too late: a no-op
+		})
+	}
+}

@@ -18,20 +18,108 @@ import (
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
-// Connection phases (Conn.phase, under wmu).
+// connState is where a connection is in its life. It is stored only under Conn.wmu and loaded
+// anywhere (connStateVar), so that the read path checks it without a lock.
+//
+//	handshake ─open─► pending ──Accept(true)──► open ──peer's close, protocol error─► catchingUp
+//	                     │                       │                                       │
+//	         close frame │                       │ close frame queued                    │
+//	              queued ▼                       ▼                                       │
+//	               pendingClose ─Accept(true)─► closing ◄── close frame queued: CaughtUp,┘
+//	                                             │          its timeout or any other close
+//	                                             │ close frame written: write side shut
+//	                                             ▼
+//	                                         halfClosed
+//
+//	refused: pending, pendingClose ─Accept(false), OpenTimeout, Broker.Close─► refused
+//	         (handshake ─► refused only after a panic: discard)
+//	a write fails: open, catchingUp ─► writeFailed; closing, halfClosed ─► closingWriteFailed
+//	finish (the reader saw the end, or the drain deadline passed): accepted states ─► ended
+//
+// Who moves it, always under wmu: open (handshake to pending), closeLocked (a close frame
+// queued), giveVerdictLocked (Accept, refusePending), closeAfterCatchUp and caughtUp (open to
+// catchingUp and back, closeWith following), afterWrite (half-close, write failures), discard
+// (refused) and finish (ended). A request refused with an HTTP error in the handshake (or over
+// MaxConnections) ends in handshake: it was never registered. The order makes mayQueue and
+// ending ranges.
+type connState uint32
+
 const (
-	phaseHandshake uint8 = iota // reading the upgrade request
-	phasePending                // Open called, verdict not given: frames queue, nothing is written
-	phaseOpen                   // accepted: the queue is written
+	// stateHandshake: the upgrade request is being read.
+	stateHandshake connState = iota
+	// statePending: Open was called and no verdict came yet; frames queue behind the 101
+	// response, nothing is written.
+	statePending
+	// stateOpen: accepted; read by its reader, its queue written.
+	stateOpen
+	// stateCatchingUp: open; after the peer's close frame (or protocol error) our close frame
+	// waits for the Handler to catch up (closeAfterCatchUp).
+	stateCatchingUp
+	// stateWriteFailed: accepted, and a write failed: nothing more is queued or written; the
+	// reader delivers input until the end of input that CloseRead makes.
+	stateWriteFailed
+	// statePendingClose: pending with a close frame queued: written once accepted, the drain
+	// deadline starting then.
+	statePendingClose
+	// stateRefused: never accepted: rejected (403) or refused (open timeout, Broker.Close: 503);
+	// its queue is dropped.
+	stateRefused
+	// stateClosing: accepted, a close frame queued last: nothing more is queued; the drain
+	// deadline runs.
+	stateClosing
+	// stateHalfClosed: the close frame is written and the write side shut; the peer has until
+	// the drain deadline to close its side.
+	stateHalfClosed
+	// stateClosingWriteFailed: a write failed after the close frame was queued.
+	stateClosingWriteFailed
+	// stateEnded: finish ran: the socket is closed and Handler.Close called.
+	stateEnded
 )
 
-// Verdicts (Conn.verdict).
-const (
-	verdictPending int32 = iota
-	verdictAccepted
-	verdictRejected
-	verdictRefused // Broker.Close came first
-)
+// mayQueue reports whether frames, a close frame included, may be queued (else they are dropped).
+func (s connState) mayQueue() bool { return s <= stateCatchingUp }
+
+// ending reports whether the connection is on its way out: a close frame is queued, or it was
+// refused or ended. Its reader then delivers no more messages.
+func (s connState) ending() bool { return s >= statePendingClose }
+
+// writable reports whether the queue is written to the socket: accepted, and no write failed.
+func (s connState) writable() bool {
+	switch s {
+	case stateOpen, stateCatchingUp, stateClosing, stateHalfClosed:
+		return true
+	}
+	return false
+}
+
+// accepted reports whether the verdict accepted the connection (whatever happened since).
+func (s connState) accepted() bool {
+	switch s {
+	case stateOpen, stateCatchingUp, stateWriteFailed, stateClosing, stateHalfClosed, stateClosingWriteFailed, stateEnded:
+		return true
+	}
+	return false
+}
+
+// awaitingVerdict reports whether Open was called and neither Accept nor a refusal came yet.
+func (s connState) awaitingVerdict() bool { return s == statePending || s == statePendingClose }
+
+// afterWriteFailure is the state a failed write leaves s in.
+func (s connState) afterWriteFailure() connState {
+	switch s {
+	case stateOpen, stateCatchingUp:
+		return stateWriteFailed
+	case stateClosing, stateHalfClosed:
+		return stateClosingWriteFailed
+	}
+	return s
+}
+
+// connStateVar holds a connState: Store only under Conn.wmu; Load anywhere.
+type connStateVar struct{ v atomic.Uint32 }
+
+func (v *connStateVar) Load() connState   { return connState(v.v.Load()) }
+func (v *connStateVar) Store(s connState) { v.v.Store(uint32(s)) }
 
 // readBufSize is the size of the pooled read buffers.
 const readBufSize = 8 << 10
@@ -44,8 +132,8 @@ type Conn struct {
 	// Pin is owned by the Handler (the bridge stores the worker the socket is pinned to); the
 	// broker never writes it and reads it only to name the worker in its log lines.
 	Pin atomic.Int32
-	// verdict is verdictPending until Accept (or a refusal) settles it, once.
-	verdict atomic.Int32
+	// state is where c is in its life (connState); stored under wmu.
+	state connStateVar
 
 	id    uint64
 	token atomic.Pointer[[]byte]
@@ -60,33 +148,24 @@ type Conn struct {
 	sc   net.Conn
 	stop <-chan struct{} // closed by Broker.Close
 
-	openTimer *time.Timer // the open timeout while the verdict is pending (under wmu)
-
-	// closing is set once nothing more may be queued: a close frame is queued, the socket was
-	// rejected or refused, or the connection ended.
-	closing atomic.Bool
+	openTimer *time.Timer // the open timeout while the verdict is awaited (under wmu)
 
 	// Write side, under wmu (see write.go).
-	wmu            sync.Mutex
-	phase          uint8
-	scheduled      bool   // in a flusher's list, or in a cork's (cork)
-	writing        bool   // a flusher or the writer goroutine owns out
-	wdead          bool   // the socket cannot be written any more
-	shutAfterFlush bool   // half-close once the queue (ending with a close frame) is written
-	shutDone       bool   // the half-close is done
-	catchingUp     bool   // the close frame waits for the Handler to catch up (closeAfterCatchUp)
-	outPartial     bool   // out[0] is partly written (owned with out)
-	trim           bool   // backpressure: whoever owns out drops it but for a partly written frame
-	causeCode      uint16 // why the connection ends (CloseCause); 0 while unknown
-	causeReason    []byte
-	queue          [][]byte        // frames waiting for a writer
-	out            [][]byte        // frames being written (owned by whoever has writing set)
-	qbuf           *[]byte         // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
-	obuf           *[]byte         // c's own frame buffer in out, pooled again once out is written
-	cork           *Cork           // scheduled, and written by this cork's Flush
-	pending        int             // bytes in queue and out, plus frameOverhead per frame
-	drainAt        time.Duration   // the drain deadline on the broker's clock (Broker.clock); 0: none
-	history        wsproto.History // wsproto.DeflateTakeover: what was sent compressed lately
+	wmu         sync.Mutex
+	scheduled   bool   // in a flusher's list, or in a cork's (cork)
+	writing     bool   // a flusher or the writer goroutine owns out
+	outPartial  bool   // out[0] is partly written (owned with out)
+	trim        bool   // backpressure: whoever owns out drops it but for a partly written frame
+	causeCode   uint16 // why the connection ends (CloseCause); 0 while unknown
+	causeReason []byte
+	queue       [][]byte        // frames waiting for a writer
+	out         [][]byte        // frames being written (owned by whoever has writing set)
+	qbuf        *[]byte         // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
+	obuf        *[]byte         // c's own frame buffer in out, pooled again once out is written
+	cork        *Cork           // scheduled, and written by this cork's Flush
+	queuedBytes int             // bytes in queue and out, plus frameOverhead per frame
+	drainAt     time.Duration   // the drain deadline (catchingUp: the catch-up deadline) on Broker.clock; 0: none
+	history     wsproto.History // wsproto.DeflateTakeover: what was sent compressed lately
 
 	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
 	subMu sync.Mutex
@@ -113,11 +192,11 @@ type Conn struct {
 	slot     uint32        // polled: c's slot in its poller
 	polled   bool          // registered with the poller
 	here     bool          // polled: this turn runs on DispatchReady's caller (MayBlock)
-	draining bool          // a close frame is queued; input is only read to see the peer close
+	draining bool          // the reader delivers no more input: it reads only to see the peer's end
 	pinged   bool          // the idle ping is out and no input came since
-	finished bool          // finish ran
 	counted  bool          // counts in l.conns
-	busy     bool          // over the listener's MaxConnections: refused with 503
+	// overLimit: the listener was over MaxConnections when c came; its request is refused with 503.
+	overLimit bool
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -156,9 +235,9 @@ func stopped(ch <-chan struct{}) bool {
 // thread that gives it, so that accepting a socket wakes nobody.
 func (c *Conn) serve() {
 	defer c.b.connWG.Done() // this goroutine's own count (acceptLoop)
-	pending := false
+	opened := false
 	defer func() {
-		if r := recover(); r != nil || !pending {
+		if r := recover(); r != nil || !opened {
 			c.b.connDone(c, r)
 		}
 	}()
@@ -166,14 +245,14 @@ func (c *Conn) serve() {
 	if !ok {
 		return
 	}
-	if c.busy {
+	if c.overLimit {
 		// Answered once the request is in, not before: an HTTP client that gets a response
 		// before it has sent its request (Go's net/http) treats it as a broken connection.
 		c.b.logAt(slog.LevelDebug, "too many connections; refused with 503", slog.Any("peer", c.nc.RemoteAddr()))
 		c.refuse(errBusy)
 		return
 	}
-	pending = c.open(up)
+	opened = c.open(up)
 }
 
 // handshake reads and checks the upgrade request. On failure it has answered and closed.
@@ -346,9 +425,9 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 		return false
 	}
 	c.id = b.nextID.Add(1)
-	c.phase = phasePending
+	c.state.Store(statePending)
 	c.queue = append(c.queue, resp)
-	c.pending = len(resp) + frameOverhead
+	c.queuedBytes = len(resp) + frameOverhead
 	c.wmu.Unlock()
 	b.register(c)
 
@@ -358,7 +437,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 	c.logAt(slog.LevelDebug, "open", slog.String("ip", req.IP), slog.String("url", req.URL))
 
 	c.wmu.Lock()
-	if c.verdict.Load() == verdictPending { // else Accept came during Open
+	if c.state.Load().awaitingVerdict() { // else Accept came during Open
 		c.openTimer = time.AfterFunc(c.l.lim.OpenTimeout, c.openTimedOut)
 	}
 	c.wmu.Unlock()
@@ -389,13 +468,34 @@ func (c *Conn) stopOpenTimer() {
 // refusePending refuses a connection whose verdict has not come, unless Accept comes first, and
 // ends it. It reports whether it did.
 func (c *Conn) refusePending(e *wsproto.HTTPError) bool {
-	if !c.verdict.CompareAndSwap(verdictPending, verdictRefused) {
+	c.wmu.Lock()
+	given := c.giveVerdictLocked(false)
+	c.wmu.Unlock()
+	if !given {
 		return false
 	}
 	c.stopOpenTimer()
 	c.discard()
 	c.refuse(e)
 	c.b.connDone(c, nil)
+	return true
+}
+
+// giveVerdictLocked settles the verdict on c if it awaits one, and reports whether it did: ok
+// accepts c (open, or closing if a close frame is queued: its drain starts now), else c is
+// refused.
+func (c *Conn) giveVerdictLocked(ok bool) bool {
+	switch s := c.state.Load(); {
+	case !s.awaitingVerdict():
+		return false
+	case !ok:
+		c.state.Store(stateRefused)
+	case s == statePendingClose:
+		c.state.Store(stateClosing)
+		c.startDrainLocked()
+	default:
+		c.state.Store(stateOpen)
+	}
 	return true
 }
 
@@ -425,13 +525,15 @@ func (c *Conn) readToEnd() {
 	c.finish()
 }
 
-// discard unregisters a connection that was never accepted and drops what it queued.
+// discard unregisters a connection that was never accepted (or, after a panic, has ended) and
+// drops what it queued.
 func (c *Conn) discard() {
 	c.b.unregister(c)
 	c.b.dropSubs(c)
-	c.closing.Store(true)
 	c.wmu.Lock()
-	c.wdead = true
+	if c.state.Load() != stateEnded {
+		c.state.Store(stateRefused)
+	}
 	c.dropLocked()
 	c.wmu.Unlock()
 }
@@ -467,13 +569,13 @@ func (c *Conn) readLoop() {
 	c.draining = c.processPre()
 	for {
 		if !c.draining {
-			if c.closing.Load() {
+			if c.state.Load().ending() {
 				c.draining = true // closeWith set the drain deadline
 			} else if idle > 0 {
 				// Set before every wait for input, so that only that wait counts as idle time,
 				// never the time spent in a Handler call (which may block on purpose).
 				c.nc.SetReadDeadline(time.Now().Add(idle))
-				if c.closing.Load() {
+				if c.state.Load().ending() {
 					// closeWith ran meanwhile and its drain deadline may have been overwritten.
 					c.draining = true
 					c.wmu.Lock()
@@ -496,7 +598,7 @@ func (c *Conn) readLoop() {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				if !c.draining {
 					// Else the drain deadline, or the idle one as closeWith ran: the loop's top decides.
-					if !c.closing.Load() {
+					if !c.state.Load().ending() {
 						c.idleTimedOut()
 					}
 					continue
@@ -560,14 +662,14 @@ func (c *Conn) idleTimedOut() {
 }
 
 // processPre processes the bytes that came with the upgrade request and reports whether the
-// connection is closing.
+// reader drains from now on (c.draining).
 func (c *Conn) processPre() bool {
 	pre := c.pre
 	c.pre = nil
 	return len(pre) > 0 && c.process(pre, (*connSink)(c))
 }
 
-// process parses data and reports whether the connection is closing.
+// process parses data and reports whether the reader drains from now on (c.draining).
 func (c *Conn) process(data []byte, sink *connSink) bool {
 	code, stop := c.parser.Feed(data, sink)
 	c.b.h.ReadDone(c)
@@ -576,7 +678,7 @@ func (c *Conn) process(data []byte, sink *connSink) bool {
 		c.closeAfterCatchUp(code, nil)
 		return true
 	}
-	return stop || c.closing.Load()
+	return stop || c.state.Load().ending()
 }
 
 // closeAfterCatchUp closes c with code (0: an empty close payload) as closeWith does, for the
@@ -588,9 +690,9 @@ func (c *Conn) closeAfterCatchUp(code ws.StatusCode, reason []byte) {
 	h, late := c.b.h.(CatchUpHandler)
 	c.wmu.Lock()
 	c.causeLocked(code, reason)
-	wait := late && !c.closing.Load() && !c.wdead && !c.catchingUp
+	wait := late && c.state.Load() == stateOpen
 	if wait {
-		c.catchingUp = true
+		c.state.Store(stateCatchingUp)
 		c.drainAt = c.b.clock() + c.b.catchUpTimeout // the reader looks again then
 		if c.pl == nil {
 			c.nc.SetReadDeadline(c.drainDeadline())
@@ -608,8 +710,10 @@ func (c *Conn) closeAfterCatchUp(code ws.StatusCode, reason []byte) {
 // with the cause's code. It reports whether this call sent it.
 func (c *Conn) caughtUp() bool {
 	c.wmu.Lock()
-	waiting := c.catchingUp
-	c.catchingUp = false
+	waiting := c.state.Load() == stateCatchingUp
+	if waiting {
+		c.state.Store(stateOpen) // for closeWith, unless another close comes first
+	}
 	code := ws.StatusCode(c.causeCode)
 	c.wmu.Unlock()
 	if !waiting {
@@ -625,7 +729,7 @@ func (c *Conn) caughtUp() bool {
 // still waits for the Handler to catch up then goes out without it, and its drain starts.
 func (c *Conn) drainPassed(now time.Duration) (time.Duration, bool) {
 	c.wmu.Lock()
-	at, waiting := c.drainAt, c.catchingUp
+	at, waiting := c.drainAt, c.state.Load() == stateCatchingUp
 	c.wmu.Unlock()
 	if now < at {
 		return at, false
@@ -643,7 +747,7 @@ func (c *Conn) drainPassed(now time.Duration) (time.Duration, bool) {
 // closeWith queues a close frame with code (0: empty payload) and reason (at most
 // wsproto.MaxCloseReason bytes). Once it is written the socket is half-closed; the peer has drainTimeout
 // to read it and to close its side, else the connection is ended. It reports whether this call
-// started the close (false: already closing, or the socket is dead).
+// started the close (false: c may queue nothing more, see connState.mayQueue).
 func (c *Conn) closeWith(code ws.StatusCode, reason []byte) bool {
 	c.wmu.Lock()
 	c.causeLocked(code, reason)
@@ -680,22 +784,22 @@ func (c *Conn) CloseCause() (code uint16, reason []byte) {
 	return c.causeCode, c.causeReason
 }
 
-// closeLocked queues the close frame f and marks the connection closing. With drop, everything
-// not written yet is dropped first (backpressure): the queue at once, and whoever is writing
-// keeps only the rest of a partly written frame. Nothing more can be queued afterwards.
+// closeLocked queues the close frame f and moves c to stateClosing (statePendingClose while the
+// verdict is awaited). With drop, everything not written yet is dropped first (backpressure):
+// the queue at once, and whoever is writing keeps only the rest of a partly written frame.
+// Nothing more can be queued afterwards.
 func (c *Conn) closeLocked(f []byte, drop bool) bool {
-	if c.closing.Load() || c.wdead {
+	s := c.state.Load()
+	if !s.mayQueue() {
 		return false
 	}
-	c.closing.Store(true)
-	c.catchingUp = false // this close frame goes first
 	if drop {
 		keep := 0
-		if c.phase == phasePending && len(c.queue) > 0 {
+		if s == statePending && len(c.queue) > 0 {
 			keep = 1 // the 101 response, written if the socket is accepted
 		}
 		for _, q := range c.queue[keep:] {
-			c.pending -= len(q) + frameOverhead
+			c.queuedBytes -= len(q) + frameOverhead
 		}
 		q := make([][]byte, keep, keep+1)
 		copy(q, c.queue[:keep])
@@ -707,12 +811,13 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 		}
 	}
 	c.queue = append(c.queue, f)
-	c.pending += len(f) + frameOverhead
-	c.shutAfterFlush = true
-	if c.phase == phaseOpen {
+	c.queuedBytes += len(f) + frameOverhead
+	if s.accepted() {
+		c.state.Store(stateClosing) // a catching up socket's close frame goes now
 		c.startDrainLocked()
+	} else {
+		c.state.Store(statePendingClose) // its drain starts once accepted (giveVerdict)
 	}
-	// A pending socket starts its drain once accepted (Accept).
 	return true
 }
 
@@ -735,31 +840,26 @@ func (c *Conn) startDrainLocked() {
 	}
 }
 
-// drainDeadline is the drain deadline (set with closing) as a time.
+// drainDeadline is the drain deadline (set with stateClosing) as a time.
 func (c *Conn) drainDeadline() time.Time { return c.b.epoch.Add(c.drainAt) }
 
 // goAway is Broker.Close's request to end the connection.
 func (c *Conn) goAway() {
-	c.wmu.Lock()
-	phase := c.phase
-	c.wmu.Unlock()
-	switch phase {
-	case phaseHandshake:
+	switch s := c.state.Load(); {
+	case s == stateHandshake:
 		c.nc.SetReadDeadline(pastDeadline) // interrupts the request read (or the linger)
-	case phasePending:
-		go c.refusePending(errShutdown) // unless Accept wins: it then sees c.stop and closes
-	case phaseOpen:
+	case s.accepted():
 		c.closeWith(ws.StatusGoingAway, nil)
+	default: // awaiting the verdict, or refused
+		go c.refusePending(errShutdown) // unless Accept wins: it then sees c.stop and closes
 	}
 }
 
 // finish ends an accepted connection: close, unregister, leave every channel, then Handler.Close.
 func (c *Conn) finish() {
-	c.finished = true
 	c.closeSocket()
-	c.closing.Store(true)
 	c.wmu.Lock()
-	c.wdead = true
+	c.state.Store(stateEnded)
 	c.dropLocked()
 	c.history = wsproto.History{}
 	c.wmu.Unlock()
@@ -802,7 +902,7 @@ func (s *connSink) Message(op ws.OpCode, p []byte) bool {
 	} else {
 		c.b.callBinary(c, p)
 	}
-	return !c.closing.Load()
+	return !c.state.Load().ending()
 }
 
 func (s *connSink) Ping(p []byte) {

@@ -438,6 +438,37 @@ func TestCloseSocketPending(t *testing.T) {
 	}
 }
 
+// TestCloseSocketPendingThenRejected: a close frame queued while the verdict is awaited is dropped
+// with the rest of the queue when the socket is rejected: 403, no close frame, no Close event.
+func TestCloseSocketPendingThenRejected(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		b.Send(c.ID(), []byte("never"), true)
+		if ok, err := b.CloseSocket(c.ID(), 4002, nil); !ok || err != nil {
+			t.Errorf("CloseSocket on a pending socket: %v %v", ok, err)
+		}
+	}
+	r := rawConnect(t, addr)
+	r.send([]byte(wstest.UpgradeRequest("/")))
+	id := await(t, rec.opens, "open").id
+	if !b.Accept(id, false) {
+		t.Fatal("Accept(false) on a socket with a close frame queued returned false")
+	}
+	resp := r.response()
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 403 || string(body) != "Connection rejected" {
+		t.Fatalf("got %v %q", resp.Status, body)
+	}
+	r.expectEOF() // and no close frame
+	if ok, _ := b.CloseSocket(id, 4003, nil); ok {
+		t.Fatal("CloseSocket on a rejected socket")
+	}
+	b.Close()
+	if n := rec.closesOf(id); n != 0 {
+		t.Fatalf("%d Close events for a rejected socket", n)
+	}
+}
+
 func TestBackpressureClientNeverReads(t *testing.T) {
 	const limit = 1 << 20
 	rec := newRecorder()
@@ -451,14 +482,14 @@ func TestBackpressureClientNeverReads(t *testing.T) {
 
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	sent := 0
-	for ; sent < 4000 && !se.c.closing.Load(); sent++ {
+	for ; sent < 4000 && !se.c.state.Load().ending(); sent++ {
 		b.Send(se.id, big, false)
 		if q := se.c.queued(); q > limit+wsproto.FrameLen(len(big))+frameOverhead {
 			t.Fatalf("%d bytes queued, limit %d plus one message", q, limit)
 		}
 		b.Send(fastID, []byte(msgName(sent)), true)
 	}
-	if !se.c.closing.Load() {
+	if !se.c.state.Load().ending() {
 		t.Fatalf("not closed after %d MiB", sent/16)
 	}
 	t.Logf("closed with 1008 after %d frames of 64 KiB", sent)
@@ -498,10 +529,10 @@ func TestBackpressureLateReaderSees1008(t *testing.T) {
 	conn := b.lookup(id)
 	frameOf := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 64<<10) }
 	sent := 0
-	for ; sent < 4000 && !conn.closing.Load(); sent++ {
+	for ; sent < 4000 && !conn.state.Load().ending(); sent++ {
 		b.Send(id, frameOf(sent), false)
 	}
-	if !conn.closing.Load() {
+	if !conn.state.Load().ending() {
 		t.Fatal("not closed")
 	}
 	// The client reads now: a prefix of the messages, whole, then the close frame with 1008.
@@ -559,7 +590,7 @@ func TestPongFloodIsBounded(t *testing.T) {
 	e := await(t, rec.opens, "open")
 	ping := wstest.Frame(0x89, []byte("p"))
 	burst := bytes.Repeat(ping, 1000)
-	for i := 0; !e.c.closing.Load(); i++ {
+	for i := 0; !e.c.state.Load().ending(); i++ {
 		if i == 10000 {
 			t.Fatal("not closed")
 		}
@@ -685,7 +716,7 @@ func TestBackpressurePending(t *testing.T) {
 	r := rawConnect(t, addr)
 	r.send([]byte(wstest.UpgradeRequest("/")))
 	e := await(t, rec.opens, "open")
-	if !e.c.closing.Load() {
+	if !e.c.state.Load().ending() {
 		t.Fatal("not closing")
 	}
 	b.Accept(e.id, true)

@@ -294,7 +294,7 @@ func (p *poller) add(c *Conn) error {
 	return nil
 }
 
-// remove deregisters c; its pending events are dropped. The socket must still be open.
+// remove deregisters c; the events raised for it and not yet taken are dropped. The socket must still be open.
 func (p *poller) remove(c *Conn) {
 	if !c.polled {
 		return
@@ -346,7 +346,7 @@ func (c *Conn) claim() bool {
 // needs them, and c's first turn if input came, goes to a goroutine. A TLS connection always has
 // a first turn: crypto/tls may hold input that came with the request, which raises no event.
 func (p *poller) poll(c *Conn, mayCall bool) {
-	if !mayCall && (len(c.pre) > 0 || c.closing.Load() || c.tc != nil) {
+	if !mayCall && (len(c.pre) > 0 || c.state.Load().ending() || c.tc != nil) {
 		go p.poll(c, true)
 		return
 	}
@@ -578,7 +578,7 @@ func (c *Conn) turn(s *readState) int {
 // input counts as idle: the clock restarts when a turn that read something ends, after its
 // Handler calls.
 func (c *Conn) settle(got int) int {
-	if !c.draining && c.closing.Load() {
+	if !c.draining && c.state.Load().ending() {
 		c.draining = true
 	}
 	idle := c.l.lim.IdleTimeout
@@ -587,7 +587,7 @@ func (c *Conn) settle(got int) int {
 	}
 	now := c.b.clock()
 	if c.draining {
-		at, passed := c.drainPassed(now) // set with closing (a polled connection is open), or by closeAfterCatchUp
+		at, passed := c.drainPassed(now) // set with stateClosing (a polled connection is accepted), or by closeAfterCatchUp
 		if passed {
 			c.logAt(slog.LevelDebug, "drain deadline passed")
 			return turnEnd

@@ -55,12 +55,12 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 		size = wsproto.FrameLen(len(data))
 	}
 	c.wmu.Lock()
-	if c.closing.Load() || c.wdead {
+	if !c.state.Load().mayQueue() {
 		c.wmu.Unlock()
 		return
 	}
 	var sched bool
-	if c.pending > c.l.lim.MaxBackpressure {
+	if c.queuedBytes > c.l.lim.MaxBackpressure {
 		c.causeLocked(ws.StatusPolicyViolation, nil)
 		sched = c.closeLocked(wsproto.CloseFrame(ws.StatusPolicyViolation, nil), true) && c.scheduleLocked(k)
 		c.wmu.Unlock()
@@ -72,7 +72,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 				size = len(frame)
 			}
 		}
-		c.pending += size + c.appendLocked(frame, op, data, size)
+		c.queuedBytes += size + c.appendLocked(frame, op, data, size)
 		sched = c.scheduleLocked(k)
 		if !sched && c.cork != nil && c.cork != k {
 			// A frame from elsewhere (a pong, a ping, another cork's send) for a socket that a
@@ -165,14 +165,14 @@ func (c *Conn) takeQueueLocked() {
 func (c *Conn) queued() int {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.pending
+	return c.queuedBytes
 }
 
 // scheduleLocked marks c scheduled, to be written by k's Flush (k nil: by its flusher), and
-// reports whether the caller must hand it over (flushBy, after unlocking): it is open, has
+// reports whether the caller must hand it over (flushBy, after unlocking): it is writable, has
 // something queued and nobody is on it already.
 func (c *Conn) scheduleLocked(k *Cork) bool {
-	if c.phase != phaseOpen || c.scheduled || c.writing || c.wdead || len(c.queue) == 0 {
+	if !c.state.Load().writable() || c.scheduled || c.writing || len(c.queue) == 0 {
 		return false
 	}
 	c.scheduled = true
@@ -245,7 +245,7 @@ func (c *Conn) flush(w *writeState) {
 	c.wmu.Lock()
 	c.scheduled = false
 	c.cork = nil
-	if c.writing || c.wdead || c.phase != phaseOpen || len(c.queue) == 0 {
+	if c.writing || !c.state.Load().writable() || len(c.queue) == 0 {
 		c.wmu.Unlock()
 		return
 	}
@@ -285,7 +285,7 @@ func (c *Conn) writer() {
 // It reports whether the caller (a writer goroutine) must write c.out again.
 func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	c.wmu.Lock()
-	c.pending = max(c.pending-n-frames*frameOverhead, 0)
+	c.queuedBytes = max(c.queuedBytes-n-frames*frameOverhead, 0)
 	if c.trim {
 		// Backpressure: closeLocked dropped the queue and woke us with a past write deadline.
 		c.trim = false
@@ -297,7 +297,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	}
 	if err != nil {
 		c.writing = false
-		c.wdead = true
+		c.state.Store(c.state.Load().afterWriteFailure())
 		c.dropLocked()
 		c.wmu.Unlock()
 		c.logAt(slog.LevelDebug, "write failed, closing connection", slog.Any("error", err))
@@ -335,9 +335,9 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 	if cap(c.queue) > maxKeptSlots {
 		c.queue = nil
 	}
-	shut := c.shutAfterFlush && !c.shutDone
+	shut := c.state.Load() == stateClosing // its close frame is out
 	if shut {
-		c.shutDone = true
+		c.state.Store(stateHalfClosed)
 	}
 	c.wmu.Unlock()
 	if shut {
@@ -360,12 +360,12 @@ func (c *Conn) trimLocked() {
 	clear(c.out)
 	c.out = out
 	c.obuf = nil // the kept rest may be in it: the GC takes it
-	c.pending = 0
+	c.queuedBytes = 0
 	for _, f := range c.out {
-		c.pending += len(f) + frameOverhead
+		c.queuedBytes += len(f) + frameOverhead
 	}
 	for _, f := range c.queue {
-		c.pending += len(f) + frameOverhead
+		c.queuedBytes += len(f) + frameOverhead
 	}
 }
 
@@ -380,7 +380,7 @@ func (c *Conn) dropLocked() {
 		c.outPartial = false
 		giveBackOwn(&c.obuf)
 	}
-	c.pending = 0
+	c.queuedBytes = 0
 }
 
 // writeState is the scratch space of one writing goroutine (Cork.Flush's are pooled across
