@@ -1,5 +1,5 @@
 // The interface of the compiled addon (build/Release/wsbroker.node), as the C glue in napi/
-// defines it. Only js/ talks to it; the public API in index.cts validates every argument first,
+// defines it. Only js/ talks to it; the public API (api.cts, options.cts) validates every argument first,
 // the glue checks types again so that no call can crash the process.
 
 /** Bytes as the glue accepts them: a string is sent as its UTF-8. */
@@ -83,7 +83,7 @@ export interface Native {
   unsubscribe(socketId: number, channel: NativeBytes): boolean;
   setToken(socketId: number, token: NativeBytes): void;
   copySubscriptions(fromChannel: NativeBytes, toChannel: NativeBytes): void;
-  /** The broker's figures and the workers' queues, as JSON (see `Stats` in index.cts). */
+  /** The broker's figures and the workers' queues, as JSON (see `Stats` in types.cts). */
   stats(): string;
   /**
    * Writes one line through the broker's logger (zerolog on stderr, level from WSBROKER_LOG), with

@@ -611,7 +611,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// listen(config): config is the JSON that wsb_listen reads (js/index.cts builds it).
+// listen(config): config is the JSON that wsb_listen reads (js/options.cts builds it).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   napi_valuetype type;
