@@ -11,7 +11,7 @@
           "inputs": [
             "go.mod",
             "go.sum",
-            "<!@(find broker cmd/libwsbroker -name '*.go' -not -name '*_test.go')"
+            "<!@(find broker cmd/libwsbroker internal -name '*.go' -not -name '*_test.go')"
           ],
           "outputs": ["<(PRODUCT_DIR)/libwsbroker.so", "<(PRODUCT_DIR)/libwsbroker.h"],
           "action": [
