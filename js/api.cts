@@ -4,6 +4,7 @@ import * as util from 'node:util';
 import { native } from './addon.cjs';
 import type { NativeBytes } from './native.cjs';
 import { describe } from './options.cjs';
+import { CloseCode, MAX_CLOSE_REASON } from './protocol.gen.cjs';
 import type { Stats } from './types.cjs';
 
 /**
@@ -164,11 +165,11 @@ export function copySubscriptions(
  */
 export function close(socketId: number, code = 1000, reason = ''): boolean {
   checkSocketId(socketId, 'close');
-  if (typeof code !== 'number' || !Number.isInteger(code) || !(code === 1000 || (code >= 3000 && code <= 4999))) {
-    throw new TypeError(`close: code must be 1000 or an integer from 3000 to 4999, got ${describe(code)}`);
+  if (typeof code !== 'number' || !Number.isInteger(code) || !(code === CloseCode.Normal || (code >= CloseCode.AppMin && code <= CloseCode.AppMax))) {
+    throw new TypeError(`close: code must be ${CloseCode.Normal} or an integer from ${CloseCode.AppMin} to ${CloseCode.AppMax}, got ${describe(code)}`);
   }
-  if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
-    throw new TypeError(`close: reason must be a string of at most 123 bytes of UTF-8, got ${describe(reason)}`);
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON) {
+    throw new TypeError(`close: reason must be a string of at most ${MAX_CLOSE_REASON} bytes of UTF-8, got ${describe(reason)}`);
   }
   return native.close(socketId, code, reason);
 }

@@ -6,8 +6,8 @@ import { native } from './addon.cjs';
 import { decodeBatch, type BatchSink } from './batch.cjs';
 import { errorText, log as logLine, LogLevel } from './log.cjs';
 import { HANDLER_NAMES } from './module.cjs';
-import { HandlerBit } from './native.cjs';
-import { registrationOf } from './options.cjs';
+import { DEFAULT_DELIVERY, registrationOf } from './options.cjs';
+import { CloseCode, HandlerBit } from './protocol.gen.cjs';
 import type { DeliveryOptions, WorkerInterface } from './types.cjs';
 
 /** What this thread is to the broker: its worker id once registerWorkerThread succeeded (0 before). */
@@ -24,7 +24,7 @@ let handlers: WorkerInterface | undefined;
 const progress = new Int32Array(1);
 
 /** How this thread delivers events (registerWorkerThread's options). */
-let delivery: Required<DeliveryOptions> = { ordered: false, handlerTimeout: 30_000 };
+let delivery: Required<DeliveryOptions> = DEFAULT_DELIVERY;
 
 type EventHandler = 'handleTextMessage' | 'handleBinaryMessage' | 'handleClose';
 
@@ -181,7 +181,7 @@ function release(socketId: number): void {
 function failed(socketId: number, name: Delivered, err: unknown): void {
   logHandlerError(name, socketId, err);
   if (!delivery.ordered || name === 'handleClose') return;
-  followUp('close', socketId, () => native.close(socketId, 1011, `${name} failed`));
+  followUp('close', socketId, () => native.close(socketId, CloseCode.HandlerFailed, `${name} failed`));
 }
 
 const sink: BatchSink = {

@@ -1,7 +1,7 @@
 // Lines written through the broker's logger (Go's zerolog, in its format, on stderr).
 import * as util from 'node:util';
 import { native } from './addon.cjs';
-import { LogLevel } from './native.cjs';
+import { LogLevel } from './protocol.gen.cjs';
 
 export { LogLevel };
 

@@ -3,6 +3,7 @@
 // an unknown key is rejected with the nearest valid one.
 import { readFile } from 'node:fs/promises';
 import { HANDLER_NAMES } from './module.cjs';
+import { LIMITS, type LimitName } from './protocol.gen.cjs';
 import type { DeliveryOptions, StartOptions, WorkerInterface } from './types.cjs';
 
 /** What `start` was asked to do, checked: its listen configuration as the addon takes it (JSON) and its workers. */
@@ -126,19 +127,6 @@ function protocolsOf(options: StartOptions): string[] {
   return protocols;
 }
 
-type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'maxHeaderBytes' | 'maxConnections' | 'maxBackpressure' | 'openTimeout';
-
-/** The limits of `StartOptions`: name, default, and whether 0 is allowed (it means "off"). */
-const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [
-  ['maxPayload', 16 * 1024 * 1024, false],
-  ['idleTimeout', 120_000, true],
-  ['handshakeTimeout', 10_000, false],
-  ['maxHeaderBytes', 16 * 1024, false],
-  ['maxConnections', 0, true],
-  ['maxBackpressure', 16 * 1024 * 1024, false],
-  ['openTimeout', 10_000, false],
-];
-
 /** Checks the limits of `options` and returns them with their defaults, as the addon takes them. */
 function limitsOf(options: StartOptions): Record<LimitName, number> {
   const out = {} as Record<LimitName, number>;
@@ -213,12 +201,15 @@ function editDistance(a: string, b: string): number {
   return row[b.length];
 }
 
+/** The delivery options' defaults (JavaScript's own: Go has no part in ordered delivery). */
+export const DEFAULT_DELIVERY: Readonly<Required<DeliveryOptions>> = { ordered: false, handlerTimeout: 30_000 };
+
 /** Checks the `DeliveryOptions` of `fn`'s `options` and fills in their defaults. */
 function deliveryOf(options: unknown, fn: string): Required<DeliveryOptions> {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`${fn}: options must be an object, got ${describe(options)}`);
   }
-  const { ordered = false, handlerTimeout = 30_000 } = options as DeliveryOptions;
+  const { ordered = DEFAULT_DELIVERY.ordered, handlerTimeout = DEFAULT_DELIVERY.handlerTimeout } = options as DeliveryOptions;
   if (typeof ordered !== 'boolean') throw new TypeError(`${fn}: ordered must be a boolean, got ${describe(ordered)}`);
   if (typeof handlerTimeout !== 'number' || !Number.isSafeInteger(handlerTimeout) || handlerTimeout <= 0) {
     throw new TypeError(`${fn}: handlerTimeout must be a positive integer, got ${describe(handlerTimeout)}`);
