@@ -29,7 +29,14 @@ node-versions:
 build: deps
 	npm run build
 
+# What `go generate ./...` writes from Go's definitions for the other languages (internal/protocol);
+# lint fails when generating changes them, so that what is committed is what Go defines.
+GENERATED = js/protocol.gen.cts napi/protocol.gen.h
+
 lint:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp $(GENERATED) "$$tmp"/ 2>/dev/null; \
+	go generate ./... || exit 1; \
+	for f in $(GENERATED); do cmp -s "$$f" "$$tmp/$$(basename "$$f")" || { echo "$$f was not what its Go definitions generate: run 'go generate ./...' (done now) and commit it"; exit 1; }; done
 	@bad=$$(go tool goimports -l broker brokermetrics internal cmd bench); if [ -n "$$bad" ]; then echo "not goimports-formatted (gofmt, and imports grouped): $$bad"; exit 1; fi
 	go vet ./...
 	go tool staticcheck ./...

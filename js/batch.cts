@@ -1,31 +1,11 @@
-// Decoder for the event batches that the native addon hands to `dispatch`.
-//
-// A batch is one Buffer holding a sequence of events, little-endian, without padding:
-//
-//   event  = kind:u8  socketId:f64  token  body
-//   token  = len:u32, then len bytes; len = 0xFFFFFFFF means "no token" (no bytes follow)
-//   kind 1 open:   ip:str  url:str  headerCount:u32, then headerCount × (name:str value:str)
-//   kind 2 text:   data:str        (UTF-8, validated by the broker)
-//   kind 3 binary: data:bytes
-//   kind 4 close:  code:u32 reason:str   (the close code and reason: the client's, or the server's own)
-//   kind 5 catch-up: no body              (the socket's close waits until its earlier events are handled)
-//   str / bytes = len:u32, then len bytes
+// Decoder for the event batches that the native addon hands to `dispatch`. The format (little-endian,
+// without padding: kind:u8 socketId:f64 token body, per event) is defined with the bridge's
+// encoder in internal/protocol/protocol.go; its constants come from protocol.gen.cts.
 //
 // The batch is a single allocation owned by the addon and is only valid during the call, so
 // everything handed on is a copy: strings are decoded, tokens and binary data are copied into
 // Buffers of their own.
-
-/** Event kinds, as the first byte of every event. */
-export const enum EventKind {
-  Open = 1,
-  Text = 2,
-  Binary = 3,
-  Close = 4,
-  CatchUp = 5,
-}
-
-/** `len` value of a token that is absent. */
-export const NO_TOKEN = 0xffffffff;
+import { Batch, EventKind } from './protocol.gen.cjs';
 
 /** Receives the decoded events of a batch, one call per event, in batch order. */
 export interface BatchSink {
@@ -70,9 +50,9 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
 
   // Reads a u32 length at `off` and checks that that many bytes follow it.
   const span = (): number => {
-    if (off + 4 > length) throw truncated(off, 4, length);
+    if (off + Batch.LenSize > length) throw truncated(off, Batch.LenSize, length);
     const len = view.getUint32(off, true);
-    off += 4;
+    off += Batch.LenSize;
     if (off + len > length) throw truncated(off, len, length);
     return len;
   };
@@ -85,15 +65,15 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
 
   while (off < length) {
     const start = off;
-    if (off + 13 > length) throw truncated(off, 13, length);
+    if (off + Batch.HeadSize > length) throw truncated(off, Batch.HeadSize, length);
     const kind = view.getUint8(off);
     const socketId = view.getFloat64(off + 1, true);
-    off += 9;
+    off += Batch.HeadSize - Batch.LenSize;
 
     let token: Buffer | undefined;
     const tokenLen = view.getUint32(off, true);
-    off += 4;
-    if (tokenLen !== NO_TOKEN) {
+    off += Batch.LenSize;
+    if (tokenLen !== Batch.NoToken) {
       if (off + tokenLen > length) throw truncated(off, tokenLen, length);
       token = copyOut(batch, off, off + tokenLen);
       off += tokenLen;
@@ -115,9 +95,9 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
         break;
       }
       case EventKind.Close: {
-        if (off + 4 > length) throw truncated(off, 4, length);
+        if (off + Batch.LenSize > length) throw truncated(off, Batch.LenSize, length);
         const code = view.getUint32(off, true);
-        off += 4;
+        off += Batch.LenSize;
         const reason = str();
         if (progress !== undefined) progress[0] = off;
         sink.close(socketId, token, code, reason);
@@ -131,9 +111,9 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
       case EventKind.Open: {
         const ip = str();
         const url = str();
-        if (off + 4 > length) throw truncated(off, 4, length);
+        if (off + Batch.LenSize > length) throw truncated(off, Batch.LenSize, length);
         const headerCount = view.getUint32(off, true);
-        off += 4;
+        off += Batch.LenSize;
         const headers: Record<string, string> = {};
         for (let i = 0; i < headerCount; i++) {
           const name = str();

@@ -1,7 +1,7 @@
 // Loading a worker module: the part of start() shared by the main thread (threads: 0) and the
 // worker entry (worker.cts).
 import { pathToFileURL } from 'node:url';
-import type { WorkerInterface } from './index.cjs';
+import type { WorkerInterface } from './types.cjs';
 
 /** The handler names a worker module may export. */
 export const HANDLER_NAMES = ['handleOpen', 'handleTextMessage', 'handleBinaryMessage', 'handleClose'] as const;

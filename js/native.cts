@@ -1,35 +1,15 @@
 // The interface of the compiled addon (build/Release/wsbroker.node), as the C glue in napi/
-// defines it. Only js/ talks to it; the public API in index.cts validates every argument first,
+// defines it. Only js/ talks to it; the public API (api.cts, options.cts) validates every argument first,
 // the glue checks types again so that no call can crash the process.
+import type { LogLevel } from './protocol.gen.cjs';
 
 /** Bytes as the glue accepts them: a string is sent as its UTF-8. */
 export type NativeBytes = string | ArrayBufferView | ArrayBuffer;
 
-/** Bits of the handler mask: which events a worker wants delivered. */
-export const enum HandlerBit {
-  Open = 1,
-  Text = 2,
-  Binary = 4,
-  Close = 8,
-  /**
-   * Every catch-up event of a socket, even when none of its events is waiting for or being handled
-   * by this thread: set with ordered delivery, where a handler's promise may still be pending.
-   */
-  CatchUp = 16,
-}
-
-/** Log levels understood by `log`, as zerolog's. */
-export const enum LogLevel {
-  Debug = 0,
-  Info = 1,
-  Warn = 2,
-  Error = 3,
-}
-
 export interface Native {
   /**
    * Registers the calling thread as a worker. `dispatch` is called on this thread with batches of
-   * events (see js/batch.cts for the format), each the first `length` bytes of `memory`, which the
+   * events (format: internal/protocol/protocol.go), each the first `length` bytes of `memory`, which the
    * addon reuses once dispatch returns; it keeps `progress[0]` at the end offset of the
    * event being handled, which the addon reads if the thread is terminated mid-batch. Calling it
    * again on the same thread replaces the dispatch function, mask and progress array. With
@@ -56,7 +36,8 @@ export interface Native {
    */
   listen(config: string): void;
   /**
-   * Closes a socket with a close frame (code 1000 or 3000–4999, reason at most 123 bytes of UTF-8,
+   * Closes a socket with a close frame (code `CloseCode.Normal`, `CloseCode.HandlerFailed` or from
+   * `CloseCode.AppMin` to `CloseCode.AppMax`, reason at most `MAX_CLOSE_REASON` bytes of UTF-8,
    * else a TypeError). Returns false if the socket was unknown or already closing.
    */
   close(socketId: number, code: number, reason: string): boolean;
@@ -83,7 +64,7 @@ export interface Native {
   unsubscribe(socketId: number, channel: NativeBytes): boolean;
   setToken(socketId: number, token: NativeBytes): void;
   copySubscriptions(fromChannel: NativeBytes, toChannel: NativeBytes): void;
-  /** The broker's figures and the workers' queues, as JSON (see `Stats` in index.cts). */
+  /** The broker's figures and the workers' queues, as JSON (see `Stats` in types.cts). */
   stats(): string;
   /**
    * Writes one line through the broker's logger (zerolog on stderr, level from WSBROKER_LOG), with

@@ -1,24 +1,9 @@
 // Entry point of the Worker threads that start() spawns: imports the user's module, registers its
 // handlers for this thread and tells the main thread it is ready (or why it could not be).
 import { parentPort, workerData } from 'node:worker_threads';
-import { registerWorkerThread, type DeliveryOptions } from './index.cjs';
+import { registerWorkerThread, thisWorkerId } from './delivery.cjs';
 import { importWorkerModule } from './module.cjs';
-import { thread } from './thread.cjs';
-
-/** What the main thread passes to each worker it spawns. */
-export interface WorkerData {
-  modulePath: string;
-  delivery: DeliveryOptions;
-}
-
-/** Messages from a spawned worker to the main thread. */
-export type WorkerMessage =
-  | { type: 'ready'; worker: number }
-  | { type: 'pong' }
-  | { type: 'failed'; error: { name: string; message: string; stack?: string } };
-
-/** Messages from the main thread to a spawned worker: the watchdog's pings. */
-export type MainMessage = { type: 'ping' };
+import type { MainMessage, WorkerData, WorkerMessage } from './types.cjs';
 
 async function main(): Promise<void> {
   const port = parentPort;
@@ -37,7 +22,7 @@ async function main(): Promise<void> {
   port.on('message', (msg: MainMessage) => {
     if (msg?.type === 'ping') port.postMessage(pong);
   });
-  const ready: WorkerMessage = { type: 'ready', worker: thread.workerId };
+  const ready: WorkerMessage = { type: 'ready', worker: thisWorkerId() };
   port.postMessage(ready);
 }
 

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "libwsbroker.h"
+#include "protocol.gen.h"
 
 // A worker thread's link to Go. Slots are never freed: a late delivery from Go must still find
 // one to be told the thread is gone.
@@ -154,7 +155,7 @@ static void log_value(napi_env env, napi_value exc, int32_t worker, const char *
   }
   char line[4200];
   snprintf(line, sizeof line, "%s: %.*s", what, (int)n, buf);
-  log_line(3, worker, line);
+  log_line(WSB_LOG_ERROR, worker, line);
 }
 
 // take_exception clears the exception a failed call left, if any.
@@ -611,7 +612,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// listen(config): config is the JSON that wsb_listen reads (js/index.cts builds it).
+// listen(config): config is the JSON that wsb_listen reads (js/options.cts builds it).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   napi_valuetype type;

@@ -1,5 +1,5 @@
-// Regenerates the API reference of README.md from the JSDoc of js/index.cts, using the TypeScript
-// compiler API. The section between `<!-- api:start -->` and `<!-- api:end -->` is replaced.
+// Regenerates the API reference of README.md from the JSDoc of what js/index.cts exports (the
+// declarations its re-exports name, in its order), using the TypeScript compiler API. The section between `<!-- api:start -->` and `<!-- api:end -->` is replaced.
 //   node scripts/docs.mjs           rewrite README.md
 //   node scripts/docs.mjs --check   exit 1 if README.md is not up to date (changes nothing)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -89,8 +89,26 @@ function renderInterface(node) {
   return out;
 }
 
-function isExported(node) {
-  return ts.getCombinedModifierFlags(node) & ts.ModifierFlags.Export;
+/**
+ * The declarations that `source` exports, in its order: its own exported statements, and the
+ * declaration behind each name of an `export { … } from` statement.
+ */
+function exportedDeclarations(source, checker) {
+  const out = [];
+  for (const statement of source.statements) {
+    if (ts.isExportDeclaration(statement) && statement.exportClause && ts.isNamedExports(statement.exportClause)) {
+      for (const element of statement.exportClause.elements) {
+        const symbol = checker.getSymbolAtLocation(element.name);
+        const target = symbol && symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
+        const declaration = target?.declarations?.[0];
+        if (!declaration) throw new Error(`js/index.cts: cannot find the declaration of ${element.name.text}`);
+        out.push(declaration);
+      }
+    } else if (ts.getCombinedModifierFlags(statement) & ts.ModifierFlags.Export) {
+      out.push(statement);
+    }
+  }
+  return out;
 }
 
 export function generate() {
@@ -101,10 +119,9 @@ export function generate() {
   }
   const source = program.getSourceFile(entry);
   const lines = [`The reference below is generated from the JSDoc of \`js/index.cts\` by \`npm run docs\`.`, ''];
-  for (const statement of source.statements) {
-    if (!isExported(statement)) continue;
-    if (ts.isFunctionDeclaration(statement) && statement.name) lines.push(...renderFunction(statement));
-    else if (ts.isInterfaceDeclaration(statement)) lines.push(...renderInterface(statement));
+  for (const declaration of exportedDeclarations(source, program.getTypeChecker())) {
+    if (ts.isFunctionDeclaration(declaration) && declaration.name) lines.push(...renderFunction(declaration));
+    else if (ts.isInterfaceDeclaration(declaration)) lines.push(...renderInterface(declaration));
   }
   while (lines.at(-1) === '') lines.pop();
   return lines.join('\n');

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { decodeBatch, NO_TOKEN } = require('../lib/js/batch.cjs');
+const { decodeBatch } = require('../lib/js/batch.cjs');
+const { Batch, EventKind } = require('../lib/js/protocol.gen.cjs');
 
-// ---- an encoder for the format, written from the spec independently of the decoder ----
+// ---- an encoder for the format (internal/protocol), written from the spec independently of the decoder ----
 const u8 = (n) => Buffer.from([n]);
 const u32 = (n) => {
   const b = Buffer.alloc(4);
@@ -23,21 +24,21 @@ const bytes = (v) => {
   const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v);
   return Buffer.concat([u32(b.length), b]);
 };
-const token = (t) => (t === undefined ? u32(0xffffffff) : bytes(t));
+const token = (t) => (t === undefined ? u32(Batch.NoToken) : bytes(t));
 const head = (kind, id, tok) => Buffer.concat([u8(kind), f64(id), token(tok)]);
 
 const open = (id, tok, ip, url, headers) =>
   Buffer.concat([
-    head(1, id, tok),
+    head(EventKind.Open, id, tok),
     bytes(ip),
     bytes(url),
     u32(headers.length),
     ...headers.flatMap(([n, v]) => [bytes(n), bytes(v)]),
   ]);
-const text = (id, tok, s) => Buffer.concat([head(2, id, tok), bytes(s)]);
-const binary = (id, tok, b) => Buffer.concat([head(3, id, tok), bytes(b)]);
-const close = (id, tok, code = 1000, reason = '') => Buffer.concat([head(4, id, tok), u32(code), bytes(reason)]);
-const catchUp = (id) => head(5, id, undefined);
+const text = (id, tok, s) => Buffer.concat([head(EventKind.Text, id, tok), bytes(s)]);
+const binary = (id, tok, b) => Buffer.concat([head(EventKind.Binary, id, tok), bytes(b)]);
+const close = (id, tok, code = 1000, reason = '') => Buffer.concat([head(EventKind.Close, id, tok), u32(code), bytes(reason)]);
+const catchUp = (id) => head(EventKind.CatchUp, id, undefined);
 
 function collect(batch) {
   const events = [];
@@ -53,8 +54,8 @@ function collect(batch) {
   return events;
 }
 
-test('NO_TOKEN is 0xFFFFFFFF', () => {
-  assert.equal(NO_TOKEN, 0xffffffff);
+test('NoToken is 0xFFFFFFFF', () => {
+  assert.equal(Batch.NoToken, 0xffffffff);
 });
 
 test('an empty batch delivers nothing', () => {

@@ -5,35 +5,23 @@ import (
 	"math"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/internal/protocol"
 )
 
-// Events travel to a JS worker in batches: one byte string holding events back to back,
-// little-endian, no padding. js/batch.cts decodes it.
-//
-//	event  = kind:u8  socketId:f64  token  body
-//	token  = len:u32 then len bytes; len = noToken means no token and no bytes
-//	open   body: ip:str url:str headerCount:u32 then headerCount × (name:str value:str)
-//	text   body: data:str
-//	binary body: data:bytes
-//	close  body: code:u32 reason:str   (Conn.CloseCause)
-//	catchUp body: none (answered with wsb_caught_up once the socket's earlier events are handled)
-//	str, bytes = len:u32 then len bytes
-//
-// The socket id is a double because JS numbers are; ids stay below 2^53.
+// Events travel to a JS worker in batches, in the format of package protocol (js/batch.cts decodes
+// them); the bridge's code names its constants as below.
 const (
-	kindOpen   byte = 1
-	kindText   byte = 2
-	kindBinary byte = 3
-	kindClose  byte = 4
-	// kindCatchUp follows the last message of a socket whose close waits for them to be handled
-	// (broker.CatchUpHandler); it is handed to JS only to come back once they are.
-	kindCatchUp byte = 5
+	kindOpen    = protocol.KindOpen
+	kindText    = protocol.KindText
+	kindBinary  = protocol.KindBinary
+	kindClose   = protocol.KindClose
+	kindCatchUp = protocol.KindCatchUp
 
-	noToken = math.MaxUint32
+	noToken = protocol.NoToken
 )
 
-// handlerBit is the bit of a worker's handler mask that a kind needs (js/native.cts HandlerBit).
-func handlerBit(kind byte) uint32 { return 1 << (kind - 1) }
+// handlerBit is the bit of a worker's handler mask that a kind needs.
+func handlerBit(kind byte) uint32 { return protocol.HandlerBit(kind) }
 
 func appendHead(b []byte, kind byte, id uint64, token []byte) []byte {
 	b = append(b, kind)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"github.com/wsbroker/wsbroker/internal/protocol"
 )
 
 // The one log of the process: the broker's lines and the JS side's (wsb_log) go through it, so they
@@ -68,19 +70,19 @@ func stderrLogger() zerolog.Logger {
 	return newLogger(os.Getenv("WSBROKER_LOG"), os.Stderr, isatty.IsTerminal(os.Stderr.Fd()))
 }
 
-// wsb_log writes a line from JS: level 0 debug, 1 info, 2 warn, 3 error; socket, worker and thread
-// are added when not 0.
+// wsb_log writes a line from JS or C at a level of package protocol (protocol.LogDebug …
+// LogError); socket, worker and thread are added when not 0.
 //
 //export wsb_log
 func wsb_log(level C.int, msg *C.uint8_t, n C.size_t, socket C.uint64_t, worker C.int32_t, thread C.int32_t) {
 	defer recoverInto("log")
 	var ev *zerolog.Event
 	switch level {
-	case 0:
+	case protocol.LogDebug:
 		ev = logger.Debug()
-	case 1:
+	case protocol.LogInfo:
 		ev = logger.Info()
-	case 2:
+	case protocol.LogWarn:
 		ev = logger.Warn()
 	default:
 		ev = logger.Error()

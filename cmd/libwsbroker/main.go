@@ -232,7 +232,7 @@ var runnableSamples = sync.Pool{New: func() any {
 	return &[1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
 }}
 
-// listenConfig is what wsb_listen takes, as JSON (js/index.cts builds it): sizes in bytes, times
+// listenConfig is what wsb_listen takes, as JSON (js/options.cts builds it): sizes in bytes, times
 // in milliseconds, zero for a default; PEM text for TLS.
 type listenConfig struct {
 	Bind             []string `json:"bind"`

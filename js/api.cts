@@ -1,0 +1,208 @@
+// The calls of the public API that act on connections and channels, and stats(): each checks its
+// arguments and makes one call to the addon.
+import * as util from 'node:util';
+import { native } from './addon.cjs';
+import type { NativeBytes } from './native.cjs';
+import { describe } from './options.cjs';
+import { CloseCode, MAX_CLOSE_REASON } from './protocol.gen.cjs';
+import type { Stats } from './types.cjs';
+
+/**
+ * Sends a message to one connection: a string as a text frame, bytes as a binary frame. An unknown
+ * or closed socket id is a silent no-op. The message is queued on the socket and written without
+ * blocking this thread. What handlers send while handling one batch of events is written once the
+ * batch is handled, one write per connection (while more events wait for this thread, with the
+ * next batch's sends, within a millisecond); a send made outside a handler (from a timer, or after
+ * an `await`) is written at once.
+ *
+ * @param socketId - The connection's socket id, as the handlers receive it.
+ * @param data - The message: a string (sent as UTF-8 text) or bytes (`Buffer`, any typed array or
+ * `DataView`, honouring its offset and length, `ArrayBuffer`, `SharedArrayBuffer`).
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `data` is none of the
+ * types above.
+ */
+export function send(socketId: number, data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
+  checkSocketId(socketId, 'send');
+  native.send(socketId, toBytes(data, 'send', 'data'));
+}
+
+/**
+ * Sends a message to every connection subscribed to a channel, once each: a string as a text
+ * frame, bytes as a binary frame. A channel without subscribers is a silent no-op. Queued and
+ * written as `send` does, in order with what `send` queues for the same connections.
+ *
+ * @param channelName - The channel: a string or bytes; a string and its UTF-8 bytes name the same
+ * channel.
+ * @param data - The message, as for `send`.
+ * @param exceptSocketId - Optional: a connection that does not get the message even if it is
+ * subscribed (typically the sender).
+ * @throws {TypeError} when `channelName` or `data` is not a string, `ArrayBuffer`,
+ * `SharedArrayBuffer` or `ArrayBufferView`, or `exceptSocketId` is given but not an integer from 1
+ * to 2^53-1.
+ */
+export function sendToChannel(
+  channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+  data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+  exceptSocketId?: number,
+): void {
+  if (exceptSocketId !== undefined) checkSocketId(exceptSocketId, 'sendToChannel', 'exceptSocketId');
+  native.sendToChannel(
+    toBytes(channelName, 'sendToChannel', 'channelName'),
+    toBytes(data, 'sendToChannel', 'data'),
+    exceptSocketId,
+  );
+}
+
+/**
+ * Counts the connections subscribed to a channel.
+ *
+ * @param channelName - The channel: a string or bytes, as for `sendToChannel`.
+ * @returns How many connections are subscribed to it (0 for an unknown channel).
+ * @throws {TypeError} when `channelName` is not a string, `ArrayBuffer`, `SharedArrayBuffer` or
+ * `ArrayBufferView`.
+ */
+export function subscriberCount(channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): number {
+  return native.subscriberCount(toBytes(channelName, 'subscriberCount', 'channelName'));
+}
+
+/**
+ * Lists the channels a connection is subscribed to, in no particular order.
+ *
+ * @param socketId - The connection's socket id.
+ * @returns One `Buffer` per channel, holding its name's bytes (`.toString()` gives back a name
+ * given as a string); an empty array for an unknown or closed socket.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1.
+ */
+export function subscriptions(socketId: number): Buffer[] {
+  checkSocketId(socketId, 'subscriptions');
+  return native.subscriptions(socketId);
+}
+
+/**
+ * Subscribes a connection to a channel. It takes effect before this returns: a `sendToChannel`
+ * right after it reaches the connection. A connection leaves all its channels when it closes.
+ *
+ * @param socketId - The connection's socket id.
+ * @param channelName - The channel: a string or bytes, as for `sendToChannel`.
+ * @returns `true` if the subscription was added; `false` if the connection was already subscribed,
+ * or if the socket is unknown or closed (nothing is stored then).
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `channelName` is not a
+ * string, `ArrayBuffer`, `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function subscribe(socketId: number, channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): boolean {
+  checkSocketId(socketId, 'subscribe');
+  return native.subscribe(
+    socketId,
+    toBytes(channelName, 'subscribe', 'channelName'),
+  );
+}
+
+/**
+ * Unsubscribes a connection from a channel.
+ *
+ * @param socketId - The connection's socket id.
+ * @param channelName - The channel: a string or bytes, as for `sendToChannel`.
+ * @returns `true` if the subscription was removed, `false` if the connection was not subscribed.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `channelName` is not a
+ * string, `ArrayBuffer`, `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function unsubscribe(socketId: number, channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): boolean {
+  checkSocketId(socketId, 'unsubscribe');
+  return native.unsubscribe(
+    socketId,
+    toBytes(channelName, 'unsubscribe', 'channelName'),
+  );
+}
+
+/**
+ * Attaches a token (for instance who the user is, once authenticated) to a connection, replacing
+ * the previous one. It is passed, as a `Buffer`, with every event of that connection queued after
+ * this call, `handleClose` included. An event already queued keeps the token it was queued with:
+ * a message the client sent right behind the one being handled may still carry the previous
+ * token (keep what must be seen at once in the worker too: a socket's events all reach the same
+ * worker). An unknown or closed socket id is a silent no-op.
+ *
+ * @param socketId - The connection's socket id.
+ * @param token - The token: a string (stored as its UTF-8) or bytes.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `token` is not a
+ * string, `ArrayBuffer`, `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function setToken(socketId: number, token: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
+  checkSocketId(socketId, 'setToken');
+  native.setToken(socketId, toBytes(token, 'setToken', 'token'));
+}
+
+/**
+ * Subscribes every connection that is subscribed to one channel to another channel as well. This
+ * is a one-time copy, not a live alias: later changes to either channel do not affect the other.
+ *
+ * @param fromChannelName - The channel whose subscribers are copied.
+ * @param toChannelName - The channel they are added to.
+ * @throws {TypeError} when a channel name is not a string, `ArrayBuffer`, `SharedArrayBuffer` or
+ * `ArrayBufferView`.
+ */
+export function copySubscriptions(
+  fromChannelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+  toChannelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
+): void {
+  native.copySubscriptions(
+    toBytes(fromChannelName, 'copySubscriptions', 'fromChannelName'),
+    toBytes(toChannelName, 'copySubscriptions', 'toChannelName'),
+  );
+}
+
+/**
+ * Closes a connection from the server side with a close frame. `handleClose` follows, as for any
+ * close, once the client has answered (or after a few seconds if it does not).
+ *
+ * @param socketId - The connection's socket id.
+ * @param code - The close code: 1000 (the default) or an application code from 3000 to 4999.
+ * @param reason - A short text for the client, at most 123 bytes of UTF-8. Default empty.
+ * @returns `true` if the connection was open and is now closing; `false` if it was unknown,
+ * closed or already closing.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, `code` is not 1000 or an
+ * integer from 3000 to 4999, or `reason` is not a string of at most 123 bytes of UTF-8.
+ */
+export function close(socketId: number, code = 1000, reason = ''): boolean {
+  checkSocketId(socketId, 'close');
+  if (typeof code !== 'number' || !Number.isInteger(code) || !(code === CloseCode.Normal || (code >= CloseCode.AppMin && code <= CloseCode.AppMax))) {
+    throw new TypeError(`close: code must be ${CloseCode.Normal} or an integer from ${CloseCode.AppMin} to ${CloseCode.AppMax}, got ${describe(code)}`);
+  }
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON) {
+    throw new TypeError(`close: reason must be a string of at most ${MAX_CLOSE_REASON} bytes of UTF-8, got ${describe(reason)}`);
+  }
+  return native.close(socketId, code, reason);
+}
+
+/**
+ * Returns live figures: connections, channels, messages and bytes in and out, bytes waiting to be
+ * written, connections closed per close code, each worker's event queue, and the Go runtime's memory. It walks every
+ * connection, so call it now and then (say once a second), not per message.
+ *
+ * @returns The figures at the time of the call.
+ */
+export function stats(): Stats {
+  return JSON.parse(native.stats()) as Stats;
+}
+
+/** Checks a socket id argument: an integer from 1 to 2^53-1. */
+function checkSocketId(socketId: unknown, fn: string, what = 'socketId'): void {
+  if (typeof socketId !== 'number' || !Number.isSafeInteger(socketId) || socketId < 1) {
+    throw new TypeError(`${fn}: ${what} must be an integer from 1 to 2^53-1, got ${describe(socketId)}`);
+  }
+}
+
+/** Bytes in a form the addon takes: a string as it is, a SharedArrayBuffer viewed through a Uint8Array. */
+function toBytes(value: unknown, fn: string, what: string): NativeBytes {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null) {
+    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
+    if (value instanceof SharedArrayBuffer) return new Uint8Array(value);
+    // Buffers of another realm (vm contexts) fail instanceof.
+    if (util.types.isArrayBuffer(value)) return value;
+    if (util.types.isSharedArrayBuffer(value)) return new Uint8Array(value);
+  }
+  throw new TypeError(
+    `${fn}: ${what} must be a string, an ArrayBuffer, a SharedArrayBuffer or an ArrayBufferView (Buffer, typed array, DataView), got ${describe(value)}`,
+  );
+}

@@ -1,0 +1,242 @@
+// Event delivery on this thread: registerWorkerThread, the sink that the addon's batches are
+// decoded into, the calls of the handlers (and ordered mode, where a socket's next event waits for
+// its previous handler's promise), and what this thread is to the broker (its worker id).
+import { isMainThread, threadId } from 'node:worker_threads';
+import { native } from './addon.cjs';
+import { decodeBatch, type BatchSink } from './batch.cjs';
+import { errorText, log as logLine, LogLevel } from './log.cjs';
+import { HANDLER_NAMES } from './module.cjs';
+import { DEFAULT_DELIVERY, registrationOf } from './options.cjs';
+import { CloseCode, HandlerBit } from './protocol.gen.cjs';
+import type { DeliveryOptions, WorkerInterface } from './types.cjs';
+
+/** What this thread is to the broker: its worker id once registerWorkerThread succeeded (0 before). */
+const thread = { workerId: 0 };
+
+/** This thread's worker id in the broker once registerWorkerThread succeeded (0 before). */
+export function thisWorkerId(): number {
+  return thread.workerId;
+}
+
+/** The handlers registered on this thread. */
+let handlers: WorkerInterface | undefined;
+/** Where the event being handled ends in the current batch; the addon reads it (see batch.cts). */
+const progress = new Int32Array(1);
+
+/** How this thread delivers events (registerWorkerThread's options). */
+let delivery: Required<DeliveryOptions> = DEFAULT_DELIVERY;
+
+type EventHandler = 'handleTextMessage' | 'handleBinaryMessage' | 'handleClose';
+
+/** What `deliver` calls: a handler, or the answer to a catch-up event, which waits behind them. */
+type Delivered = EventHandler | 'caughtUp';
+
+/** Ordered mode: the sockets whose handler promise has not settled, with the events waiting for it. */
+const waiting = new Map<number, Array<[Delivered, () => unknown]>>();
+
+/** Whether registerWorkerThread succeeded on the main thread (only meaningful there). */
+let mainThreadRegistered = false;
+
+/** Whether the main thread is a registered worker (as `start` without `workerPath` needs one). */
+export function isMainThreadRegistered(): boolean {
+  return mainThreadRegistered;
+}
+
+/** Removes the main thread from the broker's workers, if it is one (`stop` does). */
+export function unregisterMainThread(): void {
+  if (!mainThreadRegistered) return;
+  native.unregisterWorker();
+  mainThreadRegistered = false;
+  handlers = undefined;
+}
+
+/** The bit of the handler mask that each handler asks for. */
+const HANDLER_BITS: Record<(typeof HANDLER_NAMES)[number], number> = {
+  handleOpen: HandlerBit.Open,
+  handleTextMessage: HandlerBit.Text,
+  handleBinaryMessage: HandlerBit.Binary,
+  handleClose: HandlerBit.Close,
+};
+
+/**
+ * Registers the calling thread as a worker: the broker delivers events of the connections pinned
+ * to this thread to the given handlers. `start` with a `workerPath` does this in every thread it
+ * spawns, so this is only needed to handle events in a thread of your own (the main thread, or a
+ * `Worker` you created). Calling it again on the same thread replaces the handlers.
+ *
+ * @param worker - An object with any of the `WorkerInterface` handlers.
+ * @param options - Optional: how events are delivered on this thread (see `DeliveryOptions`).
+ * @throws {TypeError} when `worker` is not an object, one of its handlers is present but not a
+ * function, an option is out of range, or `options` has a key that is not one of
+ * `DeliveryOptions` (the message names it and the nearest valid one).
+ */
+export function registerWorkerThread(worker: WorkerInterface, options: DeliveryOptions = {}): void {
+  const nextDelivery = registrationOf(worker, options);
+  let mask = 0;
+  for (const name of HANDLER_NAMES) {
+    if (worker[name] !== undefined) mask |= HANDLER_BITS[name];
+  }
+  if (nextDelivery.ordered) mask |= HandlerBit.CatchUp;
+  const previous = handlers;
+  delivery = nextDelivery;
+  handlers = {
+    handleOpen: worker.handleOpen,
+    handleTextMessage: worker.handleTextMessage,
+    handleBinaryMessage: worker.handleBinaryMessage,
+    handleClose: worker.handleClose,
+  };
+  try {
+    thread.workerId = native.registerWorker(dispatch, mask, progress, process.versions.bun === undefined);
+  } catch (err) {
+    handlers = previous;
+    throw err;
+  }
+  if (isMainThread) mainThreadRegistered = true;
+  log(LogLevel.Debug, 'worker registered');
+}
+
+/** Writes a line about this thread, its worker, and the socket `socketId` (0: none). */
+function log(level: LogLevel, message: string, socketId = 0): void {
+  logLine(level, message, socketId, threadId, thread.workerId);
+}
+
+function logHandlerError(handler: string, socketId: number, err: unknown): void {
+  log(LogLevel.Error, `${handler} failed for socket ${socketId} (worker thread ${threadId}): ${errorText(err)}`, socketId);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+/** Makes an addon call that follows up an event of socket `socketId`; a failure is logged, never thrown. */
+function followUp(what: string, socketId: number, call: () => void): void {
+  try {
+    call();
+  } catch (err) {
+    log(LogLevel.Error, `${what} failed for socket ${socketId}: ${errorText(err)}`, socketId);
+  }
+}
+
+function acceptOpen(socketId: number, accept: boolean): void {
+  followUp('acceptOpen', socketId, () => native.acceptOpen(socketId, accept));
+}
+
+/** Calls a handler now, or, in ordered mode, once the socket's previous handler has settled. */
+function deliver(socketId: number, name: Delivered, call: () => unknown): void {
+  const queue = waiting.get(socketId);
+  if (queue !== undefined) queue.push([name, call]);
+  else run(socketId, name, call);
+}
+
+function run(socketId: number, name: Delivered, call: () => unknown): void {
+  let result: unknown;
+  try {
+    result = call();
+  } catch (err) {
+    failed(socketId, name, err);
+    return;
+  }
+  if (!isThenable(result)) return;
+  if (!delivery.ordered) {
+    Promise.resolve(result).then(undefined, (err: unknown) => logHandlerError(name, socketId, err));
+    return;
+  }
+  // Later events of this socket wait until the promise settles, or until handlerTimeout.
+  if (!waiting.has(socketId)) waiting.set(socketId, []);
+  let done = false;
+  const settle = (err?: unknown) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    if (err !== undefined) failed(socketId, name, err);
+    release(socketId);
+  };
+  const timer = setTimeout(() => settle(new Error(`${name} did not settle within ${delivery.handlerTimeout} ms`)), delivery.handlerTimeout);
+  Promise.resolve(result).then(
+    () => settle(),
+    (err: unknown) => settle(err ?? new Error(`${name} rejected with ${String(err)}`)),
+  );
+}
+
+/** Runs the events that waited for the socket's settled handler, until one holds it again. */
+function release(socketId: number): void {
+  const queue = waiting.get(socketId) ?? [];
+  waiting.delete(socketId);
+  while (queue.length > 0) {
+    const [name, call] = queue.shift()!;
+    run(socketId, name, call);
+    const held = waiting.get(socketId);
+    if (held !== undefined) {
+      held.push(...queue);
+      return;
+    }
+  }
+}
+
+/** A handler threw or rejected: log it; in ordered mode the socket is closed with 1011. */
+function failed(socketId: number, name: Delivered, err: unknown): void {
+  logHandlerError(name, socketId, err);
+  if (!delivery.ordered || name === 'handleClose') return;
+  followUp('close', socketId, () => native.close(socketId, CloseCode.HandlerFailed, `${name} failed`));
+}
+
+const sink: BatchSink = {
+  open(socketId, _token, ip, url, headers) {
+    const fn = handlers?.handleOpen;
+    if (fn === undefined) {
+      acceptOpen(socketId, true);
+      return;
+    }
+    let verdict: unknown;
+    try {
+      verdict = fn(socketId, ip, headers, url);
+    } catch (err) {
+      logHandlerError('handleOpen', socketId, err);
+      acceptOpen(socketId, false);
+      return;
+    }
+    if (isThenable(verdict)) {
+      Promise.resolve(verdict).then(
+        (value) => acceptOpen(socketId, value !== false),
+        (err: unknown) => {
+          logHandlerError('handleOpen', socketId, err);
+          acceptOpen(socketId, false);
+        },
+      );
+    } else {
+      acceptOpen(socketId, verdict !== false);
+    }
+  },
+  text(socketId, token, data) {
+    const fn = handlers?.handleTextMessage;
+    if (fn !== undefined) deliver(socketId, 'handleTextMessage', () => fn(data, socketId, token));
+  },
+  binary(socketId, token, data) {
+    const fn = handlers?.handleBinaryMessage;
+    if (fn !== undefined) deliver(socketId, 'handleBinaryMessage', () => fn(data, socketId, token));
+  },
+  close(socketId, token, code, reason) {
+    const fn = handlers?.handleClose;
+    if (fn !== undefined) deliver(socketId, 'handleClose', () => fn(socketId, token, code, reason));
+  },
+  catchUp(socketId) {
+    // In ordered mode this waits for the socket's pending handler promises, like its events.
+    deliver(socketId, 'caughtUp', () => followUp('caughtUp', socketId, () => native.caughtUp(socketId)));
+  },
+};
+
+/**
+ * Called by the addon on this thread with a batch of events: the first `length` bytes of `memory`,
+ * which the addon reuses for the next batch (decodeBatch copies out what it hands on). Never throws.
+ */
+function dispatch(memory: ArrayBuffer, length: number): void {
+  try {
+    decodeBatch(Buffer.from(memory, 0, length), sink, progress);
+  } catch (err) {
+    log(LogLevel.Error, `wsbroker: dropped the rest of an event batch (worker thread ${threadId}): ${errorText(err)}`);
+  }
+}

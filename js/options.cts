@@ -1,0 +1,242 @@
+// The checks of every option object of the API (`start`'s, with its `tls` and `compression`, and
+// `registerWorkerThread`'s), each made once, here: a TypeError names the option and what it got, and
+// an unknown key is rejected with the nearest valid one.
+import { readFile } from 'node:fs/promises';
+import { HANDLER_NAMES } from './module.cjs';
+import { LIMITS, type LimitName } from './protocol.gen.cjs';
+import type { DeliveryOptions, StartOptions, WorkerInterface } from './types.cjs';
+
+/** What `start` was asked to do, checked: its listen configuration as the addon takes it (JSON) and its workers. */
+export interface StartConfig {
+  listenConfig: ListenConfig;
+  workerPath: string | undefined;
+  threads: number | undefined;
+  delivery: Required<DeliveryOptions>;
+}
+
+/** The listen configuration of one `start` call (listenConfig in cmd/libwsbroker/main.go). */
+export type ListenConfig = {
+  bind: string[];
+  protocols: string[];
+  compression: boolean;
+  compressionContextTakeover: boolean;
+  tls: { cert: string; key: string } | undefined;
+  metrics: string;
+} & Record<LimitName, number>;
+
+/** Checks the options of `start` and reads its `tls` files. */
+export async function startConfigOf(options: StartOptions): Promise<StartConfig> {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`start: options must be an object like { bind: '127.0.0.1:8080' }, got ${describe(options)}`);
+  }
+  rejectUnknownKeys(options, START_OPTIONS, 'start', 'options');
+  const { bind, workerPath, threads } = options;
+  const addresses = typeof bind === 'string' ? [bind] : bind;
+  if (!Array.isArray(addresses) || addresses.length === 0 || !addresses.every((a) => typeof a === 'string' && !a.includes('\n'))) {
+    throw new TypeError(`start: options.bind must be an address like '127.0.0.1:8080', or an array of them, got ${describe(bind)}`);
+  }
+  if (threads !== undefined && (typeof threads !== 'number' || !Number.isSafeInteger(threads) || threads < 0)) {
+    throw new TypeError(`start: options.threads must be a non-negative integer, got ${describe(threads)}`);
+  }
+  if (workerPath !== undefined && typeof workerPath !== 'string') {
+    throw new TypeError(`start: options.workerPath must be a string, got ${describe(workerPath)}`);
+  }
+  const { metrics } = options;
+  if (metrics !== undefined && typeof metrics !== 'string') {
+    throw new TypeError(`start: options.metrics must be an address like '127.0.0.1:9090', got ${describe(metrics)}`);
+  }
+  const delivery = deliveryOf(options, 'start');
+  const listenConfig: ListenConfig = {
+    bind: addresses,
+    ...limitsOf(options),
+    protocols: protocolsOf(options),
+    ...compressionOf(options),
+    tls: await tlsOf(options),
+    metrics: metrics ?? '',
+  };
+  return { listenConfig, workerPath, threads, delivery };
+}
+
+/**
+ * Checks the arguments of `registerWorkerThread`: `worker` must be an object whose handlers, where
+ * present, are functions. Returns the delivery options with their defaults.
+ */
+export function registrationOf(worker: WorkerInterface, options: DeliveryOptions): Required<DeliveryOptions> {
+  if (worker === null || (typeof worker !== 'object' && typeof worker !== 'function')) {
+    throw new TypeError(`registerWorkerThread: worker must be an object with handler functions, got ${describe(worker)}`);
+  }
+  const delivery = deliveryOf(options, 'registerWorkerThread');
+  rejectUnknownKeys(options, DELIVERY_OPTIONS, 'registerWorkerThread', 'options');
+  for (const name of HANDLER_NAMES) {
+    const fn = worker[name];
+    if (fn !== undefined && typeof fn !== 'function') {
+      throw new TypeError(`registerWorkerThread: worker.${name} must be a function, got ${describe(fn)}`);
+    }
+  }
+  return delivery;
+}
+
+/** Checks `options.compression` and returns it as the listen configuration carries it. */
+function compressionOf(options: StartOptions): { compression: boolean; compressionContextTakeover: boolean } {
+  const { compression } = options;
+  if (compression === undefined || typeof compression === 'boolean') {
+    return { compression: compression === true, compressionContextTakeover: false };
+  }
+  if (compression !== null && typeof compression === 'object') {
+    rejectUnknownKeys(compression, COMPRESSION_OPTIONS, 'start', 'options.compression');
+    const { serverContextTakeover } = compression;
+    if (typeof serverContextTakeover === 'boolean') {
+      return { compression: true, compressionContextTakeover: serverContextTakeover };
+    }
+  }
+  throw new TypeError(`start: options.compression must be a boolean or { serverContextTakeover: boolean }, got ${describe(compression)}`);
+}
+
+/** Checks `options.tls` and returns the PEM text of its certificate and key (reading files). */
+async function tlsOf(options: StartOptions): Promise<{ cert: string; key: string } | undefined> {
+  const { tls } = options;
+  if (tls === undefined) return undefined;
+  const pemOrPath = (v: unknown): v is string | Uint8Array => typeof v === 'string' || v instanceof Uint8Array;
+  if (tls !== null && typeof tls === 'object') rejectUnknownKeys(tls, TLS_OPTIONS, 'start', 'options.tls');
+  if (tls === null || typeof tls !== 'object' || !pemOrPath(tls.cert) || !pemOrPath(tls.key)) {
+    throw new TypeError(`start: options.tls must be { cert, key }, each PEM text (a string or Buffer) or the path of a PEM file, got ${describe(tls)}`);
+  }
+  const pem = async (name: 'cert' | 'key'): Promise<string> => {
+    const value = tls[name];
+    if (typeof value !== 'string') return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1');
+    if (value.includes('-----BEGIN')) return value;
+    try {
+      return await readFile(value, 'latin1');
+    } catch (err) {
+      throw new Error(`start: cannot read options.tls.${name} from '${value}': ${(err as Error).message}`, { cause: err });
+    }
+  };
+  return { cert: await pem('cert'), key: await pem('key') };
+}
+
+/** An HTTP token (RFC 9110), what a subprotocol name must be. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Checks `options.protocols`. */
+function protocolsOf(options: StartOptions): string[] {
+  const { protocols } = options;
+  if (protocols === undefined) return [];
+  if (!Array.isArray(protocols) || !protocols.every((p) => typeof p === 'string' && TOKEN.test(p))) {
+    throw new TypeError(`start: options.protocols must be an array of subprotocol names (HTTP tokens, like 'chat.v1'), got ${describe(protocols)}`);
+  }
+  return protocols;
+}
+
+/** Checks the limits of `options` and returns them with their defaults, as the addon takes them. */
+function limitsOf(options: StartOptions): Record<LimitName, number> {
+  const out = {} as Record<LimitName, number>;
+  for (const [name, fallback, zeroAllowed] of LIMITS) {
+    const value = options[name];
+    if (value === undefined) {
+      out[name] = fallback;
+    } else if (typeof value === 'number' && Number.isSafeInteger(value) && (value > 0 || (zeroAllowed && value === 0))) {
+      out[name] = value;
+    } else {
+      throw new TypeError(`start: options.${name} must be ${zeroAllowed ? 'a non-negative' : 'a positive'} integer, got ${describe(value)}`);
+    }
+  }
+  return out;
+}
+
+/** The keys of each options object (the compiler checks each list against its type). */
+const DELIVERY_OPTIONS: Record<keyof DeliveryOptions, true> = { ordered: true, handlerTimeout: true };
+const START_OPTIONS: Record<keyof StartOptions, true> = {
+  bind: true,
+  workerPath: true,
+  threads: true,
+  maxPayload: true,
+  idleTimeout: true,
+  handshakeTimeout: true,
+  maxHeaderBytes: true,
+  maxConnections: true,
+  maxBackpressure: true,
+  openTimeout: true,
+  protocols: true,
+  metrics: true,
+  compression: true,
+  tls: true,
+  ...DELIVERY_OPTIONS,
+};
+const TLS_OPTIONS: Record<keyof NonNullable<StartOptions['tls']>, true> = { cert: true, key: true };
+const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boolean | undefined>, true> = { serverContextTakeover: true };
+
+/**
+ * Throws a TypeError naming the first key of `options` that is not one of `known`, and the known
+ * one nearest to it: a misspelt option would otherwise be ignored without a word.
+ */
+function rejectUnknownKeys(options: object, known: Record<string, true>, fn: string, where: string): void {
+  const names = Object.keys(known);
+  for (const key of Object.keys(options)) {
+    if (Object.hasOwn(known, key)) continue;
+    throw new TypeError(`${fn}: unknown option ${where}.${key}; did you mean ${where}.${nearest(key, names)}? (${where} takes ${names.join(', ')})`);
+  }
+}
+
+/** The name in `names` with the fewest single-character edits from `key` (case ignored). */
+function nearest(key: string, names: string[]): string {
+  let best = names[0];
+  let bestDistance = Infinity;
+  for (const name of names) {
+    const d = editDistance(key.toLowerCase(), name.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+
+/** The delivery options' defaults (JavaScript's own: Go has no part in ordered delivery). */
+export const DEFAULT_DELIVERY: Readonly<Required<DeliveryOptions>> = { ordered: false, handlerTimeout: 30_000 };
+
+/** Checks the `DeliveryOptions` of `fn`'s `options` and fills in their defaults. */
+function deliveryOf(options: unknown, fn: string): Required<DeliveryOptions> {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`${fn}: options must be an object, got ${describe(options)}`);
+  }
+  const { ordered = DEFAULT_DELIVERY.ordered, handlerTimeout = DEFAULT_DELIVERY.handlerTimeout } = options as DeliveryOptions;
+  if (typeof ordered !== 'boolean') throw new TypeError(`${fn}: ordered must be a boolean, got ${describe(ordered)}`);
+  if (typeof handlerTimeout !== 'number' || !Number.isSafeInteger(handlerTimeout) || handlerTimeout <= 0) {
+    throw new TypeError(`${fn}: handlerTimeout must be a positive integer, got ${describe(handlerTimeout)}`);
+  }
+  return { ordered, handlerTimeout };
+}
+
+/** A value as an error message names it: its type, and its value when short. */
+export function describe(value: unknown): string {
+  switch (typeof value) {
+    case 'undefined':
+      return 'undefined';
+    case 'string':
+      return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return `${typeof value} ${String(value)}`;
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return 'a symbol';
+    default: {
+      if (value === null) return 'null';
+      const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+      if (typeof name !== 'string' || name === '' || name === 'Object') return 'an object';
+      return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`;
+    }
+  }
+}

@@ -1,0 +1,131 @@
+// start() and stop(): the server's listeners, and the worker threads of its pool.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { native } from './addon.cjs';
+import { isMainThreadRegistered, registerWorkerThread, unregisterMainThread } from './delivery.cjs';
+import { importWorkerModule, loadError } from './module.cjs';
+import { startConfigOf } from './options.cjs';
+import { hasLiveWorkers, launchWorkers, retireAll, retireLiveWorkers, type WorkerSlot } from './supervisor.cjs';
+import type { StartOptions, WorkerInterface } from './types.cjs';
+
+/** The stop in progress, if any: `start` waits for it. */
+let stopping: Promise<void> | undefined;
+
+/**
+ * Starts a WebSocket server on `options.bind` and, when `options.workerPath` is given, the worker
+ * threads that run the handlers of that module.
+ *
+ * Notes:
+ * - Several servers can run at once on different addresses: call `start` once per address. They
+ *   share one broker state (channels, subscriptions, tokens) and one pool of workers; a `start`
+ *   with a `workerPath` adds its workers to that pool, one without uses the pool as it is.
+ * - Without `workerPath`, a worker must already be registered: an earlier `start` with a
+ *   `workerPath`, or `registerWorkerThread` called on the main thread. A `registerWorkerThread`
+ *   call made in a `Worker` that `start` did not spawn cannot be seen from the main thread and does
+ *   not count for this check.
+ * - Each connection is pinned, when it arrives, to one worker (round-robin); all its events reach
+ *   that worker, in order. A spawned worker that exits or crashes is replaced by a new one running
+ *   the same module, and its connections are handed to the live workers; a module that keeps
+ *   crashing is restarted with a growing delay (100 ms doubling up to 30 s), and every death is
+ *   logged. A spawned worker whose event loop stays blocked (a handler that never returns) is
+ *   detected within 5 s, terminated and replaced the same way.
+ * - A listening server keeps the Node.js process alive, like an `http.Server`.
+ *
+ * @param options - What to start:
+ * - `bind`: required. The address to listen on, `host:port` as Go's `net.Listen` takes it
+ *   (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of such
+ *   addresses (all listen, with the same options, or none does).
+ * - `workerPath`: optional. The worker module, absolute or relative to `process.cwd()`; an ES module
+ *   or a CommonJS module exporting any of the `WorkerInterface` handlers (for CommonJS, on
+ *   `module.exports`). It is imported in every worker thread and the handlers it exports are
+ *   registered there.
+ * - `threads`: optional. How many worker threads to spawn for `workerPath`, default
+ *   `Math.max(os.cpus().length, 4)`. With `0`, the module is imported and registered on the main
+ *   thread and no worker thread is spawned (its handlers stay registered even if `start` then
+ *   fails to listen).
+ * - the limits of this listener, each optional (see `StartOptions`): `maxPayload` (16 MiB),
+ *   `idleTimeout` (120000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
+ *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB), `openTimeout`
+ *   (10000 ms); and `protocols`, the subprotocols this listener speaks.
+ * - `compression`: optional. `true` negotiates permessage-deflate with clients that offer it;
+ *   `{ serverContextTakeover: true }` also keeps the server's context between messages.
+ * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.
+ * - `metrics`: optional. An address where `stats()` is served in Prometheus text format.
+ * @returns A Promise that resolves once the workers of this call are ready and the address is
+ * listening. Listening is all or none: if one address (or the `metrics` address) cannot be
+ * listened on, nothing of this call stays bound.
+ * @throws {TypeError} (a rejection) when `options` is not an object, or has a key that is not one
+ * of `StartOptions` (the message names it and the nearest valid one; so do `tls` and `compression`
+ * objects with a key of their own), `bind` is not a string or a non-empty array of strings,
+ * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
+ * a limit is not an integer in its range, `compression` is neither a boolean nor
+ * `{ serverContextTakeover: boolean }`, or `tls` is not an
+ * object whose `cert` and `key` are strings or Buffers.
+ * @throws {Error} (a rejection) when the worker module cannot be imported (the message names its
+ * path, `cause` is the original error; the workers of this call are stopped and nothing listens);
+ * when no `workerPath` is given and no worker is registered (`At least one worker must be
+ * registered before starting the server`); when the address cannot be listened on (the message
+ * names the address and the reason, e.g. the port is in use; the workers of this call are stopped);
+ * when a `tls` file cannot be read (the message names the option and the path) or the certificate
+ * and key are not valid PEM or do not match (the message says which).
+ */
+export async function start(options: StartOptions): Promise<void> {
+  const { listenConfig, workerPath, threads, delivery } = await startConfigOf(options);
+  await stopping;
+
+  let spawned: WorkerSlot[] = [];
+  if (workerPath !== undefined) {
+    const absPath = path.resolve(process.cwd(), workerPath);
+    const count = threads ?? Math.max(os.cpus().length, 4);
+    if (count === 0) {
+      let exported: WorkerInterface;
+      try {
+        exported = await importWorkerModule(absPath);
+      } catch (err) {
+        throw loadError(absPath, err);
+      }
+      try {
+        registerWorkerThread(exported, delivery);
+      } catch (err) {
+        throw loadError(absPath, err);
+      }
+    } else {
+      try {
+        spawned = await launchWorkers(absPath, count, delivery);
+      } catch (err) {
+        throw loadError(absPath, err);
+      }
+    }
+  } else if (!isMainThreadRegistered() && !hasLiveWorkers()) {
+    throw new Error('At least one worker must be registered before starting the server');
+  }
+
+  try {
+    native.listen(JSON.stringify(listenConfig));
+  } catch (err) {
+    await retireAll(spawned);
+    throw err;
+  }
+}
+
+/**
+ * Stops the server: stops accepting connections on every address, closes every connection with
+ * code 1001, waits until every `handleClose` has been delivered, then ends the worker threads that
+ * `start` spawned and releases the main thread if it was registered. The process then exits by
+ * itself if nothing else keeps it alive. `start` works again afterwards; after `stop`, the other
+ * functions are no-ops on the old connections.
+ *
+ * @returns A Promise that resolves once everything is stopped.
+ */
+export function stop(): Promise<void> {
+  stopping ??= (async () => {
+    try {
+      await new Promise<void>((resolve) => native.stop(resolve));
+      await retireLiveWorkers();
+      unregisterMainThread();
+    } finally {
+      stopping = undefined;
+    }
+  })();
+  return stopping;
+}

@@ -1,0 +1,159 @@
+// The public types of the API (re-exported by index.cts) and the messages between the main thread's
+// supervisor and the worker threads it spawns: types only, so that every module can import them.
+
+/**
+ * The options of `start`. Sizes are in bytes, times in milliseconds; every limit applies to the
+ * listeners that this `start` call opens, `ordered` and `handlerTimeout` (see `DeliveryOptions`)
+ * to the workers it starts.
+ */
+export interface StartOptions extends DeliveryOptions {
+  /** The address to listen on, `host:port` as Go's `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of them: all listen, or none does. */
+  bind: string | string[];
+  /** The worker module, absolute or relative to `process.cwd()`. */
+  workerPath?: string;
+  /** How many worker threads to spawn for `workerPath`; default `Math.max(os.cpus().length, 4)`; `0` registers the module on the main thread. */
+  threads?: number;
+  /** The largest message a client may send, after reassembly of its fragments; a larger one closes the connection with code 1009. Default 16 MiB. */
+  maxPayload?: number;
+  /** A connection that sends nothing for this long is pinged; if it still sends nothing for as long again, it is closed with code 1001. While it is on, connections have no TCP keep-alive (the ping finds a dead peer); with `0`, Go's TCP keep-alive stays on (a probe after 15 s without traffic). `0` disables. Default 120000. */
+  idleTimeout?: number;
+  /** The time a client has to send its whole upgrade request; past it the TCP connection is closed. On Linux it runs from the client's first bytes: the kernel holds a connection that has sent nothing for about a second before the server sees it (`TCP_DEFER_ACCEPT`). Default 10000. */
+  handshakeTimeout?: number;
+  /** The largest upgrade request head (request line and headers); a larger one is answered with HTTP 431. Default 16384. */
+  maxHeaderBytes?: number;
+  /** How many connections this listener holds at most (upgrades waiting for `handleOpen` included); one more is answered with HTTP 503. `0`: no limit. Default 0. */
+  maxConnections?: number;
+  /** How many bytes may wait to be written to one connection (each message counts 32 bytes more). A send (`send`, or `sendToChannel` for each subscriber) to a connection whose queue is already over it closes that connection with code 1008 and frees its queue; a message sent into a queue under it is taken whole, whatever its size, so a queue holds at most this plus one message, and a message of `maxPayload` can be echoed with both at their defaults. Default 16 MiB. */
+  maxBackpressure?: number;
+  /** How long `handleOpen` (and the promise it returns) may take; past it the upgrade is answered with HTTP 503. Default 10000. */
+  openTimeout?: number;
+  /** The subprotocols this server speaks, e.g. `['chat.v2', 'chat.v1']`: the first one the client offers (`Sec-WebSocket-Protocol`) that is in this list is chosen in the handshake; `handleOpen` sees what the client offered in `headers['sec-websocket-protocol']`. Default: none. */
+  protocols?: string[];
+  /** An address (`host:port`) where the figures of `stats()` are served in Prometheus text format, at `/metrics`, until `stop()`. Default: none. */
+  metrics?: string;
+  /**
+   * `true` negotiates permessage-deflate (RFC 7692) with every client that offers it (browsers and
+   * `ws` do); others are served uncompressed. Every valid offer is accepted (the first of the
+   * header), a window the client limits (`server_max_window_bits`, 8 to 15) included: what is sent
+   * to it never refers back further. By default without context takeover, in both directions:
+   * each message is compressed on its own, so a connection keeps no compressor or window between
+   * messages (memory per connection stays as without compression), at the price of a lower ratio
+   * than a shared window gives for streams of similar messages. Messages of 256 bytes or more are
+   * sent compressed when that makes them smaller; a broadcast is compressed once for all its
+   * subscribers with the same window. A compressed message from a client that inflates past
+   * `maxPayload` closes the connection with code 1009, an invalid one with 1007. Default `false`.
+   *
+   * `{ serverContextTakeover: true }` is `true`, except that with a client whose offer allows it
+   * (no `server_no_context_takeover`, a 15-bit window) the server keeps its context: a message may
+   * refer back to the last 8 KiB sent compressed to that connection, so that a message like a
+   * recent one costs a few bytes (a repeated 1 KiB chat message: ~20 bytes instead of ~380). Such
+   * a connection holds those 8 KiB from its first compressed message to its end (8.0 KiB more of
+   * Go heap per connection, before GC headroom; BENCHMARKS.md, "Compression and TLS"), and a
+   * broadcast is compressed for each such subscriber. Clients are still asked not to keep theirs.
+   */
+  compression?: boolean | { serverContextTakeover: boolean };
+  /**
+   * Serves `wss://` (TLS, then the usual HTTP/1.1 upgrade) instead of `ws://`. `cert` is the
+   * certificate chain and `key` its private key, each in PEM: a string containing `-----BEGIN` or
+   * a Buffer is the PEM text itself, any other string is the path of a PEM file (read once, at
+   * `start`). A plain-HTTP request to a TLS address is answered with HTTP 400. A TLS connection
+   * holds about 17 KiB more memory than a plain one once it has received a 4 KiB message
+   * (crypto/tls's state and the record buffers it keeps; BENCHMARKS.md, "Compression and TLS").
+   * Default: none (plain `ws://`).
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/**
+ * The handlers a worker module exports, or passes to `registerWorkerThread`. Every handler is
+ * optional: an event without a handler is skipped (a connection without `handleOpen` is accepted).
+ * Handlers may be `async`. A handler that throws, or whose promise rejects, is logged with its
+ * stack; the other events are still delivered and the server carries on.
+ */
+export interface WorkerInterface {
+  /**
+   * Called when a client asks to open a WebSocket connection, before the upgrade is answered.
+   * `ip` is the peer address without port (IPv4 as a dotted quad, also on dual-stack listeners);
+   * `headers` holds the request headers with lower-case names, `origin` among them (the broker
+   * checks no origin: decide here); `url` is the request target, path and query as the client sent
+   * them (for instance `/chat?token=…`). Returning `false`, throwing, or returning a promise that
+   * resolves to `false` or rejects refuses the connection with HTTP 403; anything else accepts it,
+   * once the promise (if any) has settled. The socket id is live during this call: `setToken`,
+   * `subscribe` and `send` work here, and what was sent is written once the upgrade completes
+   * (dropped if the connection is refused).
+   */
+  handleOpen?: (socketId: number, ip: string, headers: Record<string, string>, url: string) => boolean | void | Promise<boolean | void>;
+  /**
+   * Called for every text message a client sends, with the message as a string. `token` is the
+   * connection's token as a `Buffer` (the one set when the event was queued), `undefined` when none
+   * is set.
+   */
+  handleTextMessage?: (data: string, socketId: number, token?: Buffer) => void | Promise<void>;
+  /**
+   * Called for every binary message a client sends, with the message as a `Buffer` of its own.
+   * `token` as for `handleTextMessage`.
+   */
+  handleBinaryMessage?: (data: Buffer, socketId: number, token?: Buffer) => void | Promise<void>;
+  /**
+   * Called exactly once for every accepted connection when it has ended, whatever ended it. By then
+   * the socket is in no channel and sends to it are no-ops. `token` as for `handleTextMessage`.
+   * `code` and `reason` say why: those of the client's close frame (1005 if it had no code), or of
+   * the server's own (your `close()`, 1001 for `stop()` or an idle client, 1002 or 1007 for a
+   * protocol error, 1008 for backpressure, 1009 for a message over `maxPayload`), or 1006 when the
+   * connection dropped without a close frame.
+   */
+  handleClose?: (socketId: number, token: Buffer | undefined, code: number, reason: string) => void | Promise<void>;
+}
+
+/** How a worker thread delivers events to its handlers. */
+export interface DeliveryOptions {
+  /**
+   * With `true`, an `async` handler sees a socket's events strictly in order: the next event of a
+   * socket waits until the promise of the previous handler settles (other sockets go on). A handler
+   * that throws, rejects, or has not settled after `handlerTimeout` closes its socket with code
+   * 1011 and a reason naming the handler. Default `false`: handlers are called as events arrive.
+   */
+  ordered?: boolean;
+  /** With `ordered`, how long a handler's promise may take, in milliseconds. Default 30000. */
+  handlerTimeout?: number;
+}
+
+/** Live figures of the broker, as `stats()` returns them. */
+export interface Stats {
+  /** Connections accepted and not yet ended. */
+  connections: number;
+  /** Connections accepted since the process started. */
+  accepted: number;
+  /** Channels with at least one subscriber. */
+  channels: number;
+  /** Messages received from clients, and their payload bytes. */
+  messagesIn: number;
+  bytesIn: number;
+  /** Messages queued to clients (a broadcast counts once per recipient). */
+  messagesOut: number;
+  /** Bytes written to sockets (frames and handshake responses). */
+  bytesOut: number;
+  /** Bytes queued for sockets and not yet written (32 more per message, as `maxBackpressure` counts them). */
+  queuedBytes: number;
+  /** Connections ended, by close code (the code `handleClose` got). */
+  closed: Record<string, number>;
+  /** Each worker's queue: events handed to it and not yet handled, and events waiting for it (id -1: no worker alive). */
+  workers: Array<{ id: number; inFlight: number; waiting: number; waitingBytes: number }>;
+  /** The Go runtime's memory (the part of the process's RSS that is Go's): heap in use, goroutine stacks, all it holds from the system (heap, stacks, free spans, metadata), and its goroutines. */
+  go: { heapBytes: number; stackBytes: number; mappedBytes: number; goroutines: number };
+}
+
+/** What the main thread passes to each worker it spawns. */
+export interface WorkerData {
+  modulePath: string;
+  delivery: DeliveryOptions;
+}
+
+/** Messages from a spawned worker to the main thread. */
+export type WorkerMessage =
+  | { type: 'ready'; worker: number }
+  | { type: 'pong' }
+  | { type: 'failed'; error: { name: string; message: string; stack?: string } };
+
+/** Messages from the main thread to a spawned worker: the watchdog's pings. */
+export type MainMessage = { type: 'ping' };
