@@ -25,7 +25,7 @@ const mode = args.find((a) => a === '--install' || a === '--cross');
 const gypArgs = args.filter((a) => a !== mode);
 
 /** What binding.gyp builds from: copied into a fresh folder for each cross build. */
-const SOURCES = ['binding.gyp', 'go.mod', 'go.sum', 'napi', 'broker', 'cmd/libwsbroker'];
+const SOURCES = ['binding.gyp', 'go.mod', 'go.sum', 'napi', 'broker', 'brokermetrics', 'internal', 'cmd/libwsbroker'];
 
 /** Whether an executable file named `name` is on PATH. */
 function onPath(name) {
@@ -93,7 +93,11 @@ function main() {
   // lib/js/load.cjs knows this machine's platform and its package; compile it first unless it is
   // there already in an installed package.
   const loadPath = path.join(root, 'lib', 'js', 'load.cjs');
-  if (mode !== '--install' || !existsSync(loadPath)) run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', root]);
+  if (mode !== '--install' || !existsSync(loadPath)) {
+    // From empty: a module deleted from js/ must not linger in lib/ and be packed.
+    rmSync(path.join(root, 'lib'), { recursive: true, force: true });
+    run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', root]);
+  }
   const load = require(loadPath);
   const host = load.platformName();
 
