@@ -45,8 +45,7 @@ type Conn struct {
 	// verdict is verdictPending until Accept (or a refusal) settles it, once.
 	verdict atomic.Int32
 
-	id    uint64
-	token atomic.Pointer[[]byte]
+	member // id, token and channels: the hub's record (hub.go)
 
 	b  *Broker
 	l  *listener // the listener that accepted it: its limits
@@ -86,15 +85,6 @@ type Conn struct {
 	drainAt        time.Duration // the drain deadline on the broker's clock (Broker.clock); 0: none
 	history        *[]byte       // deflateTakeover: the last bytes sent compressed (contextFrameLocked)
 
-	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
-	subMu sync.Mutex
-	dead  bool // unregistered: subscribing is refused
-	// deflate: permessage-deflate as negotiated (deflateTakeover); set before Open, never changed,
-	// read without a lock. (Here, where it fills a gap the bool above leaves: every byte counts
-	// for an idle connection.)
-	deflate uint8
-	chans   map[string]struct{}
-
 	// pl is the poller that reads c once accepted (poll_linux.go), nil for a reader goroutine
 	// (no epoll); set before the first goroutine starts, never changed.
 	pl     *poller
@@ -116,6 +106,11 @@ type Conn struct {
 	finished bool          // finish ran
 	counted  bool          // counts in l.conns
 	busy     bool          // over the listener's MaxConnections: refused with 503
+
+	// deflate: permessage-deflate as negotiated (deflateTakeover); set before Open, never changed,
+	// read without a lock. (Last, where it fills the padding the bools above leave: every byte
+	// counts for an idle connection.)
+	deflate uint8
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -334,12 +329,12 @@ func (c *Conn) open(up *upgradeRequest) bool {
 		c.refuse(errShutdown)
 		return false
 	}
-	c.id = b.nextID.Add(1)
+	c.id = b.hub.newID()
 	c.phase = phasePending
 	c.queue = append(c.queue, resp)
 	c.pending = len(resp) + frameOverhead
 	c.wmu.Unlock()
-	b.register(c)
+	b.hub.register(c)
 
 	req := &Request{IP: peerIP(c.nc), URL: up.url, Headers: up.headers}
 	b.callOpen(c, req)
@@ -416,8 +411,8 @@ func (c *Conn) readToEnd() {
 
 // discard unregisters a connection that was never accepted and drops what it queued.
 func (c *Conn) discard() {
-	c.b.unregister(c)
-	c.b.dropSubs(c)
+	c.b.hub.unregister(c)
+	c.b.hub.dropSubs(c)
 	c.closing.Store(true)
 	c.wmu.Lock()
 	c.wdead = true
@@ -753,8 +748,8 @@ func (c *Conn) finish() {
 	c.history = nil
 	c.wmu.Unlock()
 	c.parser.reset()
-	c.b.unregister(c)
-	c.b.dropSubs(c)
+	c.b.hub.unregister(c)
+	c.b.hub.dropSubs(c)
 	c.release() // before Handler.Close: a client told of the close may connect again at once
 	code, _ := c.CloseCause()
 	c.b.counters.open.Add(-1)
