@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net"
 	"runtime"
@@ -45,8 +44,7 @@ type Broker struct {
 	lingerTimeout  time.Duration // after an HTTP error response
 	readerLinger   time.Duration // a poller's readers idle through a whole period of this length exit
 
-	nextID atomic.Uint64
-	hub
+	hub hub[*Conn] // the sockets, channels and tokens
 
 	flushers   []*flusher
 	writeCalls atomic.Uint64 // write syscalls made (tests check coalescing with it)
@@ -76,17 +74,11 @@ func New(h Handler, opts Options) *Broker {
 		catchUpTimeout: CatchUpTimeout,
 		lingerTimeout:  2 * time.Second,
 		readerLinger:   time.Second,
-		hub:            hub{seed: maphash.MakeSeed()},
 		stop:           make(chan struct{}),
 		all:            make(map[*Conn]struct{}),
 		epoch:          time.Now(),
 	}
-	for i := range b.reg {
-		b.reg[i].m = make(map[uint64]*Conn)
-	}
-	for i := range b.chans {
-		b.chans[i].m = make(map[string]map[*Conn]struct{})
-	}
+	b.hub.init()
 	b.flushers = make([]*flusher, runtime.GOMAXPROCS(0))
 	for i := range b.flushers {
 		b.flushers[i] = newFlusher(b)
@@ -247,7 +239,7 @@ func (b *Broker) Accept(id uint64, ok bool) bool { return b.accept(id, ok, nil) 
 
 // accept is Accept, corked by k when k is not nil.
 func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
-	c := b.lookup(id)
+	c := b.hub.lookup(id)
 	if c == nil {
 		return false
 	}
@@ -283,7 +275,7 @@ func (b *Broker) Send(id uint64, data []byte, text bool) { b.send(id, data, text
 
 // send is Send, corked by k when k is not nil.
 func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) {
-	c := b.lookup(id)
+	c := b.hub.lookup(id)
 	if c == nil {
 		return
 	}
@@ -313,7 +305,7 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 	if !utf8.Valid(reason) {
 		return false, errors.New("invalid close reason: it must be valid UTF-8")
 	}
-	c := b.lookup(id)
+	c := b.hub.lookup(id)
 	if c == nil {
 		return false, nil
 	}
@@ -324,7 +316,7 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 // came before its peer's close frame or protocol error, and queued their replies; the close frame
 // follows them now. Unknown id, or a socket not waiting for it: no-op.
 func (b *Broker) CaughtUp(id uint64) {
-	if c := b.lookup(id); c != nil {
+	if c := b.hub.lookup(id); c != nil {
 		c.caughtUp()
 	}
 }
@@ -339,7 +331,7 @@ func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 
 // sendToChannel is SendToChannel, corked by k when k is not nil.
 func (b *Broker) sendToChannel(channel, data []byte, text bool, except uint64, k *Cork) {
-	s := b.chanShard(channel)
+	s := b.hub.chanShard(channel)
 	s.mu.RLock()
 	set := s.m[string(channel)]
 	if len(set) == 0 {
@@ -491,19 +483,9 @@ func (b *Broker) Stats() Stats {
 		st.Closed[code] = n
 	}
 	k.closedMu.Unlock()
-	for i := range b.chans {
-		s := &b.chans[i]
-		s.mu.RLock()
-		st.Channels += len(s.m)
-		s.mu.RUnlock()
-	}
-	for i := range b.reg {
-		s := &b.reg[i]
-		s.mu.RLock()
-		for _, c := range s.m {
-			st.QueuedBytes += int64(c.queued())
-		}
-		s.mu.RUnlock()
+	st.Channels = b.hub.channelCount()
+	for c := range b.hub.all() {
+		st.QueuedBytes += int64(c.queued())
 	}
 	return st
 }

@@ -1261,7 +1261,7 @@ func TestSendsOfEverySizeArriveWhole(t *testing.T) {
 	// An idle socket keeps no buffer.
 	for _, id := range ids {
 		awaitWritesIdle(t, b, id)
-		c := b.lookup(id)
+		c := b.hub.lookup(id)
 		c.wmu.Lock()
 		kept := c.qbuf != nil || c.obuf != nil
 		c.wmu.Unlock()

@@ -135,8 +135,7 @@ type Conn struct {
 	// state is where c is in its life (connState); stored under wmu.
 	state connStateVar
 
-	id    uint64
-	token atomic.Pointer[[]byte]
+	member // id, token and channels: the hub's record (hub.go)
 
 	b  *Broker
 	l  *listener // the listener that accepted it: its limits
@@ -167,15 +166,6 @@ type Conn struct {
 	drainAt     time.Duration   // the drain deadline (catchingUp: the catch-up deadline) on Broker.clock; 0: none
 	history     wsproto.History // wsproto.DeflateTakeover: what was sent compressed lately
 
-	// Channels, under subMu (taken after a channel shard's lock, see broker.go).
-	subMu sync.Mutex
-	dead  bool // unregistered: subscribing is refused
-	// deflate: permessage-deflate as negotiated (wsproto.DeflateTakeover); set before Open, never changed,
-	// read without a lock. (Here, where it fills a gap the bool above leaves: every byte counts
-	// for an idle connection.)
-	deflate uint8
-	chans   map[string]struct{}
-
 	// pl is the poller that reads c once accepted (poll_linux.go), nil for a reader goroutine
 	// (no epoll); set before the first goroutine starts, never changed.
 	pl     *poller
@@ -197,6 +187,11 @@ type Conn struct {
 	counted  bool          // counts in l.conns
 	// overLimit: the listener was over MaxConnections when c came; its request is refused with 503.
 	overLimit bool
+
+	// deflate: permessage-deflate as negotiated (wsproto.DeflateTakeover); set before Open, never
+	// changed, read without a lock. (Last, where it fills the padding the bools above leave: every
+	// byte counts for an idle connection.)
+	deflate uint8
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -424,12 +419,12 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 		c.refuse(errShutdown)
 		return false
 	}
-	c.id = b.nextID.Add(1)
+	c.id = b.hub.newID()
 	c.state.Store(statePending)
 	c.queue = append(c.queue, resp)
 	c.queuedBytes = len(resp) + frameOverhead
 	c.wmu.Unlock()
-	b.register(c)
+	b.hub.register(c)
 
 	req := &Request{IP: peerIP(c.nc), URL: up.URL, Headers: up.Headers}
 	b.callOpen(c, req)
@@ -528,8 +523,8 @@ func (c *Conn) readToEnd() {
 // discard unregisters a connection that was never accepted (or, after a panic, has ended) and
 // drops what it queued.
 func (c *Conn) discard() {
-	c.b.unregister(c)
-	c.b.dropSubs(c)
+	c.b.hub.unregister(c)
+	c.b.hub.dropSubs(c)
 	c.wmu.Lock()
 	if c.state.Load() != stateEnded {
 		c.state.Store(stateRefused)
@@ -864,8 +859,8 @@ func (c *Conn) finish() {
 	c.history = wsproto.History{}
 	c.wmu.Unlock()
 	c.parser.Reset()
-	c.b.unregister(c)
-	c.b.dropSubs(c)
+	c.b.hub.unregister(c)
+	c.b.hub.dropSubs(c)
 	c.release() // before Handler.Close: a client told of the close may connect again at once
 	code, _ := c.CloseCause()
 	c.b.counters.open.Add(-1)

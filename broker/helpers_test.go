@@ -326,7 +326,7 @@ func msgName(i int) string { return fmt.Sprintf("m%04d", i) }
 // every byte while the writing goroutine has not yet let go of the socket.
 func awaitWritesIdle(t *testing.T, b *Broker, id uint64) {
 	t.Helper()
-	c := b.lookup(id)
+	c := b.hub.lookup(id)
 	waitFor(t, fmt.Sprintf("socket %d's writer to let go", id), func() bool {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()

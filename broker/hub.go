@@ -3,124 +3,272 @@ package broker
 import (
 	"bytes"
 	"hash/maphash"
+	"iter"
 	"sync"
+	"sync/atomic"
 )
 
-// The hub: the socket registry (id to Conn), the channel table and the tokens. It does no I/O:
-// sends to a channel's subscribers are the write path's (sendToChannel). Lock order: channel
-// shard(s), then Conn.subMu; a registry shard is never held with either.
+// The hub: the socket registry (id to socket), the channel table (name to subscribers) and each
+// socket's token and channels. It does no I/O and knows no connection type. It is generic over
+// the socket type C that the Broker stores in it (*Conn, which embeds the hub's member record)
+// rather than storing an interface, so that the Broker's fan-out ranges over a channel's own
+// map[*Conn] and queues to each subscriber with a direct call.
+//
+// Every operation here is local to this process and reports nothing anywhere. newID makes every
+// socket id and lookup resolves every id the Broker is given; createChannel is the one place a
+// channel gets its first subscriber and deleteChannel the one place it loses its last one: what
+// depends on a socket's id or on a channel's existence has one place each to look.
+//
+// Lock order: channel shard(s), then member.subMu; a registry shard is never held with either.
 
 const (
 	regShards  = 64
 	chanShards = 32
 )
 
-// hub is the Broker's registry and channel table, sharded to spread lock contention.
-type hub struct {
-	reg   [regShards]regShard
-	seed  maphash.Seed // of the channel shard index
-	chans [chanShards]chanShard
+// member is the hub's record of one socket: its id, its token and the channels it is in. The
+// Broker's connection type embeds it, so the hub allocates nothing per socket.
+type member struct {
+	id    uint64
+	token atomic.Pointer[[]byte] // nil: none; a stored slice is never modified (setToken copies)
+
+	// The channels, under subMu.
+	subMu   sync.Mutex
+	removed bool // the socket has left the hub: subscribing is refused
+	chans   map[string]struct{}
 }
 
-type regShard struct {
+// socket constrains the hub's socket type: a pointer to the Broker's connection, which embeds
+// the socket's member record. The hub compares sockets and reaches their member records, nothing
+// more.
+type socket interface {
+	comparable
+	hubMember() *member
+}
+
+// hub is a Broker's registry and channel table, sharded to spread lock contention.
+type hub[C socket] struct {
+	nextID atomic.Uint64
+	reg    [regShards]regShard[C]
+	seed   maphash.Seed // of the channel shard index
+	chans  [chanShards]chanShard[C]
+}
+
+type regShard[C socket] struct {
 	mu sync.RWMutex
-	m  map[uint64]*Conn
+	m  map[uint64]C
 }
 
-type chanShard struct {
+type chanShard[C socket] struct {
 	mu sync.RWMutex
-	m  map[string]map[*Conn]struct{}
+	m  map[string]map[C]struct{} // no empty set: a channel without subscribers is absent
 }
 
-// SubscriberCount returns how many sockets are subscribed to channel.
-func (b *Broker) SubscriberCount(channel []byte) int {
-	s := b.chanShard(channel)
+// none is the zero C: no socket.
+func none[C socket]() (c C) { return c }
+
+// init makes h's maps; h must not be used before.
+func (h *hub[C]) init() {
+	h.seed = maphash.MakeSeed()
+	for i := range h.reg {
+		h.reg[i].m = make(map[uint64]C)
+	}
+	for i := range h.chans {
+		h.chans[i].m = make(map[string]map[C]struct{})
+	}
+}
+
+// newID returns a socket id never returned before: 1, 2, 3…
+func (h *hub[C]) newID() uint64 { return h.nextID.Add(1) }
+
+// register makes c reachable by its id.
+func (h *hub[C]) register(c C) {
+	id := c.hubMember().id
+	s := &h.reg[id%regShards]
+	s.mu.Lock()
+	s.m[id] = c
+	s.mu.Unlock()
+}
+
+// unregister makes c's id unknown (unless the id names another socket by then).
+func (h *hub[C]) unregister(c C) {
+	id := c.hubMember().id
+	s := &h.reg[id%regShards]
+	s.mu.Lock()
+	if s.m[id] == c {
+		delete(s.m, id)
+	}
+	s.mu.Unlock()
+}
+
+// lookup returns the socket whose id is id, the zero C (nil) if none is registered with it.
+func (h *hub[C]) lookup(id uint64) C {
+	s := &h.reg[id%regShards]
+	s.mu.RLock()
+	c := s.m[id]
+	s.mu.RUnlock()
+	return c
+}
+
+// all yields every registered socket, under its registry shard's read lock: the loop body must
+// not register or unregister.
+func (h *hub[C]) all() iter.Seq[C] {
+	return func(yield func(C) bool) {
+		for i := range h.reg {
+			s := &h.reg[i]
+			s.mu.RLock()
+			for _, c := range s.m {
+				if !yield(c) {
+					s.mu.RUnlock()
+					return
+				}
+			}
+			s.mu.RUnlock()
+		}
+	}
+}
+
+func (h *hub[C]) chanIndex(name []byte) uint64 { return maphash.Bytes(h.seed, name) % chanShards }
+
+// chanShard returns the shard of channel name. The Broker's fan-out read-locks it and reads the
+// channel's set itself (neither changing nor keeping it): an accessor doing so in this generic
+// type would not be inlined, and cost a call per message.
+func (h *hub[C]) chanShard(name []byte) *chanShard[C] { return &h.chans[h.chanIndex(name)] }
+
+// subscriberCount returns how many sockets are subscribed to channel.
+func (h *hub[C]) subscriberCount(channel []byte) int {
+	s := h.chanShard(channel)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.m[string(channel)])
 }
 
-// Subscriptions returns the channels socket id is subscribed to (none if it is unknown or closed).
-func (b *Broker) Subscriptions(id uint64) [][]byte {
-	c := b.lookup(id)
-	if c == nil {
+// channelCount returns how many channels have at least one subscriber.
+func (h *hub[C]) channelCount() int {
+	n := 0
+	for i := range h.chans {
+		s := &h.chans[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// subscriptions returns the channels socket id is subscribed to (none if it is unknown or has
+// left).
+func (h *hub[C]) subscriptions(id uint64) [][]byte {
+	c := h.lookup(id)
+	if c == none[C]() {
 		return nil
 	}
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	out := make([][]byte, 0, len(c.chans))
-	for name := range c.chans {
+	m := c.hubMember()
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	out := make([][]byte, 0, len(m.chans))
+	for name := range m.chans {
 		out = append(out, []byte(name))
 	}
 	return out
 }
 
-// Subscribe adds socket id to channel. It returns true if added; false if already subscribed or
-// if the socket is unknown or closed (then nothing is stored).
-func (b *Broker) Subscribe(id uint64, channel []byte) bool {
-	return b.withChannel(id, channel, func(s *chanShard, c *Conn) bool { return b.addLocked(s, string(channel), c) })
-}
-
-// withChannel calls f with socket id's Conn and channel's shard, locked; false for an unknown id.
-func (b *Broker) withChannel(id uint64, channel []byte, f func(s *chanShard, c *Conn) bool) bool {
-	c := b.lookup(id)
-	if c == nil {
+// subscribe adds socket id to channel. It returns true if added; false if already subscribed or
+// if the socket is unknown or has left (then nothing is stored).
+func (h *hub[C]) subscribe(id uint64, channel []byte) bool {
+	c, s := h.lockChannel(id, channel)
+	if s == nil {
 		return false
 	}
-	s := b.chanShard(channel)
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	return f(s, c)
+	return h.addLocked(s, string(channel), c)
 }
 
-// addLocked subscribes c to name in s (locked).
-func (b *Broker) addLocked(s *chanShard, name string, c *Conn) bool {
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	if c.dead {
+// lockChannel returns socket id's socket and channel's shard, write-locked for the caller to
+// unlock; a nil shard, locked for no one, if id is unknown.
+func (h *hub[C]) lockChannel(id uint64, channel []byte) (C, *chanShard[C]) {
+	c := h.lookup(id)
+	if c == none[C]() {
+		return c, nil
+	}
+	s := h.chanShard(channel)
+	s.mu.Lock()
+	return c, s
+}
+
+// addLocked subscribes c to name in s, which the caller holds write-locked.
+func (h *hub[C]) addLocked(s *chanShard[C], name string, c C) bool {
+	m := c.hubMember()
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	if m.removed {
 		return false
 	}
 	set := s.m[name]
-	if _, ok := set[c]; ok {
+	if _, in := set[c]; in {
 		return false
 	}
 	if set == nil {
-		set = make(map[*Conn]struct{})
-		s.m[name] = set
+		set = h.createChannel(s, name)
 	}
 	set[c] = struct{}{}
-	if c.chans == nil {
-		c.chans = make(map[string]struct{})
+	if m.chans == nil {
+		m.chans = make(map[string]struct{})
 	}
-	c.chans[name] = struct{}{}
+	m.chans[name] = struct{}{}
 	return true
 }
 
-// Unsubscribe removes socket id from channel. It returns true if it was subscribed.
-func (b *Broker) Unsubscribe(id uint64, channel []byte) bool {
-	return b.withChannel(id, channel, func(s *chanShard, c *Conn) bool {
-		c.subMu.Lock()
-		defer c.subMu.Unlock()
-		set := s.m[string(channel)]
-		if _, ok := set[c]; !ok {
-			return false
-		}
-		delete(set, c)
-		if len(set) == 0 {
-			delete(s.m, string(channel))
-		}
-		delete(c.chans, string(channel))
-		return true
-	})
+// unsubscribe removes socket id from channel. It returns true if it was subscribed.
+func (h *hub[C]) unsubscribe(id uint64, channel []byte) bool {
+	c, s := h.lockChannel(id, channel)
+	if s == nil {
+		return false
+	}
+	defer s.mu.Unlock()
+	m := c.hubMember()
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	name := string(channel)
+	set := s.m[name]
+	if _, in := set[c]; !in {
+		return false
+	}
+	h.removeLocked(s, name, set, c)
+	delete(m.chans, name)
+	return true
 }
 
-// CopySubscriptions subscribes every socket subscribed to from (at call time) to to.
-func (b *Broker) CopySubscriptions(from, to []byte) {
+// removeLocked takes c out of set, channel name's subscribers in s, which the caller holds
+// write-locked (c may have left set already).
+func (h *hub[C]) removeLocked(s *chanShard[C], name string, set map[C]struct{}, c C) {
+	delete(set, c)
+	if len(set) == 0 {
+		h.deleteChannel(s, name)
+	}
+}
+
+// createChannel adds channel name, without subscribers yet, to s, which the caller holds
+// write-locked, and returns its set: the one place where a channel gets its first subscriber.
+// Holding the shard's lock orders it with the same channel's deleteChannel.
+func (h *hub[C]) createChannel(s *chanShard[C], name string) map[C]struct{} {
+	set := make(map[C]struct{})
+	s.m[name] = set
+	return set
+}
+
+// deleteChannel removes channel name, whose last subscriber has left, from s, which the caller
+// holds write-locked: the one place where a channel loses its last subscriber.
+func (h *hub[C]) deleteChannel(s *chanShard[C], name string) {
+	delete(s.m, name)
+}
+
+// copySubscriptions subscribes every socket subscribed to from (at call time) to to.
+func (h *hub[C]) copySubscriptions(from, to []byte) {
 	if bytes.Equal(from, to) {
 		return
 	}
-	fi, ti := b.chanIndex(from), b.chanIndex(to)
-	sf, st := &b.chans[fi], &b.chans[ti]
+	fi, ti := h.chanIndex(from), h.chanIndex(to)
+	sf, st := &h.chans[fi], &h.chans[ti]
 	switch {
 	case fi == ti:
 		sf.mu.Lock()
@@ -142,68 +290,39 @@ func (b *Broker) CopySubscriptions(from, to []byte) {
 	}
 	name := string(to)
 	for c := range set {
-		b.addLocked(st, name, c)
+		h.addLocked(st, name, c)
 	}
 }
 
-// SetToken stores a copy of token for socket id (nil clears it). Unknown id: no-op.
-func (b *Broker) SetToken(id uint64, token []byte) {
-	c := b.lookup(id)
-	if c == nil {
-		return
-	}
-	if token == nil {
-		c.token.Store(nil)
-		return
-	}
-	t := bytes.Clone(token)
-	c.token.Store(&t)
-}
-
-func (b *Broker) lookup(id uint64) *Conn {
-	s := &b.reg[id%regShards]
-	s.mu.RLock()
-	c := s.m[id]
-	s.mu.RUnlock()
-	return c
-}
-
-func (b *Broker) register(c *Conn) {
-	s := &b.reg[c.id%regShards]
-	s.mu.Lock()
-	s.m[c.id] = c
-	s.mu.Unlock()
-}
-
-func (b *Broker) unregister(c *Conn) {
-	s := &b.reg[c.id%regShards]
-	s.mu.Lock()
-	if s.m[c.id] == c {
-		delete(s.m, c.id)
-	}
-	s.mu.Unlock()
-}
-
-func (b *Broker) chanIndex(name []byte) uint64 { return maphash.Bytes(b.seed, name) % chanShards }
-
-func (b *Broker) chanShard(name []byte) *chanShard { return &b.chans[b.chanIndex(name)] }
-
-// dropSubs removes c from every channel and refuses later subscriptions.
-func (b *Broker) dropSubs(c *Conn) {
-	c.subMu.Lock()
-	c.dead = true
-	names := c.chans
-	c.chans = nil
-	c.subMu.Unlock()
+// dropSubs removes c from every channel and refuses its later subscriptions: c has left.
+func (h *hub[C]) dropSubs(c C) {
+	m := c.hubMember()
+	m.subMu.Lock()
+	m.removed = true
+	names := m.chans
+	m.chans = nil
+	m.subMu.Unlock()
 	for name := range names {
-		s := &b.chans[maphash.String(b.seed, name)%chanShards]
+		s := &h.chans[maphash.String(h.seed, name)%chanShards]
 		s.mu.Lock()
 		if set := s.m[name]; set != nil {
-			delete(set, c)
-			if len(set) == 0 {
-				delete(s.m, name)
-			}
+			h.removeLocked(s, name, set, c)
 		}
 		s.mu.Unlock()
 	}
+}
+
+// setToken stores a copy of token for socket id (nil clears it). Unknown id: no-op.
+func (h *hub[C]) setToken(id uint64, token []byte) {
+	c := h.lookup(id)
+	if c == none[C]() {
+		return
+	}
+	m := c.hubMember()
+	if token == nil {
+		m.token.Store(nil)
+		return
+	}
+	t := bytes.Clone(token)
+	m.token.Store(&t)
 }

@@ -477,7 +477,7 @@ func TestBackpressureClientNeverReads(t *testing.T) {
 	slow.nc.SetDeadline(time.Time{})
 	se := await(t, rec.opens, "open")
 	fast, fastID := dialOpen(t, rec, addr)
-	fastConn := rec.b.lookup(fastID)
+	fastConn := rec.b.hub.lookup(fastID)
 	msgs, _ := collect(fast)
 
 	big := bytes.Repeat([]byte("x"), 64<<10)
@@ -526,7 +526,7 @@ func TestBackpressureLateReaderSees1008(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{MaxBackpressure: limit})
 	c, id := dialOpen(t, rec, addr)
-	conn := b.lookup(id)
+	conn := b.hub.lookup(id)
 	frameOf := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 64<<10) }
 	sent := 0
 	for ; sent < 4000 && !conn.state.Load().ending(); sent++ {
@@ -740,7 +740,7 @@ func TestTCPKeepAliveOnlyWithoutIdlePings(t *testing.T) {
 		want int
 	}{{pinging, 0}, {silent, 1}} {
 		_, id := dialOpen(t, rec, tc.addr)
-		c := b.lookup(id)
+		c := b.hub.lookup(id)
 		got := -1
 		c.rc.Control(func(fd uintptr) {
 			got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)

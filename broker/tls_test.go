@@ -176,7 +176,7 @@ func TestTLSLimits(t *testing.T) {
 	slow := rawTLS(t, addr, pool)
 	id := await(t, rec.opens, "open").id
 	chunk := make([]byte, 16<<10)
-	for i := 0; i < 4096 && b.lookup(id) != nil; i++ {
+	for i := 0; i < 4096 && b.hub.lookup(id) != nil; i++ {
 		b.Send(id, chunk, false)
 	}
 	if e := await(t, rec.closes, "close"); e.id != id || e.code != 1008 {
@@ -240,7 +240,7 @@ func TestTLSMessageInTheRequestsSegment(t *testing.T) {
 func awaitRecordsLeft(t *testing.T, b *Broker, id uint64) {
 	t.Helper()
 	waitFor(t, "records waiting for the socket", func() bool {
-		sc := b.lookup(id)
+		sc := b.hub.lookup(id)
 		return sc != nil && sc.tlsSocket().hasLeft()
 	})
 }

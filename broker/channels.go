@@ -1,0 +1,26 @@
+package broker
+
+// The Broker's socket registry, channel and token methods: the state is its hub's (hub.go), of
+// which *Conn is the socket type; SendToChannel, which writes, is the Broker's (broker.go).
+
+// hubMember gives the hub c's member record (the socket constraint of hub[*Conn]).
+func (c *Conn) hubMember() *member { return &c.member }
+
+// SubscriberCount returns how many sockets are subscribed to channel.
+func (b *Broker) SubscriberCount(channel []byte) int { return b.hub.subscriberCount(channel) }
+
+// Subscriptions returns the channels socket id is subscribed to (none if it is unknown or closed).
+func (b *Broker) Subscriptions(id uint64) [][]byte { return b.hub.subscriptions(id) }
+
+// Subscribe adds socket id to channel. It returns true if added; false if already subscribed or
+// if the socket is unknown or closed (then nothing is stored).
+func (b *Broker) Subscribe(id uint64, channel []byte) bool { return b.hub.subscribe(id, channel) }
+
+// Unsubscribe removes socket id from channel. It returns true if it was subscribed.
+func (b *Broker) Unsubscribe(id uint64, channel []byte) bool { return b.hub.unsubscribe(id, channel) }
+
+// CopySubscriptions subscribes every socket subscribed to from (at call time) to to.
+func (b *Broker) CopySubscriptions(from, to []byte) { b.hub.copySubscriptions(from, to) }
+
+// SetToken stores a copy of token for socket id (nil clears it). Unknown id: no-op.
+func (b *Broker) SetToken(id uint64, token []byte) { b.hub.setToken(id, token) }
