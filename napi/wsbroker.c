@@ -49,11 +49,6 @@ static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 // The worker whose batch this thread is handling (0: none): Go writes the sends made meanwhile
 // together when the batch is done.
 static __thread int32_t dispatching;
-// The worker whose thread is in on_poller_ready (0: none), and the batch Go handed that worker
-// meanwhile, from that thread: on_poller_ready runs it itself instead of waking its own event
-// loop through the threadsafe function (an eventfd write, a loop turn and a read per batch).
-static __thread int32_t reading_for;
-static __thread slot_t *own_batch;
 static slot_t **table;  // indexed by worker id
 static size_t table_len;
 static int32_t last_id;
@@ -116,8 +111,10 @@ static int ensure_mem(slot_t *s, size_t len) {
   return 1;
 }
 
-// deliver is called by Go from any thread with its batch, which it copies: 0 when queued.
-static int deliver(int32_t id, const uint8_t *batch, size_t len) {
+// deliver is called by Go from any thread with a batch, which it copies into the worker's batch
+// memory and, unless to_caller (the calling thread runs it, told by WSB_RUN_BATCH), queues on the
+// worker's thread: 0 when done (wsb_deliver_fn).
+static int deliver(int32_t id, const uint8_t *batch, size_t len, int to_caller) {
   slot_t *s = slot_get(id);
   if (!s) return -1;
   int rc = -1;
@@ -126,10 +123,7 @@ static int deliver(int32_t id, const uint8_t *batch, size_t len) {
     memcpy(s->mem, batch, len);
     s->inflight = 1;
     s->inflight_len = len;
-    if (id == reading_for) {
-      own_batch = s;
-      rc = 0;
-    } else if (napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok) {
+    if (to_caller || napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok) {
       rc = 0;
     } else {
       s->inflight = 0;
@@ -137,6 +131,15 @@ static int deliver(int32_t id, const uint8_t *batch, size_t len) {
   }
   pthread_mutex_unlock(&s->mu);
   return rc;
+}
+
+// queue_batch queues the batch in s's memory on the worker's thread, when Go handed it to this
+// thread to run but this thread cannot (its watch is closing); if the threadsafe function is
+// closing, the batch stays in flight for its finalizer.
+static void queue_batch(slot_t *s) {
+  pthread_mutex_lock(&s->mu);
+  if (s->inflight) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+  pthread_mutex_unlock(&s->mu);
 }
 
 // log_value logs a thrown value, with its stack when it has one.
@@ -201,17 +204,18 @@ static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_val
 }
 
 // ---- the watch on the Go pollers -----------------------------------------------------------------
-// While its sockets carry messages (wsb_batch_done says so), a worker's event loop also watches the
-// Go pollers' epoll fds: when one is readable, wsb_dispatch_ready reads the ready sockets pinned to
-// this worker itself and hands the others to Go's readers (see there why), and on_poller_ready
-// runs the batch that it read at once. The handles are unref'd, so they never keep the thread
-// alive, and are closed when the thread leaves the pool or its environment ends.
+// While Go says so (WSB_WATCH_POLLERS), a worker's event loop also watches the Go pollers' epoll
+// fds: when one is readable, wsb_dispatch_ready reads the ready sockets pinned to this worker on
+// this thread, and the batch it hands this thread (WSB_RUN_BATCH) runs at once, and the next as
+// long as Go says so (follow). The handles are unref'd, so they never keep the thread alive, and
+// are closed when the thread leaves the pool or its environment ends.
 #define WATCH_MAX 64
 
 struct watch {
   int32_t worker;                       // the worker whose thread watches
+  slot_t *slot;                         // its slot
   napi_env env;                         // that thread's
-  napi_async_context async;             // what its own batches run under (run_own_batch)
+  napi_async_context async;             // what the batches it runs at once run under (run_here)
   napi_ref resource;                    // the async context's resource
   napi_async_cleanup_hook_handle hook;  // closes the handles at teardown; NULL once removed
   int n;                                // handles made, all in use
@@ -221,29 +225,45 @@ struct watch {
   uv_poll_t polls[WATCH_MAX];
 };
 
-static void call_js(napi_env env, napi_value unused, void *context, void *data);
+static int run_batch(napi_env env, slot_t *s, int ran_here);
+static void watch_set(struct watch *w, int on);
 
-// run_own_batch hands the batch that Go gave this thread itself to JS, as the threadsafe function
-// would: in a callback scope, so that nextTicks and microtasks run after it. 0 if it could not.
-static int run_own_batch(struct watch *w, slot_t *s) {
+// run_here runs the batch that Go handed this thread itself, as the threadsafe function would: in
+// a callback scope, so that nextTicks and microtasks run after it. It returns what Go says next,
+// -1 if nothing ran (when the scope cannot be opened, the batch goes through the queue).
+static int run_here(struct watch *w, slot_t *s) {
   napi_handle_scope hs;
   napi_callback_scope cs;
   napi_value resource;
-  int ran = 0;
-  if (napi_open_handle_scope(w->env, &hs) != napi_ok) return 0;
+  int next = -1;
+  if (napi_open_handle_scope(w->env, &hs) != napi_ok) {
+    queue_batch(s);
+    return -1;
+  }
   if (napi_get_reference_value(w->env, w->resource, &resource) == napi_ok &&
       napi_open_callback_scope(w->env, resource, w->async, &cs) == napi_ok) {
-    call_js(w->env, NULL, s, NULL);
+    next = run_batch(w->env, s, 1);
     napi_close_callback_scope(w->env, cs);
-    ran = 1;
+  } else {
+    queue_batch(s);
   }
   napi_close_handle_scope(w->env, hs);
-  return ran;
+  return next;
 }
 
-// OWN_ROUNDS bounds how many batches in a row a thread runs of its own (on_poller_ready), so that
-// its event loop gets its turn (timers, other I/O) while messages keep coming.
-#define OWN_ROUNDS 16
+// follow does what Go answered this thread (wsb_dispatch_ready, wsb_batch_done; -1: nothing, as no
+// batch ran): run the batch it handed this thread, and the next, as long as it hands one, then
+// watch the pollers or not.
+static void follow(struct watch *w, slot_t *s, int next) {
+  while (next >= 0 && (next & WSB_RUN_BATCH)) {
+    if (!w || w->closing) {
+      queue_batch(s);
+      return;
+    }
+    next = run_here(w, s);
+  }
+  if (next >= 0) watch_set(w, next & WSB_WATCH_POLLERS);
+}
 
 static void on_poller_ready(uv_poll_t *h, int status, int events) {
   (void)events;
@@ -252,27 +272,7 @@ static void on_poller_ready(uv_poll_t *h, int status, int events) {
     return;
   }
   struct watch *w = h->data;
-  // Meanwhile a batch that Go hands this worker is this thread's to run: after its reads here,
-  // and after each batch run here (wsb_batch_done reads what came meanwhile and hands the next).
-  reading_for = w->worker;
-  wsb_dispatch_ready(w->worker);
-  for (int round = 0; own_batch && round < OWN_ROUNDS && !w->closing; round++) {
-    slot_t *s = own_batch;
-    own_batch = NULL;
-    if (!run_own_batch(w, s)) {
-      own_batch = s;
-      break;
-    }
-  }
-  reading_for = 0;
-  slot_t *s = own_batch;
-  if (s) {  // the rest goes the usual way, after the loop's other work
-    own_batch = NULL;
-    pthread_mutex_lock(&s->mu);
-    // If the threadsafe function is closing, the batch stays in flight for its finalizer.
-    if (s->inflight) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
-    pthread_mutex_unlock(&s->mu);
-  }
+  follow(w, w->slot, wsb_dispatch_ready(w->worker));
 }
 
 static void watch_set(struct watch *w, int on) {
@@ -313,14 +313,15 @@ static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
 
 // watch_start prepares this thread's watch, inactive; NULL without pollers (Go's own goroutines
 // then serve every socket) or when the loop cannot watch them.
-static struct watch *watch_start(napi_env env, int32_t worker) {
+static struct watch *watch_start(napi_env env, slot_t *s) {
   uv_loop_t *loop;
   int fds[WATCH_MAX];
   int n = wsb_poller_fds(fds, WATCH_MAX);
   if (n <= 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
   struct watch *w = calloc(1, sizeof *w);
   if (!w) return NULL;
-  w->worker = worker;
+  w->worker = s->id;
+  w->slot = s;
   w->env = env;
   napi_value resource, name;
   if (napi_create_object(env, &resource) != napi_ok ||
@@ -355,16 +356,14 @@ static struct watch *watch_start(napi_env env, int32_t worker) {
   return w;
 }
 
-// call_js runs on the worker's JS thread: it hands one batch to the worker's dispatch function.
-static void call_js(napi_env env, napi_value unused, void *context, void *data) {
-  (void)unused;
-  (void)data;
-  slot_t *s = context;
-  if (env == NULL) return;  // the finalizer has already dealt with the batch
+// run_batch hands the batch in s's memory to this thread's dispatch function, then tells Go
+// (ran_here: this thread ran it at once, as Go said). It returns what Go says next, -1 if nothing
+// ran (the finalizer took the batch, or the thread is being terminated).
+static int run_batch(napi_env env, slot_t *s, int ran_here) {
   pthread_mutex_lock(&s->mu);
   if (!s->inflight) {  // taken by the finalizer
     pthread_mutex_unlock(&s->mu);
-    return;
+    return -1;
   }
   size_t len = s->inflight_len;
   s->inflight = 0;
@@ -395,12 +394,22 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
       s->alive = 0;
       s->handled = called ? *st->progress : 0;
       pthread_mutex_unlock(&s->mu);
-      return;
+      return -1;
     }
     if (exc) log_value(env, exc, s->id, "event dispatch failed");
   }
-  int watch = wsb_batch_done(s->id);
-  if (st) watch_set(st->watch, watch);
+  return wsb_batch_done(s->id, ran_here);
+}
+
+// call_js is the threadsafe function's callback, on the worker's JS thread: it runs the batch
+// queued for it and does what Go says next.
+static void call_js(napi_env env, napi_value unused, void *context, void *data) {
+  (void)unused;
+  (void)data;
+  if (env == NULL) return;  // the finalizer has already dealt with the batch
+  env_state_t *st = NULL;
+  napi_get_instance_data(env, (void **)&st);
+  follow(st ? st->watch : NULL, context, run_batch(env, context, 0));
 }
 
 static void finalize_tsfn(napi_env env, void *data, void *hint) {
@@ -605,7 +614,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
     s->alive = 1;
     st->worker = s->id;
     wsb_worker_register(s->id, mask);
-    if (watch) st->watch = watch_start(env, s->id);
+    if (watch) st->watch = watch_start(env, s);
   }
   napi_create_int32(env, st->worker, &result);
   return result;

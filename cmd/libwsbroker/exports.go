@@ -1,18 +1,26 @@
-// Command libwsbroker is built with -buildmode=c-shared into libwsbroker.so: the C ABI that the
-// N-API glue (napi/) calls, over one process-wide broker whose events go to JS worker threads.
 package main
+
+// The C ABI that the N-API glue (napi/) calls: each export converts its arguments, recovers from
+// a panic, and calls the pool, the schedule or the broker.
 
 /*
 #include <stdint.h>
 #include <stdlib.h>
 
-// Set by the glue at init: queues a batch for a worker's JS thread, copying it during the call.
-// Returns 0 when queued, non-zero when that thread is gone.
-typedef int (*wsb_deliver_fn)(int32_t worker, const uint8_t *batch, size_t len);
+// Set by the glue at init: copies a batch into a worker's batch memory during the call and, unless
+// to_caller, queues it on that worker's JS thread; with to_caller the calling thread is that
+// worker's own and runs it when its call into Go returns (WSB_RUN_BATCH). Returns 0 when done,
+// non-zero when that thread is gone.
+typedef int (*wsb_deliver_fn)(int32_t worker, const uint8_t *batch, size_t len, int to_caller);
 
-static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, const uint8_t *batch, size_t len) {
-	return f(worker, batch, len);
+static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, const uint8_t *batch, size_t len, int to_caller) {
+	return f(worker, batch, len, to_caller);
 }
+
+// What a worker's JS thread does next, as wsb_dispatch_ready and wsb_batch_done answer (bits):
+// watch the pollers' fds from its event loop (else stop watching), and run the batch just put in
+// its batch memory at once (else none waits for it there).
+enum { WSB_WATCH_POLLERS = 1, WSB_RUN_BATCH = 2 };
 
 // Set by the glue at init: reports the end of an asynchronous call (wsb_stop) to its caller.
 typedef void (*wsb_notify_fn)(void *ctx);
@@ -25,13 +33,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/signal"
-	"runtime"
-	"runtime/metrics"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -39,49 +41,19 @@ import (
 )
 
 var (
-	logger    = stderrLogger()
 	deliverFn atomic.Pointer[C.wsb_deliver_fn]
 	notifyFn  atomic.Pointer[C.wsb_notify_fn]
-	workers   *pool
-	brk       *broker.Broker
 )
 
-func init() {
-	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	workers = newPool(deliverToC, answerUnwanted, func() corker { return brk.NewCork() })
-	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
-}
-
-// answerUnwanted answers an event of socket id that its worker has no handler for: an open is
-// accepted, a catch-up is caught up with at once.
-func answerUnwanted(id uint64, kind byte) {
-	if kind == kindOpen {
-		brk.Accept(id, true)
-	} else {
-		brk.CaughtUp(id)
-	}
-}
-
-// bridge turns broker events into queued events of the socket's JS worker. It is a
-// broker.CatchUpHandler: a socket's close waits for its worker to handle the messages before it.
-type bridge struct{ pool *pool }
-
-func (b bridge) Open(c *broker.Conn, req *broker.Request) { b.pool.push(c, kindOpen, nil, req) }
-func (b bridge) Text(c *broker.Conn, data []byte)         { b.pool.push(c, kindText, data, nil) }
-func (b bridge) Binary(c *broker.Conn, data []byte)       { b.pool.push(c, kindBinary, data, nil) }
-func (b bridge) ReadDone(c *broker.Conn)                  { b.pool.readDone(c) }
-func (b bridge) Close(c *broker.Conn)                     { b.pool.push(c, kindClose, nil, nil) }
-func (b bridge) CatchUp(c *broker.Conn)                   { b.pool.push(c, kindCatchUp, nil, nil) }
-
-func deliverToC(id int32, batch []byte) bool {
+// deliverToC is the pool's deliverFunc: the glue's deliver function.
+func deliverToC(id int32, batch []byte, toCaller bool) bool {
 	f := deliverFn.Load()
 	if f == nil {
 		return false
 	}
 	// The glue copies the batch before it returns, so Go memory may be passed (it holds no pointers).
 	// A batch is never empty: it is only handed over with events in it.
-	return C.wsb_call_deliver(*f, C.int32_t(id), (*C.uint8_t)(unsafe.Pointer(&batch[0])), C.size_t(len(batch))) == 0
+	return C.wsb_call_deliver(*f, C.int32_t(id), (*C.uint8_t)(unsafe.Pointer(&batch[0])), C.size_t(len(batch)), cBool(toCaller)) == 0
 }
 
 // bytesOf views C memory, valid only during the call that passed it.
@@ -145,24 +117,14 @@ func wsb_worker_gone(worker C.int32_t, handled C.int64_t) {
 	workers.retire(int32(worker), int(handled))
 }
 
-// wsb_batch_done is called when a worker's JS thread has handled its batch. It reports whether
-// the worker's sockets carry messages lately (pool.done): only then does the thread watch the
-// pollers (wsb_dispatch_ready). A thread that watches first reads what came for it during the
-// batch: those events then wait for it, and the batch's sends wait for theirs (pool.done), as
-// they would for events that readers brought meanwhile, so that a broadcast's writes carry more
-// deliveries each (BENCHMARKS.md, "Design decisions").
+// wsb_batch_done is called when worker's JS thread has handled its batch (batchDone); ranHere is
+// non-zero when the thread ran it at once as told (WSB_RUN_BATCH). It returns what the thread
+// does next (WSB_* bits).
 //
 //export wsb_batch_done
-func wsb_batch_done(worker C.int32_t) (watch C.int) {
+func wsb_batch_done(worker C.int32_t, ranHere C.int) (next C.int) {
 	defer recoverInto("batchDone")
-	if workers.watching(int32(worker)) {
-		brk.DispatchReady(readHere(worker))
-	}
-	w, settle := workers.done(int32(worker))
-	if settle {
-		letReadyRun()
-	}
-	return cBool(w)
+	return nextToC(batchDone(int32(worker), ranHere != 0))
 }
 
 // wsb_poller_fds writes up to max of the pollers' epoll fds to out and returns how many there are.
@@ -179,51 +141,25 @@ func wsb_poller_fds(out *C.int, max C.int) C.int {
 }
 
 // wsb_dispatch_ready is called by worker's JS thread when its event loop sees a poller's fd
-// readable: it reads the ready sockets pinned to that worker itself (their events are then that
-// thread's next batch, without a hand-over to a reader and back) and hands the others to the
-// readers, which it lets run at once (letReadyRun): else they would wait for sysmon.
+// readable (dispatchReady). It returns what the thread does next (WSB_* bits).
 //
 //export wsb_dispatch_ready
-func wsb_dispatch_ready(worker C.int32_t) {
+func wsb_dispatch_ready(worker C.int32_t) (next C.int) {
 	defer recoverInto("dispatchReady")
-	brk.DispatchReady(readHere(worker))
-	letReadyRun()
+	return nextToC(dispatchReady(int32(worker)))
 }
 
-// readHere is what worker's JS thread reads itself when it dispatches (pool.mayReadHere).
-func readHere(worker C.int32_t) func(*broker.Conn) bool {
-	return func(c *broker.Conn) bool { return workers.mayReadHere(c, int32(worker)) }
-}
-
-// letReadyRun gives the P to the goroutines that are ready to run (readers handed sockets, a
-// flusher) before a JS thread goes back to its event loop. The thread leaves Go holding the P it
-// used, as in a system call, and with one P (one core) nothing else runs until sysmon takes it
-// back: after 20 µs, or 10 ms once sysmon has backed off, which it does while the thread calls in
-// often, and a broadcast's last deliveries would wait that long (BENCHMARKS.md, "Design
-// decisions"). Each round costs two thread switches. A goroutine that yields once (the flusher
-// does) is behind this one in the run queue, hence more than one round.
-func letReadyRun() {
-	for range 4 {
-		if runnableGoroutines() == 0 {
-			return
-		}
-		runtime.Gosched()
+// nextToC converts a next into its WSB_* bits.
+func nextToC(n next) C.int {
+	var bits C.int
+	if n.watch {
+		bits |= C.WSB_WATCH_POLLERS
 	}
+	if n.runHere {
+		bits |= C.WSB_RUN_BATCH
+	}
+	return bits
 }
-
-// runnableGoroutines is how many goroutines wait for a P (about 100 ns).
-func runnableGoroutines() uint64 {
-	s := runnableSamples.Get().(*[1]metrics.Sample)
-	metrics.Read(s[:])
-	n := s[0].Value.Uint64()
-	runnableSamples.Put(s)
-	return n
-}
-
-// runnableSamples: metrics.Read's argument escapes, and this runs after every batch.
-var runnableSamples = sync.Pool{New: func() any {
-	return &[1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
-}}
 
 // listenConfig is what wsb_listen takes, as JSON (js/index.cts builds it): sizes in bytes, times
 // in milliseconds, zero for a default; PEM text for TLS.
@@ -351,7 +287,7 @@ func wsb_caught_up(id C.uint64_t) {
 //export wsb_accept_open
 func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
 	defer recoverInto("acceptOpen")
-	if k := corkOf(worker); k != nil {
+	if k := corkOf(int32(worker)); k != nil {
 		k.Accept(uint64(id), accept != 0)
 		return
 	}
@@ -365,7 +301,7 @@ func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
 //export wsb_send
 func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.int32_t) {
 	defer recoverInto("send")
-	sendFrom(worker, func(k *broker.Cork) {
+	sendFrom(int32(worker), func(k *broker.Cork) {
 		k.Send(uint64(id), bytesOf(data, n), text != 0)
 	})
 }
@@ -376,34 +312,10 @@ func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.i
 //export wsb_send_to_channel
 func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t, except C.uint64_t, worker C.int32_t) {
 	defer recoverInto("sendToChannel")
-	sendFrom(worker, func(k *broker.Cork) {
+	sendFrom(int32(worker), func(k *broker.Cork) {
 		k.SendToChannel(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except))
 	})
 }
-
-// sendFrom makes send's sends through the cork of worker's batch, if the calling thread is
-// handling one; else through a cork of its own, flushed at once on the calling thread, as a
-// batch's sends are at its end (a flusher would have to wait for the P, letReadyRun).
-func sendFrom(worker C.int32_t, send func(k *broker.Cork)) {
-	if k := corkOf(worker); k != nil {
-		send(k)
-		return
-	}
-	k := corks.Get().(*broker.Cork)
-	send(k)
-	k.Flush()
-	corks.Put(k)
-	letReadyRun()
-}
-
-// corkOf is the cork of worker's batch, if the calling thread is handling one (pool.corkOf).
-func corkOf(worker C.int32_t) *broker.Cork {
-	k, _ := workers.corkOf(int32(worker)).(*broker.Cork)
-	return k
-}
-
-// corks are the corks of sends made outside a batch.
-var corks = sync.Pool{New: func() any { return brk.NewCork() }}
 
 //export wsb_subscriber_count
 func wsb_subscriber_count(ch *C.uint8_t, chLen C.size_t) C.int64_t {
@@ -480,5 +392,3 @@ func cBool(b bool) C.int {
 	}
 	return 0
 }
-
-func main() {}

@@ -1,0 +1,51 @@
+// Command libwsbroker is built with -buildmode=c-shared into libwsbroker.so: the C ABI that the
+// N-API glue (napi/) calls (exports.go), over one process-wide broker whose events the pool
+// (pool.go) batches for the JS worker threads, handing work between Go's threads and the JS
+// threads as the schedule (schedule.go) decides.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+// The process's one logger, pool and broker: the Go runtime loads once per process, while the
+// addon's module init runs once per JS thread.
+var (
+	logger  = stderrLogger()
+	workers *pool
+	brk     *broker.Broker
+)
+
+func init() {
+	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	workers = newPool(deliverToC, answerUnwanted, func() corker { return brk.NewCork() })
+	brk = broker.New(bridge{workers}, broker.Options{Logger: logger})
+}
+
+// answerUnwanted answers an event of socket id that its worker has no handler for: an open is
+// accepted, a catch-up is caught up with at once.
+func answerUnwanted(id uint64, kind byte) {
+	if kind == kindOpen {
+		brk.Accept(id, true)
+	} else {
+		brk.CaughtUp(id)
+	}
+}
+
+// bridge turns broker events into queued events of the socket's JS worker. It is a
+// broker.CatchUpHandler: a socket's close waits for its worker to handle the messages before it.
+type bridge struct{ pool *pool }
+
+func (b bridge) Open(c *broker.Conn, req *broker.Request) { b.pool.push(c, kindOpen, nil, req) }
+func (b bridge) Text(c *broker.Conn, data []byte)         { b.pool.push(c, kindText, data, nil) }
+func (b bridge) Binary(c *broker.Conn, data []byte)       { b.pool.push(c, kindBinary, data, nil) }
+func (b bridge) ReadDone(c *broker.Conn)                  { b.pool.readDone(c) }
+func (b bridge) Close(c *broker.Conn)                     { b.pool.push(c, kindClose, nil, nil) }
+func (b bridge) CatchUp(c *broker.Conn)                   { b.pool.push(c, kindCatchUp, nil, nil) }
+
+func main() {}
