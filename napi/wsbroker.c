@@ -88,19 +88,21 @@ static void log_line(int level, int32_t worker, const char *msg) {
   wsb_log(level, (uint8_t *)msg, strlen(msg), 0, worker, 0);
 }
 
-// Batch memory: grown to the largest batch, and given back down to MEM_KEEP after a batch that
-// needed more than MEM_SHRINK (a rare huge message should not pin its size for good).
+// Batch memory: grown to the largest batch, at least MEM_MIN so that small batches do not
+// reallocate it one by one, and given back down to batch_bytes (Go's usual batch size, from
+// wsb_init) after a batch that needed more than MEM_SHRINK_FACTOR times that (a rare huge message
+// should not pin its size for good).
 #define MEM_MIN (64 << 10)
-#define MEM_KEEP (1 << 20)
-#define MEM_SHRINK (4 << 20)
+#define MEM_SHRINK_FACTOR 4
+static size_t batch_bytes;
 
 // ensure_mem makes s->mem hold len bytes (s->mu held); 0 when out of memory.
 static int ensure_mem(slot_t *s, size_t len) {
   size_t want = s->cap;
   if (want < len) {
     want = len < MEM_MIN ? MEM_MIN : len;
-  } else if (want > MEM_SHRINK && len <= MEM_KEEP) {
-    want = MEM_KEEP;
+  } else if (want > MEM_SHRINK_FACTOR * batch_bytes && len <= batch_bytes) {
+    want = batch_bytes;
   }
   if (want == s->cap) return 1;
   uint8_t *mem = malloc(want);  // the old contents are not needed: each batch replaces them
@@ -209,7 +211,6 @@ static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_val
 // this thread, and the batch it hands this thread (WSB_RUN_BATCH) runs at once, and the next as
 // long as Go says so (follow). The handles are unref'd, so they never keep the thread alive, and
 // are closed when the thread leaves the pool or its environment ends.
-#define WATCH_MAX 64
 
 struct watch {
   int32_t worker;                       // the worker whose thread watches
@@ -222,7 +223,7 @@ struct watch {
   int open;                             // handles not closed yet
   int active;
   int closing;
-  uv_poll_t polls[WATCH_MAX];
+  uv_poll_t polls[];                    // one per poller
 };
 
 static int run_batch(napi_env env, slot_t *s, int ran_here);
@@ -315,33 +316,36 @@ static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
 // then serve every socket) or when the loop cannot watch them.
 static struct watch *watch_start(napi_env env, slot_t *s) {
   uv_loop_t *loop;
-  int fds[WATCH_MAX];
-  int n = wsb_poller_fds(fds, WATCH_MAX);
+  int n = wsb_poller_fds(NULL, 0);
   if (n <= 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
-  struct watch *w = calloc(1, sizeof *w);
-  if (!w) return NULL;
+  struct watch *w = calloc(1, sizeof *w + n * sizeof w->polls[0]);
+  int *fds = malloc(n * sizeof *fds);
+  napi_value resource, name;
+  if (!w || !fds || napi_create_object(env, &resource) != napi_ok ||
+      napi_create_string_utf8(env, "wsbroker:batch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_reference(env, resource, 1, &w->resource) != napi_ok) {
+    free(fds);
+    free(w);
+    return NULL;
+  }
   w->worker = s->id;
   w->slot = s;
   w->env = env;
-  napi_value resource, name;
-  if (napi_create_object(env, &resource) != napi_ok ||
-      napi_create_string_utf8(env, "wsbroker:batch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_reference(env, resource, 1, &w->resource) != napi_ok) {
-    free(w);
-    return NULL;
-  }
   if (napi_async_init(env, resource, name, &w->async) != napi_ok) {
     napi_delete_reference(env, w->resource);
+    free(fds);
     free(w);
     return NULL;
   }
-  for (int i = 0; i < n && i < WATCH_MAX; i++) {
+  int got = wsb_poller_fds(fds, n);
+  for (int i = 0; i < n && i < got; i++) {
     uv_poll_t *h = &w->polls[w->n];
     if (uv_poll_init(loop, h, fds[i]) != 0) continue;
     h->data = w;
     uv_unref((uv_handle_t *)h);
     w->n++;
   }
+  free(fds);
   w->open = w->n;
   if (w->n == 0) {
     drop_async(w);
@@ -562,7 +566,7 @@ static napi_value make_bool(napi_env env, int v) {
 
 static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   napi_value argv[4], result, name;
-  bool watch = false;
+  bool runtime_is_bun = false;
   napi_valuetype type;
   napi_typedarray_type ptype;
   uint32_t mask;
@@ -573,8 +577,8 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 4, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function)
     return throw_type(env, "dispatch must be a function");
-  if (napi_get_value_bool(env, argv[3], &watch) != napi_ok)
-    return throw_type(env, "watchPollers must be a boolean");
+  if (napi_get_value_bool(env, argv[3], &runtime_is_bun) != napi_ok)
+    return throw_type(env, "runtimeIsBun must be a boolean");
   if (napi_get_value_uint32(env, argv[1], &mask) != napi_ok)
     return throw_type(env, "handlerMask must be a number");
   if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
@@ -613,8 +617,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
     }
     s->alive = 1;
     st->worker = s->id;
-    wsb_worker_register(s->id, mask);
-    if (watch) st->watch = watch_start(env, s);
+    if (wsb_worker_register(s->id, mask, runtime_is_bun)) st->watch = watch_start(env, s);
   }
   napi_create_int32(env, st->worker, &result);
   return result;
@@ -891,7 +894,7 @@ NAPI_MODULE_INIT() {
     napi_throw_error(env, NULL, "wsbroker: cannot initialise the addon");
     return NULL;
   }
-  wsb_init(deliver, notify);
+  batch_bytes = wsb_init(deliver, notify);
   static const struct {
     const char *name;
     napi_callback fn;

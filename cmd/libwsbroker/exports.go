@@ -85,18 +85,25 @@ func recoverInto(what string) {
 	}
 }
 
+// wsb_init registers the glue's functions. It returns the size of a batch that carries no event
+// larger than itself (maxBatchBytes): the glue keeps its batch memory at that size.
+//
 //export wsb_init
-func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) {
+func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) (batchBytes C.size_t) {
 	deliverFn.Store(&deliver)
 	notifyFn.Store(&notify)
+	return maxBatchBytes
 }
 
-// wsb_worker_register makes worker id live; the glue must be ready to deliver to it.
+// wsb_worker_register makes worker id live; the glue must be ready to deliver to it. runtimeIsBun
+// is non-zero when the thread runs in Bun. It returns non-zero when the thread is to prepare a
+// watch of the pollers (watchesPollers).
 //
 //export wsb_worker_register
-func wsb_worker_register(id C.int32_t, mask C.uint32_t) {
+func wsb_worker_register(id C.int32_t, mask C.uint32_t, runtimeIsBun C.int) (watch C.int) {
 	defer recoverInto("registerWorker")
 	workers.register(int32(id), uint32(mask))
+	return cBool(watchesPollers(runtimeIsBun != 0))
 }
 
 //export wsb_worker_set_mask

@@ -68,6 +68,10 @@ type threadSchedule struct {
 	ownRuns        int       // batches run on its own in this wake-up of its watch
 }
 
+// watchesPollers reports whether a worker's thread prepares a watch of the pollers: not on Bun,
+// whose event loop cannot watch a file descriptor for an addon.
+func watchesPollers(runtimeIsBun bool) bool { return !runtimeIsBun }
+
 // dispatchReady is called by worker's JS thread when its event loop sees a poller's fd readable:
 // it reads the ready sockets pinned to that worker itself (their events are then that thread's
 // next batch, run on return without a hand-over to its event loop) and hands the others to the
