@@ -50,7 +50,7 @@ export interface Native {
   /**
    * Starts the listeners of one `start` call, and its metrics server, from `config` (JSON: `bind`
    * as an array, the limits, `protocols`, `compression`, `tls` as PEM text, `metrics`; see
-   * listenConfig in cmd/libwsbroker/main.go): all or none. Throws an Error naming the address and
+   * listenConfig in cmd/libwsbroker/exports.go): all or none. Throws an Error naming the address and
    * the reason, or the TLS problem.
    */
   listen(config: string): void;
