@@ -132,10 +132,10 @@ static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_val
   return napi_ok;
 }
 
-// run_batch hands the batch in s's memory to this thread's dispatch function, then tells Go
-// (ran_here: this thread ran it at once, as Go said). It returns what Go says next, -1 if nothing
+// run_batch hands the batch in s's memory to this thread's dispatch function (st: the thread's
+// state, NULL if it has none), then tells Go (ran_here: this thread ran it at once, as Go said). It returns what Go says next, -1 if nothing
 // ran (the finalizer took the batch, or the thread is being terminated).
-int run_batch(napi_env env, slot_t *s, int ran_here) {
+int run_batch(napi_env env, env_state_t *st, slot_t *s, int ran_here) {
   pthread_mutex_lock(&s->mu);
   if (!s->inflight) {  // taken by the finalizer
     pthread_mutex_unlock(&s->mu);
@@ -145,10 +145,9 @@ int run_batch(napi_env env, slot_t *s, int ran_here) {
   s->inflight = 0;
   pthread_mutex_unlock(&s->mu);
 
-  env_state_t *st = NULL;
   napi_value args[2], fn, undef;
   int called = 0;
-  napi_status status = napi_get_instance_data(env, (void **)&st);
+  napi_status status = st ? napi_ok : napi_generic_failure;
   if (status == napi_ok) status = batch_view(env, st, s, &args[0]);
   if (status == napi_ok) status = napi_create_uint32(env, (uint32_t)len, &args[1]);
   if (status == napi_ok) status = napi_get_reference_value(env, st->dispatch, &fn);
@@ -185,7 +184,7 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
   if (env == NULL) return;  // the finalizer has already dealt with the batch
   env_state_t *st = NULL;
   napi_get_instance_data(env, (void **)&st);
-  follow(st ? st->watch : NULL, context, run_batch(env, context, 0));
+  follow(st ? st->watch : NULL, context, run_batch(env, st, context, 0));
 }
 
 // finalize_tsfn runs once the thread's threadsafe function has ended (the thread left the pool, or

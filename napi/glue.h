@@ -56,7 +56,7 @@ slot_t *slot_open(napi_env env);
 slot_t *slot_get(int32_t id);
 void slot_close(slot_t *s);
 int deliver(int32_t id, const uint8_t *batch, size_t len, int to_caller);
-int run_batch(napi_env env, slot_t *s, int ran_here);
+int run_batch(napi_env env, env_state_t *st, slot_t *s, int ran_here);
 void queue_batch(slot_t *s);
 
 // watch.c

@@ -39,7 +39,9 @@ static int run_here(struct watch *w, slot_t *s) {
   }
   if (napi_get_reference_value(w->env, w->resource, &resource) == napi_ok &&
       napi_open_callback_scope(w->env, resource, w->async, &cs) == napi_ok) {
-    next = run_batch(w->env, s, 1);
+    env_state_t *st = NULL;
+    napi_get_instance_data(w->env, (void **)&st);
+    next = run_batch(w->env, st, s, 1);
     napi_close_callback_scope(w->env, cs);
   } else {
     queue_batch(s);

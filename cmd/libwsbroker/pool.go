@@ -44,7 +44,8 @@ type worker struct {
 	spareEv   []queued
 
 	// toCaller: the batch in flight was handed to the thread that made the call handing it over,
-	// which runs it when that call returns (deliverFunc). Only the worker's own thread sets it.
+	// which runs it when that call returns (deliverFunc). Only the worker's own thread sets and
+	// clears it.
 	toCaller bool
 	messages int // messages queued since the last batch ended (the schedule's watch decision)
 
@@ -407,11 +408,10 @@ func (p *pool) finish(w *worker, toCaller bool) (waited, messages, idle bool) {
 	return waited, messages, idle
 }
 
-// takeToCaller reports whether a batch was handed to worker id's thread during its call into Go
-// for it to run on return, and forgets it (the worker's own thread only).
-func (p *pool) takeToCaller(id int32) bool {
-	w := p.get(id)
-	if w == nil || w == &p.parking || !w.toCaller {
+// takeToCaller reports whether a batch was handed to w's thread during its call into Go for it to
+// run on return, and forgets it (w's own thread only).
+func (w *worker) takeToCaller() bool {
+	if !w.toCaller {
 		return false
 	}
 	w.toCaller = false

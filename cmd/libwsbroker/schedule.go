@@ -57,7 +57,7 @@ const (
 // next is what a worker's JS thread does when its call into the schedule returns.
 type next struct {
 	watch   bool // watch the pollers' fds from its event loop (wsb_dispatch_ready when one is readable)
-	runHere bool // run the batch just handed to it (pool.takeToCaller) before anything else
+	runHere bool // run the batch just handed to it (worker.takeToCaller) before anything else
 }
 
 // threadSchedule is the schedule's state of one worker's JS thread; only that thread touches it.
@@ -89,7 +89,7 @@ func dispatchReady(worker int32) next {
 	if w == nil {
 		return next{}
 	}
-	return next{watch: w.sched.watching, runHere: workers.takeToCaller(worker)}
+	return next{watch: w.sched.watching, runHere: w.takeToCaller()}
 }
 
 // batchDone is called when worker's JS thread has handled its batch; ranHere says it ran the batch
@@ -159,7 +159,7 @@ func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
 	if idle {
 		p.signalIdle()
 	}
-	return next{watch: s.watching, runHere: toCaller && p.takeToCaller(id)}, settled
+	return next{watch: s.watching, runHere: toCaller && w.takeToCaller()}, settled
 }
 
 // readHere is what worker's JS thread reads itself when it dispatches: the sockets pinned to it,
