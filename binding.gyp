@@ -24,7 +24,7 @@
     {
       "target_name": "wsbroker",
       "dependencies": ["libwsbroker"],
-      "sources": ["napi/wsbroker.c"],
+      "sources": ["napi/module.c", "napi/deliver.c", "napi/watch.c"],
       "include_dirs": ["<(PRODUCT_DIR)"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-std=c11", "-D_GNU_SOURCE"],
       "libraries": ["-L<(PRODUCT_DIR)", "-lwsbroker", "-Wl,-rpath,'$$ORIGIN'"]

@@ -86,7 +86,7 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
     handleClose: worker.handleClose,
   };
   try {
-    thread.workerId = native.registerWorker(dispatch, mask, progress, process.versions.bun === undefined);
+    thread.workerId = native.registerWorker(dispatch, mask, progress, process.versions.bun !== undefined);
   } catch (err) {
     handlers = previous;
     throw err;

@@ -12,16 +12,15 @@ export interface Native {
    * events (format: internal/protocol/protocol.go), each the first `length` bytes of `memory`, which the
    * addon reuses once dispatch returns; it keeps `progress[0]` at the end offset of the
    * event being handled, which the addon reads if the thread is terminated mid-batch. Calling it
-   * again on the same thread replaces the dispatch function, mask and progress array. With
-   * `watchPollers`, the thread's event loop also watches the Go pollers while its sockets carry
-   * messages (Node; Bun's event loop cannot watch a file descriptor for an addon). Returns the
-   * worker id.
+   * again on the same thread replaces the dispatch function, mask and progress array.
+   * `runtimeIsBun` says whether this is Bun, for Go to decide whether the thread's event loop
+   * watches the Go pollers (cmd/libwsbroker/schedule.go). Returns the worker id.
    */
   registerWorker(
     dispatch: (memory: ArrayBuffer, length: number) => void,
     handlerMask: number,
     progress: Int32Array,
-    watchPollers: boolean,
+    runtimeIsBun: boolean,
   ): number;
   /**
    * Removes the calling thread from the pool: its pending events go to the other workers and the
@@ -31,7 +30,7 @@ export interface Native {
   /**
    * Starts the listeners of one `start` call, and its metrics server, from `config` (JSON: `bind`
    * as an array, the limits, `protocols`, `compression`, `tls` as PEM text, `metrics`; see
-   * listenConfig in cmd/libwsbroker/main.go): all or none. Throws an Error naming the address and
+   * listenConfig in cmd/libwsbroker/exports.go): all or none. Throws an Error naming the address and
    * the reason, or the TLS problem.
    */
   listen(config: string): void;

@@ -14,7 +14,7 @@ export interface StartConfig {
   delivery: Required<DeliveryOptions>;
 }
 
-/** The listen configuration of one `start` call (listenConfig in cmd/libwsbroker/main.go). */
+/** The listen configuration of one `start` call (listenConfig in cmd/libwsbroker/exports.go). */
 export type ListenConfig = {
   bind: string[];
   protocols: string[];

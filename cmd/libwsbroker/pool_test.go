@@ -20,6 +20,7 @@ const allHandlers = 15
 type fakeJS struct {
 	mu       sync.Mutex
 	batches  map[int32][][]byte // every batch handed over, per worker
+	toCaller map[int32][]bool   // for each of those: handed to the calling thread itself
 	queued   map[int32][]byte   // handed over, not yet run
 	log      [][]byte           // every batch run, in order
 	gone     map[int32]bool
@@ -28,10 +29,10 @@ type fakeJS struct {
 }
 
 func newFakeJS() *fakeJS {
-	return &fakeJS{batches: map[int32][][]byte{}, queued: map[int32][]byte{}, gone: map[int32]bool{}}
+	return &fakeJS{batches: map[int32][][]byte{}, toCaller: map[int32][]bool{}, queued: map[int32][]byte{}, gone: map[int32]bool{}}
 }
 
-func (f *fakeJS) deliver(id int32, batch []byte) bool {
+func (f *fakeJS) deliver(id int32, batch []byte, toCaller bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.gone[id] {
@@ -39,6 +40,7 @@ func (f *fakeJS) deliver(id int32, batch []byte) bool {
 	}
 	b := append([]byte(nil), batch...)
 	f.batches[id] = append(f.batches[id], b)
+	f.toCaller[id] = append(f.toCaller[id], toCaller)
 	if _, dup := f.queued[id]; dup { // the pool keeps one batch in flight per worker
 		panic(fmt.Sprintf("worker %d: second batch before the first ran", id))
 	}
@@ -46,9 +48,15 @@ func (f *fakeJS) deliver(id int32, batch []byte) bool {
 	return true
 }
 
-// run has worker id's thread handle the batch handed to it, if any, and returns what pool.done
-// returns for it: watch the pollers, settle.
+// run has worker id's thread handle the batch handed to it, if any, as one from its event loop's
+// queue, and returns what the schedule decides for it (pool.batchDone): watch the pollers, settle.
 func (f *fakeJS) run(p *pool, id int32) (watch, settle bool) {
+	n, settle := f.runAs(p, id, false)
+	return n.watch, settle
+}
+
+// runAs has worker id's thread handle the batch handed to it, if any, ranHere as in batchDone.
+func (f *fakeJS) runAs(p *pool, id int32, ranHere bool) (n next, settle bool) {
 	f.mu.Lock()
 	b, ok := f.queued[id]
 	if ok {
@@ -57,9 +65,9 @@ func (f *fakeJS) run(p *pool, id int32) (watch, settle bool) {
 	}
 	f.mu.Unlock()
 	if !ok {
-		return false, false
+		return next{}, false
 	}
-	return p.done(id)
+	return p.batchDone(id, ranHere)
 }
 
 // kill ends worker id's thread as the glue's finalizer reports it.
@@ -188,48 +196,6 @@ func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 	p.readDone(c)
 	if got := js.texts(t, 1); len(got) != 1 || strings.Join(got[0], ",") != "2:a,2:b,2:c" {
 		t.Fatalf("want one batch of the three: %v", got)
-	}
-}
-
-// The sends of a batch to minCorkedToDefer sockets or more (a broadcast) wait for the next batch
-// while events wait for it (one write per socket for both), but not for longer than
-// maxUnsettled; a batch that sent to fewer settles at once.
-func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
-	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
-	cork := p.corkOf(1).(*countCork)
-	flushes := func() int { return len(cork.flushed) }
-	c := &broker.Conn{}
-	handle := func(sentTo int) (settle bool) { // the batch in flight sends to that many sockets
-		cork.n += sentTo
-		_, settle = js.run(p, 1)
-		return settle
-	}
-	text(p, c, "a") // handed over at once
-	text(p, c, "b") // waits
-	if !handle(1) || flushes() != 1 {
-		t.Fatal("a reply waited for the next batch")
-	}
-	text(p, c, "c") // waits
-	if handle(minCorkedToDefer) || flushes() != 1 {
-		t.Fatal("a broadcast settled while an event waited")
-	}
-	if !handle(minCorkedToDefer) || flushes() != 2 || cork.flushed[1] != 2*minCorkedToDefer {
-		t.Fatalf("the last batch must settle, with both batches' sends: %d flushes", flushes())
-	}
-	// Events that never stop coming: settled within maxUnsettled all the same.
-	text(p, c, "d") // handed over at once
-	start := time.Now()
-	for flushes() == 2 {
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("never settled while events kept coming")
-		}
-		text(p, c, "more")
-		handle(minCorkedToDefer)
-	}
-	if waited := time.Since(start); waited < maxUnsettled {
-		t.Fatalf("settled after %v, before maxUnsettled", waited)
 	}
 }
 
@@ -671,28 +637,5 @@ func TestQueues(t *testing.T) {
 	q := p.queues()
 	if len(q) != 1 || q[0].ID != 1 || q[0].InFlight != 1 || q[0].Waiting != 1 || q[0].WaitingBytes == 0 {
 		t.Fatalf("one worker: %+v", q)
-	}
-}
-
-func TestThreadWatchesPollersForMessagesWithOneP(t *testing.T) {
-	// After a batch with messages, and only while Go has one P, a worker's thread is told to watch
-	// the pollers (wsb_dispatch_ready); not after opens and closes alone, nor with two Ps.
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	js := newFakeJS()
-	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
-	c := &broker.Conn{}
-	p.push(c, kindClose, nil, nil)
-	if watch, _ := js.run(p, 1); watch {
-		t.Fatal("told to watch after a batch with a close only")
-	}
-	text(p, c, "a")
-	if watch, _ := js.run(p, 1); !watch {
-		t.Fatal("not told to watch after a batch with a message")
-	}
-	runtime.GOMAXPROCS(2)
-	text(p, c, "b")
-	if watch, _ := js.run(p, 1); watch {
-		t.Fatal("told to watch with two Ps")
 	}
 }

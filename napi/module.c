@@ -1,147 +1,19 @@
-// The N-API glue: argument checks and conversion for the calls JS makes into the Go library, and
-// one threadsafe function per JS worker thread through which Go hands that thread its event
-// batches. Everything else lives in Go (cmd/libwsbroker, broker) or TypeScript (js/).
-#define NAPI_VERSION 8
+// The addon's module: its init and exports table, and the functions JS calls, each of which
+// checks and converts its arguments and calls the Go library (libwsbroker.h), which decides.
 #include <math.h>
-#include <node_api.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
-#include "libwsbroker.h"
-#include "protocol.gen.h"
-
-// A worker thread's link to Go. Slots are never freed: a late delivery from Go must still find
-// one to be told the thread is gone.
-typedef struct {
-  pthread_mutex_t mu;  // guards alive, tsfn calls, mem and inflight against the finalizer
-  int alive;
-  int32_t id;
-  napi_threadsafe_function tsfn;
-  // The thread's batch memory, reused for every batch: Go hands over at most one batch at a time
-  // and copies it here, and JS reads it through an ArrayBuffer over this memory (env_state_t.view)
-  // only while dispatching. Reusing it spares a malloc, a page-faulting first touch and a copy
-  // into a new Buffer per batch.
-  uint8_t *mem;
-  size_t cap;
-  int inflight;  // a batch is in mem, queued on tsfn and not yet taken by call_js
-  size_t inflight_len;
-  int64_t handled;  // bytes of the batch in flight that JS handled before the thread was
-                    // terminated; -1 while nothing is cut short
-} slot_t;
-
-// Per-env (main thread or Worker) state.
-typedef struct {
-  int32_t worker;  // 0 until registerWorker
-  napi_ref dispatch;
-  napi_ref progress_ref;  // keeps the array behind progress alive
-  int32_t *progress;      // where the event being handled ends in the batch (js/batch.cts)
-  napi_ref view;          // an external ArrayBuffer over the slot's mem
-  uint8_t *view_mem;      // the memory and size view covers
-  size_t view_cap;
-  struct watch *watch;  // this thread's watch on the Go pollers, while it is in the pool
-} env_state_t;
-
-static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
-
-// The worker whose batch this thread is handling (0: none): Go writes the sends made meanwhile
-// together when the batch is done.
-static __thread int32_t dispatching;
-// The worker whose thread is in on_poller_ready (0: none), and the batch Go handed that worker
-// meanwhile, from that thread: on_poller_ready runs it itself instead of waking its own event
-// loop through the threadsafe function (an eventfd write, a loop turn and a read per batch).
-static __thread int32_t reading_for;
-static __thread slot_t *own_batch;
-static slot_t **table;  // indexed by worker id
-static size_t table_len;
-static int32_t last_id;
-
-static slot_t *slot_get(int32_t id) {
-  slot_t *s = NULL;
-  pthread_mutex_lock(&table_mu);
-  if (id > 0 && (size_t)id < table_len) s = table[id];
-  pthread_mutex_unlock(&table_mu);
-  return s;
-}
-
-// slot_add gives s the next worker id; returns 0 when out of memory.
-static int32_t slot_add(slot_t *s) {
-  int32_t id = 0;
-  pthread_mutex_lock(&table_mu);
-  if ((size_t)last_id + 1 >= table_len) {
-    size_t len = table_len ? table_len * 2 : 64;
-    slot_t **grown = realloc(table, len * sizeof *grown);
-    if (grown) {
-      memset(grown + table_len, 0, (len - table_len) * sizeof *grown);
-      table = grown;
-      table_len = len;
-    }
-  }
-  if ((size_t)last_id + 1 < table_len) {
-    id = ++last_id;
-    table[id] = s;
-    s->id = id;
-  }
-  pthread_mutex_unlock(&table_mu);
-  return id;
-}
+#include "glue.h"
 
 // log_line logs from C; worker is the worker the line concerns, 0 for none.
-static void log_line(int level, int32_t worker, const char *msg) {
+void log_line(int level, int32_t worker, const char *msg) {
   wsb_log(level, (uint8_t *)msg, strlen(msg), 0, worker, 0);
 }
 
-// Batch memory: grown to the largest batch, and given back down to MEM_KEEP after a batch that
-// needed more than MEM_SHRINK (a rare huge message should not pin its size for good).
-#define MEM_MIN (64 << 10)
-#define MEM_KEEP (1 << 20)
-#define MEM_SHRINK (4 << 20)
-
-// ensure_mem makes s->mem hold len bytes (s->mu held); 0 when out of memory.
-static int ensure_mem(slot_t *s, size_t len) {
-  size_t want = s->cap;
-  if (want < len) {
-    want = len < MEM_MIN ? MEM_MIN : len;
-  } else if (want > MEM_SHRINK && len <= MEM_KEEP) {
-    want = MEM_KEEP;
-  }
-  if (want == s->cap) return 1;
-  uint8_t *mem = malloc(want);  // the old contents are not needed: each batch replaces them
-  if (!mem) return 0;
-  free(s->mem);  // JS's view of it is replaced before its next read (call_js)
-  s->mem = mem;
-  s->cap = want;
-  return 1;
-}
-
-// deliver is called by Go from any thread with its batch, which it copies: 0 when queued.
-static int deliver(int32_t id, const uint8_t *batch, size_t len) {
-  slot_t *s = slot_get(id);
-  if (!s) return -1;
-  int rc = -1;
-  pthread_mutex_lock(&s->mu);
-  if (s->alive && ensure_mem(s, len)) {
-    memcpy(s->mem, batch, len);
-    s->inflight = 1;
-    s->inflight_len = len;
-    if (id == reading_for) {
-      own_batch = s;
-      rc = 0;
-    } else if (napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok) {
-      rc = 0;
-    } else {
-      s->inflight = 0;
-    }
-  }
-  pthread_mutex_unlock(&s->mu);
-  return rc;
-}
-
 // log_value logs a thrown value, with its stack when it has one.
-static void log_value(napi_env env, napi_value exc, int32_t worker, const char *what) {
+void log_value(napi_env env, napi_value exc, int32_t worker, const char *what) {
   napi_value text;
   char buf[4096];
   size_t n = 0;
@@ -159,264 +31,13 @@ static void log_value(napi_env env, napi_value exc, int32_t worker, const char *
 }
 
 // take_exception clears the exception a failed call left, if any.
-static napi_value take_exception(napi_env env) {
+napi_value take_exception(napi_env env) {
   bool pending = false;
   napi_value exc;
   if (napi_is_exception_pending(env, &pending) != napi_ok || !pending ||
       napi_get_and_clear_last_exception(env, &exc) != napi_ok)
     return NULL;
   return exc;
-}
-
-// js_can_run reports whether this thread still runs JavaScript: not while it is being terminated.
-static int js_can_run(napi_env env) {
-  napi_value global, object, result;
-  if (napi_get_global(env, &global) != napi_ok ||
-      napi_get_named_property(env, global, "Object", &object) != napi_ok ||
-      napi_call_function(env, global, object, 0, NULL, &result) != napi_ok) {
-    take_exception(env);
-    return 0;
-  }
-  return 1;
-}
-
-// batch_view returns this thread's ArrayBuffer over s->mem, made anew when mem moved (the old
-// one is detached, so no JS can read freed memory through it).
-static napi_status batch_view(napi_env env, env_state_t *st, slot_t *s, napi_value *ab) {
-  napi_status status;
-  if (st->view && st->view_mem == s->mem && st->view_cap == s->cap) return napi_get_reference_value(env, st->view, ab);
-  if (st->view) {
-    napi_value old;
-    if ((status = napi_get_reference_value(env, st->view, &old)) != napi_ok ||
-        (status = napi_detach_arraybuffer(env, old)) != napi_ok ||
-        (status = napi_delete_reference(env, st->view)) != napi_ok)
-      return status;
-    st->view = NULL;
-  }
-  if ((status = napi_create_external_arraybuffer(env, s->mem, s->cap, NULL, NULL, ab)) != napi_ok ||
-      (status = napi_create_reference(env, *ab, 1, &st->view)) != napi_ok)
-    return status;
-  st->view_mem = s->mem;
-  st->view_cap = s->cap;
-  return napi_ok;
-}
-
-// ---- the watch on the Go pollers -----------------------------------------------------------------
-// While its sockets carry messages (wsb_batch_done says so), a worker's event loop also watches the
-// Go pollers' epoll fds: when one is readable, wsb_dispatch_ready reads the ready sockets pinned to
-// this worker itself and hands the others to Go's readers (see there why), and on_poller_ready
-// runs the batch that it read at once. The handles are unref'd, so they never keep the thread
-// alive, and are closed when the thread leaves the pool or its environment ends.
-#define WATCH_MAX 64
-
-struct watch {
-  int32_t worker;                       // the worker whose thread watches
-  napi_env env;                         // that thread's
-  napi_async_context async;             // what its own batches run under (run_own_batch)
-  napi_ref resource;                    // the async context's resource
-  napi_async_cleanup_hook_handle hook;  // closes the handles at teardown; NULL once removed
-  int n;                                // handles made, all in use
-  int open;                             // handles not closed yet
-  int active;
-  int closing;
-  uv_poll_t polls[WATCH_MAX];
-};
-
-static void call_js(napi_env env, napi_value unused, void *context, void *data);
-
-// run_own_batch hands the batch that Go gave this thread itself to JS, as the threadsafe function
-// would: in a callback scope, so that nextTicks and microtasks run after it. 0 if it could not.
-static int run_own_batch(struct watch *w, slot_t *s) {
-  napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value resource;
-  int ran = 0;
-  if (napi_open_handle_scope(w->env, &hs) != napi_ok) return 0;
-  if (napi_get_reference_value(w->env, w->resource, &resource) == napi_ok &&
-      napi_open_callback_scope(w->env, resource, w->async, &cs) == napi_ok) {
-    call_js(w->env, NULL, s, NULL);
-    napi_close_callback_scope(w->env, cs);
-    ran = 1;
-  }
-  napi_close_handle_scope(w->env, hs);
-  return ran;
-}
-
-// OWN_ROUNDS bounds how many batches in a row a thread runs of its own (on_poller_ready), so that
-// its event loop gets its turn (timers, other I/O) while messages keep coming.
-#define OWN_ROUNDS 16
-
-static void on_poller_ready(uv_poll_t *h, int status, int events) {
-  (void)events;
-  if (status != 0) {
-    uv_poll_stop(h);  // the fd failed (never expected: the pollers' fds stay open); Go serves it alone
-    return;
-  }
-  struct watch *w = h->data;
-  // Meanwhile a batch that Go hands this worker is this thread's to run: after its reads here,
-  // and after each batch run here (wsb_batch_done reads what came meanwhile and hands the next).
-  reading_for = w->worker;
-  wsb_dispatch_ready(w->worker);
-  for (int round = 0; own_batch && round < OWN_ROUNDS && !w->closing; round++) {
-    slot_t *s = own_batch;
-    own_batch = NULL;
-    if (!run_own_batch(w, s)) {
-      own_batch = s;
-      break;
-    }
-  }
-  reading_for = 0;
-  slot_t *s = own_batch;
-  if (s) {  // the rest goes the usual way, after the loop's other work
-    own_batch = NULL;
-    pthread_mutex_lock(&s->mu);
-    // If the threadsafe function is closing, the batch stays in flight for its finalizer.
-    if (s->inflight) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
-    pthread_mutex_unlock(&s->mu);
-  }
-}
-
-static void watch_set(struct watch *w, int on) {
-  if (!w || w->closing || w->active == on) return;
-  w->active = on;
-  for (int i = 0; i < w->n; i++) {
-    if (on) {
-      uv_poll_start(&w->polls[i], UV_READABLE, on_poller_ready);
-    } else {
-      uv_poll_stop(&w->polls[i]);
-    }
-  }
-}
-
-static void on_watch_closed(uv_handle_t *h) {
-  struct watch *w = h->data;
-  if (--w->open > 0) return;
-  if (w->hook) napi_remove_async_cleanup_hook(w->hook);
-  free(w);
-}
-
-static void drop_async(struct watch *w) {
-  napi_async_destroy(w->env, w->async);
-  napi_delete_reference(w->env, w->resource);
-}
-
-static void watch_close(struct watch *w) {
-  if (!w || w->closing) return;
-  w->closing = 1;
-  drop_async(w);
-  for (int i = 0; i < w->n; i++) uv_close((uv_handle_t *)&w->polls[i], on_watch_closed);
-}
-
-static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
-  (void)hook;
-  watch_close(data);
-}
-
-// watch_start prepares this thread's watch, inactive; NULL without pollers (Go's own goroutines
-// then serve every socket) or when the loop cannot watch them.
-static struct watch *watch_start(napi_env env, int32_t worker) {
-  uv_loop_t *loop;
-  int fds[WATCH_MAX];
-  int n = wsb_poller_fds(fds, WATCH_MAX);
-  if (n <= 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
-  struct watch *w = calloc(1, sizeof *w);
-  if (!w) return NULL;
-  w->worker = worker;
-  w->env = env;
-  napi_value resource, name;
-  if (napi_create_object(env, &resource) != napi_ok ||
-      napi_create_string_utf8(env, "wsbroker:batch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_reference(env, resource, 1, &w->resource) != napi_ok) {
-    free(w);
-    return NULL;
-  }
-  if (napi_async_init(env, resource, name, &w->async) != napi_ok) {
-    napi_delete_reference(env, w->resource);
-    free(w);
-    return NULL;
-  }
-  for (int i = 0; i < n && i < WATCH_MAX; i++) {
-    uv_poll_t *h = &w->polls[w->n];
-    if (uv_poll_init(loop, h, fds[i]) != 0) continue;
-    h->data = w;
-    uv_unref((uv_handle_t *)h);
-    w->n++;
-  }
-  w->open = w->n;
-  if (w->n == 0) {
-    drop_async(w);
-    free(w);
-    return NULL;
-  }
-  if (napi_add_async_cleanup_hook(env, watch_teardown, w, &w->hook) != napi_ok) {
-    w->hook = NULL;
-    watch_close(w);  // open handles would hold up the thread's teardown
-    return NULL;
-  }
-  return w;
-}
-
-// call_js runs on the worker's JS thread: it hands one batch to the worker's dispatch function.
-static void call_js(napi_env env, napi_value unused, void *context, void *data) {
-  (void)unused;
-  (void)data;
-  slot_t *s = context;
-  if (env == NULL) return;  // the finalizer has already dealt with the batch
-  pthread_mutex_lock(&s->mu);
-  if (!s->inflight) {  // taken by the finalizer
-    pthread_mutex_unlock(&s->mu);
-    return;
-  }
-  size_t len = s->inflight_len;
-  s->inflight = 0;
-  pthread_mutex_unlock(&s->mu);
-
-  env_state_t *st = NULL;
-  napi_value args[2], fn, undef;
-  int called = 0;
-  napi_status status = napi_get_instance_data(env, (void **)&st);
-  if (status == napi_ok) status = batch_view(env, st, s, &args[0]);
-  if (status == napi_ok) status = napi_create_uint32(env, (uint32_t)len, &args[1]);
-  if (status == napi_ok) status = napi_get_reference_value(env, st->dispatch, &fn);
-  if (status == napi_ok) status = napi_get_undefined(env, &undef);
-  if (status == napi_ok) {
-    *st->progress = 0;
-    called = 1;
-    dispatching = s->id;
-    status = napi_call_function(env, undef, fn, 2, args, NULL);
-    dispatching = 0;
-  }
-  if (status != napi_ok) {
-    napi_value exc = take_exception(env);
-    if (!js_can_run(env)) {
-      // The thread is being terminated (process.exit in a handler, or the watchdog ending a
-      // handler that never returns). The events up to the one being handled count as delivered;
-      // take no more: the finalizer hands the rest, and what waits, to the other workers.
-      pthread_mutex_lock(&s->mu);
-      s->alive = 0;
-      s->handled = called ? *st->progress : 0;
-      pthread_mutex_unlock(&s->mu);
-      return;
-    }
-    if (exc) log_value(env, exc, s->id, "event dispatch failed");
-  }
-  int watch = wsb_batch_done(s->id);
-  if (st) watch_set(st->watch, watch);
-}
-
-static void finalize_tsfn(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  slot_t *s = data;
-  pthread_mutex_lock(&s->mu);
-  s->alive = 0;
-  int64_t handled = s->inflight ? 0 : s->handled;
-  s->inflight = 0;
-  free(s->mem);  // no delivery comes after alive = 0, and this thread's JS has ended
-  s->mem = NULL;
-  s->cap = 0;
-  pthread_mutex_unlock(&s->mu);
-  wsb_worker_gone(s->id, handled);
 }
 
 // ---- arguments -------------------------------------------------------------------------------
@@ -553,8 +174,8 @@ static napi_value make_bool(napi_env env, int v) {
 // ---- exported functions ------------------------------------------------------------------------
 
 static napi_value js_register_worker(napi_env env, napi_callback_info info) {
-  napi_value argv[4], result, name;
-  bool watch = false;
+  napi_value argv[4], result;
+  bool runtime_is_bun = false;
   napi_valuetype type;
   napi_typedarray_type ptype;
   uint32_t mask;
@@ -565,8 +186,8 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 4, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function)
     return throw_type(env, "dispatch must be a function");
-  if (napi_get_value_bool(env, argv[3], &watch) != napi_ok)
-    return throw_type(env, "watchPollers must be a boolean");
+  if (napi_get_value_bool(env, argv[3], &runtime_is_bun) != napi_ok)
+    return throw_type(env, "runtimeIsBun must be a boolean");
   if (napi_get_value_uint32(env, argv[1], &mask) != napi_ok)
     return throw_type(env, "handlerMask must be a number");
   if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
@@ -585,28 +206,10 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   if (st->worker) {
     wsb_worker_set_mask(st->worker, mask);
   } else {
-    slot_t *s = calloc(1, sizeof *s);
-    if (!s) {
-      napi_throw_error(env, NULL, "out of memory");
-      return NULL;
-    }
-    pthread_mutex_init(&s->mu, NULL);
-    s->handled = -1;
-    if (!slot_add(s)) {
-      free(s);
-      napi_throw_error(env, NULL, "out of memory");
-      return NULL;
-    }
-    napi_create_string_utf8(env, "wsbroker events", NAPI_AUTO_LENGTH, &name);
-    if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, s, finalize_tsfn, s, call_js,
-                                        &s->tsfn) != napi_ok) {
-      napi_throw_error(env, NULL, "cannot create the worker's event channel");
-      return NULL;
-    }
-    s->alive = 1;
+    slot_t *s = slot_open(env);
+    if (!s) return NULL;
     st->worker = s->id;
-    wsb_worker_register(s->id, mask);
-    if (watch) st->watch = watch_start(env, s->id);
+    if (wsb_worker_register(s->id, mask, runtime_is_bun)) st->watch = watch_start(env, s);
   }
   napi_create_int32(env, st->worker, &result);
   return result;
@@ -692,12 +295,7 @@ static napi_value js_unregister_worker(napi_env env, napi_callback_info info) {
   st->worker = 0;
   watch_close(st->watch);
   st->watch = NULL;
-  if (!s) return NULL;
-  pthread_mutex_lock(&s->mu);
-  int alive = s->alive;
-  s->alive = 0;  // no more deliveries; the finalizer tells Go
-  pthread_mutex_unlock(&s->mu);
-  if (alive) napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  if (s) slot_close(s);
   return NULL;
 }
 
@@ -883,7 +481,7 @@ NAPI_MODULE_INIT() {
     napi_throw_error(env, NULL, "wsbroker: cannot initialise the addon");
     return NULL;
   }
-  wsb_init(deliver, notify);
+  batch_bytes = wsb_init(deliver, notify);
   static const struct {
     const char *name;
     napi_callback fn;

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wsbroker/wsbroker/broker"
 )
-
-// maxBatchBytes caps what one hand-over to a JS worker carries (a single larger event goes alone),
-// so one call into JS never holds its thread for long.
-const maxBatchBytes = 1 << 20
 
 // maxBacklog is how many bytes of events may wait for one worker. Past it, the goroutine reading
 // the socket that brings the next event waits (so its socket is not read and TCP pushes back on the client)
@@ -49,36 +43,17 @@ type worker struct {
 	spare     []byte   // the previous in-flight buffer, reused for the next batch
 	spareEv   []queued
 
+	// toCaller: the batch in flight was handed to the thread that made the call handing it over,
+	// which runs it when that call returns (deliverFunc). Only the worker's own thread sets and
+	// clears it.
+	toCaller bool
+	messages int // messages queued since the last batch ended (the schedule's watch decision)
+
 	// cork holds the sends of this worker's handlers during the batch being handled, flushed when
-	// it is done (or after the next one, pool.done). Only the worker's own JS thread touches it
-	// and unsettledSince.
-	cork corker
-	// unsettledSince is when the thread last put off settling (pool.done); zero when settled.
-	unsettledSince time.Time
-	watching       bool // what pool.done last told the thread: watch the pollers
-
-	// Message traffic (pool.done): messages queued since the last batch ended, and when the last
-	// batch ended that had any.
-	messages    int
-	lastMessage time.Time
+	// the schedule says (pool.batchDone). Only the worker's own JS thread touches it and sched.
+	cork  corker
+	sched threadSchedule
 }
-
-// watchWindow is how long after a batch with messages a worker's thread keeps watching the
-// pollers (wsb_dispatch_ready), and only while Go has one P: with more, the readers have a P of
-// their own and watching costs more than it saves. A worker that only sees opens and closes (a
-// storm of connects) does not watch either: there each wake-up of its thread would cost switches
-// and save nothing (BENCHMARKS.md, "Design decisions").
-const watchWindow = 20 * time.Millisecond
-
-// maxUnsettled bounds how long a worker's thread puts off settling while events keep waiting for
-// it (pool.done).
-const maxUnsettled = time.Millisecond
-
-// minCorkedToDefer is how many sockets a batch must have sent to for its settling to be put off
-// (pool.done). Putting off gains a shared write only where the next batch sends to the same
-// sockets, as broadcasts do and replies do not, and costs the replies a batch of latency
-// (BENCHMARKS.md, "Design decisions").
-const minCorkedToDefer = 64
 
 // corker is what the pool needs of a worker's *broker.Cork (the pool's tests give it their own).
 type corker interface {
@@ -96,8 +71,9 @@ func (p *pool) corkOf(id int32) corker {
 }
 
 // deliverFunc hands a batch to worker id's JS thread; false means that thread is gone. The bytes
-// are copied before it returns.
-type deliverFunc func(id int32, batch []byte) bool
+// are copied before it returns. With toCaller the calling thread is that worker's own and runs
+// the batch when its call into Go returns; else the batch is queued on the thread's event loop.
+type deliverFunc func(id int32, batch []byte, toCaller bool) bool
 
 // pool routes every socket's events to the worker the socket is pinned to (Conn.Pin).
 // Lock order: pool.mu, then a dead or parking worker's mu, then a live worker's mu; idleMu before
@@ -253,7 +229,7 @@ func (p *pool) rerouteLocked(from *worker, runs ...events) {
 			if p.wants(to, ev.conn, run.bytes[start]) {
 				to.pending = append(to.pending, run.bytes[start:ev.end]...)
 				to.pendingEv = append(to.pendingEv, queued{conn: ev.conn, end: len(to.pending)})
-				p.flushLocked(to)
+				p.flushLocked(to, false)
 			}
 			to.mu.Unlock()
 			start = ev.end
@@ -295,7 +271,7 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
 	for len(w.pending) >= maxBacklog && !p.stopping.Load() && c.MayBlock() {
-		if p.flushLocked(w) { // the messages of this read may be all that waits
+		if p.flushLocked(w, false) { // the messages of this read may be all that waits
 			continue
 		}
 		w.room.Wait()
@@ -321,31 +297,26 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 	}
 	w.pendingEv = append(w.pendingEv, queued{conn: c, end: len(w.pending)})
 	if kind != kindText && kind != kindBinary {
-		p.flushLocked(w)
+		p.flushLocked(w, readByOwnThread(c))
 	}
 }
 
-// mayReadHere reports whether worker's JS thread may read socket c itself: c is pinned to it, and
-// its backlog has room for a turn's events with plenty to spare (a turn reads at most 64 KiB; a
-// thread reading for itself never waits for room, Conn.MayBlock).
-func (p *pool) mayReadHere(c *broker.Conn, worker int32) bool {
-	if c.Pin.Load() != worker {
-		return false
-	}
-	w := p.get(worker)
+// pendingBytes is how many bytes of events wait for worker id (0 for an unknown worker).
+func (p *pool) pendingBytes(id int32) int {
+	w := p.get(id)
 	if w == nil {
-		return false
+		return 0
 	}
 	w.mu.Lock()
-	room := len(w.pending) < maxBacklog/2
+	n := len(w.pending)
 	w.mu.Unlock()
-	return room
+	return n
 }
 
 // readDone hands the messages of socket c's last read to JS if its worker is idle.
 func (p *pool) readDone(c *broker.Conn) {
 	w := p.lockPinned(c)
-	p.flushLocked(w)
+	p.flushLocked(w, readByOwnThread(c))
 	w.mu.Unlock()
 }
 
@@ -385,9 +356,9 @@ func (w *worker) holds(c *broker.Conn) bool {
 }
 
 // flushLocked hands the oldest pending events to JS when no batch is in flight, and reports
-// whether it did. If the thread is gone, the batch stays in flight until retire moves it on (the
-// thread's finalizer calls retire).
-func (p *pool) flushLocked(w *worker) bool {
+// whether it did; toCaller is as in deliverFunc. If the thread is gone, the batch stays in flight
+// until retire moves it on (the thread's finalizer calls retire).
+func (p *pool) flushLocked(w *worker, toCaller bool) bool {
 	if w.busy || w.dead || w == &p.parking || len(w.pendingEv) == 0 {
 		return false
 	}
@@ -405,66 +376,46 @@ func (p *pool) flushLocked(w *worker) bool {
 	w.pendingEv = rest
 	w.spare, w.spareEv = nil, nil
 	w.busy = true
-	w.handed = p.deliver(w.id, w.inflight)
+	w.handed = p.deliver(w.id, w.inflight, toCaller)
+	if w.handed && toCaller {
+		w.toCaller = true // written by the worker's own thread only, like its clearing
+	}
 	return true
 }
 
-// done is called when worker id's JS thread has handled the batch in flight; it hands the thread
-// the next batch if events wait. It reports whether that thread is to watch the pollers
-// (watchWindow), and whether it is to settle: let the goroutines it woke run (letReadyRun).
-//
-// Settling is put off while events wait for the thread and the batch sent to at least
-// minCorkedToDefer sockets, for at most maxUnsettled: the thread will be back at once with the
-// next batch, and a socket sent to in both batches gets one write: what a busy broadcasting
-// server gains most from. Without waiting events it changes nothing: a quiet server's sends are
-// written at the end of their batch.
-func (p *pool) done(id int32) (watch, settle bool) {
-	w := p.get(id)
-	if w == nil || w == &p.parking {
-		return false, true
-	}
-	now := time.Now()
+// finish is called when worker w's JS thread has handled the batch in flight: it hands the
+// thread the next batch if events wait (toCaller as in deliverFunc), and reports whether events
+// waited and whether messages came since the last batch ended. When it reports idle (nothing left
+// for w), the caller calls signalIdle once the batch's sends are settled, so that drain returns
+// after them.
+func (p *pool) finish(w *worker, toCaller bool) (waited, messages, idle bool) {
 	w.mu.Lock()
-	more := len(w.pendingEv) > 0
-	if w.messages > 0 {
-		w.messages, w.lastMessage = 0, now
-	}
-	watch = now.Sub(w.lastMessage) < watchWindow && runtime.GOMAXPROCS(0) == 1
-	idle := false
+	waited = len(w.pendingEv) > 0
+	messages = w.messages > 0
+	w.messages = 0
 	if w.busy {
 		w.busy = false
 		clear(w.inflEv) // drop the conn pointers
 		w.spare, w.spareEv = w.inflight[:0], w.inflEv[:0]
 		w.inflight, w.inflEv = nil, nil
-		p.flushLocked(w)
+		p.flushLocked(w, toCaller)
 		if len(w.pending) < maxBacklog {
 			w.room.Broadcast()
 		}
 		idle = !w.busy
 	}
 	w.mu.Unlock()
-	settle = !more || w.cork.Len() < minCorkedToDefer
-	if !settle {
-		if w.unsettledSince.IsZero() {
-			w.unsettledSince = now
-		}
-		settle = now.Sub(w.unsettledSince) >= maxUnsettled
-	}
-	if settle {
-		w.cork.Flush()
-		w.unsettledSince = time.Time{}
-	}
-	if idle { // after w.mu is released: drain holds idleMu while it takes worker locks
-		p.signalIdle()
-	}
-	w.watching = watch
-	return watch, settle
+	return waited, messages, idle
 }
 
-// watching reports whether worker id's thread watches the pollers (its own thread only).
-func (p *pool) watching(id int32) bool {
-	w := p.get(id)
-	return w != nil && w != &p.parking && w.watching
+// takeToCaller reports whether a batch was handed to w's thread during its call into Go for it to
+// run on return, and forgets it (w's own thread only).
+func (w *worker) takeToCaller() bool {
+	if !w.toCaller {
+		return false
+	}
+	w.toCaller = false
+	return true
 }
 
 func (p *pool) signalIdle() {

@@ -1,0 +1,412 @@
+package main
+
+// The C ABI that the N-API glue (napi/) calls: each export converts its arguments, recovers from
+// a panic, and calls the pool, the schedule or the broker.
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+
+// Set by the glue at init: copies a batch into a worker's batch memory during the call and, unless
+// to_caller, queues it on that worker's JS thread; with to_caller the calling thread is that
+// worker's own and runs it when its call into Go returns (WSB_RUN_BATCH). Returns 0 when done,
+// non-zero when that thread is gone.
+typedef int (*wsb_deliver_fn)(int32_t worker, const uint8_t *batch, size_t len, int to_caller);
+
+static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, const uint8_t *batch, size_t len, int to_caller) {
+	return f(worker, batch, len, to_caller);
+}
+
+// What a worker's JS thread does next, as wsb_dispatch_ready and wsb_batch_done answer (bits):
+// watch the pollers' fds from its event loop (else stop watching), and run the batch just put in
+// its batch memory at once (else none waits for it there).
+enum { WSB_WATCH_POLLERS = 1, WSB_RUN_BATCH = 2 };
+
+// Set by the glue at init: reports the end of an asynchronous call (wsb_stop) to its caller.
+typedef void (*wsb_notify_fn)(void *ctx);
+
+static inline void wsb_call_notify(wsb_notify_fn f, void *ctx) { f(ctx); }
+*/
+import "C"
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/brokermetrics"
+)
+
+var (
+	deliverFn atomic.Pointer[C.wsb_deliver_fn]
+	notifyFn  atomic.Pointer[C.wsb_notify_fn]
+)
+
+// deliverToC is the pool's deliverFunc: the glue's deliver function.
+func deliverToC(id int32, batch []byte, toCaller bool) bool {
+	f := deliverFn.Load()
+	if f == nil {
+		return false
+	}
+	// The glue copies the batch before it returns, so Go memory may be passed (it holds no pointers).
+	// A batch is never empty: it is only handed over with events in it.
+	return C.wsb_call_deliver(*f, C.int32_t(id), (*C.uint8_t)(unsafe.Pointer(&batch[0])), C.size_t(len(batch)), cBool(toCaller)) == 0
+}
+
+// bytesOf views C memory, valid only during the call that passed it.
+func bytesOf(p *C.uint8_t, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+}
+
+// cError runs call and returns its error as a malloc'd message for the glue to throw and free
+// (NULL when it succeeded); a panic becomes an error too.
+func cError(call func() error) (msg *C.char) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg = C.CString(fmt.Sprint("internal error: ", r))
+		}
+	}()
+	if err := call(); err != nil {
+		return C.CString(err.Error())
+	}
+	return nil
+}
+
+// Every export recovers: a Go panic would take node down with it.
+func recoverInto(what string) {
+	if r := recover(); r != nil {
+		logger.Error().Str("call", what).Interface("panic", r).Msg("internal error")
+	}
+}
+
+// wsb_init registers the glue's functions. It returns the size of a batch that carries no event
+// larger than itself (maxBatchBytes): the glue keeps its batch memory at that size.
+//
+//export wsb_init
+func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) (batchBytes C.size_t) {
+	deliverFn.Store(&deliver)
+	notifyFn.Store(&notify)
+	return maxBatchBytes
+}
+
+// wsb_worker_register makes worker id live; the glue must be ready to deliver to it. runtimeIsBun
+// is non-zero when the thread runs in Bun. It returns non-zero when the thread is to prepare a
+// watch of the pollers (watchesPollers).
+//
+//export wsb_worker_register
+func wsb_worker_register(id C.int32_t, mask C.uint32_t, runtimeIsBun C.int) (watch C.int) {
+	defer recoverInto("registerWorker")
+	workers.register(int32(id), uint32(mask))
+	return cBool(watchesPollers(runtimeIsBun != 0))
+}
+
+//export wsb_worker_set_mask
+func wsb_worker_set_mask(worker C.int32_t, mask C.uint32_t) {
+	defer recoverInto("setWorkerMask")
+	workers.setMask(int32(worker), uint32(mask))
+}
+
+// wsb_worker_gone retires a worker whose thread has ended. handled is how many bytes of the batch
+// in flight its JS thread handled: -1 all of it (or none was in flight), else the events after
+// that offset never ran and go to the live workers with everything else that waited.
+//
+//export wsb_worker_gone
+func wsb_worker_gone(worker C.int32_t, handled C.int64_t) {
+	defer recoverInto("workerGone")
+	defer letReadyRun() // readers waiting for room in its backlog
+	logger.Debug().Int32("worker", int32(worker)).Int64("handled", int64(handled)).Msg("worker gone")
+	workers.retire(int32(worker), int(handled))
+}
+
+// wsb_batch_done is called when worker's JS thread has handled its batch (batchDone); ranHere is
+// non-zero when the thread ran it at once as told (WSB_RUN_BATCH). It returns what the thread
+// does next (WSB_* bits).
+//
+//export wsb_batch_done
+func wsb_batch_done(worker C.int32_t, ranHere C.int) (next C.int) {
+	defer recoverInto("batchDone")
+	return nextToC(batchDone(int32(worker), ranHere != 0))
+}
+
+// wsb_poller_fds writes up to max of the pollers' epoll fds to out and returns how many there are.
+//
+//export wsb_poller_fds
+func wsb_poller_fds(out *C.int, max C.int) C.int {
+	defer recoverInto("pollerFDs")
+	fds := brk.PollerFDs()
+	dst := unsafe.Slice(out, min(len(fds), int(max)))
+	for i := range dst {
+		dst[i] = C.int(fds[i])
+	}
+	return C.int(len(fds))
+}
+
+// wsb_dispatch_ready is called by worker's JS thread when its event loop sees a poller's fd
+// readable (dispatchReady). It returns what the thread does next (WSB_* bits).
+//
+//export wsb_dispatch_ready
+func wsb_dispatch_ready(worker C.int32_t) (next C.int) {
+	defer recoverInto("dispatchReady")
+	return nextToC(dispatchReady(int32(worker)))
+}
+
+// nextToC converts a next into its WSB_* bits.
+func nextToC(n next) C.int {
+	var bits C.int
+	if n.watch {
+		bits |= C.WSB_WATCH_POLLERS
+	}
+	if n.runHere {
+		bits |= C.WSB_RUN_BATCH
+	}
+	return bits
+}
+
+// listenConfig is what wsb_listen takes, as JSON (js/options.cts builds it): sizes in bytes, times
+// in milliseconds, zero for a default; PEM text for TLS.
+type listenConfig struct {
+	Bind             []string `json:"bind"`
+	MaxPayload       int64    `json:"maxPayload"`
+	IdleTimeout      float64  `json:"idleTimeout"`
+	HandshakeTimeout float64  `json:"handshakeTimeout"`
+	MaxHeaderBytes   int      `json:"maxHeaderBytes"`
+	MaxConnections   int      `json:"maxConnections"`
+	MaxBackpressure  int      `json:"maxBackpressure"`
+	OpenTimeout      float64  `json:"openTimeout"`
+	Protocols        []string `json:"protocols"`
+	Compression      bool     `json:"compression"`
+	// CompressionContextTakeover is compression: { serverContextTakeover: true }.
+	CompressionContextTakeover bool `json:"compressionContextTakeover"`
+	TLS                        *struct {
+		Cert string `json:"cert"`
+		Key  string `json:"key"`
+	} `json:"tls"`
+	Metrics string `json:"metrics"`
+}
+
+// wsb_listen starts the listeners of one start() call (a JSON listenConfig), and the metrics
+// server if it names one: all of them or, on error, none (nothing stays bound). It returns NULL
+// once listening, else a malloc'd message for the caller to free.
+//
+//export wsb_listen
+func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
+	return cError(func() error {
+		var cfg listenConfig
+		if err := json.Unmarshal(bytesOf(config, n), &cfg); err != nil {
+			return fmt.Errorf("invalid listen configuration: %w", err)
+		}
+		ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+		lim := broker.Limits{
+			MaxPayload:                 cfg.MaxPayload,
+			IdleTimeout:                ms(cfg.IdleTimeout),
+			HandshakeTimeout:           ms(cfg.HandshakeTimeout),
+			MaxHeaderBytes:             cfg.MaxHeaderBytes,
+			MaxConnections:             cfg.MaxConnections,
+			MaxBackpressure:            cfg.MaxBackpressure,
+			OpenTimeout:                ms(cfg.OpenTimeout),
+			Protocols:                  cfg.Protocols,
+			Compression:                cfg.Compression,
+			CompressionContextTakeover: cfg.CompressionContextTakeover,
+		}
+		if cfg.TLS != nil {
+			cert, err := tls.X509KeyPair([]byte(cfg.TLS.Cert), []byte(cfg.TLS.Key))
+			if err != nil {
+				return fmt.Errorf("options.tls: invalid certificate or key: %w", err)
+			}
+			lim.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		stopMetrics := func() {}
+		if cfg.Metrics != "" {
+			_, stop, err := brokermetrics.Serve(brk, cfg.Metrics, queueCollector{workers})
+			if err != nil {
+				return err
+			}
+			stopMetrics = stop
+		}
+		if _, err := brk.Listen(cfg.Bind, lim); err != nil {
+			stopMetrics()
+			return err
+		}
+		metricsStops.Lock()
+		metricsStops.fns = append(metricsStops.fns, stopMetrics)
+		metricsStops.Unlock()
+		letReadyRun() // the accept loops
+		return nil
+	})
+}
+
+// wsb_close closes a socket with a close frame. It returns 1 if the socket was open, 0 if not;
+// an invalid code or reason sets *errMsg to a malloc'd message for the caller to free.
+//
+//export wsb_close
+func wsb_close(id C.uint64_t, code C.int, reason *C.uint8_t, n C.size_t, errMsg **C.char) C.int {
+	defer recoverInto("close")
+	defer letReadyRun() // the flusher that writes the close frame
+	if code < 0 || code > 0xffff {
+		*errMsg = C.CString(fmt.Sprintf("invalid close code %d", int(code)))
+		return 0
+	}
+	closed, err := brk.CloseSocket(uint64(id), uint16(code), bytesOf(reason, n))
+	if err != nil {
+		*errMsg = C.CString(err.Error())
+		return 0
+	}
+	return cBool(closed)
+}
+
+// wsb_stop stops every listener, closes every socket with 1001 and waits until every worker has
+// handled every event, handleClose included; then it calls the notify function with ctx. It
+// returns at once: the JS threads must keep running meanwhile.
+//
+//export wsb_stop
+func wsb_stop(ctx unsafe.Pointer) {
+	defer recoverInto("stop")
+	go func() {
+		defer recoverInto("stop")
+		workers.setStopping(true)
+		metricsStops.Lock()
+		stops := metricsStops.fns
+		metricsStops.fns = nil
+		metricsStops.Unlock()
+		for _, stop := range stops {
+			stop()
+		}
+		brk.Close()
+		workers.drain()
+		workers.setStopping(false)
+		if f := notifyFn.Load(); f != nil {
+			C.wsb_call_notify(*f, ctx)
+		}
+	}()
+	letReadyRun()
+}
+
+// wsb_caught_up answers a catch-up event (kindCatchUp): the socket's worker has handled its
+// earlier events, and their sends are queued (with the worker's batch, when it is handling one);
+// the close frame that waited for them follows them.
+//
+//export wsb_caught_up
+func wsb_caught_up(id C.uint64_t) {
+	defer recoverInto("caughtUp")
+	defer letReadyRun() // the flusher that writes the close frame, unless a batch holds the socket
+	brk.CaughtUp(uint64(id))
+}
+
+// wsb_accept_open gives the verdict on an open; worker is as in wsb_send: in a batch, the
+// response is written with its sends.
+//
+//export wsb_accept_open
+func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
+	defer recoverInto("acceptOpen")
+	if k := corkOf(int32(worker)); k != nil {
+		k.Accept(uint64(id), accept != 0)
+		return
+	}
+	brk.Accept(uint64(id), accept != 0)
+	letReadyRun()
+}
+
+// wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling
+// (0: none): its sends are written when the batch is done, others at once.
+//
+//export wsb_send
+func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.int32_t) {
+	defer recoverInto("send")
+	sendFrom(int32(worker), func(k *broker.Cork) {
+		k.Send(uint64(id), bytesOf(data, n), text != 0)
+	})
+}
+
+// wsb_send_to_channel broadcasts to a channel, except to socket `except` (0: none). worker is as
+// in wsb_send.
+//
+//export wsb_send_to_channel
+func wsb_send_to_channel(ch *C.uint8_t, chLen C.size_t, text C.int, data *C.uint8_t, n C.size_t, except C.uint64_t, worker C.int32_t) {
+	defer recoverInto("sendToChannel")
+	sendFrom(int32(worker), func(k *broker.Cork) {
+		k.SendToChannel(bytesOf(ch, chLen), bytesOf(data, n), text != 0, uint64(except))
+	})
+}
+
+//export wsb_subscriber_count
+func wsb_subscriber_count(ch *C.uint8_t, chLen C.size_t) C.int64_t {
+	defer recoverInto("subscriberCount")
+	return C.int64_t(brk.SubscriberCount(bytesOf(ch, chLen)))
+}
+
+// wsb_subscriptions returns the channels of a socket packed as (len:u32 LE, bytes)*, in malloc'd
+// memory the caller frees (NULL when there are none), and their total size in *n.
+//
+//export wsb_subscriptions
+func wsb_subscriptions(id C.uint64_t, n *C.size_t) (packed *C.uint8_t) {
+	defer recoverInto("subscriptions")
+	*n = 0
+	var b []byte
+	for _, name := range brk.Subscriptions(uint64(id)) {
+		b = appendBytes(b, name)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	*n = C.size_t(len(b))
+	return (*C.uint8_t)(C.CBytes(b))
+}
+
+//export wsb_subscribe
+func wsb_subscribe(id C.uint64_t, ch *C.uint8_t, chLen C.size_t) C.int {
+	defer recoverInto("subscribe")
+	return cBool(brk.Subscribe(uint64(id), bytesOf(ch, chLen)))
+}
+
+//export wsb_unsubscribe
+func wsb_unsubscribe(id C.uint64_t, ch *C.uint8_t, chLen C.size_t) C.int {
+	defer recoverInto("unsubscribe")
+	return cBool(brk.Unsubscribe(uint64(id), bytesOf(ch, chLen)))
+}
+
+//export wsb_set_token
+func wsb_set_token(id C.uint64_t, token *C.uint8_t, n C.size_t) {
+	defer recoverInto("setToken")
+	tok := bytesOf(token, n)
+	if tok == nil {
+		tok = []byte{} // an empty token is still a token
+	}
+	brk.SetToken(uint64(id), tok)
+}
+
+//export wsb_copy_subscriptions
+func wsb_copy_subscriptions(from *C.uint8_t, fromLen C.size_t, to *C.uint8_t, toLen C.size_t) {
+	defer recoverInto("copySubscriptions")
+	brk.CopySubscriptions(bytesOf(from, fromLen), bytesOf(to, toLen))
+}
+
+// wsb_stats returns the broker's figures, the workers' queues and the Go runtime's memory as JSON,
+// in malloc'd memory the caller frees.
+//
+//export wsb_stats
+func wsb_stats() (out *C.char) {
+	defer recoverInto("stats")
+	js, err := json.Marshal(struct {
+		broker.Stats
+		Workers []WorkerQueue          `json:"workers"`
+		Go      brokermetrics.GoMemory `json:"go"`
+	}{brk.Stats(), workers.queues(), brokermetrics.ReadGoMemory()})
+	if err != nil {
+		js = []byte("{}")
+	}
+	return C.CString(string(js))
+}
+
+func cBool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}

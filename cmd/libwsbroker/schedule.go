@@ -1,0 +1,228 @@
+package main
+
+import (
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"time"
+
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+// The schedule: how work passes between Go's threads and the JS threads. Every decision of who
+// reads a socket, when a batch goes to JS and on which path, when a batch's sends are written,
+// when a JS thread watches the pollers and when Go's P is handed back is made in this file. The
+// pool (pool.go) keeps the queues, the exports (exports.go) convert, and the C glue executes what
+// these functions return (napi/watch.c follow).
+//
+// A worker's JS thread calls into the schedule twice: wsb_batch_done after each batch, and, while
+// it watches the pollers' epoll fds from its event loop, wsb_dispatch_ready when one is readable.
+// Both answer with a next: whether to run a batch at once and whether to keep watching.
+
+// The knobs, each the one place its value lives.
+const (
+	// maxBatchBytes caps what one hand-over to a JS thread carries (a single larger event goes
+	// alone), so that one call into JS never holds its thread for long.
+	maxBatchBytes = 1 << 20
+
+	// watchWindow is how long after a batch with messages a worker's thread keeps watching the
+	// pollers, so that it reads its own sockets instead of waiting for a reader goroutine to get
+	// the P.
+	watchWindow = 20 * time.Millisecond
+
+	// ownRounds is how many batches in a row a thread runs on its own within one wake-up of its
+	// watch, so that its event loop gets its turn (timers, other I/O) while messages keep coming.
+	ownRounds = 16
+
+	// minCorkedToDefer is how many sockets a batch must have sent to for its writes to be put off
+	// to the end of the next batch: only broadcasts send to the same sockets again soon, and
+	// putting off costs replies a batch of latency.
+	minCorkedToDefer = 64
+
+	// maxUnsettled bounds how long a thread puts off writing its batches' sends while events keep
+	// waiting for it.
+	maxUnsettled = time.Millisecond
+
+	// readHereRoom is the backlog under which a thread reads its own sockets: a thread reading for
+	// itself never waits for room (Conn.MayBlock), so it leaves room for a turn's events.
+	readHereRoom = maxBacklog / 2
+
+	// readyRunRounds is how many times a thread leaving Go yields its P to runnable goroutines: a
+	// goroutine that yields once itself (the flusher does) is behind it in the run queue.
+	readyRunRounds = 4
+)
+
+// Why the knobs have these values (measurements): BENCHMARKS.md, "Design decisions".
+
+// next is what a worker's JS thread does when its call into the schedule returns.
+type next struct {
+	watch   bool // watch the pollers' fds from its event loop (wsb_dispatch_ready when one is readable)
+	runHere bool // run the batch just handed to it (worker.takeToCaller) before anything else
+}
+
+// threadSchedule is the schedule's state of one worker's JS thread; only that thread touches it.
+type threadSchedule struct {
+	watching       bool      // what the thread was last told: watch the pollers
+	lastMessage    time.Time // when the last batch ended that had messages
+	unsettledSince time.Time // when the thread last put off writing its sends; zero when written
+	ownRuns        int       // batches run on its own in this wake-up of its watch
+}
+
+// watchesPollers reports whether a worker's thread prepares a watch of the pollers: not on Bun,
+// whose event loop cannot watch a file descriptor for an addon.
+func watchesPollers(runtimeIsBun bool) bool { return !runtimeIsBun }
+
+// dispatchReady is called by worker's JS thread when its event loop sees a poller's fd readable:
+// it reads the ready sockets pinned to that worker itself (their events are then that thread's
+// next batch, run on return without a hand-over to its event loop) and hands the others to the
+// readers, which it lets run at once: else they would wait for sysmon.
+func dispatchReady(worker int32) next {
+	w := workers.get(worker)
+	if w == &workers.parking {
+		w = nil
+	}
+	if w != nil {
+		w.sched.ownRuns = 0
+	}
+	brk.DispatchReady(readHere(worker))
+	letReadyRun()
+	if w == nil {
+		return next{}
+	}
+	return next{watch: w.sched.watching, runHere: w.takeToCaller()}
+}
+
+// batchDone is called when worker's JS thread has handled its batch; ranHere says it ran the batch
+// on its own (next.runHere), not from its event loop's queue. A thread that watches first reads
+// what came for it during the batch: those events then wait for it, and the batch's sends wait
+// for theirs (pool.batchDone), as for events that readers brought meanwhile, so that a
+// broadcast's writes carry more deliveries each.
+func batchDone(worker int32, ranHere bool) next {
+	if workers.watching(worker) {
+		brk.DispatchReady(readHere(worker))
+	}
+	n, settled := workers.batchDone(worker, ranHere)
+	if settled {
+		letReadyRun()
+	}
+	return n
+}
+
+// watching reports whether worker id's thread watches the pollers (its own thread only).
+func (p *pool) watching(id int32) bool {
+	w := p.get(id)
+	return w != nil && w != &p.parking && w.sched.watching
+}
+
+// batchDone hands worker id's thread its next batch if events wait, and decides what the thread
+// does next, and whether the batch's sends are written now (settled; the caller then lets the
+// goroutines it woke run).
+//
+// The next batch is the calling thread's to run on return (next.runHere) while it runs batches on
+// its own, up to ownRounds. The thread watches the pollers for watchWindow after a batch with
+// messages, and only while Go has one P: with more, the readers have a P of their own and
+// watching costs more than it saves; a thread that only sees opens and closes (a storm of
+// connects) does not watch either, as each wake-up would cost switches and save nothing.
+//
+// Writing is put off while events wait for the thread and the batch sent to at least
+// minCorkedToDefer sockets, for at most maxUnsettled: the thread will be back at once with the
+// next batch, and a socket sent to in both batches gets one write, what a busy broadcasting
+// server gains most from. Without waiting events nothing changes: a quiet server's sends are
+// written at the end of their batch.
+func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
+	w := p.get(id)
+	if w == nil || w == &p.parking {
+		return next{}, true
+	}
+	s := &w.sched
+	if ranHere {
+		s.ownRuns++
+	}
+	toCaller := ranHere && s.ownRuns < ownRounds
+	now := time.Now()
+	waited, messages, idle := p.finish(w, toCaller)
+	if messages {
+		s.lastMessage = now
+	}
+	s.watching = now.Sub(s.lastMessage) < watchWindow && runtime.GOMAXPROCS(0) == 1
+	settled = !waited || w.cork.Len() < minCorkedToDefer
+	if !settled {
+		if s.unsettledSince.IsZero() {
+			s.unsettledSince = now
+		}
+		settled = now.Sub(s.unsettledSince) >= maxUnsettled
+	}
+	if settled {
+		w.cork.Flush()
+		s.unsettledSince = time.Time{}
+	}
+	if idle {
+		p.signalIdle()
+	}
+	return next{watch: s.watching, runHere: toCaller && w.takeToCaller()}, settled
+}
+
+// readHere is what worker's JS thread reads itself when it dispatches: the sockets pinned to it,
+// while its backlog is under readHereRoom.
+func readHere(worker int32) func(*broker.Conn) bool {
+	return func(c *broker.Conn) bool {
+		return c.Pin.Load() == worker && workers.pendingBytes(worker) < readHereRoom
+	}
+}
+
+// readByOwnThread reports whether c is being read by the JS thread of the worker it is pinned to
+// (readHere; such a turn may not block): a batch the pool hands that worker meanwhile is then the
+// calling thread's to run when its call returns.
+func readByOwnThread(c *broker.Conn) bool { return !c.MayBlock() }
+
+// sendFrom makes send's sends through the cork of worker's batch, if the calling thread is
+// handling one (written when the schedule settles it, batchDone); else through a cork of its own,
+// written at once on the calling thread, since a flusher would have to wait for the P.
+func sendFrom(worker int32, send func(k *broker.Cork)) {
+	if k := corkOf(worker); k != nil {
+		send(k)
+		return
+	}
+	k := corks.Get().(*broker.Cork)
+	send(k)
+	k.Flush()
+	corks.Put(k)
+	letReadyRun()
+}
+
+// corkOf is the cork of worker's batch, if the calling thread is handling one (pool.corkOf).
+func corkOf(worker int32) *broker.Cork {
+	k, _ := workers.corkOf(worker).(*broker.Cork)
+	return k
+}
+
+// corks are the corks of sends made outside a batch.
+var corks = sync.Pool{New: func() any { return brk.NewCork() }}
+
+// letReadyRun gives the P to the goroutines that are ready to run (readers handed sockets, a
+// flusher) before a JS thread goes back to JS; every export that wakes goroutines calls it. The
+// thread leaves Go holding the P it used, as in a system call, and with one P nothing else runs
+// until sysmon takes it back: after 20 µs, or 10 ms once sysmon has backed off, which it does
+// while the thread calls in often. Each round costs two thread switches.
+func letReadyRun() {
+	for range readyRunRounds {
+		if runnableGoroutines() == 0 {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// runnableGoroutines is how many goroutines wait for a P (about 100 ns).
+func runnableGoroutines() uint64 {
+	s := runnableSamples.Get().(*[1]metrics.Sample)
+	metrics.Read(s[:])
+	n := s[0].Value.Uint64()
+	runnableSamples.Put(s)
+	return n
+}
+
+// runnableSamples: metrics.Read's argument escapes, and this runs after every batch.
+var runnableSamples = sync.Pool{New: func() any {
+	return &[1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+}}
