@@ -129,9 +129,9 @@ var readPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 
 // Conn is one WebSocket connection.
 type Conn struct {
-	// Pin is owned by the Handler (the bridge stores the worker the socket is pinned to); the
-	// broker never writes it and reads it only to name the worker in its log lines.
-	Pin atomic.Int32
+	// pin is the embedder's (embedder.Hooks.Pin): the broker never writes it and reads it only
+	// to name the worker in its log lines.
+	pin atomic.Int32
 	// state is where c is in its life (connState); stored under wmu.
 	state connStateVar
 
@@ -181,7 +181,7 @@ type Conn struct {
 	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
 	slot     uint32        // polled: c's slot in its poller
 	polled   bool          // registered with the poller
-	here     bool          // polled: this turn runs on DispatchReady's caller (MayBlock)
+	here     bool          // polled: this turn runs on dispatchReady's caller (mayBlock)
 	draining bool          // the reader delivers no more input: it reads only to see the peer's end
 	pinged   bool          // the idle ping is out and no input came since
 	counted  bool          // counts in l.conns
@@ -198,9 +198,8 @@ type Conn struct {
 // the socket.
 var pastDeadline = time.Unix(1, 0)
 
-// MayBlock reports whether the Handler call being made for c may wait (for room in a queue):
-// not when DispatchReady's caller reads c, since that caller may be what would make the room.
-func (c *Conn) MayBlock() bool { return !c.here }
+// mayBlock is embedder.Hooks.MayBlock.
+func (c *Conn) mayBlock() bool { return !c.here }
 
 // ID returns the socket id: unique for the life of the Broker (and so of the process, which has
 // one), the first is 1. The zero Conn has id 0.

@@ -28,10 +28,10 @@ func (b *Broker) logPanic(c *Conn, msg string, r any) {
 }
 
 // appendLogAttrs appends what names c in a log line: its socket id, and the worker it is pinned
-// to once the handler has pinned it (a positive Pin; the bridge's worker ids are).
+// to once the embedder has pinned it (a positive pin; the bridge's worker ids are).
 func (c *Conn) appendLogAttrs(attrs []slog.Attr) []slog.Attr {
 	attrs = append(attrs, slog.Uint64("socket", c.id))
-	if w := c.Pin.Load(); w > 0 {
+	if w := c.pin.Load(); w > 0 {
 		attrs = append(attrs, slog.Int("worker", int(w)))
 	}
 	return attrs

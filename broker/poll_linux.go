@@ -168,10 +168,8 @@ func (p *poller) dispatchReady(events []syscall.EpollEvent, ready []*Conn, here 
 	return n
 }
 
-// PollerFDs returns the pollers' epoll fds, creating the pollers if need be. Each is readable
-// while connections on it have input that no reader was handed yet; they stay open as long as
-// the process. An event loop that watches them calls DispatchReady when one is readable.
-func (b *Broker) PollerFDs() []int {
+// pollerFDs is embedder.Hooks.PollerFDs.
+func (b *Broker) pollerFDs() []int {
 	var fds []int
 	for _, p := range b.pollers() {
 		fds = append(fds, p.epfd)
@@ -179,15 +177,9 @@ func (b *Broker) PollerFDs() []int {
 	return fds
 }
 
-// DispatchReady takes the connections that have input now: those for which here (if not nil)
-// reports true it reads itself, on the calling goroutine, for a turn each (their Handler calls
-// are made there, and Conn.MayBlock reports false); the others it hands to their pollers'
-// readers. It reports whether there were any. The pollers' own goroutines do the same when Go's
-// netpoller wakes them; this is for a thread that holds the only P while it waits for something
-// else (a JS worker in its event loop, between calls into Go): it sees the input first, and can
-// then give the P to the readers (runtime.Gosched), where Go alone would wait for sysmon to take
-// it back (20 µs to 10 ms).
-func (b *Broker) DispatchReady(here func(*Conn) bool) bool {
+// dispatchReady is embedder.Hooks.DispatchReady (here may be nil): what the pollers' own
+// goroutines do when Go's netpoller wakes them, on the caller's thread.
+func (b *Broker) dispatchReady(here func(*Conn) bool) bool {
 	var events [pollEvents]syscall.EpollEvent
 	var ready [pollEvents]*Conn
 	found := false
@@ -517,7 +509,7 @@ func (p *poller) serve(c *Conn, here bool) {
 			return
 		case turnRequeue:
 			// Back to the end of the queue (not only to this goroutine's next turn: a first turn
-			// may run on a goroutine that no queue feeds, or on DispatchReady's caller).
+			// may run on a goroutine that no queue feeds, or on dispatchReady's caller).
 			p.readers.dispatch([]*Conn{c})
 			return
 		}

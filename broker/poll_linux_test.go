@@ -255,15 +255,15 @@ func TestPolledMessageAndEndInOneSegment(t *testing.T) {
 }
 
 func TestDispatchReadyAlongsideThePollers(t *testing.T) {
-	// A thread that calls DispatchReady when it sees input (a JS worker's event loop does) takes
+	// A thread that calls dispatchReady when it sees input (a JS worker's event loop does) takes
 	// the events before the pollers' goroutines, or after them: with one P, the test goroutine
 	// writes and then calls it before any poller can run. Every message reaches the Handler
 	// once, in order per connection. Every other round the caller reads the even connections
-	// itself: their Handler calls are made inside DispatchReady, where MayBlock is false.
+	// itself: their Handler calls are made inside dispatchReady, where mayBlock is false.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{}, polled)
-	if len(b.PollerFDs()) == 0 {
+	if len(b.pollerFDs()) == 0 {
 		t.Fatal("no poller fds")
 	}
 	const conns, rounds = 8, 50
@@ -276,7 +276,7 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 	var inDispatch, misplaced atomic.Bool
 	var servedHere atomic.Int32
 	rec.onText = func(c *Conn, p []byte) {
-		if !c.MayBlock() {
+		if !c.mayBlock() {
 			servedHere.Add(1)
 			if !inDispatch.Load() || index[c.ID()]%2 != 0 {
 				misplaced.Store(true)
@@ -295,7 +295,7 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 			here = nil
 		}
 		inDispatch.Store(true)
-		if b.DispatchReady(here) {
+		if b.dispatchReady(here) {
 			found++
 		}
 		inDispatch.Store(false)
@@ -309,10 +309,10 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 		}
 	}
 	if found == 0 || servedHere.Load() == 0 {
-		t.Fatalf("DispatchReady found input %d times, read %d messages itself", found, servedHere.Load())
+		t.Fatalf("dispatchReady found input %d times, read %d messages itself", found, servedHere.Load())
 	}
 	if misplaced.Load() {
-		t.Fatal("a Handler call with MayBlock false outside DispatchReady, or for a connection it did not pick")
+		t.Fatal("a Handler call with mayBlock false outside DispatchReady, or for a connection it did not pick")
 	}
 	select {
 	case m := <-rec.msgs:

@@ -11,6 +11,6 @@ func (p *poller) poll(*Conn, bool)   {}
 func (p *poller) remove(*Conn)       {}
 func (p *poller) wake(*Conn)         {}
 
-// PollerFDs and DispatchReady: see poll_linux.go; there are none to watch here.
-func (b *Broker) PollerFDs() []int                    { return nil }
-func (b *Broker) DispatchReady(func(*Conn) bool) bool { return false }
+// pollerFDs and dispatchReady: see poll_linux.go; there are none to watch here.
+func (b *Broker) pollerFDs() []int                    { return nil }
+func (b *Broker) dispatchReady(func(*Conn) bool) bool { return false }

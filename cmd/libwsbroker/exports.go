@@ -140,7 +140,7 @@ func wsb_batch_done(worker C.int32_t, ranHere C.int) (next C.int) {
 //export wsb_poller_fds
 func wsb_poller_fds(out *C.int, max C.int) C.int {
 	defer recoverInto("pollerFDs")
-	fds := brk.PollerFDs()
+	fds := hooks.PollerFDs(brk)
 	dst := unsafe.Slice(out, min(len(fds), int(max)))
 	for i := range dst {
 		dst[i] = C.int(fds[i])

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/internal/embedder"
 )
 
 // The process's one logger, pool and broker: the Go runtime loads once per process, while the
@@ -20,6 +21,8 @@ var (
 	logger  = stderrLogger()
 	workers *pool
 	brk     *broker.Broker
+	// hooks reach what the broker offers an embedder that runs its own event loop and threads.
+	hooks = embedder.Of[broker.Broker, broker.Conn]()
 	// metricsStops stops the metrics servers of the start() calls since the last stop.
 	metricsStops struct {
 		sync.Mutex

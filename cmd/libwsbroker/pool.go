@@ -75,7 +75,7 @@ func (p *pool) corkOf(id int32) corker {
 // the batch when its call into Go returns; else the batch is queued on the thread's event loop.
 type deliverFunc func(id int32, batch []byte, toCaller bool) bool
 
-// pool routes every socket's events to the worker the socket is pinned to (Conn.Pin).
+// pool routes every socket's events to the worker the socket is pinned to (embedder.Hooks.Pin).
 // Lock order: pool.mu, then a dead or parking worker's mu, then a live worker's mu; idleMu before
 // any worker's mu.
 type pool struct {
@@ -236,20 +236,20 @@ func (p *pool) rerouteLocked(from *worker, runs ...events) {
 		}
 	}
 	for c, to := range dest {
-		c.Pin.CompareAndSwap(from.id, to.id)
+		hooks.Pin(c).CompareAndSwap(from.id, to.id)
 	}
 }
 
 // repin moves conn off worker `from` to a live one, unless something else moved it already.
 func (p *pool) repin(c *broker.Conn, from int32) {
-	c.Pin.CompareAndSwap(from, p.pick().id)
+	hooks.Pin(c).CompareAndSwap(from, p.pick().id)
 }
 
 // lockPinned returns the socket's worker, locked and taking events; a socket that is new, or whose
 // worker died, is pinned to a live worker first.
 func (p *pool) lockPinned(c *broker.Conn) *worker {
 	for {
-		id := c.Pin.Load()
+		id := hooks.Pin(c).Load()
 		w := p.get(id)
 		if w == nil { // a new socket
 			p.repin(c, id)
@@ -270,7 +270,7 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 // wait for the end of their read (readDone), so that those that came together go in one batch.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
-	for len(w.pending) >= maxBacklog && !p.stopping.Load() && c.MayBlock() {
+	for len(w.pending) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
 		if p.flushLocked(w, false) { // the messages of this read may be all that waits
 			continue
 		}

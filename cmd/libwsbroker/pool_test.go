@@ -289,7 +289,7 @@ func TestSocketsArePinnedRoundRobin(t *testing.T) {
 		t.Fatalf("not spread evenly: %v / %v", w1, w2)
 	}
 	for i, c := range conns {
-		want := c.Pin.Load()
+		want := hooks.Pin(c).Load()
 		got := flat(js.texts(t, want))
 		n := 0
 		for _, s := range got {
@@ -321,8 +321,8 @@ func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 	if got := strings.Join(flat(js.texts(t, 2)), ","); got != "2:1,2:2,2:3" {
 		t.Fatalf("worker 2 got %q", got)
 	}
-	if c.Pin.Load() != 2 {
-		t.Fatalf("socket pinned to %d", c.Pin.Load())
+	if hooks.Pin(c).Load() != 2 {
+		t.Fatalf("socket pinned to %d", hooks.Pin(c).Load())
 	}
 }
 
@@ -333,7 +333,7 @@ func TestHandedBatchIsNotRepeated(t *testing.T) {
 	p.register(2, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "1")
-	first := c.Pin.Load()
+	first := hooks.Pin(c).Load()
 	other := 3 - first
 	text(p, c, "2")
 	p.retire(first, -1) // "1" reached JS; "2" did not
@@ -443,7 +443,7 @@ func TestCatchUpFollowsTheMessages(t *testing.T) {
 	}
 	p.register(3, allHandlers|uint32(handlerBit(kindCatchUp)))
 	d := &broker.Conn{}
-	d.Pin.Store(3)
+	hooks.Pin(d).Store(3)
 	p.push(d, kindCatchUp, nil, nil)
 	if got := strings.Join(flat(js.texts(t, 3)), ","); got != "catchUp" || len(js.caughtUp) != 1 {
 		t.Fatalf("an ordered worker got %q, caught up without JS %v", got, js.caughtUp)
@@ -543,7 +543,7 @@ func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
 	text(p, c, "in flight")
 	chunk := strings.Repeat("x", 64<<10)
 	for {
-		w := p.get(c.Pin.Load())
+		w := p.get(hooks.Pin(c).Load())
 		w.mu.Lock()
 		full := len(w.pending) >= maxBacklog
 		w.mu.Unlock()

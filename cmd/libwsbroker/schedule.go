@@ -44,7 +44,7 @@ const (
 	maxUnsettled = time.Millisecond
 
 	// readHereRoom is the backlog under which a thread reads its own sockets: a thread reading for
-	// itself never waits for room (Conn.MayBlock), so it leaves room for a turn's events.
+	// itself never waits for room (embedder.Hooks.MayBlock), so it leaves room for a turn's events.
 	readHereRoom = maxBacklog / 2
 
 	// readyRunRounds is how many times a thread leaving Go yields its P to runnable goroutines: a
@@ -84,7 +84,7 @@ func dispatchReady(worker int32) next {
 	if w != nil {
 		w.sched.ownRuns = 0
 	}
-	brk.DispatchReady(readHere(worker))
+	hooks.DispatchReady(brk, readHere(worker))
 	letReadyRun()
 	if w == nil {
 		return next{}
@@ -99,7 +99,7 @@ func dispatchReady(worker int32) next {
 // broadcast's writes carry more deliveries each.
 func batchDone(worker int32, ranHere bool) next {
 	if workers.watching(worker) {
-		brk.DispatchReady(readHere(worker))
+		hooks.DispatchReady(brk, readHere(worker))
 	}
 	n, settled := workers.batchDone(worker, ranHere)
 	if settled {
@@ -166,14 +166,14 @@ func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
 // while its backlog is under readHereRoom.
 func readHere(worker int32) func(*broker.Conn) bool {
 	return func(c *broker.Conn) bool {
-		return c.Pin.Load() == worker && workers.pendingBytes(worker) < readHereRoom
+		return hooks.Pin(c).Load() == worker && workers.pendingBytes(worker) < readHereRoom
 	}
 }
 
 // readByOwnThread reports whether c is being read by the JS thread of the worker it is pinned to
 // (readHere; such a turn may not block): a batch the pool hands that worker meanwhile is then the
 // calling thread's to run when its call returns.
-func readByOwnThread(c *broker.Conn) bool { return !c.MayBlock() }
+func readByOwnThread(c *broker.Conn) bool { return !hooks.MayBlock(c) }
 
 // sendFrom makes send's sends through the cork of worker's batch, if the calling thread is
 // handling one (written when the schedule settles it, batchDone); else through a cork of its own,

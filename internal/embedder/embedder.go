@@ -1,0 +1,37 @@
+// Package embedder is the broker's side door for the one embedder that runs the broker's input
+// from an event loop of its own and routes connections to threads of its own: the Node bridge
+// (cmd/libwsbroker). What it reaches here is kept out of package broker's API because a Go
+// program that uses the broker has no use for it. Package broker provides the hooks at init.
+package embedder
+
+import "sync/atomic"
+
+// Hooks are the broker's functions for such an embedder; B is broker.Broker and C broker.Conn.
+type Hooks[B, C any] struct {
+	// PollerFDs returns the pollers' epoll fds, creating the pollers if need be (none where there
+	// is no epoll). Each is readable while connections on it have input that no reader was
+	// handed yet; they stay open as long as the process.
+	PollerFDs func(b *B) []int
+	// DispatchReady takes the connections that have input now: those for which here reports
+	// true it reads on the calling thread, a turn each (their Handler calls are made there, and
+	// MayBlock reports false for them); the others it hands to their pollers' readers. It
+	// reports whether there were any. It is for a thread that holds Go's only P while it waits
+	// for something else (a JS worker in its event loop): it sees the input first and can then
+	// give the P to the readers, where Go alone would wait for sysmon to take it back.
+	DispatchReady func(b *B, here func(*C) bool) bool
+	// Pin is the embedder's value kept with each connection (the bridge: the JS worker the
+	// socket is pinned to). The broker never writes it, and names a positive one in its log
+	// lines as the connection's worker.
+	Pin func(c *C) *atomic.Int32
+	// MayBlock reports whether the Handler call being made for c may wait (for room in a queue):
+	// not when DispatchReady's caller reads c, since that caller may be what would make the room.
+	MayBlock func(c *C) bool
+}
+
+var provided any
+
+// Provide is called by package broker, once, at init.
+func Provide[B, C any](h Hooks[B, C]) { provided = h }
+
+// Of returns the hooks package broker provided; B and C must be its Broker and Conn.
+func Of[B, C any]() Hooks[B, C] { return provided.(Hooks[B, C]) }
