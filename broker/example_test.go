@@ -76,3 +76,43 @@ func Example() {
 	// closed socket 1
 	// 3
 }
+
+// Sends batched with a Cork: queued, then written with one write per socket at Flush.
+func ExampleCork() {
+	h := &chat{closed: make(chan uint64, 1)}
+	h.b = broker.New(h, broker.Options{})
+	defer h.b.Close()
+	addrs, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, "ws://"+addrs[0].String(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("s:news")); err != nil {
+		log.Fatal(err)
+	}
+	if _, ok, err := c.Read(ctx); err != nil || string(ok) != "ok" {
+		log.Fatal(string(ok), err)
+	}
+
+	k := h.b.NewCork()
+	k.SendToChannel([]byte("news"), []byte("first"), true, 0)
+	k.SendToChannel([]byte("news"), []byte("second"), true, 0)
+	fmt.Println("sockets waiting:", k.Len())
+	k.Flush()
+	for range 2 {
+		_, msg, err := c.Read(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s\n", msg)
+	}
+	// Output:
+	// sockets waiting: 1
+	// first
+	// second
+}
