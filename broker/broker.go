@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/netpoll"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
@@ -61,8 +62,7 @@ type Broker struct {
 
 	epoch    time.Time // the origin of clock
 	pollOnce sync.Once
-	polls    []*poller // readers of the connections, TLS ones included (poll_linux.go); none: a goroutine each
-	pollNext atomic.Uint64
+	polls    *netpoll.Set[*Conn] // readers of the connections, TLS ones included (read.go); nil: a goroutine each
 }
 
 // New returns a Broker that reports events to h. It listens on nothing until Listen.
@@ -168,7 +168,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			}
 		}
 		c.parser.Max = l.lim.MaxPayload
-		c.pl = b.pollerFor()
+		b.pollers().Assign(&c.poll)
 		b.allMu.Lock()
 		b.all[c] = struct{}{}
 		b.connWG.Add(2) // the connection, and its first goroutine (serve)

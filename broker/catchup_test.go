@@ -77,7 +77,7 @@ func TestCloseWaitsForTheHandlerToCatchUp(t *testing.T) {
 				for i := range 20 {
 					r := rawDial(t, addr, nil)
 					e := await(t, h.opens, "open")
-					if polled := e.c.pl != nil; polled != (rd.name == "polled") {
+					if polled := e.c.poll.Poller() != nil; polled != (rd.name == "polled") {
 						t.Fatalf("polled: %v", polled)
 					}
 					r.send(wstest.Cat(wstest.Frame(0x81, []byte("first")), wstest.Frame(0x81, []byte("second")), tc.last, wstest.Frame(0x81, []byte("after"))))

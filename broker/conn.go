@@ -5,16 +5,15 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/netpoll"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
@@ -121,12 +120,6 @@ type connStateVar struct{ v atomic.Uint32 }
 func (v *connStateVar) Load() connState   { return connState(v.v.Load()) }
 func (v *connStateVar) Store(s connState) { v.v.Store(uint32(s)) }
 
-// readBufSize is the size of the pooled read buffers.
-const readBufSize = 8 << 10
-
-// readPool holds read buffers. A connection holds one only while its socket has data to read.
-var readPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
-
 // Conn is one WebSocket connection.
 type Conn struct {
 	// pin is the embedder's (embedder.Hooks.Pin): the broker never writes it and reads it only
@@ -166,22 +159,15 @@ type Conn struct {
 	drainAt     time.Duration   // the drain deadline (catchingUp: the catch-up deadline) on Broker.clock; 0: none
 	history     wsproto.History // wsproto.DeflateTakeover: what was sent compressed lately
 
-	// pl is the poller that reads c once accepted (poll_linux.go), nil for a reader goroutine
-	// (no epoll); set before the first goroutine starts, never changed.
-	pl     *poller
-	rstate atomic.Int32 // rRunning, rIdle or rMore
-	// peerDone: an event reported the peer's end of input (or an error), so a short read does not
-	// mean the socket is drained: the end is still to be read.
-	peerDone atomic.Bool
-	wakeAt   atomic.Int64 // when the poller must look at c (its clock), 0: never
+	// poll is c's place in the poller that reads it once accepted (read.go); its poller is nil
+	// for a reader goroutine (no epoll). Assigned before the first goroutine starts.
+	poll netpoll.Entry[*Conn]
 
 	// Whoever reads c (its goroutine, or the reader holding it).
 	pre      []byte // bytes that followed the upgrade request in the same read
 	parser   wsproto.Parser
 	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
-	slot     uint32        // polled: c's slot in its poller
-	polled   bool          // registered with the poller
-	here     bool          // polled: this turn runs on dispatchReady's caller (mayBlock)
+	here     bool          // polled: this turn runs on DispatchReady's caller (mayBlock)
 	draining bool          // the reader delivers no more input: it reads only to see the peer's end
 	pinged   bool          // the idle ping is out and no input came since
 	counted  bool          // counts in l.conns
@@ -500,25 +486,6 @@ func (c *Conn) reject() {
 	c.b.connDone(c, nil)
 }
 
-// start has an accepted connection read from now on: by its poller, or by a goroutine of its own.
-func (c *Conn) start() {
-	if c.pl != nil {
-		if c.tc != nil {
-			c.tlsSocket().polled = true // before any write: the flushers write c from now on
-		}
-		c.pl.poll(c, false)
-		return
-	}
-	go c.readToEnd()
-}
-
-// readToEnd is the reader goroutine of an accepted connection that no poller reads.
-func (c *Conn) readToEnd() {
-	defer func() { c.b.connDone(c, recover()) }()
-	c.readLoop()
-	c.finish()
-}
-
 // discard unregisters a connection that was never accepted (or, after a panic, has ended) and
 // drops what it queued.
 func (c *Conn) discard() {
@@ -530,149 +497,6 @@ func (c *Conn) discard() {
 	}
 	c.dropLocked()
 	c.wmu.Unlock()
-}
-
-// readLoop reads and parses frames until the connection ends. The read buffer comes from readPool
-// and goes back whenever the socket has nothing more to read (see readTLS for TLS).
-func (c *Conn) readLoop() {
-	var (
-		bufp *[]byte
-		n    int
-		rerr error
-	)
-	read := func(fd uintptr) bool {
-		if bufp == nil {
-			bufp = readPool.Get().(*[]byte)
-		}
-		n, rerr = recv(fd, *bufp)
-		if rerr == syscall.EAGAIN {
-			readPool.Put(bufp)
-			bufp = nil
-			return false // the netpoller waits; no buffer is held meanwhile
-		}
-		return true
-	}
-	defer func() {
-		if bufp != nil {
-			readPool.Put(bufp)
-		}
-	}()
-
-	sink := (*connSink)(c)
-	idle := c.l.lim.IdleTimeout
-	c.draining = c.processPre()
-	for {
-		if !c.draining {
-			if c.state.Load().ending() {
-				c.draining = true // closeWith set the drain deadline
-			} else if idle > 0 {
-				// Set before every wait for input, so that only that wait counts as idle time,
-				// never the time spent in a Handler call (which may block on purpose).
-				c.nc.SetReadDeadline(time.Now().Add(idle))
-				if c.state.Load().ending() {
-					// closeWith ran meanwhile and its drain deadline may have been overwritten.
-					c.draining = true
-					c.wmu.Lock()
-					at := c.drainAt
-					c.wmu.Unlock()
-					if at == 0 {
-						at = c.b.clock() + c.b.drainTimeout
-					}
-					c.nc.SetReadDeadline(c.b.epoch.Add(at))
-				}
-			}
-		}
-		var err error
-		if c.tc == nil {
-			err = c.rc.Read(read)
-		} else {
-			n, err = c.readTLS(&bufp)
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if !c.draining {
-					// Else the drain deadline, or the idle one as closeWith ran: the loop's top decides.
-					if !c.state.Load().ending() {
-						c.idleTimedOut()
-					}
-					continue
-				}
-				if _, passed := c.drainPassed(c.b.clock()); !passed {
-					continue // not due yet, or the catch-up's time ran out and its close frame went out
-				}
-			}
-			c.logAt(slog.LevelDebug, "read ended", slog.Any("error", err))
-			return
-		}
-		if rerr != nil {
-			c.logAt(slog.LevelDebug, "read failed", slog.Any("error", rerr))
-			return
-		}
-		if n <= 0 {
-			return // EOF
-		}
-		c.pinged = false
-		if c.draining {
-			continue
-		}
-		c.draining = c.process((*bufp)[:n], sink)
-	}
-}
-
-// readTLS is the read of a TLS connection: it waits for input with a one-byte read, so that an
-// idle connection holds no read buffer (crypto/tls keeps the rest of the record), then takes a
-// buffer from readPool (*bufp, given back at the next call) for that byte and whatever else is
-// already there. Its results are those of a plain read: n > 0 with data, n == 0 at the end.
-func (c *Conn) readTLS(bufp **[]byte) (int, error) {
-	if *bufp != nil {
-		readPool.Put(*bufp)
-		*bufp = nil
-	}
-	var first [1]byte
-	n, err := c.tc.Read(first[:])
-	if n == 0 {
-		if errors.Is(err, io.EOF) {
-			err = nil
-		}
-		return 0, err
-	}
-	*bufp = readPool.Get().(*[]byte)
-	buf := **bufp
-	buf[0] = first[0]
-	k, _ := c.tc.Read(buf[1:]) // an error comes again at the next call: the byte read goes first
-	return 1 + k, nil
-}
-
-// idleTimedOut is what IdleTimeout without input does: the first time a ping, the next time (no
-// input since) a close with 1001.
-func (c *Conn) idleTimedOut() {
-	if !c.pinged {
-		c.pinged = true
-		c.enqueue(wsproto.PingFrame)
-		return
-	}
-	c.logAt(slog.LevelDebug, "idle: no answer to the ping; closing with 1001", slog.Duration("idle_timeout", c.l.lim.IdleTimeout))
-	c.closeWith(ws.StatusGoingAway, nil) // wakes a polled c: its next turn drains
-}
-
-// processPre processes the bytes that came with the upgrade request and reports whether the
-// reader drains from now on (c.draining).
-func (c *Conn) processPre() bool {
-	pre := c.pre
-	c.pre = nil
-	return len(pre) > 0 && c.process(pre, (*connSink)(c))
-}
-
-// process parses data and reports whether the reader drains from now on (c.draining).
-func (c *Conn) process(data []byte, sink *connSink) bool {
-	code, stop := c.parser.Feed(data, sink)
-	c.b.h.ReadDone(c)
-	if code != 0 {
-		c.logAt(slog.LevelDebug, "protocol error", slog.Int("code", int(code)))
-		c.closeAfterCatchUp(code, nil)
-		return true
-	}
-	return stop || c.state.Load().ending()
 }
 
 // closeAfterCatchUp closes c with code (0: an empty close payload) as closeWith does, for the
@@ -688,7 +512,7 @@ func (c *Conn) closeAfterCatchUp(code ws.StatusCode, reason []byte) {
 	if wait {
 		c.state.Store(stateCatchingUp)
 		c.drainAt = c.b.clock() + c.b.catchUpTimeout // the reader looks again then
-		if c.pl == nil {
+		if c.poll.Poller() == nil {
 			c.nc.SetReadDeadline(c.drainDeadline())
 		}
 	}
@@ -820,8 +644,8 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 // connection even if the reader is held in a Handler call.
 func (c *Conn) startDrainLocked() {
 	c.drainAt = c.b.clock() + c.b.drainTimeout
-	if c.pl != nil {
-		c.pl.wake(c) // its turn sees the deadline
+	if p := c.poll.Poller(); p != nil {
+		p.Wake(c) // its turn sees the deadline
 	} else {
 		c.nc.SetReadDeadline(c.drainDeadline())
 	}
@@ -870,8 +694,8 @@ func (c *Conn) finish() {
 
 // closeSocket closes the TCP connection, deregistering it from its poller first.
 func (c *Conn) closeSocket() {
-	if c.pl != nil {
-		c.pl.remove(c)
+	if p := c.poll.Poller(); p != nil {
+		p.Remove(c, c.rc)
 	}
 	c.nc.Close()
 }

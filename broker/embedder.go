@@ -8,8 +8,8 @@ import (
 
 func init() {
 	embedder.Provide(embedder.Hooks[Broker, Conn]{
-		PollerFDs:     (*Broker).pollerFDs,
-		DispatchReady: (*Broker).dispatchReady,
+		PollerFDs:     func(b *Broker) []int { return b.pollers().FDs() },
+		DispatchReady: func(b *Broker, here func(*Conn) bool) bool { return b.pollers().DispatchReady(here) },
 		Pin:           func(c *Conn) *atomic.Int32 { return &c.pin },
 		MayBlock:      (*Conn).mayBlock,
 	})

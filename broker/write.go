@@ -257,7 +257,7 @@ func (c *Conn) flush(w *writeState) {
 	switch {
 	case c.tc == nil:
 		n, frames, err = w.write(c)
-	case c.pl != nil:
+	case c.poll.Poller() != nil:
 		n, frames, err = writeTLS(c, false)
 	default:
 		go c.writer() // TLS writes to an unpolled socket block: never on a flusher's (or a batch's) thread

@@ -3,8 +3,6 @@
 package broker
 
 import (
-	"bytes"
-	"fmt"
 	"net"
 	"runtime"
 	"sync"
@@ -13,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsbroker/wsbroker/internal/netpoll"
 	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
@@ -24,17 +23,18 @@ func samePoller(t *testing.T, rec *recorder, addr string) (a, b *rawClient, ea, 
 		r *rawClient
 		e event
 	}
-	seen := map[*poller]conn{}
+	seen := map[*netpoll.Poller[*Conn]]conn{}
 	for range 16 {
 		r := rawDial(t, addr, nil)
 		e := await(t, rec.opens, "open")
-		if e.c.pl == nil {
+		p := e.c.poll.Poller()
+		if p == nil {
 			t.Fatal("a plain connection is not polled")
 		}
-		if prev, ok := seen[e.c.pl]; ok {
+		if prev, ok := seen[p]; ok {
 			return prev.r, r, prev.e, e
 		}
-		seen[e.c.pl] = conn{r, e}
+		seen[p] = conn{r, e}
 	}
 	t.Fatal("no two connections on the same poller")
 	return
@@ -105,75 +105,6 @@ func TestPolledHandlersBlockingTogether(t *testing.T) {
 	}
 }
 
-func TestPolledSlotReuse(t *testing.T) {
-	// Connections come and go while another one sends more than a turn reads at once: a freed
-	// slot (and fd) serves a later connection, and every message reaches the Handler for the
-	// connection that sent it, in order.
-	rec := newRecorder()
-	_, addr := start(t, rec, Limits{})
-	long := rawDial(t, addr, nil)
-	longID := await(t, rec.opens, "open").id
-	const rounds, burst = 12, 80
-	pad := bytes.Repeat([]byte("."), 1000) // burst × 1 KB > pollBudget
-	type place struct {
-		p    *poller
-		slot uint32
-	}
-	used := map[place]bool{}
-	reused := 0
-	var got []string
-	for i := range rounds {
-		r := rawDial(t, addr, nil)
-		e := await(t, rec.opens, "open")
-		r.send(wstest.Frame(0x81, []byte(fmt.Sprintf("short %d", i))))
-		var b []byte
-		for j := range burst {
-			b = append(b, wstest.Frame(0x81, append([]byte(fmt.Sprintf("long %d %d ", i, j)), pad...))...)
-		}
-		long.send(b)
-		for range burst + 1 {
-			m := await(t, rec.msgs, "text")
-			switch {
-			case m.id == e.id:
-				got = append(got, string(m.data))
-			case m.id == longID:
-				got = append(got, string(bytes.TrimRight(m.data, ".")))
-			default:
-				t.Fatalf("message %q from socket %d", trunc(m.data), m.id)
-			}
-		}
-		r.nc.Close()
-		if c := await(t, rec.closes, "close"); c.id != e.id {
-			t.Fatalf("close of %d, want %d", c.id, e.id)
-		}
-		if pl := (place{e.c.pl, e.c.slot}); used[pl] { // read once the connection ended
-			reused++
-		} else {
-			used[pl] = true
-		}
-	}
-	if reused == 0 {
-		t.Fatal("no slot was reused")
-	}
-	// Per connection, in order.
-	next := 0
-	shorts := 0
-	for _, s := range got {
-		var i, j int
-		if _, err := fmt.Sscanf(s, "long %d %d", &i, &j); err == nil {
-			if i*burst+j != next {
-				t.Fatalf("got %q, want long message %d", s, next)
-			}
-			next++
-		} else {
-			shorts++
-		}
-	}
-	if next != rounds*burst || shorts != rounds {
-		t.Fatalf("%d long and %d short messages", next, shorts)
-	}
-}
-
 func TestPolledWriteErrorEndsConnection(t *testing.T) {
 	// The socket cannot be written any more while its peer stays quiet: nothing comes to read,
 	// yet the connection ends and Close is delivered once.
@@ -194,10 +125,10 @@ func TestPolledWriteErrorEndsConnection(t *testing.T) {
 
 func TestPolledIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	rec := newRecorder()
-	_, addr := start(t, rec, Limits{IdleTimeout: time.Minute}, polled, func(b *Broker) {
-		b.readerLinger = 20 * time.Millisecond
+	_, addr := start(t, rec, Limits{IdleTimeout: time.Minute}, func(b *Broker) {
+		b.readerLinger = 20 * time.Millisecond  // before the pollers are made (polled)
 		b.drainTimeout = 100 * time.Millisecond // sweeps every 12.5 ms
-	})
+	}, polled)
 	base := runtime.NumGoroutine() + runtime.GOMAXPROCS(0) // the pollers start with the first connection
 	const n = 40
 	conns := make([]*rawClient, n)
@@ -255,15 +186,15 @@ func TestPolledMessageAndEndInOneSegment(t *testing.T) {
 }
 
 func TestDispatchReadyAlongsideThePollers(t *testing.T) {
-	// A thread that calls dispatchReady when it sees input (a JS worker's event loop does) takes
+	// A thread that calls DispatchReady when it sees input (a JS worker's event loop does) takes
 	// the events before the pollers' goroutines, or after them: with one P, the test goroutine
 	// writes and then calls it before any poller can run. Every message reaches the Handler
 	// once, in order per connection. Every other round the caller reads the even connections
-	// itself: their Handler calls are made inside dispatchReady, where mayBlock is false.
+	// itself: their Handler calls are made inside DispatchReady, where mayBlock is false.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{}, polled)
-	if len(b.pollerFDs()) == 0 {
+	if len(b.pollers().FDs()) == 0 {
 		t.Fatal("no poller fds")
 	}
 	const conns, rounds = 8, 50
@@ -295,7 +226,7 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 			here = nil
 		}
 		inDispatch.Store(true)
-		if b.dispatchReady(here) {
+		if b.pollers().DispatchReady(here) {
 			found++
 		}
 		inDispatch.Store(false)
@@ -309,7 +240,7 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 		}
 	}
 	if found == 0 || servedHere.Load() == 0 {
-		t.Fatalf("dispatchReady found input %d times, read %d messages itself", found, servedHere.Load())
+		t.Fatalf("DispatchReady found input %d times, read %d messages itself", found, servedHere.Load())
 	}
 	if misplaced.Load() {
 		t.Fatal("a Handler call with mayBlock false outside DispatchReady, or for a connection it did not pick")
