@@ -241,7 +241,7 @@ func awaitRecordsLeft(t *testing.T, b *Broker, id uint64) {
 	t.Helper()
 	waitFor(t, "records waiting for the socket", func() bool {
 		sc := b.hub.lookup(id)
-		return sc != nil && sc.tlsSocket().hasLeft()
+		return sc != nil && sc.tlsSocket().w.HasLeft()
 	})
 }
 
