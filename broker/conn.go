@@ -143,7 +143,7 @@ type Conn struct {
 	nc *net.TCPConn
 	rc syscall.RawConn
 	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
-	// they have their own path (readLoop, writeTLS); sc is the byte stream, tc or nc.
+	// they have their own path (readLoop, writeq.WriteTLS); sc is the byte stream, tc or nc.
 	tc   *tls.Conn
 	sc   net.Conn
 	stop <-chan struct{} // closed by Broker.Close

@@ -109,6 +109,9 @@ func (b *Broker) flusherFor(c *Conn) *writeq.Flusher[*Conn] {
 
 // flushLater hands cs to their flushers, each flusher's in one call; it reorders cs.
 func (b *Broker) flushLater(cs []*Conn) {
+	if len(cs) == 0 {
+		return
+	}
 	n := uint64(len(b.flushers))
 	for i, f := range b.flushers {
 		mine := 0

@@ -1,9 +1,9 @@
-// Package writeq is the write side of a connection: a queue of encoded frames per connection,
-// written with one non-blocking writev per socket (Writer), flushers that write the sockets
-// handed to them (Flusher), and the non-blocking writes under crypto/tls (NonblockingWriter,
-// WriteTLS). It decides nothing about a connection's life: its owner (the broker) decides when
-// frames may be queued or written and what a failed write means, under a lock of its own that
-// also guards every Queue.
+// Package writeq is the write side of a connection: a queue of encoded frames per connection
+// (Queue), written with one non-blocking writev per socket (Writer), the list of sockets a
+// flusher goroutine writes (Flusher), and the non-blocking writes under crypto/tls
+// (NonblockingWriter, WriteTLS). It decides nothing about a connection's life: its owner (the
+// broker) decides when frames may be queued or written and what a failed write means, under its
+// own lock, which guards the Queue too.
 package writeq
 
 import (
@@ -51,12 +51,6 @@ func (q *Queue) Scheduled() bool { return q.scheduled }
 
 // Writing reports whether a writer owns q's out (Take, until Settle ends it).
 func (q *Queue) Writing() bool { return q.writing }
-
-// Empty reports whether no frame waits to be taken.
-func (q *Queue) Empty() bool { return len(q.queue) == 0 }
-
-// Len reports how many entries wait to be taken (frames encoded into the own buffer share one).
-func (q *Queue) Len() int { return len(q.queue) }
 
 // Last returns the entry queued last, nil if none waits.
 func (q *Queue) Last() []byte {

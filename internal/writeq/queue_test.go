@@ -23,8 +23,8 @@ func TestQueueAccounting(t *testing.T) {
 	small := []byte("hi")
 	q.AppendMessage(ws.OpText, small)
 	want := len(shared) + wsproto.FrameLen(len(small)) + 2*FrameOverhead
-	if q.Queued() != want || q.Len() != 2 || q.HoldsBuffer() {
-		t.Fatalf("queued %d (want %d), %d entries, own buffer %v: a small frame is allocated on its own", q.Queued(), want, q.Len(), q.HoldsBuffer())
+	if q.Queued() != want || len(q.queue) != 2 || q.HoldsBuffer() {
+		t.Fatalf("queued %d (want %d), %d entries, own buffer %v: a small frame is allocated on its own", q.Queued(), want, len(q.queue), q.HoldsBuffer())
 	}
 	if !bytes.Equal(q.Last(), wsproto.EncodeFrame(ws.OpText, small)) {
 		t.Fatalf("last entry %q", q.Last())
@@ -36,8 +36,8 @@ func TestQueueOwnBuffer(t *testing.T) {
 	msg := bytes.Repeat([]byte{'x'}, OwnFrameMin-4) // a frame of OwnFrameMin: two fill the smallest buffer
 	q.AppendMessage(ws.OpBinary, msg)
 	q.AppendMessage(ws.OpBinary, msg) // joins the first in the own buffer: one entry
-	if q.Len() != 1 || !q.HoldsBuffer() {
-		t.Fatalf("%d entries, own buffer %v: want both frames in one own buffer", q.Len(), q.HoldsBuffer())
+	if len(q.queue) != 1 || !q.HoldsBuffer() {
+		t.Fatalf("%d entries, own buffer %v: want both frames in one own buffer", len(q.queue), q.HoldsBuffer())
 	}
 	f := wsproto.EncodeFrame(ws.OpBinary, msg)
 	if want := 2*len(f) + FrameOverhead; q.Queued() != want {
@@ -45,8 +45,8 @@ func TestQueueOwnBuffer(t *testing.T) {
 	}
 	q.Append([]byte("shared")) // a frame behind the own buffer: the next message cannot join it
 	q.AppendMessage(ws.OpBinary, msg)
-	if q.Len() != 3 || !bytes.Equal(contents(&q), bytes.Join([][]byte{f, f, []byte("shared"), f}, nil)) {
-		t.Fatalf("%d entries, contents out of order", q.Len())
+	if len(q.queue) != 3 || !bytes.Equal(contents(&q), bytes.Join([][]byte{f, f, []byte("shared"), f}, nil)) {
+		t.Fatalf("%d entries, contents out of order", len(q.queue))
 	}
 	if !q.Schedule() || !q.Take() {
 		t.Fatal("a queue with frames is not taken")
@@ -73,7 +73,7 @@ func TestQueueScheduleTakeSettle(t *testing.T) {
 	if !q.Schedule() || q.Schedule() || !q.Scheduled() {
 		t.Fatal("want one Schedule to succeed")
 	}
-	if !q.Take() || q.Scheduled() || !q.Writing() || !q.Empty() {
+	if !q.Take() || q.Scheduled() || !q.Writing() || len(q.queue) != 0 {
 		t.Fatal("Take: want out owned, nothing waiting")
 	}
 	q.Append([]byte("two"))
@@ -120,8 +120,8 @@ func TestQueueDropQueuedTrims(t *testing.T) {
 	q.Append([]byte("response"))
 	q.Append([]byte("queued"))
 	q.DropQueued(1) // nobody writes: nothing to trim
-	if q.Trimming() || q.Len() != 1 || string(q.Last()) != "response" || q.Queued() != len("response")+FrameOverhead {
-		t.Fatalf("drop keeping 1: trimming %v, %d entries, queued %d", q.Trimming(), q.Len(), q.Queued())
+	if q.Trimming() || len(q.queue) != 1 || string(q.Last()) != "response" || q.Queued() != len("response")+FrameOverhead {
+		t.Fatalf("drop keeping 1: trimming %v, %d entries, queued %d", q.Trimming(), len(q.queue), q.Queued())
 	}
 	q.Append([]byte("abcdef"))
 	q.Take()
@@ -149,7 +149,7 @@ func TestQueueDrop(t *testing.T) {
 	q.Take()
 	q.AppendMessage(ws.OpText, bytes.Repeat([]byte{'z'}, OwnFrameMin))
 	q.Drop() // out belongs to its writer
-	if !q.Unwritten() || !q.Empty() || q.Queued() != 0 {
+	if !q.Unwritten() || len(q.queue) != 0 || q.Queued() != 0 {
 		t.Fatal("Drop while writing: want out kept, the queue dropped")
 	}
 	q.Fail()
