@@ -49,7 +49,7 @@ func (q *Queue) Queued() int { return q.bytes }
 // Scheduled reports whether q is scheduled (Schedule) and not taken yet.
 func (q *Queue) Scheduled() bool { return q.scheduled }
 
-// Writing reports whether a writer owns q's out (Take, until Settle ends it).
+// Writing reports whether a writer owns q's out (from Take until Settle or Fail ends its turn).
 func (q *Queue) Writing() bool { return q.writing }
 
 // Last returns the entry queued last, nil if none waits.
