@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/wsbroker/wsbroker/internal/netpoll"
+	"github.com/wsbroker/wsbroker/internal/writeq"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
@@ -47,8 +48,8 @@ type Broker struct {
 
 	hub hub[*Conn] // the sockets, channels and tokens
 
-	flushers   []*flusher
-	writeCalls atomic.Uint64 // write syscalls made (tests check coalescing with it)
+	flushers   []*writeq.Flusher[*Conn] // Conn.flush writes their sockets (runFlusher)
+	writeCalls atomic.Uint64            // write syscalls made (tests check coalescing with it)
 	counters   counters
 
 	life      sync.Mutex    // serialises Listen and Close
@@ -79,10 +80,10 @@ func New(h Handler, opts Options) *Broker {
 		epoch:          time.Now(),
 	}
 	b.hub.init()
-	b.flushers = make([]*flusher, runtime.GOMAXPROCS(0))
+	b.flushers = make([]*writeq.Flusher[*Conn], runtime.GOMAXPROCS(0))
 	for i := range b.flushers {
-		b.flushers[i] = newFlusher(b)
-		go b.flushers[i].run()
+		b.flushers[i] = writeq.NewFlusher[*Conn]()
+		go b.runFlusher(b.flushers[i])
 	}
 	return b
 }
@@ -382,8 +383,6 @@ func opFor(text bool) ws.OpCode {
 	}
 	return ws.OpBinary
 }
-
-func (b *Broker) flusherFor(c *Conn) *flusher { return b.flushers[c.id%uint64(len(b.flushers))] }
 
 // Handler calls. A panicking Handler is logged and never takes the process down.
 

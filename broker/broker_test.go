@@ -22,6 +22,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/writeq"
 	"github.com/wsbroker/wsbroker/internal/wstest"
 )
 
@@ -1211,7 +1212,7 @@ func TestSendsOfEverySizeArriveWhole(t *testing.T) {
 	// each client gets its own messages, whole and in order, though buffers pass between sockets.
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{MaxBackpressure: 1 << 30}) // ~40 MB in all: none is closed for it
-	sizes := []int{2, 100, ownFrameMin - 3, ownFrameMin, 700, 3000, 4096, 9000, 40 << 10, ownFrameMax, 70 << 10}
+	sizes := []int{2, 100, writeq.OwnFrameMin - 3, writeq.OwnFrameMin, 700, 3000, 4096, 9000, 40 << 10, writeq.OwnFrameMax, 70 << 10}
 	const n = 2000
 	payload := func(sock, i int) []byte {
 		p := bytes.Repeat([]byte{byte(sock*n + i)}, sizes[(i*7+sock)%len(sizes)])
@@ -1263,7 +1264,7 @@ func TestSendsOfEverySizeArriveWhole(t *testing.T) {
 		awaitWritesIdle(t, b, id)
 		c := b.hub.lookup(id)
 		c.wmu.Lock()
-		kept := c.qbuf != nil || c.obuf != nil
+		kept := c.q.HoldsBuffer()
 		c.wmu.Unlock()
 		if kept {
 			t.Fatalf("socket %d keeps a frame buffer while idle", id)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/wsbroker/wsbroker/internal/netpoll"
+	"github.com/wsbroker/wsbroker/internal/writeq"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
@@ -135,27 +136,19 @@ type Conn struct {
 	nc *net.TCPConn
 	rc syscall.RawConn
 	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
-	// they have their own path (readLoop, writeTLS); sc is the byte stream, tc or nc.
+	// they have their own path (readLoop, writeq.WriteTLS); sc is the byte stream, tc or nc.
 	tc   *tls.Conn
 	sc   net.Conn
 	stop <-chan struct{} // closed by Broker.Close
 
 	openTimer *time.Timer // the open timeout while the verdict is awaited (under wmu)
 
-	// Write side, under wmu (see write.go).
+	// Write side, under wmu (see write.go). wmu guards state too: what may be queued or written
+	// is decided on the state in the same critical section as the queue changes.
 	wmu         sync.Mutex
-	scheduled   bool   // in a flusher's list, or in a cork's (cork)
-	writing     bool   // a flusher or the writer goroutine owns out
-	outPartial  bool   // out[0] is partly written (owned with out)
-	trim        bool   // backpressure: whoever owns out drops it but for a partly written frame
-	causeCode   uint16 // why the connection ends (CloseCause); 0 while unknown
-	causeReason []byte
-	queue       [][]byte        // frames waiting for a writer
-	out         [][]byte        // frames being written (owned by whoever has writing set)
-	qbuf        *[]byte         // c's own frame buffer (ownBuffers) in queue: its last entry while frames can be added
-	obuf        *[]byte         // c's own frame buffer in out, pooled again once out is written
-	cork        *Cork           // scheduled, and written by this cork's Flush
-	queuedBytes int             // bytes in queue and out, plus frameOverhead per frame
+	causeReason []byte          // why the connection ends, with causeCode (at the end)
+	q           writeq.Queue    // the frames on their way to the socket
+	cork        *Cork           // q is scheduled, and written by this cork's Flush
 	drainAt     time.Duration   // the drain deadline (catchingUp: the catch-up deadline) on Broker.clock; 0: none
 	history     wsproto.History // wsproto.DeflateTakeover: what was sent compressed lately
 
@@ -175,9 +168,11 @@ type Conn struct {
 	overLimit bool
 
 	// deflate: permessage-deflate as negotiated (wsproto.DeflateTakeover); set before Open, never
-	// changed, read without a lock. (Last, where it fills the padding the bools above leave: every
-	// byte counts for an idle connection.)
+	// changed, read without a lock. (Last, with causeCode, where they fill the padding the bools
+	// above leave: every byte counts for an idle connection.)
 	deflate uint8
+	// causeCode is why the connection ends (CloseCause), 0 while unknown; under wmu.
+	causeCode uint16
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -366,7 +361,7 @@ func (c *Conn) lingerClose() {
 func (c *Conn) closeWrite() {
 	if c.tc != nil {
 		c.tc.CloseWrite()
-		if s := c.tlsSocket(); s.hasLeft() {
+		if s := c.tlsSocket(); s.w.HasLeft() {
 			// The close_notify waits for room in the socket: half-close once it is out, by the
 			// drain deadline (crypto/tls has just set the write deadline to now).
 			go func() {
@@ -374,7 +369,7 @@ func (c *Conn) closeWrite() {
 				deadline := c.drainDeadline()
 				c.wmu.Unlock()
 				c.nc.SetWriteDeadline(deadline)
-				if s.flushLeft() == nil {
+				if s.w.FlushLeft(c.nc) == nil {
 					c.nc.CloseWrite()
 				}
 			}()
@@ -406,8 +401,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 	}
 	c.id = b.hub.newID()
 	c.state.Store(statePending)
-	c.queue = append(c.queue, resp)
-	c.queuedBytes = len(resp) + frameOverhead
+	c.q.Append(resp)
 	c.wmu.Unlock()
 	b.hub.register(c)
 
@@ -495,7 +489,7 @@ func (c *Conn) discard() {
 	if c.state.Load() != stateEnded {
 		c.state.Store(stateRefused)
 	}
-	c.dropLocked()
+	c.q.Drop()
 	c.wmu.Unlock()
 }
 
@@ -613,23 +607,12 @@ func (c *Conn) closeLocked(f []byte, drop bool) bool {
 	}
 	if drop {
 		keep := 0
-		if s == statePending && len(c.queue) > 0 {
+		if s == statePending {
 			keep = 1 // the 101 response, written if the socket is accepted
 		}
-		for _, q := range c.queue[keep:] {
-			c.queuedBytes -= len(q) + frameOverhead
-		}
-		q := make([][]byte, keep, keep+1)
-		copy(q, c.queue[:keep])
-		clear(c.queue)
-		c.queue = q
-		giveBackOwn(&c.qbuf) // kept is at most the 101 response, queued before any frame
-		if c.writing {
-			c.trim = true
-		}
+		c.q.DropQueued(keep)
 	}
-	c.queue = append(c.queue, f)
-	c.queuedBytes += len(f) + frameOverhead
+	c.q.Append(f)
 	if s.accepted() {
 		c.state.Store(stateClosing) // a catching up socket's close frame goes now
 		c.startDrainLocked()
@@ -649,7 +632,7 @@ func (c *Conn) startDrainLocked() {
 	} else {
 		c.nc.SetReadDeadline(c.drainDeadline())
 	}
-	if c.trim {
+	if c.q.Trimming() {
 		// Wake the writer (it may be waiting for a peer that does not read): it trims what it
 		// holds and sets the drain deadline itself (afterWrite).
 		c.nc.SetWriteDeadline(pastDeadline)
@@ -678,7 +661,7 @@ func (c *Conn) finish() {
 	c.closeSocket()
 	c.wmu.Lock()
 	c.state.Store(stateEnded)
-	c.dropLocked()
+	c.q.Drop()
 	c.history = wsproto.History{}
 	c.wmu.Unlock()
 	c.parser.Reset()

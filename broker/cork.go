@@ -1,6 +1,10 @@
 package broker
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/wsbroker/wsbroker/internal/writeq"
+)
 
 // A Cork gathers sends (uWebSockets calls this corking): a socket sent to through it is not
 // handed to a flusher goroutine but waits for Flush, which writes it once, whatever number of
@@ -31,7 +35,7 @@ func (k *Cork) SendToChannel(channel, data []byte, text bool, except uint64) {
 // Accept is Broker.Accept, corked: the 101 response goes out with the Cork's other sends.
 func (k *Cork) Accept(id uint64, ok bool) bool { return k.b.accept(id, ok, k) }
 
-// inlineWriters are write states for Flush, which runs on its caller's goroutine.
+// inlineWriters are the writers of Flush, which runs on its caller's goroutine.
 var inlineWriters sync.Pool
 
 // maxInlineFlush bounds the sockets Flush writes on its caller's goroutine: a longer pass would
@@ -47,19 +51,15 @@ func (k *Cork) Flush() {
 		return
 	}
 	inline := k.conns[:min(len(k.conns), maxInlineFlush)]
-	w, _ := inlineWriters.Get().(*writeState)
+	w, _ := inlineWriters.Get().(*writeq.Writer)
 	if w == nil {
-		w = newWriteState(false)
+		w = writeq.NewWriter(false)
 	}
 	for _, c := range inline {
 		c.flush(w)
 	}
 	inlineWriters.Put(w)
-	if rest := k.conns[len(inline):]; len(rest) > 0 {
-		for _, f := range k.b.flushers {
-			f.addMine(rest)
-		}
-	}
+	k.b.flushLater(k.conns[len(inline):])
 	clear(k.conns) // no pointers kept to sockets that may end
 	k.conns = k.conns[:0]
 }

@@ -230,7 +230,7 @@ func TestDeflateFrames(t *testing.T) {
 		frames := make([][]byte, len(conns))
 		for i, c := range conns {
 			c.wmu.Lock()
-			frames[i] = c.queue[len(c.queue)-1] // after the 101 response
+			frames[i] = c.q.Last() // after the 101 response
 			c.wmu.Unlock()
 			if frames[i][0] != 0xC1 {
 				t.Fatalf("socket %d: first byte %x, want a compressed text frame", i, frames[i][0])

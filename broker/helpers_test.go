@@ -330,6 +330,6 @@ func awaitWritesIdle(t *testing.T, b *Broker, id uint64) {
 	waitFor(t, fmt.Sprintf("socket %d's writer to let go", id), func() bool {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
-		return !c.writing && !c.scheduled
+		return !c.q.Writing() && !c.q.Scheduled()
 	})
 }

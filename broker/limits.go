@@ -41,7 +41,7 @@ type Limits struct {
 	// Handler.Open. 0: unlimited.
 	MaxConnections int
 	// MaxBackpressure bounds the bytes queued for one socket and not yet written (every queued
-	// frame counts frameOverhead bytes more, its bookkeeping, so that a flood of tiny frames cannot
+	// frame counts 32 bytes more, its bookkeeping, so that a flood of tiny frames cannot
 	// hold many times the limit). A send to a socket whose queue is already over it closes the
 	// socket with 1008, its queue freed at once, and the TCP connection ended if the peer does not
 	// read the close frame within the drain timeout. A message sent into a queue under the limit

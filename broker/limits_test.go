@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/writeq"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 	"github.com/wsbroker/wsbroker/internal/wstest"
 )
@@ -484,7 +485,7 @@ func TestBackpressureClientNeverReads(t *testing.T) {
 	sent := 0
 	for ; sent < 4000 && !se.c.state.Load().ending(); sent++ {
 		b.Send(se.id, big, false)
-		if q := se.c.queued(); q > limit+wsproto.FrameLen(len(big))+frameOverhead {
+		if q := se.c.queued(); q > limit+wsproto.FrameLen(len(big))+writeq.FrameOverhead {
 			t.Fatalf("%d bytes queued, limit %d plus one message", q, limit)
 		}
 		b.Send(fastID, []byte(msgName(sent)), true)
@@ -494,7 +495,7 @@ func TestBackpressureClientNeverReads(t *testing.T) {
 	}
 	t.Logf("closed with 1008 after %d frames of 64 KiB", sent)
 	// The queue is freed at once; the writer keeps at most the rest of a frame it had begun.
-	waitFor(t, "the queue to be freed", func() bool { return se.c.queued() <= len(big)+16+2*frameOverhead+4 })
+	waitFor(t, "the queue to be freed", func() bool { return se.c.queued() <= len(big)+16+2*writeq.FrameOverhead+4 })
 	// The other client is not slowed down.
 	for i := 0; i < sent; i++ {
 		awaitMsg(t, msgs, msgName(i))
@@ -595,7 +596,7 @@ func TestPongFloodIsBounded(t *testing.T) {
 			t.Fatal("not closed")
 		}
 		r.send(burst)
-		if q := e.c.queued(); q > limit+wsproto.FrameLen(1)+frameOverhead {
+		if q := e.c.queued(); q > limit+wsproto.FrameLen(1)+writeq.FrameOverhead {
 			t.Fatalf("%d bytes queued, limit %d plus one pong", q, limit)
 		}
 	}

@@ -8,30 +8,11 @@ import (
 	"unsafe"
 )
 
-// The socket calls here are raw system calls (RawSyscall: the scheduler is not told). A socket is
-// non-blocking, so a call never waits; told of a system call, the runtime lets sysmon hand the P
-// to another thread when one runs long (a send to a loopback peer delivers to it in the same
-// call), and sysmon, finding such work, keeps waking and, on one core, preempting the thread doing
-// the work (BENCHMARKS.md, "Design decisions").
-
-// sendv writes iov to the socket fd with one sendmsg call. sendmsg is writev plus flags:
-// MSG_NOSIGNAL makes a write to a reset connection return EPIPE instead of raising SIGPIPE, which
-// in a c-shared library loaded by node could kill the process.
-func sendv(fd uintptr, iov []syscall.Iovec) (int, syscall.Errno) {
-	var msg syscall.Msghdr
-	msg.Iov = &iov[0]
-	setLen(&msg.Iovlen, len(iov))
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_NOSIGNAL)
-		if e == syscall.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), 0
-	}
-}
+// The socket calls here (and internal/writeq's sendv) are raw system calls (RawSyscall: the
+// scheduler is not told). A socket is non-blocking, so a call never waits; told of a system call,
+// the runtime lets sysmon hand the P to another thread when one runs long (a send to a loopback
+// peer delivers to it in the same call), and sysmon, finding such work, keeps waking and, on one
+// core, preempting the thread doing the work (BENCHMARKS.md, "Design decisions").
 
 // recv reads from the socket fd into p with one recvfrom call; the error is a syscall.Errno.
 func recv(fd uintptr, p []byte) (int, error) {
@@ -46,9 +27,6 @@ func recv(fd uintptr, p []byte) (int, error) {
 		return int(n), nil
 	}
 }
-
-// setLen stores n in a length field whose width depends on the architecture.
-func setLen[T uint32 | uint64](p *T, n int) { *p = T(n) }
 
 // deferAcceptSeconds: how long the kernel holds a connection whose peer has sent nothing yet.
 const deferAcceptSeconds = 1

@@ -76,7 +76,7 @@ func TestTLS(t *testing.T) {
 	for _, mode := range []websocket.CompressionMode{websocket.CompressionDisabled, websocket.CompressionNoContextTakeover} {
 		c := dialTLS(t, addr, pool, mode)
 		await(t, rec.opens, "open")
-		// Larger than a TLS record and than writeTLS's chunk; then many small ones, written together.
+		// Larger than a TLS record and than writeq.WriteTLS's chunk; then many small ones, written together.
 		for _, msg := range []string{"hello", strings.Repeat("ü", 100_000)} {
 			write(t, c, websocket.MessageText, []byte(msg))
 			readText(t, c, msg)
@@ -241,7 +241,7 @@ func awaitRecordsLeft(t *testing.T, b *Broker, id uint64) {
 	t.Helper()
 	waitFor(t, "records waiting for the socket", func() bool {
 		sc := b.hub.lookup(id)
-		return sc != nil && sc.tlsSocket().hasLeft()
+		return sc != nil && sc.tlsSocket().w.HasLeft()
 	})
 }
 
