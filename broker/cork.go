@@ -14,6 +14,11 @@ import (
 // again after Flush; a socket sent to through it is written by no one else until then, so Flush
 // must come soon. Sends to a corked socket from elsewhere (another Cork, Broker.Send) uncork it.
 type Cork struct {
+	// MaxInline bounds how many sockets Flush writes on its caller's goroutine, the flushers
+	// writing the rest; 0: no bound. A caller whose thread must not be held long by one Flush
+	// sets it.
+	MaxInline int
+
 	b     *Broker
 	conns []*Conn // the sockets that wait for Flush, each once
 }
@@ -38,19 +43,17 @@ func (k *Cork) Accept(id uint64, ok bool) bool { return k.b.accept(id, ok, k) }
 // inlineWriters are the writers of Flush, which runs on its caller's goroutine.
 var inlineWriters sync.Pool
 
-// maxInlineFlush bounds the sockets Flush writes on its caller's goroutine: a longer pass would
-// hold that thread (a JS worker's, which then takes no new events) and, with one P, the readers
-// too, so that nothing more arrives to be coalesced meanwhile. The flushers take the rest.
-const maxInlineFlush = 64
-
-// Flush writes what was queued through k and empties it: the first maxInlineFlush sockets on the
+// Flush writes what was queued through k and empties it: the first MaxInline sockets (all with 0) on the
 // calling goroutine, without waiting for any (a full socket is left to a writer goroutine as
 // usual), the rest by their flushers.
 func (k *Cork) Flush() {
 	if len(k.conns) == 0 {
 		return
 	}
-	inline := k.conns[:min(len(k.conns), maxInlineFlush)]
+	inline := k.conns
+	if k.MaxInline > 0 {
+		inline = inline[:min(len(inline), k.MaxInline)]
+	}
 	w, _ := inlineWriters.Get().(*writeq.Writer)
 	if w == nil {
 		w = writeq.NewWriter(false)

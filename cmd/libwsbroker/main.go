@@ -33,7 +33,7 @@ var (
 func init() {
 	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	workers = newPool(deliverToC, answerUnwanted, func() corker { return brk.NewCork() })
+	workers = newPool(deliverToC, answerUnwanted, func() corker { return newCork() })
 	brk = broker.New(bridge{workers}, broker.Options{Logger: slog.New(zerologHandler{l: logger})})
 }
 

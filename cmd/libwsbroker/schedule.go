@@ -39,6 +39,12 @@ const (
 	// putting off costs replies a batch of latency.
 	minCorkedToDefer = 64
 
+	// maxInlineFlush bounds how many sockets a JS thread writes itself when it flushes a cork
+	// (broker.Cork.MaxInline), the flushers writing the rest: a longer pass would hold the thread
+	// (which then takes no new events) and, with one P, the readers too, so that nothing more
+	// arrives to be coalesced meanwhile.
+	maxInlineFlush = 64
+
 	// maxUnsettled bounds how long a thread puts off writing its batches' sends while events keep
 	// waiting for it.
 	maxUnsettled = time.Millisecond
@@ -197,7 +203,14 @@ func corkOf(worker int32) *broker.Cork {
 }
 
 // corks are the corks of sends made outside a batch.
-var corks = sync.Pool{New: func() any { return brk.NewCork() }}
+var corks = sync.Pool{New: func() any { return newCork() }}
+
+// newCork is a cork for a JS thread's sends.
+func newCork() *broker.Cork {
+	k := brk.NewCork()
+	k.MaxInline = maxInlineFlush
+	return k
+}
 
 // letReadyRun gives the P to the goroutines that are ready to run (readers handed sockets, a
 // flusher) before a JS thread goes back to JS; every export that wakes goroutines calls it. The
