@@ -34,14 +34,15 @@ type worker struct {
 	mask uint32    // handlerBit of each handler the thread registered
 	dead bool
 
-	pending   []byte
-	pendingEv []queued
-	busy      bool     // a batch is in flight
-	handed    bool     // the batch in flight reached the JS thread's queue
-	inflight  []byte   // kept until JS is done with it, in case it never arrives
-	inflEv    []queued //
-	spare     []byte   // the previous in-flight buffer, reused for the next batch
-	spareEv   []queued
+	waiting   []byte   // events not handed to JS yet, encoded as in a batch
+	waitingEv []queued // where each of them ends in waiting
+	// awaitingDone: a batch is in flight (handed over, its batchDone not come).
+	awaitingDone bool
+	handed       bool     // the batch in flight reached the JS thread's queue
+	inflight     []byte   // kept until JS is done with it, in case it never arrives
+	inflEv       []queued //
+	spare        []byte   // the previous in-flight buffer, reused for the next batch
+	spareEv      []queued
 
 	// toCaller: the batch in flight was handed to the thread that made the call handing it over,
 	// which runs it when that call returns (deliverFunc). Only the worker's own thread sets and
@@ -140,8 +141,8 @@ func (p *pool) register(id int32, mask uint32) {
 	// closed waits until the parked events, older than its own, are on their way.
 	p.parking.mu.Lock()
 	p.setLive(append(append([]*worker{}, *p.live.Load()...), w))
-	p.rerouteLocked(&p.parking, events{p.parking.pending, p.parking.pendingEv, 0})
-	p.parking.pending, p.parking.pendingEv = p.parking.pending[:0], p.parking.pendingEv[:0]
+	p.rerouteLocked(&p.parking, events{p.parking.waiting, p.parking.waitingEv, 0})
+	p.parking.waiting, p.parking.waitingEv = p.parking.waiting[:0], p.parking.waitingEv[:0]
 	p.parking.room.Broadcast()
 	p.parking.mu.Unlock()
 }
@@ -181,11 +182,11 @@ func (p *pool) retire(id int32, handled int) {
 		return
 	}
 	w.dead = true
-	runs := []events{{w.pending, w.pendingEv, 0}}
+	runs := []events{{w.waiting, w.waitingEv, 0}}
 	if !w.handed {
 		handled = 0
 	}
-	if w.busy && handled >= 0 {
+	if w.awaitingDone && handled >= 0 {
 		n := 0
 		for n < len(w.inflEv) && w.inflEv[n].end <= handled {
 			n++
@@ -197,8 +198,8 @@ func (p *pool) retire(id int32, handled int) {
 		runs = []events{{w.inflight, w.inflEv[n:], start}, runs[0]}
 	}
 	p.rerouteLocked(w, runs...)
-	w.pending, w.pendingEv, w.inflight, w.inflEv, w.spare, w.spareEv = nil, nil, nil, nil, nil, nil
-	w.busy = false
+	w.waiting, w.waitingEv, w.inflight, w.inflEv, w.spare, w.spareEv = nil, nil, nil, nil, nil, nil
+	w.awaitingDone = false
 	w.room.Broadcast()
 	w.mu.Unlock()
 	p.signalIdle()
@@ -227,8 +228,8 @@ func (p *pool) rerouteLocked(from *worker, runs ...events) {
 			}
 			to.mu.Lock()
 			if p.wants(to, ev.conn, run.bytes[start]) {
-				to.pending = append(to.pending, run.bytes[start:ev.end]...)
-				to.pendingEv = append(to.pendingEv, queued{conn: ev.conn, end: len(to.pending)})
+				to.waiting = append(to.waiting, run.bytes[start:ev.end]...)
+				to.waitingEv = append(to.waitingEv, queued{conn: ev.conn, end: len(to.waiting)})
 				p.flushLocked(to, false)
 			}
 			to.mu.Unlock()
@@ -270,7 +271,7 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 // wait for the end of their read (readDone), so that those that came together go in one batch.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
-	for len(w.pending) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
+	for len(w.waiting) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
 		if p.flushLocked(w, false) { // the messages of this read may be all that waits
 			continue
 		}
@@ -286,29 +287,29 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 	}
 	switch kind {
 	case kindOpen:
-		w.pending = appendOpen(w.pending, c, req)
+		w.waiting = appendOpen(w.waiting, c, req)
 	case kindClose:
-		w.pending = appendClose(w.pending, c)
+		w.waiting = appendClose(w.waiting, c)
 	case kindCatchUp:
-		w.pending = appendCatchUp(w.pending, c)
+		w.waiting = appendCatchUp(w.waiting, c)
 	default:
-		w.pending = appendMessage(w.pending, kind, c, data)
+		w.waiting = appendMessage(w.waiting, kind, c, data)
 		w.messages++
 	}
-	w.pendingEv = append(w.pendingEv, queued{conn: c, end: len(w.pending)})
+	w.waitingEv = append(w.waitingEv, queued{conn: c, end: len(w.waiting)})
 	if kind != kindText && kind != kindBinary {
 		p.flushLocked(w, readByOwnThread(c))
 	}
 }
 
-// pendingBytes is how many bytes of events wait for worker id (0 for an unknown worker).
-func (p *pool) pendingBytes(id int32) int {
+// waitingBytes is how many bytes of events wait for worker id (0 for an unknown worker).
+func (p *pool) waitingBytes(id int32) int {
 	w := p.get(id)
 	if w == nil {
 		return 0
 	}
 	w.mu.Lock()
-	n := len(w.pending)
+	n := len(w.waiting)
 	w.mu.Unlock()
 	return n
 }
@@ -342,12 +343,12 @@ func (p *pool) wants(w *worker, c *broker.Conn, kind byte) bool {
 
 // holds reports whether an event of c waits for w or is in flight to its thread (w locked).
 func (w *worker) holds(c *broker.Conn) bool {
-	for _, ev := range w.pendingEv {
+	for _, ev := range w.waitingEv {
 		if ev.conn == c {
 			return true
 		}
 	}
-	for _, ev := range w.inflEv { // empty unless busy
+	for _, ev := range w.inflEv { // empty unless awaitingDone
 		if ev.conn == c {
 			return true
 		}
@@ -355,27 +356,27 @@ func (w *worker) holds(c *broker.Conn) bool {
 	return false
 }
 
-// flushLocked hands the oldest pending events to JS when no batch is in flight, and reports
+// flushLocked hands the oldest waiting events to JS when no batch is in flight, and reports
 // whether it did; toCaller is as in deliverFunc. If the thread is gone, the batch stays in flight
 // until retire moves it on (the thread's finalizer calls retire).
 func (p *pool) flushLocked(w *worker, toCaller bool) bool {
-	if w.busy || w.dead || w == &p.parking || len(w.pendingEv) == 0 {
+	if w.awaitingDone || w.dead || w == &p.parking || len(w.waitingEv) == 0 {
 		return false
 	}
 	n := 1
-	for n < len(w.pendingEv) && w.pendingEv[n].end <= maxBatchBytes {
+	for n < len(w.waitingEv) && w.waitingEv[n].end <= maxBatchBytes {
 		n++
 	}
-	end := w.pendingEv[n-1].end
-	w.inflight, w.inflEv = w.pending[:end], w.pendingEv[:n]
-	w.pending = append(w.spare[:0], w.pending[end:]...)
+	end := w.waitingEv[n-1].end
+	w.inflight, w.inflEv = w.waiting[:end], w.waitingEv[:n]
+	w.waiting = append(w.spare[:0], w.waiting[end:]...)
 	rest := w.spareEv[:0]
-	for _, ev := range w.pendingEv[n:] {
+	for _, ev := range w.waitingEv[n:] {
 		rest = append(rest, queued{conn: ev.conn, end: ev.end - end})
 	}
-	w.pendingEv = rest
+	w.waitingEv = rest
 	w.spare, w.spareEv = nil, nil
-	w.busy = true
+	w.awaitingDone = true
 	w.handed = p.deliver(w.id, w.inflight, toCaller)
 	if w.handed && toCaller {
 		w.toCaller = true // written by the worker's own thread only, like its clearing
@@ -390,19 +391,19 @@ func (p *pool) flushLocked(w *worker, toCaller bool) bool {
 // after them.
 func (p *pool) finish(w *worker, toCaller bool) (waited, messages, idle bool) {
 	w.mu.Lock()
-	waited = len(w.pendingEv) > 0
+	waited = len(w.waitingEv) > 0
 	messages = w.messages > 0
 	w.messages = 0
-	if w.busy {
-		w.busy = false
+	if w.awaitingDone {
+		w.awaitingDone = false
 		clear(w.inflEv) // drop the conn pointers
 		w.spare, w.spareEv = w.inflight[:0], w.inflEv[:0]
 		w.inflight, w.inflEv = nil, nil
 		p.flushLocked(w, toCaller)
-		if len(w.pending) < maxBacklog {
+		if len(w.waiting) < maxBacklog {
 			w.room.Broadcast()
 		}
-		idle = !w.busy
+		idle = !w.awaitingDone
 	}
 	w.mu.Unlock()
 	return waited, messages, idle
@@ -450,7 +451,7 @@ func (p *pool) drain() {
 func (p *pool) allIdle() bool {
 	for _, w := range *p.live.Load() {
 		w.mu.Lock()
-		idle := w.dead || (!w.busy && len(w.pendingEv) == 0)
+		idle := w.dead || (!w.awaitingDone && len(w.waitingEv) == 0)
 		w.mu.Unlock()
 		if !idle {
 			return false
@@ -473,8 +474,8 @@ func (p *pool) queues() []WorkerQueue {
 	var out []WorkerQueue
 	for _, w := range append(append([]*worker{}, *p.live.Load()...), &p.parking) {
 		w.mu.Lock()
-		q := WorkerQueue{ID: w.id, Waiting: len(w.pendingEv), WaitingBytes: len(w.pending)}
-		if w.busy {
+		q := WorkerQueue{ID: w.id, Waiting: len(w.waitingEv), WaitingBytes: len(w.waiting)}
+		if w.awaitingDone {
 			q.InFlight = len(w.inflEv)
 		}
 		w.mu.Unlock()

@@ -309,7 +309,7 @@ func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 	p.register(1, allHandlers)
 	c := &broker.Conn{}
 	text(p, c, "1") // in flight on worker 1
-	text(p, c, "2") // pending on worker 1
+	text(p, c, "2") // waiting for worker 1
 	p.register(2, allHandlers)
 	js.mu.Lock()
 	js.gone[1] = true
@@ -545,7 +545,7 @@ func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
 	for {
 		w := p.get(hooks.Pin(c).Load())
 		w.mu.Lock()
-		full := len(w.pending) >= maxBacklog
+		full := len(w.waiting) >= maxBacklog
 		w.mu.Unlock()
 		if full {
 			break

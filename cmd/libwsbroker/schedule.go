@@ -172,7 +172,7 @@ func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
 // while its backlog is under readHereRoom.
 func readHere(worker int32) func(*broker.Conn) bool {
 	return func(c *broker.Conn) bool {
-		return hooks.Pin(c).Load() == worker && workers.pendingBytes(worker) < readHereRoom
+		return hooks.Pin(c).Load() == worker && workers.waitingBytes(worker) < readHereRoom
 	}
 }
 
