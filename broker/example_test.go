@@ -41,21 +41,26 @@ func (h *chat) Binary(c *broker.Conn, data []byte) {}
 func (h *chat) ReadDone(c *broker.Conn)            {}
 func (h *chat) Close(c *broker.Conn)               { h.closed <- c.ID() }
 
-// A server with an echo and channels, and a client of it.
-func Example() {
+// startChat starts a Broker running chat on a port of its own and dials it.
+func startChat() (*chat, *websocket.Conn) {
 	h := &chat{closed: make(chan uint64, 1)}
 	h.b = broker.New(h, broker.Options{})
-	defer h.b.Close()
 	addrs, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
 	if err != nil {
 		log.Fatal(err)
 	}
-
-	ctx := context.Background()
-	c, _, err := websocket.Dial(ctx, "ws://"+addrs[0].String(), nil)
+	c, _, err := websocket.Dial(context.Background(), "ws://"+addrs[0].String(), nil)
 	if err != nil {
 		log.Fatal(err)
 	}
+	return h, c
+}
+
+// A server with an echo and channels (chat), and a client of it.
+func Example() {
+	h, c := startChat()
+	defer h.b.Close()
+	ctx := context.Background()
 	for _, msg := range []string{"e:hello", "s:news", "p:news:a channel message"} {
 		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
 			log.Fatal(err)
@@ -79,19 +84,10 @@ func Example() {
 
 // Sends batched with a Cork: queued, then written with one write per socket at Flush.
 func ExampleCork() {
-	h := &chat{closed: make(chan uint64, 1)}
-	h.b = broker.New(h, broker.Options{})
+	h, c := startChat()
 	defer h.b.Close()
-	addrs, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
-	if err != nil {
-		log.Fatal(err)
-	}
-	ctx := context.Background()
-	c, _, err := websocket.Dial(ctx, "ws://"+addrs[0].String(), nil)
-	if err != nil {
-		log.Fatal(err)
-	}
 	defer c.CloseNow()
+	ctx := context.Background()
 	if err := c.Write(ctx, websocket.MessageText, []byte("s:news")); err != nil {
 		log.Fatal(err)
 	}
