@@ -414,19 +414,19 @@ if (loadScenarios.length) {
 }
 
 // Where the bytes of an idle connection go: a table of rows [label, scenario, server].
-const memoryNote = 'RSS from /proc; the rest as each server reports it when asked ("m:"): the Go runtime (runtime/metrics: heap in use, goroutine stacks, all it holds) and the JavaScript heap (committed; WSBroker: the handlers\' worker isolate) and what JS holds outside it (buffers). Go mapped covers Go heap and stacks.';
+const memoryNote = 'RSS from /proc (VmRSS; anonymous: RssAnon, without the pages of the executable and libraries, which a process faults in when it first runs their code, not per connection); the rest as each server reports it when asked ("m:"): the Go runtime (runtime/metrics: heap in use, goroutine stacks, all it holds) and the JavaScript heap (committed; WSBroker: the handlers\' worker isolate) and what JS holds outside it (buffers). Go mapped covers Go heap and stacks.';
 function memoryTable(first, rows) {
   const kib = (b) => (b === undefined ? '–' : `${fmt(b / 1024, 2)} KiB`);
-  const T = [`| ${first} | RSS per conn | Go heap | goroutine stacks | Go mapped | goroutines per conn | JS heap | JS external | RSS at the end |`,
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|'];
+  const T = [`| ${first} | RSS per conn | anonymous RSS per conn | Go heap | goroutine stacks | Go mapped | goroutines per conn | JS heap | JS external | RSS at the end |`,
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|'];
   for (const [label, scId, serverId] of rows) {
     const r = reportOf(scId, serverId);
     if (!r) {
-      T.push(`| ${label} | ${failed(scId, serverId)} | | | | | | | |`);
+      T.push(`| ${label} | ${failed(scId, serverId)} | | | | | | | | |`);
       continue;
     }
     const m = r.server_mem_per_conn ?? {};
-    T.push(`| ${label} | ${fmt(r.server_rss_per_conn_kib, 2)} KiB | ${kib(m.goHeap)} | ${kib(m.goStacks)} | ${kib(m.goMapped)} | ${fmt(m.goroutines, 2)} | ${kib(m.jsHeap)} | ${kib(m.jsExternal)} | ${mib(r.server_rss_kib)} |`);
+    T.push(`| ${label} | ${fmt(r.server_rss_per_conn_kib, 2)} KiB | ${r.server_anon_per_conn_kib === undefined ? '–' : `${fmt(r.server_anon_per_conn_kib, 2)} KiB`} | ${kib(m.goHeap)} | ${kib(m.goStacks)} | ${kib(m.goMapped)} | ${fmt(m.goroutines, 2)} | ${kib(m.jsHeap)} | ${kib(m.jsExternal)} | ${mib(r.server_rss_kib)} |`);
   }
   return T;
 }

@@ -43,7 +43,7 @@ test('wsbench against the Go server: rates, latencies, server CPU and memory per
   // stack is 4 KiB or more. The readers that the warm-up echoes woke linger for a second.
   assert.ok(m.goroutines < 0.5, `goroutines per connection ${m.goroutines}`);
   // (Not the heap: garbage collected meanwhile can make its difference negative.)
-  assert.ok(m.goStacks < 2048 && idle.server_rss_per_conn_kib > 0, JSON.stringify(idle));
+  assert.ok(m.goStacks < 2048 && idle.server_rss_per_conn_kib > 0 && idle.server_anon_per_conn_kib > 0, JSON.stringify(idle));
 
   const echo = wsbench(wsb, [...common, '-scenario', 'echo', '-conns', '20', '-size', '64', '-duration', '1s']);
   assert.equal(echo.errors, 0);

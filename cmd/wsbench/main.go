@@ -550,7 +550,10 @@ type result struct {
 	RSSBeforeKiB  int64   `json:"server_rss_before_kib,omitempty"`
 	RSSOpenKiB    int64   `json:"server_rss_open_kib,omitempty"`
 	RSSPerConnKiB float64 `json:"server_rss_per_conn_kib,omitempty"`
-	Alive         int     `json:"alive,omitempty"`
+	// The same for the anonymous part of the resident set (serverAnonRSS).
+	AnonBeforeKiB  int64   `json:"server_anon_before_kib,omitempty"`
+	AnonPerConnKiB float64 `json:"server_anon_per_conn_kib,omitempty"`
+	Alive          int     `json:"alive,omitempty"`
 	// idle -mem: the server's answers to "m:" (bytes; goroutines a count) with the first
 	// connection only, at the end, and the difference per connection opened after the first
 	MemBefore  map[string]float64 `json:"server_mem_before,omitempty"`
@@ -653,6 +656,7 @@ func (res *result) summary() string {
 		if res.RSSOpenKiB > 0 {
 			fmt.Fprintf(&b, "  server RSS %s KiB before, %s KiB open, %s KiB at the end: %.2f KiB per connection\n",
 				num(float64(res.RSSBeforeKiB)), num(float64(res.RSSOpenKiB)), num(float64(res.ServerRSSKiB)), res.RSSPerConnKiB)
+			fmt.Fprintf(&b, "  anonymous  %.2f KiB per connection\n", res.AnonPerConnKiB)
 		}
 		if len(res.MemPerConn) > 0 {
 			b.WriteString("  per conn  ")

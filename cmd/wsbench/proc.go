@@ -69,12 +69,20 @@ func serverCPU(pid int) (float64, error) {
 }
 
 // serverRSS returns the resident set size of process pid in KiB.
-func serverRSS(pid int) (int64, error) {
+func serverRSS(pid int) (int64, error) { return statusKiB(pid, "VmRSS") }
+
+// serverAnonRSS returns the anonymous part of process pid's resident set in KiB: its own memory,
+// without the pages of its executable and libraries, which it faults in whenever it first runs
+// their code (an optimizing compiler, say) and which no connection holds.
+func serverAnonRSS(pid int) (int64, error) { return statusKiB(pid, "RssAnon") }
+
+// statusKiB returns the value of a line of /proc/<pid>/status in KiB.
+func statusKiB(pid int, name string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
-	return parseStatusKiB(b, "VmRSS")
+	return parseStatusKiB(b, name)
 }
 
 // selfCPU returns the CPU seconds (user+system) this process has used.

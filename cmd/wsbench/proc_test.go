@@ -53,6 +53,9 @@ func TestOwnProcess(t *testing.T) {
 	if err != nil || rss <= 0 {
 		t.Fatalf("rss %v, %v", rss, err)
 	}
+	if anon, err := serverAnonRSS(os.Getpid()); err != nil || anon <= 0 || anon > rss {
+		t.Fatalf("anonymous rss %v of %v, %v", anon, rss, err)
+	}
 	if selfCPU() <= 0 {
 		t.Fatal("getrusage")
 	}

@@ -453,6 +453,7 @@ func runIdle(cfg *config) (*result, error) {
 	}
 	if cfg.pid > 0 {
 		res.RSSBeforeKiB, _ = serverRSS(cfg.pid)
+		res.AnonBeforeKiB, _ = serverAnonRSS(cfg.pid)
 	}
 	conns, err := r.dialAll(cfg.conns-1, 1, nil, warm)
 	if err != nil {
@@ -493,6 +494,9 @@ func runIdle(cfg *config) (*result, error) {
 	n := float64(len(conns))
 	if res.ServerRSSKiB > 0 && res.RSSBeforeKiB > 0 {
 		res.RSSPerConnKiB = float64(res.ServerRSSKiB-res.RSSBeforeKiB) / n
+	}
+	if anon, err := serverAnonRSS(cfg.pid); err == nil && res.AnonBeforeKiB > 0 {
+		res.AnonPerConnKiB = float64(anon-res.AnonBeforeKiB) / n
 	}
 	if res.MemAfter != nil {
 		res.MemPerConn = map[string]float64{}
