@@ -10,12 +10,12 @@ import { DEFAULT_DELIVERY, registrationOf } from './options.cjs';
 import { CloseCode, HandlerBit } from './protocol.gen.cjs';
 import type { DeliveryOptions, WorkerInterface } from './types.cjs';
 
-/** What this thread is to the broker: its worker id once registerWorkerThread succeeded (0 before). */
-const thread = { workerId: 0 };
+/** This thread's worker id in the broker once registerWorkerThread succeeded (0 before). */
+let workerId = 0;
 
 /** This thread's worker id in the broker once registerWorkerThread succeeded (0 before). */
 export function thisWorkerId(): number {
-  return thread.workerId;
+  return workerId;
 }
 
 /** The handlers registered on this thread. */
@@ -34,19 +34,15 @@ type Delivered = EventHandler | 'caughtUp';
 /** Ordered mode: the sockets whose handler promise has not settled, with the events waiting for it. */
 const waiting = new Map<number, Array<[Delivered, () => unknown]>>();
 
-/** Whether registerWorkerThread succeeded on the main thread (only meaningful there). */
-let mainThreadRegistered = false;
-
 /** Whether the main thread is a registered worker (as `start` without `workerPath` needs one). */
 export function isMainThreadRegistered(): boolean {
-  return mainThreadRegistered;
+  return isMainThread && handlers !== undefined;
 }
 
 /** Removes the main thread from the broker's workers, if it is one (`stop` does). */
 export function unregisterMainThread(): void {
-  if (!mainThreadRegistered) return;
+  if (!isMainThreadRegistered()) return;
   native.unregisterWorker();
-  mainThreadRegistered = false;
   handlers = undefined;
 }
 
@@ -86,18 +82,17 @@ export function registerWorkerThread(worker: WorkerInterface, options: DeliveryO
     handleClose: worker.handleClose,
   };
   try {
-    thread.workerId = native.registerWorker(dispatch, mask, progress, process.versions.bun !== undefined);
+    workerId = native.registerWorker(dispatch, mask, progress, process.versions.bun !== undefined);
   } catch (err) {
     handlers = previous;
     throw err;
   }
-  if (isMainThread) mainThreadRegistered = true;
   log(LogLevel.Debug, 'worker registered');
 }
 
 /** Writes a line about this thread, its worker, and the socket `socketId` (0: none). */
 function log(level: LogLevel, message: string, socketId = 0): void {
-  logLine(level, message, socketId, threadId, thread.workerId);
+  logLine(level, message, socketId, threadId, workerId);
 }
 
 function logHandlerError(handler: string, socketId: number, err: unknown): void {

@@ -118,7 +118,7 @@ export function generate() {
     throw new Error(ts.formatDiagnostics(diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => root, getNewLine: () => '\n' }));
   }
   const source = program.getSourceFile(entry);
-  const lines = [`The reference below is generated from the JSDoc of \`js/index.cts\` by \`npm run docs\`.`, ''];
+  const lines = [`The reference below is generated from the JSDoc of what \`js/index.cts\` re-exports, by \`npm run docs\`.`, ''];
   for (const declaration of exportedDeclarations(source, program.getTypeChecker())) {
     if (ts.isFunctionDeclaration(declaration) && declaration.name) lines.push(...renderFunction(declaration));
     else if (ts.isInterfaceDeclaration(declaration)) lines.push(...renderInterface(declaration));

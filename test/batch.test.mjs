@@ -8,7 +8,7 @@ const require = createRequire(import.meta.url);
 const { decodeBatch } = require('../lib/js/batch.cjs');
 const { Batch, EventKind } = require('../lib/js/protocol.gen.cjs');
 
-// ---- an encoder for the format (internal/protocol), written from the spec independently of the decoder ----
+// ---- an encoder for the format (internal/protocol): its constants are the generated ones, its layout written from the spec independently of the decoder ----
 const u8 = (n) => Buffer.from([n]);
 const u32 = (n) => {
   const b = Buffer.alloc(4);

@@ -1,4 +1,4 @@
-// The API reference in README.md is the one generated from the JSDoc of js/index.cts.
+// The API reference in README.md is the one generated from the JSDoc of what js/index.cts re-exports.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
