@@ -302,12 +302,8 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 	}
 }
 
-// waitingBytes is how many bytes of events wait for worker id (0 for an unknown worker).
-func (p *pool) waitingBytes(id int32) int {
-	w := p.get(id)
-	if w == nil {
-		return 0
-	}
+// waitingBytes is how many bytes of events wait for w.
+func (w *worker) waitingBytes() int {
 	w.mu.Lock()
 	n := len(w.waiting)
 	w.mu.Unlock()

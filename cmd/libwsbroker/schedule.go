@@ -83,18 +83,15 @@ func watchesPollers(runtimeIsBun bool) bool { return !runtimeIsBun }
 // next batch, run on return without a hand-over to its event loop) and hands the others to the
 // readers, which it lets run at once: else they would wait for sysmon.
 func dispatchReady(worker int32) next {
-	w := workers.get(worker)
-	if w == &workers.parking {
-		w = nil
-	}
-	if w != nil {
-		w.sched.ownRuns = 0
-	}
-	hooks.DispatchReady(brk, readHere(worker))
-	letReadyRun()
+	w := workers.get(worker) // the glue's ids are live workers', never the parking's
 	if w == nil {
+		hooks.DispatchReady(brk, nil)
+		letReadyRun()
 		return next{}
 	}
+	w.sched.ownRuns = 0
+	hooks.DispatchReady(brk, readHere(w))
+	letReadyRun()
 	return next{watch: w.sched.watching, runHere: w.takeToCaller()}
 }
 
@@ -104,8 +101,8 @@ func dispatchReady(worker int32) next {
 // for theirs (pool.batchDone), as for events that readers brought meanwhile, so that a
 // broadcast's writes carry more deliveries each.
 func batchDone(worker int32, ranHere bool) next {
-	if workers.watching(worker) {
-		hooks.DispatchReady(brk, readHere(worker))
+	if w := workers.watcher(worker); w != nil {
+		hooks.DispatchReady(brk, readHere(w))
 	}
 	n, settled := workers.batchDone(worker, ranHere)
 	if settled {
@@ -114,10 +111,12 @@ func batchDone(worker int32, ranHere bool) next {
 	return n
 }
 
-// watching reports whether worker id's thread watches the pollers (its own thread only).
-func (p *pool) watching(id int32) bool {
-	w := p.get(id)
-	return w != nil && w != &p.parking && w.sched.watching
+// watcher returns worker id if its thread watches the pollers, else nil (its own thread only).
+func (p *pool) watcher(id int32) *worker {
+	if w := p.get(id); w != nil && w != &p.parking && w.sched.watching {
+		return w
+	}
+	return nil
 }
 
 // batchDone hands worker id's thread its next batch if events wait, and decides what the thread
@@ -168,11 +167,11 @@ func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
 	return next{watch: s.watching, runHere: toCaller && w.takeToCaller()}, settled
 }
 
-// readHere is what worker's JS thread reads itself when it dispatches: the sockets pinned to it,
+// readHere is what w's JS thread reads itself when it dispatches: the sockets pinned to it,
 // while its backlog is under readHereRoom.
-func readHere(worker int32) func(*broker.Conn) bool {
+func readHere(w *worker) func(*broker.Conn) bool {
 	return func(c *broker.Conn) bool {
-		return hooks.Pin(c).Load() == worker && workers.waitingBytes(worker) < readHereRoom
+		return hooks.Pin(c).Load() == w.id && w.waitingBytes() < readHereRoom
 	}
 }
 
