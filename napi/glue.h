@@ -66,7 +66,6 @@ void watch_close(struct watch *w);
 void follow(struct watch *w, slot_t *s, int next);
 
 // module.c
-void log_line(int level, int32_t worker, const char *msg);
 void log_value(napi_env env, napi_value exc, int32_t worker, const char *what);
 napi_value take_exception(napi_env env);
 

@@ -8,7 +8,7 @@
 #include "glue.h"
 
 // log_line logs from C; worker is the worker the line concerns, 0 for none.
-void log_line(int level, int32_t worker, const char *msg) {
+static void log_line(int level, int32_t worker, const char *msg) {
   wsb_log(level, (uint8_t *)msg, strlen(msg), 0, worker, 0);
 }
 

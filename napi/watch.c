@@ -10,7 +10,6 @@
 #include "glue.h"
 
 struct watch {
-  int32_t worker;                       // the worker whose thread watches
   slot_t *slot;                         // its slot
   napi_env env;                         // that thread's
   napi_async_context async;             // what the batches it runs at once run under (run_here)
@@ -71,7 +70,7 @@ static void on_poller_ready(uv_poll_t *h, int status, int events) {
     return;
   }
   struct watch *w = h->data;
-  follow(w, w->slot, wsb_dispatch_ready(w->worker));
+  follow(w, w->slot, wsb_dispatch_ready(w->slot->id));
 }
 
 static void watch_set(struct watch *w, int on) {
@@ -126,7 +125,6 @@ struct watch *watch_start(napi_env env, slot_t *s) {
     free(w);
     return NULL;
   }
-  w->worker = s->id;
   w->slot = s;
   w->env = env;
   if (napi_async_init(env, resource, name, &w->async) != napi_ok) {

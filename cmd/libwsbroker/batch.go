@@ -20,9 +20,6 @@ const (
 	noToken = protocol.NoToken
 )
 
-// handlerBit is the bit of a worker's handler mask that a kind needs.
-func handlerBit(kind byte) uint32 { return protocol.HandlerBit(kind) }
-
 func appendHead(b []byte, kind byte, id uint64, token []byte) []byte {
 	b = append(b, kind)
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(id)))

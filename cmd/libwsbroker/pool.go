@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/internal/protocol"
 )
 
 // maxBacklog is how many bytes of events may wait for one worker. Past it, the goroutine reading
@@ -31,7 +32,7 @@ type worker struct {
 	id   int32
 	mu   sync.Mutex
 	room sync.Cond // signalled when the backlog shrinks or the worker dies; uses mu
-	mask uint32    // handlerBit of each handler the thread registered
+	mask uint32    // protocol.HandlerBit of each handler the thread registered
 	dead bool
 
 	waiting   []byte   // events not handed to JS yet, encoded as in a batch
@@ -320,15 +321,15 @@ func (p *pool) readDone(c *broker.Conn) {
 // wants reports whether w (locked) takes events of kind for c. An open that no handler will
 // judge is accepted at once. A catch-up is answered at once unless w's thread may still be
 // handling c's messages: an event of c waits for it or is in flight, or it awaits its message
-// handlers' promises (ordered delivery: its mask has handlerBit(kindCatchUp)).
+// handlers' promises (ordered delivery: its mask has protocol.HandlerBit(kindCatchUp)).
 func (p *pool) wants(w *worker, c *broker.Conn, kind byte) bool {
 	switch {
 	case kind == kindCatchUp:
-		awaits := w.mask&handlerBit(kindCatchUp) != 0 && w.mask&(handlerBit(kindText)|handlerBit(kindBinary)) != 0
+		awaits := w.mask&protocol.HandlerBit(kindCatchUp) != 0 && w.mask&(protocol.HandlerBit(kindText)|protocol.HandlerBit(kindBinary)) != 0
 		if awaits || w.holds(c) {
 			return true
 		}
-	case w.mask&handlerBit(kind) != 0:
+	case w.mask&protocol.HandlerBit(kind) != 0:
 		return true
 	}
 	if kind == kindOpen || kind == kindCatchUp {

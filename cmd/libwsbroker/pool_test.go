@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/internal/protocol"
 )
 
 const allHandlers = 15
@@ -131,14 +132,14 @@ func flat(batches [][]string) []string {
 	return all
 }
 
-// decodeTexts reads a batch (format in batch.go) and returns each event as "kind:payload".
+// decodeTexts reads a batch (format: package protocol) and returns each event as "kind:payload".
 func decodeTexts(t *testing.T, b []byte) []string {
 	t.Helper()
 	var out []string
 	field := func() []byte {
 		n := int(binary.LittleEndian.Uint32(b))
-		v := b[4 : 4+n]
-		b = b[4+n:]
+		v := b[protocol.LenSize : protocol.LenSize+n]
+		b = b[protocol.LenSize+n:]
 		return v
 	}
 	for len(b) > 0 {
@@ -146,9 +147,9 @@ func decodeTexts(t *testing.T, b []byte) []string {
 		if id := math.Float64frombits(binary.LittleEndian.Uint64(b[1:])); id != 0 {
 			t.Fatalf("unexpected id %v", id)
 		}
-		b = b[9:]
+		b = b[protocol.HeadSize-protocol.LenSize:]
 		if binary.LittleEndian.Uint32(b) == noToken {
-			b = b[4:]
+			b = b[protocol.LenSize:]
 		} else {
 			field()
 		}
@@ -156,7 +157,7 @@ func decodeTexts(t *testing.T, b []byte) []string {
 		case kindOpen:
 			ip, url := field(), field()
 			n := int(binary.LittleEndian.Uint32(b))
-			b = b[4:]
+			b = b[protocol.LenSize:]
 			for i := 0; i < n; i++ {
 				field()
 				field()
@@ -165,7 +166,7 @@ func decodeTexts(t *testing.T, b []byte) []string {
 		case kindText, kindBinary:
 			out = append(out, fmt.Sprintf("%d:%s", kind, field()))
 		case kindClose:
-			b = b[4:]
+			b = b[protocol.LenSize:]
 			out = append(out, fmt.Sprintf("close:%s", field()))
 		case kindCatchUp:
 			out = append(out, "catchUp")
@@ -441,7 +442,7 @@ func TestCatchUpFollowsTheMessages(t *testing.T) {
 	if len(js.caughtUp) != 1 || len(js.texts(t, 2)) != 2 {
 		t.Fatalf("caught up without JS %v, batches %v", js.caughtUp, js.texts(t, 2))
 	}
-	p.register(3, allHandlers|uint32(handlerBit(kindCatchUp)))
+	p.register(3, allHandlers|protocol.HandlerBit(kindCatchUp))
 	d := &broker.Conn{}
 	hooks.Pin(d).Store(3)
 	p.push(d, kindCatchUp, nil, nil)

@@ -656,7 +656,9 @@ func (res *result) summary() string {
 		if res.RSSOpenKiB > 0 {
 			fmt.Fprintf(&b, "  server RSS %s KiB before, %s KiB open, %s KiB at the end: %.2f KiB per connection\n",
 				num(float64(res.RSSBeforeKiB)), num(float64(res.RSSOpenKiB)), num(float64(res.ServerRSSKiB)), res.RSSPerConnKiB)
-			fmt.Fprintf(&b, "  anonymous  %.2f KiB per connection\n", res.AnonPerConnKiB)
+			if res.AnonBeforeKiB > 0 {
+				fmt.Fprintf(&b, "  anonymous  %.2f KiB per connection\n", res.AnonPerConnKiB)
+			}
 		}
 		if len(res.MemPerConn) > 0 {
 			b.WriteString("  per conn  ")

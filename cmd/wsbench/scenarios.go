@@ -495,8 +495,10 @@ func runIdle(cfg *config) (*result, error) {
 	if res.ServerRSSKiB > 0 && res.RSSBeforeKiB > 0 {
 		res.RSSPerConnKiB = float64(res.ServerRSSKiB-res.RSSBeforeKiB) / n
 	}
-	if anon, err := serverAnonRSS(cfg.pid); err == nil && res.AnonBeforeKiB > 0 {
-		res.AnonPerConnKiB = float64(anon-res.AnonBeforeKiB) / n
+	if res.AnonBeforeKiB > 0 {
+		if anon, err := serverAnonRSS(cfg.pid); err == nil {
+			res.AnonPerConnKiB = float64(anon-res.AnonBeforeKiB) / n
+		}
 	}
 	if res.MemAfter != nil {
 		res.MemPerConn = map[string]float64{}
