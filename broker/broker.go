@@ -54,8 +54,7 @@ type Broker struct {
 
 	life      sync.Mutex    // serialises Listen and Close
 	stop      chan struct{} // closed by Close; replaced after it
-	lmu       sync.Mutex
-	listeners []*listener
+	listeners []*listener   // under life
 	acceptWG  sync.WaitGroup
 	allMu     sync.Mutex
 	all       map[*Conn]struct{} // every connection not ended yet
@@ -101,7 +100,7 @@ func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 	defer b.life.Unlock()
 	lns := make([]net.Listener, 0, len(addrs))
 	for _, addr := range addrs {
-		ln, err := listenTCP(addr, "listen on", tcpKeepAlive(lim))
+		ln, err := listenTCP(addr, tcpKeepAlive(lim))
 		if err != nil {
 			for _, opened := range lns {
 				opened.Close()
@@ -113,9 +112,7 @@ func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 	bound := make([]net.Addr, len(lns))
 	for i, ln := range lns {
 		l := &listener{ln: ln, lim: lim}
-		b.lmu.Lock()
 		b.listeners = append(b.listeners, l)
-		b.lmu.Unlock()
 		b.acceptWG.Add(1)
 		go b.acceptLoop(l, b.stop)
 		b.logAt(slog.LevelDebug, "listening", slog.Any("addr", ln.Addr()))
@@ -209,10 +206,8 @@ func (b *Broker) clock() time.Duration { return time.Since(b.epoch) }
 func (b *Broker) Close() {
 	b.life.Lock()
 	defer b.life.Unlock()
-	b.lmu.Lock()
 	lns := b.listeners
 	b.listeners = nil
-	b.lmu.Unlock()
 	for _, l := range lns {
 		l.ln.Close()
 	}
@@ -501,8 +496,8 @@ func tcpKeepAlive(lim Limits) time.Duration {
 }
 
 // listenTCP listens on addr with TCP keep-alive keepAlive (as net.ListenConfig.KeepAlive); its
-// error says "cannot <what> <addr>: <the OS reason>".
-func listenTCP(addr, what string, keepAlive time.Duration) (net.Listener, error) {
+// error says "cannot listen on <addr>: <the OS reason>".
+func listenTCP(addr string, keepAlive time.Duration) (net.Listener, error) {
 	lc := net.ListenConfig{Control: deferAccept, KeepAlive: keepAlive}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
@@ -510,7 +505,7 @@ func listenTCP(addr, what string, keepAlive time.Duration) (net.Listener, error)
 		if errors.As(err, &oe) && oe.Err != nil {
 			err = oe.Err // "bind: address already in use" without "listen tcp <addr>: "
 		}
-		return nil, fmt.Errorf("cannot %s %q: %w", what, addr, err)
+		return nil, fmt.Errorf("cannot listen on %q: %w", addr, err)
 	}
 	return ln, nil
 }

@@ -135,8 +135,9 @@ type Conn struct {
 	l  *listener // the listener that accepted it: its limits
 	nc *net.TCPConn
 	rc syscall.RawConn
-	// tc is the TLS layer over nc on a TLS listener, else nil: its reads and writes block, so
-	// they have their own path (readLoop, writeq.WriteTLS); sc is the byte stream, tc or nc.
+	// tc is the TLS layer over nc on a TLS listener, else nil: its socket blocks until the
+	// connection is polled (tlssocket.go), and unpolled it has its own path (readLoop, the writer
+	// goroutine); sc is the byte stream, tc or nc.
 	tc   *tls.Conn
 	sc   net.Conn
 	stop <-chan struct{} // closed by Broker.Close

@@ -128,7 +128,11 @@ func (h *hub[C]) all() iter.Seq[C] {
 	}
 }
 
+// chanIndex and chanIndexString give the shard index of channel name.
 func (h *hub[C]) chanIndex(name []byte) uint64 { return maphash.Bytes(h.seed, name) % chanShards }
+func (h *hub[C]) chanIndexString(name string) uint64 {
+	return maphash.String(h.seed, name) % chanShards
+}
 
 // chanShard returns the shard of channel name. The Broker's fan-out read-locks it and reads the
 // channel's set itself (neither changing nor keeping it): an accessor doing so in this generic
@@ -303,7 +307,7 @@ func (h *hub[C]) dropSubs(c C) {
 	m.chans = nil
 	m.subMu.Unlock()
 	for name := range names {
-		s := &h.chans[maphash.String(h.seed, name)%chanShards]
+		s := &h.chans[h.chanIndexString(name)]
 		s.mu.Lock()
 		if set := s.m[name]; set != nil {
 			h.removeLocked(s, name, set, c)

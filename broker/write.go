@@ -112,11 +112,10 @@ func (b *Broker) flushLater(cs []*Conn) {
 	if len(cs) == 0 {
 		return
 	}
-	n := uint64(len(b.flushers))
-	for i, f := range b.flushers {
+	for _, f := range b.flushers {
 		mine := 0
 		for j, c := range cs {
-			if c.id%n == uint64(i) {
+			if b.flusherFor(c) == f {
 				cs[mine], cs[j] = cs[j], cs[mine]
 				mine++
 			}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
 // The event kinds, the first byte of every event.
@@ -71,9 +72,8 @@ const (
 	CloseHandlerFailed = 1011
 	CloseAppMin        = 3000
 	CloseAppMax        = 4999
-	// MaxCloseReason is the longest close reason, in bytes of UTF-8 (a control frame's 125 bytes
-	// less the code's two).
-	MaxCloseReason = 123
+	// MaxCloseReason is the longest close reason, in bytes of UTF-8.
+	MaxCloseReason = wsproto.MaxCloseReason
 )
 
 // Limit is one limit of a listener as start() takes it.
