@@ -297,7 +297,7 @@ const figureOf = (sc, r) => {
     case 'msgs': return r.msgs_per_server_cpu_s;
     case 'deliveries': return r.deliveries_per_server_cpu_s;
     case 'latency': return sustained(r) ? r.latency_us?.p99 : undefined;
-    case 'memory': return r.server_rss_per_conn_kib;
+    case 'memory': return r.server_anon_per_conn_kib;
   }
   return undefined;
 };
@@ -361,12 +361,12 @@ if (ratioScenarios.length) {
   L.push('');
   L.push('### Summary: relative to ws in the same run (higher is better)');
   L.push('');
-  L.push(`Per server CPU-second for throughput (S1, S2, S4); ws's p99 over the server's for latency (S1 open loop); ws's RSS per idle connection over the server's (S3). ws's own figure is in its column.${rounds > 1 ? ` Throughput and latency figures are the median of ${rounds} rounds, alternating servers (every round is in "Each run").` : ''}`);
+  L.push(`Per server CPU-second for throughput (S1, S2, S4); ws's p99 over the server's for latency (S1 open loop); ws's anonymous RSS per idle connection over the server's (S3: the process's own memory, without the executable's and libraries' pages it faults in as it runs more of their code). ws's own figure is in its column.${rounds > 1 ? ` Throughput and latency figures are the median of ${rounds} rounds, alternating servers (every round is in "Each run").` : ''}`);
   L.push('');
   L.push(`| | scenario | compared by | ${shown.map((s) => s.name).join(' | ')} |`);
   L.push(`|---|---|---|${shown.map(() => '--:').join('|')}|`);
 }
-const figureName = { msgs: 'msgs per server CPU-s', deliveries: 'deliveries per server CPU-s', latency: 'p99', memory: 'RSS per conn' };
+const figureName = { msgs: 'msgs per server CPU-s', deliveries: 'deliveries per server CPU-s', latency: 'p99', memory: 'anonymous RSS per conn' };
 const figureText = (sc, v) => (sc.figure === 'latency' ? us(v) : sc.figure === 'memory' ? `${fmt(v, 2)} KiB` : fmt(v));
 for (const sc of ratioScenarios) {
   const row = shown.map((s) => {
@@ -519,10 +519,10 @@ if (costServers.length) {
     C.push('');
     C.push(`#### Memory per idle connection: ${cost.idleConns.toLocaleString('en-US')} connections, each after one ${cost.size / 1024} KiB echo`);
     C.push('');
-    C.push('RSS per connection: the difference between one connection open and all of them (each has exchanged one message, so that what a server keeps after a message counts), after holding them idle 2 s.');
+    C.push('Anonymous RSS per connection: the difference between one connection open and all of them (each has exchanged one message, so that what a server keeps after a message counts), after holding them idle 2 s.');
     C.push('');
     C.push(head, rule);
-    for (const s of costServers) C.push(`| ${s.name} | ${cells(costIdle, s, (r) => r?.server_rss_per_conn_kib, (v) => (v === undefined ? '–' : `${fmt(v, 2)} KiB`)).join(' | ')} |`);
+    for (const s of costServers) C.push(`| ${s.name} | ${cells(costIdle, s, (r) => r?.server_anon_per_conn_kib, (v) => (v === undefined ? '–' : `${fmt(v, 2)} KiB`)).join(' | ')} |`);
     C.push('');
     C.push(`Where those bytes go. ${memoryNote}`);
     C.push('');
@@ -536,7 +536,7 @@ console.log(markdown);
 
 const chart = {
   title: `WSBroker benchmark${quick ? ' (--quick)' : ''}: relative to ws in the same run, higher is better`,
-  subtitle: 'throughput per server CPU-second; open-loop p99 and RSS per idle connection as ws / server',
+  subtitle: 'throughput per server CPU-second; open-loop p99 and anonymous RSS per idle connection as ws / server',
   baseline: 'ws',
   clip: 10, // a latency ratio can be far larger than the rest: it would flatten every other bar
   series: others.map((s) => s.name),
