@@ -1,0 +1,57 @@
+package cluster
+
+import "context"
+
+// Engine is the message bus that a cluster's nodes share (Redis, NATS): named topics, delivery
+// at most once, in order per publishing connection. A Node owns everything above it (what a
+// message means, which topics to subscribe, the publish buffer, resubscribing after a loss), so
+// that an engine is a thin adapter of one client library: package cluster/redis is one.
+//
+// A Node calls Publish from one goroutine and Subscribe, Unsubscribe and Claim from another, so
+// an Engine must allow those calls to run at the same time.
+type Engine interface {
+	// Start starts connecting in the background and reports to h from then on: it keeps trying,
+	// with backoff, until Close. It returns an error only for a configuration it cannot use.
+	Start(h EngineHandler) error
+
+	// Publish sends msgs in order over one connection and writes into receivers[i] how many
+	// subscriptions received msgs[i] (-1 when the engine cannot tell); len(receivers) is
+	// len(msgs). It returns how many were sent, and an error when it could not send the rest
+	// (disconnected, ctx done): it does not retry them.
+	Publish(ctx context.Context, msgs []Message, receivers []int) (sent int, err error)
+
+	// Subscribe subscribes the topics and returns once the engine has confirmed them, or an error
+	// (disconnected, ctx done). Subscribing a topic already subscribed is harmless.
+	Subscribe(ctx context.Context, topics []string) error
+
+	// Unsubscribe undoes Subscribe; unsubscribing a topic not subscribed is harmless.
+	Unsubscribe(ctx context.Context, topics []string) error
+
+	// Claim subscribes topic and reports whether no other connection of the engine is
+	// subscribed to it: a node takes a slot's topic only if it is alone on it.
+	Claim(ctx context.Context, topic string) (alone bool, err error)
+
+	// Close disconnects and stops reconnecting; h is not called after it returns.
+	Close() error
+
+	// String names the engine and its address for logs and stats, without any password.
+	String() string
+}
+
+// Message is one publication: its topic and its bytes.
+type Message struct {
+	Topic string
+	Data  []byte
+}
+
+// EngineHandler is what an Engine reports to its Node.
+type EngineHandler interface {
+	// Received is called for each message on a subscribed topic, on one goroutine, in the order
+	// the engine delivered them; data is valid only during the call, which must not block.
+	Received(topic string, data []byte)
+
+	// StateChanged reports the engine reachable (connected, err nil) or lost (not connected, err
+	// the reason). After a loss no topic is subscribed any more: the Node subscribes again once
+	// connected.
+	StateChanged(connected bool, err error)
+}
