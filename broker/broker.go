@@ -266,13 +266,16 @@ func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
 
 // Send queues one frame for socket id; data is copied. Unknown or closed id: no-op. If the
 // socket's queue is already over its listener's MaxBackpressure, the socket is closed with 1008
-// instead and its queue dropped.
+// instead and its queue dropped. The id of another node's socket goes to the Relay.
 func (b *Broker) Send(id uint64, data []byte, text bool) { b.send(id, data, text, nil) }
 
 // send is Send, corked by k when k is not nil.
 func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) {
 	c := b.hub.lookup(id)
 	if c == nil {
+		if r := b.remote(id); r != nil {
+			r.Send(id, data, text)
+		}
 		return
 	}
 	op := opFor(text)
@@ -290,7 +293,8 @@ func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) {
 // 3000..4999, and reason at most 123 bytes of valid UTF-8, else
 // an error says what is allowed. It returns false (nil error) if the id is unknown or the socket
 // already closing. On a pending socket (Open not answered yet) the close frame is queued behind
-// what was sent: written once accepted, dropped if rejected.
+// what was sent: written once accepted, dropped if rejected. The id of another node's socket
+// goes to the Relay, and CloseSocket returns true: the close is requested.
 func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error) {
 	if code != 1000 && code != 1011 && (code < 3000 || code > 4999) {
 		return false, fmt.Errorf("invalid close code %d: it must be 1000, 1011 or in the range 3000 to 4999", code)
@@ -303,6 +307,10 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 	}
 	c := b.hub.lookup(id)
 	if c == nil {
+		if r := b.remote(id); r != nil {
+			r.CloseSocket(id, code, reason)
+			return true, nil
+		}
 		return false, nil
 	}
 	return c.closeWith(ws.StatusCode(code), reason), nil
@@ -320,9 +328,11 @@ func (b *Broker) CaughtUp(id uint64) {
 // SendToChannel encodes the frame once (and compresses it once per window size among the
 // subscribers that have compression without context takeover, if the message is large enough;
 // once per subscriber that keeps its context) and queues it for every current subscriber of
-// channel except the socket whose id is except (0: none).
+// channel except the socket whose id is except (0: none); then it passes the message on to the
+// Relay, if one is attached, for the other nodes' subscribers.
 func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 	b.sendToChannel(channel, data, text, except, nil)
+	b.published(channel, data, text, except)
 }
 
 // sendToChannel is SendToChannel, corked by k when k is not nil.

@@ -35,6 +35,7 @@ func (k *Cork) Send(id uint64, data []byte, text bool) { k.b.send(id, data, text
 // SendToChannel is Broker.SendToChannel, corked: every subscriber waits for Flush.
 func (k *Cork) SendToChannel(channel, data []byte, text bool, except uint64) {
 	k.b.sendToChannel(channel, data, text, except, k)
+	k.b.published(channel, data, text, except)
 }
 
 // Accept is Broker.Accept, corked: the 101 response goes out with the Cork's other sends.

@@ -14,10 +14,10 @@ import (
 // rather than storing an interface, so that the Broker's fan-out ranges over a channel's own
 // map[*Conn] and queues to each subscriber with a direct call.
 //
-// Every operation here is local to this process and reports nothing anywhere. newID makes every
-// socket id and lookup resolves every id the Broker is given; createChannel is the one place a
-// channel gets its first subscriber and deleteChannel the one place it loses its last one: what
-// depends on a socket's id or on a channel's existence has one place each to look.
+// Every operation here is local to this process; what other nodes must know goes to the Relay
+// (relay.go), if one is attached, from one place each: newID makes every socket id (the Relay's
+// when attached), lookup resolves every id the Broker is given, createChannel is the one place a
+// channel gets its first subscriber and deleteChannel the one place it loses its last one.
 //
 // Lock order: channel shard(s), then member.subMu; a registry shard is never held with either.
 
@@ -49,6 +49,7 @@ type socket interface {
 // hub is a Broker's registry and channel table, sharded to spread lock contention.
 type hub[C socket] struct {
 	nextID atomic.Uint64
+	relay  atomic.Pointer[relayRef] // nil: this node alone
 	reg    [regShards]regShard[C]
 	seed   maphash.Seed // of the channel shard index
 	chans  [chanShards]chanShard[C]
@@ -78,8 +79,28 @@ func (h *hub[C]) init() {
 	}
 }
 
-// newID returns a socket id never returned before: 1, 2, 3…
-func (h *hub[C]) newID() uint64 { return h.nextID.Add(1) }
+// newID returns a socket id never returned before: 1, 2, 3… or, with a Relay, the Relay's.
+func (h *hub[C]) newID() uint64 {
+	if ref := h.relay.Load(); ref != nil {
+		return ref.NewID()
+	}
+	return h.nextID.Add(1)
+}
+
+// setRelay attaches ref and reports to it every channel that has subscribers. A channel created
+// meanwhile may be reported twice, one deleted meanwhile not at all: each shard's lock orders the
+// report with its channels' changes.
+func (h *hub[C]) setRelay(ref *relayRef) {
+	h.relay.Store(ref)
+	for i := range h.chans {
+		s := &h.chans[i]
+		s.mu.RLock()
+		for name := range s.m {
+			ref.Interest(name, true)
+		}
+		s.mu.RUnlock()
+	}
+}
 
 // register makes c reachable by its id.
 func (h *hub[C]) register(c C) {
@@ -257,6 +278,9 @@ func (h *hub[C]) removeLocked(s *chanShard[C], name string, set map[C]struct{}, 
 func (h *hub[C]) createChannel(s *chanShard[C], name string) map[C]struct{} {
 	set := make(map[C]struct{})
 	s.m[name] = set
+	if ref := h.relay.Load(); ref != nil {
+		ref.Interest(name, true)
+	}
 	return set
 }
 
@@ -264,6 +288,9 @@ func (h *hub[C]) createChannel(s *chanShard[C], name string) map[C]struct{} {
 // holds write-locked: the one place where a channel loses its last subscriber.
 func (h *hub[C]) deleteChannel(s *chanShard[C], name string) {
 	delete(s.m, name)
+	if ref := h.relay.Load(); ref != nil {
+		ref.Interest(name, false)
+	}
 }
 
 // copySubscriptions subscribes every socket subscribed to from (at call time) to to.
