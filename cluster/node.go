@@ -1,0 +1,418 @@
+// Package cluster makes several Brokers, in several processes or machines, one WebSocket server:
+// a channel's publications reach its subscribers on every node, and a socket of another node can
+// be sent to, closed, given a token or subscribed by its id. The nodes talk through an Engine, a
+// message bus they share (package cluster/redis: Redis PUB/SUB), and each receives only the
+// channels it has subscribers for.
+//
+// Delivery is at most once: what a node publishes while the engine is unreachable is held up to
+// Options.PublishBuffer bytes and published once it is back, and what other nodes published
+// meanwhile is lost. Messages from one node reach every other node in the order it sent them
+// (channel messages and messages to one socket alike); there is no common order across nodes.
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsbroker/wsbroker/broker"
+)
+
+// Options configures a Node. Zero values take the defaults.
+type Options struct {
+	// Prefix starts every engine topic of this cluster, so that several clusters can share one
+	// engine; default "wsb".
+	Prefix string
+	// PublishBuffer bounds the bytes of publications held while the engine is unreachable or
+	// slow; beyond it they are dropped and counted. Default 8 MiB.
+	PublishBuffer int
+	// Logger receives one line per change of the engine's state; nil discards.
+	Logger *slog.Logger
+	// Heartbeat is how often the node tells the others it is alive; a node unheard of for three
+	// heartbeats has gone. Default 2 s.
+	Heartbeat time.Duration
+}
+
+// DefaultPublishBuffer is Options.PublishBuffer's default.
+const DefaultPublishBuffer = 8 << 20
+
+// inboxBytes bounds what each inbox holds for its goroutine to apply.
+const inboxBytes = 8 << 20
+
+// Node is one Broker's membership of a cluster: it is the Broker's Relay.
+type Node struct {
+	b        *broker.Broker
+	engine   Engine
+	opts     Options
+	log      *slog.Logger
+	instance uint64 // this node, among the nodes: random
+	topics   topics
+
+	ids        idSpace
+	publisher  *publisher
+	subscriber *subscriber
+	peers      *peers
+	presence   *presence
+	inboxes    []*inbox
+	lag        lagHistogram
+	counters   counters
+
+	stateMu   sync.Mutex
+	connected bool
+	since     time.Time // of the last change of connected
+	lostErr   error     // why the engine was lost, while it is
+	firstUp   chan struct{}
+	claimed   map[uint32]bool // slots whose topic the engine confirmed this node alone holds
+
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	now    func() time.Time
+}
+
+type counters struct {
+	published, received, unrouted, reconnects       atomic.Uint64
+	droppedDisconnected, droppedSlow, droppedDecode atomic.Uint64
+}
+
+// topics are the engine topics of a cluster.
+type topics struct {
+	prefix  string
+	channel string // + the channel's name
+	control string // heartbeats and leaving
+}
+
+func (t topics) node(slot uint32) string {
+	return t.prefix + ":n:" + strconv.FormatUint(uint64(slot), 10)
+}
+
+// engineHandler is the Node's EngineHandler, kept off the Node's exported methods.
+type engineHandler struct{ n *Node }
+
+// relay is the Node's broker.Relay, kept off the Node's exported methods.
+type relay struct{ n *Node }
+
+// Join makes b a node of the cluster whose nodes share engine: it starts the engine, attaches
+// itself to b as its Relay, and returns at once; WaitConnected waits for the engine. b's sockets
+// opened before keep their ids, reachable from this node only.
+func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
+	opts.Prefix = cmp.Or(opts.Prefix, "wsb")
+	opts.PublishBuffer = cmp.Or(opts.PublishBuffer, DefaultPublishBuffer)
+	opts.Heartbeat = cmp.Or(opts.Heartbeat, 2*time.Second)
+	n := &Node{
+		b: b, engine: engine, opts: opts,
+		log:      cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
+		instance: rand.Uint64() | 1,
+		topics:   topics{prefix: opts.Prefix, channel: opts.Prefix + ":c:", control: opts.Prefix + ":ctl"},
+		peers:    newPeers(3 * opts.Heartbeat),
+		presence: newPresence(),
+		firstUp:  make(chan struct{}),
+		claimed:  map[uint32]bool{},
+		since:    time.Now(),
+		now:      time.Now,
+	}
+	n.ids.init(randomSlot(), n.spareSlot)
+	n.publisher = newPublisher(engine, opts.PublishBuffer, n.sent)
+	n.subscriber = newSubscriber(engine, n.fresh, n.resubscribed)
+	n.inboxes = make([]*inbox, runtime.GOMAXPROCS(0))
+	for i := range n.inboxes {
+		n.inboxes[i] = newInbox(inboxBytes)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.goRun(func() { n.publisher.run(ctx) })
+	n.goRun(func() { n.subscriber.run(ctx) })
+	n.goRun(func() { n.heartbeats(ctx) })
+	for _, in := range n.inboxes {
+		n.goRun(func() { in.run(ctx, n.apply) })
+	}
+	if err := engine.Start(&engineHandler{n}); err != nil {
+		cancel()
+		n.done.Wait()
+		return nil, err
+	}
+	b.SetRelay(&relay{n})
+	return n, nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.done.Add(1)
+	go func() {
+		defer n.done.Done()
+		f()
+	}()
+}
+
+// WaitConnected returns once the engine has been connected and the node's slot claimed, or with
+// ctx's error (the node keeps trying in the background).
+func (n *Node) WaitConnected(ctx context.Context) error {
+	select {
+	case <-n.firstUp:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Leave tells the other nodes this node is leaving, detaches it from its Broker and closes the
+// engine, after publishing what it can within ctx.
+func (n *Node) Leave(ctx context.Context) {
+	n.b.SetRelay(nil)
+	n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendLeaving(nil)}})
+	for n.isConnected() {
+		if q, _ := n.publisher.queued(); q == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Millisecond):
+			continue
+		}
+		break
+	}
+	n.cancel()
+	n.done.Wait()
+	n.engine.Close()
+}
+
+func (n *Node) isConnected() bool {
+	n.stateMu.Lock()
+	defer n.stateMu.Unlock()
+	return n.connected
+}
+
+// header returns the header of an envelope this node sends now.
+func (n *Node) header() header {
+	return header{slot: n.ids.current(), instance: n.instance, sentAt: n.now().UnixMicro()}
+}
+
+// publish queues o for the engine, counting it, or its drop.
+func (n *Node) publish(o outgoing) {
+	queued, connected := n.publisher.push(o)
+	switch {
+	case queued:
+		n.counters.published.Add(1)
+	case connected:
+		n.counters.droppedSlow.Add(1)
+	default:
+		n.counters.droppedDisconnected.Add(1)
+	}
+	if !queued && o.track == trackQuery {
+		n.presence.published(o.req, 0)
+	}
+}
+
+// sent handles the receiver counts of a batch the engine has published.
+func (n *Node) sent(out []outgoing, receivers []int) {
+	for i, o := range out {
+		switch o.track {
+		case trackNode:
+			if receivers[i] == 0 {
+				n.counters.unrouted.Add(1)
+			}
+		case trackQuery:
+			n.presence.published(o.req, receivers[i])
+		}
+	}
+}
+
+// stateChanged handles the engine's report of its connection.
+func (n *Node) stateChanged(connected bool, err error) {
+	n.stateMu.Lock()
+	was, lostFor := n.connected, time.Since(n.since)
+	if connected == was {
+		n.stateMu.Unlock()
+		return
+	}
+	n.connected, n.since = connected, time.Now()
+	if connected {
+		n.lostErr = nil
+	} else {
+		n.lostErr = err
+	}
+	n.stateMu.Unlock()
+	if connected {
+		n.counters.reconnects.Add(1)
+		n.log.Info("cluster: connected to "+n.engine.String(), slog.Duration("after", lostFor.Round(time.Millisecond)))
+	} else {
+		n.log.Warn("cluster: lost "+n.engine.String()+"; local delivery continues; retrying", slog.Any("error", err))
+	}
+	// The subscriber claims the slots and subscribes before the publisher publishes: the first
+	// heartbeat and the buffered publications then go out under a checked slot.
+	n.subscriber.setConnected(connected)
+	if !connected {
+		n.publisher.setConnected(false)
+	}
+}
+
+// fresh runs on the subscriber's goroutine each time the engine is connected anew: it claims the
+// node's slots and subscribes to the control topic, then lets the publisher go.
+func (n *Node) fresh(ctx context.Context) error {
+	for _, slot := range n.ids.slots() {
+		alone, err := n.engine.Claim(ctx, n.topics.node(slot))
+		if err != nil {
+			return err
+		}
+		if alone {
+			n.claimed[slot] = true
+			continue
+		}
+		if n.claimed[slot] {
+			continue // the other holder came later: the heartbeats settle it
+		}
+		// Another node holds it: new sockets take their ids from a slot of their own.
+		next, err := n.claimNew(ctx)
+		if err != nil {
+			return err
+		}
+		n.log.Warn("cluster: another node holds this node's slot; new sockets take their ids in another",
+			slog.Uint64("slot", uint64(slot)), slog.Uint64("now", uint64(next)))
+		_ = n.engine.Unsubscribe(ctx, []string{n.topics.node(slot)})
+		n.ids.replace(slot, next)
+	}
+	if err := n.engine.Subscribe(ctx, []string{n.topics.control}); err != nil {
+		return err
+	}
+	n.publisher.setConnected(true)
+	select {
+	case <-n.firstUp:
+	default:
+		close(n.firstUp)
+	}
+	return nil
+}
+
+// claimNew claims a slot at random that no other node holds.
+func (n *Node) claimNew(ctx context.Context) (uint32, error) {
+	for {
+		slot := randomSlot()
+		alone, err := n.engine.Claim(ctx, n.topics.node(slot))
+		if err != nil {
+			return 0, err
+		}
+		if alone {
+			n.claimed[slot] = true
+			return slot, nil
+		}
+		_ = n.engine.Unsubscribe(ctx, []string{n.topics.node(slot)})
+	}
+}
+
+// spareSlot gives the slot to move to when exhausted has run out of ids: one at random,
+// subscribed in the background (it is claimed like the others when the engine next connects).
+func (n *Node) spareSlot(exhausted uint32) uint32 {
+	slot := randomSlot()
+	for slot == exhausted+1 {
+		slot = randomSlot()
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if alone, err := n.engine.Claim(ctx, n.topics.node(slot)); err == nil && !alone {
+			n.log.Error("cluster: the slot taken after another ran out is held by another node too", slog.Uint64("slot", uint64(slot)))
+		}
+	}()
+	return slot
+}
+
+// resubscribed logs the end of a resubscription after the engine came back.
+func (n *Node) resubscribed(channels int, took time.Duration) {
+	n.log.Info("cluster: subscribed", slog.Int("channels", channels), slog.Duration("took", took.Round(time.Millisecond)),
+		slog.Uint64("droppedWhileDisconnected", n.counters.droppedDisconnected.Load()))
+}
+
+// heartbeats tells the other nodes this node is alive, and forgets those unheard of, until ctx
+// ends.
+func (n *Node) heartbeats(ctx context.Context) {
+	t := time.NewTicker(n.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		if n.isConnected() {
+			conns := uint64(max(n.b.Stats().Connections, 0))
+			n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, conns, n.ids.slots())}})
+		}
+		n.peers.expire(n.now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SubscriberCount returns how many sockets are subscribed to channel on all nodes: this node's,
+// and the answers of the nodes with subscribers to it received within a second (or until ctx
+// ends). complete is false if an answer was missing.
+func (n *Node) SubscriberCount(ctx context.Context, channel []byte) (count int, complete bool) {
+	local := n.b.SubscriberCount(channel)
+	if !n.isConnected() {
+		return local, false
+	}
+	req, q := n.presence.start()
+	n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: n.header().appendCountQuery(nil, req)}, track: trackQuery, req: req})
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-q.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	sum, complete := n.presence.finish(req)
+	return local + int(sum), complete
+}
+
+// Stats are a node's figures.
+type Stats struct {
+	Engine            string    `json:"engine"`            // the engine and its address, without password
+	Connected         bool      `json:"connected"`         // whether the engine is reachable now
+	Since             time.Time `json:"since"`             // when it became so, or not
+	Slots             []uint32  `json:"slots"`             // the id slots this node holds
+	Nodes             int       `json:"nodes"`             // live nodes, this one included
+	Channels          int       `json:"channels"`          // channel topics the engine has subscribed for this node
+	PendingSubscribes int       `json:"pendingSubscribes"` // interest changes not yet confirmed by the engine
+	Queued            int       `json:"queued"`            // publications waiting for the engine
+	QueuedBytes       int       `json:"queuedBytes"`       // their bytes (bounded by PublishBuffer)
+	Published         uint64    `json:"published"`         // messages queued for the engine
+	Received          uint64    `json:"received"`          // messages the engine delivered
+	Unrouted          uint64    `json:"unrouted"`          // messages to a node that had gone
+	Reconnects        uint64    `json:"reconnects"`        // times the engine was connected
+	Dropped           Dropped   `json:"dropped"`
+	LagMs             Lag       `json:"lagMs"` // from publication on the origin to reception here
+}
+
+// Dropped counts the messages dropped, by reason.
+type Dropped struct {
+	Disconnected uint64 `json:"disconnected"` // published while the engine was unreachable and PublishBuffer was full
+	Slow         uint64 `json:"slow"`         // published or received faster than the engine or this node kept up with
+	Decode       uint64 `json:"decode"`       // received but not an envelope of this version
+}
+
+// Lag is the percentiles of the time from publication to reception, in milliseconds.
+type Lag struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// Stats returns the node's figures.
+func (n *Node) Stats() Stats {
+	n.stateMu.Lock()
+	connected, since := n.connected, n.since
+	n.stateMu.Unlock()
+	subscribed, pending := n.subscriber.counts()
+	queued, queuedBytes := n.publisher.queued()
+	p50, p99 := n.lag.percentiles()
+	k := &n.counters
+	return Stats{
+		Engine: n.engine.String(), Connected: connected, Since: since,
+		Slots: n.ids.slots(), Nodes: 1 + n.peers.count(),
+		Channels: subscribed, PendingSubscribes: pending, Queued: queued, QueuedBytes: queuedBytes,
+		Published: k.published.Load(), Received: k.received.Load(), Unrouted: k.unrouted.Load(), Reconnects: k.reconnects.Load(),
+		Dropped: Dropped{Disconnected: k.droppedDisconnected.Load(), Slow: k.droppedSlow.Load(), Decode: k.droppedDecode.Load()},
+		LagMs:   Lag{P50: p50, P99: p99},
+	}
+}

@@ -1,0 +1,72 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+)
+
+// peers is the table of the other live nodes, from their heartbeats: a node unheard of for
+// expiry has gone, and one that says it is leaving goes at once.
+type peers struct {
+	expiry time.Duration
+
+	mu    sync.Mutex
+	nodes map[uint64]peer // by instance
+}
+
+type peer struct {
+	slots    []uint32
+	conns    uint64
+	lastSeen time.Time
+}
+
+func newPeers(expiry time.Duration) *peers {
+	return &peers{expiry: expiry, nodes: map[uint64]peer{}}
+}
+
+// heard records a heartbeat of node instance.
+func (p *peers) heard(instance uint64, slots []uint32, conns uint64, now time.Time) {
+	p.mu.Lock()
+	p.nodes[instance] = peer{slots: slots, conns: conns, lastSeen: now}
+	p.mu.Unlock()
+}
+
+// left forgets node instance.
+func (p *peers) left(instance uint64) {
+	p.mu.Lock()
+	delete(p.nodes, instance)
+	p.mu.Unlock()
+}
+
+// expire forgets the nodes unheard of for expiry, and returns how many are left.
+func (p *peers) expire(now time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for instance, n := range p.nodes {
+		if now.Sub(n.lastSeen) > p.expiry {
+			delete(p.nodes, instance)
+		}
+	}
+	return len(p.nodes)
+}
+
+// holder returns the instance of another live node that holds slot, if any.
+func (p *peers) holder(slot uint32) (uint64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for instance, n := range p.nodes {
+		for _, s := range n.slots {
+			if s == slot {
+				return instance, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// count returns how many other nodes are live.
+func (p *peers) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.nodes)
+}

@@ -1,0 +1,138 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// What the publisher does with a message's receiver count once the engine has published it.
+const (
+	trackNone  = iota
+	trackNode  // to a node's topic: no receiver means that node is gone (unrouted)
+	trackQuery // a count query: as many answers as receivers are awaited
+)
+
+// outgoing is one message waiting to be published.
+type outgoing struct {
+	msg   Message
+	track uint8
+	req   uint64 // trackQuery: the query's request id
+}
+
+// publisher holds what the node publishes, in order, up to limit bytes, and publishes it from one
+// goroutine in batches: whatever has queued up while the engine published the batch before. It
+// never blocks its callers: beyond the limit, messages are dropped and counted.
+type publisher struct {
+	engine Engine
+	limit  int
+	sent   func(out []outgoing, receivers []int) // called on the publisher's goroutine for each batch
+
+	mu        sync.Mutex
+	queue     []outgoing // from head on
+	head      int
+	bytes     int
+	connected bool
+	wake      chan struct{} // cap 1: something queued, or connected
+}
+
+// maxBatch bounds the messages of one Engine.Publish call.
+const maxBatch = 512
+
+func newPublisher(e Engine, limit int, sent func([]outgoing, []int)) *publisher {
+	return &publisher{engine: e, limit: limit, sent: sent, wake: make(chan struct{}, 1)}
+}
+
+// push queues o. It returns false, having dropped it, when the queue holds limit bytes already;
+// connected tells whether the engine was connected then.
+func (p *publisher) push(o outgoing) (queued, connected bool) {
+	size := len(o.msg.Topic) + len(o.msg.Data)
+	p.mu.Lock()
+	connected = p.connected
+	if p.bytes+size > p.limit {
+		p.mu.Unlock()
+		return false, connected
+	}
+	p.queue = append(p.queue, o)
+	p.bytes += size
+	p.mu.Unlock()
+	p.signal()
+	return true, connected
+}
+
+func (p *publisher) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setConnected records the engine's state: the publisher publishes only while connected.
+func (p *publisher) setConnected(c bool) {
+	p.mu.Lock()
+	p.connected = c
+	p.mu.Unlock()
+	p.signal()
+}
+
+// queued reports the messages and bytes waiting.
+func (p *publisher) queued() (n, bytes int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue) - p.head, p.bytes
+}
+
+// run publishes until ctx ends.
+func (p *publisher) run(ctx context.Context) {
+	msgs := make([]Message, 0, maxBatch)
+	receivers := make([]int, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		}
+		for {
+			p.mu.Lock()
+			if !p.connected || p.head == len(p.queue) {
+				p.mu.Unlock()
+				break
+			}
+			// What is queued from head on stays where it is while the lock is released: push only
+			// appends behind it.
+			batch := p.queue[p.head:min(len(p.queue), p.head+maxBatch)]
+			p.mu.Unlock()
+			msgs = msgs[:0]
+			for _, o := range batch {
+				msgs = append(msgs, o.msg)
+			}
+			n, err := p.engine.Publish(ctx, msgs, receivers[:len(msgs)])
+			p.sent(batch[:n], receivers[:n])
+			p.mu.Lock()
+			for i := range batch[:n] {
+				p.bytes -= len(batch[i].msg.Topic) + len(batch[i].msg.Data)
+				p.queue[p.head+i] = outgoing{}
+			}
+			p.head += n
+			if p.head == len(p.queue) {
+				p.queue, p.head = p.queue[:0], 0
+			} else if p.head > len(p.queue)/2 {
+				p.queue, p.head = append(p.queue[:0], p.queue[p.head:]...), 0
+			}
+			p.mu.Unlock()
+			if err != nil {
+				// The engine reports a loss itself (then connected again); a failure it does not
+				// report is tried again after a pause.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(retryPause):
+				}
+			}
+		}
+	}
+}
+
+// retryPause is how long the publisher and the subscription manager wait before they try again
+// what failed while the engine still said it was connected.
+const retryPause = 100 * time.Millisecond

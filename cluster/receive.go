@@ -1,0 +1,165 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"unsafe"
+)
+
+// inbox holds envelopes received from other nodes for one goroutine to apply: the engine's reader
+// hands each envelope to the inbox of its origin node's slot and goes on reading, so that one
+// origin's envelopes are applied in order and several origins' in parallel. Past limit bytes an
+// envelope is dropped (counted): a reader that waited would make the engine cut the connection.
+type inbox struct {
+	limit int
+
+	mu    sync.Mutex
+	items []received
+	bytes int
+	wake  chan struct{}
+}
+
+type received struct {
+	topic string
+	env   envelope
+	size  int
+}
+
+func newInbox(limit int) *inbox { return &inbox{limit: limit, wake: make(chan struct{}, 1)} }
+
+// push queues r; false when the inbox is full.
+func (in *inbox) push(r received) bool {
+	in.mu.Lock()
+	if in.bytes+r.size > in.limit {
+		in.mu.Unlock()
+		return false
+	}
+	in.items = append(in.items, r)
+	in.bytes += r.size
+	in.mu.Unlock()
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// run applies what arrives until ctx ends.
+func (in *inbox) run(ctx context.Context, apply func(topic string, e *envelope)) {
+	var batch []received
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.wake:
+		}
+		for {
+			in.mu.Lock()
+			batch, in.items = in.items, batch[:0]
+			in.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for i := range batch {
+				apply(batch[i].topic, &batch[i].env)
+				in.mu.Lock()
+				in.bytes -= batch[i].size
+				in.mu.Unlock()
+				batch[i] = received{}
+			}
+		}
+	}
+}
+
+// Received is the engine's delivery of one message (EngineHandler).
+func (h *engineHandler) Received(topic string, data []byte) {
+	n := h.n
+	n.counters.received.Add(1)
+	e, err := decode(data)
+	if err != nil {
+		n.counters.droppedDecode.Add(1)
+		return
+	}
+	if e.instance == n.instance {
+		// The engine's echo of this node's own publication: already delivered here. A count query
+		// comes back only if this node is subscribed to the channel: its answer is in its own count.
+		if e.kind == kindCountQuery {
+			n.presence.answer(e.id, 0)
+		}
+		return
+	}
+	n.lag.record(e.sentAt)
+	// The envelope is applied later, from a copy: data is the engine's only during this call.
+	own := bytes.Clone(data)
+	e, _ = decode(own)
+	if !n.inboxes[e.slot%uint32(len(n.inboxes))].push(received{topic: topic, env: e, size: len(own) + len(topic)}) {
+		n.counters.droppedSlow.Add(1)
+	}
+}
+
+// StateChanged is the engine's report of its connection (EngineHandler).
+func (h *engineHandler) StateChanged(connected bool, err error) { h.n.stateChanged(connected, err) }
+
+// apply carries out an envelope received on topic from another node.
+func (n *Node) apply(topic string, e *envelope) {
+	switch {
+	case len(topic) > len(n.topics.channel) && topic[:len(n.topics.channel)] == n.topics.channel:
+		channel := viewBytes(topic[len(n.topics.channel):])
+		switch e.kind {
+		case kindChannel:
+			n.b.DeliverToChannel(channel, e.body, e.flags&flagText != 0, e.id)
+		case kindCopy:
+			n.b.CopyLocalSubscriptions(channel, e.body)
+		case kindCountQuery:
+			count := uint64(n.b.SubscriberCount(channel))
+			n.publish(outgoing{msg: Message{Topic: n.topics.node(e.slot), Data: n.header().appendCountAnswer(nil, e.id, count)}})
+		default:
+			n.counters.droppedDecode.Add(1)
+		}
+	case topic == n.topics.control:
+		switch e.kind {
+		case kindHeartbeat:
+			n.peers.heard(e.instance, e.slots, e.conns, n.now())
+		case kindLeaving:
+			n.peers.left(e.instance)
+		default:
+			n.counters.droppedDecode.Add(1)
+		}
+	default: // a node topic of this node's
+		if e.kind == kindCountAnswer {
+			n.presence.answer(e.id, e.count)
+			return
+		}
+		if !n.ids.local(e.id) {
+			// Not this node's socket (a slot it no longer holds, or a foreign message): applying
+			// it would hand it to the relay again.
+			n.counters.unrouted.Add(1)
+			return
+		}
+		switch e.kind {
+		case kindSend:
+			n.b.Send(e.id, e.body, e.flags&flagText != 0)
+		case kindClose:
+			// The origin checked the code and reason; a foreign envelope's bad ones are refused here.
+			n.b.CloseSocket(e.id, e.code, e.body) //nolint:errcheck
+		case kindToken:
+			token := e.body
+			if e.flags&flagToken == 0 {
+				token = nil
+			} else if token == nil {
+				token = []byte{}
+			}
+			n.b.SetToken(e.id, token)
+		case kindSubscribe:
+			n.b.Subscribe(e.id, e.body)
+		case kindUnsubscribe:
+			n.b.Unsubscribe(e.id, e.body)
+		default:
+			n.counters.droppedDecode.Add(1)
+		}
+	}
+}
+
+// viewBytes returns s's bytes without copying, for calls that only read them during the call.
+func viewBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"math"
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// The Node as its Broker's Relay (broker.Relay): what the Broker hands over becomes an envelope
+// on the engine.
+
+func (r *relay) NewID() uint64        { return r.n.ids.newID() }
+func (r *relay) Local(id uint64) bool { return r.n.ids.local(id) }
+
+func (r *relay) Interest(channel string, present bool) {
+	r.n.subscriber.interest(r.n.topics.channel+channel, present)
+}
+
+func (r *relay) Published(channel, data []byte, text bool, except uint64) {
+	n := r.n
+	flags := byte(0)
+	if text {
+		flags = flagText
+	}
+	env := n.header().appendIDBody(make([]byte, 0, maxHeader+binary.MaxVarintLen64+len(data)), kindChannel, flags, except, data)
+	n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: env}})
+}
+
+// toNode queues an envelope for the node that holds id's slot.
+func (r *relay) toNode(id uint64, env []byte) {
+	r.n.publish(outgoing{msg: Message{Topic: r.n.topics.node(slotOf(id)), Data: env}, track: trackNode})
+}
+
+func (r *relay) Send(id uint64, data []byte, text bool) {
+	flags := byte(0)
+	if text {
+		flags = flagText
+	}
+	r.toNode(id, r.n.header().appendIDBody(make([]byte, 0, maxHeader+binary.MaxVarintLen64+len(data)), kindSend, flags, id, data))
+}
+
+func (r *relay) CloseSocket(id uint64, code uint16, reason []byte) {
+	r.toNode(id, r.n.header().appendClose(nil, id, code, reason))
+}
+
+func (r *relay) SetToken(id uint64, token []byte) {
+	flags := byte(0)
+	if token != nil {
+		flags = flagToken
+	}
+	r.toNode(id, r.n.header().appendIDBody(nil, kindToken, flags, id, token))
+}
+
+func (r *relay) Subscribe(id uint64, channel []byte) {
+	r.toNode(id, r.n.header().appendIDBody(nil, kindSubscribe, 0, id, channel))
+}
+
+func (r *relay) Unsubscribe(id uint64, channel []byte) {
+	r.toNode(id, r.n.header().appendIDBody(nil, kindUnsubscribe, 0, id, channel))
+}
+
+func (r *relay) CopySubscriptions(from, to []byte) {
+	n := r.n
+	n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(from), Data: n.header().appendCopy(nil, to)}})
+}
+
+// lagHistogram counts receptions by lag in power-of-two buckets of microseconds.
+type lagHistogram struct {
+	buckets [40]atomic.Uint64 // bucket i: lag below 2^i µs
+}
+
+// record counts a message sent at sentAt (µs since the Unix epoch, the origin's clock).
+func (h *lagHistogram) record(sentAt int64) {
+	lag := time.Now().UnixMicro() - sentAt
+	if lag < 0 {
+		lag = 0 // clocks a little apart
+	}
+	h.buckets[min(bits.Len64(uint64(lag)), len(h.buckets)-1)].Add(1)
+}
+
+// percentiles returns the 50th and 99th percentiles in milliseconds (the upper bound of their
+// buckets), 0 before any reception.
+func (h *lagHistogram) percentiles() (p50, p99 float64) {
+	var counts [len(lagHistogram{}.buckets)]uint64
+	var total uint64
+	for i := range h.buckets {
+		counts[i] = h.buckets[i].Load()
+		total += counts[i]
+	}
+	if total == 0 {
+		return 0, 0
+	}
+	at := func(q float64) float64 {
+		want := uint64(math.Ceil(q * float64(total)))
+		var seen uint64
+		for i, c := range counts {
+			seen += c
+			if seen >= want {
+				return float64(uint64(1)<<i) / 1000
+			}
+		}
+		return math.Inf(1)
+	}
+	return at(0.5), at(0.99)
+}
