@@ -57,19 +57,29 @@ func (s *idSpace) moveOn(slot uint32) {
 	if s.current() != slot || slotOf(s.next.Load()) == slot {
 		return // moved on already
 	}
-	next := s.spare(slot)
-	s.held.Store(new(append(slices.Clone(*s.held.Load()), next)))
-	s.next.Store(uint64(next) << seqBits)
+	s.moveToLocked(s.spare(slot))
 }
 
-// replace makes new sockets take their ids in slot instead of the current slot, which another
-// node turned out to hold too.
+// moveTo makes new sockets take their ids in slot; the slots held before stay held, for the
+// sockets that have ids in them.
+func (s *idSpace) moveTo(slot uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.moveToLocked(slot)
+}
+
+func (s *idSpace) moveToLocked(slot uint32) {
+	s.held.Store(new(append(slices.Clone(*s.held.Load()), slot)))
+	s.next.Store(uint64(slot) << seqBits)
+}
+
+// replace makes new sockets take their ids in slot instead of clashed, which another node turned
+// out to hold before this node made any id in it.
 func (s *idSpace) replace(clashed, slot uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	held := slices.DeleteFunc(slices.Clone(*s.held.Load()), func(h uint32) bool { return h == clashed })
-	s.held.Store(new(append(held, slot)))
-	s.next.Store(uint64(slot) << seqBits)
+	s.held.Store(new(slices.DeleteFunc(slices.Clone(*s.held.Load()), func(h uint32) bool { return h == clashed })))
+	s.moveToLocked(slot)
 }
 
 // current returns the slot new ids are made in.

@@ -70,6 +70,7 @@ type Node struct {
 	firstUp   chan struct{}
 	claimed   map[uint32]bool // slots whose topic the engine confirmed this node alone holds
 
+	ctx    context.Context // ends at Leave
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	now    func() time.Time
@@ -124,7 +125,7 @@ func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
 		n.inboxes[i] = newInbox(inboxBytes)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.ctx, n.cancel = ctx, cancel
 	n.goRun(func() { n.publisher.run(ctx) })
 	n.goRun(func() { n.subscriber.run(ctx) })
 	n.goRun(func() { n.heartbeats(ctx) })
@@ -272,7 +273,6 @@ func (n *Node) fresh(ctx context.Context) error {
 		}
 		n.log.Warn("cluster: another node holds this node's slot; new sockets take their ids in another",
 			slog.Uint64("slot", uint64(slot)), slog.Uint64("now", uint64(next)))
-		_ = n.engine.Unsubscribe(ctx, []string{n.topics.node(slot)})
 		n.ids.replace(slot, next)
 	}
 	if err := n.engine.Subscribe(ctx, []string{n.topics.control}); err != nil {
@@ -310,14 +310,24 @@ func (n *Node) spareSlot(exhausted uint32) uint32 {
 	for slot == exhausted+1 {
 		slot = randomSlot()
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	n.goRun(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 		defer cancel()
 		if alone, err := n.engine.Claim(ctx, n.topics.node(slot)); err == nil && !alone {
 			n.log.Error("cluster: the slot taken after another ran out is held by another node too", slog.Uint64("slot", uint64(slot)))
 		}
-	}()
+	})
 	return slot
+}
+
+// yieldSlot gives up slot for new sockets: another live node holds it too, and the node with the
+// smaller instance keeps it. The sockets that have ids in it keep them (the two nodes each apply
+// only what names a socket they have).
+func (n *Node) yieldSlot(slot uint32) {
+	next := n.spareSlot(slot)
+	n.ids.moveTo(next)
+	n.log.Warn("cluster: another node holds this node's slot; new sockets take their ids in another",
+		slog.Uint64("slot", uint64(slot)), slog.Uint64("now", uint64(next)))
 }
 
 // resubscribed logs the end of a resubscription after the engine came back.

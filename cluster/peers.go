@@ -50,20 +50,6 @@ func (p *peers) expire(now time.Time) int {
 	return len(p.nodes)
 }
 
-// holder returns the instance of another live node that holds slot, if any.
-func (p *peers) holder(slot uint32) (uint64, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for instance, n := range p.nodes {
-		for _, s := range n.slots {
-			if s == slot {
-				return instance, true
-			}
-		}
-	}
-	return 0, false
-}
-
 // count returns how many other nodes are live.
 func (p *peers) count() int {
 	p.mu.Lock()

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"unsafe"
 )
@@ -121,6 +122,9 @@ func (n *Node) apply(topic string, e *envelope) {
 		switch e.kind {
 		case kindHeartbeat:
 			n.peers.heard(e.instance, e.slots, e.conns, n.now())
+			if slices.Contains(e.slots, n.ids.current()) && e.instance < n.instance {
+				n.yieldSlot(n.ids.current())
+			}
 		case kindLeaving:
 			n.peers.left(e.instance)
 		default:

@@ -79,14 +79,6 @@ func (s *subscriber) counts() (subscribed, pending int) {
 	return len(s.confirmed), len(s.pending)
 }
 
-// isSubscribed reports whether the engine has confirmed topic.
-func (s *subscriber) isSubscribed(topic string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, in := s.confirmed[topic]
-	return in
-}
-
 // run applies the changes until ctx ends.
 func (s *subscriber) run(ctx context.Context) {
 	var subs, unsubs []string
