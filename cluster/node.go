@@ -13,10 +13,12 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +29,12 @@ import (
 // Options configures a Node. Zero values take the defaults.
 type Options struct {
 	// Prefix starts every engine topic of this cluster, so that several clusters can share one
-	// engine; default "wsb".
+	// engine: at most MaxPrefix bytes, without ':' (it ends the prefix) or white space; default
+	// DefaultPrefix.
 	Prefix string
 	// PublishBuffer bounds the bytes of publications held while the engine is unreachable or
-	// slow; beyond it they are dropped and counted. Default 8 MiB.
+	// slow; beyond it they are dropped and counted. From MinPublishBuffer to MaxPublishBuffer;
+	// default DefaultPublishBuffer.
 	PublishBuffer int
 	// Logger receives one line per change of the engine's state; nil discards.
 	Logger *slog.Logger
@@ -39,8 +43,25 @@ type Options struct {
 	Heartbeat time.Duration
 }
 
-// DefaultPublishBuffer is Options.PublishBuffer's default.
-const DefaultPublishBuffer = 8 << 20
+// The rules of Options.
+const (
+	DefaultPrefix        = "wsb"
+	MaxPrefix            = 64 // bytes
+	DefaultPublishBuffer = 8 << 20
+	MinPublishBuffer     = 64 << 10
+	MaxPublishBuffer     = 1 << 30
+)
+
+// check returns an error naming the first option that breaks its rule.
+func (o Options) check() error {
+	if len(o.Prefix) > MaxPrefix || strings.ContainsAny(o.Prefix, ": \t\r\n") {
+		return fmt.Errorf("cluster: invalid prefix %q: at most %d bytes, without ':' or white space", o.Prefix, MaxPrefix)
+	}
+	if o.PublishBuffer != 0 && (o.PublishBuffer < MinPublishBuffer || o.PublishBuffer > MaxPublishBuffer) {
+		return fmt.Errorf("cluster: invalid publish buffer %d: from %d to %d bytes", o.PublishBuffer, MinPublishBuffer, MaxPublishBuffer)
+	}
+	return nil
+}
 
 // inboxBytes bounds what each inbox holds for its goroutine to apply.
 const inboxBytes = 8 << 20
@@ -66,7 +87,7 @@ type Node struct {
 	stateMu   sync.Mutex
 	connected bool
 	since     time.Time // of the last change of connected
-	lostErr   error     // why the engine was lost, while it is
+	lostErr   error     // why the engine is not connected, while it is not
 	firstUp   chan struct{}
 	claimed   map[uint32]bool // slots whose topic the engine confirmed this node alone holds
 
@@ -77,7 +98,7 @@ type Node struct {
 }
 
 type counters struct {
-	published, received, unrouted, reconnects       atomic.Uint64
+	published, received, unrouted, connects         atomic.Uint64
 	droppedDisconnected, droppedSlow, droppedDecode atomic.Uint64
 }
 
@@ -102,7 +123,10 @@ type relay struct{ n *Node }
 // itself to b as its Relay, and returns at once; WaitConnected waits for the engine. b's sockets
 // opened before keep their ids, reachable from this node only.
 func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
-	opts.Prefix = cmp.Or(opts.Prefix, "wsb")
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	opts.Prefix = cmp.Or(opts.Prefix, DefaultPrefix)
 	opts.PublishBuffer = cmp.Or(opts.PublishBuffer, DefaultPublishBuffer)
 	opts.Heartbeat = cmp.Or(opts.Heartbeat, 2*time.Second)
 	n := &Node{
@@ -226,19 +250,15 @@ func (n *Node) sent(out []outgoing, receivers []int) {
 func (n *Node) stateChanged(connected bool, err error) {
 	n.stateMu.Lock()
 	was, lostFor := n.connected, time.Since(n.since)
+	n.lostErr = err
 	if connected == was {
 		n.stateMu.Unlock()
 		return
 	}
 	n.connected, n.since = connected, time.Now()
-	if connected {
-		n.lostErr = nil
-	} else {
-		n.lostErr = err
-	}
 	n.stateMu.Unlock()
 	if connected {
-		n.counters.reconnects.Add(1)
+		n.counters.connects.Add(1)
 		n.log.Info("cluster: connected to "+n.engine.String(), slog.Duration("after", lostFor.Round(time.Millisecond)))
 	} else {
 		n.log.Warn("cluster: lost "+n.engine.String()+"; local delivery continues; retrying", slog.Any("error", err))
@@ -381,6 +401,7 @@ type Stats struct {
 	Engine            string    `json:"engine"`            // the engine and its address, without password
 	Connected         bool      `json:"connected"`         // whether the engine is reachable now
 	Since             time.Time `json:"since"`             // when it became so, or not
+	Error             string    `json:"error,omitempty"`   // why it is not connected, while it is not
 	Slots             []uint32  `json:"slots"`             // the id slots this node holds
 	Nodes             int       `json:"nodes"`             // live nodes, this one included
 	Channels          int       `json:"channels"`          // channel topics the engine has subscribed for this node
@@ -390,7 +411,7 @@ type Stats struct {
 	Published         uint64    `json:"published"`         // messages queued for the engine
 	Received          uint64    `json:"received"`          // messages the engine delivered
 	Unrouted          uint64    `json:"unrouted"`          // messages to a node that had gone
-	Reconnects        uint64    `json:"reconnects"`        // times the engine was connected
+	Connects          uint64    `json:"connects"`          // times the engine was connected
 	Dropped           Dropped   `json:"dropped"`
 	LagMs             Lag       `json:"lagMs"` // from publication on the origin to reception here
 }
@@ -412,16 +433,20 @@ type Lag struct {
 func (n *Node) Stats() Stats {
 	n.stateMu.Lock()
 	connected, since := n.connected, n.since
+	var lost string
+	if n.lostErr != nil {
+		lost = n.lostErr.Error()
+	}
 	n.stateMu.Unlock()
 	subscribed, pending := n.subscriber.counts()
 	queued, queuedBytes := n.publisher.queued()
 	p50, p99 := n.lag.percentiles()
 	k := &n.counters
 	return Stats{
-		Engine: n.engine.String(), Connected: connected, Since: since,
+		Engine: n.engine.String(), Connected: connected, Since: since, Error: lost,
 		Slots: n.ids.slots(), Nodes: 1 + n.peers.count(),
 		Channels: subscribed, PendingSubscribes: pending, Queued: queued, QueuedBytes: queuedBytes,
-		Published: k.published.Load(), Received: k.received.Load(), Unrouted: k.unrouted.Load(), Reconnects: k.reconnects.Load(),
+		Published: k.published.Load(), Received: k.received.Load(), Unrouted: k.unrouted.Load(), Connects: k.connects.Load(),
 		Dropped: Dropped{Disconnected: k.droppedDisconnected.Load(), Slow: k.droppedSlow.Load(), Decode: k.droppedDecode.Load()},
 		LagMs:   Lag{P50: p50, P99: p99},
 	}

@@ -55,6 +55,21 @@ export const enum CloseCode {
 /** The longest close reason, in bytes of UTF-8. */
 export const MAX_CLOSE_REASON = 123;
 
+/** The cluster prefix when none is given. */
+export const CLUSTER_DEFAULT_PREFIX = 'wsb';
+
+/** The longest cluster prefix, in bytes. */
+export const CLUSTER_MAX_PREFIX = 64;
+
+/** The cluster's publish buffer when none is given, in bytes. */
+export const CLUSTER_DEFAULT_PUBLISH_BUFFER = 8388608;
+
+/** The smallest cluster publish buffer, in bytes. */
+export const CLUSTER_MIN_PUBLISH_BUFFER = 65536;
+
+/** The largest cluster publish buffer, in bytes. */
+export const CLUSTER_MAX_PUBLISH_BUFFER = 1073741824;
+
 /** The limits of `start`'s options. */
 export type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'maxHeaderBytes' | 'maxConnections' | 'maxBackpressure' | 'openTimeout';
 

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/cluster"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
@@ -74,6 +75,15 @@ const (
 	CloseAppMax        = 4999
 	// MaxCloseReason is the longest close reason, in bytes of UTF-8.
 	MaxCloseReason = wsproto.MaxCloseReason
+)
+
+// The rules of start()'s `cluster` option (cluster.Options).
+const (
+	ClusterDefaultPrefix        = cluster.DefaultPrefix
+	ClusterMaxPrefix            = cluster.MaxPrefix
+	ClusterDefaultPublishBuffer = cluster.DefaultPublishBuffer
+	ClusterMinPublishBuffer     = cluster.MinPublishBuffer
+	ClusterMaxPublishBuffer     = cluster.MaxPublishBuffer
 )
 
 // Limit is one limit of a listener as start() takes it.

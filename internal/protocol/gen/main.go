@@ -90,6 +90,12 @@ func typescript() []byte {
 	tsEnum(&b, "Close codes: those a user's `close()` may send, and the system's.", "CloseCode", closeCodes)
 	tsConst(&b, "The longest close reason, in bytes of UTF-8.", "MAX_CLOSE_REASON", protocol.MaxCloseReason)
 
+	fmt.Fprintf(&b, "\n/** The cluster prefix when none is given. */\nexport const CLUSTER_DEFAULT_PREFIX = '%s';\n", protocol.ClusterDefaultPrefix)
+	tsConst(&b, "The longest cluster prefix, in bytes.", "CLUSTER_MAX_PREFIX", protocol.ClusterMaxPrefix)
+	tsConst(&b, "The cluster's publish buffer when none is given, in bytes.", "CLUSTER_DEFAULT_PUBLISH_BUFFER", protocol.ClusterDefaultPublishBuffer)
+	tsConst(&b, "The smallest cluster publish buffer, in bytes.", "CLUSTER_MIN_PUBLISH_BUFFER", protocol.ClusterMinPublishBuffer)
+	tsConst(&b, "The largest cluster publish buffer, in bytes.", "CLUSTER_MAX_PUBLISH_BUFFER", protocol.ClusterMaxPublishBuffer)
+
 	limits := protocol.Limits()
 	names := make([]string, len(limits))
 	for i, l := range limits {
