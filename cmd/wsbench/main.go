@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,8 @@ type config struct {
 	warmup   time.Duration
 	duration time.Duration
 	setup    time.Duration
-	pid      int
+	pids     []int
+	proto    string
 	quiet    bool
 	cpuprof  string
 	tls      bool
@@ -58,7 +60,8 @@ type config struct {
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("wsbench", flag.ContinueOnError)
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:9001", "server address (loopback only)")
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:9001", "server address (loopback only); a server of several nodes: their addresses, comma-separated (connection i goes to node i mod nodes, a publisher to the first)")
+	fs.StringVar(&c.proto, "proto", "ws", "ws: the bench protocol in WebSocket text messages; socketio: in Socket.IO events (Engine.IO v4 over a WebSocket)")
 	fs.StringVar(&c.scenario, "scenario", "echo", "echo, fanout, rooms, idle or connect")
 	fs.StringVar(&c.label, "label", "", "name of the server, copied into the report")
 	fs.StringVar(&c.path, "path", "/", "request path of the upgrade")
@@ -75,7 +78,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "load before measuring (not counted)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured interval (idle: how long the connections are held)")
 	fs.DurationVar(&c.setup, "setup-timeout", 60*time.Second, "limit for opening the connections")
-	fs.IntVar(&c.pid, "pid", 0, "server process id: its CPU time and RSS are read from /proc")
+	pids := fs.String("pid", "", "server process ids, comma-separated (every node and the engine of a server of several): their CPU time and RSS are read from /proc and summed")
 	fs.BoolVar(&c.quiet, "q", false, "no human summary on stderr")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write the generator's CPU profile to this file")
 	fs.BoolVar(&c.tls, "tls", false, "wss://: TLS before the upgrade (the certificate is not verified without -cafile)")
@@ -87,6 +90,27 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *pids != "" {
+		for _, f := range strings.Split(*pids, ",") {
+			pid, err := strconv.Atoi(f)
+			if err != nil || pid <= 0 {
+				return nil, fmt.Errorf("-pid: %q is not a process id", f)
+			}
+			c.pids = append(c.pids, pid)
+		}
+	}
+	switch c.proto {
+	case "ws":
+	case "socketio":
+		if c.deflate || c.tls {
+			return nil, errors.New("-proto socketio runs without -deflate and -tls")
+		}
+		if c.path == "/" {
+			c.path = sioPath
+		}
+	default:
+		return nil, fmt.Errorf("unknown -proto %q", c.proto)
 	}
 	switch c.scenario {
 	case "echo", "fanout", "rooms", "idle", "connect":
@@ -267,13 +291,14 @@ func (r *run) stalled(t int64, d time.Duration) int {
 }
 
 func newRun(cfg *config, bufSize int) (*run, error) {
-	d, err := newDialer(cfg.addr, cfg.path, cfg.srcs, bufSize)
+	d, err := newDialer(strings.Split(cfg.addr, ","), cfg.path, cfg.srcs, bufSize)
 	if err != nil {
 		return nil, err
 	}
 	d.deflate = cfg.deflate
+	d.sio = cfg.proto == "socketio"
 	if cfg.tls {
-		if d.tls, err = tlsConfig(d.addr, cfg.caFile); err != nil {
+		if d.tls, err = tlsConfig(d.addrs[0], cfg.caFile); err != nil {
 			return nil, err
 		}
 	}
@@ -402,6 +427,7 @@ type sample struct {
 	deliveries uint64
 	errs       uint64
 	serverCPU  float64
+	pidCPU     []float64 // serverCPU by process, in the order of -pid
 	serverOK   bool
 	serverRSS  int64 // KiB, 0 if unknown
 	genCPU     float64
@@ -412,11 +438,14 @@ type sample struct {
 func (r *run) sample() sample {
 	s := sample{t: time.Now(), msgs: r.msgs.Load(), deliveries: r.deliveries.Load(), errs: r.errs.Load(),
 		genCPU: selfCPU(), zmsgs: r.dial.count.msgs.Load(), zbytes: r.dial.count.bytes.Load()}
-	if r.cfg.pid > 0 {
-		if v, err := serverCPU(r.cfg.pid); err == nil {
-			s.serverCPU, s.serverOK = v, true
+	if len(r.cfg.pids) > 0 {
+		if v, err := serverCPUs(r.cfg.pids); err == nil {
+			s.pidCPU, s.serverOK = v, true
+			for _, c := range v {
+				s.serverCPU += c
+			}
 		}
-		s.serverRSS, _ = serverRSS(r.cfg.pid)
+		s.serverRSS, _ = serverRSS(r.cfg.pids)
 	}
 	return s
 }
@@ -456,8 +485,8 @@ func (r *run) wait(d, stall time.Duration) bool {
 		case <-r.failed:
 			return false
 		case now := <-tick.C:
-			if r.measuring() && r.cfg.pid > 0 {
-				if v, err := serverRSS(r.cfg.pid); err == nil && v > r.rssPeak.Load() {
+			if r.measuring() && len(r.cfg.pids) > 0 {
+				if v, err := serverRSS(r.cfg.pids); err == nil && v > r.rssPeak.Load() {
 					r.rssPeak.Store(v)
 				}
 			}
@@ -536,14 +565,15 @@ type result struct {
 	CompressedMsgs  uint64 `json:"compressed_msgs,omitempty"`
 	CompressedBytes uint64 `json:"compressed_bytes,omitempty"`
 
-	ServerCPUS              *float64 `json:"server_cpu_s,omitempty"`
-	MsgsPerServerCPUS       float64  `json:"msgs_per_server_cpu_s,omitempty"`
-	DeliveriesPerServerCPUS float64  `json:"deliveries_per_server_cpu_s,omitempty"`
-	ServerRSSKiB            int64    `json:"server_rss_kib,omitempty"`       // at the end
-	RSSStartKiB             int64    `json:"server_rss_start_kib,omitempty"` // when the measured interval began
-	RSSPeakKiB              int64    `json:"server_rss_peak_kib,omitempty"`  // the largest seen while measuring (every 100 ms)
-	GenCPUS                 float64  `json:"gen_cpu_s"`
-	GenCPUUtil              float64  `json:"gen_cpu_util"` // generator CPU-s per second: near 1×GOMAXPROCS means it was the limit
+	ServerCPUS              *float64  `json:"server_cpu_s,omitempty"`
+	ServerCPUByPidS         []float64 `json:"server_cpu_by_pid_s,omitempty"` // several -pid: each one's share of server_cpu_s
+	MsgsPerServerCPUS       float64   `json:"msgs_per_server_cpu_s,omitempty"`
+	DeliveriesPerServerCPUS float64   `json:"deliveries_per_server_cpu_s,omitempty"`
+	ServerRSSKiB            int64     `json:"server_rss_kib,omitempty"`       // at the end
+	RSSStartKiB             int64     `json:"server_rss_start_kib,omitempty"` // when the measured interval began
+	RSSPeakKiB              int64     `json:"server_rss_peak_kib,omitempty"`  // the largest seen while measuring (every 100 ms)
+	GenCPUS                 float64   `json:"gen_cpu_s"`
+	GenCPUUtil              float64   `json:"gen_cpu_util"` // generator CPU-s per second: near 1×GOMAXPROCS means it was the limit
 
 	// idle
 	OpenS         float64 `json:"open_s,omitempty"`
@@ -598,6 +628,11 @@ func (r *run) fill(res *result, s0, s1 sample) {
 	if s0.serverOK && s1.serverOK {
 		cpu := s1.serverCPU - s0.serverCPU
 		res.ServerCPUS = &cpu
+		if len(s1.pidCPU) > 1 {
+			for i := range s1.pidCPU {
+				res.ServerCPUByPidS = append(res.ServerCPUByPidS, s1.pidCPU[i]-s0.pidCPU[i])
+			}
+		}
 		if cpu > 0 {
 			res.MsgsPerServerCPUS = float64(res.Msgs) / cpu
 			res.DeliveriesPerServerCPUS = float64(res.Deliveries) / cpu

@@ -26,7 +26,7 @@ func isStop(r *run, err error) bool { return r.stopping() }
 // and waits for the server's "ok".
 func subscribeTo(name func(i int) string) func(i int, c *wsConn) error {
 	return func(i int, c *wsConn) error {
-		if err := c.write(newTemplate([]byte("s:"+name(i)), 0, c.key, c.deflate).frame); err != nil {
+		if err := c.write(c.template([]byte("s:"+name(i)), 0).frame); err != nil {
 			return err
 		}
 		p, err := c.next()
@@ -88,7 +88,7 @@ func runEcho(cfg *config) (*result, error) {
 
 // echoFrame is "e:<-size bytes>", compressed with -deflate: read-only, shared by the connections.
 func echoFrame(cfg *config) []byte {
-	return newTemplate(append([]byte("e:"), padding(cfg.size)...), 0, randomKey(), cfg.deflate).frame
+	return protoTemplate(append([]byte("e:"), padding(cfg.size)...), 0, randomKey(), cfg.deflate, cfg.proto == "socketio").frame
 }
 
 func echoClosed(r *run, c *wsConn, frame []byte, want int, progress *atomic.Int64) {
@@ -208,7 +208,7 @@ func runFanout(cfg *config) (*result, error) {
 	if err != nil {
 		return res, err
 	}
-	pubs, err := r.dialAll(1, cfg.conns, nil, nil)
+	pubs, err := r.dialAll(1, r.dial.onFirstNode(cfg.conns), nil, nil)
 	if err != nil {
 		return res, err
 	}
@@ -304,7 +304,7 @@ func fanPublisher(r *run, pub *wsConn, tr *fanTrack, tokens <-chan struct{}) {
 	}
 	defer p.close()
 	prefix := "p:" + r.cfg.channel + ":"
-	tpl := newTemplate(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), len(prefix)+8, pub.key, pub.deflate)
+	tpl := pub.template(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), len(prefix)+8)
 	interval := 0.0
 	start := mono()
 	if r.cfg.rate > 0 {
@@ -378,7 +378,7 @@ func runRooms(cfg *config) (*result, error) {
 	r.tracked(len(conns))
 	for i, c := range conns {
 		prefix := "r:" + room(i) + ":"
-		tpl := newTemplate(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), len(prefix)+16, c.key, c.deflate)
+		tpl := c.template(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), len(prefix)+16)
 		tpl.patchHex(len(prefix), uint32(i))
 		r.wg.Add(1)
 		go roomClient(r, c, uint32(i), tpl, len(prefix), &r.progress[i])
@@ -451,9 +451,9 @@ func runIdle(cfg *config) (*result, error) {
 			return res, err
 		}
 	}
-	if cfg.pid > 0 {
-		res.RSSBeforeKiB, _ = serverRSS(cfg.pid)
-		res.AnonBeforeKiB, _ = serverAnonRSS(cfg.pid)
+	if len(cfg.pids) > 0 {
+		res.RSSBeforeKiB, _ = serverRSS(cfg.pids)
+		res.AnonBeforeKiB, _ = serverAnonRSS(cfg.pids)
 	}
 	conns, err := r.dialAll(cfg.conns-1, 1, nil, warm)
 	if err != nil {
@@ -472,8 +472,8 @@ func runIdle(cfg *config) (*result, error) {
 			}
 		}()
 	}
-	if cfg.pid > 0 {
-		res.RSSOpenKiB, _ = serverRSS(cfg.pid)
+	if len(cfg.pids) > 0 {
+		res.RSSOpenKiB, _ = serverRSS(cfg.pids)
 	}
 	if !cfg.quiet {
 		fmt.Fprintf(os.Stderr, "wsbench: ready: %d connections open in %.2f s\n", cfg.conns, res.OpenS)
@@ -496,7 +496,7 @@ func runIdle(cfg *config) (*result, error) {
 		res.RSSPerConnKiB = float64(res.ServerRSSKiB-res.RSSBeforeKiB) / n
 	}
 	if res.AnonBeforeKiB > 0 {
-		if anon, err := serverAnonRSS(cfg.pid); err == nil {
+		if anon, err := serverAnonRSS(cfg.pids); err == nil {
 			res.AnonPerConnKiB = float64(anon-res.AnonBeforeKiB) / n
 		}
 	}
@@ -537,7 +537,7 @@ func echoOnce(cfg *config) func(i int, c *wsConn) error {
 func askMemory(c *wsConn, timeout time.Duration) (map[string]float64, error) {
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	defer c.nc.SetDeadline(time.Time{})
-	if err := c.write(newTemplate([]byte("m:"), 0, c.key, c.deflate).frame); err != nil {
+	if err := c.write(c.template([]byte("m:"), 0).frame); err != nil {
 		return nil, fmt.Errorf("asking for the memory figures: %w", err)
 	}
 	p, err := c.next()
