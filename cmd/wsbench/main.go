@@ -41,6 +41,8 @@ type config struct {
 	window   int
 	room     int
 	stalled  int
+	channels int
+	gaps     bool
 	mem      bool
 	srcs     int
 	dialConc int
@@ -62,7 +64,7 @@ func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet("wsbench", flag.ContinueOnError)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:9001", "server address (loopback only); a server of several nodes: their addresses, comma-separated (connection i goes to node i mod nodes, a publisher to the first)")
 	fs.StringVar(&c.proto, "proto", "ws", "ws: the bench protocol in WebSocket text messages; socketio: in Socket.IO events (Engine.IO v4 over a WebSocket)")
-	fs.StringVar(&c.scenario, "scenario", "echo", "echo, fanout, rooms, idle or connect")
+	fs.StringVar(&c.scenario, "scenario", "echo", "echo, fanout, rooms, send, idle or connect")
 	fs.StringVar(&c.label, "label", "", "name of the server, copied into the report")
 	fs.StringVar(&c.path, "path", "/", "request path of the upgrade")
 	fs.StringVar(&c.channel, "channel", "bench", "fanout: the channel")
@@ -72,6 +74,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.window, "window", 8, "fanout, closed loop: messages in flight (a message is done when every subscriber has it)")
 	fs.IntVar(&c.room, "room", 10, "rooms: connections per room")
 	fs.IntVar(&c.stalled, "stalled", 0, "fanout: extra subscribers that never read (a 4 KiB receive buffer each)")
+	fs.IntVar(&c.channels, "channels", 0, "fanout: one more connection per node subscribes to this many other channels (what a node resubscribes after an engine outage)")
+	fs.BoolVar(&c.gaps, "gaps", false, "fanout: report each node's longest time without a delivery and the messages that did not reach every subscriber")
 	fs.BoolVar(&c.mem, "mem", false, "idle: ask the server for its memory figures (\"m:\", the bench protocol)")
 	fs.IntVar(&c.srcs, "srcaddrs", 16, "source addresses 127.0.0.1..127.0.0.N to spread connections over")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections being opened at once during setup")
@@ -113,7 +117,7 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("unknown -proto %q", c.proto)
 	}
 	switch c.scenario {
-	case "echo", "fanout", "rooms", "idle", "connect":
+	case "echo", "fanout", "rooms", "send", "idle", "connect":
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", c.scenario)
 	}
@@ -127,7 +131,16 @@ func parseFlags(args []string) (*config, error) {
 	if c.scenario == "fanout" && c.size < 8 {
 		c.size = 8
 	}
-	if c.scenario == "rooms" && c.size < 16 {
+	if c.scenario == "send" && c.conns%2 != 0 {
+		return nil, errors.New("send needs an even -conns (pairs)")
+	}
+	if (c.gaps || c.channels > 0) && c.scenario != "fanout" {
+		return nil, errors.New("-gaps and -channels are for the fanout scenario")
+	}
+	if c.gaps && c.rate == 0 {
+		return nil, errors.New("-gaps needs -rate (a closed loop stops at the first lost message)")
+	}
+	if (c.scenario == "rooms" || c.scenario == "send") && c.size < 16 {
 		c.size = 16
 	}
 	if strings.ContainsAny(c.channel, ": ") || c.channel == "" {
@@ -179,6 +192,8 @@ func main() {
 		res, err = runFanout(cfg)
 	case "rooms":
 		res, err = runRooms(cfg)
+	case "send":
+		res, err = runSend(cfg)
 	case "idle":
 		res, err = runIdle(cfg)
 	case "connect":
@@ -458,6 +473,9 @@ func (r *run) measure(stall time.Duration) (s0, s1 sample, err error) {
 	}
 	s0 = r.sample()
 	r.phase.Store(phaseMeasure)
+	if !r.cfg.quiet {
+		fmt.Fprintln(os.Stderr, "wsbench: measuring")
+	}
 	ok := r.wait(r.cfg.duration, stall)
 	r.phase.Store(phaseStop)
 	s1 = r.sample()
@@ -592,6 +610,13 @@ type result struct {
 
 	// fanout -stalled: how many of those the server had closed by the end (a backpressure limit)
 	StalledClosed *int `json:"stalled_closed,omitempty"`
+
+	// fanout -gaps: each node's longest time without a delivery in the measured interval (ms), and
+	// the messages published in it, at least lostAfter before its end, that did not reach every
+	// subscriber, with the deliveries they lack
+	NodeGapMs      []float64 `json:"node_gap_ms,omitempty"`
+	LostMsgs       *uint64   `json:"lost_msgs,omitempty"`
+	LostDeliveries uint64    `json:"lost_deliveries,omitempty"`
 
 	Errors uint64 `json:"errors"`
 	Error  string `json:"error,omitempty"`
