@@ -20,6 +20,14 @@ if (process.env.REDIS_URL) {
   // node-redis reconnects by itself; without a listener an error event would end the process.
   for (const c of [pubClient, subClient]) c.on('error', (err) => console.error('socketio server: redis:', err.message));
   await Promise.all([pubClient.connect(), subClient.connect()]);
+  // The adapter does not wait on its publish (a broadcast is fire-and-forget), so a publish that
+  // fails while Redis is down is an unhandled rejection, which would end the process: counted
+  // and dropped instead, as a deployment that keeps its nodes up through an outage must.
+  let failedPublishes = 0;
+  process.on('unhandledRejection', (err) => {
+    if (failedPublishes++ === 0) console.error('socketio server: a Redis command failed (counting the others):', err?.message ?? err);
+  });
+  process.on('exit', () => failedPublishes && console.error(`socketio server: ${failedPublishes} Redis commands failed`));
   adapter = createAdapter(pubClient, subClient);
 }
 
