@@ -2,10 +2,11 @@
 // tables and writes them, every wsbench report and a PNG chart to --out. The server is pinned to
 // core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
-//   npm run bench                 every scenario (S1–S5, compression and TLS), once each: ~10 minutes
+//   npm run bench                 every scenario (S1–S6, compression and TLS), once each: ~10 minutes
 //   npm run bench -- --rounds=3   the same 3 times, alternating servers (the committed run): ~25 minutes
-//   npm run bench -- --quick      six of them, shorter runs (about a minute)
-//   options: --only=ws,wsbroker,bun,go,wsbroker-t2   --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
+//   npm run bench -- --quick      seven of them, shorter runs (about a minute)
+//   options: --only=ws,wsbroker,bun,go,wsbroker-t2,sio,sio-3,wsbroker-3   --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
+// S6 (scale-out) runs servers of several nodes sharing a redis-server the runner starts itself.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -43,15 +44,21 @@ const bunBin = [path.join(root, 'node_modules/.bin/bun'), path.join(root, `node_
   .find((p) => spawnSync(p, ['--version']).status === 0);
 
 const node = (file) => (port) => [process.execPath, path.join(root, 'bench/servers', file), String(port)];
-// cores: where the server may run (the generator is always on core 1).
+// cores: where the server may run (the generator is always on core 1). scaleOut: runs only the S6
+// scenarios; nodes: processes of the server, each on its own port, sharing redis-server (engine).
 const allServers = [
   { id: 'ws', name: 'ws', long: 'ws 8 + bufferutil', cmd: node('ws.mjs') },
   { id: 'wsbroker', name: 'WSBroker', long: 'WSBroker, threads: 1', cmd: node('wsbroker.mjs'), env: { THREADS: '1' } },
   { id: 'bun', name: 'Bun', long: 'Bun.serve + topics', cmd: (port) => [bunBin, path.join(root, 'bench/servers/bun.mjs'), String(port)] },
   { id: 'go', name: 'Go core', long: 'the Go core with Go handlers (no JS)', cmd: (port) => [path.join(bin, 'goserver'), '-addr', `127.0.0.1:${port}`] },
   { id: 'wsbroker-t2', name: 'WSBroker t2', long: 'WSBroker, threads: 2, server on cores 0-1 (sharing core 1 with the generator)', cmd: node('wsbroker.mjs'), env: { THREADS: '2' }, cores: '0,1', subset: true },
+  { id: 'sio', name: 'Socket.IO', long: 'Socket.IO 4.8, one node, no adapter', cmd: node('socketio.mjs'), proto: 'socketio', scaleOut: true },
+  { id: 'sio-3', name: 'Socket.IO 3 nodes', long: 'Socket.IO 4.8, 3 nodes + @socket.io/redis-adapter (node-redis) + redis-server', cmd: node('socketio.mjs'), proto: 'socketio', nodes: 3, engine: 'REDIS_URL', scaleOut: true },
+  { id: 'wsbroker-3', name: 'WSBroker 3 nodes', long: 'WSBroker, threads: 1, 3 nodes + cluster: { redis } + redis-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: 'CLUSTER_REDIS', scaleOut: true },
 ];
 const servers = allServers.filter((s) => (only ? only.includes(s.id) : true));
+// redis-server of the Debian package (make installs it), for the servers of several nodes.
+const redisBin = ['/usr/bin/redis-server', '/usr/sbin/redis-server'].find(existsSync);
 if (servers.some((s) => s.id === 'bun') && !bunBin) {
   console.error('bench: no bun binary: npm install (the bun package is a devDependency)');
   process.exit(1);
@@ -115,7 +122,27 @@ const scenarioList = [
     args: ['-scenario', 'fanout', '-conns', String(stalled.conns), '-size', String(stalled.size), '-rate', String(stalled.rate), '-duration', stalled.duration, '-stalled', '1'], figure: 'stalled', backpressure: stalled.backpressure },
   ...costScenarios,
 ];
-const quickIds = ['echo-100-32', 'echo-100-4096', 'echo-open', 'fanout-1000', 'idle-2000', 'connect'];
+// S6, scale-out: each scenario on a server of 3 nodes sharing Redis and on single nodes with the
+// same connections. Subscribers are spread round-robin over the nodes; fanout publishes on the first.
+//   nodesUsed: the connections go to the first nodes only (the others serve no client of the run)
+//   outage: redis-server is killed that long after the measured interval starts, and restarted
+//   after the given time (servers with an engine only)
+const scaleOut = { outageAfterMs: 1000, outageMs: 2000, outageChannels: 10000 };
+const scaleServers = ['wsbroker', 'sio', 'sio-3', 'wsbroker-3'];
+const scaleScenarios = [
+  { id: 'scale-fanout', title: 'fan-out to 3,000 × 64 B, window 4', figure: 'deliveries',
+    args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64', '-window', '4'] },
+  { id: 'scale-rooms', title: '3,000 conns in rooms of 10 spread over the nodes', figure: 'deliveries',
+    args: ['-scenario', 'rooms', '-conns', '3000', '-room', '10', '-size', '64'] },
+  { id: 'scale-rooms-2of3', title: '1,000 conns in rooms of 2, on 2 of the 3 nodes', figure: 'deliveries', nodesUsed: 2,
+    args: ['-scenario', 'rooms', '-conns', '1000', '-room', '2', '-size', '64'] },
+  { id: 'scale-send', title: 'send to a socket on another node and back, 100 pairs', figure: 'msgs', nodesUsed: 2,
+    args: ['-scenario', 'send', '-conns', '200', '-size', '64'] },
+  { id: 'scale-outage', title: `fan-out to 3,000 at 10/s, Redis down ${scaleOut.outageMs / 1000} s, ${scaleOut.outageChannels.toLocaleString('en-US')} more channels per node`, figure: 'outage',
+    outage: scaleOut, args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64', '-rate', '10', '-gaps', '-channels', String(scaleOut.outageChannels), '-duration', '6s'] },
+].map((sc) => ({ ...sc, group: 'S6', servers: sc.outage ? scaleServers.filter((id) => allServers.find((s) => s.id === id).engine) : scaleServers }));
+scenarioList.push(...scaleScenarios);
+const quickIds = ['echo-100-32', 'echo-100-4096', 'echo-open', 'fanout-1000', 'idle-2000', 'connect', 'scale-fanout'];
 const idle2000 = { ...scenarioList.find((s) => s.id === 'idle-10000'), id: 'idle-2000', title: '2,000 idle conns', args: ['-scenario', 'idle', '-conns', '2000', '-mem', '-duration', '1s'] };
 // --scenarios picks from all of them (with --quick: run with its shorter timing).
 const scenarios = onlyScenarios
@@ -125,11 +152,18 @@ if (onlyScenarios && scenarios.length === 0) {
   console.error(`bench: no scenario among ${onlyScenarios.join(', ')} (ids: ${[...scenarioList, idle2000].map((s) => s.id).join(', ')}; --quick: ${quickIds.join(', ')})`);
   process.exit(2);
 }
-const mainScenarios = scenarios.filter((s) => s.group !== 'C');
+const mainScenarios = scenarios.filter((s) => s.group !== 'C' && s.group !== 'S6');
+const s6Scenarios = scenarios.filter((s) => s.group === 'S6');
+if (s6Scenarios.some((sc) => sc.servers.some((id) => servers.find((s) => s.id === id)?.engine)) && !redisBin) {
+  console.error('bench: no redis-server for the S6 scale-out scenarios: apt-get install redis-server (the Debian package; make installs it)');
+  process.exit(1);
+}
 // Those compared as ratios to ws (the summary and the chart); S5 has a table of its own.
 const ratioScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
-// The threads: 2 run: on the S1/S2/S4 throughput scenarios (in --quick, the first only).
-const runsOf = (sc) => servers.filter((s) => !s.subset || (sc.t2 && (!quick || sc.id === 'echo-100-32')));
+// The threads: 2 run: on the S1/S2/S4 throughput scenarios (in --quick, the first only). S6 runs
+// the servers it lists, and its servers run nothing else.
+const runsOf = (sc) => servers.filter((s) => (sc.servers ? sc.servers.includes(s.id)
+  : !s.scaleOut && (!s.subset || (sc.t2 && (!quick || sc.id === 'echo-100-32')))));
 
 // --- helpers ---
 
@@ -168,11 +202,81 @@ function certificate() {
   return { cert: path.join(certDir, 'cert.pem'), key: path.join(certDir, 'key.pem') };
 }
 
-// startServer spawns a server (pinned) and resolves once it prints "listening".
+// startProcess spawns cmd pinned to cores and resolves once its stdout matches ready.
+async function startProcess(name, cmd, env, cores, ready) {
+  const [file, ...rest] = pinned(cores, cmd);
+  const child = spawn(file, rest, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let errText = '';
+  child.stderr.on('data', (d) => {
+    errText = (errText + d).slice(-4000);
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code, sig) => resolve(sig ?? code)));
+  await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not start within 30 s\n${errText}`));
+    }, 30_000);
+    child.stdout.on('data', (d) => {
+      out = (out + d).slice(-4000);
+      if (ready.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    exited.then((c) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${c}) before it was ready\n${errText}`));
+    });
+  });
+  return { child, exited, stderr: () => errText };
+}
+
+async function stopProcess(p) {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGTERM');
+  const t = setTimeout(() => p.child.kill('SIGKILL'), 3000);
+  await p.exited;
+  clearTimeout(t);
+}
+
+// startRedis starts redis-server on a loopback port, without persistence, with the server's cores.
+const startRedis = (port, cores) => startProcess('redis-server', [redisBin, '--port', String(port), '--bind', '127.0.0.1',
+  '--save', '', '--appendonly', 'no'], process.env, cores, /Ready to accept connections/);
+
+// startServer starts a server (pinned): redis-server first if it has an engine, then each of its
+// nodes, once listening. The result's pids are the nodes' and then redis-server's.
 async function startServer(server, sc) {
+  const s = { nodes: [], ports: [], cores: server.cores ?? '0' };
+  try {
+    if (server.engine) {
+      s.redisPort = await freePort();
+      s.redis = await startRedis(s.redisPort, s.cores);
+    }
+    for (let i = 0; i < (server.nodes ?? 1); i++) {
+      const node = await startNode(server, sc, s.redis && { [server.engine]: `redis://127.0.0.1:${s.redisPort}` });
+      s.nodes.push(node);
+      s.ports.push(node.port);
+    }
+  } catch (err) {
+    await stopServer(s);
+    throw err;
+  }
+  s.pids = [...s.nodes, ...(s.redis ? [s.redis] : [])].map((p) => p.child.pid);
+  s.stderr = () => s.nodes.map((n) => n.stderr()).filter(Boolean).join('\n');
+  return s;
+}
+
+async function stopServer(s) {
+  await Promise.all(s.nodes.map(stopProcess));
+  if (s.redis) await stopProcess(s.redis);
+}
+
+// startNode starts one process of a server and resolves once it prints "listening".
+async function startNode(server, sc, engineEnv) {
   const port = await freePort();
   let cmd = server.cmd(port);
-  const env = { ...process.env, ...server.env };
+  const env = { ...process.env, ...server.env, ...engineEnv };
   if (sc.backpressure) {
     env.BACKPRESSURE = String(sc.backpressure);
     if (server.id === 'go') cmd = [...cmd, '-backpressure', String(sc.backpressure)];
@@ -186,46 +290,24 @@ async function startServer(server, sc) {
     Object.assign(env, { TLS_CERT: cert, TLS_KEY: key });
     if (server.id === 'go') cmd = [...cmd, '-tls-cert', cert, '-tls-key', key];
   }
-  const [file, ...rest] = pinned(server.cores ?? '0', cmd);
-  const child = spawn(file, rest, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let errText = '';
-  child.stderr.on('data', (d) => {
-    errText = (errText + d).slice(-4000);
-  });
-  const exited = new Promise((resolve) => child.on('exit', (code, sig) => resolve(sig ?? code)));
-  await new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${server.id} did not start within 30 s\n${errText}`)), 30_000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (/listening/.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    exited.then((c) => {
-      clearTimeout(timer);
-      reject(new Error(`${server.id} exited (${c}) before listening\n${errText}`));
-    });
-  });
-  return { child, port, exited, stderr: () => errText };
-}
-
-async function stopServer(s) {
-  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
-  s.child.kill('SIGTERM');
-  const t = setTimeout(() => s.child.kill('SIGKILL'), 3000);
-  await s.exited;
-  clearTimeout(t);
+  return { ...(await startProcess(server.id, cmd, env, server.cores ?? '0', /listening/)), port };
 }
 
 // wsbench runs the generator on core 1; its summary goes to our stderr, its JSON line is returned.
-function wsbench(benchArgs) {
+// onMeasuring runs when the measured interval starts.
+function wsbench(benchArgs, onMeasuring) {
   return new Promise((resolve) => {
     const [cmd, ...rest] = pinned('1', [path.join(bin, 'wsbench'), ...benchArgs]);
-    const child = spawn(cmd, rest, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(cmd, rest, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => {
+      process.stderr.write(d);
+      if (onMeasuring && /wsbench: measuring/.test(d)) {
+        onMeasuring();
+        onMeasuring = undefined;
+      }
+    });
     child.on('exit', (code) => {
       const line = out.trim().split('\n').pop();
       try {
@@ -260,22 +342,62 @@ const runOrder = scenarios.flatMap((sc) => {
   return Array.from({ length: stalled.rounds }, (_, round) => stalledPair.map((x) => ({ sc: x, round }))).flat();
 });
 
+// outage kills a server's redis-server and restarts it on the same port (S6 scale-outage).
+function outage(s, o) {
+  let restarted;
+  const done = new Promise((resolve) => (restarted = resolve));
+  setTimeout(() => {
+    s.redis.child.kill('SIGKILL');
+    setTimeout(async () => {
+      try {
+        s.redis = await startRedis(s.redisPort, s.cores);
+        s.pids[s.pids.length - 1] = s.redis.child.pid;
+      } catch (err) {
+        log(`restarting redis-server: ${err.message}`);
+      }
+      restarted();
+    }, o.outageMs);
+  }, o.outageAfterMs);
+  return done;
+}
+
+// A build whose start() rejects the cluster option runs no scenario on a server that needs it.
+const notSupported = 'not supported by this build (start rejects options.cluster)';
+const clusterRejected = (err) => /unknown option options\.cluster/.test(String(err.message ?? err));
+const unsupported = new Set();
+
 const results = [];
 const started = Date.now();
 for (const { sc, round } of runOrder) {
   for (const server of runsOf(sc)) {
     log(`${sc.group} ${sc.title} on ${server.long}${roundsOf(sc) > 1 ? `, round ${round + 1} of ${roundsOf(sc)}` : ''}`);
+    if (unsupported.has(server.id)) {
+      log(`${server.id}: ${notSupported}`);
+      results.push({ scenario: sc.id, server: server.id, round, report: { error: notSupported } });
+      continue;
+    }
     let s;
     let rep;
+    let restarted;
     try {
       s = await startServer(server, sc);
-      const wire = [...(sc.variant?.tls ? ['-tls', '-cafile', certificate().cert] : []), ...(sc.variant?.deflate ? ['-deflate'] : [])];
-      rep = await wsbench([...sc.args, ...wire, '-addr', `127.0.0.1:${s.port}`, '-pid', String(s.child.pid), '-label', server.id,
-        '-warmup', timing.warmup, ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])]);
+      const wire = [...(sc.variant?.tls ? ['-tls', '-cafile', certificate().cert] : []), ...(sc.variant?.deflate ? ['-deflate'] : []),
+        ...(server.proto ? ['-proto', server.proto] : [])];
+      const addrs = s.ports.slice(0, sc.nodesUsed).map((p) => `127.0.0.1:${p}`);
+      rep = await wsbench([...sc.args, ...wire, '-addr', addrs.join(','), '-pid', s.pids.join(','), '-label', server.id,
+        '-warmup', timing.warmup, ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])],
+      sc.outage && s.redis ? () => (restarted = outage(s, sc.outage)) : undefined);
+      await restarted;
       if (rep.error && s.stderr()) log(`${server.id} stderr:\n${s.stderr()}`);
     } catch (err) {
-      rep = { error: String(err.message ?? err) };
-      log(rep.error);
+      if (clusterRejected(err)) {
+        unsupported.add(server.id);
+        rep = { error: notSupported };
+        log(`${server.id}: ${notSupported}`);
+      } else {
+        rep = { error: String(err.message ?? err) };
+        log(rep.error);
+      }
     } finally {
       if (s) await stopServer(s);
     }
@@ -334,6 +456,7 @@ const failed = (scId, serverId) => {
   const runs = results.filter((x) => x.scenario === scId && x.server === serverId);
   if (runs.length === 0) return '–';
   const bad = runs.filter((x) => x.report.error);
+  if (bad.length && bad.every((x) => x.report.error === notSupported)) return notSupported;
   if (bad.length) return `failed${runs.length > 1 ? ` in ${bad.length} of ${runs.length} runs` : ''}: ${cell(bad[0].report.error).slice(0, 80)}`;
   const slow = runs.find((x) => !sustained(x.report));
   if (slow) return `did not sustain the rate (${fmt(openLoad(slow.report)[0])}/s${runs.length > 1 ? ` in round ${slow.round + 1}` : ''})`;
@@ -347,7 +470,8 @@ const versions = {
   ws: JSON.parse(readFileSync(path.join(root, 'node_modules/ws/package.json'), 'utf8')).version,
   bun: bunBin ? spawnSync(bunBin, ['--version'], { encoding: 'utf8' }).stdout.trim() : undefined,
 };
-const shown = servers.filter((s) => scenarios.some((sc) => runsOf(sc).includes(s)));
+// The servers of S1–S5 and the compression and TLS runs; S6 has its own.
+const shown = servers.filter((s) => scenarios.some((sc) => sc.group !== 'S6' && runsOf(sc).includes(s)));
 const others = shown.filter((s) => s.id !== 'ws');
 
 const L = [];
@@ -464,8 +588,80 @@ if (base5 && stall5) {
       `${b.length === 0 || b[0].stalled_closed === undefined ? '–' : closed === b.length ? 'yes' : closed === 0 ? 'no' : `${closed} of ${b.length} runs`} |`);
   }
 }
-L.push('');
-L.push('Servers: ' + shown.map((s) => `${s.name}: ${s.long}`).join('; ') + '.');
+if (shown.length) {
+  L.push('');
+  L.push('Servers: ' + shown.map((s) => `${s.name}: ${s.long}`).join('; ') + '.');
+}
+
+// S6: servers of 3 nodes sharing Redis, next to single nodes with the same connections.
+const s6Shown = servers.filter((s) => s6Scenarios.some((sc) => runsOf(sc).includes(s)));
+const s6Load = s6Scenarios.filter((sc) => sc.figure !== 'outage');
+if (s6Shown.length) {
+  const pct = (cpu, r) => `${fmt((100 * cpu) / r.duration_s)}%`;
+  const ms = (v) => (v === undefined ? '–' : us(v * 1000));
+  const figure6 = (sc, id) => figureOfServer(sc, id);
+  const ratio6 = (sc, a, b) => (figure6(sc, a) && figure6(sc, b) ? `**${fmt(figure6(sc, a) / figure6(sc, b), 2)}×**` : '–');
+  L.push('');
+  L.push('### S6 scale-out: 3 nodes sharing Redis');
+  L.push('');
+  L.push('A server of 3 nodes is 3 processes, each on its own port, and the redis-server the runner starts for it on a loopback port (no persistence); the nodes and Redis share core 0' +
+    (pin ? ' (taskset -c 0)' : '') + ', as the single-node servers do, and the generator has core 1. Server CPU is the sum over every node and redis-server. ' +
+    'Connections go round-robin over the nodes (in the scenarios "on 2 of the 3 nodes", over the first two: the third serves no client, so what it spends is what the engine sends it); a fan-out publishes on the first node. ' +
+    'Targets (issue 22): fan-out ≥ 0.8× single-node WSBroker and ≥ 10× Socket.IO 3 nodes per server CPU-second; rooms ≥ 0.5× single node; the node without members of "rooms on 2 of the 3 nodes" gets no engine traffic.');
+  if (s6Load.length) {
+    L.push('');
+    L.push(`| scenario | compared by | ${s6Shown.map((s) => s.name).join(' | ')} | WSBroker 3 nodes / WSBroker | WSBroker 3 nodes / Socket.IO 3 nodes |`);
+    L.push(`|---|---|${s6Shown.map(() => '--:').join('|')}|--:|--:|`);
+    for (const sc of s6Load) {
+      const row = s6Shown.map((s) => {
+        if (!runsOf(sc).includes(s)) return '–';
+        const r = reportOf(sc.id, s.id);
+        return r ? `${fmt(figure6(sc, s.id))} (p99 ${us(r.latency_us?.p99)})` : failed(sc.id, s.id);
+      });
+      const name = sc.figure === 'msgs' ? 'round trips per server CPU-s' : figureName[sc.figure];
+      L.push(`| ${sc.title} | ${name} | ${row.join(' | ')} | ${ratio6(sc, 'wsbroker-3', 'wsbroker')} | ${ratio6(sc, 'wsbroker-3', 'sio-3')} |`);
+    }
+    L.push('');
+    L.push('Each run: CPU as % of one core over the measured interval, by process: the nodes in order, then redis-server.');
+    L.push('');
+    L.push('| scenario | server | per second | server CPU | by process | per server CPU-s | generator CPU | p50 | p99 |');
+    L.push('|---|---|--:|--:|---|--:|--:|--:|--:|');
+    for (const sc of s6Load) {
+      for (const s of runsOf(sc)) {
+        for (const r of reportsOf(sc.id, s.id)) {
+          const rate = sc.figure === 'msgs' ? `${fmt(r.msgs_per_s)} round trips` : `${fmt(r.deliveries_per_s)} deliveries`;
+          const per = sc.figure === 'msgs' ? r.msgs_per_server_cpu_s : r.deliveries_per_server_cpu_s;
+          const byPid = r.server_cpu_by_pid_s?.map((c) => pct(c, r)).join(', ') ?? '–';
+          L.push(`| ${sc.title} | ${s.name} | ${rate} | ${r.server_cpu_s === undefined ? '–' : pct(r.server_cpu_s, r)} | ${byPid} | ${fmt(per)} | ${fmt(100 * r.gen_cpu_util)}% | ${us(r.latency_us?.p50)} | ${us(r.latency_us?.p99)} |`);
+        }
+        if (!reportOf(sc.id, s.id)) L.push(`| ${sc.title} | ${s.name} | ${failed(sc.id, s.id)} | | | | | | |`);
+      }
+    }
+  }
+  for (const sc of s6Scenarios.filter((x) => x.figure === 'outage')) {
+    const o = sc.outage;
+    L.push('');
+    L.push(`#### ${sc.title}`);
+    L.push('');
+    L.push(`redis-server is killed ${o.outageAfterMs / 1000} s into the measured interval and started again on its port ${o.outageMs / 1000} s later; each node also holds ${o.outageChannels.toLocaleString('en-US')} other channels (one more connection per node), which it must subscribe again. ` +
+      'Longest time without a delivery on a node over the run; "resumed" is the other nodes\' longest gap less the outage: how long after Redis was back their deliveries came again. Lost: messages published at least 1 s before the end that did not reach every subscriber (their missing deliveries in brackets).');
+    L.push('');
+    L.push('| server | first node (the publisher\'s): longest gap | other nodes: longest gap | resumed | lost |');
+    L.push('|---|--:|--:|--:|--:|');
+    for (const s of runsOf(sc)) {
+      const r = reportOf(sc.id, s.id);
+      if (!r) {
+        L.push(`| ${s.name} | ${failed(sc.id, s.id)} | | | |`);
+        continue;
+      }
+      const [local, ...remote] = r.node_gap_ms ?? [];
+      const far = remote.length ? Math.max(...remote) : undefined;
+      L.push(`| ${s.name} | ${ms(local)} | ${ms(far)} | ${far === undefined ? '–' : ms(Math.max(0, far - o.outageMs))} | ${fmt(r.lost_msgs)} (${fmt(r.lost_deliveries ?? 0)}) |`);
+    }
+  }
+  L.push('');
+  L.push('S6 servers: ' + s6Shown.map((s) => `${s.name}: ${s.long}`).join('; ') + '.');
+}
 
 // Compression and TLS: each server against itself plain, side by side.
 const C = [];

@@ -31,6 +31,14 @@ export function handleTextMessage(text, socketId) {
       }
       break;
     }
+    case 105: // i: the sender's socket id
+      send(socketId, String(socketId));
+      break;
+    case 100: { // d:<socket id>:<payload>, to a socket of any node
+      const i = text.indexOf(':', 2);
+      if (i >= 0) send(Number(text.slice(2, i)), text.slice(i + 1));
+      break;
+    }
     case 109: { // m: this worker's V8 heap (the main thread's only ran start()) and Go's memory, in bytes
       const m = process.memoryUsage();
       const go = stats().go;

@@ -4,7 +4,9 @@
 //   node bench/servers/wsbroker.mjs [port]   prints "listening 127.0.0.1:<port>"
 //
 // THREADS=<n> worker threads (default 1); BACKPRESSURE=<bytes> the maxBackpressure (default 16 MiB);
-// COMPRESSION=1 compression: true (permessage-deflate); TLS_CERT and TLS_KEY (PEM files) serve wss://.
+// COMPRESSION=1 compression: true (permessage-deflate); TLS_CERT and TLS_KEY (PEM files) serve wss://;
+// CLUSTER_REDIS=redis://host:port one node of several: cluster: { redis } (a build without cluster
+// mode rejects it with a TypeError naming options.cluster).
 import { start } from '@wsbroker/wsbroker';
 import { fileURLToPath } from 'node:url';
 
@@ -14,6 +16,7 @@ const threads = Number(process.env.THREADS ?? 1);
 const maxBackpressure = process.env.BACKPRESSURE ? Number(process.env.BACKPRESSURE) : undefined;
 const compression = process.env.COMPRESSION === '1';
 const tls = process.env.TLS_CERT ? { cert: process.env.TLS_CERT, key: process.env.TLS_KEY } : undefined;
+const cluster = process.env.CLUSTER_REDIS ? { redis: process.env.CLUSTER_REDIS } : undefined;
 
 await start({
   bind: `${host}:${port}`,
@@ -22,5 +25,6 @@ await start({
   maxBackpressure,
   compression,
   tls,
+  ...(cluster && { cluster }),
 });
 console.log(`listening ${host}:${port}`);

@@ -45,6 +45,8 @@ type wsConn struct {
 	zmsg    bool
 	zout    bytes.Buffer
 	count   *wireCount
+
+	sio bool // a Socket.IO connection: messages are events (socketio.go)
 }
 
 // inflater is a pooled decompressor (~40 KiB with its window, too much to keep for each of
@@ -72,9 +74,17 @@ func (c *wsConn) write(p []byte) error {
 	return err
 }
 
-// next returns the next data message (text or binary), inflated if it came compressed, answering
-// pings on the way. The slice is valid until the next call.
+// next returns the next message of the bench protocol. The slice is valid until the next call.
 func (c *wsConn) next() ([]byte, error) {
+	if c.sio {
+		return c.nextEvent()
+	}
+	return c.nextMessage()
+}
+
+// nextMessage returns the next data message (text or binary), inflated if it came compressed,
+// answering pings on the way. The slice is valid until the next call.
+func (c *wsConn) nextMessage() ([]byte, error) {
 	for {
 		fin, rsv1, op, p, err := c.frame()
 		if err != nil {
@@ -229,14 +239,15 @@ func (c *wsConn) closeNow() {
 	c.nc.Close()
 }
 
-// dialer opens WebSocket connections to one loopback server, from source addresses 127.0.0.1 to
-// 127.0.0.<srcs> in turn (each source address has its own ~28k ephemeral ports).
+// dialer opens WebSocket connections to a loopback server, from source addresses 127.0.0.1 to
+// 127.0.0.<srcs> in turn (each source address has its own ~28k ephemeral ports). A server of
+// several nodes gets connection i on node i mod nodes.
 type dialer struct {
-	addr    string // host:port
-	host    string // for the Host header
+	addrs   []string // host:port of each node, also its Host header
 	path    string
 	srcs    int  // source addresses to spread over; 0: let the kernel choose
 	v4      bool // the server is on IPv4 loopback (source binding applies)
+	sio     bool // speak Socket.IO (Engine.IO v4) over each connection
 	bufSize int  // initial read buffer per connection
 	rcvBuf  int  // SO_RCVBUF of new sockets; 0: the kernel's default (autotuned)
 	timeout time.Duration
@@ -246,28 +257,40 @@ type dialer struct {
 	count   wireCount   // compressed messages received on all connections
 }
 
-func newDialer(addr, path string, srcs, bufSize int) (*dialer, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
+func newDialer(addrs []string, path string, srcs, bufSize int) (*dialer, error) {
+	d := &dialer{path: path, srcs: srcs, v4: true, bufSize: bufSize, timeout: 10 * time.Second}
+	for _, addr := range addrs {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("port %q", port)
+		}
+		ip := net.ParseIP(host)
+		if host == "localhost" {
+			ip = net.IPv4(127, 0, 0, 1)
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		if ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("%s is not a loopback address: wsbench only loads local servers", host)
+		}
+		d.addrs = append(d.addrs, addr)
+		d.v4 = d.v4 && ip.To4() != nil
 	}
-	if _, err := strconv.Atoi(port); err != nil {
-		return nil, fmt.Errorf("port %q", port)
+	if len(d.addrs) == 0 {
+		return nil, errors.New("no server address")
 	}
-	ip := net.ParseIP(host)
-	if host == "localhost" {
-		ip = net.IPv4(127, 0, 0, 1)
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	if ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("%s is not a loopback address: wsbench only loads local servers", host)
-	}
-	d := &dialer{addr: addr, host: addr, path: path, srcs: srcs, v4: ip.To4() != nil,
-		bufSize: bufSize, timeout: 10 * time.Second}
 	if !d.v4 {
 		d.srcs = 0
 	}
 	return d, nil
+}
+
+// onFirstNode returns the first connection number from i on that the dialer puts on the first node.
+func (d *dialer) onFirstNode(i int) int {
+	n := len(d.addrs)
+	return (i + n - 1) / n * n
 }
 
 // ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT (Linux): a bind with port 0 leaves the port to
@@ -296,7 +319,8 @@ func (d *dialer) dial(ctx context.Context, i int, extra []string) (*wsConn, erro
 	if d.srcs > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%d.srcs))}
 	}
-	nc, err := nd.DialContext(ctx, "tcp", d.addr)
+	addr := d.addrs[i%len(d.addrs)]
+	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -311,13 +335,16 @@ func (d *dialer) dial(ctx context.Context, i int, extra []string) (*wsConn, erro
 		}
 		nc = tc
 	}
-	c := &wsConn{nc: nc, buf: make([]byte, d.bufSize), key: randomKey(), count: &d.count}
+	c := &wsConn{nc: nc, buf: make([]byte, d.bufSize), key: randomKey(), count: &d.count, sio: d.sio}
 	if d.deflate {
 		extra = append(extra[:len(extra):len(extra)], "Sec-WebSocket-Extensions: "+deflateOffer)
 	}
-	ext, err := c.handshake(d.host, d.path, extra, d.timeout)
+	ext, err := c.handshake(addr, d.path, extra, d.timeout)
 	if err == nil {
 		c.deflate, err = acceptedDeflate(ext, d.deflate)
+	}
+	if err == nil && c.sio {
+		err = c.sioJoin(d.timeout)
 	}
 	if err != nil {
 		nc.Close()

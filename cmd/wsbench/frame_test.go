@@ -382,16 +382,16 @@ func TestReaderProtocolErrors(t *testing.T) {
 
 func TestNewDialerLoopbackOnly(t *testing.T) {
 	for _, a := range []string{"127.0.0.1:1", "[::1]:1", "localhost:1", "127.5.6.7:80"} {
-		if _, err := newDialer(a, "/", 4, 64); err != nil {
+		if _, err := newDialer([]string{a}, "/", 4, 64); err != nil {
 			t.Errorf("%s refused: %v", a, err)
 		}
 	}
 	for _, a := range []string{"10.0.0.1:80", "example.com:80", "0.0.0.0:80", "127.0.0.1"} {
-		if _, err := newDialer(a, "/", 4, 64); err == nil {
+		if _, err := newDialer([]string{a}, "/", 4, 64); err == nil {
 			t.Errorf("%s accepted", a)
 		}
 	}
-	d, _ := newDialer("[::1]:1", "/", 4, 64)
+	d, _ := newDialer([]string{"[::1]:1"}, "/", 4, 64)
 	if d.srcs != 0 {
 		t.Error("IPv6 target with IPv4 source addresses")
 	}

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,13 +41,16 @@ type config struct {
 	window   int
 	room     int
 	stalled  int
+	channels int
+	gaps     bool
 	mem      bool
 	srcs     int
 	dialConc int
 	warmup   time.Duration
 	duration time.Duration
 	setup    time.Duration
-	pid      int
+	pids     []int
+	proto    string
 	quiet    bool
 	cpuprof  string
 	tls      bool
@@ -58,8 +62,9 @@ type config struct {
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("wsbench", flag.ContinueOnError)
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:9001", "server address (loopback only)")
-	fs.StringVar(&c.scenario, "scenario", "echo", "echo, fanout, rooms, idle or connect")
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:9001", "server address (loopback only); a server of several nodes: their addresses, comma-separated (connection i goes to node i mod nodes, a publisher to the first)")
+	fs.StringVar(&c.proto, "proto", "ws", "ws: the bench protocol in WebSocket text messages; socketio: in Socket.IO events (Engine.IO v4 over a WebSocket)")
+	fs.StringVar(&c.scenario, "scenario", "echo", "echo, fanout, rooms, send, idle or connect")
 	fs.StringVar(&c.label, "label", "", "name of the server, copied into the report")
 	fs.StringVar(&c.path, "path", "/", "request path of the upgrade")
 	fs.StringVar(&c.channel, "channel", "bench", "fanout: the channel")
@@ -69,13 +74,15 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.window, "window", 8, "fanout, closed loop: messages in flight (a message is done when every subscriber has it)")
 	fs.IntVar(&c.room, "room", 10, "rooms: connections per room")
 	fs.IntVar(&c.stalled, "stalled", 0, "fanout: extra subscribers that never read (a 4 KiB receive buffer each)")
+	fs.IntVar(&c.channels, "channels", 0, "fanout: one more connection per node subscribes to this many other channels (what a node resubscribes after an engine outage)")
+	fs.BoolVar(&c.gaps, "gaps", false, "fanout: report each node's longest time without a delivery and the messages that did not reach every subscriber")
 	fs.BoolVar(&c.mem, "mem", false, "idle: ask the server for its memory figures (\"m:\", the bench protocol)")
 	fs.IntVar(&c.srcs, "srcaddrs", 16, "source addresses 127.0.0.1..127.0.0.N to spread connections over")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections being opened at once during setup")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "load before measuring (not counted)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured interval (idle: how long the connections are held)")
 	fs.DurationVar(&c.setup, "setup-timeout", 60*time.Second, "limit for opening the connections")
-	fs.IntVar(&c.pid, "pid", 0, "server process id: its CPU time and RSS are read from /proc")
+	pids := fs.String("pid", "", "server process ids, comma-separated (every node and the engine of a server of several): their CPU time and RSS are read from /proc and summed")
 	fs.BoolVar(&c.quiet, "q", false, "no human summary on stderr")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write the generator's CPU profile to this file")
 	fs.BoolVar(&c.tls, "tls", false, "wss://: TLS before the upgrade (the certificate is not verified without -cafile)")
@@ -88,8 +95,29 @@ func parseFlags(args []string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if *pids != "" {
+		for _, f := range strings.Split(*pids, ",") {
+			pid, err := strconv.Atoi(f)
+			if err != nil || pid <= 0 {
+				return nil, fmt.Errorf("-pid: %q is not a process id", f)
+			}
+			c.pids = append(c.pids, pid)
+		}
+	}
+	switch c.proto {
+	case "ws":
+	case "socketio":
+		if c.deflate || c.tls {
+			return nil, errors.New("-proto socketio runs without -deflate and -tls")
+		}
+		if c.path == "/" {
+			c.path = sioPath
+		}
+	default:
+		return nil, fmt.Errorf("unknown -proto %q", c.proto)
+	}
 	switch c.scenario {
-	case "echo", "fanout", "rooms", "idle", "connect":
+	case "echo", "fanout", "rooms", "send", "idle", "connect":
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", c.scenario)
 	}
@@ -103,7 +131,16 @@ func parseFlags(args []string) (*config, error) {
 	if c.scenario == "fanout" && c.size < 8 {
 		c.size = 8
 	}
-	if c.scenario == "rooms" && c.size < 16 {
+	if c.scenario == "send" && c.conns%2 != 0 {
+		return nil, errors.New("send needs an even -conns (pairs)")
+	}
+	if (c.gaps || c.channels > 0) && c.scenario != "fanout" {
+		return nil, errors.New("-gaps and -channels are for the fanout scenario")
+	}
+	if c.gaps && c.rate == 0 {
+		return nil, errors.New("-gaps needs -rate (a closed loop stops at the first lost message)")
+	}
+	if (c.scenario == "rooms" || c.scenario == "send") && c.size < 16 {
 		c.size = 16
 	}
 	if strings.ContainsAny(c.channel, ": ") || c.channel == "" {
@@ -155,6 +192,8 @@ func main() {
 		res, err = runFanout(cfg)
 	case "rooms":
 		res, err = runRooms(cfg)
+	case "send":
+		res, err = runSend(cfg)
 	case "idle":
 		res, err = runIdle(cfg)
 	case "connect":
@@ -267,13 +306,14 @@ func (r *run) stalled(t int64, d time.Duration) int {
 }
 
 func newRun(cfg *config, bufSize int) (*run, error) {
-	d, err := newDialer(cfg.addr, cfg.path, cfg.srcs, bufSize)
+	d, err := newDialer(strings.Split(cfg.addr, ","), cfg.path, cfg.srcs, bufSize)
 	if err != nil {
 		return nil, err
 	}
 	d.deflate = cfg.deflate
+	d.sio = cfg.proto == "socketio"
 	if cfg.tls {
-		if d.tls, err = tlsConfig(d.addr, cfg.caFile); err != nil {
+		if d.tls, err = tlsConfig(d.addrs[0], cfg.caFile); err != nil {
 			return nil, err
 		}
 	}
@@ -402,6 +442,7 @@ type sample struct {
 	deliveries uint64
 	errs       uint64
 	serverCPU  float64
+	pidCPU     []float64 // serverCPU by process, in the order of -pid
 	serverOK   bool
 	serverRSS  int64 // KiB, 0 if unknown
 	genCPU     float64
@@ -412,11 +453,14 @@ type sample struct {
 func (r *run) sample() sample {
 	s := sample{t: time.Now(), msgs: r.msgs.Load(), deliveries: r.deliveries.Load(), errs: r.errs.Load(),
 		genCPU: selfCPU(), zmsgs: r.dial.count.msgs.Load(), zbytes: r.dial.count.bytes.Load()}
-	if r.cfg.pid > 0 {
-		if v, err := serverCPU(r.cfg.pid); err == nil {
-			s.serverCPU, s.serverOK = v, true
+	if len(r.cfg.pids) > 0 {
+		if v, err := serverCPUs(r.cfg.pids); err == nil {
+			s.pidCPU, s.serverOK = v, true
+			for _, c := range v {
+				s.serverCPU += c
+			}
 		}
-		s.serverRSS, _ = serverRSS(r.cfg.pid)
+		s.serverRSS, _ = serverRSS(r.cfg.pids)
 	}
 	return s
 }
@@ -429,6 +473,9 @@ func (r *run) measure(stall time.Duration) (s0, s1 sample, err error) {
 	}
 	s0 = r.sample()
 	r.phase.Store(phaseMeasure)
+	if !r.cfg.quiet {
+		fmt.Fprintln(os.Stderr, "wsbench: measuring")
+	}
 	ok := r.wait(r.cfg.duration, stall)
 	r.phase.Store(phaseStop)
 	s1 = r.sample()
@@ -456,8 +503,8 @@ func (r *run) wait(d, stall time.Duration) bool {
 		case <-r.failed:
 			return false
 		case now := <-tick.C:
-			if r.measuring() && r.cfg.pid > 0 {
-				if v, err := serverRSS(r.cfg.pid); err == nil && v > r.rssPeak.Load() {
+			if r.measuring() && len(r.cfg.pids) > 0 {
+				if v, err := serverRSS(r.cfg.pids); err == nil && v > r.rssPeak.Load() {
 					r.rssPeak.Store(v)
 				}
 			}
@@ -536,14 +583,15 @@ type result struct {
 	CompressedMsgs  uint64 `json:"compressed_msgs,omitempty"`
 	CompressedBytes uint64 `json:"compressed_bytes,omitempty"`
 
-	ServerCPUS              *float64 `json:"server_cpu_s,omitempty"`
-	MsgsPerServerCPUS       float64  `json:"msgs_per_server_cpu_s,omitempty"`
-	DeliveriesPerServerCPUS float64  `json:"deliveries_per_server_cpu_s,omitempty"`
-	ServerRSSKiB            int64    `json:"server_rss_kib,omitempty"`       // at the end
-	RSSStartKiB             int64    `json:"server_rss_start_kib,omitempty"` // when the measured interval began
-	RSSPeakKiB              int64    `json:"server_rss_peak_kib,omitempty"`  // the largest seen while measuring (every 100 ms)
-	GenCPUS                 float64  `json:"gen_cpu_s"`
-	GenCPUUtil              float64  `json:"gen_cpu_util"` // generator CPU-s per second: near 1×GOMAXPROCS means it was the limit
+	ServerCPUS              *float64  `json:"server_cpu_s,omitempty"`
+	ServerCPUByPidS         []float64 `json:"server_cpu_by_pid_s,omitempty"` // several -pid: each one's share of server_cpu_s
+	MsgsPerServerCPUS       float64   `json:"msgs_per_server_cpu_s,omitempty"`
+	DeliveriesPerServerCPUS float64   `json:"deliveries_per_server_cpu_s,omitempty"`
+	ServerRSSKiB            int64     `json:"server_rss_kib,omitempty"`       // at the end
+	RSSStartKiB             int64     `json:"server_rss_start_kib,omitempty"` // when the measured interval began
+	RSSPeakKiB              int64     `json:"server_rss_peak_kib,omitempty"`  // the largest seen while measuring (every 100 ms)
+	GenCPUS                 float64   `json:"gen_cpu_s"`
+	GenCPUUtil              float64   `json:"gen_cpu_util"` // generator CPU-s per second: near 1×GOMAXPROCS means it was the limit
 
 	// idle
 	OpenS         float64 `json:"open_s,omitempty"`
@@ -562,6 +610,13 @@ type result struct {
 
 	// fanout -stalled: how many of those the server had closed by the end (a backpressure limit)
 	StalledClosed *int `json:"stalled_closed,omitempty"`
+
+	// fanout -gaps: each node's longest time without a delivery in the measured interval (ms), and
+	// the messages published in it, at least lostAfter before its end, that did not reach every
+	// subscriber, with the deliveries they lack
+	NodeGapMs      []float64 `json:"node_gap_ms,omitempty"`
+	LostMsgs       *uint64   `json:"lost_msgs,omitempty"`
+	LostDeliveries uint64    `json:"lost_deliveries,omitempty"`
 
 	Errors uint64 `json:"errors"`
 	Error  string `json:"error,omitempty"`
@@ -598,6 +653,11 @@ func (r *run) fill(res *result, s0, s1 sample) {
 	if s0.serverOK && s1.serverOK {
 		cpu := s1.serverCPU - s0.serverCPU
 		res.ServerCPUS = &cpu
+		if len(s1.pidCPU) > 1 {
+			for i := range s1.pidCPU {
+				res.ServerCPUByPidS = append(res.ServerCPUByPidS, s1.pidCPU[i]-s0.pidCPU[i])
+			}
+		}
 		if cpu > 0 {
 			res.MsgsPerServerCPUS = float64(res.Msgs) / cpu
 			res.DeliveriesPerServerCPUS = float64(res.Deliveries) / cpu

@@ -68,21 +68,41 @@ func serverCPU(pid int) (float64, error) {
 	return parseProcStat(b)
 }
 
-// serverRSS returns the resident set size of process pid in KiB.
-func serverRSS(pid int) (int64, error) { return statusKiB(pid, "VmRSS") }
-
-// serverAnonRSS returns the anonymous part of process pid's resident set in KiB: its own memory,
-// without the pages of its executable and libraries, which it faults in whenever it first runs
-// their code (an optimizing compiler, say) and which no connection holds.
-func serverAnonRSS(pid int) (int64, error) { return statusKiB(pid, "RssAnon") }
-
-// statusKiB returns the value of a line of /proc/<pid>/status in KiB.
-func statusKiB(pid int, name string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
+// serverCPUs returns serverCPU of each process.
+func serverCPUs(pids []int) ([]float64, error) {
+	cpus := make([]float64, len(pids))
+	for i, pid := range pids {
+		var err error
+		if cpus[i], err = serverCPU(pid); err != nil {
+			return nil, err
+		}
 	}
-	return parseStatusKiB(b, name)
+	return cpus, nil
+}
+
+// serverRSS returns the resident set size of the processes in KiB, summed.
+func serverRSS(pids []int) (int64, error) { return statusKiB(pids, "VmRSS") }
+
+// serverAnonRSS returns the anonymous part of the processes' resident sets in KiB, summed: their
+// own memory, without the pages of their executables and libraries, which a process faults in
+// whenever it first runs their code (an optimizing compiler, say) and which no connection holds.
+func serverAnonRSS(pids []int) (int64, error) { return statusKiB(pids, "RssAnon") }
+
+// statusKiB returns the sum over the processes of a line of /proc/<pid>/status in KiB.
+func statusKiB(pids []int, name string) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return 0, err
+		}
+		v, err := parseStatusKiB(b, name)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // selfCPU returns the CPU seconds (user+system) this process has used.

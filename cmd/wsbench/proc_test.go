@@ -49,11 +49,11 @@ func TestOwnProcess(t *testing.T) {
 	if err != nil || cpu < 0 {
 		t.Fatalf("cpu %v, %v", cpu, err)
 	}
-	rss, err := serverRSS(os.Getpid())
+	rss, err := serverRSS([]int{os.Getpid()})
 	if err != nil || rss <= 0 {
 		t.Fatalf("rss %v, %v", rss, err)
 	}
-	if anon, err := serverAnonRSS(os.Getpid()); err != nil || anon <= 0 || anon > rss {
+	if anon, err := serverAnonRSS([]int{os.Getpid()}); err != nil || anon <= 0 || anon > rss {
 		t.Fatalf("anonymous rss %v of %v, %v", anon, rss, err)
 	}
 	if selfCPU() <= 0 {

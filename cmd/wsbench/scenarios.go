@@ -26,7 +26,7 @@ func isStop(r *run, err error) bool { return r.stopping() }
 // and waits for the server's "ok".
 func subscribeTo(name func(i int) string) func(i int, c *wsConn) error {
 	return func(i int, c *wsConn) error {
-		if err := c.write(newTemplate([]byte("s:"+name(i)), 0, c.key, c.deflate).frame); err != nil {
+		if err := c.write(c.template([]byte("s:"+name(i)), 0).frame); err != nil {
 			return err
 		}
 		p, err := c.next()
@@ -35,6 +35,30 @@ func subscribeTo(name func(i int) string) func(i int, c *wsConn) error {
 		}
 		if string(p) != "ok" {
 			return fmt.Errorf("subscription answered %q, want \"ok\"", p)
+		}
+		return nil
+	}
+}
+
+// subscribeMany returns a setup step that subscribes a connection to n channels "x<k>", sent at
+// once, and waits for their n "ok"s.
+func subscribeMany(n int) func(i int, c *wsConn) error {
+	return func(i int, c *wsConn) error {
+		var frames []byte
+		for k := range n {
+			frames = append(frames, c.template([]byte("s:x"+strconv.Itoa(k)), 0).frame...)
+		}
+		if err := c.write(frames); err != nil {
+			return err
+		}
+		for range n {
+			p, err := c.next()
+			if err != nil {
+				return fmt.Errorf("waiting for %d subscriptions: %w", n, err)
+			}
+			if string(p) != "ok" {
+				return fmt.Errorf("subscription answered %q, want \"ok\"", p)
+			}
 		}
 		return nil
 	}
@@ -88,7 +112,7 @@ func runEcho(cfg *config) (*result, error) {
 
 // echoFrame is "e:<-size bytes>", compressed with -deflate: read-only, shared by the connections.
 func echoFrame(cfg *config) []byte {
-	return newTemplate(append([]byte("e:"), padding(cfg.size)...), 0, randomKey(), cfg.deflate).frame
+	return protoTemplate(append([]byte("e:"), padding(cfg.size)...), 0, randomKey(), cfg.deflate, cfg.proto == "socketio").frame
 }
 
 func echoClosed(r *run, c *wsConn, frame []byte, want int, progress *atomic.Int64) {
@@ -177,11 +201,54 @@ const fanRing = 1 << 16 // messages tracked at once (a power of two)
 // keeps a minimum).
 const stalledRcvBuf = 4096
 
+// lostAfter: a message published this long before the end of the measured interval that has not
+// reached every subscriber counts as lost (-gaps).
+const lostAfter = time.Second
+
 // fanTrack follows each published message until every subscriber has it.
 type fanTrack struct {
 	subs int32
 	sent [fanRing]atomic.Int64 // send time (scheduled time in open loop)
 	got  [fanRing]atomic.Int32 // subscribers that have it
+
+	// -gaps: the deliveries on each node, and the first and last message published while measuring
+	// (first is -1 until then)
+	nodes       []nodeGap
+	first, last atomic.Int64
+}
+
+// nodeGap follows the deliveries to one node's subscribers: when the last came, and the longest
+// time without one.
+type nodeGap struct{ last, longest atomic.Int64 }
+
+func (g *nodeGap) seen(t int64) {
+	d := t - g.last.Swap(t)
+	for {
+		m := g.longest.Load()
+		if d <= m || g.longest.CompareAndSwap(m, d) {
+			return
+		}
+	}
+}
+
+// gapReport fills the -gaps figures of a run that ended at end (mono).
+func (tr *fanTrack) gapReport(res *result, end int64) {
+	for i := range tr.nodes {
+		tr.nodes[i].seen(end) // a node still waiting at the end
+		res.NodeGapMs = append(res.NodeGapMs, float64(tr.nodes[i].longest.Load())/1e6)
+	}
+	var lost uint64
+	for seq := tr.first.Load(); seq >= 0 && seq <= tr.last.Load(); seq++ {
+		slot := seq & (fanRing - 1)
+		if tr.sent[slot].Load() > end-int64(lostAfter) {
+			break
+		}
+		if got := tr.got[slot].Load(); got < tr.subs {
+			lost++
+			res.LostDeliveries += uint64(tr.subs - got)
+		}
+	}
+	res.LostMsgs = &lost
 }
 
 // runFanout: -conns subscribers on one channel, one more connection publishes
@@ -189,6 +256,8 @@ type fanTrack struct {
 // window once every subscriber has it. Open loop: -rate messages/s. Latency is the time until the
 // last subscriber received the message. -stalled more subscribers never read, with a tiny receive
 // buffer, so that what is sent to them piles up in the server at once; they are not waited for.
+// With several nodes, subscriber i is on node i mod nodes and the publisher on the first; -channels
+// adds a connection per node holding that many other subscriptions.
 func runFanout(cfg *config) (*result, error) {
 	res := newResult(cfg)
 	res.Size = cfg.size
@@ -208,7 +277,7 @@ func runFanout(cfg *config) (*result, error) {
 	if err != nil {
 		return res, err
 	}
-	pubs, err := r.dialAll(1, cfg.conns, nil, nil)
+	pubs, err := r.dialAll(1, r.dial.onFirstNode(cfg.conns), nil, nil)
 	if err != nil {
 		return res, err
 	}
@@ -227,20 +296,45 @@ func runFanout(cfg *config) (*result, error) {
 		r.mu.Unlock()
 	}
 	pub := pubs[0]
+	nodes := len(r.dial.addrs)
+	if cfg.channels > 0 {
+		holders, err := r.dialAll(nodes, r.dial.onFirstNode(cfg.conns)+nodes, nil, subscribeMany(cfg.channels))
+		if err != nil {
+			return res, err
+		}
+		for _, c := range holders {
+			r.wg.Add(1)
+			go discard(r, c)
+		}
+	}
 	tr := &fanTrack{subs: int32(cfg.conns)}
+	tr.first.Store(-1)
+	if cfg.gaps {
+		tr.nodes = make([]nodeGap, nodes)
+		for i := range tr.nodes {
+			tr.nodes[i].last.Store(mono())
+		}
+	}
 	tokens := make(chan struct{}, cfg.window)
 	for range cfg.window {
 		tokens <- struct{}{}
 	}
-	for _, c := range subs {
+	for i, c := range subs {
+		var gap *nodeGap
+		if cfg.gaps {
+			gap = &tr.nodes[i%nodes]
+		}
 		r.wg.Add(1)
-		go fanSubscriber(r, c, tr, tokens)
+		go fanSubscriber(r, c, tr, tokens, gap)
 	}
 	r.wg.Add(2)
 	go discard(r, pub)
 	go fanPublisher(r, pub, tr, tokens)
 	s0, s1, err := r.measure(stallAfter)
 	r.fill(res, s0, s1)
+	if cfg.gaps {
+		tr.gapReport(res, int64(s1.t.Sub(base)))
+	}
 	if stalled != nil {
 		n := closedByServer(stalled)
 		res.StalledClosed = &n
@@ -267,7 +361,8 @@ func closedByServer(conns []*wsConn) int {
 	return n
 }
 
-func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}) {
+// fanSubscriber counts what one subscriber receives; gap (-gaps) follows its node.
+func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}, gap *nodeGap) {
 	defer r.wg.Done()
 	for {
 		p, err := c.next()
@@ -278,6 +373,9 @@ func fanSubscriber(r *run, c *wsConn, tr *fanTrack, tokens chan<- struct{}) {
 			return
 		}
 		r.deliveries.Add(1)
+		if gap != nil {
+			gap.seen(mono())
+		}
 		seq, ok := parseHex(p)
 		if !ok {
 			r.errs.Add(1)
@@ -304,7 +402,7 @@ func fanPublisher(r *run, pub *wsConn, tr *fanTrack, tokens <-chan struct{}) {
 	}
 	defer p.close()
 	prefix := "p:" + r.cfg.channel + ":"
-	tpl := newTemplate(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), len(prefix)+8, pub.key, pub.deflate)
+	tpl := pub.template(append([]byte(prefix+"00000000"), padding(r.cfg.size-8)...), len(prefix)+8)
 	interval := 0.0
 	start := mono()
 	if r.cfg.rate > 0 {
@@ -334,6 +432,10 @@ func fanPublisher(r *run, pub *wsConn, tr *fanTrack, tokens <-chan struct{}) {
 		slot := seq & (fanRing - 1)
 		tr.got[slot].Store(0)
 		tr.sent[slot].Store(t)
+		if r.measuring() {
+			tr.first.CompareAndSwap(-1, int64(seq))
+			tr.last.Store(int64(seq))
+		}
 		tpl.patchHex(len(prefix), seq)
 		if err := pub.write(tpl.frame); err != nil {
 			if !r.stopping() {
@@ -378,7 +480,7 @@ func runRooms(cfg *config) (*result, error) {
 	r.tracked(len(conns))
 	for i, c := range conns {
 		prefix := "r:" + room(i) + ":"
-		tpl := newTemplate(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), len(prefix)+16, c.key, c.deflate)
+		tpl := c.template(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), len(prefix)+16)
 		tpl.patchHex(len(prefix), uint32(i))
 		r.wg.Add(1)
 		go roomClient(r, c, uint32(i), tpl, len(prefix), &r.progress[i])
@@ -423,6 +525,80 @@ func roomClient(r *run, c *wsConn, id uint32, tpl *template, off int, progress *
 	}
 }
 
+// --- send ---
+
+// runSend: -conns connections in pairs (2k, 2k+1), which several nodes put on different nodes.
+// Each learns its socket id ("i:"). The first of a pair asks its server to send
+// "<8 hex pair><8 hex seq><padding>" to its partner ("d:<id>:<payload>") and waits; the partner
+// sends it back the same way. msgs counts round trips (the latency), deliveries every message.
+func runSend(cfg *config) (*result, error) {
+	res := newResult(cfg)
+	res.Size, res.Mode = cfg.size, "closed"
+	r, err := newRun(cfg, readBuf)
+	if err != nil {
+		return res, err
+	}
+	ids := make([]string, cfg.conns)
+	conns, err := r.dialAll(cfg.conns, 0, nil, func(i int, c *wsConn) error {
+		if err := c.write(c.template([]byte("i:"), 0).frame); err != nil {
+			return err
+		}
+		p, err := c.next()
+		if err != nil {
+			return fmt.Errorf("waiting for the socket id: %w", err)
+		}
+		ids[i] = string(p)
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	pairs := cfg.conns / 2
+	r.tracked(pairs)
+	for k := range pairs {
+		to := func(i int) (*template, int) {
+			prefix := "d:" + ids[i] + ":"
+			tpl := conns[i^1].template(append([]byte(prefix+"0000000000000000"), padding(cfg.size-16)...), len(prefix)+16)
+			tpl.patchHex(len(prefix), uint32(k))
+			return tpl, len(prefix)
+		}
+		ask, askAt := to(2*k + 1)
+		answer, answerAt := to(2 * k)
+		r.wg.Add(2)
+		go roomClient(r, conns[2*k], uint32(k), ask, askAt, &r.progress[k])
+		go sendBack(r, conns[2*k+1], answer, answerAt)
+	}
+	s0, s1, err := r.measure(stallAfter)
+	r.fill(res, s0, s1)
+	return res, err
+}
+
+// sendBack answers every message with its pair and sequence numbers, through tpl.
+func sendBack(r *run, c *wsConn, tpl *template, off int) {
+	defer r.wg.Done()
+	for {
+		p, err := c.next()
+		if err != nil {
+			if !isStop(r, err) {
+				r.fail(fmt.Errorf("read: %w", err))
+			}
+			return
+		}
+		r.deliveries.Add(1)
+		if len(p) < 16 {
+			r.errs.Add(1)
+			continue
+		}
+		tpl.patch(off, p[:16])
+		if err := c.write(tpl.frame); err != nil {
+			if !r.stopping() {
+				r.fail(fmt.Errorf("write: %w", err))
+			}
+			return
+		}
+	}
+}
+
 // --- idle ---
 
 // runIdle opens -conns connections, the first one alone (the baseline), says so on stderr as soon
@@ -451,9 +627,9 @@ func runIdle(cfg *config) (*result, error) {
 			return res, err
 		}
 	}
-	if cfg.pid > 0 {
-		res.RSSBeforeKiB, _ = serverRSS(cfg.pid)
-		res.AnonBeforeKiB, _ = serverAnonRSS(cfg.pid)
+	if len(cfg.pids) > 0 {
+		res.RSSBeforeKiB, _ = serverRSS(cfg.pids)
+		res.AnonBeforeKiB, _ = serverAnonRSS(cfg.pids)
 	}
 	conns, err := r.dialAll(cfg.conns-1, 1, nil, warm)
 	if err != nil {
@@ -472,8 +648,8 @@ func runIdle(cfg *config) (*result, error) {
 			}
 		}()
 	}
-	if cfg.pid > 0 {
-		res.RSSOpenKiB, _ = serverRSS(cfg.pid)
+	if len(cfg.pids) > 0 {
+		res.RSSOpenKiB, _ = serverRSS(cfg.pids)
 	}
 	if !cfg.quiet {
 		fmt.Fprintf(os.Stderr, "wsbench: ready: %d connections open in %.2f s\n", cfg.conns, res.OpenS)
@@ -496,7 +672,7 @@ func runIdle(cfg *config) (*result, error) {
 		res.RSSPerConnKiB = float64(res.ServerRSSKiB-res.RSSBeforeKiB) / n
 	}
 	if res.AnonBeforeKiB > 0 {
-		if anon, err := serverAnonRSS(cfg.pid); err == nil {
+		if anon, err := serverAnonRSS(cfg.pids); err == nil {
 			res.AnonPerConnKiB = float64(anon-res.AnonBeforeKiB) / n
 		}
 	}
@@ -537,7 +713,7 @@ func echoOnce(cfg *config) func(i int, c *wsConn) error {
 func askMemory(c *wsConn, timeout time.Duration) (map[string]float64, error) {
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	defer c.nc.SetDeadline(time.Time{})
-	if err := c.write(newTemplate([]byte("m:"), 0, c.key, c.deflate).frame); err != nil {
+	if err := c.write(c.template([]byte("m:"), 0).frame); err != nil {
 		return nil, fmt.Errorf("asking for the memory figures: %w", err)
 	}
 	p, err := c.next()
