@@ -7,13 +7,18 @@ export PATH := /usr/local/go/bin:$(PATH)
 # npm ci without scripts: its install script would build the addon, which `build` does anyway.
 deps: system-deps node_modules/.deps-installed
 
-# Debian packages of the end-to-end tests: Python's websockets client (test/conformance-python.test.mjs)
-# and Chromium (test/conformance-browser.test.mjs). apt runs only for what is missing; quiet unless
-# it fails.
+# Debian packages of the tests: Python's websockets client (test/conformance-python.test.mjs),
+# Chromium (test/conformance-browser.test.mjs) and redis-server (cluster/redis). apt runs only for
+# what is missing; quiet unless it fails.
 APT_INSTALL = { { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); } >/tmp/wsbroker-apt.log 2>&1 || { cat /tmp/wsbroker-apt.log; exit 1; }; }
 system-deps:
 	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || $(call APT_INSTALL,python3-websockets)
 	@test -x /usr/bin/chromium || $(call APT_INSTALL,chromium)
+	@test -x /usr/bin/redis-server || { $(call APT_INSTALL,redis-server); $(STOP_PACKAGED_REDIS); }
+
+# The Go tests of cluster/redis start their own redis-server; the package's daemon (started on 6379
+# wherever invoke-rc.d allows it) is stopped and kept from starting at boot, so that no test reaches it.
+STOP_PACKAGED_REDIS = { /etc/init.d/redis-server stop; update-rc.d redis-server disable; } >/dev/null 2>&1 || true
 
 node_modules/.deps-installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
@@ -37,10 +42,10 @@ lint:
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp $(GENERATED) "$$tmp"/ 2>/dev/null; \
 	go generate ./... || exit 1; \
 	for f in $(GENERATED); do cmp -s "$$f" "$$tmp/$$(basename "$$f")" || { echo "$$f was not what its Go definitions generate: run 'go generate ./...' (done now) and commit it"; exit 1; }; done
-	@bad=$$(go tool goimports -l broker brokermetrics internal cmd bench); if [ -n "$$bad" ]; then echo "not goimports-formatted (gofmt, and imports grouped): $$bad"; exit 1; fi
+	@bad=$$(go tool goimports -l broker brokermetrics cluster internal cmd bench); if [ -n "$$bad" ]; then echo "not goimports-formatted (gofmt, and imports grouped): $$bad"; exit 1; fi
 	go vet ./...
 	go tool staticcheck ./...
-	GOOS=darwin CGO_ENABLED=0 go vet ./broker/... ./internal/... # the broker library builds for Go users on macOS (the fallback read path)
+	GOOS=darwin CGO_ENABLED=0 go vet ./broker/... ./cluster/... ./internal/... # the broker library builds for Go users on macOS (the fallback read path)
 
 test: build lint node-versions
 	npm test

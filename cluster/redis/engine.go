@@ -1,0 +1,463 @@
+// Package redis is the cluster.Engine over Redis PUB/SUB (github.com/redis/rueidis): one pipelined
+// connection publishes, one dedicated connection subscribes, and a supervisor goroutine connects
+// them, watches them, and reconnects with backoff until Close.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	mathrand "math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/wsbroker/wsbroker/cluster"
+)
+
+// Options are the settings a URL cannot carry. The zero value is usable.
+type Options struct {
+	// TLS configures rediss:// connections (RootCAs, client certificates); its ServerName
+	// defaults to the URL's host. Nil uses the system's roots.
+	TLS *tls.Config
+	// DialTimeout bounds connecting and logging in, per connection; 0 means 5 s.
+	DialTimeout time.Duration
+	// ProbeAfter is how long the subscribe connection may receive nothing before the engine
+	// publishes a probe to itself; 0 means 10 s.
+	ProbeAfter time.Duration
+	// ProbeTimeout is how long the probe may take to come back before the connection counts as
+	// lost; 0 means 10 s.
+	ProbeTimeout time.Duration
+}
+
+// ErrNotConnected is returned by calls made while the engine is not connected.
+var ErrNotConnected = errors.New("redis: not connected")
+
+const (
+	defaultDialTimeout = 5 * time.Second
+	defaultProbe       = 10 * time.Second
+	// subscribeBatch is the most topics one SUBSCRIBE or UNSUBSCRIBE names.
+	subscribeBatch = 512
+	firstBackoff   = 100 * time.Millisecond
+	maxBackoff     = 5 * time.Second
+	backoffJitter  = 0.2
+	// probeTopicPrefix starts the topic only this engine subscribes, for its liveness probe.
+	probeTopicPrefix = "wsbroker:engine-probe:"
+)
+
+// Engine implements cluster.Engine over Redis.
+type Engine struct {
+	addr       address
+	opts       Options
+	probeTopic string
+
+	ctx  context.Context // cancelled by Close
+	stop context.CancelFunc
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	conn    *connection   // nil while not connected
+	done    chan struct{} // closed when the supervisor has returned
+
+	// deliverMu serialises Received calls and guards receiving, the connection whose messages
+	// reach the handler; buf holds one message's bytes during its call.
+	deliverMu sync.Mutex
+	receiving *connection
+	handler   cluster.EngineHandler
+	buf       []byte
+}
+
+var _ cluster.Engine = (*Engine)(nil)
+
+// New checks rawURL and opts and returns an engine that connects once started.
+func New(rawURL string, opts Options) (*Engine, error) {
+	addr, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.TLS != nil && addr.scheme != "rediss" {
+		return nil, fmt.Errorf("redis: Options.TLS is given for a %s:// URL: use rediss://", addr.scheme)
+	}
+	if opts.DialTimeout < 0 || opts.ProbeAfter < 0 || opts.ProbeTimeout < 0 {
+		return nil, errors.New("redis: a negative duration in Options")
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = defaultDialTimeout
+	}
+	if opts.ProbeAfter == 0 {
+		opts.ProbeAfter = defaultProbe
+	}
+	if opts.ProbeTimeout == 0 {
+		opts.ProbeTimeout = defaultProbe
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read does not fail
+	ctx, stop := context.WithCancel(context.Background())
+	return &Engine{
+		addr:       addr,
+		opts:       opts,
+		probeTopic: probeTopicPrefix + hex.EncodeToString(id[:]),
+		ctx:        ctx,
+		stop:       stop,
+		done:       make(chan struct{}),
+	}, nil
+}
+
+// String is the engine's URL without user or password, e.g. redis://127.0.0.1:6379/0.
+func (e *Engine) String() string { return e.addr.String() }
+
+// Start starts the supervisor, which connects, reports to h, and reconnects until Close.
+func (e *Engine) Start(h cluster.EngineHandler) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started || e.closed {
+		return errors.New("redis: Start on an engine already started or closed")
+	}
+	e.started = true
+	e.handler = h
+	go e.supervise(h)
+	return nil
+}
+
+// Close stops the supervisor and disconnects; the handler is not called after it returns. It
+// must not be called from the handler.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	started := e.started
+	e.mu.Unlock()
+	e.stop()
+	if started {
+		<-e.done
+	}
+	return nil
+}
+
+// supervise connects, watches the connection until it is lost, and reconnects with backoff,
+// reporting each change of state once.
+func (e *Engine) supervise(h cluster.EngineHandler) {
+	defer close(e.done)
+	lossReported := false
+	backoff := firstBackoff
+	for {
+		c, err := e.connect()
+		if err == nil {
+			e.setConnection(c)
+			h.StateChanged(true, nil)
+			err = e.watch(c)
+			e.setConnection(nil)
+			c.close()
+			if e.ctx.Err() != nil {
+				return
+			}
+			h.StateChanged(false, err)
+			lossReported, backoff = true, firstBackoff
+		} else if e.ctx.Err() != nil {
+			return
+		} else if !lossReported {
+			h.StateChanged(false, err)
+			lossReported = true
+		}
+		timer := time.NewTimer(jittered(backoff))
+		select {
+		case <-e.ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// jittered spreads d by ±backoffJitter, so that nodes that lost Redis together do not return
+// together.
+func jittered(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (1 + backoffJitter*(2*mathrand.Float64()-1)))
+}
+
+// setConnection makes c the connection that calls use and whose messages reach the handler.
+func (e *Engine) setConnection(c *connection) {
+	e.mu.Lock()
+	e.conn = c
+	e.mu.Unlock()
+	e.deliverMu.Lock()
+	e.receiving = c
+	e.deliverMu.Unlock()
+}
+
+// connected returns the current connection, or ErrNotConnected.
+func (e *Engine) connected() (*connection, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conn == nil {
+		return nil, ErrNotConnected
+	}
+	return e.conn, nil
+}
+
+// connection is one generation of the engine's two connections, replaced whole after a loss.
+type connection struct {
+	client     rueidis.Client          // its pipelined connection publishes
+	sub        rueidis.DedicatedClient // subscribes
+	releaseSub func()
+	subClosed  <-chan error // receives why the subscribe connection closed
+	failed     chan error   // a call's connection error, for the watch to act on
+	// lastReceived is when the subscribe connection last received a message, in nanoseconds since
+	// the engine's start of time.
+	lastReceived atomic.Int64
+}
+
+// epoch is the origin of connection.lastReceived, whose readings are monotonic.
+var epoch = time.Now()
+
+func sinceEpoch() int64 { return int64(time.Since(epoch)) }
+
+// connect dials both connections, logs in, and subscribes the probe topic.
+func (e *Engine) connect() (*connection, error) {
+	opt := rueidis.ClientOption{
+		InitAddress:       []string{e.addr.addr},
+		Username:          e.addr.username,
+		Password:          e.addr.password,
+		SelectDB:          e.addr.db,
+		DialCtxFn:         e.dial,
+		Dialer:            net.Dialer{Timeout: e.opts.DialTimeout},
+		ForceSingleClient: true,
+		// One publishing connection keeps a node's publications in order.
+		PipelineMultiplex: -1,
+		// A batch of any size stays on the pipelined connection, also for the sake of order.
+		BlockingPipeline: math.MaxInt32,
+		DisableCache:     true,
+		DisableRetry:     true,
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, e.describe("connecting", err)
+	}
+	c := &connection{client: client, failed: make(chan error, 1)}
+	c.sub, c.releaseSub = client.Dedicate()
+	c.subClosed = c.sub.SetPubSubHooks(rueidis.PubSubHooks{
+		OnMessage: func(m rueidis.PubSubMessage) { e.received(c, m) },
+	})
+	c.lastReceived.Store(sinceEpoch())
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.DialTimeout)
+	defer cancel()
+	if err := c.sub.Do(ctx, c.sub.B().Subscribe().Channel(e.probeTopic).Build()).Error(); err != nil {
+		c.close()
+		return nil, e.describe("connecting the subscribe connection", err)
+	}
+	return c, nil
+}
+
+// dial connects to the server, giving up when the engine closes.
+func (e *Engine) dial(ctx context.Context, _ string, dialer *net.Dialer, _ *tls.Config) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.ctx, cancel)()
+	if e.addr.scheme != "rediss" {
+		return dialer.DialContext(ctx, e.addr.network, e.addr.addr)
+	}
+	config := e.opts.TLS.Clone()
+	if config == nil {
+		config = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if config.ServerName == "" {
+		config.ServerName = e.addr.host
+	}
+	tlsDialer := tls.Dialer{NetDialer: dialer, Config: config}
+	return tlsDialer.DialContext(ctx, e.addr.network, e.addr.addr)
+}
+
+func (c *connection) close() {
+	c.sub.Close()
+	c.releaseSub()
+	c.client.Close()
+}
+
+// failedWith hands err to the watch if it is a connection's failure rather than Redis's answer
+// or the caller's context.
+func (c *connection) failedWith(ctx context.Context, err error) {
+	if _, isReply := rueidis.IsRedisErr(err); isReply || ctx.Err() != nil {
+		return
+	}
+	select {
+	case c.failed <- err:
+	default:
+	}
+}
+
+// errProbeLost is the loss of a subscribe connection that stopped receiving.
+var errProbeLost = errors.New("redis: the subscribe connection received nothing, not even its own probe")
+
+// watch waits until c is lost or the engine closes. A subscribe connection silent for ProbeAfter
+// gets a probe published to it, and counts as lost if nothing arrives within ProbeTimeout: a
+// connection to a server that no longer delivers (a failover) can stay open.
+func (e *Engine) watch(c *connection) error {
+	timer := time.NewTimer(e.opts.ProbeAfter)
+	defer timer.Stop()
+	var probeSent int64 // when the pending probe was sent; 0 when none is pending
+	for {
+		select {
+		case <-e.ctx.Done():
+			return nil
+		case err := <-c.subClosed:
+			if err == nil {
+				err = errors.New("closed")
+			}
+			return e.describe("subscribe connection lost", err)
+		case err := <-c.failed:
+			return e.describe("connection lost", err)
+		case <-timer.C:
+		}
+		now, last := sinceEpoch(), c.lastReceived.Load()
+		switch {
+		case probeSent != 0 && last < probeSent:
+			return errProbeLost
+		case now-last < int64(e.opts.ProbeAfter):
+			probeSent = 0
+			timer.Reset(time.Duration(int64(e.opts.ProbeAfter) - (now - last)))
+		default:
+			probeSent = now
+			if err := e.probe(c); err != nil {
+				return err
+			}
+			timer.Reset(e.opts.ProbeTimeout - time.Duration(sinceEpoch()-now))
+		}
+	}
+}
+
+// probe publishes to the engine's own probe topic; no receiver means the subscribe connection
+// is no longer subscribed on the server that publishing reaches.
+func (e *Engine) probe(c *connection) error {
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.ProbeTimeout)
+	defer cancel()
+	n, err := c.client.Do(ctx, c.client.B().Publish().Channel(e.probeTopic).Message("").Build()).AsInt64()
+	switch {
+	case e.ctx.Err() != nil:
+		return nil
+	case err != nil:
+		return e.describe("liveness probe", err)
+	case n == 0:
+		return errors.New("redis: the subscribe connection is no longer subscribed (its probe has no receiver)")
+	}
+	return nil
+}
+
+// received passes a message of c's subscribe connection to the handler if c is current.
+func (e *Engine) received(c *connection, m rueidis.PubSubMessage) {
+	c.lastReceived.Store(sinceEpoch())
+	if m.Channel == e.probeTopic {
+		return
+	}
+	e.deliverMu.Lock()
+	defer e.deliverMu.Unlock()
+	if e.receiving != c {
+		return
+	}
+	e.buf = append(e.buf[:0], m.Message...)
+	e.handler.Received(m.Channel, e.buf)
+}
+
+// Publish sends msgs in one pipelined round trip on the publishing connection.
+func (e *Engine) Publish(ctx context.Context, msgs []cluster.Message, receivers []int) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	c, err := e.connected()
+	if err != nil {
+		return 0, err
+	}
+	cmds := make(rueidis.Commands, len(msgs))
+	for i, m := range msgs {
+		// A copy of the data: a command whose call ctx ended may still be written after it returns.
+		cmds[i] = c.client.B().Publish().Channel(m.Topic).Message(string(m.Data)).Build()
+	}
+	results := c.client.DoMulti(ctx, cmds...)
+	for i, r := range results {
+		n, err := r.AsInt64()
+		if err != nil {
+			c.failedWith(ctx, err)
+			return i, e.describe("publishing", err)
+		}
+		receivers[i] = int(n)
+	}
+	return len(msgs), nil
+}
+
+// Subscribe subscribes topics in batches and returns once Redis has confirmed the last one.
+func (e *Engine) Subscribe(ctx context.Context, topics []string) error {
+	return e.inBatches(ctx, topics, "subscribing", func(c *connection, batch []string) rueidis.Completed {
+		return c.sub.B().Subscribe().Channel(batch...).Build()
+	})
+}
+
+// Unsubscribe unsubscribes topics in batches and returns once Redis has confirmed the last one.
+func (e *Engine) Unsubscribe(ctx context.Context, topics []string) error {
+	return e.inBatches(ctx, topics, "unsubscribing", func(c *connection, batch []string) rueidis.Completed {
+		return c.sub.B().Unsubscribe().Channel(batch...).Build()
+	})
+}
+
+// inBatches sends build's command for each batch of at most subscribeBatch topics on the
+// subscribe connection, one after the other. An empty batch is never sent: UNSUBSCRIBE without
+// topics would drop the probe's too.
+func (e *Engine) inBatches(ctx context.Context, topics []string, what string, build func(*connection, []string) rueidis.Completed) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	c, err := e.connected()
+	if err != nil {
+		return err
+	}
+	for len(topics) > 0 {
+		batch := topics[:min(len(topics), subscribeBatch)]
+		topics = topics[len(batch):]
+		if err := c.sub.Do(ctx, build(c, batch)).Error(); err != nil {
+			c.failedWith(ctx, err)
+			return e.describe(what, err)
+		}
+	}
+	return nil
+}
+
+// Claim subscribes topic and asks Redis how many subscriptions it has: one, ours, means alone.
+func (e *Engine) Claim(ctx context.Context, topic string) (bool, error) {
+	if err := e.Subscribe(ctx, []string{topic}); err != nil {
+		return false, err
+	}
+	c, err := e.connected()
+	if err != nil {
+		return false, err
+	}
+	counts, err := c.client.Do(ctx, c.client.B().PubsubNumsub().Channel(topic).Build()).AsIntMap()
+	if err != nil {
+		c.failedWith(ctx, err)
+		return false, e.describe("claiming", err)
+	}
+	return counts[topic] == 1, nil
+}
+
+// describe says what failed and why, in words that never contain the password.
+func (e *Engine) describe(what string, err error) error {
+	if redisErr, ok := rueidis.IsRedisErr(err); ok {
+		if msg := redisErr.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
+			what += ": authentication failed"
+		}
+	}
+	if p := e.addr.password; p != "" && strings.Contains(err.Error(), p) {
+		return fmt.Errorf("redis: %s: %s", what, strings.ReplaceAll(err.Error(), p, "[password]"))
+	}
+	return fmt.Errorf("redis: %s: %w", what, err)
+}

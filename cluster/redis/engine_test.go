@@ -1,0 +1,488 @@
+package redis
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/wsbroker/wsbroker/cluster"
+	"github.com/wsbroker/wsbroker/internal/redistest"
+)
+
+// waitLimit bounds every wait for an event; the events come far sooner.
+const waitLimit = 10 * time.Second
+
+type state struct {
+	connected bool
+	err       error
+}
+
+type message struct {
+	topic string
+	data  []byte
+}
+
+// recorder is the EngineHandler of the tests: it keeps what it is told and signals each arrival.
+type recorder struct {
+	states chan state
+
+	mu       sync.Mutex
+	messages []message
+	arrived  chan struct{} // holds a token after an arrival
+}
+
+func newRecorder() *recorder {
+	return &recorder{states: make(chan state, 64), arrived: make(chan struct{}, 1)}
+}
+
+func (r *recorder) Received(topic string, data []byte) {
+	r.mu.Lock()
+	r.messages = append(r.messages, message{topic, bytes.Clone(data)})
+	r.mu.Unlock()
+	select {
+	case r.arrived <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) StateChanged(connected bool, err error) {
+	r.states <- state{connected, err}
+}
+
+// waitState returns the next state reported and fails unless it is connected.
+func (r *recorder) waitState(t *testing.T, connected bool) state {
+	t.Helper()
+	select {
+	case s := <-r.states:
+		if s.connected != connected {
+			t.Fatalf("state connected=%v (%v), want connected=%v", s.connected, s.err, connected)
+		}
+		if connected != (s.err == nil) {
+			t.Fatalf("state connected=%v with error %v", s.connected, s.err)
+		}
+		return s
+	case <-time.After(waitLimit):
+		t.Fatalf("no state change to connected=%v within %v", connected, waitLimit)
+	}
+	return state{}
+}
+
+// noMoreStates fails if a state was reported beyond those taken.
+func (r *recorder) noMoreStates(t *testing.T) {
+	t.Helper()
+	select {
+	case s := <-r.states:
+		t.Fatalf("unexpected state connected=%v (%v)", s.connected, s.err)
+	default:
+	}
+}
+
+// waitMessages returns the first n messages once they have arrived.
+func (r *recorder) waitMessages(t *testing.T, n int) []message {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		r.mu.Lock()
+		got := len(r.messages)
+		if got >= n {
+			msgs := r.messages[:n:n]
+			r.mu.Unlock()
+			return msgs
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.arrived:
+		case <-deadline:
+			t.Fatalf("%d of %d messages arrived within %v", got, n, waitLimit)
+		}
+	}
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	r.messages = nil
+	r.mu.Unlock()
+}
+
+// startEngine starts an engine on url, waits until it is connected and closes it at cleanup.
+func startEngine(t *testing.T, url string, opts Options) (*Engine, *recorder) {
+	t.Helper()
+	e, rec := newStarted(t, url, opts)
+	rec.waitState(t, true)
+	return e, rec
+}
+
+func newStarted(t *testing.T, url string, opts Options) (*Engine, *recorder) {
+	t.Helper()
+	e, err := New(url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	if err := e.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, rec
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func publish(t *testing.T, e *Engine, msgs ...cluster.Message) []int {
+	t.Helper()
+	receivers := make([]int, len(msgs))
+	sent, err := e.Publish(testContext(t), msgs, receivers)
+	if err != nil || sent != len(msgs) {
+		t.Fatalf("Publish: sent %d of %d: %v", sent, len(msgs), err)
+	}
+	return receivers
+}
+
+func subscribe(t *testing.T, e *Engine, topics ...string) {
+	t.Helper()
+	if err := e.Subscribe(testContext(t), topics); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+}
+
+func TestRoundTripAndReceivers(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	a, recA := startEngine(t, s.URL, Options{})
+	b, recB := startEngine(t, s.URL, Options{})
+	subscribe(t, a, "both", "a only")
+	subscribe(t, b, "both")
+	got := publish(t, a,
+		cluster.Message{Topic: "both", Data: []byte("one")},
+		cluster.Message{Topic: "a only", Data: []byte("two")},
+		cluster.Message{Topic: "nobody", Data: []byte("three")})
+	if want := []int{2, 1, 0}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("receivers %v, want %v", got, want)
+	}
+	msgs := recA.waitMessages(t, 2)
+	if msgs[0].topic != "both" || string(msgs[0].data) != "one" || msgs[1].topic != "a only" || string(msgs[1].data) != "two" {
+		t.Fatalf("a received %q", msgs)
+	}
+	if msgs := recB.waitMessages(t, 1); msgs[0].topic != "both" || string(msgs[0].data) != "one" {
+		t.Fatalf("b received %q", msgs)
+	}
+	if err := a.Unsubscribe(testContext(t), []string{"both", "never subscribed"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := publish(t, b, cluster.Message{Topic: "both", Data: []byte("four")}); got[0] != 1 {
+		t.Fatalf("after a unsubscribed, %d receivers", got[0])
+	}
+}
+
+func TestBinaryTopics(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	e, rec := startEngine(t, s.URL, Options{})
+	long := make([]byte, 2048)
+	for i := range long {
+		long[i] = byte(i)
+	}
+	topics := []string{"", "nul\x00inside", " spaces around ", "\r\n*3\r\n$7\r\nPUBLISH\r\n", "wsb:c:*?[]", "é\xff\xfe", string(long)}
+	subscribe(t, e, topics...)
+	var msgs []cluster.Message
+	for i, topic := range topics {
+		msgs = append(msgs, cluster.Message{Topic: topic, Data: []byte("\x00data\r\n" + strconv.Itoa(i))})
+	}
+	msgs = append(msgs, cluster.Message{Topic: "nul\x00inside", Data: nil})
+	for i, n := range publish(t, e, msgs...) {
+		if n != 1 {
+			t.Fatalf("message %d on topic %q had %d receivers", i, msgs[i].Topic, n)
+		}
+	}
+	for i, m := range rec.waitMessages(t, len(msgs)) {
+		if m.topic != msgs[i].Topic || !bytes.Equal(m.data, msgs[i].Data) {
+			t.Fatalf("message %d: got %q on %q, want %q on %q", i, m.data, m.topic, msgs[i].Data, msgs[i].Topic)
+		}
+	}
+}
+
+func TestTenThousandTopicsInBatches(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	e, rec := startEngine(t, s.URL, Options{})
+	const n = 10_000
+	topics := make([]string, n)
+	msgs := make([]cluster.Message, n)
+	for i := range topics {
+		topics[i] = "topic:" + strconv.Itoa(i)
+		msgs[i] = cluster.Message{Topic: topics[i], Data: []byte(strconv.Itoa(i))}
+	}
+	subscribe(t, e, topics...)
+	if calls, want := commandCalls(t, s, "subscribe"), 1+(n+subscribeBatch-1)/subscribeBatch; calls != want {
+		t.Fatalf("SUBSCRIBE was called %d times (probe included), want %d", calls, want)
+	}
+	for i, r := range publish(t, e, msgs...) {
+		if r != 1 {
+			t.Fatalf("topic %d had %d receivers", i, r)
+		}
+	}
+	for i, m := range rec.waitMessages(t, n) {
+		if m.topic != topics[i] || string(m.data) != strconv.Itoa(i) {
+			t.Fatalf("message %d: %q on %q", i, m.data, m.topic)
+		}
+	}
+	if err := e.Unsubscribe(testContext(t), topics); err != nil {
+		t.Fatal(err)
+	}
+	if got := publish(t, e, msgs[:1]...); got[0] != 0 {
+		t.Fatalf("after Unsubscribe, %d receivers", got[0])
+	}
+}
+
+func TestOrderOfTenThousand(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{TCP: true})
+	pub, _ := startEngine(t, s.URL, Options{})
+	sub, rec := startEngine(t, s.URL, Options{})
+	subscribe(t, sub, "ordered")
+	const n = 10_000
+	var batch []cluster.Message
+	for i := 0; i < n; i++ {
+		batch = append(batch, cluster.Message{Topic: "ordered", Data: []byte(strconv.Itoa(i))})
+		if len(batch) == 1+i%97 || i == n-1 { // batches of varying sizes
+			publish(t, pub, batch...)
+			batch = batch[:0]
+		}
+	}
+	for i, m := range rec.waitMessages(t, n) {
+		if string(m.data) != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q", i, m.data)
+		}
+	}
+}
+
+func TestClaim(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	a, _ := startEngine(t, s.URL, Options{})
+	b, _ := startEngine(t, s.URL, Options{})
+	ctx := testContext(t)
+	if alone, err := a.Claim(ctx, "slot:7"); err != nil || !alone {
+		t.Fatalf("first Claim: alone %v, %v", alone, err)
+	}
+	if alone, err := b.Claim(ctx, "slot:7"); err != nil || alone {
+		t.Fatalf("second Claim of a held slot: alone %v, %v", alone, err)
+	}
+	if alone, err := b.Claim(ctx, "slot:8"); err != nil || !alone {
+		t.Fatalf("Claim of a free slot: alone %v, %v", alone, err)
+	}
+}
+
+func TestKillAndRestartUnderTraffic(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{TCP: true})
+	pub, pubRec := startEngine(t, s.URL, Options{})
+	sub, subRec := startEngine(t, s.URL, Options{})
+	subscribe(t, sub, "traffic")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // publishes until stopped, failing or not
+		defer wg.Done()
+		receivers := make([]int, 16)
+		msgs := make([]cluster.Message, 16)
+		for i := range msgs {
+			msgs[i] = cluster.Message{Topic: "traffic", Data: []byte("x")}
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = pub.Publish(ctx, msgs, receivers)
+			cancel()
+		}
+	}()
+	subRec.waitMessages(t, 100)
+	s.Kill()
+	for _, rec := range []*recorder{pubRec, subRec} {
+		if st := rec.waitState(t, false); st.err == nil {
+			t.Fatal("a loss without a reason")
+		}
+	}
+	close(stop)
+	wg.Wait()
+
+	ctx := testContext(t)
+	start := time.Now()
+	if _, err := pub.Publish(ctx, []cluster.Message{{Topic: "traffic"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Publish while disconnected: %v", err)
+	}
+	if err := sub.Subscribe(ctx, []string{"traffic"}); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Subscribe while disconnected: %v", err)
+	}
+	if _, err := sub.Claim(ctx, "slot"); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Claim while disconnected: %v", err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("calls while disconnected took %v", took)
+	}
+
+	s.Restart()
+	pubRec.waitState(t, true)
+	subRec.waitState(t, true)
+	pubRec.noMoreStates(t) // one loss reported, however many attempts failed
+	subRec.noMoreStates(t)
+	subRec.reset()
+	if got := publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("lost")}); got[0] != 0 {
+		t.Fatalf("a subscription survived the restart: %d receivers", got[0])
+	}
+	subscribe(t, sub, "traffic")
+	if got := publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("after")}); got[0] != 1 {
+		t.Fatalf("after resubscribing, %d receivers", got[0])
+	}
+	if m := subRec.waitMessages(t, 1); string(m[0].data) != "after" {
+		t.Fatalf("received %q after recovery", m[0].data)
+	}
+}
+
+func TestUnreachableAtStart(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	s.Kill()
+	_, rec := newStarted(t, s.URL, Options{})
+	if st := rec.waitState(t, false); !strings.Contains(st.err.Error(), "connect") {
+		t.Fatalf("the loss does not say it cannot connect: %v", st.err)
+	}
+	s.Restart()
+	rec.waitState(t, true)
+	rec.noMoreStates(t)
+}
+
+func TestPassword(t *testing.T) {
+	const password = "pa55 w:rd@x"
+	s := redistest.Start(t, redistest.Options{Password: password})
+	e, rec := startEngine(t, s.URL, Options{})
+	if strings.Contains(e.String(), "pa55") {
+		t.Fatalf("String() %q shows the password", e.String())
+	}
+	subscribe(t, e, "t")
+	publish(t, e, cluster.Message{Topic: "t", Data: []byte("ok")})
+	rec.waitMessages(t, 1)
+
+	wrong := strings.Replace(s.URL, "pa55", "wrong-pa55", 1)
+	_, rec = newStarted(t, wrong, Options{})
+	st := rec.waitState(t, false)
+	if msg := st.err.Error(); !strings.Contains(msg, "authentication failed") || strings.Contains(msg, "pa55") {
+		t.Fatalf("wrong password reported as %q", msg)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{TLS: true})
+	e, rec := startEngine(t, s.URL, Options{TLS: &tls.Config{RootCAs: s.CAs}})
+	subscribe(t, e, "secure")
+	publish(t, e, cluster.Message{Topic: "secure", Data: []byte("over TLS")})
+	if m := rec.waitMessages(t, 1); string(m[0].data) != "over TLS" {
+		t.Fatalf("received %q", m[0].data)
+	}
+	_, untrusting := newStarted(t, s.URL, Options{})
+	if st := untrusting.waitState(t, false); !strings.Contains(st.err.Error(), "certificate") {
+		t.Fatalf("a server certificate of an unknown CA reported as %v", st.err)
+	}
+}
+
+func TestUnixURLWithPasswordAndDB(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{Password: "secret"})
+	if !strings.HasPrefix(s.URL, "unix://") {
+		t.Fatalf("not a Unix socket URL: %s", s.URL)
+	}
+	e, rec := startEngine(t, s.URL+"?db=3", Options{})
+	if want := "unix://" + strings.SplitN(s.URL, "@", 2)[1] + "?db=3"; e.String() != want {
+		t.Fatalf("String() %q, want %q", e.String(), want)
+	}
+	subscribe(t, e, "local")
+	publish(t, e, cluster.Message{Topic: "local", Data: []byte("via socket")})
+	rec.waitMessages(t, 1)
+}
+
+func TestProbeDetectsFrozenServer(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	opts := Options{ProbeAfter: 200 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond}
+	e, rec := startEngine(t, s.URL, opts)
+	subscribe(t, e, "t")
+	s.Pause()
+	st := rec.waitState(t, false)
+	s.Resume()
+	t.Logf("frozen server reported as: %v", st.err)
+	rec.waitState(t, true)
+	subscribe(t, e, "t")
+	publish(t, e, cluster.Message{Topic: "t", Data: []byte("back")})
+	rec.waitMessages(t, 1)
+}
+
+func TestProbeKeepsQuietConnection(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	quiet, rec := startEngine(t, s.URL, Options{ProbeAfter: 20 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond})
+	watcher, probes := startEngine(t, s.URL, Options{})
+	subscribe(t, watcher, quiet.probeTopic)
+	probes.waitMessages(t, 5) // five probes of a connection that receives nothing else
+	rec.noMoreStates(t)
+}
+
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	before := runtime.NumGoroutine()
+	e, _ := startEngine(t, s.URL, Options{})
+	subscribe(t, e, "t")
+	publish(t, e, cluster.Message{Topic: "t", Data: []byte("x")})
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for runtime.NumGoroutine() > before { // rueidis's pipes end their goroutines just after Close
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := e.Publish(testContext(t), []cluster.Message{{Topic: "t"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+}
+
+// commandCalls reads how often the server ran command, from INFO commandstats, through a client
+// of its own (the engine's connect would subscribe its probe topic, a call to count).
+func commandCalls(t *testing.T, s *redistest.Server, command string) int {
+	t.Helper()
+	opt, err := rueidis.ParseURL(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ForceSingleClient, opt.DisableCache = true, true
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	info, err := client.Do(testContext(t), client.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+command+":calls="); ok {
+			n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package redistest
+
+import "syscall"
+
+// childAttributes has no parent-death signal to ask for outside Linux.
+func childAttributes() *syscall.SysProcAttr { return nil }
