@@ -266,18 +266,37 @@ func (e *Engine) dial(ctx context.Context, _ string, dialer *net.Dialer, _ *tls.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(e.ctx, cancel)()
-	if e.addr.scheme != "rediss" {
-		return dialer.DialContext(ctx, e.addr.network, e.addr.addr)
+	var conn net.Conn
+	var err error
+	if e.addr.scheme == "rediss" {
+		config := e.opts.TLS.Clone()
+		if config == nil {
+			config = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if config.ServerName == "" {
+			config.ServerName = e.addr.host
+		}
+		tlsDialer := tls.Dialer{NetDialer: dialer, Config: config}
+		conn, err = tlsDialer.DialContext(ctx, e.addr.network, e.addr.addr)
+	} else {
+		conn, err = dialer.DialContext(ctx, e.addr.network, e.addr.addr)
 	}
-	config := e.opts.TLS.Clone()
-	if config == nil {
-		config = &tls.Config{MinVersion: tls.VersionTLS12}
+	if err != nil {
+		return nil, err
 	}
-	if config.ServerName == "" {
-		config.ServerName = e.addr.host
-	}
-	tlsDialer := tls.Dialer{NetDialer: dialer, Config: config}
-	return tlsDialer.DialContext(ctx, e.addr.network, e.addr.addr)
+	return closedWithEngine{Conn: conn, forget: context.AfterFunc(e.ctx, func() { conn.Close() })}, nil
+}
+
+// closedWithEngine is a connection that closes when its engine does, so that Close need not wait
+// for a login that a frozen server never answers.
+type closedWithEngine struct {
+	net.Conn
+	forget func() bool // drops the close on the engine's end
+}
+
+func (c closedWithEngine) Close() error {
+	c.forget()
+	return c.Conn.Close()
 }
 
 func (c *connection) close() {
