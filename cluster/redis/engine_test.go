@@ -352,6 +352,24 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 	}
 }
 
+func TestSubscribeConnectionKilled(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	e, rec := startEngine(t, s.URL, Options{})
+	subscribe(t, e, "t")
+	admin := adminClient(t, s)
+	if err := admin.Do(testContext(t), admin.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitState(t, false)
+	rec.waitState(t, true)
+	rec.noMoreStates(t)
+	subscribe(t, e, "t")
+	publish(t, e, cluster.Message{Topic: "t", Data: []byte("again")})
+	if m := rec.waitMessages(t, 1); string(m[0].data) != "again" {
+		t.Fatalf("received %q", m[0].data)
+	}
+}
+
 func TestUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	s.Kill()
@@ -490,21 +508,11 @@ func waitGoroutines(t testing.TB, before int) {
 	}
 }
 
-// commandCalls reads how often the server ran command, from INFO commandstats, through a client
-// of its own (the engine's connect would subscribe its probe topic, a call to count).
+// commandCalls reads how often the server ran command, from INFO commandstats.
 func commandCalls(t testing.TB, s *redistest.Server, command string) int {
 	t.Helper()
-	opt, err := rueidis.ParseURL(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ForceSingleClient, opt.DisableCache = true, true
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	info, err := client.Do(testContext(t), client.B().Info().Section("commandstats").Build()).ToString()
+	admin := adminClient(t, s)
+	info, err := admin.Do(testContext(t), admin.B().Info().Section("commandstats").Build()).ToString()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,6 +526,23 @@ func commandCalls(t testing.TB, s *redistest.Server, command string) int {
 		}
 	}
 	return 0
+}
+
+// adminClient is a plain rueidis client of the test's own, closed at cleanup: the engine's
+// connect would subscribe its probe topic, a call that commandCalls would count.
+func adminClient(t testing.TB, s *redistest.Server) rueidis.Client {
+	t.Helper()
+	opt, err := rueidis.ParseURL(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ForceSingleClient, opt.DisableCache = true, true
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return client
 }
 
 // BenchmarkPublish publishes 64-byte messages in batches to a topic one other engine subscribes,
