@@ -116,6 +116,8 @@ func New(rawURL string, opts Options) (*Engine, error) {
 func (e *Engine) String() string { return e.addr.String() }
 
 // Start starts the supervisor, which connects, reports to h, and reconnects until Close.
+// StateChanged runs on the supervisor's goroutine, Received on the subscribe connection's, so the
+// two may overlap; a message is passed on only while its connection is the current one.
 func (e *Engine) Start(h cluster.EngineHandler) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
