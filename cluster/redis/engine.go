@@ -116,6 +116,8 @@ func New(rawURL string, opts Options) (*Engine, error) {
 func (e *Engine) String() string { return e.addr.String() }
 
 // Start starts the supervisor, which connects, reports to h, and reconnects until Close.
+// StateChanged runs on the supervisor's goroutine, Received on the subscribe connection's, so the
+// two may overlap; a message is passed on only while its connection is the current one.
 func (e *Engine) Start(h cluster.EngineHandler) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -266,18 +268,37 @@ func (e *Engine) dial(ctx context.Context, _ string, dialer *net.Dialer, _ *tls.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(e.ctx, cancel)()
-	if e.addr.scheme != "rediss" {
-		return dialer.DialContext(ctx, e.addr.network, e.addr.addr)
+	var conn net.Conn
+	var err error
+	if e.addr.scheme == "rediss" {
+		config := e.opts.TLS.Clone()
+		if config == nil {
+			config = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if config.ServerName == "" {
+			config.ServerName = e.addr.host
+		}
+		tlsDialer := tls.Dialer{NetDialer: dialer, Config: config}
+		conn, err = tlsDialer.DialContext(ctx, e.addr.network, e.addr.addr)
+	} else {
+		conn, err = dialer.DialContext(ctx, e.addr.network, e.addr.addr)
 	}
-	config := e.opts.TLS.Clone()
-	if config == nil {
-		config = &tls.Config{MinVersion: tls.VersionTLS12}
+	if err != nil {
+		return nil, err
 	}
-	if config.ServerName == "" {
-		config.ServerName = e.addr.host
-	}
-	tlsDialer := tls.Dialer{NetDialer: dialer, Config: config}
-	return tlsDialer.DialContext(ctx, e.addr.network, e.addr.addr)
+	return closedWithEngine{Conn: conn, forget: context.AfterFunc(e.ctx, func() { conn.Close() })}, nil
+}
+
+// closedWithEngine is a connection that closes when its engine does, so that Close need not wait
+// for a login that a frozen server never answers.
+type closedWithEngine struct {
+	net.Conn
+	forget func() bool // drops the close on the engine's end
+}
+
+func (c closedWithEngine) Close() error {
+	c.forget()
+	return c.Conn.Close()
 }
 
 func (c *connection) close() {

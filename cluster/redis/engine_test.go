@@ -60,7 +60,7 @@ func (r *recorder) StateChanged(connected bool, err error) {
 }
 
 // waitState returns the next state reported and fails unless it is connected.
-func (r *recorder) waitState(t *testing.T, connected bool) state {
+func (r *recorder) waitState(t testing.TB, connected bool) state {
 	t.Helper()
 	select {
 	case s := <-r.states:
@@ -78,7 +78,7 @@ func (r *recorder) waitState(t *testing.T, connected bool) state {
 }
 
 // noMoreStates fails if a state was reported beyond those taken.
-func (r *recorder) noMoreStates(t *testing.T) {
+func (r *recorder) noMoreStates(t testing.TB) {
 	t.Helper()
 	select {
 	case s := <-r.states:
@@ -88,7 +88,7 @@ func (r *recorder) noMoreStates(t *testing.T) {
 }
 
 // waitMessages returns the first n messages once they have arrived.
-func (r *recorder) waitMessages(t *testing.T, n int) []message {
+func (r *recorder) waitMessages(t testing.TB, n int) []message {
 	t.Helper()
 	deadline := time.After(waitLimit)
 	for {
@@ -115,14 +115,14 @@ func (r *recorder) reset() {
 }
 
 // startEngine starts an engine on url, waits until it is connected and closes it at cleanup.
-func startEngine(t *testing.T, url string, opts Options) (*Engine, *recorder) {
+func startEngine(t testing.TB, url string, opts Options) (*Engine, *recorder) {
 	t.Helper()
 	e, rec := newStarted(t, url, opts)
 	rec.waitState(t, true)
 	return e, rec
 }
 
-func newStarted(t *testing.T, url string, opts Options) (*Engine, *recorder) {
+func newStarted(t testing.TB, url string, opts Options) (*Engine, *recorder) {
 	t.Helper()
 	e, err := New(url, opts)
 	if err != nil {
@@ -136,13 +136,13 @@ func newStarted(t *testing.T, url string, opts Options) (*Engine, *recorder) {
 	return e, rec
 }
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func publish(t *testing.T, e *Engine, msgs ...cluster.Message) []int {
+func publish(t testing.TB, e *Engine, msgs ...cluster.Message) []int {
 	t.Helper()
 	receivers := make([]int, len(msgs))
 	sent, err := e.Publish(testContext(t), msgs, receivers)
@@ -152,7 +152,7 @@ func publish(t *testing.T, e *Engine, msgs ...cluster.Message) []int {
 	return receivers
 }
 
-func subscribe(t *testing.T, e *Engine, topics ...string) {
+func subscribe(t testing.TB, e *Engine, topics ...string) {
 	t.Helper()
 	if err := e.Subscribe(testContext(t), topics); err != nil {
 		t.Fatalf("Subscribe: %v", err)
@@ -352,6 +352,24 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 	}
 }
 
+func TestSubscribeConnectionKilled(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	e, rec := startEngine(t, s.URL, Options{})
+	subscribe(t, e, "t")
+	admin := adminClient(t, s)
+	if err := admin.Do(testContext(t), admin.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitState(t, false)
+	rec.waitState(t, true)
+	rec.noMoreStates(t)
+	subscribe(t, e, "t")
+	publish(t, e, cluster.Message{Topic: "t", Data: []byte("again")})
+	if m := rec.waitMessages(t, 1); string(m[0].data) != "again" {
+		t.Fatalf("received %q", m[0].data)
+	}
+}
+
 func TestUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	s.Kill()
@@ -444,34 +462,57 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
+	waitGoroutines(t, before)
+	if _, err := e.Publish(testContext(t), []cluster.Message{{Topic: "t"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+
+	// Closed while it waits to retry against a server that is gone, then while it logs in to one
+	// that does not answer.
+	retrying, rec := startEngine(t, s.URL, Options{})
+	s.Kill()
+	rec.waitState(t, false)
+	closePromptly(t, retrying)
+	waitGoroutines(t, before)
+	s.Restart()
+	s.Pause()
+	loggingIn, _ := newStarted(t, s.URL, Options{DialTimeout: waitLimit})
+	closePromptly(t, loggingIn)
+	s.Resume()
+	waitGoroutines(t, before)
+}
+
+// closePromptly closes e and fails if that took longer than a second.
+func closePromptly(t *testing.T, e *Engine) {
+	t.Helper()
+	start := time.Now()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("Close took %v", took)
+	}
+}
+
+// waitGoroutines waits until no more than before goroutines run: rueidis's connections end
+// theirs just after Close returns.
+func waitGoroutines(t testing.TB, before int) {
+	t.Helper()
 	deadline := time.Now().Add(waitLimit)
-	for runtime.NumGoroutine() > before { // rueidis's pipes end their goroutines just after Close
+	for runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := e.Publish(testContext(t), []cluster.Message{{Topic: "t"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("Publish after Close: %v", err)
-	}
 }
 
-// commandCalls reads how often the server ran command, from INFO commandstats, through a client
-// of its own (the engine's connect would subscribe its probe topic, a call to count).
-func commandCalls(t *testing.T, s *redistest.Server, command string) int {
+// commandCalls reads how often the server ran command, from INFO commandstats.
+func commandCalls(t testing.TB, s *redistest.Server, command string) int {
 	t.Helper()
-	opt, err := rueidis.ParseURL(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ForceSingleClient, opt.DisableCache = true, true
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	info, err := client.Do(testContext(t), client.B().Info().Section("commandstats").Build()).ToString()
+	admin := adminClient(t, s)
+	info, err := admin.Do(testContext(t), admin.B().Info().Section("commandstats").Build()).ToString()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,4 +526,47 @@ func commandCalls(t *testing.T, s *redistest.Server, command string) int {
 		}
 	}
 	return 0
+}
+
+// adminClient is a plain rueidis client of the test's own, closed at cleanup: the engine's
+// connect would subscribe its probe topic, a call that commandCalls would count.
+func adminClient(t testing.TB, s *redistest.Server) rueidis.Client {
+	t.Helper()
+	opt, err := rueidis.ParseURL(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ForceSingleClient, opt.DisableCache = true, true
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return client
+}
+
+// BenchmarkPublish publishes 64-byte messages in batches to a topic one other engine subscribes,
+// over loopback TCP; msgs/s is the figure to read.
+func BenchmarkPublish(b *testing.B) {
+	s := redistest.Start(b, redistest.Options{TCP: true})
+	for _, size := range []int{1, 16, 256} {
+		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
+			pub, _ := startEngine(b, s.URL, Options{})
+			sub, _ := startEngine(b, s.URL, Options{})
+			subscribe(b, sub, "bench")
+			msgs := make([]cluster.Message, size)
+			for i := range msgs {
+				msgs[i] = cluster.Message{Topic: "bench", Data: bytes.Repeat([]byte("x"), 64)}
+			}
+			receivers := make([]int, size)
+			ctx := context.Background()
+			b.SetBytes(int64(64 * size))
+			for b.Loop() {
+				if _, err := pub.Publish(ctx, msgs, receivers); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
 }
