@@ -23,7 +23,7 @@ const (
 	kindSubscribe   = 5  // node topic: socket id uvarint | channel
 	kindUnsubscribe = 6  // node topic: socket id uvarint | channel
 	kindCopy        = 7  // channel topic (from): the channel to copy to
-	kindHeartbeat   = 8  // control topic: connections uvarint | slot count uvarint | slots uvarint…
+	kindHeartbeat   = 8  // control topic: slot count uvarint | slots uvarint…
 	kindCountQuery  = 9  // channel topic: request id uvarint
 	kindCountAnswer = 10 // node topic (the asker's): request id uvarint | count uvarint
 	kindLeaving     = 11 // control topic: empty
@@ -48,7 +48,6 @@ type envelope struct {
 	id    uint64 // socket id (except for kindChannel; request id for counts)
 	code  uint16
 	count uint64
-	conns uint64
 	slots []uint32
 	body  []byte // payload, reason, token, channel
 }
@@ -87,9 +86,8 @@ func (h header) appendCopy(dst []byte, to []byte) []byte {
 	return append(h.appendHeader(dst, kindCopy, 0), to...)
 }
 
-func (h header) appendHeartbeat(dst []byte, conns uint64, slots []uint32) []byte {
+func (h header) appendHeartbeat(dst []byte, slots []uint32) []byte {
 	dst = h.appendHeader(dst, kindHeartbeat, 0)
-	dst = binary.AppendUvarint(dst, conns)
 	dst = binary.AppendUvarint(dst, uint64(len(slots)))
 	for _, s := range slots {
 		dst = binary.AppendUvarint(dst, uint64(s))
@@ -134,7 +132,6 @@ func decode(p []byte) (envelope, error) {
 		e.code = r.uint16()
 	case kindCopy, kindLeaving:
 	case kindHeartbeat:
-		e.conns = r.uvarint()
 		n := r.uvarint()
 		if n > uint64(len(r.p)) { // each slot takes a byte at least
 			return e, errMalformed

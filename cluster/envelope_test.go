@@ -23,7 +23,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"token set empty", h.appendIDBody(nil, kindToken, flagToken, 8, nil), envelope{kind: kindToken, flags: flagToken, id: 8}},
 		{"subscribe", h.appendIDBody(nil, kindSubscribe, 0, 9, []byte("room\x00.*>")), envelope{kind: kindSubscribe, id: 9, body: []byte("room\x00.*>")}},
 		{"copy", h.appendCopy(nil, []byte("to")), envelope{kind: kindCopy, body: []byte("to")}},
-		{"heartbeat", h.appendHeartbeat(nil, 12345, []uint32{1, 1<<slotBits - 1}), envelope{kind: kindHeartbeat, conns: 12345, slots: []uint32{1, 1<<slotBits - 1}}},
+		{"heartbeat", h.appendHeartbeat(nil, []uint32{1, 1<<slotBits - 1}), envelope{kind: kindHeartbeat, slots: []uint32{1, 1<<slotBits - 1}}},
 		{"count query", h.appendCountQuery(nil, 77), envelope{kind: kindCountQuery, id: 77}},
 		{"count answer", h.appendCountAnswer(nil, 77, 1000), envelope{kind: kindCountAnswer, id: 77, count: 1000}},
 		{"leaving", h.appendLeaving(nil), envelope{kind: kindLeaving}},
@@ -37,7 +37,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			w := c.want
 			w.slot, w.instance, w.sentAt = h.slot, h.instance, h.sentAt
 			if e.kind != w.kind || e.flags != w.flags || e.slot != w.slot || e.instance != w.instance || e.sentAt != w.sentAt ||
-				e.id != w.id || e.code != w.code || e.count != w.count || e.conns != w.conns ||
+				e.id != w.id || e.code != w.code || e.count != w.count ||
 				!slices.Equal(e.slots, w.slots) || !bytes.Equal(e.body, w.body) {
 				t.Fatalf("decoded %+v, want %+v", e, w)
 			}
@@ -61,8 +61,8 @@ func TestEnvelopeRefused(t *testing.T) {
 		append([]byte{2}, good[1:]...),
 		append([]byte{1, 99}, good[2:]...),
 		header{slot: 1 << slotBits}.appendLeaving(nil),
-		append(header{}.appendHeader(nil, kindHeartbeat, 0), 1, 200),
-		append(header{}.appendHeader(nil, kindHeartbeat, 0), 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f),
+		append(header{}.appendHeader(nil, kindHeartbeat, 0), 200),
+		append(header{}.appendHeader(nil, kindHeartbeat, 0), 1, 0xff, 0xff, 0xff, 0xff, 0x0f),
 		{},
 		[]byte("hello, a foreign publisher"),
 	}
@@ -78,7 +78,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	h := testHeader
 	f.Add(h.appendIDBody(nil, kindChannel, flagText, 3, []byte("x")))
 	f.Add(h.appendClose(nil, 7, 4000, []byte("bye")))
-	f.Add(h.appendHeartbeat(nil, 2, []uint32{1, 2, 3}))
+	f.Add(h.appendHeartbeat(nil, []uint32{1, 2, 3}))
 	f.Add(h.appendCountAnswer(nil, 1, 2))
 	f.Add([]byte{1, 8, 0, 0})
 	f.Fuzz(func(t *testing.T, p []byte) {
@@ -96,7 +96,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		case kindCopy:
 			again = h.appendCopy(nil, e.body)
 		case kindHeartbeat:
-			again = append(h.appendHeartbeat(nil, e.conns, e.slots), e.body...)
+			again = append(h.appendHeartbeat(nil, e.slots), e.body...)
 		case kindCountQuery:
 			again = append(h.appendCountQuery(nil, e.id), e.body...)
 		case kindCountAnswer:

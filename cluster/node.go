@@ -299,6 +299,7 @@ func (n *Node) fresh(ctx context.Context) error {
 		return err
 	}
 	n.publisher.setConnected(true)
+	n.heartbeat()
 	select {
 	case <-n.firstUp:
 	default:
@@ -363,8 +364,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if n.isConnected() {
-			conns := uint64(max(n.b.Stats().Connections, 0))
-			n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, conns, n.ids.slots())}})
+			n.heartbeat()
 		}
 		n.peers.expire(n.now())
 		select {
@@ -373,6 +373,11 @@ func (n *Node) heartbeats(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// heartbeat tells the other nodes that this node is alive, with its slots.
+func (n *Node) heartbeat() {
+	n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, n.ids.slots())}})
 }
 
 // SubscriberCount returns how many sockets are subscribed to channel on all nodes: this node's,

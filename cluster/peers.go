@@ -11,24 +11,20 @@ type peers struct {
 	expiry time.Duration
 
 	mu    sync.Mutex
-	nodes map[uint64]peer // by instance
-}
-
-type peer struct {
-	slots    []uint32
-	conns    uint64
-	lastSeen time.Time
+	nodes map[uint64]time.Time // instance → last heard of
 }
 
 func newPeers(expiry time.Duration) *peers {
-	return &peers{expiry: expiry, nodes: map[uint64]peer{}}
+	return &peers{expiry: expiry, nodes: map[uint64]time.Time{}}
 }
 
-// heard records a heartbeat of node instance.
-func (p *peers) heard(instance uint64, slots []uint32, conns uint64, now time.Time) {
+// heard records a heartbeat of node instance, and reports whether that node was not known.
+func (p *peers) heard(instance uint64, now time.Time) (isNew bool) {
 	p.mu.Lock()
-	p.nodes[instance] = peer{slots: slots, conns: conns, lastSeen: now}
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	_, known := p.nodes[instance]
+	p.nodes[instance] = now
+	return !known
 }
 
 // left forgets node instance.
@@ -42,8 +38,8 @@ func (p *peers) left(instance uint64) {
 func (p *peers) expire(now time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for instance, n := range p.nodes {
-		if now.Sub(n.lastSeen) > p.expiry {
+	for instance, last := range p.nodes {
+		if now.Sub(last) > p.expiry {
 			delete(p.nodes, instance)
 		}
 	}

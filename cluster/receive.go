@@ -121,7 +121,9 @@ func (n *Node) apply(topic string, e *envelope) {
 	case topic == n.topics.control:
 		switch e.kind {
 		case kindHeartbeat:
-			n.peers.heard(e.instance, e.slots, e.conns, n.now())
+			if n.peers.heard(e.instance, n.now()) {
+				n.heartbeat() // a node that has just joined learns of this one at once
+			}
 			if slices.Contains(e.slots, n.ids.current()) && e.instance < n.instance {
 				n.yieldSlot(n.ids.current())
 			}
