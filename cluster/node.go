@@ -38,8 +38,8 @@ type Options struct {
 	PublishBuffer int
 	// Logger receives one line per change of the engine's state; nil discards.
 	Logger *slog.Logger
-	// Heartbeat is how often the node tells the others it is alive; a node unheard of for three
-	// heartbeats has gone. Default 2 s.
+	// Heartbeat is how often the node tells the others it is alive; a node unheard of for two and
+	// a half heartbeats has gone. Default 2 s.
 	Heartbeat time.Duration
 }
 
@@ -134,7 +134,7 @@ func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
 		log:      cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
 		instance: rand.Uint64() | 1,
 		topics:   topics{prefix: opts.Prefix, channel: opts.Prefix + ":c:", control: opts.Prefix + ":ctl"},
-		peers:    newPeers(3 * opts.Heartbeat),
+		peers:    newPeers(opts.Heartbeat * 5 / 2),
 		presence: newPresence(),
 		firstUp:  make(chan struct{}),
 		claimed:  map[uint32]bool{},
@@ -357,13 +357,13 @@ func (n *Node) resubscribed(channels int, took time.Duration) {
 		slog.Uint64("droppedWhileDisconnected", n.counters.droppedDisconnected.Load()))
 }
 
-// heartbeats tells the other nodes this node is alive, and forgets those unheard of, until ctx
-// ends.
+// heartbeats tells the other nodes this node is alive, and forgets those unheard of (checked four
+// times a heartbeat, so that a node gone leaves the count soon after its expiry), until ctx ends.
 func (n *Node) heartbeats(ctx context.Context) {
-	t := time.NewTicker(n.opts.Heartbeat)
+	t := time.NewTicker(n.opts.Heartbeat / 4)
 	defer t.Stop()
-	for {
-		if n.isConnected() {
+	for tick := 0; ; tick++ {
+		if tick%4 == 0 && n.isConnected() {
 			n.heartbeat()
 		}
 		n.peers.expire(n.now())

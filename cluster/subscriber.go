@@ -26,6 +26,7 @@ type subscriber struct {
 	connected bool
 	anew      bool      // connected anew: fresh, then everything in want, is to be done
 	anewAt    time.Time // when the engine was connected anew
+	losses    int       // times the engine was lost: a batch confirmed across a loss is not
 	wake      chan struct{}
 }
 
@@ -60,12 +61,20 @@ func (s *subscriber) signal() {
 	}
 }
 
-// setConnected records the engine's state; connected again after a loss, every topic is to be
-// subscribed again.
+// setConnected records the engine's state. A loss takes every subscription with it: every topic
+// wanted is to be subscribed again once connected.
 func (s *subscriber) setConnected(c bool) {
 	s.mu.Lock()
 	if c && !s.connected {
 		s.anew, s.anewAt = true, time.Now()
+	}
+	if !c && s.connected {
+		s.losses++
+		clear(s.confirmed)
+		clear(s.pending)
+		for t := range s.want {
+			s.pending[t] = true
+		}
 	}
 	s.connected = c
 	s.mu.Unlock()
@@ -102,11 +111,6 @@ func (s *subscriber) run(ctx context.Context) {
 			}
 			s.mu.Lock()
 			s.anew = false
-			clear(s.confirmed)
-			clear(s.pending)
-			for t := range s.want {
-				s.pending[t] = true
-			}
 			s.mu.Unlock()
 		}
 		for {
@@ -119,6 +123,7 @@ func (s *subscriber) run(ctx context.Context) {
 				s.mu.Unlock()
 				break
 			}
+			losses := s.losses
 			for t, want := range s.pending {
 				if _, in := s.confirmed[t]; in == want {
 					delete(s.pending, t)
@@ -155,6 +160,10 @@ func (s *subscriber) run(ctx context.Context) {
 				break
 			}
 			s.mu.Lock()
+			if s.losses != losses {
+				s.mu.Unlock()
+				break // lost meanwhile: the batch is in pending again
+			}
 			for t, want := range taken {
 				if want {
 					s.confirmed[t] = struct{}{}
