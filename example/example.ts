@@ -2,6 +2,10 @@
 // a small node:http server on port 3000 serves the browser client in example/client/.
 //   make example        (or: npm run build && node lib/example/example.js)
 // then open http://localhost:3000 in two browser tabs. WS_PORT and HTTP_PORT change the ports.
+// With REDIS_URL, the server is one node of a cluster: run it twice on other ports with the same
+// Redis, and two tabs on two nodes chat in one room:
+//   REDIS_URL=redis://127.0.0.1:6379 make example
+//   REDIS_URL=redis://127.0.0.1:6379 WS_PORT=8081 HTTP_PORT=3001 make example
 // With TLS_CERT and TLS_KEY (paths of PEM files), the page is served over https:// and the chat
 // over wss://, e.g. with a self-signed certificate for localhost:
 //   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
@@ -17,6 +21,7 @@ const WS_PORT = Number(process.env.WS_PORT ?? 8080);
 const HTTP_PORT = Number(process.env.HTTP_PORT ?? 3000);
 const { TLS_CERT, TLS_KEY } = process.env;
 const tls = TLS_CERT && TLS_KEY ? { cert: TLS_CERT, key: TLS_KEY } : undefined;
+const cluster = process.env.REDIS_URL ? { redis: process.env.REDIS_URL } : undefined;
 
 // This file runs as lib/example/example.js; the client files are served from the source tree.
 const clientDir = path.resolve(__dirname, '..', '..', 'example', 'client');
@@ -59,7 +64,7 @@ function serveClient(req: http.IncomingMessage, res: http.ServerResponse): void 
 async function main(): Promise<void> {
   // worker.ts is compiled next to this file.
   // Chat messages are JSON text: compression (browsers offer it) saves bandwidth on the longer ones.
-  await start({ bind: `0.0.0.0:${WS_PORT}`, workerPath: path.join(__dirname, 'worker.js'), compression: true, tls });
+  await start({ bind: `0.0.0.0:${WS_PORT}`, workerPath: path.join(__dirname, 'worker.js'), compression: true, tls, cluster });
   const server = tls
     ? https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) }, serveClient)
     : http.createServer(serveClient);
@@ -68,7 +73,7 @@ async function main(): Promise<void> {
     server.listen(HTTP_PORT, resolve);
   });
   const scheme = tls ? 'https' : 'http';
-  console.log(`Chat example: open ${scheme}://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''})`);
+  console.log(`Chat example: open ${scheme}://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''}${cluster ? ', a node of the cluster on REDIS_URL' : ''})`);
 }
 
 main().catch((err: unknown) => {

@@ -175,9 +175,27 @@ export function close(socketId: number, code = 1000, reason = ''): boolean {
 }
 
 /**
+ * Counts the connections subscribed to a channel on every node of the cluster: this node's, and
+ * the answers of the nodes that have subscribers to it (only those receive the question). Without
+ * `cluster` it is `subscriberCount`. A node's count is exact up to the subscriptions in flight;
+ * answers that have not come within 1 s (a node just gone, Redis unreachable) are left out.
+ *
+ * @param channelName - The channel: a string or bytes, as for `sendToChannel`.
+ * @returns A Promise of the count, which resolves within about a second.
+ * @throws {TypeError} (synchronously) when `channelName` is not a string, `ArrayBuffer`,
+ * `SharedArrayBuffer` or `ArrayBufferView`.
+ */
+export function clusterSubscriberCount(channelName: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): Promise<number> {
+  const channel = toBytes(channelName, 'clusterSubscriberCount', 'channelName');
+  return new Promise((resolve) => native.clusterSubscriberCount(channel, resolve));
+}
+
+/**
  * Returns live figures: connections, channels, messages and bytes in and out, bytes waiting to be
  * written, connections closed per close code, each worker's event queue, and the Go runtime's memory. It walks every
- * connection, so call it now and then (say once a second), not per message.
+ * connection, so call it now and then (say once a second), not per message. With `cluster`,
+ * `cluster` holds this node's figures: Redis's state, the live nodes, the channels subscribed,
+ * messages published, received and dropped, and the lag.
  *
  * @returns The figures at the time of the call.
  */

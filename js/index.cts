@@ -7,12 +7,13 @@
 //   supervisor.cts  the worker threads start() spawns
 //   types.cts       the public types
 export { start } from './server.cjs';
-export type { StartOptions, WorkerInterface, DeliveryOptions } from './types.cjs';
+export type { StartOptions, ClusterOptions, WorkerInterface, DeliveryOptions } from './types.cjs';
 export { registerWorkerThread } from './delivery.cjs';
 export {
   send,
   sendToChannel,
   subscriberCount,
+  clusterSubscriberCount,
   subscriptions,
   subscribe,
   unsubscribe,
@@ -21,5 +22,5 @@ export {
   close,
 } from './api.cjs';
 export { stop } from './server.cjs';
-export type { Stats } from './types.cjs';
+export type { Stats, ClusterStats } from './types.cjs';
 export { stats } from './api.cjs';

@@ -9,9 +9,10 @@ export {
   setToken,
   copySubscriptions,
   subscriberCount,
+  clusterSubscriberCount,
   subscriptions,
   close,
   stop,
   stats,
 } from './index.cjs';
-export type { DeliveryOptions, StartOptions, Stats, WorkerInterface } from './index.cjs';
+export type { ClusterOptions, ClusterStats, DeliveryOptions, StartOptions, Stats, WorkerInterface } from './index.cjs';

@@ -46,6 +46,15 @@ export interface Native {
    */
   stop(done: () => void): void;
   /**
+   * Joins the cluster that `config` describes (JSON: `redis`, `prefix`, `publishBuffer`; see
+   * clusterConfig in cmd/libwsbroker/cluster.go); a no-op if the process is in one. `done(1)` once
+   * Redis is connected, `done(0)` if it is not within 5 s (the node keeps trying). Throws an Error
+   * for a URL the engine cannot use.
+   */
+  clusterJoin(config: string, done: (connected: number) => void): void;
+  /** Calls `done` with the subscribers of `channel` on every node (this one's without a cluster). */
+  clusterSubscriberCount(channel: NativeBytes, done: (count: number) => void): void;
+  /**
    * Answers a catch-up event: every event of the socket before it has been handled on this thread,
    * so the close frame that waited for their sends goes out after them.
    */

@@ -3,7 +3,15 @@
 // an unknown key is rejected with the nearest valid one.
 import { readFile } from 'node:fs/promises';
 import { HANDLER_NAMES } from './module.cjs';
-import { LIMITS, type LimitName } from './protocol.gen.cjs';
+import {
+  CLUSTER_DEFAULT_PREFIX,
+  CLUSTER_DEFAULT_PUBLISH_BUFFER,
+  CLUSTER_MAX_PREFIX,
+  CLUSTER_MAX_PUBLISH_BUFFER,
+  CLUSTER_MIN_PUBLISH_BUFFER,
+  LIMITS,
+  type LimitName,
+} from './protocol.gen.cjs';
 import type { DeliveryOptions, StartOptions, WorkerInterface } from './types.cjs';
 
 /** What `start` was asked to do, checked: its listen configuration as the addon takes it (JSON) and its workers. */
@@ -12,6 +20,14 @@ export interface StartConfig {
   workerPath: string | undefined;
   threads: number | undefined;
   delivery: Required<DeliveryOptions>;
+  cluster: ClusterConfig | undefined;
+}
+
+/** The cluster configuration as the addon takes it (clusterConfig in cmd/libwsbroker/cluster.go). */
+export interface ClusterConfig {
+  redis: string;
+  prefix: string;
+  publishBuffer: number;
 }
 
 /** The listen configuration of one `start` call (listenConfig in cmd/libwsbroker/exports.go). */
@@ -54,7 +70,39 @@ export async function startConfigOf(options: StartOptions): Promise<StartConfig>
     tls: await tlsOf(options),
     metrics: metrics ?? '',
   };
-  return { listenConfig, workerPath, threads, delivery };
+  return { listenConfig, workerPath, threads, delivery, cluster: clusterOf(options) };
+}
+
+/** Checks `options.cluster` and returns it with its defaults. */
+function clusterOf(options: StartOptions): ClusterConfig | undefined {
+  const { cluster } = options;
+  if (cluster === undefined) return undefined;
+  if (cluster === null || typeof cluster !== 'object') {
+    throw new TypeError(`start: options.cluster must be an object like { redis: 'redis://127.0.0.1:6379' }, got ${describe(cluster)}`);
+  }
+  rejectUnknownKeys(cluster, CLUSTER_OPTIONS, 'start', 'options.cluster');
+  const { redis, prefix = CLUSTER_DEFAULT_PREFIX, publishBuffer = CLUSTER_DEFAULT_PUBLISH_BUFFER } = cluster;
+  const schemes = "a URL like 'redis://host:6379', 'rediss://host:6380' (TLS) or 'unix:///path/redis.sock'";
+  if (typeof redis !== 'string') throw new TypeError(`start: options.cluster.redis must be ${schemes}, got ${describe(redis)}`);
+  let url: URL | undefined;
+  try {
+    url = new URL(redis);
+  } catch {
+    // Its own words, not the string: it may hold a password.
+  }
+  if (url === undefined || !['redis:', 'rediss:', 'unix:'].includes(url.protocol)) {
+    throw new TypeError(`start: options.cluster.redis must be ${schemes}, got ${url ? `the scheme '${url.protocol}'` : 'a string that is not a URL'}`);
+  }
+  if (url.protocol === 'unix:' ? url.pathname === '' || url.pathname === '/' : url.hostname === '') {
+    throw new TypeError(`start: options.cluster.redis must name ${url.protocol === 'unix:' ? 'a socket path' : 'a host'}, as in ${schemes}`);
+  }
+  if (typeof prefix !== 'string' || prefix === '' || Buffer.byteLength(prefix) > CLUSTER_MAX_PREFIX || /[:\s]/.test(prefix)) {
+    throw new TypeError(`start: options.cluster.prefix must be a non-empty string of at most ${CLUSTER_MAX_PREFIX} bytes without ':' or white space, got ${describe(prefix)}`);
+  }
+  if (typeof publishBuffer !== 'number' || !Number.isSafeInteger(publishBuffer) || publishBuffer < CLUSTER_MIN_PUBLISH_BUFFER || publishBuffer > CLUSTER_MAX_PUBLISH_BUFFER) {
+    throw new TypeError(`start: options.cluster.publishBuffer must be an integer from ${CLUSTER_MIN_PUBLISH_BUFFER} to ${CLUSTER_MAX_PUBLISH_BUFFER} (bytes), got ${describe(publishBuffer)}`);
+  }
+  return { redis, prefix, publishBuffer };
 }
 
 /**
@@ -160,8 +208,10 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   metrics: true,
   compression: true,
   tls: true,
+  cluster: true,
   ...DELIVERY_OPTIONS,
 };
+const CLUSTER_OPTIONS: Record<keyof NonNullable<StartOptions['cluster']>, true> = { redis: true, prefix: true, publishBuffer: true };
 const TLS_OPTIONS: Record<keyof NonNullable<StartOptions['tls']>, true> = { cert: true, key: true };
 const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boolean | undefined>, true> = { serverContextTakeover: true };
 

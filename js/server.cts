@@ -10,6 +10,15 @@ import type { StartOptions, WorkerInterface } from './types.cjs';
 
 /** The stop in progress, if any: `start` waits for it. */
 let stopping: Promise<void> | undefined;
+/** The cluster this process is in (its configuration, as the addon takes it), until `stop`. */
+let joinedCluster: string | undefined;
+/** Whether a `start` has listened since the last `stop`. */
+let listening = false;
+
+/** Joins the cluster `config` describes; resolves once Redis is connected, or after 5 s without it (the node keeps trying). */
+function joinCluster(config: string): Promise<void> {
+  return new Promise((resolve) => native.clusterJoin(config, () => resolve()));
+}
 
 /**
  * Starts a WebSocket server on `options.bind` and, when `options.workerPath` is given, the worker
@@ -51,6 +60,11 @@ let stopping: Promise<void> | undefined;
  *   `{ serverContextTakeover: true }` also keeps the server's context between messages.
  * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.
  * - `metrics`: optional. An address where `stats()` is served in Prometheus text format.
+ * - `cluster`: optional. `{ redis: 'redis://host:6379', prefix, publishBuffer }` makes this process
+ *   one node of a cluster that shares channels and sockets through Redis (see `ClusterOptions` and
+ *   "Running several nodes"). The first `start` that gives it joins, and waits up to 5 s for Redis:
+ *   if Redis is unreachable it goes on, logs one error line, and the node keeps trying in the
+ *   background (local delivery works meanwhile).
  * @returns A Promise that resolves once the workers of this call are ready and the address is
  * listening. Listening is all or none: if one address (or the `metrics` address) cannot be
  * listened on, nothing of this call stays bound.
@@ -59,19 +73,41 @@ let stopping: Promise<void> | undefined;
  * objects with a key of their own), `bind` is not a string or a non-empty array of strings,
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
  * a limit is not an integer in its range, `compression` is neither a boolean nor
- * `{ serverContextTakeover: boolean }`, or `tls` is not an
- * object whose `cert` and `key` are strings or Buffers.
+ * `{ serverContextTakeover: boolean }`, `tls` is not an
+ * object whose `cert` and `key` are strings or Buffers, or `cluster` is not an object whose
+ * `redis` is a `redis:`, `rediss:` or `unix:` URL (with a host, or a socket path), `prefix` a
+ * string of 1 to 64 bytes without `:` or white space and `publishBuffer` an integer from 65536 to
+ * 2^30; also when `cluster` differs from the cluster this process is in, or is given while servers
+ * started without it run.
  * @throws {Error} (a rejection) when the worker module cannot be imported (the message names its
  * path, `cause` is the original error; the workers of this call are stopped and nothing listens);
  * when no `workerPath` is given and no worker is registered (`At least one worker must be
  * registered before starting the server`); when the address cannot be listened on (the message
  * names the address and the reason, e.g. the port is in use; the workers of this call are stopped);
  * when a `tls` file cannot be read (the message names the option and the path) or the certificate
- * and key are not valid PEM or do not match (the message says which).
+ * and key are not valid PEM or do not match (the message says which); when the `cluster.redis`
+ * URL cannot be used (the message says why, without its password).
  */
 export async function start(options: StartOptions): Promise<void> {
-  const { listenConfig, workerPath, threads, delivery } = await startConfigOf(options);
+  const { listenConfig, workerPath, threads, delivery, cluster } = await startConfigOf(options);
   await stopping;
+  const clusterConfig = cluster && JSON.stringify(cluster);
+  let joining: Promise<void> | undefined;
+  if (clusterConfig !== undefined && clusterConfig !== joinedCluster) {
+    if (joinedCluster !== undefined) {
+      throw new TypeError('start: options.cluster differs from the cluster this process is in; a process is in one cluster at a time (stop() leaves it)');
+    }
+    if (listening) {
+      throw new TypeError('start: options.cluster must be given to the first start: servers started without it are running (stop() them first)');
+    }
+    joinedCluster = clusterConfig;
+    try {
+      joining = joinCluster(clusterConfig);
+    } catch (err) {
+      joinedCluster = undefined;
+      throw err;
+    }
+  }
 
   let spawned: WorkerSlot[] = [];
   if (workerPath !== undefined) {
@@ -100,12 +136,14 @@ export async function start(options: StartOptions): Promise<void> {
     throw new Error('At least one worker must be registered before starting the server');
   }
 
+  await joining;
   try {
     native.listen(JSON.stringify(listenConfig));
   } catch (err) {
     await retireAll(spawned);
     throw err;
   }
+  listening = true;
 }
 
 /**
@@ -125,6 +163,8 @@ export function stop(): Promise<void> {
       unregisterMainThread();
     } finally {
       stopping = undefined;
+      joinedCluster = undefined;
+      listening = false;
     }
   })();
   return stopping;

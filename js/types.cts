@@ -62,6 +62,31 @@ export interface StartOptions extends DeliveryOptions {
    * Default: none (plain `ws://`).
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Makes this process one node of a cluster: several WSBroker processes (on one machine or many,
+   * behind a load balancer) that share channels and sockets through Redis. `sendToChannel` then
+   * reaches the channel's subscribers on every node, and `send`, `close`, `setToken`, `subscribe`
+   * and `unsubscribe` take the id of a socket of another node (see "Running several nodes" in the
+   * README). The cluster is the process's, like the channels: the first `start` that gives it joins,
+   * a later `start` may leave it out or give the same one (a different one is a TypeError, and so is
+   * one given while servers started without it run), and `stop()` leaves it. Default: none (this
+   * process alone; socket ids 1, 2, 3…).
+   */
+  cluster?: ClusterOptions;
+}
+
+/** The options of `start`'s `cluster`. */
+export interface ClusterOptions {
+  /**
+   * The Redis server the nodes share: `redis://[:password@]host:port[/db]`, `rediss://…` (TLS) or
+   * `unix:///path/to/redis.sock` (`?db=N`). Required. Its password never appears in logs, stats or
+   * errors.
+   */
+  redis: string;
+  /** What every Redis channel of this cluster starts with, so that several clusters can share one Redis: at most 64 bytes, without `:` or white space. Default `'wsb'`. */
+  prefix?: string;
+  /** How many bytes of publications this node holds while Redis is unreachable or slow; past it they are dropped and counted (`stats().cluster.dropped`). From 64 KiB to 1 GiB. Default 8 MiB. */
+  publishBuffer?: number;
 }
 
 /**
@@ -141,6 +166,39 @@ export interface Stats {
   workers: Array<{ id: number; inFlight: number; waiting: number; waitingBytes: number }>;
   /** The Go runtime's memory (the part of the process's RSS that is Go's): heap in use, goroutine stacks, all it holds from the system (heap, stacks, free spans, metadata), and its goroutines. */
   go: { heapBytes: number; stackBytes: number; mappedBytes: number; goroutines: number };
+  /** This node's part in its cluster; absent without `cluster`. */
+  cluster?: ClusterStats;
+}
+
+/** A node's figures, as `stats().cluster` gives them. */
+export interface ClusterStats {
+  /** The engine and its address, without password (`redis://127.0.0.1:6379/0`). */
+  engine: string;
+  /** Whether Redis is reachable now, since when (ISO time), and why not while it is not. */
+  connected: boolean;
+  since: string;
+  error?: string;
+  /** The id slots this node holds: its sockets' ids are `slot * 2^32 + n`. */
+  slots: number[];
+  /** Live nodes, this one included (a node unheard of for 5 s has gone). */
+  nodes: number;
+  /** Channels Redis has subscribed for this node (those with subscribers here), and changes not yet confirmed. */
+  channels: number;
+  pendingSubscribes: number;
+  /** Publications waiting for Redis, and their bytes (at most `publishBuffer`). */
+  queued: number;
+  queuedBytes: number;
+  /** Messages this node published, and received from the others. */
+  published: number;
+  received: number;
+  /** Messages to a socket of a node that had gone. */
+  unrouted: number;
+  /** Times Redis was connected: 1 after the first connection, one more after each recovery. */
+  connects: number;
+  /** Messages dropped: published while Redis was unreachable past `publishBuffer`; published or received faster than Redis or this node kept up with; received but not understood. */
+  dropped: { disconnected: number; slow: number; decode: number };
+  /** From publication on the origin node to reception here, in milliseconds (power-of-two buckets). */
+  lagMs: { p50: number; p99: number };
 }
 
 /** What the main thread passes to each worker it spawns. */

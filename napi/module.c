@@ -249,39 +249,93 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return make_bool(env, closed);
 }
 
-// stop_done runs on the JS thread that called stop: it calls stop's callback.
-static void stop_done(napi_env env, napi_value callback, void *context, void *data) {
+// The asynchronous calls (stop, clusterJoin, clusterSubscriberCount) take a callback, which Go
+// calls once, with a number, through notify.
+
+// async_done runs on the JS thread that made the call: it calls the callback with the result.
+static void async_done(napi_env env, napi_value callback, void *context, void *data) {
   (void)context;
-  (void)data;
-  napi_value undef;
-  if (env == NULL || napi_get_undefined(env, &undef) != napi_ok) return;
-  if (napi_call_function(env, undef, callback, 0, NULL, NULL) == napi_pending_exception) {
+  double *result = data;
+  napi_value undef, arg;
+  if (env != NULL && napi_get_undefined(env, &undef) == napi_ok &&
+      napi_create_double(env, result ? *result : 0, &arg) == napi_ok &&
+      napi_call_function(env, undef, callback, 1, &arg, NULL) == napi_pending_exception) {
     napi_value exc = take_exception(env);
-    if (exc) log_value(env, exc, 0, "stop callback failed");
+    if (exc) log_value(env, exc, 0, "callback failed");
   }
+  free(result);
 }
 
-// notify is called by Go, on its own thread, when an asynchronous call ends.
-static void notify(void *ctx) {
+// notify is called by Go, on its own thread, when an asynchronous call ends with result.
+static void notify(void *ctx, double result) {
   napi_threadsafe_function done = ctx;
-  napi_call_threadsafe_function(done, NULL, napi_tsfn_blocking);
+  double *data = malloc(sizeof *data);
+  if (data) *data = result;
+  napi_call_threadsafe_function(done, data, napi_tsfn_blocking);
   napi_release_threadsafe_function(done, napi_tsfn_release);
 }
 
-static napi_value js_stop(napi_env env, napi_callback_info info) {
-  napi_value argv[1], name;
+// async_callback makes the threadsafe function through which Go calls callback, argument i of
+// the call; NULL (an exception thrown) if it is not a function.
+static napi_threadsafe_function async_callback(napi_env env, napi_value *argv, size_t i, const char *what) {
   napi_valuetype type;
+  napi_value name;
   napi_threadsafe_function done;
-  if (!get_args(env, info, 1, argv)) return NULL;
-  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function)
-    return throw_type(env, "callback must be a function");
-  napi_create_string_utf8(env, "wsbroker stop", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, stop_done,
-                                      &done) != napi_ok) {
-    napi_throw_error(env, NULL, "cannot create the stop callback");
+  if (napi_typeof(env, argv[i], &type) != napi_ok || type != napi_function) {
+    throw_type(env, "callback must be a function");
     return NULL;
   }
-  wsb_stop(done);
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[i], NULL, name, 0, 1, NULL, NULL, NULL, async_done,
+                                      &done) != napi_ok) {
+    napi_throw_error(env, NULL, "cannot create the callback");
+    return NULL;
+  }
+  return done;
+}
+
+static napi_value js_stop(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  napi_threadsafe_function done = async_callback(env, argv, 0, "wsbroker stop");
+  if (done) wsb_stop(done);
+  return NULL;
+}
+
+// clusterJoin(config, callback): joins the cluster config (JSON) describes; callback(1) once the
+// engine is connected, callback(0) if it is not within the time Go allows (it keeps trying).
+static napi_value js_cluster_join(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  napi_valuetype type;
+  bytes_t config;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
+    return throw_type(env, "config must be a string");
+  napi_threadsafe_function done = async_callback(env, argv, 1, "wsbroker clusterJoin");
+  if (!done) return NULL;
+  if (!get_bytes(env, argv[0], "config", &config)) {
+    napi_release_threadsafe_function(done, napi_tsfn_abort);
+    return NULL;
+  }
+  char *err = wsb_cluster_join((uint8_t *)config.data, config.len, done);
+  bytes_free(&config);
+  if (err) napi_release_threadsafe_function(done, napi_tsfn_abort);
+  return throw_go_error(env, err);
+}
+
+// clusterSubscriberCount(channelName, callback): callback(count) with the count of every node.
+static napi_value js_cluster_subscriber_count(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bytes_t ch;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  napi_threadsafe_function done = async_callback(env, argv, 1, "wsbroker clusterSubscriberCount");
+  if (!done) return NULL;
+  if (!get_bytes(env, argv[0], "channelName", &ch)) {
+    napi_release_threadsafe_function(done, napi_tsfn_abort);
+    return NULL;
+  }
+  wsb_cluster_subscriber_count((uint8_t *)ch.data, ch.len, done);
+  bytes_free(&ch);
   return NULL;
 }
 
@@ -491,6 +545,8 @@ NAPI_MODULE_INIT() {
       {"listen", js_listen},
       {"close", js_close},
       {"stop", js_stop},
+      {"clusterJoin", js_cluster_join},
+      {"clusterSubscriberCount", js_cluster_subscriber_count},
       {"acceptOpen", js_accept_open},
       {"caughtUp", js_caught_up},
       {"send", js_send},

@@ -6,43 +6,52 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Child, freePort, root } from './helpers.mjs';
-import { launchChromium } from './harness.mjs';
+import { launchChromium, redisServer } from './harness.mjs';
 
 const WAIT = { timeout: 15_000 };
 
+/** Opens the example's page on httpPort in a new page of browser, and joins #lobby as alias. */
+async function join(browser, httpPort, alias) {
+  const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
+  await page.goto(`http://127.0.0.1:${httpPort}/`, WAIT);
+  await page.locator('#status[data-state="connected"]', { hasText: 'Connected' }).waitFor(WAIT);
+  await page.fill('#alias', alias);
+  await page.fill('#room', 'lobby');
+  await page.click('#join-form button');
+  await page.locator('#room-line', { hasText: `You are ${alias} in #lobby` }).waitFor(WAIT);
+  return page;
+}
+
+const notice = (page, text) => page.locator('#messages li.notice .text', { hasText: new RegExp(`^${text}$`) });
+const chat = (page, alias, body) =>
+  page
+    .locator('#messages li.chat')
+    .filter({ has: page.locator('.alias', { hasText: new RegExp(`^${alias}$`) }) })
+    .filter({ has: page.locator('.body', { hasText: new RegExp(`^${body}$`) }) });
+const say = async (page, body) => {
+  await page.fill('#message', body);
+  await page.click('#message-form button');
+};
+
+/** Free ports for the example: { wsPort, httpPort }. */
+const examplePorts = async () => ({ wsPort: await freePort(), httpPort: await freePort() });
+
+/** Starts the example (lib/example/example.js) with env on ports; resolves with its Child once it listens. */
+async function startExample({ wsPort, httpPort }, env = {}) {
+  const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
+    env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort), WSBROKER_LOG: 'warn', ...env },
+  });
+  await server.waitForLine(/^Chat example: open http:\/\/localhost:\d+/, 30_000);
+  return server;
+}
+
 test('the chat example in Chromium: two people join, talk both ways, the server restarts, one leaves', { timeout: 120_000 }, async (t) => {
-  const [wsPort, httpPort] = [await freePort(), await freePort()];
-  let server;
-  const startExample = async () => {
-    server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
-      env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort), WSBROKER_LOG: 'warn' },
-    });
-    await server.waitForLine(/^Chat example: open http:\/\/localhost:\d+/, 30_000);
-  };
+  const ports = await examplePorts();
+  let server = await startExample(ports);
   t.after(() => server.stop());
-  await startExample();
 
   const browser = await launchChromium(t);
-  const open = async (alias) => {
-    const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
-    await page.goto(`http://127.0.0.1:${httpPort}/`, WAIT);
-    await page.locator('#status[data-state="connected"]', { hasText: 'Connected' }).waitFor(WAIT);
-    await page.fill('#alias', alias);
-    await page.fill('#room', 'lobby');
-    await page.click('#join-form button');
-    await page.locator('#room-line', { hasText: `You are ${alias} in #lobby` }).waitFor(WAIT);
-    return page;
-  };
-  const notice = (page, text) => page.locator('#messages li.notice .text', { hasText: new RegExp(`^${text}$`) });
-  const chat = (page, alias, body) =>
-    page
-      .locator('#messages li.chat')
-      .filter({ has: page.locator('.alias', { hasText: new RegExp(`^${alias}$`) }) })
-      .filter({ has: page.locator('.body', { hasText: new RegExp(`^${body}$`) }) });
-  const say = async (page, body) => {
-    await page.fill('#message', body);
-    await page.click('#message-form button');
-  };
+  const open = (alias) => join(browser, ports.httpPort, alias);
 
   const alice = await open('alice');
   await notice(alice, 'alice joined').waitFor(WAIT);
@@ -62,7 +71,7 @@ test('the chat example in Chromium: two people join, talk both ways, the server 
     await page.locator('#status[data-state="disconnected"]', { hasText: /^Disconnected, reconnecting in [\d.]+ s…$/ }).waitFor(WAIT);
     assert.equal(await page.isDisabled('#message'), true, 'no typing while disconnected');
   }
-  await startExample();
+  server = await startExample(ports);
   for (const [page, alias] of [[alice, 'alice'], [bob, 'bob']]) {
     await page.locator('#status[data-state="connected"]', { hasText: 'Connected' }).waitFor(WAIT);
     await page.locator('#room-line', { hasText: `You are ${alias} in #lobby` }).waitFor(WAIT);
@@ -81,4 +90,23 @@ test('the chat example in Chromium: two people join, talk both ways, the server 
   const shot = path.join(dir, 'chat-example.png');
   await alice.screenshot({ path: shot, fullPage: true });
   t.diagnostic(`screenshot: ${shot}`);
+});
+
+test('the chat example as two nodes sharing Redis: a page on each, one room', { timeout: 120_000 }, async (t) => {
+  const redis = await redisServer(t);
+  if (!redis) return;
+  const ports = [await examplePorts(), await examplePorts()];
+  const nodes = await Promise.all(ports.map((p) => startExample(p, { REDIS_URL: redis.url })));
+  t.after(() => Promise.all(nodes.map((n) => n.stop())));
+  assert.match(nodes[0].lines.at(-1), /a node of the cluster on REDIS_URL/);
+  const browser = await launchChromium(t);
+  const alice = await join(browser, ports[0].httpPort, 'alice');
+  const bob = await join(browser, ports[1].httpPort, 'bob');
+  await notice(alice, 'bob joined').waitFor(WAIT);
+  await say(alice, 'hello from node one');
+  await chat(bob, 'alice', 'hello from node one').waitFor(WAIT);
+  await say(bob, 'hi from node two');
+  await chat(alice, 'bob', 'hi from node two').waitFor(WAIT);
+  await bob.close();
+  await notice(alice, 'bob left').waitFor(WAIT);
 });

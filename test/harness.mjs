@@ -8,7 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { Proc, fixture, freePort, withTimeout } from './helpers.mjs';
+import { execFileSync } from 'node:child_process';
+import { Proc, fixture, freePort, makeCert, withTimeout } from './helpers.mjs';
 
 /**
  * A node script run through bash with the soft limit on open files raised as far as the hard
@@ -29,6 +30,82 @@ export function rssOf(pid) {
 }
 
 export const mib = (bytes) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+
+// ---- Redis ----
+
+const REDIS_SERVER = '/usr/bin/redis-server';
+
+/**
+ * Starts Debian's redis-server for test `t` (`make test` installs it) and stops it, by PID, when the
+ * test ends: on a Unix socket in a temporary directory, or with `tcp` on a free loopback port, or with
+ * `tls` TLS only on a free loopback port with a certificate of makeCert (`certPath`: a client trusts
+ * it through SSL_CERT_FILE); `password` sets requirepass. Resolves with { url, certPath, pid, kill(),
+ * restart(), pause(), resume(), cli(...args) }: `url` carries the password; `restart` starts it again on the same
+ * address; `cli` runs redis-cli against it and returns its output. Without the binary the test is
+ * skipped (resolves undefined), or fails under CI=true, where Redis is part of what is tested.
+ */
+export async function redisServer(t, { tcp = false, tls = false, password } = {}) {
+  if (!existsSync(REDIS_SERVER)) {
+    if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is missing: make test installs the redis-server package`);
+    t.skip(`${REDIS_SERVER} is missing (make test installs it)`);
+    return undefined;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-redis-'));
+  const args = ['--save', '', '--appendonly', 'no', '--bind', '127.0.0.1', '--dir', dir];
+  let url;
+  let cliArgs;
+  let certPath;
+  const auth = password === undefined ? '' : `:${encodeURIComponent(password)}@`;
+  if (tls) {
+    const port = await freePort();
+    const cert = makeCert(t);
+    certPath = cert.certPath;
+    args.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', cert.certPath, '--tls-key-file', cert.keyPath,
+      '--tls-ca-cert-file', cert.certPath, '--tls-auth-clients', 'no');
+    url = `rediss://${auth}127.0.0.1:${port}`;
+    cliArgs = ['--tls', '--cacert', cert.certPath, '-p', String(port)];
+  } else if (tcp) {
+    const port = await freePort();
+    args.push('--port', String(port));
+    url = `redis://${auth}127.0.0.1:${port}`;
+    cliArgs = ['-p', String(port)];
+  } else {
+    const sock = path.join(dir, 'redis.sock');
+    args.push('--port', '0', '--unixsocket', sock, '--unixsocketperm', '700');
+    url = password === undefined ? `unix://${sock}` : `unix://${auth}${sock}`;
+    cliArgs = ['-s', sock];
+  }
+  if (password !== undefined) {
+    args.push('--requirepass', password);
+    cliArgs.push('--no-auth-warning', '-a', password);
+  }
+  let proc;
+  const start = async () => {
+    proc = new Proc(REDIS_SERVER, args);
+    await proc.waitForLine(/ready to accept connections/i, 10_000);
+  };
+  await start();
+  t.after(async () => {
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    url,
+    certPath,
+    get pid() {
+      return proc.pid;
+    },
+    async kill() {
+      proc.proc.kill('SIGKILL');
+      await proc.exited;
+    },
+    restart: start,
+    /** Freezes the server (SIGSTOP): its connections stay open, nothing is answered. */
+    pause: () => proc.proc.kill('SIGSTOP'),
+    resume: () => proc.proc.kill('SIGCONT'),
+    cli: (...cmd) => execFileSync('/usr/bin/redis-cli', [...cliArgs, ...cmd], { encoding: 'utf8' }).trim(),
+  };
+}
 
 /**
  * Starts test/fixtures/e2e-server.mjs (worker test/fixtures/e2e-worker.mjs, 2 threads unless

@@ -20,6 +20,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { Child, Client, freePort, root, withTimeout } from './helpers.mjs';
+import { redisServer } from './harness.mjs';
 
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
 const packageName = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).name;
@@ -105,7 +106,7 @@ async function startServer(dir, file, port, t) {
 }
 
 /** The scenarios this file runs, each a test below; the README must have exactly these. */
-const tested = ['quickstart', 'migration-ws', 'migration-wsbroker', 'shutdown'];
+const tested = ['quickstart', 'cluster', 'migration-ws', 'migration-wsbroker', 'shutdown'];
 
 test('every code block of the README has a marker, and every marker a block and a test', () => {
   assert.deepEqual(problems, []);
@@ -168,6 +169,30 @@ test('quick start: the client gets its echo, the other connections the broadcast
   third.send('ping');
   assert.equal((await third.next()).text, 'echo: ping');
   assert.match((await other.next()).text, /^\d+ says: ping$/);
+});
+
+test('several nodes: the quick start as two nodes sharing Redis, a broadcast from one reaches the other', { timeout: 60_000 }, async (t) => {
+  const redis = await redisServer(t);
+  if (!redis) return;
+  const dir = writeScenario('cluster', { 'worker.mjs': scenarios.get('quickstart').files.get('worker.mjs') });
+  const ports = [await freePort(), await freePort()];
+  for (const port of ports) {
+    const server = new Child(['server.mjs'], { cwd: dir, env: { PORT: String(port), REDIS_URL: redis.url } });
+    t.after(() => server.stop());
+    await server.waitForLine(new RegExp(`^listening on ws://localhost:${port}$`), 30_000);
+  }
+  const [one, two] = [await Client.connect(ports[0]), await Client.connect(ports[1])];
+  t.after(() => [one, two].forEach((c) => c.terminate()));
+  // The second node's subscription to 'everyone' is confirmed by Redis about one round trip after
+  // handleOpen: until then a broadcast from the first node does not reach it.
+  const heard = () => two.messages.find((m) => m.text.endsWith(' says: hello'));
+  while (!heard()) {
+    one.send('hello');
+    assert.equal((await one.next()).text, 'echo: hello');
+    await new Promise((resolve) => setTimeout(resolve, 50)); // a retry, not a wait for an event
+  }
+  const id = Number(/^(\d+) says: hello$/.exec(heard().text)[1]);
+  assert.ok(id > 2 ** 32, `${id}: a socket id of the other node (slot·2^32 + n)`);
 });
 
 /**

@@ -22,14 +22,16 @@ static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, const uint8
 // its batch memory at once (else none waits for it there).
 enum { WSB_WATCH_POLLERS = 1, WSB_RUN_BATCH = 2 };
 
-// Set by the glue at init: reports the end of an asynchronous call (wsb_stop) to its caller.
-typedef void (*wsb_notify_fn)(void *ctx);
+// Set by the glue at init: reports the end of an asynchronous call (wsb_stop, wsb_cluster_join,
+// wsb_cluster_subscriber_count) and its result to its caller.
+typedef void (*wsb_notify_fn)(void *ctx, double result);
 
-static inline void wsb_call_notify(wsb_notify_fn f, void *ctx) { f(ctx); }
+static inline void wsb_call_notify(wsb_notify_fn f, void *ctx, double result) { f(ctx, result); }
 */
 import "C"
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -39,6 +41,7 @@ import (
 
 	"github.com/wsbroker/wsbroker/broker"
 	"github.com/wsbroker/wsbroker/brokermetrics"
+	"github.com/wsbroker/wsbroker/cluster"
 )
 
 var (
@@ -224,7 +227,7 @@ func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
 		}
 		stopMetrics := func() {}
 		if cfg.Metrics != "" {
-			_, stop, err := brokermetrics.Serve(brk, cfg.Metrics, queueCollector{workers})
+			_, stop, err := brokermetrics.Serve(brk, cfg.Metrics, queueCollector{workers}, brokermetrics.ClusterCollector(clusterStats))
 			if err != nil {
 				return err
 			}
@@ -279,13 +282,43 @@ func wsb_stop(ctx unsafe.Pointer) {
 			stop()
 		}
 		brk.Close()
+		leaveCluster()
 		workers.drain()
 		workers.setStopping(false)
-		if f := notifyFn.Load(); f != nil {
-			C.wsb_call_notify(*f, ctx)
-		}
+		notifyC(ctx, 0)
 	}()
 	letReadyRun()
+}
+
+// notifyC reports the end of an asynchronous call, with its result, to the glue.
+func notifyC(ctx unsafe.Pointer, result float64) {
+	if f := notifyFn.Load(); f != nil {
+		C.wsb_call_notify(*f, ctx, C.double(result))
+	}
+}
+
+// wsb_cluster_join joins the cluster that config (JSON, a clusterConfig) describes: it returns
+// NULL and then reports 1 to ctx once the engine is connected, or 0 if it is not within
+// joinWait (the node keeps trying); else a malloc'd message for the caller to free.
+//
+//export wsb_cluster_join
+func wsb_cluster_join(config *C.uint8_t, n C.size_t, ctx unsafe.Pointer) *C.char {
+	return cError(func() error {
+		var cfg clusterConfig
+		if err := json.Unmarshal(bytesOf(config, n), &cfg); err != nil {
+			return fmt.Errorf("invalid cluster configuration: %w", err)
+		}
+		return joinCluster(cfg, func(connected bool) { notifyC(ctx, float64(cBool(connected))) })
+	})
+}
+
+// wsb_cluster_subscriber_count reports to ctx how many sockets are subscribed to the channel on
+// every node of the cluster (on this one without a cluster).
+//
+//export wsb_cluster_subscriber_count
+func wsb_cluster_subscriber_count(ch *C.uint8_t, chLen C.size_t, ctx unsafe.Pointer) {
+	defer recoverInto("clusterSubscriberCount")
+	clusterSubscriberCount(bytes.Clone(bytesOf(ch, chLen)), func(count int) { notifyC(ctx, float64(count)) })
 }
 
 // wsb_caught_up answers a catch-up event (kindCatchUp): the socket's worker has handled its
@@ -397,7 +430,8 @@ func wsb_stats() (out *C.char) {
 		broker.Stats
 		Workers []WorkerQueue          `json:"workers"`
 		Go      brokermetrics.GoMemory `json:"go"`
-	}{brk.Stats(), workers.queues(), brokermetrics.ReadGoMemory()})
+		Cluster *cluster.Stats         `json:"cluster,omitempty"`
+	}{brk.Stats(), workers.queues(), brokermetrics.ReadGoMemory(), clusterStats()})
 	if err != nil {
 		js = []byte("{}")
 	}
