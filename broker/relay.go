@@ -66,6 +66,12 @@ func (b *Broker) DeliverToChannel(channel, data []byte, text bool, except uint64
 	b.sendToChannel(channel, data, text, except, nil)
 }
 
+// DeliverToChannel is Broker.DeliverToChannel, corked: a Relay that applies a batch of other
+// nodes' messages writes each socket once for all of them.
+func (k *Cork) DeliverToChannel(channel, data []byte, text bool, except uint64) {
+	k.b.sendToChannel(channel, data, text, except, k)
+}
+
 // CopyLocalSubscriptions is CopySubscriptions for this node's sockets only: a Relay applies with
 // it another node's CopySubscriptions.
 func (b *Broker) CopyLocalSubscriptions(from, to []byte) { b.hub.copySubscriptions(from, to) }

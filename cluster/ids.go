@@ -74,13 +74,16 @@ func (s *idSpace) moveToLocked(slot uint32) {
 }
 
 // replace makes new sockets take their ids in slot instead of clashed, which another node turned
-// out to hold before this node made any id in it.
+// out to hold before this node made any id in it (else moveTo keeps it for those ids).
 func (s *idSpace) replace(clashed, slot uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.held.Store(new(slices.DeleteFunc(slices.Clone(*s.held.Load()), func(h uint32) bool { return h == clashed })))
 	s.moveToLocked(slot)
 }
+
+// issued reports whether an id has been made in the current slot.
+func (s *idSpace) issued() bool { return s.next.Load()&seqMask != 0 }
 
 // current returns the slot new ids are made in.
 func (s *idSpace) current() uint32 {

@@ -154,7 +154,7 @@ func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
 	n.goRun(func() { n.subscriber.run(ctx) })
 	n.goRun(func() { n.heartbeats(ctx) })
 	for _, in := range n.inboxes {
-		n.goRun(func() { in.run(ctx, n.apply) })
+		n.goRun(func() { in.run(ctx, b.NewCork(), n.apply) })
 	}
 	if err := engine.Start(&engineHandler{n}); err != nil {
 		cancel()
@@ -293,7 +293,14 @@ func (n *Node) fresh(ctx context.Context) error {
 		}
 		n.log.Warn("cluster: another node holds this node's slot; new sockets take their ids in another",
 			slog.Uint64("slot", uint64(slot)), slog.Uint64("now", uint64(next)))
-		n.ids.replace(slot, next)
+		if slot == n.ids.current() && !n.ids.issued() {
+			n.ids.replace(slot, next)
+			if err := n.engine.Unsubscribe(ctx, []string{n.topics.node(slot)}); err != nil {
+				return err
+			}
+		} else {
+			n.ids.moveTo(next) // the sockets named in it keep their ids, and each node applies only what names one of its own
+		}
 	}
 	if err := n.engine.Subscribe(ctx, []string{n.topics.control}); err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"unsafe"
+
+	"github.com/wsbroker/wsbroker/broker"
 )
 
 // inbox holds envelopes received from other nodes for one goroutine to apply: the engine's reader
@@ -46,8 +48,9 @@ func (in *inbox) push(r received) bool {
 	return true
 }
 
-// run applies what arrives until ctx ends.
-func (in *inbox) run(ctx context.Context, apply func(topic string, e *envelope)) {
+// run applies what arrives until ctx ends, each batch through k: the sockets it sends to are
+// written once, after the batch.
+func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.Cork, topic string, e *envelope)) {
 	var batch []received
 	for {
 		select {
@@ -62,13 +65,16 @@ func (in *inbox) run(ctx context.Context, apply func(topic string, e *envelope))
 			if len(batch) == 0 {
 				break
 			}
+			size := 0
 			for i := range batch {
-				apply(batch[i].topic, &batch[i].env)
-				in.mu.Lock()
-				in.bytes -= batch[i].size
-				in.mu.Unlock()
+				apply(k, batch[i].topic, &batch[i].env)
+				size += batch[i].size
 				batch[i] = received{}
 			}
+			k.Flush()
+			in.mu.Lock()
+			in.bytes -= size
+			in.mu.Unlock()
 		}
 	}
 }
@@ -102,14 +108,14 @@ func (h *engineHandler) Received(topic string, data []byte) {
 // StateChanged is the engine's report of its connection (EngineHandler).
 func (h *engineHandler) StateChanged(connected bool, err error) { h.n.stateChanged(connected, err) }
 
-// apply carries out an envelope received on topic from another node.
-func (n *Node) apply(topic string, e *envelope) {
+// apply carries out an envelope received on topic from another node; its sends go through k.
+func (n *Node) apply(k *broker.Cork, topic string, e *envelope) {
 	switch {
 	case len(topic) > len(n.topics.channel) && topic[:len(n.topics.channel)] == n.topics.channel:
 		channel := viewBytes(topic[len(n.topics.channel):])
 		switch e.kind {
 		case kindChannel:
-			n.b.DeliverToChannel(channel, e.body, e.flags&flagText != 0, e.id)
+			k.DeliverToChannel(channel, e.body, e.flags&flagText != 0, e.id)
 		case kindCopy:
 			n.b.CopyLocalSubscriptions(channel, e.body)
 		case kindCountQuery:
@@ -145,7 +151,7 @@ func (n *Node) apply(topic string, e *envelope) {
 		}
 		switch e.kind {
 		case kindSend:
-			n.b.Send(e.id, e.body, e.flags&flagText != 0)
+			k.Send(e.id, e.body, e.flags&flagText != 0)
 		case kindClose:
 			// The origin checked the code and reason; a foreign envelope's bad ones are refused here.
 			n.b.CloseSocket(e.id, e.code, e.body) //nolint:errcheck
