@@ -15,6 +15,18 @@ async function startNode(t, cluster, env = {}) {
   return { server, port };
 }
 
+/**
+ * Starts a redis-server (with `redisOptions`) and `count` nodes sharing it (with `options` added to
+ * `cluster`, and `env`); resolves with { redis, nodes }, or undefined (the test skipped) without
+ * redis-server.
+ */
+async function startCluster(t, count, { redisOptions, options = {}, env } = {}) {
+  const redis = await redisServer(t, redisOptions);
+  if (!redis) return undefined;
+  const nodes = await Promise.all(Array.from({ length: count }, () => startNode(t, { redis: redis.url, ...options }, env)));
+  return { redis, nodes };
+}
+
 /** Connects a client to node and resolves with it and its socket id. */
 async function connect(t, node) {
   const c = await Client.connect(node.port);
@@ -45,10 +57,9 @@ async function settled(...clients) {
 }
 
 test('three nodes: channels, exceptions, sockets of other nodes, interest, counts, ids', async (t) => {
-  const redis = await redisServer(t);
-  if (!redis) return;
-  const cluster = { redis: redis.url };
-  const [A, B, C] = await Promise.all([startNode(t, cluster), startNode(t, cluster), startNode(t, cluster)]);
+  const started = await startCluster(t, 3);
+  if (!started) return;
+  const { redis, nodes: [A, B, C] } = started;
   const a = await connect(t, A);
   const b = await connect(t, B);
   const b2 = await connect(t, B);
@@ -119,10 +130,9 @@ test('foreign and malformed messages on our Redis channels are counted and dropp
 });
 
 test('Redis frozen (SIGSTOP): no JS thread waits, local delivery goes on, what overflows the publish buffer is counted; thawed, it recovers', async (t) => {
-  const redis = await redisServer(t);
-  if (!redis) return;
-  const cluster = { redis: redis.url, publishBuffer: 65536 };
-  const [A, B] = await Promise.all([startNode(t, cluster), startNode(t, cluster)]);
+  const started = await startCluster(t, 2, { options: { publishBuffer: 65536 } });
+  if (!started) return;
+  const { redis, nodes: [A, B] } = started;
   const a = await connect(t, A);
   const a2 = await connect(t, A);
   const b = await connect(t, B);
@@ -143,10 +153,9 @@ test('Redis frozen (SIGSTOP): no JS thread waits, local delivery goes on, what o
 });
 
 test('messages from one node keep their order on another, channel and direct sends interleaved', async (t) => {
-  const redis = await redisServer(t);
-  if (!redis) return;
-  const cluster = { redis: redis.url };
-  const [A, B] = await Promise.all([startNode(t, cluster), startNode(t, cluster)]);
+  const started = await startCluster(t, 2);
+  if (!started) return;
+  const { nodes: [A, B] } = started;
   const a = await connect(t, A);
   const b = await connect(t, B);
   await b.c.ask({ op: 'sub', ch: 'seq' });
@@ -156,10 +165,9 @@ test('messages from one node keep their order on another, channel and direct sen
 });
 
 test('a node killed: the others go on, its ids become no-ops, it leaves the node count within 6 s; stop() leaves at once', async (t) => {
-  const redis = await redisServer(t);
-  if (!redis) return;
-  const cluster = { redis: redis.url };
-  const [A, B, C] = await Promise.all([startNode(t, cluster), startNode(t, cluster), startNode(t, cluster)]);
+  const started = await startCluster(t, 3);
+  if (!started) return;
+  const { nodes: [A, B, C] } = started;
   const a = await connect(t, A);
   const b = await connect(t, B);
   const c = await connect(t, C);
@@ -183,10 +191,9 @@ test('a node killed: the others go on, its ids become no-ops, it leaves the node
 });
 
 test('Redis killed and restarted: local delivery goes on, the nodes reconnect and subscribe again', async (t) => {
-  const redis = await redisServer(t, { tcp: true });
-  if (!redis) return;
-  const cluster = { redis: redis.url };
-  const [A, B] = await Promise.all([startNode(t, cluster), startNode(t, cluster)]);
+  const started = await startCluster(t, 2, { redisOptions: { tcp: true } });
+  if (!started) return;
+  const { redis, nodes: [A, B] } = started;
   const a = await connect(t, A);
   const a2 = await connect(t, A);
   const b = await connect(t, B);
