@@ -130,8 +130,8 @@ const scenarioList = [
 const scaleOut = { outageAfterMs: 1000, outageMs: 2000, outageChannels: 10000 };
 const scaleServers = ['wsbroker', 'sio', 'sio-3', 'wsbroker-3'];
 const scaleScenarios = [
-  { id: 'scale-fanout', title: 'fan-out to 3,000 × 64 B, window 4', figure: 'deliveries',
-    args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64', '-window', '4'] },
+  { id: 'scale-fanout', title: 'fan-out to 3,000 × 64 B', figure: 'deliveries',
+    args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64'] },
   { id: 'scale-rooms', title: '3,000 conns in rooms of 10 spread over the nodes', figure: 'deliveries',
     args: ['-scenario', 'rooms', '-conns', '3000', '-room', '10', '-size', '64'] },
   { id: 'scale-rooms-2of3', title: '1,000 conns in rooms of 2, on 2 of the 3 nodes', figure: 'deliveries', nodesUsed: 2,
