@@ -37,7 +37,7 @@ const (
 // maxHeader bounds an envelope's header: 3 bytes, a slot, the instance, a time.
 const maxHeader = 3 + binary.MaxVarintLen32 + 8 + binary.MaxVarintLen64
 
-// envelope is a decoded envelope. Its byte slices point into the bytes it was decoded from.
+// envelope is a decoded envelope. Its body is the tail of the bytes it was decoded from.
 type envelope struct {
 	kind     byte
 	flags    byte

@@ -189,16 +189,13 @@ func (n *Node) WaitConnected(ctx context.Context) error {
 func (n *Node) Leave(ctx context.Context) {
 	n.b.SetRelay(nil)
 	n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendLeaving(nil)}})
-	for n.isConnected() {
+	// What is queued, the leaving message last, goes out first while the engine takes it (polled:
+	// the publisher reports nothing when its queue empties).
+	for n.isConnected() && ctx.Err() == nil {
 		if q, _ := n.publisher.queued(); q == 0 {
 			break
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Millisecond):
-			continue
-		}
-		break
+		time.Sleep(time.Millisecond)
 	}
 	n.cancel()
 	n.done.Wait()

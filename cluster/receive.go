@@ -97,9 +97,10 @@ func (h *engineHandler) Received(topic string, data []byte) {
 		return
 	}
 	n.lag.record(e.sentAt)
-	// The envelope is applied later, from a copy: data is the engine's only during this call.
+	// The envelope is applied later, from a copy: data is the engine's only during this call. Its
+	// body is data's tail.
 	own := bytes.Clone(data)
-	e, _ = decode(own)
+	e.body = own[len(own)-len(e.body):]
 	if !n.inboxes[e.slot%uint32(len(n.inboxes))].push(received{topic: topic, env: e, size: len(own) + len(topic)}) {
 		n.counters.droppedSlow.Add(1)
 	}

@@ -18,13 +18,17 @@ func (r *relay) Interest(channel string, present bool) {
 	r.n.subscriber.interest(r.n.topics.channel+channel, present)
 }
 
+// textFlag is the flag of a text message's envelope.
+func textFlag(text bool) byte {
+	if text {
+		return flagText
+	}
+	return 0
+}
+
 func (r *relay) Published(channel, data []byte, text bool, except uint64) {
 	n := r.n
-	flags := byte(0)
-	if text {
-		flags = flagText
-	}
-	env := n.header().appendIDBody(make([]byte, 0, maxHeader+binary.MaxVarintLen64+len(data)), kindChannel, flags, except, data)
+	env := n.header().appendIDBody(make([]byte, 0, maxHeader+binary.MaxVarintLen64+len(data)), kindChannel, textFlag(text), except, data)
 	n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: env}})
 }
 
@@ -34,11 +38,7 @@ func (r *relay) toNode(id uint64, env []byte) {
 }
 
 func (r *relay) Send(id uint64, data []byte, text bool) {
-	flags := byte(0)
-	if text {
-		flags = flagText
-	}
-	r.toNode(id, r.n.header().appendIDBody(make([]byte, 0, maxHeader+binary.MaxVarintLen64+len(data)), kindSend, flags, id, data))
+	r.toNode(id, r.n.header().appendIDBody(make([]byte, 0, maxHeader+binary.MaxVarintLen64+len(data)), kindSend, textFlag(text), id, data))
 }
 
 func (r *relay) CloseSocket(id uint64, code uint16, reason []byte) {
