@@ -24,7 +24,7 @@ type subscriber struct {
 	pending   map[string]bool     // topic → subscribe or unsubscribe: changes not yet confirmed
 	confirmed map[string]struct{} // the channel topics the engine has confirmed
 	connected bool
-	anew      bool      // connected anew: fresh, then everything in want, is to be done
+	anew      bool      // connected anew: fresh is to run before the pending changes (refilled from want at the loss)
 	anewAt    time.Time // when the engine was connected anew
 	losses    int       // times the engine was lost: a batch confirmed across a loss is not
 	wake      chan struct{}
