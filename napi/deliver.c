@@ -177,14 +177,17 @@ int run_batch(napi_env env, env_state_t *st, slot_t *s, int ran_here) {
 }
 
 // call_js is the threadsafe function's callback, on the worker's JS thread: it runs the batch
-// queued for it and does what Go says next.
+// queued for it, unless the watch puts it off to the end of the loop's turn, and does what Go says
+// next.
 static void call_js(napi_env env, napi_value unused, void *context, void *data) {
   (void)unused;
   (void)data;
   if (env == NULL) return;  // the finalizer has already dealt with the batch
   env_state_t *st = NULL;
   napi_get_instance_data(env, (void **)&st);
-  follow(st ? st->watch : NULL, context, run_batch(env, st, context, 0));
+  struct watch *w = st ? st->watch : NULL;
+  if (watch_defer(w, 0)) return;
+  follow(w, context, run_batch(env, st, context, 0));
 }
 
 // finalize_tsfn runs once the thread's threadsafe function has ended (the thread left the pool, or

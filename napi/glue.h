@@ -64,6 +64,7 @@ void queue_batch(slot_t *s);
 struct watch *watch_start(napi_env env, slot_t *s);
 void watch_close(struct watch *w);
 void follow(struct watch *w, slot_t *s, int next);
+int watch_defer(struct watch *w, int ran_here);
 
 // module.c
 void log_value(napi_env env, napi_value exc, int32_t worker, const char *what);

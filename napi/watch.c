@@ -1,21 +1,35 @@
 // A worker thread's watch of the Go pollers. While Go says so (WSB_WATCH_POLLERS), the thread's
 // event loop also watches the pollers' epoll fds: when one is readable, wsb_dispatch_ready reads
 // the ready sockets pinned to this worker on this thread, and the batch it hands this thread
-// (WSB_RUN_BATCH) runs at once, then the next as long as Go says so (follow). The handles are
-// unref'd, so they never keep the thread alive, and are closed when the thread leaves the pool or
-// its environment ends.
+// (WSB_RUN_BATCH) runs at once, then the next as long as Go says so (follow). The watch also
+// bounds the batches that one turn of the loop runs (watch_defer). The handles are unref'd, so
+// they never keep the thread alive, and are closed when the thread leaves the pool or its
+// environment ends.
 #include <stdlib.h>
 #include <uv.h>
 
 #include "glue.h"
 
+// A turn of the event loop runs batches, whichever way Go hands them, until it has run
+// TURN_BATCHES or for TURN_MS; the next then waits for the end of the turn (on_resume), so that the
+// thread's timers and messages (the watchdog's ping) come in between. Node's dispatch runs up to
+// 1000 queued calls of a threadsafe function in a row, and Go queues a busy thread's next batch as
+// the last one ends, so that, unbounded, a loaded thread would not turn for seconds.
+#define TURN_BATCHES 16
+#define TURN_MS 50
+
 struct watch {
   slot_t *slot;                         // its slot
   napi_env env;                         // that thread's
-  napi_async_context async;             // what the batches it runs at once run under (run_here)
+  napi_async_context async;             // what the batches it runs at once run under (run_scoped)
   napi_ref resource;                    // the async context's resource
   napi_async_cleanup_hook_handle hook;  // closes the handles at teardown; NULL once removed
-  int n;                                // handles made, all in use
+  uv_check_t resume;                    // runs the batch put off to the end of the turn (watch_defer)
+  int resume_here;                      // that batch was Go's to run here (WSB_RUN_BATCH)
+  uint64_t turn;                        // the loop time of the turn whose batches are counted
+  uint64_t turn_start;                  // when its first batch began (uv_hrtime)
+  int turn_batches;                     // batches run in that turn
+  int n;                                // poll handles made, all in use
   int open;                             // handles not closed yet
   int active;
   int closing;
@@ -24,10 +38,11 @@ struct watch {
 
 static void watch_set(struct watch *w, int on);
 
-// run_here runs the batch that Go handed this thread itself, as the threadsafe function would: in
-// a callback scope, so that nextTicks and microtasks run after it. It returns what Go says next,
-// -1 if nothing ran (when the scope cannot be opened, the batch goes through the queue).
-static int run_here(struct watch *w, slot_t *s) {
+// run_scoped runs the batch in flight as the threadsafe function would: in a callback scope, so
+// that nextTicks and microtasks run after it (ran_here: Go handed it to this thread to run at
+// once). It returns what Go says next, -1 if nothing ran (when the scope cannot be opened, the
+// batch goes through the queue).
+static int run_scoped(struct watch *w, slot_t *s, int ran_here) {
   napi_handle_scope hs;
   napi_callback_scope cs;
   napi_value resource;
@@ -40,7 +55,7 @@ static int run_here(struct watch *w, slot_t *s) {
       napi_open_callback_scope(w->env, resource, w->async, &cs) == napi_ok) {
     env_state_t *st = NULL;
     napi_get_instance_data(w->env, (void **)&st);
-    next = run_batch(w->env, st, s, 1);
+    next = run_batch(w->env, st, s, ran_here);
     napi_close_callback_scope(w->env, cs);
   } else {
     queue_batch(s);
@@ -58,7 +73,8 @@ void follow(struct watch *w, slot_t *s, int next) {
       queue_batch(s);
       return;
     }
-    next = run_here(w, s);
+    if (watch_defer(w, 1)) return;
+    next = run_scoped(w, s, 1);
   }
   if (next >= 0) watch_set(w, next & WSB_WATCH_POLLERS);
 }
@@ -85,6 +101,31 @@ static void watch_set(struct watch *w, int on) {
   }
 }
 
+static void on_resume(uv_check_t *h) {
+  struct watch *w = h->data;
+  uv_check_stop(h);
+  w->turn_batches = 0;  // the turn is over: the batches run from here on count towards the next
+  w->turn_start = uv_hrtime();
+  follow(w, w->slot, run_scoped(w, w->slot, w->resume_here));
+}
+
+// watch_defer reports whether the batch in flight is put off to the end of this turn of the loop
+// (on_resume, after the poll phase), because the turn has run its batches; ran_here: Go handed
+// it to this thread to run at once.
+int watch_defer(struct watch *w, int ran_here) {
+  if (!w || w->closing) return 0;
+  uint64_t now = uv_now(uv_handle_get_loop((uv_handle_t *)&w->resume));
+  if (now != w->turn) {
+    w->turn = now;
+    w->turn_batches = 0;
+    w->turn_start = uv_hrtime();
+  }
+  if (++w->turn_batches <= TURN_BATCHES && uv_hrtime() - w->turn_start < (uint64_t)TURN_MS * 1000000) return 0;
+  w->resume_here = ran_here;
+  uv_check_start(&w->resume, on_resume);
+  return 1;
+}
+
 static void on_watch_closed(uv_handle_t *h) {
   struct watch *w = h->data;
   if (--w->open > 0) return;
@@ -101,6 +142,8 @@ void watch_close(struct watch *w) {
   if (!w || w->closing) return;
   w->closing = 1;
   drop_async(w);
+  if (uv_is_active((uv_handle_t *)&w->resume)) queue_batch(w->slot);  // the batch put off
+  uv_close((uv_handle_t *)&w->resume, on_watch_closed);
   for (int i = 0; i < w->n; i++) uv_close((uv_handle_t *)&w->polls[i], on_watch_closed);
 }
 
@@ -109,12 +152,12 @@ static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
   watch_close(data);
 }
 
-// watch_start prepares this thread's watch, inactive; NULL without pollers (Go's own goroutines
-// then serve every socket) or when the loop cannot watch them.
+// watch_start prepares this thread's watch, inactive, with no poll handle without pollers (Go's own
+// goroutines then serve every socket); NULL when the loop cannot have one.
 struct watch *watch_start(napi_env env, slot_t *s) {
   uv_loop_t *loop;
   int n = wsb_poller_fds(NULL, 0);
-  if (n <= 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  if (n < 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
   struct watch *w = calloc(1, sizeof *w + n * sizeof w->polls[0]);
   int *fds = malloc(n * sizeof *fds);
   napi_value resource, name;
@@ -142,12 +185,10 @@ struct watch *watch_start(napi_env env, slot_t *s) {
     w->n++;
   }
   free(fds);
-  w->open = w->n;
-  if (w->n == 0) {
-    drop_async(w);
-    free(w);
-    return NULL;
-  }
+  uv_check_init(loop, &w->resume);
+  w->resume.data = w;
+  uv_unref((uv_handle_t *)&w->resume);
+  w->open = w->n + 1;
   if (napi_add_async_cleanup_hook(env, watch_teardown, w, &w->hook) != napi_ok) {
     w->hook = NULL;
     watch_close(w);  // open handles would hold up the thread's teardown

@@ -195,6 +195,36 @@ test('a worker that hangs is terminated within 5 s and replaced; its sockets are
   fresh.c.terminate();
 });
 
+test('a worker kept busy by batches that never stop coming is not taken for hung: its event loop turns in between', async (t) => {
+  // Each client keeps one 2 ms handler call in flight, so that whenever a batch ends the others'
+  // messages wait: Go hands the next batch at once, and Node's threadsafe function would run a
+  // thousand of them in a row (seconds) before the thread's timers and the watchdog's ping.
+  const { child, port } = await lifecycleServer(t, { threads: 1 });
+  const clients = await Promise.all(Array.from({ length: 20 }, () => client(port)));
+  t.after(() => clients.forEach(({ c }) => c.terminate()));
+  const ticks = async () => {
+    clients[0].c.send('ticks');
+    return Number((await clients[0].c.next((m) => m.text?.startsWith('ticks '))).text.slice(6));
+  };
+  const before = await ticks();
+  const pings = 6; // the watchdog pings once a second and gives up after 4 s without an answer
+  const until = Date.now() + pings * 1000;
+  let spun = 0;
+  await Promise.all(
+    clients.map(async ({ c }) => {
+      while (Date.now() < until) {
+        c.send('spin 2');
+        await c.next((m) => m.text === 'spun', 10_000);
+        spun++;
+      }
+    }),
+  );
+  const during = (await ticks()) - before;
+  assert.doesNotMatch(child.stderr, /did not answer|died/);
+  // Unbounded, the interval would have fired about once in the whole run.
+  assert.ok(during > pings * 10, `the worker's 10 ms interval fired ${during} times while it ran ${spun} handler calls`);
+});
+
 test('with one Go P, where the worker threads also watch the Go pollers: echoes and microtask replies in order, a hung worker replaced, stop() and exit', async (t) => {
   // Pinned to one core, Go has one P: the threads then watch the pollers while messages flow
   // (wsb_dispatch_ready) and read and run their own sockets' batches; their watch must not keep a
