@@ -64,6 +64,19 @@ func (k *Cork) Flush() {
 	}
 	inlineWriters.Put(w)
 	k.b.flushLater(k.conns[len(inline):])
+	k.empty()
+}
+
+// FlushLater hands what was queued through k to the flushers and empties it. A flusher writes
+// after the goroutines ready to run, so that a program applying bursts from several sources (a
+// cluster node's messages from other nodes) lets what they queue for one socket leave in one
+// write.
+func (k *Cork) FlushLater() {
+	k.b.flushLater(k.conns)
+	k.empty()
+}
+
+func (k *Cork) empty() {
 	clear(k.conns) // no pointers kept to sockets that may end
 	k.conns = k.conns[:0]
 }

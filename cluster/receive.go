@@ -49,7 +49,8 @@ func (in *inbox) push(r received) bool {
 }
 
 // run applies what arrives until ctx ends, each batch through k: the sockets it sends to are
-// written once, after the batch.
+// written once, after the batch, by the flushers, so that what other inboxes and the JS threads
+// queue for them meanwhile leaves in the same write.
 func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.Cork, topic string, e *envelope)) {
 	var batch []received
 	for {
@@ -71,7 +72,7 @@ func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.C
 				size += batch[i].size
 				batch[i] = received{}
 			}
-			k.Flush()
+			k.FlushLater()
 			in.mu.Lock()
 			in.bytes -= size
 			in.mu.Unlock()
