@@ -144,6 +144,29 @@ func (s *Server) Subscriptions(cid uint64) []string {
 	return subjects
 }
 
+// Interest returns how many subscriptions of the server's clients match subject, plus how many
+// of its routes have announced subject itself: what the server would deliver a message to.
+func (s *Server) Interest(subject string) int {
+	s.t.Helper()
+	var subsz struct {
+		Total int `json:"total"`
+	}
+	s.monitor("subsz?subs=1&test="+url.QueryEscape(subject), &subsz)
+	var routez struct {
+		Routes []struct {
+			Subscriptions []string `json:"subscriptions_list"`
+		} `json:"routes"`
+	}
+	s.monitor("routez?subs=1", &routez)
+	n := subsz.Total
+	for _, r := range routez.Routes {
+		if slices.Contains(r.Subscriptions, subject) {
+			n++
+		}
+	}
+	return n
+}
+
 // monitor reads the monitoring endpoint path into v.
 func (s *Server) monitor(path string, v any) {
 	s.t.Helper()
