@@ -8,17 +8,20 @@ export PATH := /usr/local/go/bin:$(PATH)
 deps: system-deps node_modules/.deps-installed
 
 # Debian packages of the tests: Python's websockets client (test/conformance-python.test.mjs),
-# Chromium (test/conformance-browser.test.mjs) and redis-server (cluster/redis). apt runs only for
-# what is missing; quiet unless it fails.
+# Chromium (test/conformance-browser.test.mjs), redis-server (cluster/redis) and nats-server
+# (cluster/nats). apt runs only for what is missing; quiet unless it fails.
 APT_INSTALL = { { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); } >/tmp/wsbroker-apt.log 2>&1 || { cat /tmp/wsbroker-apt.log; exit 1; }; }
 system-deps:
 	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || $(call APT_INSTALL,python3-websockets)
 	@test -x /usr/bin/chromium || $(call APT_INSTALL,chromium)
 	@test -x /usr/bin/redis-server || { $(call APT_INSTALL,redis-server); $(STOP_PACKAGED_REDIS); }
+	@test -x /usr/bin/nats-server || { $(call APT_INSTALL,nats-server); $(STOP_PACKAGED_NATS); }
 
 # The Go tests of cluster/redis start their own redis-server; the package's daemon (started on 6379
 # wherever invoke-rc.d allows it) is stopped and kept from starting at boot, so that no test reaches it.
 STOP_PACKAGED_REDIS = { /etc/init.d/redis-server stop; update-rc.d redis-server disable; } >/dev/null 2>&1 || true
+# The same for nats-server, whose package has only a systemd unit (started on 4222 where systemd runs).
+STOP_PACKAGED_NATS = systemctl disable --now nats-server.service >/dev/null 2>&1 || true
 
 node_modules/.deps-installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund

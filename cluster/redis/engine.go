@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	mathrand "math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -46,9 +45,6 @@ const (
 	defaultProbe       = 10 * time.Second
 	// subscribeBatch is the most topics one SUBSCRIBE or UNSUBSCRIBE names.
 	subscribeBatch = 512
-	firstBackoff   = 100 * time.Millisecond
-	maxBackoff     = time.Second // a Redis back after an outage is found within a second: a dial a second costs nothing
-	backoffJitter  = 0.2
 	// probeTopicPrefix starts the topic only this engine subscribes, for its liveness probe.
 	probeTopicPrefix = "wsbroker:engine-probe:"
 )
@@ -153,7 +149,7 @@ func (e *Engine) Close() error {
 func (e *Engine) supervise(h cluster.EngineHandler) {
 	defer close(e.done)
 	lossReported := false
-	backoff := firstBackoff
+	backoff := cluster.FirstBackoff
 	for {
 		c, err := e.connect()
 		if err == nil {
@@ -166,28 +162,22 @@ func (e *Engine) supervise(h cluster.EngineHandler) {
 				return
 			}
 			h.StateChanged(false, err)
-			lossReported, backoff = true, firstBackoff
+			lossReported, backoff = true, cluster.FirstBackoff
 		} else if e.ctx.Err() != nil {
 			return
 		} else if !lossReported {
 			h.StateChanged(false, err)
 			lossReported = true
 		}
-		timer := time.NewTimer(jittered(backoff))
+		timer := time.NewTimer(cluster.Jittered(backoff))
 		select {
 		case <-e.ctx.Done():
 			timer.Stop()
 			return
 		case <-timer.C:
 		}
-		backoff = min(2*backoff, maxBackoff)
+		backoff = min(2*backoff, cluster.MaxBackoff)
 	}
-}
-
-// jittered spreads d by ±backoffJitter, so that nodes that lost Redis together do not return
-// together.
-func jittered(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (1 + backoffJitter*(2*mathrand.Float64()-1)))
 }
 
 // setConnection makes c the connection that calls use and whose messages reach the handler.

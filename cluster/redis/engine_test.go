@@ -16,119 +16,25 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/wsbroker/wsbroker/cluster"
+	"github.com/wsbroker/wsbroker/internal/enginetest"
 	"github.com/wsbroker/wsbroker/internal/redistest"
 )
 
-// waitLimit bounds every wait for an event; the events come far sooner.
-const waitLimit = 10 * time.Second
-
-type state struct {
-	connected bool
-	err       error
-}
-
-type message struct {
-	topic string
-	data  []byte
-}
-
-// recorder is the EngineHandler of the tests: it keeps what it is told and signals each arrival.
-type recorder struct {
-	states chan state
-
-	mu       sync.Mutex
-	messages []message
-	arrived  chan struct{} // holds a token after an arrival
-}
-
-func newRecorder() *recorder {
-	return &recorder{states: make(chan state, 64), arrived: make(chan struct{}, 1)}
-}
-
-func (r *recorder) Received(topic string, data []byte) {
-	r.mu.Lock()
-	r.messages = append(r.messages, message{topic, bytes.Clone(data)})
-	r.mu.Unlock()
-	select {
-	case r.arrived <- struct{}{}:
-	default:
-	}
-}
-
-func (r *recorder) StateChanged(connected bool, err error) {
-	r.states <- state{connected, err}
-}
-
-// waitState returns the next state reported and fails unless it is connected.
-func (r *recorder) waitState(t testing.TB, connected bool) state {
-	t.Helper()
-	select {
-	case s := <-r.states:
-		if s.connected != connected {
-			t.Fatalf("state connected=%v (%v), want connected=%v", s.connected, s.err, connected)
-		}
-		if connected != (s.err == nil) {
-			t.Fatalf("state connected=%v with error %v", s.connected, s.err)
-		}
-		return s
-	case <-time.After(waitLimit):
-		t.Fatalf("no state change to connected=%v within %v", connected, waitLimit)
-	}
-	return state{}
-}
-
-// noMoreStates fails if a state was reported beyond those taken.
-func (r *recorder) noMoreStates(t testing.TB) {
-	t.Helper()
-	select {
-	case s := <-r.states:
-		t.Fatalf("unexpected state connected=%v (%v)", s.connected, s.err)
-	default:
-	}
-}
-
-// waitMessages returns the first n messages once they have arrived.
-func (r *recorder) waitMessages(t testing.TB, n int) []message {
-	t.Helper()
-	deadline := time.After(waitLimit)
-	for {
-		r.mu.Lock()
-		got := len(r.messages)
-		if got >= n {
-			msgs := r.messages[:n:n]
-			r.mu.Unlock()
-			return msgs
-		}
-		r.mu.Unlock()
-		select {
-		case <-r.arrived:
-		case <-deadline:
-			t.Fatalf("%d of %d messages arrived within %v", got, n, waitLimit)
-		}
-	}
-}
-
-func (r *recorder) reset() {
-	r.mu.Lock()
-	r.messages = nil
-	r.mu.Unlock()
-}
-
 // startEngine starts an engine on url, waits until it is connected and closes it at cleanup.
-func startEngine(t testing.TB, url string, opts Options) (*Engine, *recorder) {
+func startEngine(t testing.TB, url string, opts Options) (*Engine, *enginetest.Recorder) {
 	t.Helper()
 	e, rec := newStarted(t, url, opts)
-	rec.waitState(t, true)
+	rec.WaitState(t, true)
 	return e, rec
 }
 
-func newStarted(t testing.TB, url string, opts Options) (*Engine, *recorder) {
+func newStarted(t testing.TB, url string, opts Options) (*Engine, *enginetest.Recorder) {
 	t.Helper()
 	e, err := New(url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecorder()
+	rec := enginetest.NewRecorder()
 	if err := e.Start(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -136,16 +42,10 @@ func newStarted(t testing.TB, url string, opts Options) (*Engine, *recorder) {
 	return e, rec
 }
 
-func testContext(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func publish(t testing.TB, e *Engine, msgs ...cluster.Message) []int {
 	t.Helper()
 	receivers := make([]int, len(msgs))
-	sent, err := e.Publish(testContext(t), msgs, receivers)
+	sent, err := e.Publish(enginetest.Context(t), msgs, receivers)
 	if err != nil || sent != len(msgs) {
 		t.Fatalf("Publish: sent %d of %d: %v", sent, len(msgs), err)
 	}
@@ -154,7 +54,7 @@ func publish(t testing.TB, e *Engine, msgs ...cluster.Message) []int {
 
 func subscribe(t testing.TB, e *Engine, topics ...string) {
 	t.Helper()
-	if err := e.Subscribe(testContext(t), topics); err != nil {
+	if err := e.Subscribe(enginetest.Context(t), topics); err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
 }
@@ -172,14 +72,14 @@ func TestRoundTripAndReceivers(t *testing.T) {
 	if want := []int{2, 1, 0}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("receivers %v, want %v", got, want)
 	}
-	msgs := recA.waitMessages(t, 2)
-	if msgs[0].topic != "both" || string(msgs[0].data) != "one" || msgs[1].topic != "a only" || string(msgs[1].data) != "two" {
+	msgs := recA.WaitMessages(t, 2)
+	if msgs[0].Topic != "both" || string(msgs[0].Data) != "one" || msgs[1].Topic != "a only" || string(msgs[1].Data) != "two" {
 		t.Fatalf("a received %q", msgs)
 	}
-	if msgs := recB.waitMessages(t, 1); msgs[0].topic != "both" || string(msgs[0].data) != "one" {
+	if msgs := recB.WaitMessages(t, 1); msgs[0].Topic != "both" || string(msgs[0].Data) != "one" {
 		t.Fatalf("b received %q", msgs)
 	}
-	if err := a.Unsubscribe(testContext(t), []string{"both", "never subscribed"}); err != nil {
+	if err := a.Unsubscribe(enginetest.Context(t), []string{"both", "never subscribed"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := publish(t, b, cluster.Message{Topic: "both", Data: []byte("four")}); got[0] != 1 {
@@ -206,9 +106,9 @@ func TestBinaryTopics(t *testing.T) {
 			t.Fatalf("message %d on topic %q had %d receivers", i, msgs[i].Topic, n)
 		}
 	}
-	for i, m := range rec.waitMessages(t, len(msgs)) {
-		if m.topic != msgs[i].Topic || !bytes.Equal(m.data, msgs[i].Data) {
-			t.Fatalf("message %d: got %q on %q, want %q on %q", i, m.data, m.topic, msgs[i].Data, msgs[i].Topic)
+	for i, m := range rec.WaitMessages(t, len(msgs)) {
+		if m.Topic != msgs[i].Topic || !bytes.Equal(m.Data, msgs[i].Data) {
+			t.Fatalf("message %d: got %q on %q, want %q on %q", i, m.Data, m.Topic, msgs[i].Data, msgs[i].Topic)
 		}
 	}
 }
@@ -232,12 +132,12 @@ func TestTenThousandTopicsInBatches(t *testing.T) {
 			t.Fatalf("topic %d had %d receivers", i, r)
 		}
 	}
-	for i, m := range rec.waitMessages(t, n) {
-		if m.topic != topics[i] || string(m.data) != strconv.Itoa(i) {
-			t.Fatalf("message %d: %q on %q", i, m.data, m.topic)
+	for i, m := range rec.WaitMessages(t, n) {
+		if m.Topic != topics[i] || string(m.Data) != strconv.Itoa(i) {
+			t.Fatalf("message %d: %q on %q", i, m.Data, m.Topic)
 		}
 	}
-	if err := e.Unsubscribe(testContext(t), topics); err != nil {
+	if err := e.Unsubscribe(enginetest.Context(t), topics); err != nil {
 		t.Fatal(err)
 	}
 	if got := publish(t, e, msgs[:1]...); got[0] != 0 {
@@ -259,9 +159,9 @@ func TestOrderOfTenThousand(t *testing.T) {
 			batch = batch[:0]
 		}
 	}
-	for i, m := range rec.waitMessages(t, n) {
-		if string(m.data) != strconv.Itoa(i) {
-			t.Fatalf("message %d is %q", i, m.data)
+	for i, m := range rec.WaitMessages(t, n) {
+		if string(m.Data) != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q", i, m.Data)
 		}
 	}
 }
@@ -270,7 +170,7 @@ func TestClaim(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	a, _ := startEngine(t, s.URL, Options{})
 	b, _ := startEngine(t, s.URL, Options{})
-	ctx := testContext(t)
+	ctx := enginetest.Context(t)
 	if alone, err := a.Claim(ctx, "slot:7"); err != nil || !alone {
 		t.Fatalf("first Claim: alone %v, %v", alone, err)
 	}
@@ -309,17 +209,17 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 			cancel()
 		}
 	}()
-	subRec.waitMessages(t, 100)
+	subRec.WaitMessages(t, 100)
 	s.Kill()
-	for _, rec := range []*recorder{pubRec, subRec} {
-		if st := rec.waitState(t, false); st.err == nil {
+	for _, rec := range []*enginetest.Recorder{pubRec, subRec} {
+		if st := rec.WaitState(t, false); st.Err == nil {
 			t.Fatal("a loss without a reason")
 		}
 	}
 	close(stop)
 	wg.Wait()
 
-	ctx := testContext(t)
+	ctx := enginetest.Context(t)
 	start := time.Now()
 	if _, err := pub.Publish(ctx, []cluster.Message{{Topic: "traffic"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Publish while disconnected: %v", err)
@@ -335,11 +235,11 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 	}
 
 	s.Restart()
-	pubRec.waitState(t, true)
-	subRec.waitState(t, true)
-	pubRec.noMoreStates(t) // one loss reported, however many attempts failed
-	subRec.noMoreStates(t)
-	subRec.reset()
+	pubRec.WaitState(t, true)
+	subRec.WaitState(t, true)
+	pubRec.NoMoreStates(t) // one loss reported, however many attempts failed
+	subRec.NoMoreStates(t)
+	subRec.Reset()
 	if got := publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("lost")}); got[0] != 0 {
 		t.Fatalf("a subscription survived the restart: %d receivers", got[0])
 	}
@@ -347,8 +247,8 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 	if got := publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("after")}); got[0] != 1 {
 		t.Fatalf("after resubscribing, %d receivers", got[0])
 	}
-	if m := subRec.waitMessages(t, 1); string(m[0].data) != "after" {
-		t.Fatalf("received %q after recovery", m[0].data)
+	if m := subRec.WaitMessages(t, 1); string(m[0].Data) != "after" {
+		t.Fatalf("received %q after recovery", m[0].Data)
 	}
 }
 
@@ -357,16 +257,16 @@ func TestSubscribeConnectionKilled(t *testing.T) {
 	e, rec := startEngine(t, s.URL, Options{})
 	subscribe(t, e, "t")
 	admin := adminClient(t, s)
-	if err := admin.Do(testContext(t), admin.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()).Error(); err != nil {
+	if err := admin.Do(enginetest.Context(t), admin.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitState(t, false)
-	rec.waitState(t, true)
-	rec.noMoreStates(t)
+	rec.WaitState(t, false)
+	rec.WaitState(t, true)
+	rec.NoMoreStates(t)
 	subscribe(t, e, "t")
 	publish(t, e, cluster.Message{Topic: "t", Data: []byte("again")})
-	if m := rec.waitMessages(t, 1); string(m[0].data) != "again" {
-		t.Fatalf("received %q", m[0].data)
+	if m := rec.WaitMessages(t, 1); string(m[0].Data) != "again" {
+		t.Fatalf("received %q", m[0].Data)
 	}
 }
 
@@ -374,12 +274,12 @@ func TestUnreachableAtStart(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	s.Kill()
 	_, rec := newStarted(t, s.URL, Options{})
-	if st := rec.waitState(t, false); !strings.Contains(st.err.Error(), "connect") {
-		t.Fatalf("the loss does not say it cannot connect: %v", st.err)
+	if st := rec.WaitState(t, false); !strings.Contains(st.Err.Error(), "connect") {
+		t.Fatalf("the loss does not say it cannot connect: %v", st.Err)
 	}
 	s.Restart()
-	rec.waitState(t, true)
-	rec.noMoreStates(t)
+	rec.WaitState(t, true)
+	rec.NoMoreStates(t)
 }
 
 func TestPassword(t *testing.T) {
@@ -391,12 +291,12 @@ func TestPassword(t *testing.T) {
 	}
 	subscribe(t, e, "t")
 	publish(t, e, cluster.Message{Topic: "t", Data: []byte("ok")})
-	rec.waitMessages(t, 1)
+	rec.WaitMessages(t, 1)
 
 	wrong := strings.Replace(s.URL, "pa55", "wrong-pa55", 1)
 	_, rec = newStarted(t, wrong, Options{})
-	st := rec.waitState(t, false)
-	if msg := st.err.Error(); !strings.Contains(msg, "authentication failed") || strings.Contains(msg, "pa55") {
+	st := rec.WaitState(t, false)
+	if msg := st.Err.Error(); !strings.Contains(msg, "authentication failed") || strings.Contains(msg, "pa55") {
 		t.Fatalf("wrong password reported as %q", msg)
 	}
 }
@@ -406,12 +306,12 @@ func TestTLS(t *testing.T) {
 	e, rec := startEngine(t, s.URL, Options{TLS: &tls.Config{RootCAs: s.CAs}})
 	subscribe(t, e, "secure")
 	publish(t, e, cluster.Message{Topic: "secure", Data: []byte("over TLS")})
-	if m := rec.waitMessages(t, 1); string(m[0].data) != "over TLS" {
-		t.Fatalf("received %q", m[0].data)
+	if m := rec.WaitMessages(t, 1); string(m[0].Data) != "over TLS" {
+		t.Fatalf("received %q", m[0].Data)
 	}
 	_, untrusting := newStarted(t, s.URL, Options{})
-	if st := untrusting.waitState(t, false); !strings.Contains(st.err.Error(), "certificate") {
-		t.Fatalf("a server certificate of an unknown CA reported as %v", st.err)
+	if st := untrusting.WaitState(t, false); !strings.Contains(st.Err.Error(), "certificate") {
+		t.Fatalf("a server certificate of an unknown CA reported as %v", st.Err)
 	}
 }
 
@@ -426,7 +326,7 @@ func TestUnixURLWithPasswordAndDB(t *testing.T) {
 	}
 	subscribe(t, e, "local")
 	publish(t, e, cluster.Message{Topic: "local", Data: []byte("via socket")})
-	rec.waitMessages(t, 1)
+	rec.WaitMessages(t, 1)
 }
 
 func TestProbeDetectsFrozenServer(t *testing.T) {
@@ -435,13 +335,13 @@ func TestProbeDetectsFrozenServer(t *testing.T) {
 	e, rec := startEngine(t, s.URL, opts)
 	subscribe(t, e, "t")
 	s.Pause()
-	st := rec.waitState(t, false)
+	st := rec.WaitState(t, false)
 	s.Resume()
-	t.Logf("frozen server reported as: %v", st.err)
-	rec.waitState(t, true)
+	t.Logf("frozen server reported as: %v", st.Err)
+	rec.WaitState(t, true)
 	subscribe(t, e, "t")
 	publish(t, e, cluster.Message{Topic: "t", Data: []byte("back")})
-	rec.waitMessages(t, 1)
+	rec.WaitMessages(t, 1)
 }
 
 func TestProbeKeepsQuietConnection(t *testing.T) {
@@ -449,8 +349,8 @@ func TestProbeKeepsQuietConnection(t *testing.T) {
 	quiet, rec := startEngine(t, s.URL, Options{ProbeAfter: 20 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond})
 	watcher, probes := startEngine(t, s.URL, Options{})
 	subscribe(t, watcher, quiet.probeTopic)
-	probes.waitMessages(t, 5) // five probes of a connection that receives nothing else
-	rec.noMoreStates(t)
+	probes.WaitMessages(t, 5) // five probes of a connection that receives nothing else
+	rec.NoMoreStates(t)
 }
 
 func TestCloseLeavesNoGoroutine(t *testing.T) {
@@ -462,8 +362,8 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitGoroutines(t, before)
-	if _, err := e.Publish(testContext(t), []cluster.Message{{Topic: "t"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
+	enginetest.WaitGoroutines(t, before)
+	if _, err := e.Publish(enginetest.Context(t), []cluster.Message{{Topic: "t"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Publish after Close: %v", err)
 	}
 
@@ -471,15 +371,15 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	// that does not answer.
 	retrying, rec := startEngine(t, s.URL, Options{})
 	s.Kill()
-	rec.waitState(t, false)
+	rec.WaitState(t, false)
 	closePromptly(t, retrying)
-	waitGoroutines(t, before)
+	enginetest.WaitGoroutines(t, before)
 	s.Restart()
 	s.Pause()
-	loggingIn, _ := newStarted(t, s.URL, Options{DialTimeout: waitLimit})
+	loggingIn, _ := newStarted(t, s.URL, Options{DialTimeout: enginetest.WaitLimit})
 	closePromptly(t, loggingIn)
 	s.Resume()
-	waitGoroutines(t, before)
+	enginetest.WaitGoroutines(t, before)
 }
 
 // closePromptly closes e and fails if that took longer than a second.
@@ -494,25 +394,11 @@ func closePromptly(t *testing.T, e *Engine) {
 	}
 }
 
-// waitGoroutines waits until no more than before goroutines run: rueidis's connections end
-// theirs just after Close returns.
-func waitGoroutines(t testing.TB, before int) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // commandCalls reads how often the server ran command, from INFO commandstats.
 func commandCalls(t testing.TB, s *redistest.Server, command string) int {
 	t.Helper()
 	admin := adminClient(t, s)
-	info, err := admin.Do(testContext(t), admin.B().Info().Section("commandstats").Build()).ToString()
+	info, err := admin.Do(enginetest.Context(t), admin.B().Info().Section("commandstats").Build()).ToString()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package redistest
+package testprocess
 
 import (
 	"crypto/ecdsa"
@@ -15,20 +15,20 @@ import (
 	"time"
 )
 
-// certificateFiles are the PEM files redis-server is given for TLS.
-type certificateFiles struct {
-	ca, cert, key string
+// CertificateFiles are the PEM files a server is given for TLS.
+type CertificateFiles struct {
+	CA, Cert, Key string
 }
 
-// writeCertificates generates a CA and a server certificate it signs, valid for 127.0.0.1 and
+// WriteCertificates generates a CA and a server certificate it signs, valid for 127.0.0.1 and
 // localhost, writes them into dir, and returns the files and a pool holding the CA.
-func writeCertificates(t testing.TB, dir string) (certificateFiles, *x509.CertPool) {
+func WriteCertificates(t testing.TB, dir string) (CertificateFiles, *x509.CertPool) {
 	t.Helper()
 	now := time.Now()
 	caKey := newKey(t)
 	caTemplate := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "redistest CA"},
+		Subject:               pkix.Name{CommonName: "testprocess CA"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		IsCA:                  true,
@@ -62,14 +62,14 @@ func writeCertificates(t testing.TB, dir string) (certificateFiles, *x509.CertPo
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := certificateFiles{
-		ca:   filepath.Join(dir, "ca.pem"),
-		cert: filepath.Join(dir, "server.pem"),
-		key:  filepath.Join(dir, "server-key.pem"),
+	files := CertificateFiles{
+		CA:   filepath.Join(dir, "ca.pem"),
+		Cert: filepath.Join(dir, "server.pem"),
+		Key:  filepath.Join(dir, "server-key.pem"),
 	}
-	writePEM(t, files.ca, "CERTIFICATE", caDER)
-	writePEM(t, files.cert, "CERTIFICATE", serverDER)
-	writePEM(t, files.key, "PRIVATE KEY", keyDER)
+	writePEM(t, files.CA, "CERTIFICATE", caDER)
+	writePEM(t, files.Cert, "CERTIFICATE", serverDER)
+	writePEM(t, files.Key, "PRIVATE KEY", keyDER)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return files, pool
