@@ -1,6 +1,9 @@
 package cluster
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Engine is the message bus that a cluster's nodes share (Redis, NATS): named topics, delivery
 // at most once, in order per publishing connection. A Node owns everything above it (what a
@@ -36,7 +39,23 @@ type Engine interface {
 
 	// String names the engine and its address for logs and stats, without any password.
 	String() string
+
+	// MaxPayload is the largest Message.Data the engine publishes, as learnt on connecting (it
+	// may change with the server), or 0 when it has no limit below what a node sends.
+	MaxPayload() int
+
+	// CountsReceivers reports whether Publish counts each message's receivers (else it writes
+	// -1): a node then asks only the nodes subscribed to a channel for their counts, else all.
+	CountsReceivers() bool
+
+	// Dropped is how many messages for this node the engine's client dropped because they came
+	// faster than it handed them over; 0 from an engine that never drops.
+	Dropped() uint64
 }
+
+// ErrTooLarge is Publish's error for a message over MaxPayload, which it does not send: it stops
+// there, still connected, and the node drops that message and goes on.
+var ErrTooLarge = errors.New("message larger than the engine takes")
 
 // Message is one publication: its topic and its bytes.
 type Message struct {

@@ -24,7 +24,7 @@ const (
 	kindUnsubscribe = 6  // node topic: socket id uvarint | channel
 	kindCopy        = 7  // channel topic (from): the channel to copy to
 	kindHeartbeat   = 8  // control topic: slot count uvarint | slots uvarint…
-	kindCountQuery  = 9  // channel topic: request id uvarint
+	kindCountQuery  = 9  // channel topic: request id uvarint; or control topic: request id uvarint | channel
 	kindCountAnswer = 10 // node topic (the asker's): request id uvarint | count uvarint
 	kindLeaving     = 11 // control topic: empty
 )
@@ -95,8 +95,8 @@ func (h header) appendHeartbeat(dst []byte, slots []uint32) []byte {
 	return dst
 }
 
-func (h header) appendCountQuery(dst []byte, req uint64) []byte {
-	return binary.AppendUvarint(h.appendHeader(dst, kindCountQuery, 0), req)
+func (h header) appendCountQuery(dst []byte, req uint64, channel []byte) []byte {
+	return append(binary.AppendUvarint(h.appendHeader(dst, kindCountQuery, 0), req), channel...)
 }
 
 func (h header) appendCountAnswer(dst []byte, req, count uint64) []byte {

@@ -24,7 +24,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"subscribe", h.appendIDBody(nil, kindSubscribe, 0, 9, []byte("room\x00.*>")), envelope{kind: kindSubscribe, id: 9, body: []byte("room\x00.*>")}},
 		{"copy", h.appendCopy(nil, []byte("to")), envelope{kind: kindCopy, body: []byte("to")}},
 		{"heartbeat", h.appendHeartbeat(nil, []uint32{1, 1<<slotBits - 1}), envelope{kind: kindHeartbeat, slots: []uint32{1, 1<<slotBits - 1}}},
-		{"count query", h.appendCountQuery(nil, 77), envelope{kind: kindCountQuery, id: 77}},
+		{"count query", h.appendCountQuery(nil, 77, nil), envelope{kind: kindCountQuery, id: 77}},
+		{"count query on the control topic", h.appendCountQuery(nil, 77, []byte("room")), envelope{kind: kindCountQuery, id: 77, body: []byte("room")}},
 		{"count answer", h.appendCountAnswer(nil, 77, 1000), envelope{kind: kindCountAnswer, id: 77, count: 1000}},
 		{"leaving", h.appendLeaving(nil), envelope{kind: kindLeaving}},
 	}
@@ -98,7 +99,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		case kindHeartbeat:
 			again = append(h.appendHeartbeat(nil, e.slots), e.body...)
 		case kindCountQuery:
-			again = append(h.appendCountQuery(nil, e.id), e.body...)
+			again = h.appendCountQuery(nil, e.id, e.body)
 		case kindCountAnswer:
 			again = append(h.appendCountAnswer(nil, e.id, e.count), e.body...)
 		case kindLeaving:

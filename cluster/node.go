@@ -83,6 +83,10 @@ type Node struct {
 	inboxes    []*inbox
 	lag        lagHistogram
 	counters   counters
+	// maxPayload is the engine's MaxPayload as of its last connection: a larger message is
+	// not published. tooLargeLogged is when such a drop was last logged (Unix ns).
+	maxPayload     atomic.Int64
+	tooLargeLogged atomic.Int64
 
 	stateMu   sync.Mutex
 	connected bool
@@ -100,6 +104,7 @@ type Node struct {
 type counters struct {
 	published, received, unrouted, connects         atomic.Uint64
 	droppedDisconnected, droppedSlow, droppedDecode atomic.Uint64
+	droppedTooLarge                                 atomic.Uint64
 }
 
 // topics are the engine topics of a cluster.
@@ -142,7 +147,7 @@ func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
 		now:      time.Now,
 	}
 	n.ids.init(randomSlot(), n.spareSlot)
-	n.publisher = newPublisher(engine, opts.PublishBuffer, n.sent)
+	n.publisher = newPublisher(engine, opts.PublishBuffer, n.sent, n.dropTooLarge)
 	n.subscriber = newSubscriber(engine, n.fresh, n.resubscribed)
 	n.inboxes = make([]*inbox, runtime.GOMAXPROCS(0))
 	for i := range n.inboxes {
@@ -215,6 +220,10 @@ func (n *Node) header() header {
 
 // publish queues o for the engine, counting it, or its drop.
 func (n *Node) publish(o outgoing) {
+	if limit := n.maxPayload.Load(); limit > 0 && int64(len(o.msg.Data)) > limit {
+		n.dropTooLarge(o)
+		return
+	}
 	queued, connected := n.publisher.push(o)
 	switch {
 	case queued:
@@ -229,6 +238,20 @@ func (n *Node) publish(o outgoing) {
 	}
 }
 
+// dropTooLarge counts o, a message over the engine's MaxPayload that is not published, and says
+// so in the log at most once a minute: delivery on this node has happened already.
+func (n *Node) dropTooLarge(o outgoing) {
+	n.counters.droppedTooLarge.Add(1)
+	if o.track == trackQuery {
+		n.presence.published(o.req, 0)
+	}
+	now := n.now().UnixNano()
+	if last := n.tooLargeLogged.Load(); now-last >= int64(time.Minute) && n.tooLargeLogged.CompareAndSwap(last, now) {
+		n.log.Warn("cluster: a message larger than "+n.engine.String()+" takes was delivered on this node only (counted in dropped.tooLarge; logged once a minute)",
+			slog.Int("bytes", len(o.msg.Data)), slog.Int64("maxPayload", n.maxPayload.Load()))
+	}
+}
+
 // sent handles the receiver counts of a batch the engine has published.
 func (n *Node) sent(out []outgoing, receivers []int) {
 	for i, o := range out {
@@ -238,6 +261,11 @@ func (n *Node) sent(out []outgoing, receivers []int) {
 				n.counters.unrouted.Add(1)
 			}
 		case trackQuery:
+			if receivers[i] < 0 {
+				// Asked on the control topic (the engine counts no receivers): every other live
+				// node answers.
+				receivers[i] = n.peers.count()
+			}
 			n.presence.published(o.req, receivers[i])
 		}
 	}
@@ -255,6 +283,7 @@ func (n *Node) stateChanged(connected bool, err error) {
 	n.connected, n.since = connected, time.Now()
 	n.stateMu.Unlock()
 	if connected {
+		n.maxPayload.Store(int64(n.engine.MaxPayload()))
 		n.counters.connects.Add(1)
 		n.log.Info("cluster: connected to "+n.engine.String(), slog.Duration("after", lostFor.Round(time.Millisecond)))
 	} else {
@@ -393,7 +422,13 @@ func (n *Node) SubscriberCount(ctx context.Context, channel []byte) (count int, 
 		return local, false
 	}
 	req, q := n.presence.start()
-	n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: n.header().appendCountQuery(nil, req)}, track: trackQuery, req: req})
+	if n.engine.CountsReceivers() {
+		// Asked on the channel's topic: only the nodes with subscribers get it, and the engine
+		// says how many did.
+		n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: n.header().appendCountQuery(nil, req, nil)}, track: trackQuery, req: req})
+	} else {
+		n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendCountQuery(nil, req, channel)}, track: trackQuery, req: req})
+	}
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	select {
@@ -430,6 +465,7 @@ type Dropped struct {
 	Disconnected uint64 `json:"disconnected"` // published while the engine was unreachable and PublishBuffer was full
 	Slow         uint64 `json:"slow"`         // published or received faster than the engine or this node kept up with
 	Decode       uint64 `json:"decode"`       // received but not an envelope of this version
+	TooLarge     uint64 `json:"tooLarge"`     // larger than the engine takes (MaxPayload): delivered on this node only
 }
 
 // Lag is the percentiles of the time from publication to reception, in milliseconds.
@@ -456,7 +492,10 @@ func (n *Node) Stats() Stats {
 		Slots: n.ids.slots(), Nodes: 1 + n.peers.count(),
 		Channels: subscribed, PendingSubscribes: pending, Queued: queued, QueuedBytes: queuedBytes,
 		Published: k.published.Load(), Received: k.received.Load(), Unrouted: k.unrouted.Load(), Connects: k.connects.Load(),
-		Dropped: Dropped{Disconnected: k.droppedDisconnected.Load(), Slow: k.droppedSlow.Load(), Decode: k.droppedDecode.Load()},
+		Dropped: Dropped{
+			Disconnected: k.droppedDisconnected.Load(), Slow: k.droppedSlow.Load() + n.engine.Dropped(),
+			Decode: k.droppedDecode.Load(), TooLarge: k.droppedTooLarge.Load(),
+		},
 		LagMs:   Lag{P50: p50, P99: p99},
 	}
 }

@@ -4,10 +4,11 @@ import (
 	"sync"
 )
 
-// presence holds the count queries in flight: a query goes to the channel's topic, so that only
-// the nodes with subscribers to it receive it and answer (this node too, when it is subscribed:
-// its own answer is the zero it adds to its local count). The engine's receiver count says how
-// many answers to await.
+// presence holds the count queries in flight. With an engine that counts receivers (Redis) a
+// query goes to the channel's topic, so that only the nodes with subscribers to it receive it and
+// answer (this node too, when it is subscribed: its own answer is the zero it adds to its local
+// count), and the receiver count says how many answers to await. Otherwise (NATS) it goes to the
+// control topic with the channel's name, and every other live node answers.
 type presence struct {
 	mu      sync.Mutex
 	next    uint64

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -27,6 +28,9 @@ type publisher struct {
 	engine Engine
 	limit  int
 	sent   func(out []outgoing, receivers []int) // called on the publisher's goroutine for each batch
+	// tooLarge is called on the publisher's goroutine for a message the engine refused as larger
+	// than it takes (ErrTooLarge), which is then dropped.
+	tooLarge func(o outgoing)
 
 	mu        sync.Mutex
 	queue     []outgoing // from head on
@@ -39,8 +43,8 @@ type publisher struct {
 // maxBatch bounds the messages of one Engine.Publish call.
 const maxBatch = 512
 
-func newPublisher(e Engine, limit int, sent func([]outgoing, []int)) *publisher {
-	return &publisher{engine: e, limit: limit, sent: sent, wake: make(chan struct{}, 1)}
+func newPublisher(e Engine, limit int, sent func([]outgoing, []int), tooLarge func(outgoing)) *publisher {
+	return &publisher{engine: e, limit: limit, sent: sent, tooLarge: tooLarge, wake: make(chan struct{}, 1)}
 }
 
 // push queues o. It returns false, having dropped it, when the queue holds limit bytes already;
@@ -108,12 +112,17 @@ func (p *publisher) run(ctx context.Context) {
 			}
 			n, err := p.engine.Publish(ctx, msgs, receivers[:len(msgs)])
 			p.sent(batch[:n], receivers[:n])
+			done := n
+			if errors.Is(err, ErrTooLarge) && n < len(batch) {
+				p.tooLarge(batch[n])
+				done, err = n+1, nil
+			}
 			p.mu.Lock()
-			for i := range batch[:n] {
+			for i := range batch[:done] {
 				p.bytes -= len(batch[i].msg.Topic) + len(batch[i].msg.Data)
 				p.queue[p.head+i] = outgoing{}
 			}
-			p.head += n
+			p.head += done
 			if p.head == len(p.queue) {
 				p.queue, p.head = p.queue[:0], 0
 			} else if p.head > len(p.queue)/2 {

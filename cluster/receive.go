@@ -121,8 +121,7 @@ func (n *Node) apply(k *broker.Cork, topic string, e *envelope) {
 		case kindCopy:
 			n.b.CopyLocalSubscriptions(channel, e.body)
 		case kindCountQuery:
-			count := uint64(n.b.SubscriberCount(channel))
-			n.publish(outgoing{msg: Message{Topic: n.topics.node(e.slot), Data: n.header().appendCountAnswer(nil, e.id, count)}})
+			n.answerCount(e, channel)
 		default:
 			n.counters.droppedDecode.Add(1)
 		}
@@ -137,6 +136,8 @@ func (n *Node) apply(k *broker.Cork, topic string, e *envelope) {
 			}
 		case kindLeaving:
 			n.peers.left(e.instance)
+		case kindCountQuery:
+			n.answerCount(e, e.body)
 		default:
 			n.counters.droppedDecode.Add(1)
 		}
@@ -173,6 +174,12 @@ func (n *Node) apply(k *broker.Cork, topic string, e *envelope) {
 			n.counters.droppedDecode.Add(1)
 		}
 	}
+}
+
+// answerCount answers the count query e with this node's subscribers to channel.
+func (n *Node) answerCount(e *envelope, channel []byte) {
+	count := uint64(n.b.SubscriberCount(channel))
+	n.publish(outgoing{msg: Message{Topic: n.topics.node(e.slot), Data: n.header().appendCountAnswer(nil, e.id, count)}})
 }
 
 // viewBytes returns s's bytes without copying, for calls that only read them during the call.

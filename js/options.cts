@@ -25,7 +25,8 @@ export interface StartConfig {
 
 /** The cluster configuration as the addon takes it (clusterConfig in cmd/libwsbroker/cluster.go). */
 export interface ClusterConfig {
-  redis: string;
+  redis?: string;
+  nats?: string;
   prefix: string;
   publishBuffer: number;
 }
@@ -78,23 +79,19 @@ function clusterOf(options: StartOptions): ClusterConfig | undefined {
   const { cluster } = options;
   if (cluster === undefined) return undefined;
   if (cluster === null || typeof cluster !== 'object') {
-    throw new TypeError(`start: options.cluster must be an object like { redis: 'redis://127.0.0.1:6379' }, got ${describe(cluster)}`);
+    throw new TypeError(`start: options.cluster must be an object like { redis: 'redis://127.0.0.1:6379' } or { nats: 'nats://127.0.0.1:4222' }, got ${describe(cluster)}`);
   }
   rejectUnknownKeys(cluster, CLUSTER_OPTIONS, 'start', 'options.cluster');
-  const { redis, prefix = CLUSTER_DEFAULT_PREFIX, publishBuffer = CLUSTER_DEFAULT_PUBLISH_BUFFER } = cluster;
-  const schemes = "a URL like 'redis://host:6379', 'rediss://host:6380' (TLS) or 'unix:///path/redis.sock'";
-  if (typeof redis !== 'string') throw new TypeError(`start: options.cluster.redis must be ${schemes}, got ${describe(redis)}`);
-  let url: URL | undefined;
-  try {
-    url = new URL(redis);
-  } catch {
-    // Its own words, not the string: it may hold a password.
+  const { redis, nats, prefix = CLUSTER_DEFAULT_PREFIX, publishBuffer = CLUSTER_DEFAULT_PUBLISH_BUFFER } = cluster;
+  if ((redis === undefined) === (nats === undefined)) {
+    throw new TypeError(`start: options.cluster must have exactly one of redis and nats (the engine the nodes share), got ${redis === undefined ? 'neither' : 'both'}`);
   }
-  if (url === undefined || !['redis:', 'rediss:', 'unix:'].includes(url.protocol)) {
-    throw new TypeError(`start: options.cluster.redis must be ${schemes}, got ${url ? `the scheme '${url.protocol}'` : 'a string that is not a URL'}`);
-  }
-  if (url.protocol === 'unix:' ? url.pathname === '' || url.pathname === '/' : url.hostname === '') {
-    throw new TypeError(`start: options.cluster.redis must name ${url.protocol === 'unix:' ? 'a socket path' : 'a host'}, as in ${schemes}`);
+  if (redis !== undefined) {
+    checkEngineURL('redis', redis, ['redis:', 'rediss:', 'unix:'], "a URL like 'redis://host:6379', 'rediss://host:6380' (TLS) or 'unix:///path/redis.sock'");
+  } else {
+    const schemes = "a URL like 'nats://host:4222' or 'tls://host:4222', or several separated by commas";
+    if (typeof nats !== 'string') throw new TypeError(`start: options.cluster.nats must be ${schemes}, got ${describe(nats)}`);
+    for (const one of nats.split(',')) checkEngineURL('nats', one.trim(), ['nats:', 'tls:'], schemes);
   }
   if (typeof prefix !== 'string' || prefix === '' || Buffer.byteLength(prefix) > CLUSTER_MAX_PREFIX || /[:\s]/.test(prefix)) {
     throw new TypeError(`start: options.cluster.prefix must be a non-empty string of at most ${CLUSTER_MAX_PREFIX} bytes without ':' or white space, got ${describe(prefix)}`);
@@ -102,7 +99,24 @@ function clusterOf(options: StartOptions): ClusterConfig | undefined {
   if (typeof publishBuffer !== 'number' || !Number.isSafeInteger(publishBuffer) || publishBuffer < CLUSTER_MIN_PUBLISH_BUFFER || publishBuffer > CLUSTER_MAX_PUBLISH_BUFFER) {
     throw new TypeError(`start: options.cluster.publishBuffer must be an integer from ${CLUSTER_MIN_PUBLISH_BUFFER} to ${CLUSTER_MAX_PUBLISH_BUFFER} (bytes), got ${describe(publishBuffer)}`);
   }
-  return { redis, prefix, publishBuffer };
+  return { ...(redis !== undefined ? { redis } : { nats }), prefix, publishBuffer };
+}
+
+/** Checks one engine URL of `options.cluster[key]`: a string with one of `protocols` and a host (or a socket path). */
+function checkEngineURL(key: 'redis' | 'nats', value: unknown, protocols: string[], schemes: string): void {
+  if (typeof value !== 'string') throw new TypeError(`start: options.cluster.${key} must be ${schemes}, got ${describe(value)}`);
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // Its own words, not the string: it may hold a password.
+  }
+  if (url === undefined || !protocols.includes(url.protocol)) {
+    throw new TypeError(`start: options.cluster.${key} must be ${schemes}, got ${url ? `the scheme '${url.protocol}'` : 'a string that is not a URL'}`);
+  }
+  if (url.protocol === 'unix:' ? url.pathname === '' || url.pathname === '/' : url.hostname === '') {
+    throw new TypeError(`start: options.cluster.${key} must name ${url.protocol === 'unix:' ? 'a socket path' : 'a host'}, as in ${schemes}`);
+  }
 }
 
 /**
@@ -211,7 +225,7 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   cluster: true,
   ...DELIVERY_OPTIONS,
 };
-const CLUSTER_OPTIONS: Record<keyof NonNullable<StartOptions['cluster']>, true> = { redis: true, prefix: true, publishBuffer: true };
+const CLUSTER_OPTIONS: Record<keyof NonNullable<StartOptions['cluster']>, true> = { redis: true, nats: true, prefix: true, publishBuffer: true };
 const TLS_OPTIONS: Record<keyof NonNullable<StartOptions['tls']>, true> = { cert: true, key: true };
 const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boolean | undefined>, true> = { serverContextTakeover: true };
 

@@ -15,7 +15,7 @@ let joinedCluster: string | undefined;
 /** Whether a `start` has listened since the last `stop`. */
 let listening = false;
 
-/** Joins the cluster `config` describes; resolves once Redis is connected, or after 5 s without it (the node keeps trying). */
+/** Joins the cluster `config` describes; resolves once its engine is connected, or after 5 s without it (the node keeps trying). */
 function joinCluster(config: string): Promise<void> {
   return new Promise((resolve) => native.clusterJoin(config, () => resolve()));
 }
@@ -60,11 +60,12 @@ function joinCluster(config: string): Promise<void> {
  *   `{ serverContextTakeover: true }` also keeps the server's context between messages.
  * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.
  * - `metrics`: optional. An address where `stats()` is served in Prometheus text format.
- * - `cluster`: optional. `{ redis: 'redis://host:6379', prefix, publishBuffer }` makes this process
- *   one node of a cluster that shares channels and sockets through Redis (see `ClusterOptions` and
- *   "Running several nodes"). The first `start` that gives it joins, and waits up to 5 s for Redis:
- *   if Redis is unreachable it goes on, logs one error line, and the node keeps trying in the
- *   background (local delivery works meanwhile).
+ * - `cluster`: optional. `{ redis: 'redis://host:6379', prefix, publishBuffer }` (or `{ nats:
+ *   'nats://host:4222', … }`) makes this process one node of a cluster that shares channels and
+ *   sockets through Redis or NATS (see `ClusterOptions` and "Running several nodes"). The first
+ *   `start` that gives it joins, and waits up to 5 s for the engine: if it is unreachable it goes
+ *   on, logs one error line, and the node keeps trying in the background (local delivery works
+ *   meanwhile).
  * @returns A Promise that resolves once the workers of this call are ready and the address is
  * listening. Listening is all or none: if one address (or the `metrics` address) cannot be
  * listened on, nothing of this call stays bound.
@@ -74,8 +75,9 @@ function joinCluster(config: string): Promise<void> {
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
  * a limit is not an integer in its range, `compression` is neither a boolean nor
  * `{ serverContextTakeover: boolean }`, `tls` is not an
- * object whose `cert` and `key` are strings or Buffers, or `cluster` is not an object whose
- * `redis` is a `redis:`, `rediss:` or `unix:` URL (with a host, or a socket path), `prefix` a
+ * object whose `cert` and `key` are strings or Buffers, or `cluster` is not an object with exactly
+ * one of `redis`, a `redis:`, `rediss:` or `unix:` URL (with a host, or a socket path), and `nats`,
+ * one or more `nats:` or `tls:` URLs with a host separated by commas, `prefix` a
  * string of 1 to 64 bytes without `:` or white space and `publishBuffer` an integer from 65536 to
  * 2^30; also when `cluster` differs from the cluster this process is in, or is given while servers
  * started without it run.
@@ -86,7 +88,7 @@ function joinCluster(config: string): Promise<void> {
  * names the address and the reason, e.g. the port is in use; the workers of this call are stopped);
  * when a `tls` file cannot be read (the message names the option and the path) or the certificate
  * and key are not valid PEM or do not match (the message says which); when the `cluster.redis`
- * URL cannot be used (the message says why, without its password).
+ * or `cluster.nats` URL cannot be used (the message says why, without its password or token).
  */
 export async function start(options: StartOptions): Promise<void> {
   const { listenConfig, workerPath, threads, delivery, cluster } = await startConfigOf(options);

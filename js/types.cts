@@ -64,7 +64,7 @@ export interface StartOptions extends DeliveryOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /**
    * Makes this process one node of a cluster: several WSBroker processes (on one machine or many,
-   * behind a load balancer) that share channels and sockets through Redis. `sendToChannel` then
+   * behind a load balancer) that share channels and sockets through Redis or NATS. `sendToChannel` then
    * reaches the channel's subscribers on every node, and `send`, `close`, `setToken`, `subscribe`
    * and `unsubscribe` take the id of a socket of another node (see "Running several nodes" in the
    * README). The cluster is the process's, like the channels: the first `start` that gives it joins,
@@ -79,13 +79,21 @@ export interface StartOptions extends DeliveryOptions {
 export interface ClusterOptions {
   /**
    * The Redis server the nodes share: `redis://[:password@]host:port[/db]`, `rediss://…` (TLS) or
-   * `unix:///path/to/redis.sock` (`?db=N`). Required. Its password never appears in logs, stats or
-   * errors.
+   * `unix:///path/to/redis.sock` (`?db=N`). Exactly one of `redis` and `nats`. Its password never
+   * appears in logs, stats or errors.
    */
-  redis: string;
-  /** What every Redis channel of this cluster starts with, so that several clusters can share one Redis: at most 64 bytes, without `:` or white space. Default `'wsb'`. */
+  redis?: string;
+  /**
+   * The NATS servers the nodes share, one URL or several separated by commas (the servers of one
+   * NATS cluster; a node reconnects to another when one goes): `nats://[user:password@|token@]host:port`
+   * or `tls://…` (TLS). Exactly one of `redis` and `nats`. Its password or token never appears in
+   * logs, stats or errors. A message larger than the servers' `max_payload` (1 MiB unless raised)
+   * reaches this node's subscribers only (`stats().cluster.dropped.tooLarge`).
+   */
+  nats?: string;
+  /** What every engine channel (Redis channel, NATS subject) of this cluster starts with, so that several clusters can share one engine: at most 64 bytes, without `:` or white space. Default `'wsb'`. */
   prefix?: string;
-  /** How many bytes of publications this node holds while Redis is unreachable or slow; past it they are dropped and counted (`stats().cluster.dropped`). From 64 KiB to 1 GiB. Default 8 MiB. */
+  /** How many bytes of publications this node holds while the engine is unreachable or slow; past it they are dropped and counted (`stats().cluster.dropped`). From 64 KiB to 1 GiB. Default 8 MiB. */
   publishBuffer?: number;
 }
 
@@ -172,9 +180,9 @@ export interface Stats {
 
 /** A node's figures, as `stats().cluster` gives them. */
 export interface ClusterStats {
-  /** The engine and its address, without password (`redis://127.0.0.1:6379/0`). */
+  /** The engine and its address, without password (`redis://127.0.0.1:6379/0`, `nats://127.0.0.1:4222`). */
   engine: string;
-  /** Whether Redis is reachable now, since when (ISO time), and why not while it is not. */
+  /** Whether the engine is reachable now, since when (ISO time), and why not while it is not. */
   connected: boolean;
   since: string;
   error?: string;
@@ -182,21 +190,21 @@ export interface ClusterStats {
   slots: number[];
   /** Live nodes, this one included (a node unheard of for 5 s has gone). */
   nodes: number;
-  /** Channels Redis has subscribed for this node (those with subscribers here), and changes not yet confirmed. */
+  /** Channels the engine has subscribed for this node (those with subscribers here), and changes not yet confirmed. */
   channels: number;
   pendingSubscribes: number;
-  /** Publications waiting for Redis, and their bytes (at most `publishBuffer`). */
+  /** Publications waiting for the engine, and their bytes (at most `publishBuffer`). */
   queued: number;
   queuedBytes: number;
   /** Messages this node published, and received from the others. */
   published: number;
   received: number;
-  /** Messages to a socket of a node that had gone. */
+  /** Messages to a socket of a node that had gone (Redis only: NATS does not say whether a message reached anyone). */
   unrouted: number;
-  /** Times Redis was connected: 1 after the first connection, one more after each recovery. */
+  /** Times the engine was connected: 1 after the first connection, one more after each recovery. */
   connects: number;
-  /** Messages dropped: published while Redis was unreachable past `publishBuffer`; published or received faster than Redis or this node kept up with; received but not understood. */
-  dropped: { disconnected: number; slow: number; decode: number };
+  /** Messages dropped: published while the engine was unreachable past `publishBuffer`; published or received faster than the engine or this node kept up with; received but not understood; larger than the engine takes (NATS's `max_payload`), so delivered on this node only. */
+  dropped: { disconnected: number; slow: number; decode: number; tooLarge: number };
   /** From publication on the origin node to reception here, in milliseconds (power-of-two buckets). */
   lagMs: { p50: number; p99: number };
 }

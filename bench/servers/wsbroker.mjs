@@ -5,8 +5,9 @@
 //
 // THREADS=<n> worker threads (default 1); BACKPRESSURE=<bytes> the maxBackpressure (default 16 MiB);
 // COMPRESSION=1 compression: true (permessage-deflate); TLS_CERT and TLS_KEY (PEM files) serve wss://;
-// CLUSTER_REDIS=redis://host:port one node of several: cluster: { redis } (a build without cluster
-// mode rejects it with a TypeError naming options.cluster).
+// CLUSTER_REDIS=redis://host:port one node of several: cluster: { redis }; CLUSTER_NATS=nats://host:port
+// the same through NATS: cluster: { nats } (a build without cluster mode rejects them with a
+// TypeError naming options.cluster).
 import { start } from '@wsbroker/wsbroker';
 import { fileURLToPath } from 'node:url';
 
@@ -16,7 +17,8 @@ const threads = Number(process.env.THREADS ?? 1);
 const maxBackpressure = process.env.BACKPRESSURE ? Number(process.env.BACKPRESSURE) : undefined;
 const compression = process.env.COMPRESSION === '1';
 const tls = process.env.TLS_CERT ? { cert: process.env.TLS_CERT, key: process.env.TLS_KEY } : undefined;
-const cluster = process.env.CLUSTER_REDIS ? { redis: process.env.CLUSTER_REDIS } : undefined;
+const cluster = process.env.CLUSTER_REDIS ? { redis: process.env.CLUSTER_REDIS }
+  : process.env.CLUSTER_NATS ? { nats: process.env.CLUSTER_NATS } : undefined;
 
 await start({
   bind: `${host}:${port}`,

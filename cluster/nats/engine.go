@@ -36,13 +36,8 @@ type Options struct {
 	ClaimTimeout time.Duration
 }
 
-var (
-	// ErrNotConnected is returned by calls made while the engine is not connected.
-	ErrNotConnected = errors.New("nats: not connected")
-	// ErrTooLarge is returned by Publish for a message larger than the server's max_payload,
-	// which it does not send; the connection stays up.
-	ErrTooLarge = errors.New("nats: message larger than the server's max_payload")
-)
+// ErrNotConnected is returned by calls made while the engine is not connected.
+var ErrNotConnected = errors.New("nats: not connected")
 
 const (
 	defaultDialTimeout  = 5 * time.Second
@@ -344,6 +339,9 @@ func (e *Engine) Dropped() uint64 {
 	return n
 }
 
+// CountsReceivers is false: NATS does not say how many subscriptions a message reached.
+func (e *Engine) CountsReceivers() bool { return false }
+
 // MaxPayload is the connected server's max_payload in bytes, or 0 while not connected.
 func (e *Engine) MaxPayload() int {
 	conn, err := e.connection()
@@ -365,7 +363,7 @@ func (e *Engine) connection() (*nats.Conn, error) {
 
 // Publish writes msgs in order to the connection's buffer, which nats.go's flusher sends;
 // receivers are -1, since NATS does not count them. A message over the server's max_payload
-// stops the batch with ErrTooLarge.
+// stops the batch with cluster.ErrTooLarge.
 func (e *Engine) Publish(ctx context.Context, msgs []cluster.Message, receivers []int) (int, error) {
 	conn, err := e.connection()
 	if err != nil {
@@ -377,7 +375,7 @@ func (e *Engine) Publish(ctx context.Context, msgs []cluster.Message, receivers 
 		}
 		if err := conn.Publish(subjectOf(m.Topic), m.Data); err != nil {
 			if errors.Is(err, nats.ErrMaxPayload) {
-				return i, fmt.Errorf("%w (%d bytes, the server takes %d)", ErrTooLarge, len(m.Data), conn.MaxPayload())
+				return i, fmt.Errorf("nats: %w (%d bytes, the server's max_payload is %d)", cluster.ErrTooLarge, len(m.Data), conn.MaxPayload())
 			}
 			return i, e.describe("publishing", err)
 		}

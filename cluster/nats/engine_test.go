@@ -388,7 +388,7 @@ func TestMaxPayload(t *testing.T) {
 		{Topic: "wsb:c:big", Data: []byte("after")},
 	}
 	sent, err := pub.Publish(enginetest.Context(t), msgs, make([]int, len(msgs)))
-	if sent != 1 || !errors.Is(err, ErrTooLarge) {
+	if sent != 1 || !errors.Is(err, cluster.ErrTooLarge) {
 		t.Fatalf("Publish of an oversized message: sent %d, %v", sent, err)
 	}
 	publish(t, pub, msgs[2:]...)

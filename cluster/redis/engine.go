@@ -472,3 +472,12 @@ func (e *Engine) describe(what string, err error) error {
 	}
 	return fmt.Errorf("redis: %s: %w", what, err)
 }
+
+// MaxPayload is 0: Redis takes messages up to 512 MB, more than a node sends.
+func (e *Engine) MaxPayload() int { return 0 }
+
+// CountsReceivers is true: PUBLISH answers with its receiver count.
+func (e *Engine) CountsReceivers() bool { return true }
+
+// Dropped is 0: the subscribe connection hands every message over as it reads it.
+func (e *Engine) Dropped() uint64 { return 0 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/wsbroker/wsbroker/cluster"
+	"github.com/wsbroker/wsbroker/cluster/nats"
 	"github.com/wsbroker/wsbroker/cluster/redis"
 )
 
@@ -17,10 +19,11 @@ var membership struct {
 	node *cluster.Node
 }
 
-// clusterConfig is what wsb_cluster_join takes, as JSON (js/options.cts builds it): the engine's
-// URL, and zero for a default.
+// clusterConfig is what wsb_cluster_join takes, as JSON (js/options.cts builds it): the URL of
+// one engine, and zero for a default.
 type clusterConfig struct {
 	Redis         string `json:"redis"`
+	Nats          string `json:"nats"`
 	Prefix        string `json:"prefix"`
 	PublishBuffer int    `json:"publishBuffer"`
 }
@@ -37,7 +40,7 @@ func joinCluster(cfg clusterConfig, joined func(connected bool)) error {
 		joined(true)
 		return nil
 	}
-	engine, err := redis.New(cfg.Redis, redis.Options{})
+	engine, err := cfg.engine()
 	if err != nil {
 		return err
 	}
@@ -60,6 +63,18 @@ func joinCluster(cfg clusterConfig, joined func(connected bool)) error {
 		joined(err == nil)
 	}()
 	return nil
+}
+
+// engine returns the engine cfg names.
+func (cfg clusterConfig) engine() (cluster.Engine, error) {
+	switch {
+	case (cfg.Redis == "") == (cfg.Nats == ""):
+		return nil, errors.New("cluster: exactly one of redis and nats")
+	case cfg.Redis != "":
+		return redis.New(cfg.Redis, redis.Options{})
+	default:
+		return nats.New(cfg.Nats, nats.Options{})
+	}
 }
 
 // leaveCluster leaves the cluster, if the process is in one.
