@@ -496,6 +496,6 @@ func (n *Node) Stats() Stats {
 			Disconnected: k.droppedDisconnected.Load(), Slow: k.droppedSlow.Load() + n.engine.Dropped(),
 			Decode: k.droppedDecode.Load(), TooLarge: k.droppedTooLarge.Load(),
 		},
-		LagMs:   Lag{P50: p50, P99: p99},
+		LagMs: Lag{P50: p50, P99: p99},
 	}
 }
