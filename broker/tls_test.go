@@ -251,7 +251,7 @@ func TestTLSFullSocket(t *testing.T) {
 	cfg, pool := testCert(t)
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{TLS: cfg}, polled)
-	const n, size = 64, 64 << 10
+	const n, size = 256, 64 << 10 // 16 MiB: more than loopback buffers hold, whatever their autotuning
 	rec.onText = func(c *Conn, _ []byte) {
 		for i := range n {
 			b.Send(c.ID(), bytes.Repeat([]byte{byte(i)}, size), false)
@@ -279,7 +279,7 @@ func TestTLSCloseOfAFullSocket(t *testing.T) {
 	b, addr := start(t, rec, Limits{TLS: cfg}, polled, func(b *Broker) { b.drainTimeout = time.Minute })
 	r := rawTLS(t, addr, pool)
 	id := await(t, rec.opens, "open").id
-	const n, size = 64, 64 << 10
+	const n, size = 256, 64 << 10 // 16 MiB: more than loopback buffers hold, whatever their autotuning
 	for i := range n {
 		b.Send(id, bytes.Repeat([]byte{byte(i)}, size), false)
 	}
