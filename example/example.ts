@@ -6,6 +6,7 @@
 // Redis, and two tabs on two nodes chat in one room:
 //   REDIS_URL=redis://127.0.0.1:6379 make example
 //   REDIS_URL=redis://127.0.0.1:6379 WS_PORT=8081 HTTP_PORT=3001 make example
+// NATS_URL does the same through NATS (e.g. nats://127.0.0.1:4222).
 // With TLS_CERT and TLS_KEY (paths of PEM files), the page is served over https:// and the chat
 // over wss://, e.g. with a self-signed certificate for localhost:
 //   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
@@ -21,7 +22,8 @@ const WS_PORT = Number(process.env.WS_PORT ?? 8080);
 const HTTP_PORT = Number(process.env.HTTP_PORT ?? 3000);
 const { TLS_CERT, TLS_KEY } = process.env;
 const tls = TLS_CERT && TLS_KEY ? { cert: TLS_CERT, key: TLS_KEY } : undefined;
-const cluster = process.env.REDIS_URL ? { redis: process.env.REDIS_URL } : undefined;
+const cluster = process.env.REDIS_URL ? { redis: process.env.REDIS_URL }
+  : process.env.NATS_URL ? { nats: process.env.NATS_URL } : undefined;
 
 // This file runs as lib/example/example.js; the client files are served from the source tree.
 const clientDir = path.resolve(__dirname, '..', '..', 'example', 'client');
@@ -73,7 +75,7 @@ async function main(): Promise<void> {
     server.listen(HTTP_PORT, resolve);
   });
   const scheme = tls ? 'https' : 'http';
-  console.log(`Chat example: open ${scheme}://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''}${cluster ? ', a node of the cluster on REDIS_URL' : ''})`);
+  console.log(`Chat example: open ${scheme}://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''}${cluster ? `, a node of the cluster on ${cluster.redis ? 'REDIS_URL' : 'NATS_URL'}` : ''})`);
 }
 
 main().catch((err: unknown) => {
