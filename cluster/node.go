@@ -239,7 +239,8 @@ func (n *Node) publish(o outgoing) {
 }
 
 // dropTooLarge counts o, a message over the engine's MaxPayload that is not published, and says
-// so in the log at most once a minute: delivery on this node has happened already.
+// so in the log at most once a minute: a channel message has reached this node's subscribers, a
+// send to another node's socket is lost.
 func (n *Node) dropTooLarge(o outgoing) {
 	n.counters.droppedTooLarge.Add(1)
 	if o.track == trackQuery {
@@ -247,7 +248,7 @@ func (n *Node) dropTooLarge(o outgoing) {
 	}
 	now := n.now().UnixNano()
 	if last := n.tooLargeLogged.Load(); now-last >= int64(time.Minute) && n.tooLargeLogged.CompareAndSwap(last, now) {
-		n.log.Warn("cluster: a message larger than "+n.engine.String()+" takes was delivered on this node only (counted in dropped.tooLarge; logged once a minute)",
+		n.log.Warn("cluster: a message larger than "+n.engine.String()+" takes was not published: a channel's subscribers on this node have it, a socket of another node does not (counted in dropped.tooLarge; logged once a minute)",
 			slog.Int("bytes", len(o.msg.Data)), slog.Int64("maxPayload", n.maxPayload.Load()))
 	}
 }

@@ -87,8 +87,9 @@ export interface ClusterOptions {
    * The NATS servers the nodes share, one URL or several separated by commas (the servers of one
    * NATS cluster; a node reconnects to another when one goes): `nats://[user:password@|token@]host:port`
    * or `tls://…` (TLS). Exactly one of `redis` and `nats`. Its password or token never appears in
-   * logs, stats or errors. A message larger than the servers' `max_payload` (1 MiB unless raised)
-   * reaches this node's subscribers only (`stats().cluster.dropped.tooLarge`).
+   * logs, stats or errors. A channel message larger than the servers' `max_payload` (1 MiB unless
+   * raised) reaches this node's subscribers only, and a larger `send` to another node's socket is
+   * lost (both counted in `stats().cluster.dropped.tooLarge`).
    */
   nats?: string;
   /** What every engine channel (Redis channel, NATS subject) of this cluster starts with, so that several clusters can share one engine: at most 64 bytes, without `:` or white space. Default `'wsb'`. */
@@ -203,7 +204,7 @@ export interface ClusterStats {
   unrouted: number;
   /** Times the engine was connected: 1 after the first connection, one more after each recovery. */
   connects: number;
-  /** Messages dropped: published while the engine was unreachable past `publishBuffer`; published or received faster than the engine or this node kept up with; received but not understood; larger than the engine takes (NATS's `max_payload`), so delivered on this node only. */
+  /** Messages dropped: published while the engine was unreachable past `publishBuffer`; published or received faster than the engine or this node kept up with; received but not understood; larger than the engine takes (NATS's `max_payload`): not published. */
   dropped: { disconnected: number; slow: number; decode: number; tooLarge: number };
   /** From publication on the origin node to reception here, in milliseconds (power-of-two buckets). */
   lagMs: { p50: number; p99: number };
