@@ -145,6 +145,7 @@ const scenarioList = [
 // S6, scale-out: each scenario on servers of 3 nodes sharing an engine and on single nodes with the
 // same connections. Subscribers are spread round-robin over the nodes; fanout publishes on the first.
 //   nodesUsed: the connections go to the first nodes only (the others serve no client of the run)
+//   interestCheck: the nodes without clients must get no channel traffic, and the run shows how
 //   outage: the engine's outage (engines above) begins that long after the measured interval
 //   starts; a restart comes after the given time (servers with an engine only)
 const scaleOut = { outageAfterMs: 1000, outageMs: 2000, outageChannels: 10000 };
@@ -154,7 +155,7 @@ const scaleScenarios = [
     args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64'] },
   { id: 'scale-rooms', title: '3,000 conns in rooms of 10 spread over the nodes', figure: 'deliveries',
     args: ['-scenario', 'rooms', '-conns', '3000', '-room', '10', '-size', '64'] },
-  { id: 'scale-rooms-2of3', title: '1,000 conns in rooms of 2, on 2 of the 3 nodes', figure: 'deliveries', nodesUsed: 2,
+  { id: 'scale-rooms-2of3', title: '1,000 conns in rooms of 2, on 2 of the 3 nodes', figure: 'deliveries', nodesUsed: 2, interestCheck: true,
     args: ['-scenario', 'rooms', '-conns', '1000', '-room', '2', '-size', '64'] },
   { id: 'scale-send', title: 'send to a socket on another node and back, 100 pairs', figure: 'msgs', nodesUsed: 2,
     args: ['-scenario', 'send', '-conns', '200', '-size', '64'] },
@@ -333,10 +334,10 @@ async function nodeConnections(s) {
 // the hashed <prefix>.%H.…), leaving out its node subject, the control subject and its inbox.
 const channelSubjects = (conn) => (conn.subscriptions_list ?? []).filter((subject) => /^wsb\.(c|%H)\./.test(subject)).length;
 
-// engineTraffic starts the interest check of a run on some of the nodes, from the nats-servers'
-// monitoring, when the measured interval starts: it reads the channels each node subscribes (all
-// its clients are in place then; as they leave, their channels go), and returns the function that
-// completes it at the end of the run with the messages the server has sent each node since.
+// engineTraffic starts the interest check of a run on some of the nodes (interestCheck), from the
+// nats-servers' monitoring, when the measured interval starts: it reads the channels each node
+// subscribes (all its clients are in place then; as they leave, their channels go), and returns
+// the function that completes it at the end of the run with the messages sent each node since.
 function engineTraffic(s) {
   const atStart = nodeConnections(s).then((conns) => ({ conns }), (error) => ({ error })); // awaited at the end
   return async () => {
@@ -492,7 +493,7 @@ for (const { sc, round } of runOrder) {
         '-warmup', timing.warmup, ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])],
       () => {
         if (sc.outage && server.engine) restarted = outage(s, server.engine, sc.outage);
-        if (sc.nodesUsed && server.engine?.monitored) finishInterest = engineTraffic(s);
+        if (sc.interestCheck && server.engine?.monitored) finishInterest = engineTraffic(s);
       });
       await restarted;
       if (finishInterest) traffic = await finishInterest().catch((err) => ({ error: String(err.message ?? err) }));
@@ -756,7 +757,7 @@ if (s6Shown.length) {
       }
     }
     // The interest check: the node without members must get no channel traffic from the engine.
-    for (const sc of s6Load.filter((x) => x.nodesUsed)) {
+    for (const sc of s6Load.filter((x) => x.interestCheck)) {
       const checked = runsOf(sc).filter((s) => s.nodes > sc.nodesUsed);
       if (!checked.length) continue;
       L.push('');
