@@ -5,8 +5,10 @@
 //   npm run bench                 every scenario (S1–S6, compression and TLS), once each: ~10 minutes
 //   npm run bench -- --rounds=3   the same 3 times, alternating servers (the committed run): ~25 minutes
 //   npm run bench -- --quick      seven of them, shorter runs (about a minute)
-//   options: --only=ws,wsbroker,bun,go,wsbroker-t2,sio,sio-3,wsbroker-3   --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
-// S6 (scale-out) runs servers of several nodes sharing a redis-server the runner starts itself.
+//   options: --only=ws,wsbroker,bun,go,wsbroker-t2,sio,sio-3,wsbroker-3,wsbroker-3-nats,wsbroker-3-natsc
+//            --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
+// S6 (scale-out) runs servers of several nodes sharing an engine the runner starts itself: one
+// redis-server, one nats-server, or 3 nats-servers joined by routes.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -44,8 +46,26 @@ const bunBin = [path.join(root, 'node_modules/.bin/bun'), path.join(root, `node_
   .find((p) => spawnSync(p, ['--version']).status === 0);
 
 const node = (file) => (port) => [process.execPath, path.join(root, 'bench/servers', file), String(port)];
+// redis-server and nats-server of the Debian packages (make installs them), for the servers of
+// several nodes.
+const redisBin = ['/usr/bin/redis-server', '/usr/sbin/redis-server'].find(existsSync);
+const natsBin = ['/usr/bin/nats-server', '/usr/sbin/nats-server'].find(existsSync);
+// The engines a server of several nodes shares, started by the runner before the nodes and pinned
+// with them (their CPU is the server's):
+//   start(cores, procs): starts its processes, pushing each onto procs as it is up (so that a
+//   failure stops those already started), and returns each node's URL (urlOf(node index))
+//   outage (S6 scale-outage): 'restart' kills the first process and starts it again on the same
+//   ports; 'failover' kills the first node's server for good, and that node moves to another
+//   monitored: its processes serve nats-server's monitoring endpoints (the interest check)
+//   bin, pkg: the binary (undefined if missing) and its Debian package
+const engines = {
+  redis: { name: 'redis-server', bin: redisBin, pkg: 'redis-server', outage: 'restart', start: startRedis },
+  nats: { name: 'nats-server', bin: natsBin, pkg: 'nats-server', outage: 'restart', monitored: true, start: (cores, procs) => startNats(1, cores, procs) },
+  natsCluster: { name: 'a cluster of 3 nats-servers', bin: natsBin, pkg: 'nats-server', outage: 'failover', monitored: true, start: (cores, procs) => startNats(3, cores, procs) },
+};
 // cores: where the server may run (the generator is always on core 1). scaleOut: runs only the S6
-// scenarios; nodes: processes of the server, each on its own port, sharing redis-server (engine).
+// scenarios; nodes: processes of the server, each on its own port, sharing an engine, whose URL
+// each gets in the environment variable engineEnv.
 const allServers = [
   { id: 'ws', name: 'ws', long: 'ws 8 + bufferutil', cmd: node('ws.mjs') },
   { id: 'wsbroker', name: 'WSBroker', long: 'WSBroker, threads: 1', cmd: node('wsbroker.mjs'), env: { THREADS: '1' } },
@@ -53,12 +73,12 @@ const allServers = [
   { id: 'go', name: 'Go core', long: 'the Go core with Go handlers (no JS)', cmd: (port) => [path.join(bin, 'goserver'), '-addr', `127.0.0.1:${port}`] },
   { id: 'wsbroker-t2', name: 'WSBroker t2', long: 'WSBroker, threads: 2, server on cores 0-1 (sharing core 1 with the generator)', cmd: node('wsbroker.mjs'), env: { THREADS: '2' }, cores: '0,1', subset: true },
   { id: 'sio', name: 'Socket.IO', long: 'Socket.IO 4.8, one node, no adapter', cmd: node('socketio.mjs'), proto: 'socketio', scaleOut: true },
-  { id: 'sio-3', name: 'Socket.IO 3 nodes', long: 'Socket.IO 4.8, 3 nodes + @socket.io/redis-adapter (node-redis) + redis-server', cmd: node('socketio.mjs'), proto: 'socketio', nodes: 3, engine: 'REDIS_URL', scaleOut: true },
-  { id: 'wsbroker-3', name: 'WSBroker 3 nodes', long: 'WSBroker, threads: 1, 3 nodes + cluster: { redis } + redis-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: 'CLUSTER_REDIS', scaleOut: true },
+  { id: 'sio-3', name: 'Socket.IO 3 nodes', long: 'Socket.IO 4.8, 3 nodes + @socket.io/redis-adapter (node-redis) + redis-server', cmd: node('socketio.mjs'), proto: 'socketio', nodes: 3, engine: engines.redis, engineEnv: 'REDIS_URL', scaleOut: true },
+  { id: 'wsbroker-3', name: 'WSBroker 3 nodes, Redis', engineName: 'Redis', long: 'WSBroker, threads: 1, 3 nodes + cluster: { redis } + redis-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.redis, engineEnv: 'CLUSTER_REDIS', scaleOut: true },
+  { id: 'wsbroker-3-nats', name: 'WSBroker 3 nodes, NATS', engineName: 'NATS', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + one nats-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.nats, engineEnv: 'CLUSTER_NATS', scaleOut: true },
+  { id: 'wsbroker-3-natsc', name: 'WSBroker 3 nodes, NATS cluster', engineName: 'NATS cluster', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + 3 nats-servers joined by routes, each node on its own', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.natsCluster, engineEnv: 'CLUSTER_NATS', scaleOut: true },
 ];
 const servers = allServers.filter((s) => (only ? only.includes(s.id) : true));
-// redis-server of the Debian package (make installs it), for the servers of several nodes.
-const redisBin = ['/usr/bin/redis-server', '/usr/sbin/redis-server'].find(existsSync);
 if (servers.some((s) => s.id === 'bun') && !bunBin) {
   console.error('bench: no bun binary: npm install (the bun package is a devDependency)');
   process.exit(1);
@@ -122,23 +142,24 @@ const scenarioList = [
     args: ['-scenario', 'fanout', '-conns', String(stalled.conns), '-size', String(stalled.size), '-rate', String(stalled.rate), '-duration', stalled.duration, '-stalled', '1'], figure: 'stalled', backpressure: stalled.backpressure },
   ...costScenarios,
 ];
-// S6, scale-out: each scenario on a server of 3 nodes sharing Redis and on single nodes with the
+// S6, scale-out: each scenario on servers of 3 nodes sharing an engine and on single nodes with the
 // same connections. Subscribers are spread round-robin over the nodes; fanout publishes on the first.
 //   nodesUsed: the connections go to the first nodes only (the others serve no client of the run)
-//   outage: redis-server is killed that long after the measured interval starts, and restarted
-//   after the given time (servers with an engine only)
+//   interestCheck: the nodes without clients must get no channel traffic, and the run shows how
+//   outage: the engine's outage (engines above) begins that long after the measured interval
+//   starts; a restart comes after the given time (servers with an engine only)
 const scaleOut = { outageAfterMs: 1000, outageMs: 2000, outageChannels: 10000 };
-const scaleServers = ['wsbroker', 'sio', 'sio-3', 'wsbroker-3'];
+const scaleServers = ['wsbroker', 'sio', 'sio-3', 'wsbroker-3', 'wsbroker-3-nats', 'wsbroker-3-natsc'];
 const scaleScenarios = [
   { id: 'scale-fanout', title: 'fan-out to 3,000 × 64 B', figure: 'deliveries',
     args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64'] },
   { id: 'scale-rooms', title: '3,000 conns in rooms of 10 spread over the nodes', figure: 'deliveries',
     args: ['-scenario', 'rooms', '-conns', '3000', '-room', '10', '-size', '64'] },
-  { id: 'scale-rooms-2of3', title: '1,000 conns in rooms of 2, on 2 of the 3 nodes', figure: 'deliveries', nodesUsed: 2,
+  { id: 'scale-rooms-2of3', title: '1,000 conns in rooms of 2, on 2 of the 3 nodes', figure: 'deliveries', nodesUsed: 2, interestCheck: true,
     args: ['-scenario', 'rooms', '-conns', '1000', '-room', '2', '-size', '64'] },
   { id: 'scale-send', title: 'send to a socket on another node and back, 100 pairs', figure: 'msgs', nodesUsed: 2,
     args: ['-scenario', 'send', '-conns', '200', '-size', '64'] },
-  { id: 'scale-outage', title: `fan-out to 3,000 at 10/s, Redis down ${scaleOut.outageMs / 1000} s, ${scaleOut.outageChannels.toLocaleString('en-US')} more channels per node`, figure: 'outage',
+  { id: 'scale-outage', title: `fan-out to 3,000 at 10/s, an engine server killed (restarted after ${scaleOut.outageMs / 1000} s if alone), ${scaleOut.outageChannels.toLocaleString('en-US')} more channels per node`, figure: 'outage',
     outage: scaleOut, args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64', '-rate', '10', '-gaps', '-channels', String(scaleOut.outageChannels), '-duration', '6s'] },
 ].map((sc) => ({ ...sc, group: 'S6', servers: sc.outage ? scaleServers.filter((id) => allServers.find((s) => s.id === id).engine) : scaleServers }));
 scenarioList.push(...scaleScenarios);
@@ -154,9 +175,12 @@ if (onlyScenarios && scenarios.length === 0) {
 }
 const mainScenarios = scenarios.filter((s) => s.group !== 'C' && s.group !== 'S6');
 const s6Scenarios = scenarios.filter((s) => s.group === 'S6');
-if (s6Scenarios.some((sc) => sc.servers.some((id) => servers.find((s) => s.id === id)?.engine)) && !redisBin) {
-  console.error('bench: no redis-server for the S6 scale-out scenarios: apt-get install redis-server (the Debian package; make installs it)');
-  process.exit(1);
+const enginesUsed = new Set(s6Scenarios.flatMap((sc) => sc.servers.map((id) => servers.find((s) => s.id === id)?.engine).filter(Boolean)));
+for (const { bin: binary, pkg } of enginesUsed) {
+  if (!binary) {
+    console.error(`bench: no ${pkg} for the S6 scale-out scenarios: apt-get install ${pkg} (the Debian package; make installs it)`);
+    process.exit(1);
+  }
 }
 // Those compared as ratios to ws (the summary and the chart); S5 has a table of its own.
 const ratioScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
@@ -202,7 +226,8 @@ function certificate() {
   return { cert: path.join(certDir, 'cert.pem'), key: path.join(certDir, 'key.pem') };
 }
 
-// startProcess spawns cmd pinned to cores and resolves once its stdout matches ready.
+// startProcess spawns cmd pinned to cores and resolves once its output matches ready (stdout or
+// stderr: nats-server logs on stderr).
 async function startProcess(name, cmd, env, cores, ready) {
   const [file, ...rest] = pinned(cores, cmd);
   const child = spawn(file, rest, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -217,13 +242,17 @@ async function startProcess(name, cmd, env, cores, ready) {
       child.kill('SIGKILL');
       reject(new Error(`${name} did not start within 30 s\n${errText}`));
     }, 30_000);
-    child.stdout.on('data', (d) => {
-      out = (out + d).slice(-4000);
-      if (ready.test(out)) {
+    const check = () => {
+      if (ready.test(out) || ready.test(errText)) {
         clearTimeout(timer);
         resolve();
       }
+    };
+    child.stdout.on('data', (d) => {
+      out = (out + d).slice(-4000);
+      check();
     });
+    child.stderr.on('data', check); // after the listener that appends to errText
     exited.then((c) => {
       clearTimeout(timer);
       reject(new Error(`${name} exited (${c}) before it was ready\n${errText}`));
@@ -240,21 +269,93 @@ async function stopProcess(p) {
   clearTimeout(t);
 }
 
-// startRedis starts redis-server on a loopback port, without persistence, with the server's cores.
-const startRedis = (port, cores) => startProcess('redis-server', [redisBin, '--port', String(port), '--bind', '127.0.0.1',
-  '--save', '', '--appendonly', 'no'], process.env, cores, /Ready to accept connections/);
+// startEngineProcess starts a process of an engine; what it is started with is kept, so that
+// restartEngineProcess can start it again the same way (same ports), keeping extra (its URL…).
+async function startEngineProcess(name, cmd, ready, cores, extra) {
+  return { name, cmd, ready, ...extra, ...(await startProcess(name, cmd, process.env, cores, ready)) };
+}
+const restartEngineProcess = (p, cores) => startEngineProcess(p.name, p.cmd, p.ready, cores, p);
 
-// startServer starts a server (pinned): redis-server first if it has an engine, then each of its
-// nodes, once listening. The result's pids are the nodes' and then redis-server's.
+// startRedis starts redis-server on a loopback port, without persistence; every node gets its URL.
+async function startRedis(cores, procs) {
+  const port = await freePort();
+  procs.push(await startEngineProcess('redis-server', [redisBin, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    /Ready to accept connections/, cores, { url: `redis://127.0.0.1:${port}` }));
+  return () => procs[0].url;
+}
+
+// startNats starts count nats-servers on loopback ports, each with its monitoring endpoints, and
+// when there are several joins them by routes into a cluster (resolving once each has a route to
+// every other). Node i gets the URL of server i mod count only: nats.go shuffles a list of several,
+// so a node given all of them would not keep to its own; it learns the others from its server (the
+// cluster's client URLs it announces) and moves to one of them if its server goes.
+async function startNats(count, cores, procs) {
+  const ports = [];
+  for (let i = 0; i < count; i++) ports.push({ client: await freePort(), monitor: await freePort(), route: await freePort() });
+  const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`);
+  for (const [i, p] of ports.entries()) {
+    const cmd = [natsBin, '-a', '127.0.0.1', '-p', String(p.client), '-m', String(p.monitor)];
+    if (count > 1) cmd.push('--cluster', routes[i], '--cluster_name', 'bench', '--routes', routes.filter((_, j) => j !== i).join(','));
+    procs.push(await startEngineProcess('nats-server', cmd, /Server is ready/, cores,
+      { url: `nats://127.0.0.1:${p.client}`, monitoring: `http://127.0.0.1:${p.monitor}` }));
+  }
+  if (count > 1) await Promise.all(procs.map((p) => waitRoutes(p, count - 1)));
+  return (node) => procs[node % count].url;
+}
+
+// monitor reads one of a nats-server's monitoring endpoints (routez, connz?subs=1, …).
+async function monitor(p, endpoint) {
+  const res = await fetch(`${p.monitoring}/${endpoint}`);
+  if (!res.ok) throw new Error(`nats-server ${p.url}: monitoring ${endpoint}: ${res.status}`);
+  return res.json();
+}
+
+// waitRoutes resolves once the nats-server has routes to n others; routes announce themselves
+// only through this endpoint, so it is polled.
+async function waitRoutes(p, n) {
+  const deadline = Date.now() + 10_000;
+  while ((await monitor(p, 'routez')).num_routes < n) {
+    if (Date.now() > deadline) throw new Error(`nats-server ${p.url} has fewer than ${n} routes after 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+// nodeConnections reads each node's connection from the nats-servers' monitoring (connz): node i's
+// is the i-th wsbroker connection taken server by server in order of connection, since the nodes
+// start one after another, each connected before it listens, and node i uses server i mod count.
+async function nodeConnections(s) {
+  const conns = [];
+  for (const p of s.engine) conns.push(...(await monitor(p, 'connz?subs=1&sort=cid')).connections.filter((c) => c.name === 'wsbroker'));
+  if (conns.length !== s.nodes.length) throw new Error(`the nats-servers have ${conns.length} node connections, not ${s.nodes.length}`);
+  return conns;
+}
+
+// channelSubjects counts the channel subjects a node's connection subscribes (<prefix>.c.… and
+// the hashed <prefix>.%H.…), leaving out its node subject, the control subject and its inbox.
+const channelSubjects = (conn) => (conn.subscriptions_list ?? []).filter((subject) => /^wsb\.(c|%H)\./.test(subject)).length;
+
+// engineTraffic starts the interest check of a run on some of the nodes (interestCheck), from the
+// nats-servers' monitoring, when the measured interval starts: it reads the channels each node
+// subscribes (all its clients are in place then; as they leave, their channels go), and returns
+// the function that completes it at the end of the run with the messages sent each node since.
+function engineTraffic(s) {
+  const atStart = nodeConnections(s).then((conns) => ({ conns }), (error) => ({ error })); // awaited at the end
+  return async () => {
+    const { conns, error } = await atStart;
+    if (error) throw error;
+    const atEnd = await nodeConnections(s);
+    return conns.map((c, i) => ({ channels: channelSubjects(c), msgs: atEnd[i].out_msgs - c.out_msgs }));
+  };
+}
+
+// startServer starts a server (pinned): its engine first if it has one, then each of its nodes,
+// once listening. The result's pids are the nodes' and then the engine's processes'.
 async function startServer(server, sc) {
-  const s = { nodes: [], ports: [], cores: server.cores ?? '0' };
+  const s = { nodes: [], ports: [], engine: [], cores: server.cores ?? '0' };
   try {
-    if (server.engine) {
-      s.redisPort = await freePort();
-      s.redis = await startRedis(s.redisPort, s.cores);
-    }
+    const urlOf = server.engine && (await server.engine.start(s.cores, s.engine));
     for (let i = 0; i < (server.nodes ?? 1); i++) {
-      const node = await startNode(server, sc, s.redis && { [server.engine]: `redis://127.0.0.1:${s.redisPort}` });
+      const node = await startNode(server, sc, urlOf && { [server.engineEnv]: urlOf(i) });
       s.nodes.push(node);
       s.ports.push(node.port);
     }
@@ -262,14 +363,14 @@ async function startServer(server, sc) {
     await stopServer(s);
     throw err;
   }
-  s.pids = [...s.nodes, ...(s.redis ? [s.redis] : [])].map((p) => p.child.pid);
+  s.pids = [...s.nodes, ...s.engine].map((p) => p.child.pid);
   s.stderr = () => s.nodes.map((n) => n.stderr()).filter(Boolean).join('\n');
   return s;
 }
 
 async function stopServer(s) {
   await Promise.all(s.nodes.map(stopProcess));
-  if (s.redis) await stopProcess(s.redis);
+  await Promise.all(s.engine.map(stopProcess));
 }
 
 // startNode starts one process of a server and resolves once it prints "listening".
@@ -342,23 +443,25 @@ const runOrder = scenarios.flatMap((sc) => {
   return Array.from({ length: stalled.rounds }, (_, round) => stalledPair.map((x) => ({ sc: x, round }))).flat();
 });
 
-// outage kills a server's redis-server and restarts it on the same port (S6 scale-outage).
-function outage(s, o) {
-  let restarted;
-  const done = new Promise((resolve) => (restarted = resolve));
-  setTimeout(() => {
-    s.redis.child.kill('SIGKILL');
+// outage makes the engine's outage (S6 scale-outage): kills its first process (the first node's
+// server) and, for an engine that restarts, starts it again on the same ports o.outageMs later.
+// The result resolves once that is done.
+function outage(s, engine, o) {
+  return new Promise((resolve) => setTimeout(() => {
+    s.engine[0].child.kill('SIGKILL');
+    if (engine.outage !== 'restart') {
+      resolve();
+      return;
+    }
     setTimeout(async () => {
       try {
-        s.redis = await startRedis(s.redisPort, s.cores);
-        s.pids[s.pids.length - 1] = s.redis.child.pid;
+        s.engine[0] = await restartEngineProcess(s.engine[0], s.cores);
       } catch (err) {
-        log(`restarting redis-server: ${err.message}`);
+        log(`restarting ${s.engine[0].name}: ${err.message}`);
       }
-      restarted();
+      resolve();
     }, o.outageMs);
-  }, o.outageAfterMs);
-  return done;
+  }, o.outageAfterMs));
 }
 
 // A build whose start() rejects the cluster option runs no scenario on a server that needs it.
@@ -379,6 +482,8 @@ for (const { sc, round } of runOrder) {
     let s;
     let rep;
     let restarted;
+    let finishInterest;
+    let traffic;
     try {
       s = await startServer(server, sc);
       const wire = [...(sc.variant?.tls ? ['-tls', '-cafile', certificate().cert] : []), ...(sc.variant?.deflate ? ['-deflate'] : []),
@@ -386,8 +491,12 @@ for (const { sc, round } of runOrder) {
       const addrs = s.ports.slice(0, sc.nodesUsed).map((p) => `127.0.0.1:${p}`);
       rep = await wsbench([...sc.args, ...wire, '-addr', addrs.join(','), '-pid', s.pids.join(','), '-label', server.id,
         '-warmup', timing.warmup, ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])],
-      sc.outage && s.redis ? () => (restarted = outage(s, sc.outage)) : undefined);
+      () => {
+        if (sc.outage && server.engine) restarted = outage(s, server.engine, sc.outage);
+        if (sc.interestCheck && server.engine?.monitored) finishInterest = engineTraffic(s);
+      });
       await restarted;
+      if (finishInterest) traffic = await finishInterest().catch((err) => ({ error: String(err.message ?? err) }));
       if (rep.error && s.stderr()) log(`${server.id} stderr:\n${s.stderr()}`);
     } catch (err) {
       if (clusterRejected(err)) {
@@ -401,7 +510,7 @@ for (const { sc, round } of runOrder) {
     } finally {
       if (s) await stopServer(s);
     }
-    results.push({ scenario: sc.id, server: server.id, round, report: rep });
+    results.push({ scenario: sc.id, server: server.id, round, report: rep, ...(traffic && { traffic }) });
   }
 }
 const elapsed = Math.round((Date.now() - started) / 1000);
@@ -593,7 +702,7 @@ if (shown.length) {
   L.push('Servers: ' + shown.map((s) => `${s.name}: ${s.long}`).join('; ') + '.');
 }
 
-// S6: servers of 3 nodes sharing Redis, next to single nodes with the same connections.
+// S6: servers of 3 nodes sharing an engine, next to single nodes with the same connections.
 const s6Shown = servers.filter((s) => s6Scenarios.some((sc) => runsOf(sc).includes(s)));
 const s6Load = s6Scenarios.filter((sc) => sc.figure !== 'outage');
 if (s6Shown.length) {
@@ -601,17 +710,19 @@ if (s6Shown.length) {
   const ms = (v) => (v === undefined ? '–' : us(v * 1000));
   const figure6 = (sc, id) => figureOfServer(sc, id);
   const ratio6 = (sc, a, b) => (figure6(sc, a) && figure6(sc, b) ? `**${fmt(figure6(sc, a) / figure6(sc, b), 2)}×**` : '–');
+  // The WSBroker servers of several nodes, one per engine: the ratio table has a column for each.
+  const clustered = s6Shown.filter((s) => s.engineName);
   L.push('');
-  L.push('### S6 scale-out: 3 nodes sharing Redis');
+  L.push('### S6 scale-out: 3 nodes sharing an engine');
   L.push('');
-  L.push('A server of 3 nodes is 3 processes, each on its own port, and the redis-server the runner starts for it on a loopback port (no persistence); the nodes and Redis share core 0' +
-    (pin ? ' (taskset -c 0)' : '') + ', as the single-node servers do, and the generator has core 1. Server CPU is the sum over every node and redis-server. ' +
+  L.push('A server of 3 nodes is 3 processes, each on its own port, and the engine the runner starts for it on loopback ports: one redis-server (no persistence), one nats-server, or 3 nats-servers joined by routes into a cluster (node i connected to server i, and told only its URL: the others it learns from its server); the nodes and the engine share core 0' +
+    (pin ? ' (taskset -c 0)' : '') + ', as the single-node servers do, and the generator has core 1. Server CPU is the sum over every node and engine process. ' +
     'Connections go round-robin over the nodes (in the scenarios "on 2 of the 3 nodes", over the first two: the third serves no client, so what it spends is what the engine sends it); a fan-out publishes on the first node. ' +
     'Targets (issue 22): fan-out ≥ 0.8× single-node WSBroker and ≥ 10× Socket.IO 3 nodes per server CPU-second; rooms ≥ 0.5× single node; the node without members of "rooms on 2 of the 3 nodes" gets no engine traffic.');
   if (s6Load.length) {
     L.push('');
-    L.push(`| scenario | compared by | ${s6Shown.map((s) => s.name).join(' | ')} | WSBroker 3 nodes / WSBroker | WSBroker 3 nodes / Socket.IO 3 nodes |`);
-    L.push(`|---|---|${s6Shown.map(() => '--:').join('|')}|--:|--:|`);
+    L.push(`| scenario | compared by | ${s6Shown.map((s) => s.name).join(' | ')} |`);
+    L.push(`|---|---|${s6Shown.map(() => '--:').join('|')}|`);
     for (const sc of s6Load) {
       const row = s6Shown.map((s) => {
         if (!runsOf(sc).includes(s)) return '–';
@@ -619,10 +730,18 @@ if (s6Shown.length) {
         return r ? `${fmt(figure6(sc, s.id))} (p99 ${us(r.latency_us?.p99)})` : failed(sc.id, s.id);
       });
       const name = sc.figure === 'msgs' ? 'round trips per server CPU-s' : figureName[sc.figure];
-      L.push(`| ${sc.title} | ${name} | ${row.join(' | ')} | ${ratio6(sc, 'wsbroker-3', 'wsbroker')} | ${ratio6(sc, 'wsbroker-3', 'sio-3')} |`);
+      L.push(`| ${sc.title} | ${name} | ${row.join(' | ')} |`);
+    }
+    if (clustered.length) {
+      L.push('');
+      L.push('WSBroker on 3 nodes, by engine: its figure over single-node WSBroker\'s / over Socket.IO 3 nodes\'.');
+      L.push('');
+      L.push(`| scenario | ${clustered.map((s) => s.engineName).join(' | ')} |`);
+      L.push(`|---|${clustered.map(() => '--:').join('|')}|`);
+      for (const sc of s6Load) L.push(`| ${sc.title} | ${clustered.map((s) => `${ratio6(sc, s.id, 'wsbroker')} / ${ratio6(sc, s.id, 'sio-3')}`).join(' | ')} |`);
     }
     L.push('');
-    L.push('Each run: CPU as % of one core over the measured interval, by process: the nodes in order, then redis-server.');
+    L.push('Each run: CPU as % of one core over the measured interval, by process: the nodes in order, then the engine\'s processes (redis-server, or the nats-servers in the order of the nodes using them).');
     L.push('');
     L.push('| scenario | server | per second | server CPU | by process | per server CPU-s | generator CPU | p50 | p99 |');
     L.push('|---|---|--:|--:|---|--:|--:|--:|--:|');
@@ -637,26 +756,58 @@ if (s6Shown.length) {
         if (!reportOf(sc.id, s.id)) L.push(`| ${sc.title} | ${s.name} | ${failed(sc.id, s.id)} | | | | | | |`);
       }
     }
+    // The interest check: the node without members must get no channel traffic from the engine.
+    for (const sc of s6Load.filter((x) => x.interestCheck)) {
+      const checked = runsOf(sc).filter((s) => s.nodes > sc.nodesUsed);
+      if (!checked.length) continue;
+      L.push('');
+      L.push(`Interest, "${sc.title}": the nodes past the first ${sc.nodesUsed} serve no client and must get no channel traffic from the engine. ` +
+        'With Redis that is checked by their CPU (a node decoding what it is sent would be busy). With NATS also by the nats-servers\' monitoring (connz): ' +
+        'for each node\'s connection, the channels it subscribes when the measured interval starts (its subjects wsb.c.… and wsb.%H.…), and the messages the server sent it from then to the end of the run, heartbeats of the other nodes included.');
+      L.push('');
+      L.push('| server | channels subscribed, by node | messages sent by the engine, by node | check |');
+      L.push('|---|--:|--:|---|');
+      for (const s of checked) {
+        const runs = results.filter((x) => x.scenario === sc.id && x.server === s.id && !x.report.error);
+        if (!runs.length) L.push(`| ${s.name} | ${failed(sc.id, s.id)} | | |`);
+        for (const { report: r, traffic } of runs) {
+          const cpu = `CPU of the nodes without clients: ${r.server_cpu_by_pid_s?.slice(sc.nodesUsed, s.nodes).map((c) => pct(c, r)).join(', ') ?? '–'}`;
+          if (!traffic) {
+            L.push(`| ${s.name} | – | – | ${cpu} |`);
+          } else if (traffic.error) {
+            L.push(`| ${s.name} | ${cell(traffic.error)} | | ${cpu} |`);
+          } else {
+            const holds = traffic.slice(sc.nodesUsed).every((t) => t.channels === 0);
+            L.push(`| ${s.name} | ${traffic.map((t) => fmt(t.channels)).join(', ')} | ${traffic.map((t) => fmt(t.msgs)).join(', ')} | ` +
+              `${holds ? 'holds' : '**fails**'}: ${holds ? 'no' : 'a'} channel subscribed by the nodes without clients; ${cpu} |`);
+          }
+        }
+      }
+    }
   }
   for (const sc of s6Scenarios.filter((x) => x.figure === 'outage')) {
     const o = sc.outage;
     L.push('');
     L.push(`#### ${sc.title}`);
     L.push('');
-    L.push(`redis-server is killed ${o.outageAfterMs / 1000} s into the measured interval and started again on its port ${o.outageMs / 1000} s later; each node also holds ${o.outageChannels.toLocaleString('en-US')} other channels (one more connection per node), which it must subscribe again. ` +
-      'Longest time without a delivery on a node over the run; "resumed" is the other nodes\' longest gap less the outage: how long after Redis was back their deliveries came again. Lost: messages published at least 1 s before the end that did not reach every subscriber (their missing deliveries in brackets).');
+    L.push(`Each node also holds ${o.outageChannels.toLocaleString('en-US')} other channels (one more connection per node), which it must subscribe again after losing its engine connection. ` +
+      `One redis-server or nats-server is killed ${o.outageAfterMs / 1000} s into the measured interval and started again on its ports ${o.outageMs / 1000} s later; ` +
+      'in the NATS cluster the first node\'s server (the publisher\'s) is killed at the same time and not restarted: that node moves to another server of the cluster. ' +
+      'Longest time without a delivery on a node over the run; "resumed" is the other nodes\' longest gap less the time the engine was away (the restart\'s wait; none in the cluster, which stays up): how long after the engine was back their deliveries came again. Lost: messages published at least 1 s before the end that did not reach every subscriber (their missing deliveries in brackets).');
     L.push('');
-    L.push('| server | first node (the publisher\'s): longest gap | other nodes: longest gap | resumed | lost |');
-    L.push('|---|--:|--:|--:|--:|');
+    L.push('| server | what was killed | first node (the publisher\'s): longest gap | other nodes: longest gap | resumed | lost |');
+    L.push('|---|---|--:|--:|--:|--:|');
     for (const s of runsOf(sc)) {
+      const killed = s.engine.outage === 'restart' ? `${s.engine.name}, restarted after ${o.outageMs / 1000} s` : 'the first node\'s nats-server, for good';
       const r = reportOf(sc.id, s.id);
       if (!r) {
-        L.push(`| ${s.name} | ${failed(sc.id, s.id)} | | | |`);
+        L.push(`| ${s.name} | ${killed} | ${failed(sc.id, s.id)} | | | |`);
         continue;
       }
       const [local, ...remote] = r.node_gap_ms ?? [];
       const far = remote.length ? Math.max(...remote) : undefined;
-      L.push(`| ${s.name} | ${ms(local)} | ${ms(far)} | ${far === undefined ? '–' : ms(Math.max(0, far - o.outageMs))} | ${fmt(r.lost_msgs)} (${fmt(r.lost_deliveries ?? 0)}) |`);
+      const away = s.engine.outage === 'restart' ? o.outageMs : 0;
+      L.push(`| ${s.name} | ${killed} | ${ms(local)} | ${ms(far)} | ${far === undefined ? '–' : ms(Math.max(0, far - away))} | ${fmt(r.lost_msgs)} (${fmt(r.lost_deliveries ?? 0)}) |`);
     }
   }
   L.push('');
