@@ -182,6 +182,8 @@ func (e *Engine) connect() {
 		// A node drops its own messages anyway, and without echo Claim's question never reaches
 		// the engine that asks it.
 		nats.NoEcho(),
+		// The servers in the order given: a node's nearest first, as the README says.
+		nats.DontRandomize(),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.IgnoreAuthErrorAbort(), // credentials fixed on the server are found without a restart
