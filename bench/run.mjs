@@ -76,7 +76,7 @@ const allServers = [
   { id: 'sio-3', name: 'Socket.IO 3 nodes', long: 'Socket.IO 4.8, 3 nodes + @socket.io/redis-adapter (node-redis) + redis-server', cmd: node('socketio.mjs'), proto: 'socketio', nodes: 3, engine: engines.redis, engineEnv: 'REDIS_URL', scaleOut: true },
   { id: 'wsbroker-3', name: 'WSBroker 3 nodes, Redis', engineName: 'Redis', long: 'WSBroker, threads: 1, 3 nodes + cluster: { redis } + redis-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.redis, engineEnv: 'CLUSTER_REDIS', scaleOut: true },
   { id: 'wsbroker-3-nats', name: 'WSBroker 3 nodes, NATS', engineName: 'NATS', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + one nats-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.nats, engineEnv: 'CLUSTER_NATS', scaleOut: true },
-  { id: 'wsbroker-3-natsc', name: 'WSBroker 3 nodes, NATS cluster', engineName: 'NATS cluster', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + 3 nats-servers joined by routes, each node on its own', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.natsCluster, engineEnv: 'CLUSTER_NATS', scaleOut: true },
+  { id: 'wsbroker-3-natsc', name: 'WSBroker 3 nodes, NATS cluster', engineName: 'NATS cluster', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + 3 nats-servers joined by routes, each node given all three, its own first', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.natsCluster, engineEnv: 'CLUSTER_NATS', scaleOut: true },
 ];
 const servers = allServers.filter((s) => (only ? only.includes(s.id) : true));
 if (servers.some((s) => s.id === 'bun') && !bunBin) {
@@ -286,9 +286,8 @@ async function startRedis(cores, procs) {
 
 // startNats starts count nats-servers on loopback ports, each with its monitoring endpoints, and
 // when there are several joins them by routes into a cluster (resolving once each has a route to
-// every other). Node i gets the URL of server i mod count only: nats.go shuffles a list of several,
-// so a node given all of them would not keep to its own; it learns the others from its server (the
-// cluster's client URLs it announces) and moves to one of them if its server goes.
+// every other). Node i gets every server's URL, server i mod count's first: it connects to that one
+// (the engine keeps the order given) and moves to another if it goes.
 async function startNats(count, cores, procs) {
   const ports = [];
   for (let i = 0; i < count; i++) ports.push({ client: await freePort(), monitor: await freePort(), route: await freePort() });
@@ -300,7 +299,7 @@ async function startNats(count, cores, procs) {
       { url: `nats://127.0.0.1:${p.client}`, monitoring: `http://127.0.0.1:${p.monitor}` }));
   }
   if (count > 1) await Promise.all(procs.map((p) => waitRoutes(p, count - 1)));
-  return (node) => procs[node % count].url;
+  return (node) => procs.map((_, j) => procs[(node + j) % count].url).join(',');
 }
 
 // monitor reads one of a nats-server's monitoring endpoints (routez, connz?subs=1, …).
