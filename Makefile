@@ -15,7 +15,7 @@ system-deps:
 	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || $(call APT_INSTALL,python3-websockets)
 	@test -x /usr/bin/chromium || $(call APT_INSTALL,chromium)
 	@test -x /usr/bin/redis-server || { $(call APT_INSTALL,redis-server); $(STOP_PACKAGED_REDIS); }
-	@test -x /usr/bin/nats-server || { $(call APT_INSTALL,nats-server); $(STOP_PACKAGED_NATS); }
+	@test -x /usr/sbin/nats-server || { $(call APT_INSTALL,nats-server); $(STOP_PACKAGED_NATS); }
 
 # The Go tests of cluster/redis start their own redis-server; the package's daemon (started on 6379
 # wherever invoke-rc.d allows it) is stopped and kept from starting at boot, so that no test reaches it.
