@@ -199,8 +199,9 @@ async function natsPorts() {
 /**
  * Runs nats-server with `args` on `ports` (see natsPorts) for test `t`, stopped by PID when the
  * test ends, and resolves once it is ready with { url, pid, kill(), restart() (the same ports),
- * pause(), resume(), routes() (how many other servers it has a route to), interest(subject) (how
- * many of its connections, clients and routes, subscribe to subject), publish(messages) }.
+ * pause(), resume(), routes() (how many other servers it has a route to), interest(subject) ({
+ * clients, routes }: how many of its client connections and of its routes subscribe to subject),
+ * publish(messages) }.
  */
 async function natsProcess(t, ports, args, { scheme = 'nats', auth = '', login = {} } = {}) {
   const allArgs = ['-a', '127.0.0.1', '-p', String(ports.client), '-m', String(ports.http), ...args];
@@ -228,7 +229,8 @@ async function natsProcess(t, ports, args, { scheme = 'nats', auth = '', login =
     routes: async () => (await monitor('routez')).num_routes,
     async interest(subject) {
       const [connz, routez] = await Promise.all([monitor('connz?subs=1'), monitor('routez?subs=1')]);
-      return [...(connz.connections ?? []), ...(routez.routes ?? [])].filter((c) => c.subscriptions_list?.includes(subject)).length;
+      const subscribers = (connections = []) => connections.filter((c) => c.subscriptions_list?.includes(subject)).length;
+      return { clients: subscribers(connz.connections), routes: subscribers(routez.routes) };
     },
     /**
      * Publishes each [subject, bytes] of `messages` as a client of its own speaking NATS's protocol
