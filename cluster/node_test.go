@@ -223,6 +223,17 @@ func TestClusterChannelsAndSockets(t *testing.T) {
 
 // Messages from one node arrive in order on the others, channel messages and sends to one socket
 // interleaved.
+// The empty channel's topic is the channel prefix itself: it crosses nodes as any other does.
+func TestClusterEmptyChannel(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a, b := join(t, srv, cluster.Options{}), join(t, srv, cluster.Options{})
+	cb, idb := b.client(t)
+	b.b.Subscribe(idb, []byte{})
+	subscribed(t, a, b)
+	a.b.SendToChannel([]byte{}, []byte("to nobody's name"), true, 0)
+	expect(t, cb, "to nobody's name")
+}
+
 func TestClusterOrder(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	a, b := join(t, srv, cluster.Options{}), join(t, srv, cluster.Options{})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -113,7 +114,7 @@ func (h *engineHandler) StateChanged(connected bool, err error) { h.n.stateChang
 // apply carries out an envelope received on topic from another node; its sends go through k.
 func (n *Node) apply(k *broker.Cork, topic string, e *envelope) {
 	switch {
-	case len(topic) > len(n.topics.channel) && topic[:len(n.topics.channel)] == n.topics.channel:
+	case strings.HasPrefix(topic, n.topics.channel): // the empty channel's topic is the prefix itself
 		channel := viewBytes(topic[len(n.topics.channel):])
 		switch e.kind {
 		case kindChannel:

@@ -15,9 +15,18 @@ let joinedCluster: string | undefined;
 /** Whether a `start` has listened since the last `stop`. */
 let listening = false;
 
-/** Joins the cluster `config` describes; resolves once its engine is connected, or after 5 s without it (the node keeps trying). */
+/**
+ * Joins the cluster `config` describes; resolves once its engine is connected, or after 5 s without
+ * it (the node keeps trying). Throws at once when the addon refuses `config`: outside a promise, so
+ * that `start` forgets the cluster before it launches workers.
+ */
 function joinCluster(config: string): Promise<void> {
-  return new Promise((resolve) => native.clusterJoin(config, () => resolve()));
+  let joined!: () => void;
+  const connected = new Promise<void>((resolve) => {
+    joined = resolve;
+  });
+  native.clusterJoin(config, () => joined());
+  return connected;
 }
 
 /**

@@ -1,9 +1,10 @@
 // Shared by the conformance, load, fault and browser tests (conformance-*.test.mjs,
 // load-10k.test.mjs, faults.test.mjs, example-browser.test.mjs): any program as a child whose stdout
 // lines are awaited, the server of test/fixtures/e2e-server.mjs with its event log, headless
-// Chromium, and a raw WebSocket client that writes frames byte by byte.
+// Chromium, a raw WebSocket client that writes frames byte by byte, and the engines' servers of the
+// scale-out tests (redis-server, nats-server alone or as a cluster).
 import crypto from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +32,31 @@ export function rssOf(pid) {
 
 export const mib = (bytes) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
+// ---- engine servers ----
+
+/**
+ * Whether the server binary at `binary` (Debian's package `pkg`, which make test installs) is
+ * there; without it the test is skipped, or fails under CI=true, where the engine is part of what is
+ * tested.
+ */
+function hasServerBinary(t, binary, pkg) {
+  if (existsSync(binary)) return true;
+  if (process.env.CI === 'true') throw new Error(`${binary} is missing: make test installs the ${pkg} package`);
+  t.skip(`${binary} is missing (make test installs it)`);
+  return false;
+}
+
+/** Polls `probe` until `ok` holds of what it resolves with: for figures of other processes, which send no event. */
+export async function until(what, probe, ok, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(v)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 // ---- Redis ----
 
 const REDIS_SERVER = '/usr/bin/redis-server';
@@ -45,11 +71,7 @@ const REDIS_SERVER = '/usr/bin/redis-server';
  * skipped (resolves undefined), or fails under CI=true, where Redis is part of what is tested.
  */
 export async function redisServer(t, { tcp = false, tls = false, password } = {}) {
-  if (!existsSync(REDIS_SERVER)) {
-    if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is missing: make test installs the redis-server package`);
-    t.skip(`${REDIS_SERVER} is missing (make test installs it)`);
-    return undefined;
-  }
+  if (!hasServerBinary(t, REDIS_SERVER, 'redis-server')) return undefined;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-redis-'));
   const args = ['--save', '', '--appendonly', 'no', '--bind', '127.0.0.1', '--dir', dir];
   let url;
@@ -105,6 +127,142 @@ export async function redisServer(t, { tcp = false, tls = false, password } = {}
     resume: () => proc.proc.kill('SIGCONT'),
     cli: (...cmd) => execFileSync('/usr/bin/redis-cli', [...cliArgs, ...cmd], { encoding: 'utf8' }).trim(),
   };
+}
+
+// ---- NATS ----
+
+const NATS_SERVER = '/usr/sbin/nats-server';
+
+/**
+ * Starts Debian's nats-server for test `t` (`make test` installs it) on free loopback ports (clients
+ * and monitoring) and stops it, by PID, when the test ends: with `tls` TLS only, with a certificate
+ * of makeCert (`certPath`: a client trusts it through SSL_CERT_FILE); with `token`, or `user` and
+ * `password`, the server requires them; `maxPayload` sets the server's max_payload (through a
+ * configuration file). Resolves with the server of natsProcess, whose `url` carries the
+ * credentials; undefined (the test skipped) without the binary, or fails under CI=true.
+ */
+export async function natsServer(t, { tls = false, token, user, password, maxPayload } = {}) {
+  if (!hasServerBinary(t, NATS_SERVER, 'nats-server')) return undefined;
+  const ports = await natsPorts();
+  const args = [];
+  let certPath;
+  if (tls) {
+    const cert = makeCert(t);
+    certPath = cert.certPath;
+    args.push('--tls', '--tlscert', cert.certPath, '--tlskey', cert.keyPath);
+  }
+  let login = {};
+  let auth = '';
+  if (token !== undefined) {
+    args.push('--auth', token);
+    login = { auth_token: token };
+    auth = `${encodeURIComponent(token)}@`;
+  } else if (user !== undefined) {
+    args.push('--user', user, '--pass', password);
+    login = { user, pass: password };
+    auth = `${encodeURIComponent(user)}:${encodeURIComponent(password)}@`;
+  }
+  if (maxPayload !== undefined) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-nats-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const config = path.join(dir, 'nats.conf');
+    writeFileSync(config, `max_payload: ${maxPayload}\n`);
+    args.push('-c', config);
+  }
+  const server = await natsProcess(t, ports, args, { scheme: tls ? 'tls' : 'nats', auth, login });
+  return Object.assign(server, { certPath });
+}
+
+/**
+ * Starts `count` nats-servers for test `t` joined by routes into one NATS cluster, each on ports
+ * of its own, and resolves once every server has a route to every other, with { servers } (each
+ * as natsServer's), or undefined as natsServer does without the binary.
+ */
+export async function natsCluster(t, count = 3) {
+  if (!hasServerBinary(t, NATS_SERVER, 'nats-server')) return undefined;
+  const ports = [];
+  for (let i = 0; i < count; i++) ports.push(await natsPorts());
+  const routeURL = (p) => `nats://127.0.0.1:${p.route}`;
+  const servers = await Promise.all(ports.map((own, i) => natsProcess(t, own, [
+    '--server_name', `s${i}`, '--cluster_name', 'wsbroker-test', '--cluster', routeURL(own),
+    '--routes', ports.filter((p) => p !== own).map(routeURL).join(','),
+  ])));
+  await Promise.all(servers.map((s) => until(`${s.url} routed to the ${count - 1} others`, () => s.routes(), (n) => n === count - 1)));
+  return { servers };
+}
+
+/** Free loopback ports for one nats-server: its clients, its monitoring, its routes. */
+async function natsPorts() {
+  return { client: await freePort(), http: await freePort(), route: await freePort() };
+}
+
+/**
+ * Runs nats-server with `args` on `ports` (see natsPorts) for test `t`, stopped by PID when the
+ * test ends, and resolves once it is ready with { url, pid, kill(), restart() (the same ports),
+ * pause(), resume(), routes() (how many other servers it has a route to), interest(subject) ({
+ * clients, routes }: how many of its client connections and of its routes subscribe to subject),
+ * publish(messages) }.
+ */
+async function natsProcess(t, ports, args, { scheme = 'nats', auth = '', login = {} } = {}) {
+  const allArgs = ['-a', '127.0.0.1', '-p', String(ports.client), '-m', String(ports.http), ...args];
+  let proc;
+  const start = async () => {
+    proc = new Proc(NATS_SERVER, allArgs);
+    await proc.waitForStderr(/\[INF\] Server is ready/, 10_000);
+  };
+  t.after(() => proc.stop());
+  await start();
+  const monitor = async (endpoint) => (await fetch(`http://127.0.0.1:${ports.http}/${endpoint}`)).json();
+  return {
+    url: `${scheme}://${auth}127.0.0.1:${ports.client}`,
+    get pid() {
+      return proc.pid;
+    },
+    async kill() {
+      proc.proc.kill('SIGKILL');
+      await proc.exited;
+    },
+    restart: start,
+    /** Freezes the server (SIGSTOP): its connections stay open, nothing is answered. */
+    pause: () => proc.proc.kill('SIGSTOP'),
+    resume: () => proc.proc.kill('SIGCONT'),
+    routes: async () => (await monitor('routez')).num_routes,
+    async interest(subject) {
+      const [connz, routez] = await Promise.all([monitor('connz?subs=1'), monitor('routez?subs=1')]);
+      const subscribers = (connections = []) => connections.filter((c) => c.subscriptions_list?.includes(subject)).length;
+      return { clients: subscribers(connz.connections), routes: subscribers(routez.routes) };
+    },
+    /**
+     * Publishes each [subject, bytes] of `messages` as a client of its own speaking NATS's protocol
+     * on a bare socket, and resolves once the server has answered the PING after them.
+     */
+    publish: (messages) => rawNatsPublish(ports.client, login, messages),
+  };
+}
+
+/** natsProcess's publish, to the server on `port` logged in with `login` (CONNECT's fields). */
+function rawNatsPublish(port, login, messages) {
+  const bytes = Buffer.concat([
+    Buffer.from(`CONNECT ${JSON.stringify({ verbose: false, pedantic: false, ...login })}\r\n`),
+    ...messages.flatMap(([subject, data]) => [Buffer.from(`PUB ${subject} ${Buffer.byteLength(data)}\r\n`), Buffer.from(data), Buffer.from('\r\n')]),
+    Buffer.from('PING\r\n'),
+  ]);
+  return withTimeout(new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let answer = '';
+    socket.once('error', reject);
+    socket.on('data', (chunk) => {
+      answer += chunk.toString('latin1');
+      if (answer.includes('-ERR')) {
+        socket.destroy();
+        reject(new Error(`nats-server refused: ${answer}`));
+      } else if (answer.includes('PONG\r\n')) {
+        socket.end();
+        resolve();
+      }
+    });
+    socket.write(bytes);
+  }), 10_000, `nats-server on port ${port} to take ${messages.length} messages`);
 }
 
 /**
