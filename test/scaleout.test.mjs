@@ -332,8 +332,9 @@ test('NATS: three servers joined by routes, a node on each: channels and sends c
   const natsc = await natsCluster(t, 3);
   if (!natsc) return;
   const { servers } = natsc;
-  // Each node is given its own server only: nats.go shuffles a list, and it learns the others from the cluster.
-  const nodes = await Promise.all(servers.map((s) => startNode(t, { nats: s.url })));
+  // Each node is given the three servers, its own first: it connects to that one (the order given
+  // is kept), as the per-server interest below shows, and to the next when it goes.
+  const nodes = await Promise.all(servers.map((_, i) => startNode(t, { nats: servers.map((_, j) => servers[(i + j) % servers.length].url).join(',') })));
   const [a, b, c] = await Promise.all(nodes.map((n) => connect(t, n)));
   for (const x of [a, b, c]) await x.c.ask({ op: 'sub', ch: 'room' });
   await settled(a.c, b.c, c.c);
