@@ -258,7 +258,8 @@ func (n *Node) sent(out []outgoing, receivers []int) {
 	for i, o := range out {
 		switch o.track {
 		case trackNode:
-			if receivers[i] == 0 {
+			// Without receiver counts (NATS), a slot that no live node holds says the same.
+			if receivers[i] == 0 || receivers[i] < 0 && !n.peers.holds(o.slot) {
 				n.counters.unrouted.Add(1)
 			}
 		case trackQuery:

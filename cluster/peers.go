@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -11,20 +12,38 @@ type peers struct {
 	expiry time.Duration
 
 	mu    sync.Mutex
-	nodes map[uint64]time.Time // instance → last heard of
+	nodes map[uint64]peer // by instance
+}
+
+type peer struct {
+	lastHeard time.Time
+	slots     []uint32 // the id slots it holds, as of its last heartbeat
 }
 
 func newPeers(expiry time.Duration) *peers {
-	return &peers{expiry: expiry, nodes: map[uint64]time.Time{}}
+	return &peers{expiry: expiry, nodes: map[uint64]peer{}}
 }
 
-// heard records a heartbeat of node instance, and reports whether that node was not known.
-func (p *peers) heard(instance uint64, now time.Time) (isNew bool) {
+// heard records a heartbeat of node instance, which holds slots, and reports whether that node
+// was not known.
+func (p *peers) heard(instance uint64, slots []uint32, now time.Time) (isNew bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, known := p.nodes[instance]
-	p.nodes[instance] = now
+	p.nodes[instance] = peer{lastHeard: now, slots: slots}
 	return !known
+}
+
+// holds reports whether a live node holds slot.
+func (p *peers) holds(slot uint32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range p.nodes {
+		if slices.Contains(n.slots, slot) {
+			return true
+		}
+	}
+	return false
 }
 
 // left forgets node instance.
@@ -38,8 +57,8 @@ func (p *peers) left(instance uint64) {
 func (p *peers) expire(now time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for instance, last := range p.nodes {
-		if now.Sub(last) > p.expiry {
+	for instance, n := range p.nodes {
+		if now.Sub(n.lastHeard) > p.expiry {
 			delete(p.nodes, instance)
 		}
 	}

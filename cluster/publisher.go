@@ -18,6 +18,7 @@ const (
 type outgoing struct {
 	msg   Message
 	track uint8
+	slot  uint32 // trackNode: the slot of the socket it is for
 	req   uint64 // trackQuery: the query's request id
 }
 

@@ -129,7 +129,7 @@ func (n *Node) apply(k *broker.Cork, topic string, e *envelope) {
 	case topic == n.topics.control:
 		switch e.kind {
 		case kindHeartbeat:
-			if n.peers.heard(e.instance, n.now()) {
+			if n.peers.heard(e.instance, e.slots, n.now()) {
 				n.heartbeat() // a node that has just joined learns of this one at once
 			}
 			if slices.Contains(e.slots, n.ids.current()) && e.instance < n.instance {

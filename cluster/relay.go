@@ -34,7 +34,7 @@ func (r *relay) Published(channel, data []byte, text bool, except uint64) {
 
 // toNode queues an envelope for the node that holds id's slot.
 func (r *relay) toNode(id uint64, env []byte) {
-	r.n.publish(outgoing{msg: Message{Topic: r.n.topics.node(slotOf(id)), Data: env}, track: trackNode})
+	r.n.publish(outgoing{msg: Message{Topic: r.n.topics.node(slotOf(id)), Data: env}, track: trackNode, slot: slotOf(id)})
 }
 
 func (r *relay) Send(id uint64, data []byte, text bool) {

@@ -200,7 +200,7 @@ export interface ClusterStats {
   /** Messages this node published, and received from the others. */
   published: number;
   received: number;
-  /** Messages to a socket of a node that had gone (Redis only: NATS does not say whether a message reached anyone). */
+  /** Messages to a socket of a node that had gone (with NATS, which does not say whether a message reached anyone: of a node that the others had not heard of). */
   unrouted: number;
   /** Times the engine was connected: 1 after the first connection, one more after each recovery. */
   connects: number;
