@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,44 +20,24 @@ import (
 // startEngine starts an engine on urls, waits until it is connected and closes it at cleanup.
 func startEngine(t testing.TB, urls string, opts Options) (*Engine, *enginetest.Recorder) {
 	t.Helper()
-	e, rec := newStarted(t, urls, opts)
-	rec.WaitState(t, true)
-	return e, rec
+	e := newEngine(t, urls, opts)
+	return e, enginetest.Connected(t, e)
 }
 
+// newStarted starts an engine on urls without waiting for it, and closes it at cleanup.
 func newStarted(t testing.TB, urls string, opts Options) (*Engine, *enginetest.Recorder) {
+	t.Helper()
+	e := newEngine(t, urls, opts)
+	return e, enginetest.Started(t, e)
+}
+
+func newEngine(t testing.TB, urls string, opts Options) *Engine {
 	t.Helper()
 	e, err := New(urls, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := enginetest.NewRecorder()
-	if err := e.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e, rec
-}
-
-func publish(t testing.TB, e *Engine, msgs ...cluster.Message) {
-	t.Helper()
-	receivers := make([]int, len(msgs))
-	sent, err := e.Publish(enginetest.Context(t), msgs, receivers)
-	if err != nil || sent != len(msgs) {
-		t.Fatalf("Publish: sent %d of %d: %v", sent, len(msgs), err)
-	}
-	for i, n := range receivers {
-		if n != -1 {
-			t.Fatalf("receivers[%d] is %d, want -1", i, n)
-		}
-	}
-}
-
-func subscribe(t testing.TB, e *Engine, topics ...string) {
-	t.Helper()
-	if err := e.Subscribe(enginetest.Context(t), topics); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	return e
 }
 
 // serverSubscriptions returns the subjects s holds for e's connection, sorted.
@@ -91,10 +70,12 @@ func TestRoundTrip(t *testing.T) {
 	s := natstest.Start(t, natstest.Options{})
 	a, recA := startEngine(t, s.URL, Options{})
 	b, recB := startEngine(t, s.URL, Options{})
-	subscribe(t, a, "wsb:c:both", "wsb:c:a only")
-	subscribe(t, a, "wsb:c:both") // again: harmless
-	subscribe(t, b, "wsb:c:both")
-	publish(t, b, cluster.Message{Topic: "wsb:c:a only", Data: []byte("one")}, cluster.Message{Topic: "wsb:c:both", Data: []byte("two")})
+	enginetest.Subscribe(t, a, "wsb:c:both", "wsb:c:a only")
+	enginetest.Subscribe(t, a, "wsb:c:both") // again: harmless
+	enginetest.Subscribe(t, b, "wsb:c:both")
+	if got := enginetest.Publish(t, b, cluster.Message{Topic: "wsb:c:a only", Data: []byte("one")}, cluster.Message{Topic: "wsb:c:both", Data: []byte("two")}); !slices.Equal(got, []int{-1, -1}) {
+		t.Fatalf("receivers %v, want -1 each: NATS counts none", got)
+	}
 	msgs := recA.WaitMessages(t, 2)
 	if msgs[0].Topic != "wsb:c:a only" || string(msgs[0].Data) != "one" || msgs[1].Topic != "wsb:c:both" || string(msgs[1].Data) != "two" {
 		t.Fatalf("a received %q", msgs)
@@ -108,7 +89,7 @@ func TestRoundTrip(t *testing.T) {
 	if want := []string{"wsb.c.a%20only"}; !slices.Equal(serverSubscriptions(t, s, a), want) {
 		t.Fatalf("after Unsubscribe the server holds %q for a, want %q", serverSubscriptions(t, s, a), want)
 	}
-	publish(t, a, cluster.Message{Topic: "wsb:c:both", Data: []byte("to b")}) // no echo: a's own message
+	enginetest.Publish(t, a, cluster.Message{Topic: "wsb:c:both", Data: []byte("to b")}) // no echo: a's own message
 	if m := recB.WaitMessages(t, 1); m[0].Topic != "wsb:c:both" || string(m[0].Data) != "to b" {
 		t.Fatalf("b received %q", m)
 	}
@@ -124,15 +105,15 @@ func TestHostileTopics(t *testing.T) {
 		"wsb:c: spaces ", "wsb:c:tab\there", "wsb:c:nul\x00", "wsb:c:", "wsb:c::", "wsb:c:%", "wsb:c:é\xff",
 		"", ":", "wsb:n:7", "wsb:ctl", long + "1", long + "2", strings.Repeat(":", 600), strings.Repeat("%", 400),
 	}
-	subscribe(t, sub, topics...)
+	enginetest.Subscribe(t, sub, topics...)
 	var msgs []cluster.Message
 	for i, topic := range topics {
 		msgs = append(msgs, cluster.Message{Topic: topic, Data: []byte(strconv.Itoa(i))})
 	}
-	publish(t, pub, msgs...)
+	enginetest.Publish(t, pub, msgs...)
 	// One more on the first topic: had any topic reached another's subscription too, the extra
 	// delivery would arrive before it.
-	publish(t, pub, cluster.Message{Topic: topics[0], Data: []byte("end")})
+	enginetest.Publish(t, pub, cluster.Message{Topic: topics[0], Data: []byte("end")})
 	got := rec.WaitMessages(t, len(msgs)+1)
 	for i, m := range got[:len(msgs)] {
 		if m.Topic != msgs[i].Topic || !bytes.Equal(m.Data, msgs[i].Data) {
@@ -159,12 +140,12 @@ func TestTenThousandTopics(t *testing.T) {
 		msgs[i] = cluster.Message{Topic: topics[i], Data: []byte(strconv.Itoa(i))}
 	}
 	start := time.Now()
-	subscribe(t, sub, topics...)
+	enginetest.Subscribe(t, sub, topics...)
 	t.Logf("subscribed %d topics in %v", n, time.Since(start))
 	if got := len(serverSubscriptions(t, s, sub)); got != n {
 		t.Fatalf("the server holds %d subscriptions, want %d", got, n)
 	}
-	publish(t, pub, msgs...)
+	enginetest.Publish(t, pub, msgs...)
 	for i, m := range rec.WaitMessages(t, n) {
 		if m.Topic != topics[i] || string(m.Data) != strconv.Itoa(i) {
 			t.Fatalf("message %d: %q on %q", i, m.Data, m.Topic)
@@ -182,13 +163,13 @@ func TestOrderAcrossTwoTopics(t *testing.T) {
 	s := natstest.Start(t, natstest.Options{})
 	pub, _ := startEngine(t, s.URL, Options{})
 	sub, rec := startEngine(t, s.URL, Options{})
-	subscribe(t, sub, "wsb:c:even", "wsb:c:odd")
+	enginetest.Subscribe(t, sub, "wsb:c:even", "wsb:c:odd")
 	const n = 10_000
 	var batch []cluster.Message
 	for i := 0; i < n; i++ {
 		batch = append(batch, cluster.Message{Topic: []string{"wsb:c:even", "wsb:c:odd"}[i%2], Data: []byte(strconv.Itoa(i))})
 		if len(batch) == 1+i%97 || i == n-1 { // batches of varying sizes
-			publish(t, pub, batch...)
+			enginetest.Publish(t, pub, batch...)
 			batch = batch[:0]
 		}
 	}
@@ -219,7 +200,7 @@ func TestClaim(t *testing.T) {
 	if err := b.Unsubscribe(ctx, []string{"wsb:n:7"}); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, b, cluster.Message{Topic: "wsb:n:7", Data: []byte("after")})
+	enginetest.Publish(t, b, cluster.Message{Topic: "wsb:n:7", Data: []byte("after")})
 	if m := recA.WaitMessages(t, 1); string(m[0].Data) != "after" {
 		t.Fatalf("the holder received %q: a claim question reached the handler", m[0].Data)
 	}
@@ -229,67 +210,26 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 	s := natstest.Start(t, natstest.Options{})
 	pub, pubRec := startEngine(t, s.URL, Options{})
 	sub, subRec := startEngine(t, s.URL, Options{})
-	subscribe(t, sub, "wsb:c:again", "wsb:c:not again")
+	enginetest.Subscribe(t, sub, "wsb:c:again", "wsb:c:not again")
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // publishes until stopped, failing or not
-		defer wg.Done()
-		receivers := make([]int, 16)
-		msgs := make([]cluster.Message, 16)
-		for i := range msgs {
-			msgs[i] = cluster.Message{Topic: "wsb:c:again", Data: []byte("x")}
-		}
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			_, _ = pub.Publish(context.Background(), msgs, receivers)
-			runtime.Gosched()
-		}
-	}()
+	stop := enginetest.Traffic(pub, "wsb:c:again")
 	subRec.WaitMessages(t, 100)
 	s.Kill()
-	for _, rec := range []*enginetest.Recorder{pubRec, subRec} {
-		if st := rec.WaitState(t, false); st.Err == nil {
-			t.Fatal("a loss without a reason")
-		}
-	}
-	close(stop)
-	wg.Wait()
-
-	ctx := enginetest.Context(t)
-	start := time.Now()
-	if _, err := pub.Publish(ctx, []cluster.Message{{Topic: "wsb:c:again"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("Publish while disconnected: %v", err)
-	}
-	if err := sub.Subscribe(ctx, []string{"wsb:c:again"}); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("Subscribe while disconnected: %v", err)
-	}
-	if _, err := sub.Claim(ctx, "wsb:n:1"); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("Claim while disconnected: %v", err)
-	}
-	if took := time.Since(start); took > 500*time.Millisecond {
-		t.Fatalf("calls while disconnected took %v", took)
-	}
+	enginetest.Lost(t, pubRec, subRec)
+	stop()
+	enginetest.FailFast(t, pub, sub, "wsb:c:again", "wsb:n:1", ErrNotConnected)
 
 	s.Restart()
-	pubRec.WaitState(t, true)
-	subRec.WaitState(t, true)
-	pubRec.NoMoreStates(t) // one loss reported, however many attempts failed
-	subRec.NoMoreStates(t)
+	enginetest.Recovered(t, pubRec, subRec)
 	if got := serverSubscriptions(t, s, sub); len(got) != 0 {
 		t.Fatalf("subscriptions survived the restart: %q", got)
 	}
-	subscribe(t, sub, "wsb:c:again")
+	enginetest.Subscribe(t, sub, "wsb:c:again")
 	if want := []string{"wsb.c.again"}; !slices.Equal(serverSubscriptions(t, s, sub), want) {
 		t.Fatalf("the server holds %q after resubscribing, want %q", serverSubscriptions(t, s, sub), want)
 	}
 	subRec.Reset()
-	publish(t, pub, cluster.Message{Topic: "wsb:c:again", Data: []byte("after")})
+	enginetest.Publish(t, pub, cluster.Message{Topic: "wsb:c:again", Data: []byte("after")})
 	if m := subRec.WaitMessages(t, 1); string(m[0].Data) != "after" {
 		t.Fatalf("received %q after recovery", m[0].Data)
 	}
@@ -309,9 +249,9 @@ func TestClusterFailover(t *testing.T) {
 	killed := onServer(sub)
 	other := (killed + 1) % 3
 	pub, _ := startEngine(t, servers[other].URL, Options{})
-	subscribe(t, sub, "wsb:c:across")
+	enginetest.Subscribe(t, sub, "wsb:c:across")
 	waitInterest(t, servers[other], "wsb.c.across", 1)
-	publish(t, pub, cluster.Message{Topic: "wsb:c:across", Data: []byte("one")})
+	enginetest.Publish(t, pub, cluster.Message{Topic: "wsb:c:across", Data: []byte("one")})
 	subRec.WaitMessages(t, 1)
 
 	servers[killed].Kill()
@@ -320,9 +260,9 @@ func TestClusterFailover(t *testing.T) {
 	if now := onServer(sub); now == killed || now < 0 {
 		t.Fatalf("reconnected to server %d, the one killed is %d", now, killed)
 	}
-	subscribe(t, sub, "wsb:c:across")
+	enginetest.Subscribe(t, sub, "wsb:c:across")
 	waitInterest(t, servers[other], "wsb.c.across", 1)
-	publish(t, pub, cluster.Message{Topic: "wsb:c:across", Data: []byte("two")})
+	enginetest.Publish(t, pub, cluster.Message{Topic: "wsb:c:across", Data: []byte("two")})
 	if m := subRec.WaitMessages(t, 2); string(m[1].Data) != "two" {
 		t.Fatalf("after failover received %q", m[1].Data)
 	}
@@ -334,9 +274,9 @@ func TestTokenOverTLS(t *testing.T) {
 	if strings.Contains(e.String(), "t0ken") || !strings.HasPrefix(e.String(), "tls://127.0.0.1:") {
 		t.Fatalf("String() %q", e.String())
 	}
-	subscribe(t, e, "wsb:c:secure")
+	enginetest.Subscribe(t, e, "wsb:c:secure")
 	other, _ := startEngine(t, s.URL, Options{TLS: &tls.Config{RootCAs: s.CAs}})
-	publish(t, other, cluster.Message{Topic: "wsb:c:secure", Data: []byte("over TLS")})
+	enginetest.Publish(t, other, cluster.Message{Topic: "wsb:c:secure", Data: []byte("over TLS")})
 	if m := rec.WaitMessages(t, 1); string(m[0].Data) != "over TLS" {
 		t.Fatalf("received %q", m[0].Data)
 	}
@@ -353,9 +293,9 @@ func TestUserPassword(t *testing.T) {
 	if strings.Contains(e.String(), "pa55") || strings.Contains(e.String(), "node") {
 		t.Fatalf("String() %q shows the credentials", e.String())
 	}
-	subscribe(t, e, "wsb:c:t")
+	enginetest.Subscribe(t, e, "wsb:c:t")
 	other, _ := startEngine(t, s.URL, Options{})
-	publish(t, other, cluster.Message{Topic: "wsb:c:t", Data: []byte("ok")})
+	enginetest.Publish(t, other, cluster.Message{Topic: "wsb:c:t", Data: []byte("ok")})
 	rec.WaitMessages(t, 1)
 
 	wrong := strings.Replace(s.URL, "pa55", "wrong-pa55", 1)
@@ -381,7 +321,7 @@ func TestMaxPayload(t *testing.T) {
 	if max != 1<<20 {
 		t.Fatalf("MaxPayload %d, want the default 1 MiB", max)
 	}
-	subscribe(t, sub, "wsb:c:big")
+	enginetest.Subscribe(t, sub, "wsb:c:big")
 	msgs := []cluster.Message{
 		{Topic: "wsb:c:big", Data: make([]byte, max)},
 		{Topic: "wsb:c:big", Data: make([]byte, max+1)},
@@ -391,7 +331,7 @@ func TestMaxPayload(t *testing.T) {
 	if sent != 1 || !errors.Is(err, cluster.ErrTooLarge) {
 		t.Fatalf("Publish of an oversized message: sent %d, %v", sent, err)
 	}
-	publish(t, pub, msgs[2:]...)
+	enginetest.Publish(t, pub, msgs[2:]...)
 	got := rec.WaitMessages(t, 2)
 	if len(got[0].Data) != max || string(got[1].Data) != "after" {
 		t.Fatalf("received %d bytes, then %q", len(got[0].Data), got[1].Data)
@@ -414,8 +354,8 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	s := natstest.Start(t, natstest.Options{})
 	before := runtime.NumGoroutine()
 	e, _ := startEngine(t, s.URL, Options{})
-	subscribe(t, e, "wsb:c:t")
-	publish(t, e, cluster.Message{Topic: "wsb:c:t", Data: []byte("x")})
+	enginetest.Subscribe(t, e, "wsb:c:t")
+	enginetest.Publish(t, e, cluster.Message{Topic: "wsb:c:t", Data: []byte("x")})
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +386,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
 			pub, _ := startEngine(b, s.URL, Options{})
 			sub, _ := startEngine(b, s.URL, Options{})
-			subscribe(b, sub, "wsb:c:bench")
+			enginetest.Subscribe(b, sub, "wsb:c:bench")
 			msgs := make([]cluster.Message, size)
 			for i := range msgs {
 				msgs[i] = cluster.Message{Topic: "wsb:c:bench", Data: bytes.Repeat([]byte("x"), 64)}
@@ -470,7 +410,7 @@ func BenchmarkDelivery(b *testing.B) {
 	s := natstest.Start(b, natstest.Options{})
 	pub, _ := startEngine(b, s.URL, Options{})
 	sub, rec := startEngine(b, s.URL, Options{})
-	subscribe(b, sub, "wsb:c:bench")
+	enginetest.Subscribe(b, sub, "wsb:c:bench")
 	msgs := []cluster.Message{{Topic: "wsb:c:bench", Data: bytes.Repeat([]byte("x"), 64)}}
 	receivers := make([]int, 1)
 	ctx := context.Background()

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,49 +22,33 @@ import (
 // startEngine starts an engine on url, waits until it is connected and closes it at cleanup.
 func startEngine(t testing.TB, url string, opts Options) (*Engine, *enginetest.Recorder) {
 	t.Helper()
-	e, rec := newStarted(t, url, opts)
-	rec.WaitState(t, true)
-	return e, rec
+	e := newEngine(t, url, opts)
+	return e, enginetest.Connected(t, e)
 }
 
+// newStarted starts an engine on url without waiting for it, and closes it at cleanup.
 func newStarted(t testing.TB, url string, opts Options) (*Engine, *enginetest.Recorder) {
+	t.Helper()
+	e := newEngine(t, url, opts)
+	return e, enginetest.Started(t, e)
+}
+
+func newEngine(t testing.TB, url string, opts Options) *Engine {
 	t.Helper()
 	e, err := New(url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := enginetest.NewRecorder()
-	if err := e.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e, rec
-}
-
-func publish(t testing.TB, e *Engine, msgs ...cluster.Message) []int {
-	t.Helper()
-	receivers := make([]int, len(msgs))
-	sent, err := e.Publish(enginetest.Context(t), msgs, receivers)
-	if err != nil || sent != len(msgs) {
-		t.Fatalf("Publish: sent %d of %d: %v", sent, len(msgs), err)
-	}
-	return receivers
-}
-
-func subscribe(t testing.TB, e *Engine, topics ...string) {
-	t.Helper()
-	if err := e.Subscribe(enginetest.Context(t), topics); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	return e
 }
 
 func TestRoundTripAndReceivers(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	a, recA := startEngine(t, s.URL, Options{})
 	b, recB := startEngine(t, s.URL, Options{})
-	subscribe(t, a, "both", "a only")
-	subscribe(t, b, "both")
-	got := publish(t, a,
+	enginetest.Subscribe(t, a, "both", "a only")
+	enginetest.Subscribe(t, b, "both")
+	got := enginetest.Publish(t, a,
 		cluster.Message{Topic: "both", Data: []byte("one")},
 		cluster.Message{Topic: "a only", Data: []byte("two")},
 		cluster.Message{Topic: "nobody", Data: []byte("three")})
@@ -82,7 +65,7 @@ func TestRoundTripAndReceivers(t *testing.T) {
 	if err := a.Unsubscribe(enginetest.Context(t), []string{"both", "never subscribed"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := publish(t, b, cluster.Message{Topic: "both", Data: []byte("four")}); got[0] != 1 {
+	if got := enginetest.Publish(t, b, cluster.Message{Topic: "both", Data: []byte("four")}); got[0] != 1 {
 		t.Fatalf("after a unsubscribed, %d receivers", got[0])
 	}
 }
@@ -95,13 +78,13 @@ func TestBinaryTopics(t *testing.T) {
 		long[i] = byte(i)
 	}
 	topics := []string{"", "nul\x00inside", " spaces around ", "\r\n*3\r\n$7\r\nPUBLISH\r\n", "wsb:c:*?[]", "é\xff\xfe", string(long)}
-	subscribe(t, e, topics...)
+	enginetest.Subscribe(t, e, topics...)
 	var msgs []cluster.Message
 	for i, topic := range topics {
 		msgs = append(msgs, cluster.Message{Topic: topic, Data: []byte("\x00data\r\n" + strconv.Itoa(i))})
 	}
 	msgs = append(msgs, cluster.Message{Topic: "nul\x00inside", Data: nil})
-	for i, n := range publish(t, e, msgs...) {
+	for i, n := range enginetest.Publish(t, e, msgs...) {
 		if n != 1 {
 			t.Fatalf("message %d on topic %q had %d receivers", i, msgs[i].Topic, n)
 		}
@@ -123,11 +106,11 @@ func TestTenThousandTopicsInBatches(t *testing.T) {
 		topics[i] = "topic:" + strconv.Itoa(i)
 		msgs[i] = cluster.Message{Topic: topics[i], Data: []byte(strconv.Itoa(i))}
 	}
-	subscribe(t, e, topics...)
+	enginetest.Subscribe(t, e, topics...)
 	if calls, want := commandCalls(t, s, "subscribe"), 1+(n+subscribeBatch-1)/subscribeBatch; calls != want {
 		t.Fatalf("SUBSCRIBE was called %d times (probe included), want %d", calls, want)
 	}
-	for i, r := range publish(t, e, msgs...) {
+	for i, r := range enginetest.Publish(t, e, msgs...) {
 		if r != 1 {
 			t.Fatalf("topic %d had %d receivers", i, r)
 		}
@@ -140,7 +123,7 @@ func TestTenThousandTopicsInBatches(t *testing.T) {
 	if err := e.Unsubscribe(enginetest.Context(t), topics); err != nil {
 		t.Fatal(err)
 	}
-	if got := publish(t, e, msgs[:1]...); got[0] != 0 {
+	if got := enginetest.Publish(t, e, msgs[:1]...); got[0] != 0 {
 		t.Fatalf("after Unsubscribe, %d receivers", got[0])
 	}
 }
@@ -149,13 +132,13 @@ func TestOrderOfTenThousand(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{TCP: true})
 	pub, _ := startEngine(t, s.URL, Options{})
 	sub, rec := startEngine(t, s.URL, Options{})
-	subscribe(t, sub, "ordered")
+	enginetest.Subscribe(t, sub, "ordered")
 	const n = 10_000
 	var batch []cluster.Message
 	for i := 0; i < n; i++ {
 		batch = append(batch, cluster.Message{Topic: "ordered", Data: []byte(strconv.Itoa(i))})
 		if len(batch) == 1+i%97 || i == n-1 { // batches of varying sizes
-			publish(t, pub, batch...)
+			enginetest.Publish(t, pub, batch...)
 			batch = batch[:0]
 		}
 	}
@@ -186,65 +169,23 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{TCP: true})
 	pub, pubRec := startEngine(t, s.URL, Options{})
 	sub, subRec := startEngine(t, s.URL, Options{})
-	subscribe(t, sub, "traffic")
+	enginetest.Subscribe(t, sub, "traffic")
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // publishes until stopped, failing or not
-		defer wg.Done()
-		receivers := make([]int, 16)
-		msgs := make([]cluster.Message, 16)
-		for i := range msgs {
-			msgs[i] = cluster.Message{Topic: "traffic", Data: []byte("x")}
-		}
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, _ = pub.Publish(ctx, msgs, receivers)
-			cancel()
-		}
-	}()
+	stop := enginetest.Traffic(pub, "traffic")
 	subRec.WaitMessages(t, 100)
 	s.Kill()
-	for _, rec := range []*enginetest.Recorder{pubRec, subRec} {
-		if st := rec.WaitState(t, false); st.Err == nil {
-			t.Fatal("a loss without a reason")
-		}
-	}
-	close(stop)
-	wg.Wait()
-
-	ctx := enginetest.Context(t)
-	start := time.Now()
-	if _, err := pub.Publish(ctx, []cluster.Message{{Topic: "traffic"}}, make([]int, 1)); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("Publish while disconnected: %v", err)
-	}
-	if err := sub.Subscribe(ctx, []string{"traffic"}); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("Subscribe while disconnected: %v", err)
-	}
-	if _, err := sub.Claim(ctx, "slot"); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("Claim while disconnected: %v", err)
-	}
-	if took := time.Since(start); took > 500*time.Millisecond {
-		t.Fatalf("calls while disconnected took %v", took)
-	}
+	enginetest.Lost(t, pubRec, subRec)
+	stop()
+	enginetest.FailFast(t, pub, sub, "traffic", "slot", ErrNotConnected)
 
 	s.Restart()
-	pubRec.WaitState(t, true)
-	subRec.WaitState(t, true)
-	pubRec.NoMoreStates(t) // one loss reported, however many attempts failed
-	subRec.NoMoreStates(t)
+	enginetest.Recovered(t, pubRec, subRec)
 	subRec.Reset()
-	if got := publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("lost")}); got[0] != 0 {
+	if got := enginetest.Publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("lost")}); got[0] != 0 {
 		t.Fatalf("a subscription survived the restart: %d receivers", got[0])
 	}
-	subscribe(t, sub, "traffic")
-	if got := publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("after")}); got[0] != 1 {
+	enginetest.Subscribe(t, sub, "traffic")
+	if got := enginetest.Publish(t, pub, cluster.Message{Topic: "traffic", Data: []byte("after")}); got[0] != 1 {
 		t.Fatalf("after resubscribing, %d receivers", got[0])
 	}
 	if m := subRec.WaitMessages(t, 1); string(m[0].Data) != "after" {
@@ -255,7 +196,7 @@ func TestKillAndRestartUnderTraffic(t *testing.T) {
 func TestSubscribeConnectionKilled(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	e, rec := startEngine(t, s.URL, Options{})
-	subscribe(t, e, "t")
+	enginetest.Subscribe(t, e, "t")
 	admin := adminClient(t, s)
 	if err := admin.Do(enginetest.Context(t), admin.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()).Error(); err != nil {
 		t.Fatal(err)
@@ -263,8 +204,8 @@ func TestSubscribeConnectionKilled(t *testing.T) {
 	rec.WaitState(t, false)
 	rec.WaitState(t, true)
 	rec.NoMoreStates(t)
-	subscribe(t, e, "t")
-	publish(t, e, cluster.Message{Topic: "t", Data: []byte("again")})
+	enginetest.Subscribe(t, e, "t")
+	enginetest.Publish(t, e, cluster.Message{Topic: "t", Data: []byte("again")})
 	if m := rec.WaitMessages(t, 1); string(m[0].Data) != "again" {
 		t.Fatalf("received %q", m[0].Data)
 	}
@@ -289,8 +230,8 @@ func TestPassword(t *testing.T) {
 	if strings.Contains(e.String(), "pa55") {
 		t.Fatalf("String() %q shows the password", e.String())
 	}
-	subscribe(t, e, "t")
-	publish(t, e, cluster.Message{Topic: "t", Data: []byte("ok")})
+	enginetest.Subscribe(t, e, "t")
+	enginetest.Publish(t, e, cluster.Message{Topic: "t", Data: []byte("ok")})
 	rec.WaitMessages(t, 1)
 
 	wrong := strings.Replace(s.URL, "pa55", "wrong-pa55", 1)
@@ -304,8 +245,8 @@ func TestPassword(t *testing.T) {
 func TestTLS(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{TLS: true})
 	e, rec := startEngine(t, s.URL, Options{TLS: &tls.Config{RootCAs: s.CAs}})
-	subscribe(t, e, "secure")
-	publish(t, e, cluster.Message{Topic: "secure", Data: []byte("over TLS")})
+	enginetest.Subscribe(t, e, "secure")
+	enginetest.Publish(t, e, cluster.Message{Topic: "secure", Data: []byte("over TLS")})
 	if m := rec.WaitMessages(t, 1); string(m[0].Data) != "over TLS" {
 		t.Fatalf("received %q", m[0].Data)
 	}
@@ -324,8 +265,8 @@ func TestUnixURLWithPasswordAndDB(t *testing.T) {
 	if want := "unix://" + strings.SplitN(s.URL, "@", 2)[1] + "?db=3"; e.String() != want {
 		t.Fatalf("String() %q, want %q", e.String(), want)
 	}
-	subscribe(t, e, "local")
-	publish(t, e, cluster.Message{Topic: "local", Data: []byte("via socket")})
+	enginetest.Subscribe(t, e, "local")
+	enginetest.Publish(t, e, cluster.Message{Topic: "local", Data: []byte("via socket")})
 	rec.WaitMessages(t, 1)
 }
 
@@ -333,14 +274,14 @@ func TestProbeDetectsFrozenServer(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	opts := Options{ProbeAfter: 200 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond}
 	e, rec := startEngine(t, s.URL, opts)
-	subscribe(t, e, "t")
+	enginetest.Subscribe(t, e, "t")
 	s.Pause()
 	st := rec.WaitState(t, false)
 	s.Resume()
 	t.Logf("frozen server reported as: %v", st.Err)
 	rec.WaitState(t, true)
-	subscribe(t, e, "t")
-	publish(t, e, cluster.Message{Topic: "t", Data: []byte("back")})
+	enginetest.Subscribe(t, e, "t")
+	enginetest.Publish(t, e, cluster.Message{Topic: "t", Data: []byte("back")})
 	rec.WaitMessages(t, 1)
 }
 
@@ -348,7 +289,7 @@ func TestProbeKeepsQuietConnection(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	quiet, rec := startEngine(t, s.URL, Options{ProbeAfter: 20 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond})
 	watcher, probes := startEngine(t, s.URL, Options{})
-	subscribe(t, watcher, quiet.probeTopic)
+	enginetest.Subscribe(t, watcher, quiet.probeTopic)
 	probes.WaitMessages(t, 5) // five probes of a connection that receives nothing else
 	rec.NoMoreStates(t)
 }
@@ -357,8 +298,8 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	before := runtime.NumGoroutine()
 	e, _ := startEngine(t, s.URL, Options{})
-	subscribe(t, e, "t")
-	publish(t, e, cluster.Message{Topic: "t", Data: []byte("x")})
+	enginetest.Subscribe(t, e, "t")
+	enginetest.Publish(t, e, cluster.Message{Topic: "t", Data: []byte("x")})
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +380,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
 			pub, _ := startEngine(b, s.URL, Options{})
 			sub, _ := startEngine(b, s.URL, Options{})
-			subscribe(b, sub, "bench")
+			enginetest.Subscribe(b, sub, "bench")
 			msgs := make([]cluster.Message, size)
 			for i := range msgs {
 				msgs[i] = cluster.Message{Topic: "bench", Data: bytes.Repeat([]byte("x"), 64)}

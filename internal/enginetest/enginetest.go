@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsbroker/wsbroker/cluster"
 )
 
 // WaitLimit bounds every wait for an event; the events come far sooner.
@@ -131,5 +133,44 @@ func WaitGoroutines(t testing.TB, before int) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Started starts e with a new Recorder, and closes e when the test ends.
+func Started(t testing.TB, e cluster.Engine) *Recorder {
+	t.Helper()
+	rec := NewRecorder()
+	if err := e.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return rec
+}
+
+// Connected is Started, then waits until e reports itself connected.
+func Connected(t testing.TB, e cluster.Engine) *Recorder {
+	t.Helper()
+	rec := Started(t, e)
+	rec.WaitState(t, true)
+	return rec
+}
+
+// Publish publishes msgs through e, failing the test unless every one is sent, and returns their
+// receiver counts.
+func Publish(t testing.TB, e cluster.Engine, msgs ...cluster.Message) []int {
+	t.Helper()
+	receivers := make([]int, len(msgs))
+	sent, err := e.Publish(Context(t), msgs, receivers)
+	if err != nil || sent != len(msgs) {
+		t.Fatalf("Publish: sent %d of %d: %v", sent, len(msgs), err)
+	}
+	return receivers
+}
+
+// Subscribe subscribes topics through e, failing the test on an error.
+func Subscribe(t testing.TB, e cluster.Engine, topics ...string) {
+	t.Helper()
+	if err := e.Subscribe(Context(t), topics); err != nil {
+		t.Fatalf("Subscribe: %v", err)
 	}
 }
