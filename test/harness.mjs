@@ -46,6 +46,37 @@ function hasServerBinary(t, binary, pkg) {
   return false;
 }
 
+/**
+ * Runs a server process for test `t` (`spawn` makes its Proc, `ready(proc)` resolves once it
+ * serves), stops it by PID when the test ends (then `cleanup`), and returns the controls that every
+ * test server has: pid, kill() (SIGKILL), restart() (start again, on the same address), pause()
+ * and resume() (SIGSTOP: its connections stay open, nothing is answered; SIGCONT).
+ */
+async function serverProcess(t, spawn, ready, cleanup = () => {}) {
+  let proc;
+  const run = async () => {
+    proc = spawn();
+    await ready(proc);
+  };
+  t.after(async () => {
+    await proc?.stop();
+    cleanup();
+  });
+  await run();
+  return {
+    get pid() {
+      return proc.pid;
+    },
+    async kill() {
+      proc.proc.kill('SIGKILL');
+      await proc.exited;
+    },
+    restart: run,
+    pause: () => proc.proc.kill('SIGSTOP'),
+    resume: () => proc.proc.kill('SIGCONT'),
+  };
+}
+
 /** Polls `probe` until `ok` holds of what it resolves with: for figures of other processes, which send no event. */
 export async function until(what, probe, ok, ms = 10_000) {
   const deadline = Date.now() + ms;
@@ -101,32 +132,13 @@ export async function redisServer(t, { tcp = false, tls = false, password } = {}
     args.push('--requirepass', password);
     cliArgs.push('--no-auth-warning', '-a', password);
   }
-  let proc;
-  const start = async () => {
-    proc = new Proc(REDIS_SERVER, args);
-    await proc.waitForLine(/ready to accept connections/i, 10_000);
-  };
-  await start();
-  t.after(async () => {
-    await proc.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return {
+  const controls = await serverProcess(t, () => new Proc(REDIS_SERVER, args),
+    (proc) => proc.waitForLine(/ready to accept connections/i, 10_000), () => rmSync(dir, { recursive: true, force: true }));
+  return Object.defineProperties({
     url,
     certPath,
-    get pid() {
-      return proc.pid;
-    },
-    async kill() {
-      proc.proc.kill('SIGKILL');
-      await proc.exited;
-    },
-    restart: start,
-    /** Freezes the server (SIGSTOP): its connections stay open, nothing is answered. */
-    pause: () => proc.proc.kill('SIGSTOP'),
-    resume: () => proc.proc.kill('SIGCONT'),
     cli: (...cmd) => execFileSync('/usr/bin/redis-cli', [...cliArgs, ...cmd], { encoding: 'utf8' }).trim(),
-  };
+  }, Object.getOwnPropertyDescriptors(controls));
 }
 
 // ---- NATS ----
@@ -205,27 +217,10 @@ async function natsPorts() {
  */
 async function natsProcess(t, ports, args, { scheme = 'nats', auth = '', login = {} } = {}) {
   const allArgs = ['-a', '127.0.0.1', '-p', String(ports.client), '-m', String(ports.http), ...args];
-  let proc;
-  const start = async () => {
-    proc = new Proc(NATS_SERVER, allArgs);
-    await proc.waitForStderr(/\[INF\] Server is ready/, 10_000);
-  };
-  t.after(() => proc.stop());
-  await start();
+  const controls = await serverProcess(t, () => new Proc(NATS_SERVER, allArgs), (proc) => proc.waitForStderr(/\[INF\] Server is ready/, 10_000));
   const monitor = async (endpoint) => (await fetch(`http://127.0.0.1:${ports.http}/${endpoint}`)).json();
-  return {
+  return Object.defineProperties({
     url: `${scheme}://${auth}127.0.0.1:${ports.client}`,
-    get pid() {
-      return proc.pid;
-    },
-    async kill() {
-      proc.proc.kill('SIGKILL');
-      await proc.exited;
-    },
-    restart: start,
-    /** Freezes the server (SIGSTOP): its connections stay open, nothing is answered. */
-    pause: () => proc.proc.kill('SIGSTOP'),
-    resume: () => proc.proc.kill('SIGCONT'),
     routes: async () => (await monitor('routez')).num_routes,
     async interest(subject) {
       const [connz, routez] = await Promise.all([monitor('connz?subs=1'), monitor('routez?subs=1')]);
@@ -237,7 +232,7 @@ async function natsProcess(t, ports, args, { scheme = 'nats', auth = '', login =
      * on a bare socket, and resolves once the server has answered the PING after them.
      */
     publish: (messages) => rawNatsPublish(ports.client, login, messages),
-  };
+  }, Object.getOwnPropertyDescriptors(controls));
 }
 
 /** natsProcess's publish, to the server on `port` logged in with `login` (CONNECT's fields). */
