@@ -714,7 +714,7 @@ if (s6Shown.length) {
   L.push('');
   L.push('### S6 scale-out: 3 nodes sharing an engine');
   L.push('');
-  L.push('A server of 3 nodes is 3 processes, each on its own port, and the engine the runner starts for it on loopback ports: one redis-server (no persistence), one nats-server, or 3 nats-servers joined by routes into a cluster (node i given all three URLs, server i's first, which it connects to); the nodes and the engine share core 0' +
+  L.push('A server of 3 nodes is 3 processes, each on its own port, and the engine the runner starts for it on loopback ports: one redis-server (no persistence), one nats-server, or 3 nats-servers joined by routes into a cluster (node i given all three URLs, that of server i first, which it connects to); the nodes and the engine share core 0' +
     (pin ? ' (taskset -c 0)' : '') + ', as the single-node servers do, and the generator has core 1. Server CPU is the sum over every node and engine process. ' +
     'Connections go round-robin over the nodes (in the scenarios "on 2 of the 3 nodes", over the first two: the third serves no client, so what it spends is what the engine sends it); a fan-out publishes on the first node. ' +
     'Targets (issue 22): fan-out ≥ 0.8× single-node WSBroker and ≥ 10× Socket.IO 3 nodes per server CPU-second; rooms ≥ 0.5× single node; the node without members of "rooms on 2 of the 3 nodes" gets no engine traffic.');
