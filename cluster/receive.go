@@ -3,12 +3,14 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"unsafe"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/internal/runq"
 )
 
 // inbox holds envelopes received from other nodes for one goroutine to apply: the engine's reader
@@ -49,9 +51,18 @@ func (in *inbox) push(r received) bool {
 	return true
 }
 
-// run applies what arrives until ctx ends, each batch through k: the sockets it sends to are
-// written once, after the batch, by the flushers, so that what other inboxes and the JS threads
-// queue for them meanwhile leaves in the same write.
+// An inbox keeps its cork over up to holdBatches batches that arrive while it applies them,
+// yielding its P up to holdYields times between them while other goroutines wait for it (the
+// engine's reader, the socket readers): a socket in a room spread over the nodes then gets one
+// write for its roommates' messages from several nodes, not one per origin's batch.
+const (
+	holdBatches = 4
+	holdYields  = 3
+)
+
+// run applies what arrives until ctx ends, through k: the sockets it sends to are written once
+// the inbox is empty (or holdBatches batches were applied), by the flushers, so that what other
+// inboxes and the JS threads queue for them meanwhile leaves in the same write.
 func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.Cork, topic string, e *envelope)) {
 	var batch []received
 	for {
@@ -60,12 +71,16 @@ func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.C
 			return
 		case <-in.wake:
 		}
-		for {
+		for held := 0; ; held++ {
 			in.mu.Lock()
 			batch, in.items = in.items, batch[:0]
 			in.mu.Unlock()
-			if len(batch) == 0 {
-				break
+			if len(batch) == 0 || held == holdBatches {
+				k.FlushLater()
+				held = 0
+				if len(batch) == 0 {
+					break
+				}
 			}
 			size := 0
 			for i := range batch {
@@ -73,10 +88,15 @@ func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.C
 				size += batch[i].size
 				batch[i] = received{}
 			}
-			k.FlushLater()
 			in.mu.Lock()
 			in.bytes -= size
 			in.mu.Unlock()
+			for range holdYields {
+				if runq.Runnable() == 0 {
+					break
+				}
+				runtime.Gosched()
+			}
 		}
 	}
 }

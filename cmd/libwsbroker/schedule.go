@@ -2,11 +2,11 @@ package main
 
 import (
 	"runtime"
-	"runtime/metrics"
 	"sync"
 	"time"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"github.com/wsbroker/wsbroker/internal/runq"
 )
 
 // The schedule: how work passes between Go's threads and the JS threads. Every decision of who
@@ -218,23 +218,9 @@ func newCork() *broker.Cork {
 // while the thread calls in often. Each round costs two thread switches.
 func letReadyRun() {
 	for range readyRunRounds {
-		if runnableGoroutines() == 0 {
+		if runq.Runnable() == 0 {
 			return
 		}
 		runtime.Gosched()
 	}
 }
-
-// runnableGoroutines is how many goroutines wait for a P (about 100 ns).
-func runnableGoroutines() uint64 {
-	s := runnableSamples.Get().(*[1]metrics.Sample)
-	metrics.Read(s[:])
-	n := s[0].Value.Uint64()
-	runnableSamples.Put(s)
-	return n
-}
-
-// runnableSamples: metrics.Read's argument escapes, and this runs after every batch.
-var runnableSamples = sync.Pool{New: func() any {
-	return &[1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
-}}
