@@ -186,10 +186,8 @@ func (e *Engine) connect() {
 		nats.DontRandomize(),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
-		nats.IgnoreAuthErrorAbort(), // credentials fixed on the server are found without a restart
-		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			return cluster.Jittered(min(cluster.FirstBackoff<<min(attempts-1, 8), cluster.MaxBackoff))
-		}),
+		nats.IgnoreAuthErrorAbort(),                // credentials fixed on the server are found without a restart
+		nats.CustomReconnectDelay(cluster.Backoff), // nats.go counts its rounds over the server list since the loss
 		// Publish fails at once while disconnected: the Node buffers, within its own bound.
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(e.opts.PingInterval),

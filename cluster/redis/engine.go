@@ -149,7 +149,7 @@ func (e *Engine) Close() error {
 func (e *Engine) supervise(h cluster.EngineHandler) {
 	defer close(e.done)
 	lossReported := false
-	backoff := cluster.FirstBackoff
+	failures := 0 // since the last connection
 	for {
 		c, err := e.connect()
 		if err == nil {
@@ -162,21 +162,21 @@ func (e *Engine) supervise(h cluster.EngineHandler) {
 				return
 			}
 			h.StateChanged(false, err)
-			lossReported, backoff = true, cluster.FirstBackoff
+			lossReported, failures = true, 0
 		} else if e.ctx.Err() != nil {
 			return
 		} else if !lossReported {
 			h.StateChanged(false, err)
 			lossReported = true
 		}
-		timer := time.NewTimer(cluster.Jittered(backoff))
+		failures++
+		timer := time.NewTimer(cluster.Backoff(failures))
 		select {
 		case <-e.ctx.Done():
 			timer.Stop()
 			return
 		case <-timer.C:
 		}
-		backoff = min(2*backoff, cluster.MaxBackoff)
 	}
 }
 
