@@ -467,7 +467,7 @@ type Dropped struct {
 	Disconnected uint64 `json:"disconnected"` // published while the engine was unreachable and PublishBuffer was full
 	Slow         uint64 `json:"slow"`         // published or received faster than the engine or this node kept up with
 	Decode       uint64 `json:"decode"`       // received but not an envelope of this version
-	TooLarge     uint64 `json:"tooLarge"`     // larger than the engine takes (MaxPayload): delivered on this node only
+	TooLarge     uint64 `json:"tooLarge"`     // larger than the engine takes (MaxPayload): not published (a channel message reached this node's subscribers only)
 }
 
 // Lag is the percentiles of the time from publication to reception, in milliseconds.

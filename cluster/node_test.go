@@ -221,8 +221,6 @@ func TestClusterChannelsAndSockets(t *testing.T) {
 	}
 }
 
-// Messages from one node arrive in order on the others, channel messages and sends to one socket
-// interleaved.
 // The empty channel's topic is the channel prefix itself: it crosses nodes as any other does.
 func TestClusterEmptyChannel(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
@@ -234,6 +232,8 @@ func TestClusterEmptyChannel(t *testing.T) {
 	expect(t, cb, "to nobody's name")
 }
 
+// Messages from one node arrive in order on the others, channel messages and sends to one socket
+// interleaved.
 func TestClusterOrder(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	a, b := join(t, srv, cluster.Options{}), join(t, srv, cluster.Options{})
