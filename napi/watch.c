@@ -159,9 +159,9 @@ struct watch *watch_start(napi_env env, slot_t *s) {
   int n = wsb_poller_fds(NULL, 0);
   if (n < 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
   struct watch *w = calloc(1, sizeof *w + n * sizeof w->polls[0]);
-  int *fds = malloc(n * sizeof *fds);
+  int *fds = n > 0 ? malloc(n * sizeof *fds) : NULL;  // malloc(0) may be NULL: no pollers is not out of memory
   napi_value resource, name;
-  if (!w || !fds || napi_create_object(env, &resource) != napi_ok ||
+  if (!w || (n > 0 && !fds) || napi_create_object(env, &resource) != napi_ok ||
       napi_create_string_utf8(env, "wsbroker:batch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_reference(env, resource, 1, &w->resource) != napi_ok) {
     free(fds);
