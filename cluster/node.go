@@ -424,13 +424,13 @@ func (n *Node) SubscriberCount(ctx context.Context, channel []byte) (count int, 
 		return local, false
 	}
 	req, q := n.presence.start()
-	if n.engine.CountsReceivers() {
-		// Asked on the channel's topic: only the nodes with subscribers get it, and the engine
-		// says how many did.
-		n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: n.header().appendCountQuery(nil, req, nil)}, track: trackQuery, req: req})
-	} else {
-		n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendCountQuery(nil, req, channel)}, track: trackQuery, req: req})
+	// Asked on the channel's topic, only the nodes with subscribers get it, and the engine says how
+	// many did; an engine that cannot say is asked on the control topic, the channel named.
+	topic, named := n.topics.channel+string(channel), []byte(nil)
+	if !n.engine.CountsReceivers() {
+		topic, named = n.topics.control, channel
 	}
+	n.publish(outgoing{msg: Message{Topic: topic, Data: n.header().appendCountQuery(nil, req, named)}, track: trackQuery, req: req})
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	select {

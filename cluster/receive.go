@@ -71,13 +71,13 @@ func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.C
 			return
 		case <-in.wake:
 		}
-		for held := 0; ; held++ {
+		for applied := 0; ; applied++ { // applied: batches through k since it was last flushed
 			in.mu.Lock()
 			batch, in.items = in.items, batch[:0]
 			in.mu.Unlock()
-			if len(batch) == 0 || held == holdBatches {
+			if len(batch) == 0 || applied == holdBatches {
 				k.FlushLater()
-				held = 0
+				applied = 0
 				if len(batch) == 0 {
 					break
 				}
