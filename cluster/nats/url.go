@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/wsbroker/wsbroker/cluster"
 )
 
 // servers is a parsed URL list: where to connect and how to log in.
@@ -71,14 +73,9 @@ func parseURL(raw string) (*url.URL, credentials, error) {
 	if !strings.Contains(raw, "://") {
 		return nil, credentials{}, errors.New("no scheme: want nats:// or tls://")
 	}
-	u, err := url.Parse(raw)
+	u, err := cluster.ParseURL(raw)
 	if err != nil {
-		var parseErr *url.Error
-		if !strings.Contains(raw, "@") && errors.As(err, &parseErr) {
-			return nil, credentials{}, fmt.Errorf("does not parse: %w", parseErr.Err)
-		}
-		// The parser's message may quote part of the user information, so it is not repeated.
-		return nil, credentials{}, errors.New("does not parse (check its user, password or token, host and port)")
+		return nil, credentials{}, err
 	}
 	if u.Scheme != "nats" && u.Scheme != "tls" {
 		return nil, credentials{}, fmt.Errorf("scheme %q is neither nats nor tls", u.Scheme)

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/wsbroker/wsbroker/cluster"
 )
 
 // address is a parsed Redis URL: where to connect and how to log in.
@@ -28,14 +30,9 @@ func parseURL(raw string) (address, error) {
 	if !strings.Contains(raw, "://") {
 		return address{}, errors.New("redis: URL has no scheme: want redis://, rediss:// or unix://")
 	}
-	u, err := url.Parse(raw)
+	u, err := cluster.ParseURL(raw)
 	if err != nil {
-		var parseErr *url.Error
-		if !strings.Contains(raw, "@") && errors.As(err, &parseErr) {
-			return address{}, fmt.Errorf("redis: URL does not parse: %w", parseErr.Err)
-		}
-		// The parser's message may quote part of the user information, so it is not repeated.
-		return address{}, errors.New("redis: URL does not parse (check its user, password, host and port)")
+		return address{}, fmt.Errorf("redis: URL %w", err)
 	}
 	a := address{scheme: u.Scheme}
 	if u.User != nil {
