@@ -3,7 +3,7 @@
 // core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
 //   npm run bench                 every scenario (S1–S6, compression and TLS), once each: ~10 minutes
-//   npm run bench -- --rounds=3   the same 3 times, alternating servers (the committed run): ~25 minutes
+//   npm run bench -- --rounds=3   the same 3 times, alternating servers (the committed run): ~27 minutes
 //   npm run bench -- --quick      seven of them, shorter runs (about a minute)
 //   options: --only=ws,wsbroker,bun,go,wsbroker-t2,sio,sio-3,wsbroker-3,wsbroker-3-nats,wsbroker-3-natsc
 //            --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
