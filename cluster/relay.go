@@ -34,7 +34,8 @@ func (r *relay) Published(channel, data []byte, text bool, except uint64) {
 
 // toNode queues an envelope for the node that holds id's slot.
 func (r *relay) toNode(id uint64, env []byte) {
-	r.n.publish(outgoing{msg: Message{Topic: r.n.topics.node(slotOf(id)), Data: env}, track: trackNode, slot: slotOf(id)})
+	slot := slotOf(id)
+	r.n.publish(outgoing{msg: Message{Topic: r.n.topics.node(slot), Data: env}, track: trackNode, slot: slot})
 }
 
 func (r *relay) Send(id uint64, data []byte, text bool) {
