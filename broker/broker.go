@@ -141,38 +141,47 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			continue
 		}
 		delay = 0
-		tc, ok := nc.(*net.TCPConn)
-		if !ok {
+		switch nc := nc.(type) {
+		case *net.TCPConn:
+			b.serveNew(l, nc, nil, stop)
+		case handedOver:
+			setTCPOptions(nc.TCPConn, l.lim)
+			b.serveNew(l, nc.TCPConn, nc.pre, stop)
+		default:
 			nc.Close()
-			continue
 		}
-		rc, err := tc.SyscallConn()
-		if err != nil {
-			tc.Close()
-			continue
-		}
-		c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: stop, counted: true}
-		if l.lim.TLS != nil {
-			c.tc = tls.Server(newTLSSocket(tc, rc), l.lim.TLS)
-			c.sc = c.tc
-		}
-		if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {
-			l.conns.Add(-1)
-			c.counted, c.overLimit = false, true
-			now, last := time.Now().UnixNano(), l.lastBusy.Load()
-			if now-last > int64(10*time.Second) && l.lastBusy.CompareAndSwap(last, now) {
-				b.logAt(slog.LevelWarn, "connection limit reached; refusing upgrades with 503 (logged at most every 10 s)",
-					slog.Any("addr", l.ln.Addr()), slog.Int("max_connections", l.lim.MaxConnections))
-			}
-		}
-		c.parser.Max = l.lim.MaxPayload
-		b.pollers().Assign(&c.poll)
-		b.allMu.Lock()
-		b.all[c] = struct{}{}
-		b.connWG.Add(2) // the connection, and its first goroutine (serve)
-		b.allMu.Unlock()
-		go c.serve()
 	}
+}
+
+// serveNew starts serving tc, a connection of l whose first bytes pre (the upgrade request, or
+// part of it) were already read from it elsewhere.
+func (b *Broker) serveNew(l *listener, tc *net.TCPConn, pre []byte, stop chan struct{}) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		tc.Close()
+		return
+	}
+	c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: stop, counted: true, pre: pre}
+	if l.lim.TLS != nil {
+		c.tc = tls.Server(newTLSSocket(tc, rc), l.lim.TLS)
+		c.sc = c.tc
+	}
+	if n := l.conns.Add(1); l.lim.MaxConnections > 0 && n > int64(l.lim.MaxConnections) {
+		l.conns.Add(-1)
+		c.counted, c.overLimit = false, true
+		now, last := time.Now().UnixNano(), l.lastBusy.Load()
+		if now-last > int64(10*time.Second) && l.lastBusy.CompareAndSwap(last, now) {
+			b.logAt(slog.LevelWarn, "connection limit reached; refusing upgrades with 503 (logged at most every 10 s)",
+				slog.Any("addr", l.ln.Addr()), slog.Int("max_connections", l.lim.MaxConnections))
+		}
+	}
+	c.parser.Max = l.lim.MaxPayload
+	b.pollers().Assign(&c.poll)
+	b.allMu.Lock()
+	b.all[c] = struct{}{}
+	b.connWG.Add(2) // the connection, and its first goroutine (serve)
+	b.allMu.Unlock()
+	go c.serve()
 }
 
 // connDone is the last thing done for a connection; r is what its goroutine recovered from a

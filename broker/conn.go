@@ -269,7 +269,18 @@ func (c *Conn) handshake() (*wsproto.UpgradeRequest, bool) {
 	}
 	n, end := 0, -1
 	var herr *wsproto.HTTPError
-	for {
+	if len(c.pre) > 0 { // an Attachment's connection: what its server read comes first
+		if len(c.pre) > len(buf) {
+			giveBack()
+			buf = make([]byte, len(c.pre))
+		}
+		n = copy(buf, c.pre)
+		c.pre = nil
+		if end = wsproto.HeadEnd(buf[:n], 0); end < 0 && n >= limit {
+			herr = wsproto.ErrTooLarge
+		}
+	}
+	for end < 0 && herr == nil {
 		if n == len(buf) {
 			if len(buf) >= limit {
 				herr = wsproto.ErrTooLarge
