@@ -2,6 +2,9 @@
 // `registerWorkerThread`'s), each made once, here: a TypeError names the option and what it got, and
 // an unknown key is rejected with the nearest valid one.
 import { readFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as tls from 'node:tls';
+import { isAttached } from './attach.cjs';
 import { HANDLER_NAMES } from './module.cjs';
 import {
   CLUSTER_DEFAULT_PREFIX,
@@ -21,6 +24,13 @@ export interface StartConfig {
   threads: number | undefined;
   delivery: Required<DeliveryOptions>;
   cluster: ClusterConfig | undefined;
+  attach: AttachConfig | undefined;
+}
+
+/** The server whose upgrades a `start` call takes, and the path it takes them on (undefined: any). */
+export interface AttachConfig {
+  server: http.Server;
+  path: string | undefined;
 }
 
 /** The cluster configuration as the addon takes it (clusterConfig in cmd/libwsbroker/cluster.go). */
@@ -39,6 +49,8 @@ export type ListenConfig = {
   compressionContextTakeover: boolean;
   tls: { cert: string; key: string } | undefined;
   metrics: string;
+  /** Names the attached server in logs; empty: none. */
+  attach: string;
 } & Record<LimitName, number>;
 
 /** Checks the options of `start` and reads its `tls` files. */
@@ -48,9 +60,13 @@ export async function startConfigOf(options: StartOptions): Promise<StartConfig>
   }
   rejectUnknownKeys(options, START_OPTIONS, 'start', 'options');
   const { bind, workerPath, threads } = options;
-  const addresses = typeof bind === 'string' ? [bind] : bind;
-  if (!Array.isArray(addresses) || addresses.length === 0 || !addresses.every((a) => typeof a === 'string' && !a.includes('\n'))) {
-    throw new TypeError(`start: options.bind must be an address like '127.0.0.1:8080', or an array of them, got ${describe(bind)}`);
+  const attach = attachOf(options);
+  const addresses = typeof bind === 'string' ? [bind] : bind === undefined && attach ? [] : bind;
+  if (!Array.isArray(addresses) || (addresses.length === 0 && bind !== undefined) || !addresses.every((a) => typeof a === 'string' && !a.includes('\n'))) {
+    throw new TypeError(`start: options.bind must be an address like '127.0.0.1:8080', or an array of them${attach ? '' : ' (or give options.server)'}, got ${describe(bind)}`);
+  }
+  if (options.tls !== undefined && addresses.length === 0) {
+    throw new TypeError('start: options.tls applies to the listeners of options.bind, and none is given: an attached http.Server\'s connections are plain HTTP (terminate TLS in a proxy in front of it, or give bind)');
   }
   if (threads !== undefined && (typeof threads !== 'number' || !Number.isSafeInteger(threads) || threads < 0)) {
     throw new TypeError(`start: options.threads must be a non-negative integer, got ${describe(threads)}`);
@@ -70,8 +86,33 @@ export async function startConfigOf(options: StartOptions): Promise<StartConfig>
     ...compressionOf(options),
     tls: await tlsOf(options),
     metrics: metrics ?? '',
+    attach: attach ? `http.Server ${attach.path ?? '(every path)'}` : '',
   };
-  return { listenConfig, workerPath, threads, delivery, cluster: clusterOf(options) };
+  return { listenConfig, workerPath, threads, delivery, cluster: clusterOf(options), attach };
+}
+
+/** Checks `options.server` and `options.path`. */
+function attachOf(options: StartOptions): AttachConfig | undefined {
+  const { server, path } = options;
+  if (server === undefined) {
+    if (path !== undefined) throw new TypeError(`start: options.path applies to options.server's upgrades, and no server is given`);
+    return undefined;
+  }
+  if (server instanceof tls.Server) {
+    throw new TypeError(
+      `start: options.server is ${describe(server)}, a TLS server: a TLS session inside Node cannot move to WSBroker. Give WSBroker the certificate (options.tls, with options.bind), or terminate TLS in a proxy (nginx) in front of an http.Server`,
+    );
+  }
+  if (!(server instanceof http.Server)) {
+    throw new TypeError(`start: options.server must be an http.Server (what http.createServer(), Express's app.listen() or Fastify's fastify.server give), got ${describe(server)}`);
+  }
+  if (path !== undefined && (typeof path !== 'string' || !/^\/[^?#]*$/.test(path))) {
+    throw new TypeError(`start: options.path must be a path like '/ws' (starting with '/', without '?' or '#'), got ${describe(path)}`);
+  }
+  if (isAttached(server, path)) {
+    throw new TypeError(`start: options.server's upgrades to ${path === undefined ? 'every path' : `'${path}'`} are already taken by an earlier start (stop() it first)`);
+  }
+  return { server, path };
 }
 
 /** Checks `options.cluster` and returns it with its defaults. */
@@ -209,6 +250,8 @@ function limitsOf(options: StartOptions): Record<LimitName, number> {
 const DELIVERY_OPTIONS: Record<keyof DeliveryOptions, true> = { ordered: true, handlerTimeout: true };
 const START_OPTIONS: Record<keyof StartOptions, true> = {
   bind: true,
+  server: true,
+  path: true,
   workerPath: true,
   threads: true,
   maxPayload: true,

@@ -2,6 +2,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from './addon.cjs';
+import { attachServer, detachAll } from './attach.cjs';
 import { isMainThreadRegistered, registerWorkerThread, unregisterMainThread } from './delivery.cjs';
 import { importWorkerModule, loadError } from './module.cjs';
 import { startConfigOf } from './options.cjs';
@@ -100,7 +101,7 @@ function joinCluster(config: string): Promise<void> {
  * or `cluster.nats` URL cannot be used (the message says why, without its password or token).
  */
 export async function start(options: StartOptions): Promise<void> {
-  const { listenConfig, workerPath, threads, delivery, cluster } = await startConfigOf(options);
+  const { listenConfig, workerPath, threads, delivery, cluster, attach } = await startConfigOf(options);
   await stopping;
   const clusterConfig = cluster && JSON.stringify(cluster);
   let joining: Promise<void> | undefined;
@@ -148,12 +149,14 @@ export async function start(options: StartOptions): Promise<void> {
   }
 
   await joining;
+  let attachment: number;
   try {
-    native.listen(JSON.stringify(listenConfig));
+    attachment = native.listen(JSON.stringify(listenConfig));
   } catch (err) {
     await retireAll(spawned);
     throw err;
   }
+  if (attach) attachServer(attach.server, attach.path, attachment);
   listening = true;
 }
 
@@ -169,6 +172,7 @@ export async function start(options: StartOptions): Promise<void> {
 export function stop(): Promise<void> {
   stopping ??= (async () => {
     try {
+      detachAll();
       await new Promise<void>((resolve) => native.stop(resolve));
       await retireLiveWorkers();
       unregisterMainThread();

@@ -1,5 +1,6 @@
 // The public types of the API (re-exported by index.cts) and the messages between the main thread's
 // supervisor and the worker threads it spawns: types only, so that every module can import them.
+import type { Server as HTTPServer } from 'node:http';
 
 /**
  * The options of `start`. Sizes are in bytes, times in milliseconds; every limit applies to the
@@ -7,8 +8,24 @@
  * to the workers it starts.
  */
 export interface StartOptions extends DeliveryOptions {
-  /** The address to listen on, `host:port` as Go's `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of them: all listen, or none does. */
-  bind: string | string[];
+  /** The address to listen on, `host:port` as Go's `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of them: all listen, or none does. Required unless `server` is given. */
+  bind?: string | string[];
+  /**
+   * A Node `http.Server` (what `http.createServer()`, Express's `app.listen()` and Fastify's
+   * `fastify.server` give) whose WebSocket upgrades this server takes: on the app's own port, each
+   * upgrade request to `path` leaves Node, socket and all, and is answered and served by WSBroker
+   * exactly as on its own listeners (with the limits of this call); every other request stays the
+   * app's. An `https.Server` cannot be given: give WSBroker the certificate (`tls`, with `bind`), or
+   * terminate TLS in a proxy in front of an `http.Server`.
+   */
+  server?: HTTPServer;
+  /**
+   * With `server`: the path whose upgrades are taken (`'/ws'`), compared exactly with the request's
+   * path, its query string ignored (`/ws?room=1` is taken, `/ws/` is not), as `ws` does. Default: every
+   * upgrade request. An upgrade to another path is left to the server's other `'upgrade'`
+   * listeners; when it has none, it is answered with HTTP 404.
+   */
+  path?: string;
   /** The worker module, absolute or relative to `process.cwd()`. */
   workerPath?: string;
   /** How many worker threads to spawn for `workerPath`; default `Math.max(os.cpus().length, 4)`; `0` registers the module on the main thread. */

@@ -215,17 +215,37 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// listen(config): config is the JSON that wsb_listen reads (js/options.cts builds it).
+// listen(config): config is the JSON that wsb_listen reads (js/options.cts builds it); returns the
+// id of its Attachment for adopt (0: none).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[1], result;
   napi_valuetype type;
   bytes_t config;
+  uint32_t attachment = 0;
   if (!get_args(env, info, 1, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
     return throw_type(env, "config must be a string");
   if (!get_bytes(env, argv[0], "config", &config)) return NULL;
-  char *err = wsb_listen((uint8_t *)config.data, config.len);
+  char *err = wsb_listen((uint8_t *)config.data, config.len, &attachment);
   bytes_free(&config);
+  if (err) return throw_go_error(env, err);
+  napi_create_uint32(env, attachment, &result);
+  return result;
+}
+
+// adopt(attachment, fd, pre): hands the socket fd (a duplicate of it) and the bytes already read
+// from it over to the Attachment; the caller still closes fd.
+static napi_value js_adopt(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  uint32_t attachment;
+  int32_t fd;
+  bytes_t pre;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_uint32(env, argv[0], &attachment) != napi_ok) return throw_type(env, "attachment must be a number");
+  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok) return throw_type(env, "fd must be a number");
+  if (!get_bytes(env, argv[2], "pre", &pre)) return NULL;
+  char *err = wsb_adopt(attachment, fd, (uint8_t *)pre.data, pre.len);
+  bytes_free(&pre);
   return throw_go_error(env, err);
 }
 
@@ -543,6 +563,7 @@ NAPI_MODULE_INIT() {
       {"registerWorker", js_register_worker},
       {"unregisterWorker", js_unregister_worker},
       {"listen", js_listen},
+      {"adopt", js_adopt},
       {"close", js_close},
       {"stop", js_stop},
       {"clusterJoin", js_cluster_join},

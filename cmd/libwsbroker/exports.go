@@ -192,38 +192,51 @@ type listenConfig struct {
 		Key  string `json:"key"`
 	} `json:"tls"`
 	Metrics string `json:"metrics"`
+	// Attach, when not empty, names a Node server whose upgrades this call takes (an Attachment
+	// with the same limits, without TLS).
+	Attach string `json:"attach"`
 }
 
-// wsb_listen starts the listeners of one start() call (a JSON listenConfig), and the metrics
-// server if it names one: all of them or, on error, none (nothing stays bound). It returns NULL
-// once listening, else a malloc'd message for the caller to free.
+// limits are the broker's Limits that cfg describes.
+func (cfg *listenConfig) limits() (broker.Limits, error) {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	lim := broker.Limits{
+		MaxPayload:                 cfg.MaxPayload,
+		IdleTimeout:                ms(cfg.IdleTimeout),
+		HandshakeTimeout:           ms(cfg.HandshakeTimeout),
+		MaxHeaderBytes:             cfg.MaxHeaderBytes,
+		MaxConnections:             cfg.MaxConnections,
+		MaxBackpressure:            cfg.MaxBackpressure,
+		OpenTimeout:                ms(cfg.OpenTimeout),
+		Protocols:                  cfg.Protocols,
+		Compression:                cfg.Compression,
+		CompressionContextTakeover: cfg.CompressionContextTakeover,
+	}
+	if cfg.TLS != nil {
+		cert, err := tls.X509KeyPair([]byte(cfg.TLS.Cert), []byte(cfg.TLS.Key))
+		if err != nil {
+			return lim, fmt.Errorf("options.tls: invalid certificate or key: %w", err)
+		}
+		lim.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return lim, nil
+}
+
+// wsb_listen starts the listeners of one start() call (a JSON listenConfig), its Attachment and
+// the metrics server if it names them: all of them or, on error, none (nothing stays bound). It
+// sets *attachment to the Attachment's id for wsb_adopt (0: none) and returns NULL once
+// listening, else a malloc'd message for the caller to free.
 //
 //export wsb_listen
-func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
+func wsb_listen(config *C.uint8_t, n C.size_t, attachment *C.uint32_t) *C.char {
 	return cError(func() error {
 		var cfg listenConfig
 		if err := json.Unmarshal(bytesOf(config, n), &cfg); err != nil {
 			return fmt.Errorf("invalid listen configuration: %w", err)
 		}
-		ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-		lim := broker.Limits{
-			MaxPayload:                 cfg.MaxPayload,
-			IdleTimeout:                ms(cfg.IdleTimeout),
-			HandshakeTimeout:           ms(cfg.HandshakeTimeout),
-			MaxHeaderBytes:             cfg.MaxHeaderBytes,
-			MaxConnections:             cfg.MaxConnections,
-			MaxBackpressure:            cfg.MaxBackpressure,
-			OpenTimeout:                ms(cfg.OpenTimeout),
-			Protocols:                  cfg.Protocols,
-			Compression:                cfg.Compression,
-			CompressionContextTakeover: cfg.CompressionContextTakeover,
-		}
-		if cfg.TLS != nil {
-			cert, err := tls.X509KeyPair([]byte(cfg.TLS.Cert), []byte(cfg.TLS.Key))
-			if err != nil {
-				return fmt.Errorf("options.tls: invalid certificate or key: %w", err)
-			}
-			lim.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		lim, err := cfg.limits()
+		if err != nil {
+			return err
 		}
 		stopMetrics := func() {}
 		if cfg.Metrics != "" {
@@ -237,11 +250,32 @@ func wsb_listen(config *C.uint8_t, n C.size_t) *C.char {
 			stopMetrics()
 			return err
 		}
+		if cfg.Attach != "" {
+			attached := lim
+			attached.TLS = nil
+			id, err := attach(cfg.Attach, attached)
+			if err != nil {
+				return err // not reached: Listen has checked these limits
+			}
+			*attachment = C.uint32_t(id)
+		}
 		metricsStops.Lock()
 		metricsStops.fns = append(metricsStops.fns, stopMetrics)
 		metricsStops.Unlock()
 		letReadyRun() // the accept loops
 		return nil
+	})
+}
+
+// wsb_adopt hands the TCP connection of fd, whose upgrade request a Node server has read (pre:
+// that request, re-serialised, and the bytes that followed it), over to Attachment attachment;
+// fd stays the caller's to close. It returns NULL once the broker has it, else a malloc'd
+// message for the caller to free.
+//
+//export wsb_adopt
+func wsb_adopt(attachment C.uint32_t, fd C.int, pre *C.uint8_t, n C.size_t) *C.char {
+	return cError(func() error {
+		return adopt(uint32(attachment), int(fd), bytes.Clone(bytesOf(pre, n)))
 	})
 }
 
@@ -282,6 +316,7 @@ func wsb_stop(ctx unsafe.Pointer) {
 			stop()
 		}
 		brk.Close()
+		detachAll()
 		leaveCluster()
 		workers.drain()
 		workers.setStopping(false)
