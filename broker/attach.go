@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"net"
+	"slices"
 	"sync"
 )
 
@@ -10,11 +11,14 @@ import (
 // server (an embedder's HTTP server, which read their upgrade requests) are handed over to it, and
 // the Broker serves them as those of Listen, with the Attachment's limits.
 type Attachment struct {
+	b  *Broker
+	l  *listener
 	ln *handoffListener
 }
 
 // Attach returns an Attachment whose connections get lim (TLS must be nil: the connection is
-// handed over as plain TCP). Broker.Close closes it with the listeners.
+// handed over as plain TCP); name stands for it where logs name a listener's address.
+// Broker.Close closes it with the listeners.
 func (b *Broker) Attach(name string, lim Limits) (*Attachment, error) {
 	if lim.TLS != nil {
 		return nil, errAttachTLS
@@ -30,7 +34,7 @@ func (b *Broker) Attach(name string, lim Limits) (*Attachment, error) {
 	b.listeners = append(b.listeners, l)
 	b.acceptWG.Add(1)
 	go b.acceptLoop(l, b.stop)
-	return &Attachment{ln: ln}, nil
+	return &Attachment{b: b, l: l, ln: ln}, nil
 }
 
 // Adopt hands tc over: pre are the bytes already read from it (the upgrade request, re-serialised
@@ -47,7 +51,12 @@ func (a *Attachment) Adopt(tc *net.TCPConn, pre []byte) error {
 
 // Close stops the Attachment from taking connections; those it took stay until they end or
 // Broker.Close.
-func (a *Attachment) Close() { a.ln.Close() }
+func (a *Attachment) Close() {
+	a.ln.Close()
+	a.b.life.Lock()
+	defer a.b.life.Unlock()
+	a.b.listeners = slices.DeleteFunc(a.b.listeners, func(l *listener) bool { return l == a.l })
+}
 
 var errAttachTLS = errors.New("an Attachment's connections are plain TCP: Limits.TLS must be nil")
 
