@@ -51,9 +51,16 @@ function joinCluster(config: string): Promise<void> {
  * - A listening server keeps the Node.js process alive, like an `http.Server`.
  *
  * @param options - What to start:
- * - `bind`: required. The address to listen on, `host:port` as Go's `net.Listen` takes it
- *   (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or an array of such
- *   addresses (all listen, with the same options, or none does).
+ * - `bind`: required unless `server` is given. The address to listen on, `host:port` as Go's
+ *   `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or
+ *   an array of such addresses (all listen, with the same options, or none does).
+ * - `server`, `path`: optional. A Node `http.Server` (Express's `app.listen()`, Fastify's
+ *   `fastify.server`) whose WebSocket upgrades to `path` (default: every path) this call takes,
+ *   with its limits, beside its `bind` listeners if any: the connection leaves Node (its socket
+ *   and the bytes Node read) and Go answers and serves it as on its own listeners. Other requests
+ *   stay the app's; an upgrade to another path is left to the server's other `'upgrade'`
+ *   listeners, or answered with 404 when it has none. Node's own limits on the request head
+ *   (`maxHeaderSize`, 16 KiB) apply first. Linux and macOS (the socket's file descriptor moves).
  * - `workerPath`: optional. The worker module, absolute or relative to `process.cwd()`; an ES module
  *   or a CommonJS module exporting any of the `WorkerInterface` handlers (for CommonJS, on
  *   `module.exports`). It is imported in every worker thread and the handlers it exports are
@@ -81,7 +88,11 @@ function joinCluster(config: string): Promise<void> {
  * listened on, nothing of this call stays bound.
  * @throws {TypeError} (a rejection) when `options` is not an object, or has a key that is not one
  * of `StartOptions` (the message names it and the nearest valid one; so do `tls` and `compression`
- * objects with a key of their own), `bind` is not a string or a non-empty array of strings,
+ * objects with a key of their own), `bind` is not a string or a non-empty array of strings (or is
+ * missing without `server`), `server` is not an `http.Server` or is an `https.Server` (or any TLS
+ * server: use `tls` with `bind`, or a TLS-terminating proxy), `path` is not a string starting with
+ * `/` without `?` or `#` (or is given without `server`), an earlier `start` takes the same
+ * server's upgrades to the same path, `tls` is given without `bind`,
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
  * a limit is not an integer in its range, `compression` is neither a boolean nor
  * `{ serverContextTakeover: boolean }`, `tls` is not an
