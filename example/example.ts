@@ -1,14 +1,16 @@
-// The chat example: WSBroker on port 8080 runs the chat logic of worker.ts in worker threads, and
-// a small node:http server on port 3000 serves the browser client in example/client/.
+// The chat example: a small node:http server on port 3000 serves the browser client in
+// example/client/ and, on the same port, hands the page's WebSocket (path /ws) to WSBroker, which
+// runs the chat logic of worker.ts in worker threads.
 //   make example        (or: npm run build && node lib/example/example.js)
-// then open http://localhost:3000 in two browser tabs. WS_PORT and HTTP_PORT change the ports.
+// then open http://localhost:3000 in two browser tabs. HTTP_PORT changes the port.
 // With REDIS_URL, the server is one node of a cluster: run it twice on other ports with the same
 // Redis, and two tabs on two nodes chat in one room:
 //   REDIS_URL=redis://127.0.0.1:6379 make example
-//   REDIS_URL=redis://127.0.0.1:6379 WS_PORT=8081 HTTP_PORT=3001 make example
+//   REDIS_URL=redis://127.0.0.1:6379 HTTP_PORT=3001 make example
 // NATS_URL does the same through NATS (e.g. nats://127.0.0.1:4222).
 // With TLS_CERT and TLS_KEY (paths of PEM files), the page is served over https:// and the chat
-// over wss://, e.g. with a self-signed certificate for localhost:
+// over wss:// by WSBroker's own listener on WS_PORT (8080; a TLS session inside Node cannot move to
+// WSBroker), e.g. with a self-signed certificate for localhost:
 //   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
 //     -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout key.pem -out cert.pem
 //   TLS_CERT=cert.pem TLS_KEY=key.pem make example
@@ -43,9 +45,9 @@ function serveClient(req: http.IncomingMessage, res: http.ServerResponse): void 
     return;
   }
   if (url.pathname === '/config.js') {
-    // Tells the page which port the WebSocket server listens on.
+    // Tells the page where the WebSocket server is: its own port with TLS, else this one's /ws.
     res.writeHead(200, { 'content-type': contentTypes['.js'], 'cache-control': 'no-store' });
-    res.end(`window.CHAT_WS_PORT = ${JSON.stringify(WS_PORT)};\n`);
+    res.end(`window.CHAT_WS_PORT = ${JSON.stringify(tls ? WS_PORT : null)};\n`);
     return;
   }
   const file = path.resolve(clientDir, `.${url.pathname === '/' ? '/index.html' : decodeURIComponent(url.pathname)}`);
@@ -66,16 +68,17 @@ function serveClient(req: http.IncomingMessage, res: http.ServerResponse): void 
 async function main(): Promise<void> {
   // worker.ts is compiled next to this file.
   // Chat messages are JSON text: compression (browsers offer it) saves bandwidth on the longer ones.
-  await start({ bind: `0.0.0.0:${WS_PORT}`, workerPath: path.join(__dirname, 'worker.js'), compression: true, tls, cluster });
+  const chat = { workerPath: path.join(__dirname, 'worker.js'), compression: true, cluster };
   const server = tls
     ? https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) }, serveClient)
     : http.createServer(serveClient);
+  await start(tls ? { bind: `0.0.0.0:${WS_PORT}`, tls, ...chat } : { server: server as http.Server, path: '/ws', ...chat });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(HTTP_PORT, resolve);
   });
-  const scheme = tls ? 'https' : 'http';
-  console.log(`Chat example: open ${scheme}://localhost:${HTTP_PORT} (WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''}${cluster ? `, a node of the cluster on ${cluster.redis ? 'REDIS_URL' : 'NATS_URL'}` : ''})`);
+  const where = tls ? `WebSocket server on port ${WS_PORT}, wss://` : 'WebSocket on /ws';
+  console.log(`Chat example: open ${tls ? 'https' : 'http'}://localhost:${HTTP_PORT} (${where}${cluster ? `, a node of the cluster on ${cluster.redis ? 'REDIS_URL' : 'NATS_URL'}` : ''})`);
 }
 
 main().catch((err: unknown) => {

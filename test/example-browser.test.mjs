@@ -13,7 +13,9 @@ const WAIT = { timeout: 15_000 };
 /** Opens the example's page on httpPort in a new page of browser, and joins #lobby as alias. */
 async function join(browser, httpPort, alias) {
   const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
+  const socket = page.waitForEvent('websocket', WAIT);
   await page.goto(`http://127.0.0.1:${httpPort}/`, WAIT);
+  assert.equal((await socket).url(), `ws://127.0.0.1:${httpPort}/ws`, "the page's WebSocket is on the page's port");
   await page.locator('#status[data-state="connected"]', { hasText: 'Connected' }).waitFor(WAIT);
   await page.fill('#alias', alias);
   await page.fill('#room', 'lobby');
@@ -33,13 +35,13 @@ const say = async (page, body) => {
   await page.click('#message-form button');
 };
 
-/** Free ports for the example: { wsPort, httpPort }. */
-const examplePorts = async () => ({ wsPort: await freePort(), httpPort: await freePort() });
+/** A free port for the example, its page's and its WebSocket's: { httpPort }. */
+const examplePorts = async () => ({ httpPort: await freePort() });
 
 /** Starts the example (lib/example/example.js) with env on ports; resolves with its Child once it listens. */
-async function startExample({ wsPort, httpPort }, env = {}) {
+async function startExample({ httpPort }, env = {}) {
   const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
-    env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort), WSBROKER_LOG: 'warn', ...env },
+    env: { HTTP_PORT: String(httpPort), WSBROKER_LOG: 'warn', ...env },
   });
   await server.waitForLine(/^Chat example: open http:\/\/localhost:\d+/, 30_000);
   return server;

@@ -8,9 +8,9 @@ import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
 import { Child, Client, freePort, makeCert, refusedStatus, root } from './helpers.mjs';
 
 test('the chat example: page, join, messages, room change, leave notices, errors', { timeout: 60_000 }, async (t) => {
-  const [wsPort, httpPort] = [await freePort(), await freePort()];
+  const httpPort = await freePort();
   const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
-    env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort) },
+    env: { HTTP_PORT: String(httpPort) },
   });
   const clients = [];
   t.after(async () => {
@@ -19,20 +19,20 @@ test('the chat example: page, join, messages, room change, leave notices, errors
   });
   await server.waitForLine(/^Chat example: open http:\/\/localhost:\d+/, 30_000);
 
-  // The page and its script are served, with the WebSocket port.
+  // The page and its script are served; the WebSocket is on the page's port.
   const page = await fetch(`http://127.0.0.1:${httpPort}/`);
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type'), /text\/html/);
   assert.match(await page.text(), /<form id="join-form"/);
   const config = await (await fetch(`http://127.0.0.1:${httpPort}/config.js`)).text();
-  assert.ok(config.includes(String(wsPort)));
+  assert.match(config, /CHAT_WS_PORT = null/);
   assert.equal((await fetch(`http://127.0.0.1:${httpPort}/client.js`)).status, 200);
   assert.equal((await fetch(`http://127.0.0.1:${httpPort}/../package.json`)).status, 404);
   assert.equal((await fetch(`http://127.0.0.1:${httpPort}/%2e%2e/%2e%2e/package.json`)).status, 404);
 
-  // Browsers send the page's origin, another port than the WebSocket server's.
+  // Browsers send the page's origin.
   const connect = async () => {
-    const c = await Client.connect(wsPort, { origin: `http://localhost:${httpPort}` });
+    const c = await Client.connect(httpPort, { path: '/ws', origin: `http://localhost:${httpPort}` });
     clients.push(c);
     return c;
   };

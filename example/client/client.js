@@ -1,8 +1,8 @@
-// The chat page: one WebSocket to the broker (port from /config.js, 8080 by default), a join form,
+// The chat page: one WebSocket to the broker (on this page's port at /ws, or on the port /config.js names), a join form,
 // a message box, the last 100 messages, and reconnects with back-off while the server is away.
 'use strict';
 
-const WS_PORT = window.CHAT_WS_PORT || 8080;
+const WS_PORT = window.CHAT_WS_PORT;
 const MAX_MESSAGES = 100;
 // After a drop the first retry comes soon (a restarting server is back within a second or two),
 // then each wait doubles up to 10 s so that a server down for long is not hammered by every tab.
@@ -84,7 +84,7 @@ function handle(message) {
 function connect() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   setStatus('Connecting…', 'connecting');
-  socket = new WebSocket(`${scheme}://${location.hostname}:${WS_PORT}`);
+  socket = new WebSocket(WS_PORT ? `${scheme}://${location.hostname}:${WS_PORT}` : `${scheme}://${location.host}/ws`);
   socket.addEventListener('open', () => {
     setStatus('Connected', 'connected');
     retryMs = RECONNECT_FIRST_MS;
