@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { Child, Client, fixture, freePort, makeCert, refusedStatus, withTimeout } from './helpers.mjs';
+import { Child, Client, fixture, freePort, makeCert, refusedStatus } from './helpers.mjs';
 import { clientFrame, FIN, OP, RawClient } from './harness.mjs';
 
 /** Starts the fixture with `app`; resolves with { port, direct } (the app's port, WSBroker's own). */
@@ -18,32 +18,6 @@ async function attachServer(t, app, { otherListener = false } = {}) {
   t.after(() => child.stop());
   await child.waitForLine(/^listening$/, 30_000);
   return ports;
-}
-
-/**
- * Writes `request` (an upgrade request, and anything after it) in one write on a new connection
- * to `port`; resolves with the RawClient once the 101 response is in.
- */
-function rawUpgrade(port, request) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const s = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => s.write(request));
-      s.once('error', reject);
-      let buf = Buffer.alloc(0);
-      const onData = (chunk) => {
-        buf = Buffer.concat([buf, chunk]);
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        s.off('data', onData);
-        const status = buf.subarray(0, buf.indexOf('\r\n')).toString('latin1');
-        if (!status.startsWith('HTTP/1.1 101 ')) reject(new Error(`upgrade refused: ${status}`));
-        else resolve(new RawClient(s, buf.subarray(end + 4)));
-      };
-      s.on('data', onData);
-    }),
-    10_000,
-    `an upgrade on port ${port}`,
-  );
 }
 
 /** An upgrade request to `path` with headers of every kind: repeated, mixed case, odd spacing. */
@@ -101,7 +75,7 @@ test('handleOpen gets the same ip, headers and url as on its own listener; bytes
   for (const [name, p] of [['attached', port], ['own listener', direct]]) {
     const request = upgradeRequest('/ws?token=a%20b&x=1');
     // A text frame in the same write as the request: Node has read it with the request.
-    const raw = await rawUpgrade(p, Buffer.concat([Buffer.from(request, 'latin1'), clientFrame(FIN | OP.text, Buffer.from('pipelined'))]));
+    const raw = await RawClient.connect(p, { request: Buffer.concat([Buffer.from(request, 'latin1'), clientFrame(FIN | OP.text, Buffer.from('pipelined'))]) });
     t.after(() => raw.destroy());
     const [open, echo] = await texts(raw, 2);
     assert.equal(echo, 'pipelined', name);

@@ -7,7 +7,9 @@
 // COMPRESSION=1 compression: true (permessage-deflate); TLS_CERT and TLS_KEY (PEM files) serve wss://;
 // CLUSTER_REDIS=redis://host:port one node of several: cluster: { redis }; CLUSTER_NATS=nats://host:port
 // the same through NATS: cluster: { nats } (a build without cluster mode rejects them with a
-// TypeError naming options.cluster).
+// TypeError naming options.cluster). ATTACH=1: a Node http.Server listens on the port and WSBroker
+// takes its upgrades (start({ server })) instead of listening itself.
+import http from 'node:http';
 import { start } from '@wsbroker/wsbroker';
 import { fileURLToPath } from 'node:url';
 
@@ -20,8 +22,14 @@ const tls = process.env.TLS_CERT ? { cert: process.env.TLS_CERT, key: process.en
 const cluster = process.env.CLUSTER_REDIS ? { redis: process.env.CLUSTER_REDIS }
   : process.env.CLUSTER_NATS ? { nats: process.env.CLUSTER_NATS } : undefined;
 
+let listenOn = { bind: `${host}:${port}` };
+if (process.env.ATTACH === '1') {
+  const server = http.createServer((req, res) => res.end('page'));
+  await new Promise((resolve) => server.listen(port, host, resolve));
+  listenOn = { server };
+}
 await start({
-  bind: `${host}:${port}`,
+  ...listenOn,
   workerPath: fileURLToPath(new URL('./wsbroker-worker.mjs', import.meta.url)),
   threads,
   maxBackpressure,
