@@ -250,10 +250,10 @@ function limitsOf(options: StartOptions): Record<LimitName, number> {
 const DELIVERY_OPTIONS: Record<keyof DeliveryOptions, true> = { ordered: true, handlerTimeout: true };
 const START_OPTIONS: Record<keyof StartOptions, true> = {
   bind: true,
-  server: true,
-  path: true,
   workerPath: true,
   threads: true,
+  server: true,
+  path: true,
   maxPayload: true,
   idleTimeout: true,
   handshakeTimeout: true,
@@ -284,8 +284,10 @@ function rejectUnknownKeys(options: object, known: Record<string, true>, fn: str
   }
 }
 
-/** The name in `names` with the fewest single-character edits from `key` (case ignored). */
+/** The first name in `names` that `key` begins (`worker`: `workerPath`), else the one with the fewest single-character edits from it (case ignored). */
 function nearest(key: string, names: string[]): string {
+  const begun = names.find((name) => name.toLowerCase().startsWith(key.toLowerCase()));
+  if (begun !== undefined) return begun;
   let best = names[0];
   let bestDistance = Infinity;
   for (const name of names) {
