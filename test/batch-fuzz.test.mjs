@@ -1,22 +1,23 @@
 // A randomized test of the event batch decoder (js/batch.cts, built to lib/js/batch.cjs): random,
 // truncated and mutated batches decode exactly, or throw a RangeError (never anything else), and
 // never hang. It runs in a Worker (test/fixtures/batch-fuzz-worker.mjs) that is terminated if it
-// stops reporting progress. The PRNG is seeded: a failure names its seed and iteration, and
-// WSBROKER_FUZZ_SEED=N replays it. Needs only `tsc`, not the native addon.
+// stops reporting progress. The PRNG is seeded: a fixed seed by default, so that every run tests the
+// same batches; WSBROKER_FUZZ_SEED=random draws a new one, WSBROKER_FUZZ_SEED=N replays seed N (a
+// failure names its seed and iteration). Needs only `tsc`, not the native addon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { fixture } from './helpers.mjs';
 
 const FIXED_SEED = 0x5eed1;
-const seeds = process.env.WSBROKER_FUZZ_SEED
-  ? [Number(process.env.WSBROKER_FUZZ_SEED)]
-  : [FIXED_SEED, Math.floor(Math.random() * 2 ** 32)]; // the fixed one, and a new one each run
+const asked = process.env.WSBROKER_FUZZ_SEED;
+const seed = asked === undefined || asked === '' ? FIXED_SEED : asked === 'random' ? Math.floor(Math.random() * 2 ** 32) : Number(asked);
+if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new Error(`WSBROKER_FUZZ_SEED=${asked}: not an integer from 0 to 2^32-1, nor 'random'`);
 
 /** Runs the fuzzer; rejects if it fails, throws something else than RangeError, or stalls. */
-function fuzz(seed, { iterations = 40_000, budgetMs = 8_000, stallMs = 10_000 } = {}) {
+function fuzz(seed, { iterations = 15_000, stallMs = 30_000 } = {}) {
   return new Promise((resolve, reject) => {
-    const w = new Worker(fixture('batch-fuzz-worker.mjs'), { workerData: { seed, iterations, budgetMs } });
+    const w = new Worker(fixture('batch-fuzz-worker.mjs'), { workerData: { seed, iterations } });
     let last = -1;
     let timer;
     const arm = () => {
@@ -48,12 +49,9 @@ function fuzz(seed, { iterations = 40_000, budgetMs = 8_000, stallMs = 10_000 } 
   });
 }
 
-for (const seed of seeds) {
-  test(`decodeBatch on random, truncated and mutated batches, seed ${seed}: exact or RangeError, never a hang`, { timeout: 60_000 }, async () => {
-    const stats = await fuzz(seed);
-    console.log(`decodeBatch fuzz, seed ${seed}: ${JSON.stringify(stats)}`);
-    assert.ok(stats.iterations >= 5_000, `only ${stats.iterations} iterations ran`);
-    assert.ok(stats.valid > 0 && stats.truncated > 0 && stats.mutated > 0 && stats.random > 0);
-    assert.ok(stats.rangeErrors > 0 && stats.decodedMutants > 0, 'both outcomes were exercised');
-  });
-}
+test(`decodeBatch on random, truncated and mutated batches, seed ${seed}: exact or RangeError, never a hang`, async () => {
+  const stats = await fuzz(seed);
+  console.log(`decodeBatch fuzz, seed ${seed}: ${JSON.stringify(stats)}`);
+  assert.ok(stats.valid > 0 && stats.truncated > 0 && stats.mutated > 0 && stats.random > 0, `seed ${seed}: every mode ran`);
+  assert.ok(stats.rangeErrors > 0 && stats.decodedMutants > 0, `seed ${seed}: both outcomes were exercised`);
+});
