@@ -7,11 +7,18 @@ export PATH := /usr/local/go/bin:$(PATH)
 # npm ci without scripts: its install script would build the addon, which `build` does anyway.
 deps: system-deps node_modules/.deps-installed
 
-# Debian packages of the tests: Python's websockets client (test/conformance-python.test.mjs),
-# Chromium (test/conformance-browser.test.mjs), redis-server (cluster/redis) and nats-server
-# (cluster/nats). apt runs only for what is missing; quiet unless it fails.
+# The commands the build and the tests run, as path:Debian package: the C toolchain of node-gyp
+# (also run by test/package.test.mjs's installs), openssl (test certificates), taskset (a server
+# pinned to one core), python3, readelf (scripts/platforms.mjs), redis-cli (the Redis tests).
+SYSTEM_TOOLS = /usr/bin/cc:gcc /usr/bin/g++:g++ /usr/bin/make:make /usr/bin/python3:python3 /usr/bin/openssl:openssl \
+	/usr/bin/taskset:util-linux /usr/bin/readelf:binutils /usr/bin/redis-cli:redis-tools /usr/bin/tar:tar
+
+# Debian packages of the tests: the commands of SYSTEM_TOOLS, Python's websockets client
+# (test/conformance-python.test.mjs), Chromium (test/conformance-browser.test.mjs), redis-server
+# (cluster/redis) and nats-server (cluster/nats). apt runs only for what is missing; quiet unless it fails.
 APT_INSTALL = { { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); } >/tmp/wsbroker-apt.log 2>&1 || { cat /tmp/wsbroker-apt.log; exit 1; }; }
 system-deps:
+	@missing=$$(for t in $(SYSTEM_TOOLS); do test -x "$${t%%:*}" || echo "$${t#*:}"; done); [ -z "$$missing" ] || $(call APT_INSTALL,$$missing)
 	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || $(call APT_INSTALL,python3-websockets)
 	@test -x /usr/bin/chromium || $(call APT_INSTALL,chromium)
 	@test -x /usr/bin/redis-server || { $(call APT_INSTALL,redis-server); $(STOP_PACKAGED_REDIS); }
@@ -23,7 +30,8 @@ STOP_PACKAGED_REDIS = { /etc/init.d/redis-server stop; update-rc.d redis-server 
 # The same for nats-server, whose package has only a systemd unit (started on 4222 where systemd runs).
 STOP_PACKAGED_NATS = systemctl disable --now nats-server.service >/dev/null 2>&1 || true
 
-node_modules/.deps-installed: package.json package-lock.json
+# Again whenever the npm or Go dependencies change.
+node_modules/.deps-installed: package.json package-lock.json go.mod go.sum
 	npm ci --ignore-scripts --no-audit --no-fund
 	npm rebuild bun # its postinstall puts the Bun binary in place (test/bun.test.mjs)
 	go mod download
