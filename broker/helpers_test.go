@@ -103,7 +103,7 @@ func (r *recorder) closesOf(id uint64) int {
 	return r.closeCount[id]
 }
 
-func await(t *testing.T, ch chan event, what string) event {
+func await(t testing.TB, ch chan event, what string) event {
 	t.Helper()
 	select {
 	case e := <-ch:
@@ -123,7 +123,7 @@ func testLogger() *slog.Logger {
 }
 
 // start returns a Broker listening on a loopback port; it is closed when the test ends.
-func start(t *testing.T, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
+func start(t testing.TB, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
 	t.Helper()
 	return startHandler(t, rec, rec, lim, configure...)
 }
@@ -137,7 +137,7 @@ func unpolled(b *Broker) { b.pollOnce.Do(func() {}) }
 func polled(b *Broker) { b.pollers() }
 
 // startHandler is start with h, a Handler built around rec, as the broker's Handler.
-func startHandler(t *testing.T, h Handler, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
+func startHandler(t testing.TB, h Handler, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
 	t.Helper()
 	b := New(h, Options{Logger: testLogger()})
 	rec.b = b
@@ -155,7 +155,7 @@ func startHandler(t *testing.T, h Handler, rec *recorder, lim Limits, configure 
 	return b, addrs[0].String()
 }
 
-func dial(t *testing.T, addr, path string, hdr http.Header) *websocket.Conn {
+func dial(t testing.TB, addr, path string, hdr http.Header) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -169,13 +169,13 @@ func dial(t *testing.T, addr, path string, hdr http.Header) *websocket.Conn {
 }
 
 // dialOpen dials and returns the client and the id of its socket (from the Open event).
-func dialOpen(t *testing.T, rec *recorder, addr string) (*websocket.Conn, uint64) {
+func dialOpen(t testing.TB, rec *recorder, addr string) (*websocket.Conn, uint64) {
 	t.Helper()
 	c := dial(t, addr, "/", nil)
 	return c, await(t, rec.opens, "open").id
 }
 
-func read(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
+func read(t testing.TB, c *websocket.Conn) (websocket.MessageType, []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -186,7 +186,7 @@ func read(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
 	return typ, p
 }
 
-func readText(t *testing.T, c *websocket.Conn, want string) {
+func readText(t testing.TB, c *websocket.Conn, want string) {
 	t.Helper()
 	typ, p := read(t, c)
 	if typ != websocket.MessageText || string(p) != want {
@@ -324,7 +324,7 @@ func msgName(i int) string { return fmt.Sprintf("m%04d", i) }
 
 // awaitWritesIdle waits until no flusher or writer owns socket id's writes: the client can have
 // every byte while the writing goroutine has not yet let go of the socket.
-func awaitWritesIdle(t *testing.T, b *Broker, id uint64) {
+func awaitWritesIdle(t testing.TB, b *Broker, id uint64) {
 	t.Helper()
 	c := b.hub.lookup(id)
 	waitFor(t, fmt.Sprintf("socket %d's writer to let go", id), func() bool {

@@ -20,7 +20,7 @@ import (
 )
 
 // waitFor polls cond until it holds (a condition, not a duration, is awaited).
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
