@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Client } from './helpers.mjs';
-import { FIN, OP, RawClient, clientFrame, closeCounts, e2eServer, mib, rssOf, withTimeout } from './harness.mjs';
+import { FIN, OP, RawClient, clientFrame, closeCounts, e2eServer, mib, rssOf, until, withTimeout } from './harness.mjs';
 
 /**
  * Follows the worker's announcements (`open ID TAG`, `close ID`) through an observer client:
@@ -278,21 +278,25 @@ test('a worker killed mid-stream (process.exit in a handler): the server stays u
 });
 
 test('a worker killed with events of other sockets queued behind the fatal one: those events are not lost', async (t) => {
-  const { server, port } = await e2eServer(t, { threads: 2 });
+  const { server, port, stats } = await e2eServer(t, { threads: 2 });
   const all = [];
   for (let k = 0; k < 4; k++) all.push(await client(port));
   t.after(() => all.forEach((x) => x.c.terminate()));
   const victim = all[0];
   const same = all.filter((x) => x !== victim && x.thread === victim.thread);
   assert.ok(same.length > 0, 'a client shares the victim worker');
-  // While the worker is blocked, the fatal event and then 100 events of another socket queue up
-  // for it, to be handed over together once it is free. Nothing observable says that the server
-  // has read the `!exit` (the worker is blocked): the pause only orders two TCP connections.
-  victim.c.send('!block 1000');
-  await victim.c.next((m) => m.text === 'blocking');
+  // While the worker is blocked (its `blocking` goes out with its batch, after the block), the
+  // fatal event and then 100 events of each other socket queue up for it (the other worker is idle:
+  // nothing waits for it), to be handed over together once it is free. The block outlasts the
+  // waits, which fail if it ends first.
+  const queues = async () => (await stats()).workers;
+  victim.c.send('!block 8000');
+  await until('the blocking batch to be in flight', queues, (ws) => ws.some((w) => w.inFlight === 1), 2000);
+  const waiting = async () => Math.max(...(await queues()).map((w) => w.waiting));
   victim.c.send('!exit');
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await until('the fatal event to wait for the blocked worker', waiting, (n) => n === 1, 2000);
   for (const o of same) for (let k = 1; k <= 100; k++) o.c.send(`!seq ${k}`);
+  await until('the other events to wait behind it', waiting, (n) => n === 1 + 100 * same.length, 3000);
   await server.waitForStderr(DIED);
   for (const o of same) {
     o.c.send('!seq 999999');

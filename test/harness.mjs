@@ -262,8 +262,9 @@ function rawNatsPublish(port, login, messages) {
 
 /**
  * Starts test/fixtures/e2e-server.mjs (worker test/fixtures/e2e-worker.mjs, 2 threads unless
- * `options` says otherwise) and waits until it listens. Resolves with { server, port, events },
- * where `events()` is the worker's log so far (`open ID TAG`, `close ID`), one string per line.
+ * `options` says otherwise) and waits until it listens. Resolves with { server, port, events, stats },
+ * where `events()` is the worker's log so far (`open ID TAG`, `close ID`), one string per line, and
+ * `stats()` resolves with the server's stats().
  * With `manyFiles`, the server runs with the limit on open files raised; with `oneCore`, on CPU 0
  * only (taskset), as a server pinned to one core: Go then has one P.
  */
@@ -293,7 +294,8 @@ export async function e2eServer(t, options = {}, { manyFiles = false, oneCore = 
       return [];
     }
   };
-  return { server, port, events };
+  const stats = async () => JSON.parse((await server.ask('stats', /^stats (.*)$/))[1]);
+  return { server, port, events, stats };
 }
 
 /** How many times `close ID` is in the log, for each of `ids`; resolves with a Map id → count. */
