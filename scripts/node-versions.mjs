@@ -25,6 +25,14 @@ import { root, run } from './platforms.mjs';
  */
 const NODE_VERSIONS = ['22.23.5', '24.22.3', '26.12.1'];
 
+/**
+ * node --test's --test-timeout: a hang fails with its test's name (on Node 20 and 22 with its
+ * file's: they apply it to each file) instead of running on. A whole suite takes under 4 minutes
+ * under CI=true on a 2-core machine, its slowest test under a minute; tests with a timeout of their
+ * own keep it.
+ */
+const TEST_TIMEOUT_MS = 300_000;
+
 /** The test files that run on the running node only: Bun runs the server there, and which Node runs its ws clients adds nothing. */
 const RUNNING_NODE_ONLY = ['test/bun.test.mjs'];
 
@@ -87,7 +95,7 @@ async function testOn({ label, node }, files) {
   if (seen !== realpathSync(node)) throw new Error(`with ${path.dirname(node)} first on PATH, node is ${seen}, not ${node}`);
 
   // The spec reporter on every version: Node 20 would print TAP into a pipe, later versions spec.
-  const child = spawn(node, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(node, ['--test', '--test-concurrency=1', `--test-timeout=${TEST_TIMEOUT_MS}`, '--test-reporter=spec', ...files], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const failed = new Set();
   const mark = `[node ${label}] `;
   const relay = (from, to) =>
