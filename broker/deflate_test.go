@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/coder/websocket"
@@ -246,17 +245,18 @@ func TestDeflateFrames(t *testing.T) {
 		name  string
 		offer string
 		send  []byte
-		want  uint16
+		text  string // the message the handler gets, when the connection stays open
+		want  uint16 // else the close code
 	}{
-		{"compressed text", offer, wstest.Frame(0xC1, deflated(t, []byte("héllo"))), 0},
-		{"compressed fragments", offer, wstest.Cat(wstest.Frame(0x41, deflated(t, []byte("two parts"))[:3]), wstest.Frame(0x80, deflated(t, []byte("two parts"))[3:])), 0},
-		{"inflate bomb", offer, wstest.Frame(0xC2, deflated(t, make([]byte, 2<<20))), 1009},
-		{"not deflate", offer, wstest.Frame(0xC2, []byte{0xff, 0xff, 0xff, 0xff, 0x00}), 1007},
-		{"compressed invalid UTF-8", offer, wstest.Frame(0xC1, deflated(t, []byte{'a', 0xff})), 1007},
-		{"RSV1 on a continuation", offer, wstest.Cat(wstest.Frame(0x41, deflated(t, []byte("ab"))), wstest.Frame(0xC0, []byte{0})), 1002},
-		{"RSV1 on a ping", offer, wstest.Frame(0xC9, nil), 1002},
-		{"RSV1 not negotiated", "", wstest.Frame(0xC1, deflated(t, []byte("hello"))), 1002},
-		{"RSV2", offer, wstest.Frame(0xA1, []byte("x")), 1002},
+		{"compressed text", offer, wstest.Frame(0xC1, deflated(t, []byte("héllo"))), "héllo", 0},
+		{"compressed fragments", offer, wstest.Cat(wstest.Frame(0x41, deflated(t, []byte("two parts"))[:3]), wstest.Frame(0x80, deflated(t, []byte("two parts"))[3:])), "two parts", 0},
+		{"inflate bomb", offer, wstest.Frame(0xC2, deflated(t, make([]byte, 2<<20))), "", 1009},
+		{"not deflate", offer, wstest.Frame(0xC2, []byte{0xff, 0xff, 0xff, 0xff, 0x00}), "", 1007},
+		{"compressed invalid UTF-8", offer, wstest.Frame(0xC1, deflated(t, []byte{'a', 0xff})), "", 1007},
+		{"RSV1 on a continuation", offer, wstest.Cat(wstest.Frame(0x41, deflated(t, []byte("ab"))), wstest.Frame(0xC0, []byte{0})), "", 1002},
+		{"RSV1 on a ping", offer, wstest.Frame(0xC9, nil), "", 1002},
+		{"RSV1 not negotiated", "", wstest.Frame(0xC1, deflated(t, []byte("hello"))), "", 1002},
+		{"RSV2", offer, wstest.Frame(0xA1, []byte("x")), "", 1002},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
@@ -265,9 +265,8 @@ func TestDeflateFrames(t *testing.T) {
 			await(t, rec.opens, "open")
 			r.send(tc.send)
 			if tc.want == 0 {
-				e := await(t, rec.msgs, "message")
-				if !utf8.Valid(e.data) || len(e.data) == 0 {
-					t.Fatalf("message %q", e.data)
+				if e := await(t, rec.msgs, "message"); string(e.data) != tc.text {
+					t.Fatalf("message %q, want %q", e.data, tc.text)
 				}
 				return
 			}
