@@ -40,11 +40,12 @@ type Request struct {
 	// URL is the request target as sent (path and query).
 	URL string
 	// Headers holds every request header once, its name lower-cased; repeated headers are joined
-	// with ", " in the order received.
+	// in the order received, with "; " for Cookie (as RFC 6265 section 5.4 writes one) and ", "
+	// for the others.
 	Headers []Header
 }
 
-// Header is one request header: Name (lower-cased) and Value.
+// Header is one header: Name (lower-cased in a Request) and Value.
 type Header = wsproto.Header
 
 // CatchUpHandler is a Handler whose Text and Binary calls only queue the messages, to be handled

@@ -19,8 +19,9 @@ const EndOfHead = "\r\n\r\n"
 
 var crlfcrlf = []byte(EndOfHead)
 
-// Header is one request header: its name lower-cased, and its value (repeated headers joined
-// with ", " in the order received).
+// Header is one header: in a request, its name lower-cased, and its value (repeated headers
+// joined in the order received: with "; " for Cookie, as RFC 6265 section 5.4 writes one, else
+// with ", ").
 type Header struct {
 	Name, Value string
 }
@@ -175,7 +176,7 @@ func ParseUpgrade(head []byte, maxHead int) (*UpgradeRequest, *HTTPError) {
 			}
 		}
 		if i >= 0 {
-			headers[i].Value += ", " + string(value)
+			headers[i].Value += joiner(n) + string(value)
 			continue
 		}
 		headers = append(headers, Header{Name: n, Value: string(value)})
@@ -219,6 +220,14 @@ func ParseUpgrade(head []byte, maxHead int) (*UpgradeRequest, *HTTPError) {
 		return nil, ErrBadKey
 	}
 	return &UpgradeRequest{URL: string(target), Headers: headers, Accept: acceptKey(key)}, nil
+}
+
+// joiner is what separates the values of a repeated request header named name.
+func joiner(name string) string {
+	if name == "cookie" {
+		return "; "
+	}
+	return ", "
 }
 
 // hasToken reports whether the comma-separated list contains token (case-insensitive).

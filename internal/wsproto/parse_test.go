@@ -109,7 +109,8 @@ func TestEncodeFrame(t *testing.T) {
 
 func TestParseUpgrade(t *testing.T) {
 	head := "GET /a?b=c HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" +
-		"Sec-WebSocket-Key:   " + wstest.Key + "  \r\nSec-WebSocket-Version: 13\r\nX-A: 1\r\nx-a: 2\r\nX-Empty:\r\n"
+		"Sec-WebSocket-Key:   " + wstest.Key + "  \r\nSec-WebSocket-Version: 13\r\nX-A: 1\r\nx-a: 2\r\nX-Empty:\r\n" +
+		"Cookie: a=1; b=2\r\ncookie: c=3\r\n"
 	for i := 0; i < 30; i++ {
 		head += fmt.Sprintf("X-%d: v\r\nx-a: %d\r\n", i, i+3)
 	}
@@ -132,7 +133,8 @@ func TestParseUpgrade(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		wantA += fmt.Sprintf(", %d", i+3)
 	}
-	if vals["x-a"] != wantA || vals["sec-websocket-key"] != wstest.Key || vals["x-empty"] != "" || vals["upgrade"] != "WebSocket" {
+	if vals["x-a"] != wantA || vals["sec-websocket-key"] != wstest.Key || vals["x-empty"] != "" || vals["upgrade"] != "WebSocket" ||
+		vals["cookie"] != "a=1; b=2; c=3" {
 		t.Fatalf("%v", vals)
 	}
 	if up.Headers[0].Name != "host" {
