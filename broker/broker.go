@@ -237,28 +237,65 @@ func (b *Broker) Close() {
 }
 
 // Accept gives the verdict for a connection whose Open is pending. true writes the 101 response
-// and then the frames queued meanwhile; false answers 403, closes, unregisters the id and drops
-// its subscriptions and queued frames (no Close event follows). It returns false if id is not
-// pending.
+// and then the frames queued meanwhile; false refuses it with 403 (see Refuse). It returns false
+// if id is not pending.
 func (b *Broker) Accept(id uint64, ok bool) bool { return b.accept(id, ok, nil) }
 
 // accept is Accept, corked by k when k is not nil.
 func (b *Broker) accept(id uint64, ok bool, k *Cork) bool {
+	if ok {
+		return b.verdict(id, nil, k)
+	}
+	return b.verdict(id, errRejected, k)
+}
+
+// Refusal is the HTTP response with which a Handler refuses an upgrade, for instance 401 with a
+// WWW-Authenticate header, or 429 with Retry-After.
+type Refusal struct {
+	// Status is from 400 to 599.
+	Status int
+	// Headers are written in order (a name may repeat: Set-Cookie). Each name must be an HTTP
+	// token, and not one the broker writes itself or that would contradict a response that ends
+	// the connection after its body: Content-Length, Connection, Transfer-Encoding, Keep-Alive,
+	// Upgrade. Each value must hold no control character but tab (no CR or LF). Content-Type may
+	// be given once; by default it is text/plain; charset=utf-8.
+	Headers []Header
+	// Body follows the headers; empty, without a Content-Type, it is the status's reason phrase.
+	Body []byte
+}
+
+// MaxRefusalBytes bounds the names and values of a Refusal's headers and its body, together.
+const MaxRefusalBytes = wsproto.MaxRefusalBytes
+
+// Refuse gives the verdict for a connection whose Open is pending: it answers with r, closes,
+// unregisters the id and drops its subscriptions and queued frames (no Close event follows). It
+// returns false if id is not pending, and an error, doing nothing, if r breaks a rule of Refusal.
+func (b *Broker) Refuse(id uint64, r Refusal) (bool, error) {
+	e, err := wsproto.NewRefusal(r.Status, r.Headers, r.Body)
+	if err != nil {
+		return false, fmt.Errorf("invalid refusal: %w", err)
+	}
+	return b.verdict(id, e, nil), nil
+}
+
+// verdict accepts the pending connection id (refusal nil, corked by k when k is not nil) or
+// refuses it with refusal; it reports whether id was pending.
+func (b *Broker) verdict(id uint64, refusal *wsproto.HTTPError, k *Cork) bool {
 	c := b.hub.lookup(id)
 	if c == nil {
 		return false
 	}
 	c.wmu.Lock()
-	if !c.giveVerdictLocked(ok) {
+	if !c.giveVerdictLocked(refusal == nil) {
 		c.wmu.Unlock()
 		return false
 	}
 	sched := c.scheduleLocked(k)
 	c.wmu.Unlock()
 	c.stopOpenTimer()
-	if !ok {
+	if refusal != nil {
 		c.discard()
-		go c.reject() // the answer lingers: not on the caller's time
+		go c.reject(refusal) // the answer lingers: not on the caller's time
 		return true
 	}
 	b.counters.accepted.Add(1)

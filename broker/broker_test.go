@@ -177,6 +177,51 @@ func TestReject(t *testing.T) {
 	}
 }
 
+func TestRefuse(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	rec.onOpen = func(c *Conn, req *Request) { b.Subscribe(c.ID(), []byte("room")) }
+	r := rawConnect(t, addr)
+	r.send([]byte(wstest.UpgradeRequest("/")))
+	e := await(t, rec.opens, "open")
+
+	// A refusal that breaks a rule changes nothing: the socket still awaits its verdict.
+	if ok, err := b.Refuse(e.id, Refusal{Status: 401, Headers: []Header{{Name: "X-A", Value: "1\r\nX-B: 2"}}}); ok || err == nil {
+		t.Fatalf("a header value with CRLF: %v %v", ok, err)
+	}
+	if ok, err := b.Refuse(e.id, Refusal{Status: 302}); ok || err == nil {
+		t.Fatalf("status 302: %v %v", ok, err)
+	}
+	if n := b.SubscriberCount([]byte("room")); n != 1 {
+		t.Fatalf("room has %d subscribers after invalid refusals", n)
+	}
+
+	refusal := Refusal{Status: 401, Headers: []Header{{Name: "WWW-Authenticate", Value: `Bearer realm="chat"`}, {Name: "Set-Cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"}}, Body: []byte("log in")}
+	if ok, err := b.Refuse(e.id, refusal); !ok || err != nil {
+		t.Fatalf("Refuse: %v %v", ok, err)
+	}
+	if ok, err := b.Refuse(e.id, refusal); ok || err != nil {
+		t.Fatalf("a second Refuse: %v %v", ok, err)
+	}
+	if b.Accept(e.id, true) {
+		t.Fatal("Accept after Refuse returned true")
+	}
+	if n := b.SubscriberCount([]byte("room")); n != 0 {
+		t.Fatalf("room has %d subscribers", n)
+	}
+	resp := r.response()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.Status != "401 Unauthorized" || string(body) != "log in" || resp.Header.Get("WWW-Authenticate") != `Bearer realm="chat"` ||
+		strings.Join(resp.Header.Values("Set-Cookie"), ",") != "a=1,b=2" || !resp.Close {
+		t.Fatalf("got %q %v %q", resp.Status, resp.Header, body)
+	}
+	r.expectEOF()
+	b.Close()
+	if len(rec.closes) != 0 {
+		t.Fatal("Close event for a refused socket")
+	}
+}
+
 func TestRoundTrip(t *testing.T) {
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})

@@ -31,13 +31,13 @@ import (
 //	                                             ▼
 //	                                         halfClosed
 //
-//	refused: pending, pendingClose ─Accept(false), OpenTimeout, Broker.Close─► refused
+//	refused: pending, pendingClose ─Accept(false), Refuse, OpenTimeout, Broker.Close─► refused
 //	         (handshake ─► refused only after a panic: discard)
 //	a write fails: open, catchingUp ─► writeFailed; closing, halfClosed ─► closingWriteFailed
 //	finish (the reader saw the end, or the drain deadline passed): accepted states ─► ended
 //
 // Who moves it, always under wmu: open (handshake to pending), closeLocked (a close frame
-// queued), giveVerdictLocked (Accept, refusePending), closeAfterCatchUp and caughtUp (open to
+// queued), giveVerdictLocked (Accept, Refuse, refusePending), closeAfterCatchUp and caughtUp (open to
 // catchingUp and back, closeWith following), afterWrite (half-close, write failures), discard
 // (refused) and finish (ended). A request refused with an HTTP error in the handshake (or over
 // MaxConnections) ends in handshake: it was never registered. The order makes mayQueue and
@@ -61,8 +61,8 @@ const (
 	// statePendingClose: pending with a close frame queued: written once accepted, the drain
 	// deadline starting then.
 	statePendingClose
-	// stateRefused: never accepted: rejected (403) or refused (open timeout, Broker.Close: 503);
-	// its queue is dropped.
+	// stateRefused: never accepted: rejected (Accept: 403; Refuse: its status) or refused (open
+	// timeout, Broker.Close: 503); its queue is dropped.
 	stateRefused
 	// stateClosing: accepted, a close frame queued last: nothing more is queued; the drain
 	// deadline runs.
@@ -485,10 +485,10 @@ func (c *Conn) giveVerdictLocked(ok bool) bool {
 	return true
 }
 
-// reject answers a connection that Accept rejected with 403 and ends it.
-func (c *Conn) reject() {
-	c.logAt(slog.LevelDebug, "rejected")
-	c.refuse(errRejected)
+// reject answers a connection that Accept or Refuse rejected with e and ends it.
+func (c *Conn) reject(e *wsproto.HTTPError) {
+	c.logAt(slog.LevelDebug, "rejected", slog.Int("status", e.Status))
+	c.refuse(e)
 	c.b.connDone(c, nil)
 }
 

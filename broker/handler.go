@@ -17,8 +17,9 @@ import (
 type Handler interface {
 	// Open is called when a valid WebSocket upgrade request arrives. The connection is already
 	// registered: Send, Subscribe and SetToken work on c.ID(). The handler must eventually call
-	// Broker.Accept(c.ID(), verdict), from any goroutine, possibly before Open returns; until then
-	// the upgrade response is held back and frames sent to the socket are queued, not written.
+	// Broker.Accept(c.ID(), verdict) or Broker.Refuse, from any goroutine, possibly before Open
+	// returns; until then the upgrade response is held back and frames sent to the socket are
+	// queued, not written.
 	Open(c *Conn, req *Request)
 	// Text is called for every complete text message (valid UTF-8).
 	Text(c *Conn, data []byte)

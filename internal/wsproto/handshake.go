@@ -2,8 +2,10 @@ package wsproto
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha1"
 	"encoding/base64"
+	"net/http"
 	"strconv"
 	"strings"
 )
@@ -35,9 +37,10 @@ type UpgradeRequest struct {
 
 // HTTPError is the response to a request that is refused.
 type HTTPError struct {
-	Status int
-	Extra  string // additional header lines, each ending in \r\n
-	Body   string
+	Status      int
+	Extra       string // additional header lines, each ending in \r\n
+	ContentType string // the body's; "": text/plain; charset=utf-8
+	Body        string
 }
 
 // The refusals of ParseUpgrade.
@@ -52,24 +55,16 @@ var (
 	ErrTooLarge     = &HTTPError{Status: 431, Body: "Request Header Fields Too Large"}
 )
 
-// statusText is the reason phrase of every status an HTTPError may have.
-var statusText = map[int]string{
-	400: "Bad Request",
-	403: "Forbidden",
-	405: "Method Not Allowed",
-	426: "Upgrade Required",
-	431: "Request Header Fields Too Large",
-	503: "Service Unavailable",
-}
-
 // Response renders e as a complete HTTP/1.1 response that closes the connection.
 func (e *HTTPError) Response() []byte {
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(strconv.Itoa(e.Status))
 	b.WriteByte(' ')
-	b.WriteString(statusText[e.Status])
-	b.WriteString("\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	b.WriteString(http.StatusText(e.Status)) // "" for a status without one, which HTTP allows
+	b.WriteString("\r\nConnection: close\r\nContent-Type: ")
+	b.WriteString(cmp.Or(e.ContentType, "text/plain; charset=utf-8"))
+	b.WriteString("\r\nContent-Length: ")
 	b.WriteString(strconv.Itoa(len(e.Body)))
 	b.WriteString("\r\n")
 	b.WriteString(e.Extra)
