@@ -6,6 +6,7 @@ import { native } from './addon.cjs';
 import { decodeBatch, type BatchSink } from './batch.cjs';
 import { errorText, log as logLine, LogLevel } from './log.cjs';
 import { HANDLER_NAMES } from './module.cjs';
+import { ParsedRequest, SERVER_ERROR, verdictOf, type OpenVerdict } from './open.cjs';
 import { DEFAULT_DELIVERY, registrationOf } from './options.cjs';
 import { CloseCode, HandlerBit } from './protocol.gen.cjs';
 import type { DeliveryOptions, WorkerInterface } from './types.cjs';
@@ -120,6 +121,19 @@ function acceptOpen(socketId: number, accept: boolean): void {
   followUp('acceptOpen', socketId, () => native.acceptOpen(socketId, accept));
 }
 
+/** Gives the verdict that handleOpen's result (or its promise's value) asks for. */
+function settleOpen(socketId: number, result: unknown): void {
+  let verdict: OpenVerdict;
+  try {
+    verdict = verdictOf(result);
+  } catch (err) {
+    log(LogLevel.Error, `handleOpen's refusal is answered with HTTP 500: ${(err as TypeError).message}`, socketId);
+    verdict = SERVER_ERROR;
+  }
+  if ('accept' in verdict) acceptOpen(socketId, verdict.accept);
+  else followUp('refuseOpen', socketId, () => native.refuseOpen(socketId, verdict.refusal, verdict.body));
+}
+
 /** Calls a handler now, or, in ordered mode, once the socket's previous handler has settled. */
 function deliver(socketId: number, name: Delivered, call: () => unknown): void {
   const queue = waiting.get(socketId);
@@ -186,24 +200,24 @@ const sink: BatchSink = {
       acceptOpen(socketId, true);
       return;
     }
-    let verdict: unknown;
+    let result: unknown;
     try {
-      verdict = fn(socketId, ip, headers, url);
+      result = fn(socketId, ip, headers, url, new ParsedRequest(url, headers.cookie));
     } catch (err) {
       logHandlerError('handleOpen', socketId, err);
       acceptOpen(socketId, false);
       return;
     }
-    if (isThenable(verdict)) {
-      Promise.resolve(verdict).then(
-        (value) => acceptOpen(socketId, value !== false),
+    if (isThenable(result)) {
+      Promise.resolve(result).then(
+        (value) => settleOpen(socketId, value),
         (err: unknown) => {
           logHandlerError('handleOpen', socketId, err);
           acceptOpen(socketId, false);
         },
       );
     } else {
-      acceptOpen(socketId, verdict !== false);
+      settleOpen(socketId, result);
     }
   },
   text(socketId, token, data) {

@@ -69,6 +69,8 @@ export interface Native {
   caughtUp(socketId: number): void;
   /** The verdict for a socket whose open event was delivered: true accepts, false answers 403. */
   acceptOpen(socketId: number, accept: boolean): void;
+  /** Refuses a socket whose open event was delivered: `refusal` is the JSON of `{ status, headers: [name, value][] }`; an invalid one is logged and answered with 500. */
+  refuseOpen(socketId: number, refusal: string, body: NativeBytes): void;
   /** A string is sent as a text frame, bytes as a binary frame. */
   send(socketId: number, data: NativeBytes): void;
   /** Broadcasts to every subscriber of `channel` but `exceptSocketId` (when given). */

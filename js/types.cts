@@ -126,14 +126,26 @@ export interface WorkerInterface {
    * Called when a client asks to open a WebSocket connection, before the upgrade is answered.
    * `ip` is the peer address without port (IPv4 as a dotted quad, also on dual-stack listeners);
    * `headers` holds the request headers with lower-case names, `origin` among them (the broker
-   * checks no origin: decide here); `url` is the request target, path and query as the client sent
-   * them (for instance `/chat?token=…`). Returning `false`, throwing, or returning a promise that
-   * resolves to `false` or rejects refuses the connection with HTTP 403; anything else accepts it,
-   * once the promise (if any) has settled. The socket id is live during this call: `setToken`,
-   * `subscribe` and `send` work here, and what was sent is written once the upgrade completes
-   * (dropped if the connection is refused).
+   * checks no origin: decide here), a repeated header once with its values joined by `', '`
+   * (`cookie`: by `'; '`); `url` is the request target, path and query as the client sent them
+   * (for instance `/chat?token=…`); `request` holds the query and cookies parsed (see
+   * `OpenRequest`).
+   *
+   * Returning `false`, throwing, or returning a promise that resolves to `false` or rejects
+   * refuses the connection with HTTP 403. Returning (or resolving to) an `OpenRefusal`, an object
+   * whose `status` is a number, refuses it with that status, headers and body (401 with
+   * `WWW-Authenticate`, 429 with `Retry-After`); one that breaks a rule of `OpenRefusal` is logged
+   * and answered with HTTP 500. Anything else accepts it, once the promise (if any) has settled.
+   * The socket id is live during this call: `setToken`, `subscribe` and `send` work here, and
+   * what was sent is written once the upgrade completes (dropped if the connection is refused).
    */
-  handleOpen?: (socketId: number, ip: string, headers: Record<string, string>, url: string) => boolean | void | Promise<boolean | void>;
+  handleOpen?: (
+    socketId: number,
+    ip: string,
+    headers: Record<string, string>,
+    url: string,
+    request: OpenRequest,
+  ) => boolean | void | OpenRefusal | Promise<boolean | void | OpenRefusal>;
   /**
    * Called for every text message a client sends, with the message as a string. `token` is the
    * connection's token as a `Buffer` (the one set when the event was queued), `undefined` when none
@@ -154,6 +166,46 @@ export interface WorkerInterface {
    * connection dropped without a close frame.
    */
   handleClose?: (socketId: number, token: Buffer | undefined, code: number, reason: string) => void | Promise<void>;
+}
+
+/**
+ * The fifth argument of `handleOpen`: the upgrade request's query and cookies, each parsed when
+ * first read (a handler that never reads them pays nothing). Parsing never throws.
+ */
+export interface OpenRequest {
+  /** The query of `url` (after `?`, up to a `#`), as `new URL(url).searchParams` parses it: `+` is a space, a bad percent-encoding stays as sent. */
+  readonly query: URLSearchParams;
+  /**
+   * The cookies of the `Cookie` header (repeated `Cookie` headers joined with `'; '`), by name, in
+   * an object without prototype. Each `name=value` pair is trimmed of white space, a value in
+   * double quotes loses them, and a value with `%` is percent-decoded (kept as sent when that
+   * fails, as the `cookie` package does); a pair without `=` or with an empty name is skipped, and
+   * of two cookies with the same name the first is kept (the browser sends the most specific path
+   * first).
+   */
+  readonly cookies: Record<string, string>;
+}
+
+/**
+ * What `handleOpen` returns (or resolves to) to refuse an upgrade with an HTTP status of its
+ * choice; the connection is closed after the response. A refusal that breaks one of these rules
+ * is logged and answered with HTTP 500 instead (it is never accepted).
+ */
+export interface OpenRefusal {
+  /** An integer from 400 to 599. A `status` that is present but not such a number is an error. */
+  status: number;
+  /**
+   * The response headers, by name: a string, a number, or an array of strings for a header sent
+   * several times (`Set-Cookie`); `undefined` sends none. Names are HTTP tokens; values hold no CR, LF or other control
+   * character but tab, and are written as UTF-8 (keep them ASCII for every client to read them
+   * alike). `Content-Type` defaults to `text/plain; charset=utf-8`. The server writes
+   * `Content-Length` (from the body) and `Connection: close` itself, and a refusal may not set
+   * them, nor `Transfer-Encoding`, `Keep-Alive` or `Upgrade`, which would contradict a response
+   * whose body ends with the connection.
+   */
+  headers?: Record<string, string | number | readonly string[] | undefined>;
+  /** The body: a string (sent as UTF-8) or bytes. Default: the status's reason phrase (`Unauthorized`), unless a `Content-Type` is given. Header names and values and the body take at most 64 KiB together. */
+  body?: string | ArrayBuffer | ArrayBufferView;
 }
 
 /** How a worker thread delivers events to its handlers. */

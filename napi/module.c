@@ -392,6 +392,25 @@ static napi_value js_accept_open(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// refuseOpen(socketId, refusal, body): refusal is the JSON of the status and headers.
+static napi_value js_refuse_open(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  uint64_t id;
+  bytes_t refusal, body;
+  if (!get_args(env, info, 3, argv) || !get_id(env, argv[0], &id) ||
+      !get_bytes(env, argv[1], "refusal", &refusal))
+    return NULL;
+  if (!get_bytes(env, argv[2], "body", &body)) {
+    bytes_free(&refusal);
+    return NULL;
+  }
+  wsb_refuse_open(id, (uint8_t *)refusal.data, refusal.len, (uint8_t *)body.data, body.len,
+                  dispatching);
+  bytes_free(&refusal);
+  bytes_free(&body);
+  return NULL;
+}
+
 static napi_value js_send(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   uint64_t id;
@@ -569,6 +588,7 @@ NAPI_MODULE_INIT() {
       {"clusterJoin", js_cluster_join},
       {"clusterSubscriberCount", js_cluster_subscriber_count},
       {"acceptOpen", js_accept_open},
+      {"refuseOpen", js_refuse_open},
       {"caughtUp", js_caught_up},
       {"send", js_send},
       {"sendToChannel", js_send_to_channel},

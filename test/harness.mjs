@@ -377,8 +377,8 @@ export function closePayload(code, reason = '') {
  * resolves when the server has closed the TCP connection.
  */
 export class RawClient {
-  /** Upgrades on `port` with a request of its own with `headers`, or with the bytes of `request` (sent in one write). */
-  static connect(port, { headers = {}, request } = {}) {
+  /** Upgrades on `port` with a request of its own to `path` with `headers` (each key a line of its own), or with the bytes of `request` (sent in one write). */
+  static connect(port, { headers = {}, path = '/', request } = {}) {
     return withTimeout(
       new Promise((resolve, reject) => {
         const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
@@ -387,7 +387,7 @@ export class RawClient {
           const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
           s.write(
             request ??
-              `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+              `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
                 `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
           );
         });

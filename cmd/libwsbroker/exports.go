@@ -381,6 +381,40 @@ func wsb_accept_open(id C.uint64_t, accept C.int, worker C.int32_t) {
 	letReadyRun()
 }
 
+// openRefusal is how the glue passes a handleOpen refusal's status and headers (JSON).
+type openRefusal struct {
+	Status  int         `json:"status"`
+	Headers [][2]string `json:"headers"`
+}
+
+// serverError refuses an upgrade whose handler's refusal was invalid.
+var serverError = broker.Refusal{Status: 500}
+
+// wsb_refuse_open refuses an open with the status and headers of refusal (JSON, an openRefusal)
+// and body; one that breaks a rule of broker.Refusal is logged and answered with 500. worker is
+// as in wsb_send.
+//
+//export wsb_refuse_open
+func wsb_refuse_open(id C.uint64_t, refusal *C.uint8_t, n C.size_t, body *C.uint8_t, bodyLen C.size_t, worker C.int32_t) {
+	defer recoverInto("refuseOpen")
+	var r openRefusal
+	err := json.Unmarshal(bytesOf(refusal, n), &r)
+	if err == nil {
+		headers := make([]broker.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			headers[i] = broker.Header{Name: h[0], Value: h[1]}
+		}
+		_, err = brk.Refuse(uint64(id), broker.Refusal{Status: r.Status, Headers: headers, Body: bytesOf(body, bodyLen)})
+	}
+	if err != nil {
+		logger.Error().Uint64("socket", uint64(id)).Msg("handleOpen's refusal is answered with HTTP 500: " + err.Error())
+		brk.Refuse(uint64(id), serverError)
+	}
+	if corkOf(int32(worker)) == nil {
+		letReadyRun() // the goroutine that writes the response
+	}
+}
+
 // wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling
 // (0: none): its sends are written when the batch is done, others at once.
 //
