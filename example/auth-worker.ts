@@ -1,31 +1,38 @@
 // The worker of the authentication example.
 //
-// A client proves who it is with a JWT (HS256, signed with AUTH_SECRET), in either of two ways:
-// - at the upgrade, in the URL: ws://host:8081/?token=<JWT> (a browser cannot set headers on a
-//   WebSocket); an invalid token is refused with HTTP 403;
-// - once connected, with the message { type: 'authenticate', token: <JWT> }.
-// Then { type: 'whoami' }, or { type: 'direct', to: userId, body } (sent to every connection of
-// that user). A connection that has not authenticated gets { type: 'auth-required' } for anything
-// else.
+// A client proves who it is at the upgrade, with a JWT (HS256, signed with AUTH_SECRET) in either
+// of two places:
+// - the cookie `token`, which a login page of the site would set: the browser sends it with the
+//   upgrade. It is taken only from a page of an origin in AUTH_ORIGINS (or from a client that
+//   sends no Origin, which is no browser): any site's page can open a WebSocket to this server,
+//   and the browser would send it the user's cookie too;
+// - the URL, ws://host:8081/?token=<JWT> (a browser cannot set headers on a WebSocket).
+// Without a valid token the upgrade is refused with HTTP 401 and a WWW-Authenticate header.
+// Once connected: { type: 'whoami' }, or { type: 'direct', to: userId, body } (sent to every
+// connection of that user). A message after the token has expired closes the connection with
+// code 4001: the client connects again with a fresh token.
 //
-// Who the user is goes into the connection's token (setToken), which every later event carries,
-// and the connection joins the channel `user:<id>`. But an event carries the token set when it was
-// queued, so a message sent right after 'authenticate' carries none yet: this worker also keeps
-// the sessions it has verified (all events of a connection come to the same worker), and auth.ts
-// starts it with `ordered: true`, so that such a message waits until the verification is done.
+// Who the user is goes into the connection's token (setToken) in handleOpen, before the upgrade is
+// answered, so every event of the connection carries it; the connection joins the channel
+// `user:<id>`.
 import { jwtVerify } from 'jose';
-import { send, sendToChannel, setToken, subscribe } from '@wsbroker/wsbroker';
+import { close, send, sendToChannel, setToken, subscribe, type OpenRefusal, type OpenRequest } from '@wsbroker/wsbroker';
 
 const SECRET = new TextEncoder().encode(process.env.AUTH_SECRET ?? 'example-secret');
+const ORIGINS = new Set((process.env.AUTH_ORIGINS ?? 'http://localhost:8080').split(','));
 
 interface Session {
   userId: string;
   exp?: number;
 }
 
-const sessions = new Map<number, Session>();
-
 const reply = (socketId: number, message: object): void => send(socketId, JSON.stringify(message));
+
+/** The 401 answer; `error` is RFC 6750's, for a token that was given but is not valid. */
+function unauthorized(error?: string): OpenRefusal {
+  const challenge = error === undefined ? 'Bearer realm="wsbroker-example"' : `Bearer realm="wsbroker-example", error="${error}"`;
+  return { status: 401, headers: { 'WWW-Authenticate': challenge }, body: error === undefined ? 'A token is required' : 'Invalid token' };
+}
 
 /** The session a valid JWT proves (signature, HS256 only, `exp`, `nbf`); rejects otherwise. */
 async function verify(jwt: string): Promise<Session> {
@@ -34,25 +41,28 @@ async function verify(jwt: string): Promise<Session> {
   return { userId: payload.sub, exp: payload.exp };
 }
 
-function begin(socketId: number, session: Session): void {
+export async function handleOpen(socketId: number, ip: string, headers: Record<string, string>, url: string, request: OpenRequest): Promise<true | OpenRefusal> {
+  const fromPage = headers.origin === undefined || ORIGINS.has(headers.origin);
+  const jwt = request.query.get('token') ?? (fromPage ? request.cookies.token : undefined);
+  if (jwt === undefined) return unauthorized();
+  let session: Session;
+  try {
+    session = await verify(jwt);
+  } catch {
+    return unauthorized('invalid_token');
+  }
   setToken(socketId, JSON.stringify(session));
   subscribe(socketId, `user:${session.userId}`);
+  return true;
 }
 
-export async function handleOpen(socketId: number, ip: string, headers: Record<string, string>, url: string): Promise<boolean> {
-  const jwt = new URL(url, 'ws://localhost').searchParams.get('token');
-  if (jwt === null) return true; // it may still authenticate with a message
-  try {
-    // Every event of this connection is queued after the upgrade, so all of them carry this token.
-    begin(socketId, await verify(jwt));
-    return true;
-  } catch {
-    return false; // HTTP 403
+export function handleTextMessage(data: string, socketId: number, token?: Buffer): void {
+  const session = JSON.parse(token!.toString('utf8')) as Session; // every accepted connection has one
+  if (session.exp !== undefined && Date.now() / 1000 >= session.exp) {
+    close(socketId, 4001, 'token expired');
+    return;
   }
-}
-
-export async function handleTextMessage(data: string, socketId: number, token?: Buffer): Promise<void> {
-  let message: { type?: unknown; token?: unknown; to?: unknown; body?: unknown } | null;
+  let message: { type?: unknown; to?: unknown; body?: unknown } | null;
   try {
     message = JSON.parse(data);
   } catch {
@@ -62,30 +72,6 @@ export async function handleTextMessage(data: string, socketId: number, token?: 
     reply(socketId, { type: 'error', body: 'Messages must be JSON objects' });
     return;
   }
-
-  if (message.type === 'authenticate') {
-    try {
-      if (typeof message.token !== 'string') throw new Error('no token');
-      const session = await verify(message.token);
-      sessions.set(socketId, session);
-      begin(socketId, session);
-      reply(socketId, { type: 'authenticated', userId: session.userId });
-    } catch {
-      reply(socketId, { type: 'auth-error', body: 'Invalid token' });
-    }
-    return;
-  }
-
-  const session = sessions.get(socketId) ?? (token === undefined ? undefined : (JSON.parse(token.toString('utf8')) as Session));
-  if (session === undefined) {
-    reply(socketId, { type: 'auth-required', body: 'Please authenticate first' });
-    return;
-  }
-  if (session.exp !== undefined && Date.now() / 1000 >= session.exp) {
-    reply(socketId, { type: 'auth-required', body: 'Your token has expired, please authenticate again' });
-    return;
-  }
-
   switch (message.type) {
     case 'whoami':
       reply(socketId, { type: 'whoami', userId: session.userId });
@@ -100,8 +86,4 @@ export async function handleTextMessage(data: string, socketId: number, token?: 
     default:
       reply(socketId, { type: 'error', body: `Unknown message type ${JSON.stringify(message.type)}` });
   }
-}
-
-export function handleClose(socketId: number): void {
-  sessions.delete(socketId);
 }

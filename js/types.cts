@@ -133,19 +133,14 @@ export interface WorkerInterface {
    *
    * Returning `false`, throwing, or returning a promise that resolves to `false` or rejects
    * refuses the connection with HTTP 403. Returning (or resolving to) an `OpenRefusal`, an object
-   * whose `status` is a number, refuses it with that status, headers and body (401 with
-   * `WWW-Authenticate`, 429 with `Retry-After`); one that breaks a rule of `OpenRefusal` is logged
-   * and answered with HTTP 500. Anything else accepts it, once the promise (if any) has settled.
+   * with a `status`, refuses it with that status, headers and body (401 with `WWW-Authenticate`,
+   * 429 with `Retry-After`); one that breaks a rule of `OpenRefusal` is logged and answered with
+   * HTTP 500. Anything else (an object without `status` too) accepts it, once the promise (if
+   * any) has settled.
    * The socket id is live during this call: `setToken`, `subscribe` and `send` work here, and
    * what was sent is written once the upgrade completes (dropped if the connection is refused).
    */
-  handleOpen?: (
-    socketId: number,
-    ip: string,
-    headers: Record<string, string>,
-    url: string,
-    request: OpenRequest,
-  ) => boolean | void | OpenRefusal | Promise<boolean | void | OpenRefusal>;
+  handleOpen?: (socketId: number, ip: string, headers: Record<string, string>, url: string, request: OpenRequest) => boolean | void | OpenRefusal | Promise<boolean | void | OpenRefusal>;
   /**
    * Called for every text message a client sends, with the message as a string. `token` is the
    * connection's token as a `Buffer` (the one set when the event was queued), `undefined` when none
@@ -192,19 +187,20 @@ export interface OpenRequest {
  * is logged and answered with HTTP 500 instead (it is never accepted).
  */
 export interface OpenRefusal {
-  /** An integer from 400 to 599. A `status` that is present but not such a number is an error. */
+  /** An integer from 400 to 599; any other `status` (a string `'401'` too) is an error. */
   status: number;
   /**
    * The response headers, by name: a string, a number, or an array of strings for a header sent
-   * several times (`Set-Cookie`); `undefined` sends none. Names are HTTP tokens; values hold no CR, LF or other control
-   * character but tab, and are written as UTF-8 (keep them ASCII for every client to read them
-   * alike). `Content-Type` defaults to `text/plain; charset=utf-8`. The server writes
-   * `Content-Length` (from the body) and `Connection: close` itself, and a refusal may not set
-   * them, nor `Transfer-Encoding`, `Keep-Alive` or `Upgrade`, which would contradict a response
-   * whose body ends with the connection.
+   * several times (`Set-Cookie`); `undefined` sends none. Names are HTTP tokens; values hold no
+   * CR, LF or other control character but tab, and are written as UTF-8 (keep them ASCII for
+   * every client to read them alike). `Content-Type` (once at most) defaults to
+   * `text/plain; charset=utf-8`. The server writes `Content-Length` (from the body) and
+   * `Connection: close` itself, and a refusal may set neither, nor `Transfer-Encoding`,
+   * `Keep-Alive` or `Upgrade`, which would contradict a response whose body ends with the
+   * connection.
    */
   headers?: Record<string, string | number | readonly string[] | undefined>;
-  /** The body: a string (sent as UTF-8) or bytes. Default: the status's reason phrase (`Unauthorized`), unless a `Content-Type` is given. Header names and values and the body take at most 64 KiB together. */
+  /** The body: a string (sent as UTF-8) or bytes. Default: the status's reason phrase (`Unauthorized`), unless a `Content-Type` is given. The header names and values and the body take at most 64 KiB (65536 bytes) together. */
   body?: string | ArrayBuffer | ArrayBufferView;
 }
 

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import path from 'node:path';
 import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
-import { Child, Client, freePort, makeCert, refusedStatus, root } from './helpers.mjs';
+import WebSocket from 'ws';
+import { Child, Client, freePort, makeCert, root } from './helpers.mjs';
 
 test('the chat example: page, join, messages, room change, leave notices, errors', { timeout: 60_000 }, async (t) => {
   const httpPort = await freePort();
@@ -117,10 +118,13 @@ test('the chat example with TLS_CERT and TLS_KEY: the page over https://, the ch
   assert.equal((await alice.nextType('chat-message')).body, 'over TLS ✓');
 });
 
-test('the authentication example: a JWT at the upgrade or in a message, then direct messages', { timeout: 60_000 }, async (t) => {
+test('the authentication example: a JWT at the upgrade, in the URL or a cookie, or HTTP 401; then direct messages', { timeout: 60_000 }, async (t) => {
   const port = await freePort();
   const secret = new TextEncoder().encode('test-secret');
-  const server = new Child([path.join(root, 'lib', 'example', 'auth.js')], { env: { AUTH_PORT: String(port), AUTH_SECRET: 'test-secret' } });
+  const page = 'https://chat.example';
+  const server = new Child([path.join(root, 'lib', 'example', 'auth.js')], {
+    env: { AUTH_PORT: String(port), AUTH_SECRET: 'test-secret', AUTH_ORIGINS: page },
+  });
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -131,47 +135,68 @@ test('the authentication example: a JWT at the upgrade or in a message, then dir
   assert.equal((await jwtVerify(printed, secret)).payload.sub, 'alice');
   const sign = (subject, { key = secret, expires = '1h' } = {}) =>
     new SignJWT().setProtectedHeader({ alg: 'HS256' }).setSubject(subject).setExpirationTime(expires).sign(key);
-
-  const a = await Client.connect(port);
-  const b = await Client.connect(port);
-  clients.push(a, b);
-  a.cmd({ type: 'whoami' });
-  assert.equal((await a.nextType('auth-required')).body, 'Please authenticate first');
-  a.cmd({ type: 'authenticate', token: await sign('alice', { key: new TextEncoder().encode('wrong secret') }) });
-  await a.nextType('auth-error');
-  a.cmd({ type: 'authenticate', token: await sign('alice', { expires: Math.floor(Date.now() / 1000) - 10 }) });
-  await a.nextType('auth-error');
-  a.cmd({ type: 'authenticate', token: new UnsecuredJWT({ sub: 'alice' }).encode() });
-  await a.nextType('auth-error');
-
-  a.cmd({ type: 'authenticate', token: printed });
-  assert.deepEqual(await a.nextType('authenticated'), { type: 'authenticated', userId: 'alice' });
-  a.cmd({ type: 'whoami' });
-  assert.deepEqual(await a.nextType('whoami'), { type: 'whoami', userId: 'alice' });
-
-  // A message sent right behind 'authenticate' is answered for the authenticated user (without
-  // `ordered: true` most of these would get auth-required: the check is asynchronous).
-  for (let i = 0; i < 10; i++) {
-    const c = await Client.connect(port);
+  const connect = async (options) => {
+    const c = await Client.connect(port, options);
     clients.push(c);
-    c.cmd({ type: 'authenticate', token: printed });
-    c.cmd({ type: 'whoami' });
-    assert.deepEqual((await c.next()).json, { type: 'authenticated', userId: 'alice' });
-    assert.deepEqual((await c.next()).json, { type: 'whoami', userId: 'alice' });
+    return c;
+  };
+
+  // Refused with 401 and a challenge: no token, a wrong signature, an expired token, an unsigned
+  // one, a cookie from a page of another origin.
+  const challenge = 'Bearer realm="wsbroker-example"';
+  const invalid = `${challenge}, error="invalid_token"`;
+  const refusals = [
+    [{}, challenge, 'A token is required'],
+    [{ path: `/?token=${await sign('alice', { key: new TextEncoder().encode('wrong secret') })}` }, invalid, 'Invalid token'],
+    [{ path: `/?token=${await sign('alice', { expires: Math.floor(Date.now() / 1000) - 10 })}` }, invalid, 'Invalid token'],
+    [{ path: `/?token=${new UnsecuredJWT({ sub: 'alice' }).encode()}` }, invalid, 'Invalid token'],
+    [{ headers: { cookie: `token=${printed}` }, origin: 'https://evil.example' }, challenge, 'A token is required'],
+  ];
+  for (const [options, wwwAuthenticate, body] of refusals) {
+    const refused = await refusal(port, options);
+    assert.deepEqual(refused, { status: 401, wwwAuthenticate, body }, JSON.stringify(options));
   }
 
-  b.cmd({ type: 'authenticate', token: await sign('bob') });
-  await b.nextType('authenticated');
+  // Accepted: the printed token in the URL, a token in a cookie (from the page's origin, or from a
+  // client that sends no Origin, which is no browser).
+  const a = await connect({ path: `/?token=${printed}` });
+  a.cmd({ type: 'whoami' });
+  assert.deepEqual(await a.nextType('whoami'), { type: 'whoami', userId: 'alice' });
+  const b = await connect({ headers: { cookie: `theme=dark; token=${await sign('bob')}` }, origin: page });
+  b.cmd({ type: 'whoami' });
+  assert.deepEqual(await b.nextType('whoami'), { type: 'whoami', userId: 'bob' });
+  const carol = await connect({ headers: { cookie: `token=${await sign('carol')}` } });
+
   b.cmd({ type: 'direct', to: 'alice', body: 'hi alice' });
   assert.deepEqual(await a.nextType('direct'), { type: 'direct', from: 'bob', body: 'hi alice' });
-
-  // At the upgrade: a valid token in the URL authenticates the connection before its first message,
-  // an invalid one is refused.
-  const carol = await Client.connect(port, { path: `/?token=${await sign('carol')}` });
-  clients.push(carol);
-  carol.cmd({ type: 'whoami' });
-  assert.deepEqual(await carol.nextType('whoami'), { type: 'whoami', userId: 'carol' });
   b.cmd({ type: 'direct', to: 'carol', body: 'hi carol' });
   assert.deepEqual(await carol.nextType('direct'), { type: 'direct', from: 'bob', body: 'hi carol' });
-  assert.equal(await refusedStatus(port, { path: `/?token=${await sign('carol', { key: new TextEncoder().encode('wrong secret') })}` }), 403);
+  a.send('not json');
+  assert.equal((await a.nextType('error')).body, 'Messages must be JSON objects');
+
+  // A token that expires while connected: the next message closes the connection with 4001.
+  const expires = Math.floor(Date.now() / 1000) + 3;
+  const dave = await connect({ path: `/?token=${await sign('dave', { expires })}` });
+  dave.cmd({ type: 'whoami' });
+  await dave.nextType('whoami');
+  await new Promise((resolve) => setTimeout(resolve, expires * 1000 - Date.now() + 50)); // nothing to await but the clock
+  dave.cmd({ type: 'whoami' });
+  assert.deepEqual(await dave.closed, { code: 4001, reason: 'token expired' });
 });
+
+/** Connects with `ws`, expecting a refusal: resolves with its status, WWW-Authenticate and body. */
+function refusal(port, { path: urlPath = '/', headers, origin } = {}) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${urlPath}`, { headers, origin });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => {
+      ws.terminate();
+      reject(new Error('the connection was accepted'));
+    });
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, wwwAuthenticate: res.headers['www-authenticate'], body: Buffer.concat(chunks).toString() }));
+    });
+  });
+}
