@@ -1,6 +1,10 @@
 package wsproto
 
 import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -54,4 +58,29 @@ func TestNewRefusal(t *testing.T) {
 	if _, err := NewRefusal(401, []Header{{Name: "X-A", Value: strings.Repeat("v", MaxRefusalBytes-4)}}, []byte("b")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzRefusal: a refusal is either an error or a response that an HTTP client reads back as it
+// was given (no header can smuggle another, and the body is exactly the one given).
+func FuzzRefusal(f *testing.F) {
+	f.Add(401, "WWW-Authenticate", "Bearer", "body")
+	f.Add(429, "Retry-After", "1\r\nX-Injected: 1", "")
+	f.Add(500, "X:A", "v", "\r\n\r\nHTTP/1.1 200 OK")
+	f.Fuzz(func(t *testing.T, status int, name, value, body string) {
+		e, err := NewRefusal(status, []Header{{Name: name, Value: value}}, []byte(body))
+		if err != nil {
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(e.Response())), nil)
+		if err != nil {
+			t.Fatalf("unreadable response %q: %v", e.Response(), err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != status || !resp.Close || len(resp.Header) > 3 || string(got) != e.Body {
+			t.Fatalf("response %q read back as %d %v %q", e.Response(), resp.StatusCode, resp.Header, got)
+		}
+		if body != "" && string(got) != body {
+			t.Fatalf("body %q read back as %q", body, got)
+		}
+	})
 }
