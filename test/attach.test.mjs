@@ -51,6 +51,8 @@ for (const app of ['http', 'express', 'fastify']) {
     client.send('hello');
     assert.equal((await client.next((m) => m.text === 'hello')).text, 'hello');
 
+    // handleOpen's refusal with a status of its own, as on its own listener.
+    assert.equal(await refusedStatus(port, { path: '/ws?refuse' }), 401);
     // Another path, and no other 'upgrade' listener: 404, as the app would answer it.
     assert.equal(await refusedStatus(port, { path: '/nowhere' }), 404);
     // The app still serves after the upgrades.
