@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"net"
-	"slices"
 	"sync"
 )
 
@@ -11,9 +10,8 @@ import (
 // server (an embedder's HTTP server, which read their upgrade requests) are handed over to it, and
 // the Broker serves them as those of Listen, with the Attachment's limits.
 type Attachment struct {
-	b  *Broker
-	l  *listener
-	ln *handoffListener
+	group *Listeners
+	ln    *handoffListener
 }
 
 // Attach returns an Attachment whose connections get lim (TLS must be nil: the connection is
@@ -30,12 +28,12 @@ func (b *Broker) Attach(name string, lim Limits) (*Attachment, error) {
 	ln := &handoffListener{name: name, conns: make(chan handedOver), done: make(chan struct{})}
 	b.life.Lock()
 	defer b.life.Unlock()
-	l := &listener{ln: ln, lim: lim}
-	b.listeners = append(b.listeners, l)
-	b.acceptWG.Add(1)
-	go b.acceptLoop(l, b.stop)
-	return &Attachment{b: b, l: l, ln: ln}, nil
+	return &Attachment{group: b.newListeners([]net.Listener{ln}, lim), ln: ln}, nil
 }
+
+// Listeners returns the group of the Attachment and the connections it took: its Close ends them
+// with the Attachment.
+func (a *Attachment) Listeners() *Listeners { return a.group }
 
 // Adopt hands tc over: pre are the bytes already read from it (the upgrade request, re-serialised
 // if need be, and whatever followed it), which the handshake reads before the socket. tc gets the
@@ -49,14 +47,9 @@ func (a *Attachment) Adopt(tc *net.TCPConn, pre []byte) error {
 	return nil
 }
 
-// Close stops the Attachment from taking connections; those it took stay until they end or
-// Broker.Close.
-func (a *Attachment) Close() {
-	a.ln.Close()
-	a.b.life.Lock()
-	defer a.b.life.Unlock()
-	a.b.listeners = slices.DeleteFunc(a.b.listeners, func(l *listener) bool { return l == a.l })
-}
+// Close stops the Attachment from taking connections; those it took stay until they end, or
+// until Broker.Close or the Close of its Listeners.
+func (a *Attachment) Close() { a.ln.Close() }
 
 var errAttachTLS = errors.New("an Attachment's connections are plain TCP: Limits.TLS must be nil")
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,12 +28,103 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// listener is one Listen call: its socket, its limits and its connection count.
+// listener is one address of a Listen call (or an Attachment): its socket, its limits and its
+// connection count.
 type listener struct {
 	ln       net.Listener
+	group    *Listeners
 	lim      Limits // resolved: no zero value where a default applies
 	conns    atomic.Int64
 	lastBusy atomic.Int64 // unix nanoseconds of the last "too many connections" warning
+}
+
+// Listeners are what one Listen call (or Attach) opened: its listeners and the connections
+// accepted on them, which Close ends together while the Broker's other listeners and connections
+// go on.
+type Listeners struct {
+	b        *Broker
+	lns      []*listener
+	addrs    []net.Addr
+	stop     chan struct{} // closed when its connections are told to go away
+	stopOnce sync.Once
+	acceptWG sync.WaitGroup
+	allMu    sync.Mutex
+	all      map[*Conn]struct{} // its connections not ended yet
+	connWG   sync.WaitGroup
+}
+
+// newListeners returns the group of lns, accepting, and registers it with b (b.life held).
+func (b *Broker) newListeners(lns []net.Listener, lim Limits) *Listeners {
+	g := &Listeners{b: b, stop: make(chan struct{}), all: make(map[*Conn]struct{})}
+	for _, ln := range lns {
+		l := &listener{ln: ln, group: g, lim: lim}
+		g.lns = append(g.lns, l)
+		g.addrs = append(g.addrs, ln.Addr())
+		g.acceptWG.Add(1)
+		go b.acceptLoop(l)
+		b.logAt(slog.LevelDebug, "listening", slog.Any("addr", ln.Addr()))
+	}
+	b.groups = append(b.groups, g)
+	return g
+}
+
+// Addrs returns the addresses actually listened on, one per address given to Listen, in order:
+// a port 0 there is the port the system chose here.
+func (g *Listeners) Addrs() []net.Addr { return g.addrs }
+
+// Close stops accepting on these listeners at once, gives their connections grace to end by
+// themselves (none with 0), then closes those still open with close code 1001 as Broker.Close
+// does (pending opens refused with 503), and returns when every Close event of its connections
+// has been delivered. Calls after the first, and after Broker.Close, wait for the same end. The
+// Broker's other listeners and connections are not touched. Close must not be called from a
+// Handler method.
+func (g *Listeners) Close(grace time.Duration) {
+	b := g.b
+	b.life.Lock()
+	g.stopAccepting()
+	b.life.Unlock()
+	g.acceptWG.Wait()
+	if grace > 0 {
+		ended := make(chan struct{})
+		go func() {
+			g.connWG.Wait()
+			close(ended)
+		}()
+		timer := time.NewTimer(grace)
+		select {
+		case <-ended:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+	g.goAway()
+	g.connWG.Wait()
+	b.life.Lock()
+	b.groups = slices.DeleteFunc(b.groups, func(other *Listeners) bool { return other == g }) // Broker.Close ends it until here, grace or not
+	b.life.Unlock()
+}
+
+// stopAccepting closes the listeners; their accept loops then end (acceptWG).
+func (g *Listeners) stopAccepting() {
+	for _, l := range g.lns {
+		l.ln.Close()
+	}
+}
+
+// goAway asks every connection of g to end (Conn.goAway), once; the accept loops have ended.
+func (g *Listeners) goAway() {
+	g.stopOnce.Do(func() {
+		close(g.stop)
+		g.allMu.Lock()
+		conns := make([]*Conn, 0, len(g.all))
+		for c := range g.all {
+			conns = append(conns, c)
+		}
+		g.allMu.Unlock()
+		for _, c := range conns {
+			c.goAway()
+		}
+	})
 }
 
 // Broker accepts WebSocket connections on any number of listeners and routes frames to them.
@@ -52,13 +144,8 @@ type Broker struct {
 	writeCalls atomic.Uint64            // write syscalls made (tests check coalescing with it)
 	counters   counters
 
-	life      sync.Mutex    // serialises Listen and Close
-	stop      chan struct{} // closed by Close; replaced after it
-	listeners []*listener   // under life
-	acceptWG  sync.WaitGroup
-	allMu     sync.Mutex
-	all       map[*Conn]struct{} // every connection not ended yet
-	connWG    sync.WaitGroup
+	life   sync.Mutex   // serialises Listen and Close
+	groups []*Listeners // those not closed yet, under life
 
 	epoch    time.Time // the origin of clock
 	pollOnce sync.Once
@@ -74,8 +161,6 @@ func New(h Handler, opts Options) *Broker {
 		catchUpTimeout: CatchUpTimeout,
 		lingerTimeout:  2 * time.Second,
 		readerLinger:   time.Second,
-		stop:           make(chan struct{}),
-		all:            make(map[*Conn]struct{}),
 		epoch:          time.Now(),
 	}
 	b.hub.init()
@@ -90,8 +175,8 @@ func New(h Handler, opts Options) *Broker {
 // Listen starts accepting on every address of addrs (each as net.Listen("tcp", addr)) with the
 // same limits, in the background, and returns once all listen. If one cannot listen, none is
 // left listening and the error names that address and the OS reason. Listeners started by
-// several calls share all state.
-func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
+// several calls share all state (sockets, channels, tokens); each call's can be closed alone.
+func (b *Broker) Listen(addrs []string, lim Limits) (*Listeners, error) {
 	lim, err := lim.resolve()
 	if err != nil {
 		return nil, err
@@ -109,20 +194,11 @@ func (b *Broker) Listen(addrs []string, lim Limits) ([]net.Addr, error) {
 		}
 		lns = append(lns, ln)
 	}
-	bound := make([]net.Addr, len(lns))
-	for i, ln := range lns {
-		l := &listener{ln: ln, lim: lim}
-		b.listeners = append(b.listeners, l)
-		b.acceptWG.Add(1)
-		go b.acceptLoop(l, b.stop)
-		b.logAt(slog.LevelDebug, "listening", slog.Any("addr", ln.Addr()))
-		bound[i] = ln.Addr()
-	}
-	return bound, nil
+	return b.newListeners(lns, lim), nil
 }
 
-func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
-	defer b.acceptWG.Done()
+func (b *Broker) acceptLoop(l *listener) {
+	defer l.group.acceptWG.Done()
 	var delay time.Duration
 	for {
 		nc, err := l.ln.Accept()
@@ -135,7 +211,7 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 			b.logAt(slog.LevelWarn, "accept failed", slog.Any("error", err), slog.Duration("retry_in", delay))
 			select {
 			case <-time.After(delay):
-			case <-stop:
+			case <-l.group.stop:
 				return
 			}
 			continue
@@ -143,10 +219,10 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 		delay = 0
 		switch nc := nc.(type) {
 		case *net.TCPConn:
-			b.serveNew(l, nc, nil, stop)
+			b.serveNew(l, nc, nil)
 		case handedOver:
 			setTCPOptions(nc.TCPConn, l.lim)
-			b.serveNew(l, nc.TCPConn, nc.pre, stop)
+			b.serveNew(l, nc.TCPConn, nc.pre)
 		default:
 			nc.Close()
 		}
@@ -155,13 +231,14 @@ func (b *Broker) acceptLoop(l *listener, stop chan struct{}) {
 
 // serveNew starts serving tc, a connection of l whose first bytes pre (the upgrade request, or
 // part of it) were already read from it elsewhere.
-func (b *Broker) serveNew(l *listener, tc *net.TCPConn, pre []byte, stop chan struct{}) {
+func (b *Broker) serveNew(l *listener, tc *net.TCPConn, pre []byte) {
+	g := l.group
 	rc, err := tc.SyscallConn()
 	if err != nil {
 		tc.Close()
 		return
 	}
-	c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: stop, counted: true, pre: pre}
+	c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: g.stop, counted: true, pre: pre}
 	if l.lim.TLS != nil {
 		c.tc = tls.Server(newTLSSocket(tc, rc), l.lim.TLS)
 		c.sc = c.tc
@@ -177,10 +254,10 @@ func (b *Broker) serveNew(l *listener, tc *net.TCPConn, pre []byte, stop chan st
 	}
 	c.parser.Max = l.lim.MaxPayload
 	b.pollers().Assign(&c.poll)
-	b.allMu.Lock()
-	b.all[c] = struct{}{}
-	b.connWG.Add(2) // the connection, and its first goroutine (serve)
-	b.allMu.Unlock()
+	g.allMu.Lock()
+	g.all[c] = struct{}{}
+	g.connWG.Add(2) // the connection, and its first goroutine (serve)
+	g.allMu.Unlock()
 	go c.serve()
 }
 
@@ -198,10 +275,11 @@ func (b *Broker) connDone(c *Conn, r any) {
 		}
 	}
 	c.release()
-	b.allMu.Lock()
-	delete(b.all, c)
-	b.allMu.Unlock()
-	b.connWG.Done()
+	g := c.l.group
+	g.allMu.Lock()
+	delete(g.all, c)
+	g.allMu.Unlock()
+	g.connWG.Done()
 }
 
 // clock is the monotonic time since the broker was created: a connection's timers in 8 bytes.
@@ -215,25 +293,18 @@ func (b *Broker) clock() time.Duration { return time.Since(b.epoch) }
 func (b *Broker) Close() {
 	b.life.Lock()
 	defer b.life.Unlock()
-	lns := b.listeners
-	b.listeners = nil
-	for _, l := range lns {
-		l.ln.Close()
+	groups := b.groups
+	b.groups = nil
+	for _, g := range groups {
+		g.stopAccepting()
 	}
-	b.acceptWG.Wait()
-
-	close(b.stop)
-	b.allMu.Lock()
-	conns := make([]*Conn, 0, len(b.all))
-	for c := range b.all {
-		conns = append(conns, c)
+	for _, g := range groups {
+		g.acceptWG.Wait()
+		g.goAway()
 	}
-	b.allMu.Unlock()
-	for _, c := range conns {
-		c.goAway()
+	for _, g := range groups {
+		g.connWG.Wait()
 	}
-	b.connWG.Wait()
-	b.stop = make(chan struct{})
 }
 
 // Accept gives the verdict for a connection whose Open is pending. true writes the 101 response

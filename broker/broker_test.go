@@ -65,7 +65,7 @@ func TestDualStackIP(t *testing.T) {
 	if err != nil {
 		t.Skipf("no IPv6: %v", err)
 	}
-	port := a[0].(*net.TCPAddr).Port
+	port := a.Addrs()[0].(*net.TCPAddr).Port
 	dial(t, "127.0.0.1:"+strconv.Itoa(port), "/", nil)
 	if ip := await(t, rec.opens, "open").req.IP; ip != "127.0.0.1" {
 		t.Fatalf("IPv4 peer of a dual-stack listener: %q", ip)
@@ -724,7 +724,7 @@ func TestBrokerClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, id := dialOpen(t, rec, a[0].String())
+	c, id := dialOpen(t, rec, a.Addrs()[0].String())
 	if id != pendingID+1 {
 		t.Fatalf("id %d after restart, want %d", id, pendingID+1)
 	}
@@ -892,7 +892,7 @@ func TestListenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, id1 := dialOpen(t, rec, addr)
-	c2, id2 := dialOpen(t, rec, a2[0].String())
+	c2, id2 := dialOpen(t, rec, a2.Addrs()[0].String())
 	if id2 != id1+1 {
 		t.Fatalf("ids %d %d", id1, id2)
 	}
@@ -900,6 +900,117 @@ func TestListenErrors(t *testing.T) {
 	b.Subscribe(id2, []byte("r"))
 	b.SendToChannel([]byte("r"), []byte("x"), true, 0)
 	readText(t, c2, "x")
+}
+
+// readStatus reads c until it ends and returns the close status it saw.
+func readStatus(c *websocket.Conn) <-chan websocket.StatusCode {
+	status := make(chan websocket.StatusCode, 1)
+	go func() {
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				status <- websocket.CloseStatus(err)
+				return
+			}
+		}
+	}()
+	return status
+}
+
+// closeInBackground calls g.Close(grace) on a goroutine of its own; the channel is closed when it returns.
+func closeInBackground(g *Listeners, grace time.Duration) <-chan struct{} {
+	closed := make(chan struct{})
+	go func() {
+		g.Close(grace)
+		close(closed)
+	}()
+	return closed
+}
+
+func awaitClosed(t *testing.T, closed <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-closed:
+	case <-time.After(waitTimeout):
+		t.Fatal("Listeners.Close did not return")
+	}
+}
+
+func TestListenersClose(t *testing.T) {
+	rec := newRecorder()
+	b, addr := start(t, rec, Limits{})
+	rec.onOpen = func(c *Conn, req *Request) {
+		if req.URL != "/pending" {
+			b.Accept(c.ID(), true)
+		}
+	}
+	g, err := b.Listen([]string{"127.0.0.1:0", "127.0.0.1:0"}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := g.Addrs()
+	if len(addrs) != 2 || addrs[0].(*net.TCPAddr).Port == 0 || addrs[0].String() == addrs[1].String() {
+		t.Fatalf("addresses %v", addrs)
+	}
+	other, otherID := dialOpen(t, rec, addr)
+	c, id := dialOpen(t, rec, addrs[1].String())
+	status := readStatus(c)
+	pending := rawConnect(t, addrs[0].String())
+	pending.send([]byte(wstest.UpgradeRequest("/pending")))
+	pendingID := await(t, rec.opens, "open").id
+
+	g.Close(0)
+	if e := await(t, rec.closes, "close"); e.id != id || e.code != uint16(websocket.StatusGoingAway) || len(rec.closes) != 0 {
+		t.Fatalf("Close event of %d with %d (%d more), want %d with 1001", e.id, e.code, len(rec.closes), id)
+	}
+	if s := <-status; s != websocket.StatusGoingAway {
+		t.Fatalf("client saw %v", s)
+	}
+	if st := pending.status(); st != 503 || rec.closesOf(pendingID) != 0 {
+		t.Fatalf("pending socket got %d", st)
+	}
+	b.Send(otherID, []byte("still here"), true)
+	readText(t, other, "still here")
+	g.Close(0) // twice: nothing to do
+
+	// The address is free again; a grace lets connections end by themselves, new ones are refused.
+	g, err = b.Listen([]string{addrs[1].String()}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, id = dialOpen(t, rec, addrs[1].String())
+	closed := closeInBackground(g, time.Hour)
+	waitFor(t, "the listener to close", func() bool {
+		nc, err := net.Dial("tcp", addrs[1].String())
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	})
+	write(t, c, websocket.MessageText, []byte("during the grace"))
+	await(t, rec.msgs, "text")
+	c.Close(websocket.StatusNormalClosure, "")
+	if e := await(t, rec.closes, "close"); e.id != id || e.code != uint16(websocket.StatusNormalClosure) {
+		t.Fatalf("Close event of %d with %d", e.id, e.code)
+	}
+	awaitClosed(t, closed)
+
+	// Past the grace, 1001; Broker.Close ends a grace too.
+	for _, grace := range []time.Duration{time.Millisecond, time.Hour} {
+		g, err = b.Listen([]string{"127.0.0.1:0"}, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ = dialOpen(t, rec, g.Addrs()[0].String())
+		status = readStatus(c)
+		closed = closeInBackground(g, grace)
+		if grace == time.Hour {
+			b.Close()
+		}
+		awaitClosed(t, closed)
+		if s := <-status; s != websocket.StatusGoingAway {
+			t.Fatalf("grace %v: client saw %v", grace, s)
+		}
+	}
 }
 
 func TestHandlerPanic(t *testing.T) {

@@ -140,7 +140,7 @@ type Conn struct {
 	// goroutine); sc is the byte stream, tc or nc.
 	tc   *tls.Conn
 	sc   net.Conn
-	stop <-chan struct{} // closed by Broker.Close
+	stop <-chan struct{} // closed when its Listeners close (Broker.Close, Listeners.Close)
 
 	openTimer *time.Timer // the open timeout while the verdict is awaited (under wmu)
 
@@ -187,6 +187,9 @@ func (c *Conn) mayBlock() bool { return !c.here }
 // one), the first is 1. The zero Conn has id 0.
 func (c *Conn) ID() uint64 { return c.id }
 
+// Listeners returns the Listen call's listeners that accepted c.
+func (c *Conn) Listeners() *Listeners { return c.l.group }
+
 // Token returns the current token, nil if none. The slice must not be modified: SetToken stores a
 // fresh copy, so a returned slice never changes.
 func (c *Conn) Token() []byte {
@@ -210,7 +213,7 @@ func stopped(ch <-chan struct{}) bool {
 // the verdict (Accept, the open timeout or Broker.Close) decides the rest, on the goroutine or
 // thread that gives it, so that accepting a socket wakes nobody.
 func (c *Conn) serve() {
-	defer c.b.connWG.Done() // this goroutine's own count (acceptLoop)
+	defer c.l.group.connWG.Done() // this goroutine's own count (acceptLoop)
 	opened := false
 	defer func() {
 		if r := recover(); r != nil || !opened {
@@ -656,7 +659,7 @@ func (c *Conn) startDrainLocked() {
 // drainDeadline is the drain deadline (set with stateClosing) as a time.
 func (c *Conn) drainDeadline() time.Time { return c.b.epoch.Add(c.drainAt) }
 
-// goAway is Broker.Close's request to end the connection.
+// goAway is Close's request (Broker's or its Listeners') to end the connection.
 func (c *Conn) goAway() {
 	switch s := c.state.Load(); {
 	case s == stateHandshake:

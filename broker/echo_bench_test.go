@@ -30,7 +30,7 @@ func (h *echoHandler) listen(b *testing.B, lim Limits) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(h.b.Close)
-	return a[0].String()
+	return a.Addrs()[0].String()
 }
 
 // benchEcho measures round trips of frame (a masked client frame) through an echo server on

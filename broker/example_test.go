@@ -45,11 +45,11 @@ func (h *chat) Close(c *broker.Conn)               { h.closed <- c.ID() }
 func startChat() (*chat, *websocket.Conn) {
 	h := &chat{closed: make(chan uint64, 1)}
 	h.b = broker.New(h, broker.Options{})
-	addrs, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
+	listeners, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
 	if err != nil {
 		log.Fatal(err)
 	}
-	c, _, err := websocket.Dial(context.Background(), "ws://"+addrs[0].String(), nil)
+	c, _, err := websocket.Dial(context.Background(), "ws://"+listeners.Addrs()[0].String(), nil)
 	if err != nil {
 		log.Fatal(err)
 	}

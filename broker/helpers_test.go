@@ -147,12 +147,12 @@ func startHandler(t testing.TB, h Handler, rec *recorder, lim Limits, configure 
 	if os.Getenv("BROKER_UNPOLLED") != "" {
 		unpolled(b) // unless a test asked for pollers (polled): the fallback read path, on Linux
 	}
-	addrs, err := b.Listen([]string{"127.0.0.1:0"}, lim)
+	listeners, err := b.Listen([]string{"127.0.0.1:0"}, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	return b, addrs[0].String()
+	return b, listeners.Addrs()[0].String()
 }
 
 func dial(t testing.TB, addr, path string, hdr http.Header) *websocket.Conn {

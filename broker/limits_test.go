@@ -38,7 +38,7 @@ func listenAlso(t *testing.T, b *Broker, lim Limits) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a[0].String()
+	return a.Addrs()[0].String()
 }
 
 // collect reads every message of c into a channel until the connection ends; the final error

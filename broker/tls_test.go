@@ -125,9 +125,10 @@ func TestTLSPlainRequest(t *testing.T) {
 		t.Fatalf("not closed: %v", err)
 	}
 	waitFor(t, "every connection to end", func() bool {
-		b.allMu.Lock()
-		defer b.allMu.Unlock()
-		return len(b.all) == 0 && b.listeners[0].conns.Load() == 0
+		g := b.groups[0]
+		g.allMu.Lock()
+		defer g.allMu.Unlock()
+		return len(g.all) == 0 && g.lns[0].conns.Load() == 0
 	})
 	select {
 	case e := <-rec.opens:

@@ -40,7 +40,7 @@ func TestServe(t *testing.T) {
 	h := &countingHandler{msgs: make(chan struct{}, 1), closes: make(chan struct{}, 1)}
 	b := broker.New(h, broker.Options{})
 	h.b = b
-	addrs, err := b.Listen([]string{"127.0.0.1:0"}, broker.Limits{})
+	listeners, err := b.Listen([]string{"127.0.0.1:0"}, broker.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestServe(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+addrs[0].String(), nil)
+	c, _, err := websocket.Dial(ctx, "ws://"+listeners.Addrs()[0].String(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

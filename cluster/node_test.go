@@ -46,7 +46,7 @@ func join(t *testing.T, srv *redistest.Server, opts cluster.Options) *node {
 	t.Helper()
 	h := &opened{ids: make(chan uint64, 100)}
 	h.b = broker.New(h, broker.Options{})
-	addrs, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
+	listeners, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func join(t *testing.T, srv *redistest.Server, opts cluster.Options) *node {
 		defer cancel()
 		n.Leave(ctx)
 	})
-	return &node{b: h.b, n: n, h: h, addr: addrs[0].String()}
+	return &node{b: h.b, n: n, h: h, addr: listeners.Addrs()[0].String()}
 }
 
 // client dials nd and returns the connection and its socket id.

@@ -7,7 +7,7 @@
 //   supervisor.cts  the worker threads start() spawns
 //   types.cts       the public types
 export { start } from './server.cjs';
-export type { StartOptions, ClusterOptions, WorkerInterface, OpenRequest, OpenRefusal, DeliveryOptions } from './types.cjs';
+export type { StartOptions, Server, CloseOptions, ClusterOptions, WorkerInterface, OpenRequest, OpenRefusal, DeliveryOptions } from './types.cjs';
 export { registerWorkerThread } from './delivery.cjs';
 export {
   send,

@@ -15,4 +15,4 @@ export {
   stop,
   stats,
 } from './index.cjs';
-export type { ClusterOptions, ClusterStats, DeliveryOptions, OpenRefusal, OpenRequest, StartOptions, Stats, WorkerInterface } from './index.cjs';
+export type { ClusterOptions, ClusterStats, CloseOptions, DeliveryOptions, OpenRefusal, OpenRequest, Server, StartOptions, Stats, WorkerInterface } from './index.cjs';

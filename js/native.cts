@@ -30,11 +30,12 @@ export interface Native {
   /**
    * Starts the listeners of one `start` call, and its metrics server, from `config` (JSON: `bind`
    * as an array, the limits, `protocols`, `compression`, `tls` as PEM text, `metrics`, `attach`; see
-   * listenConfig in cmd/libwsbroker/exports.go): all or none. Returns the id of the call's
-   * Attachment (when `attach` names a server), else 0. Throws an Error naming the address and
-   * the reason, or the TLS problem.
+   * listenConfig in cmd/libwsbroker/exports.go): all or none. Returns JSON (listenResult there):
+   * `server`, the id that `closeServer` takes; `attachment`, the id of the call's Attachment for
+   * `adopt` (when `attach` names a server), else 0; `addresses`, those listened on. Throws an
+   * Error naming the address and the reason, or the TLS problem.
    */
-  listen(config: string): number;
+  listen(config: string): string;
   /**
    * Hands a TCP connection that a Node server accepted over to the Attachment `attachment` (the
    * number `listen` returned): Go takes a duplicate of the socket `fd`, reads `pre` (the bytes
@@ -53,6 +54,13 @@ export interface Native {
    * worker has handled every event (handleClose included).
    */
   stop(done: () => void): void;
+  /**
+   * Stops the listeners, the Attachment and the metrics server of the `start` call whose `listen`
+   * returned `server`, lets its connections go on for `graceMs`, closes those still open with 1001,
+   * and calls `done` on this thread once their close events have been handled; at once if they
+   * are closed already.
+   */
+  closeServer(server: number, graceMs: number, done: () => void): void;
   /**
    * Joins the cluster that `config` describes (JSON: `redis`, `prefix`, `publishBuffer`; see
    * clusterConfig in cmd/libwsbroker/cluster.go); a no-op if the process is in one. `done(1)` once

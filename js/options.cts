@@ -1,5 +1,5 @@
-// The checks of every option object of the API (`start`'s, with its `tls` and `compression`, and
-// `registerWorkerThread`'s), each made once, here: a TypeError names the option and what it got, and
+// The checks of every option object of the API (`start`'s, with its `tls` and `compression`,
+// `registerWorkerThread`'s and `Server.close`'s), each made once, here: a TypeError names the option and what it got, and
 // an unknown key is rejected with the nearest valid one.
 import { readFile } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -15,7 +15,7 @@ import {
   LIMITS,
   type LimitName,
 } from './protocol.gen.cjs';
-import type { DeliveryOptions, StartOptions, WorkerInterface } from './types.cjs';
+import type { CloseOptions, DeliveryOptions, StartOptions, WorkerInterface } from './types.cjs';
 
 /** What `start` was asked to do, checked: its listen configuration as the addon takes it (JSON) and its workers. */
 export interface StartConfig {
@@ -308,6 +308,24 @@ function editDistance(a: string, b: string): number {
     row = next;
   }
   return row[b.length];
+}
+
+/** The longest `grace` of `Server.close`, in milliseconds (as `setTimeout` takes). */
+const MAX_CLOSE_GRACE = 2 ** 31 - 1;
+const CLOSE_OPTIONS: Record<keyof CloseOptions, true> = { grace: true };
+
+/** Checks the options of `Server.close` and returns its grace in milliseconds. */
+export function closeGraceOf(options: CloseOptions | undefined): number {
+  if (options === undefined) return 0;
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`close: options must be an object like { grace: 10000 }, got ${describe(options)}`);
+  }
+  rejectUnknownKeys(options, CLOSE_OPTIONS, 'close', 'options');
+  const { grace = 0 } = options;
+  if (typeof grace !== 'number' || !Number.isSafeInteger(grace) || grace < 0 || grace > MAX_CLOSE_GRACE) {
+    throw new TypeError(`close: options.grace must be an integer from 0 to ${MAX_CLOSE_GRACE} (milliseconds), got ${describe(grace)}`);
+  }
+  return grace;
 }
 
 /** The delivery options' defaults (JavaScript's own: Go has no part in ordered delivery). */

@@ -5,9 +5,9 @@ import { native } from './addon.cjs';
 import { attachServer, detachAll } from './attach.cjs';
 import { isMainThreadRegistered, registerWorkerThread, unregisterMainThread } from './delivery.cjs';
 import { importWorkerModule, loadError } from './module.cjs';
-import { startConfigOf } from './options.cjs';
+import { closeGraceOf, startConfigOf } from './options.cjs';
 import { hasLiveWorkers, launchWorkers, retireAll, retireLiveWorkers, type WorkerSlot } from './supervisor.cjs';
-import type { StartOptions, WorkerInterface } from './types.cjs';
+import type { CloseOptions, Server, StartOptions, WorkerInterface } from './types.cjs';
 
 /** The stop in progress, if any: `start` waits for it. */
 let stopping: Promise<void> | undefined;
@@ -52,8 +52,9 @@ function joinCluster(config: string): Promise<void> {
  *
  * @param options - What to start:
  * - `bind`: required unless `server` is given. The address to listen on, `host:port` as Go's
- *   `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`), or
- *   an array of such addresses (all listen, with the same options, or none does).
+ *   `net.Listen` takes it (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:8080`; port
+ *   `0` picks a free port, which `addresses` gives), or an array of such addresses (all listen,
+ *   with the same options, or none does).
  * - `server`, `path`: optional. A Node `http.Server` (Express's `app.listen()`, Fastify's
  *   `fastify.server`) whose WebSocket upgrades to `path` (default: every path) this call takes,
  *   with its limits, beside its `bind` listeners if any: the connection leaves Node (its socket
@@ -84,8 +85,11 @@ function joinCluster(config: string): Promise<void> {
  *   on, logs one error line, and the node keeps trying in the background (local delivery works
  *   meanwhile).
  * @returns A Promise that resolves once the workers of this call are ready and the address is
- * listening. Listening is all or none: if one address (or the `metrics` address) cannot be
- * listened on, nothing of this call stays bound.
+ * listening, to a `Server`: `addresses`, those listened on (with port `0` in `bind`, the port the
+ * system chose), and `close()`, which closes this call's listeners, `server` attachment, `metrics`
+ * server and connections (with an optional grace period) while the rest runs on until `stop()`.
+ * Listening is all or none: if one address (or the `metrics` address) cannot be listened on,
+ * nothing of this call stays bound.
  * @throws {TypeError} (a rejection) when `options` is not an object, or has a key that is not one
  * of `StartOptions` (the message names it and the nearest valid one; so do `tls` and `compression`
  * objects with a key of their own), `bind` is not a string or a non-empty array of strings (or is
@@ -111,7 +115,7 @@ function joinCluster(config: string): Promise<void> {
  * and key are not valid PEM or do not match (the message says which); when the `cluster.redis`
  * or `cluster.nats` URL cannot be used (the message says why, without its password or token).
  */
-export async function start(options: StartOptions): Promise<void> {
+export async function start(options: StartOptions): Promise<Server> {
   const { listenConfig, workerPath, threads, delivery, cluster, attach } = await startConfigOf(options);
   await stopping;
   const clusterConfig = cluster && JSON.stringify(cluster);
@@ -160,15 +164,49 @@ export async function start(options: StartOptions): Promise<void> {
   }
 
   await joining;
-  let attachment: number;
+  let bound: ListenResult;
   try {
-    attachment = native.listen(JSON.stringify(listenConfig));
+    bound = JSON.parse(native.listen(JSON.stringify(listenConfig))) as ListenResult;
   } catch (err) {
     await retireAll(spawned);
     throw err;
   }
-  if (attach) attachServer(attach.server, attach.path, attachment);
+  const detach = attach ? attachServer(attach.server, attach.path, bound.attachment) : () => {};
   listening = true;
+  return serverOf(bound, detach);
+}
+
+/** What the addon's `listen` returns (listenResult in cmd/libwsbroker/exports.go). */
+interface ListenResult {
+  server: number;
+  attachment: number;
+  addresses: Array<{ host: string; port: number }>;
+}
+
+/**
+ * The `Server` of one `start` call; its `close` is made once, with the first call's grace, after
+ * `detach` has taken its attached server's upgrades back.
+ */
+function serverOf({ server, addresses }: ListenResult, detach: () => void): Server {
+  let closing: Promise<void> | undefined;
+  const frozen = Object.freeze(addresses.map((address) => Object.freeze(address)));
+  return Object.freeze({
+    addresses: frozen,
+    close(options?: CloseOptions): Promise<void> {
+      let grace: number;
+      try {
+        grace = closeGraceOf(options);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      closing ??= (async () => {
+        detach();
+        await new Promise<void>((resolve) => native.closeServer(server, grace, () => resolve()));
+        await stopping; // a stop under way closes these connections too: its handlers have run after it
+      })();
+      return closing;
+    },
+  });
 }
 
 /**

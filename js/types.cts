@@ -46,7 +46,7 @@ export interface StartOptions extends DeliveryOptions {
   openTimeout?: number;
   /** The subprotocols this server speaks, e.g. `['chat.v2', 'chat.v1']`: the first one the client offers (`Sec-WebSocket-Protocol`) that is in this list is chosen in the handshake; `handleOpen` sees what the client offered in `headers['sec-websocket-protocol']`. Default: none. */
   protocols?: string[];
-  /** An address (`host:port`) where the figures of `stats()` are served in Prometheus text format, at `/metrics`, until `stop()`. Default: none. */
+  /** An address (`host:port`) where the figures of `stats()` are served in Prometheus text format, at `/metrics`, until `stop()` or this call's `close()`. Default: none. */
   metrics?: string;
   /**
    * `true` negotiates permessage-deflate (RFC 7692) with every client that offers it (browsers and
@@ -90,6 +90,46 @@ export interface StartOptions extends DeliveryOptions {
    * process alone; socket ids 1, 2, 3…).
    */
   cluster?: ClusterOptions;
+}
+
+/**
+ * What `start` resolves to: the addresses this call listens on, and `close()`, which ends this
+ * call's listeners and connections while the others, the workers and the cluster stay.
+ */
+export interface Server {
+  /**
+   * The addresses actually listened on, one per `bind` address, in order (none for an attached
+   * `server` without `bind`: its address is its own): with port `0` in `bind`, `port` is the one
+   * the system chose. `host` is as Node's `server.address().address` gives it: an
+   * IPv6 address without brackets (`'::1'`, `'::'` for `[::]:port` or `:port`), `'127.0.0.1'` for
+   * `localhost`.
+   */
+  readonly addresses: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  /**
+   * Stops accepting on this call's addresses at once (and taking its attached `server`'s
+   * upgrades, which then go to its other `'upgrade'` listeners; without any, Node closes their
+   * sockets), and stops its
+   * `metrics` server. Its
+   * connections go on for `options.grace` milliseconds (default 0), or until each has ended by
+   * itself; those still open then are closed with code 1001, as `stop()` closes them (an upgrade
+   * still waiting for `handleOpen` is answered with HTTP 503 and has no `handleClose`). Sends to
+   * those sockets meanwhile work as to any socket until its close frame is queued, and are no-ops
+   * after it: what was sent before goes out before the 1001. The connections of other `start` calls,
+   * the workers and the cluster stay until `stop()`.
+   *
+   * @returns A Promise that resolves once `handleClose` has run for every connection of this call
+   * (as `stop()` waits for it). A later call returns the promise of the first (its grace is
+   * ignored); after `stop()`, it resolves at once.
+   * @throws {TypeError} (a rejection) when `options` is not an object with only `grace`, an
+   * integer from 0 to 2147483647.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+/** The options of `Server.close()`. */
+export interface CloseOptions {
+  /** How long, in milliseconds, connections may go on after the listeners have closed, before those still open are closed with code 1001. Default 0. */
+  grace?: number;
 }
 
 /** The options of `start`'s `cluster`. */

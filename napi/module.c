@@ -215,22 +215,23 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// listen(config): config is the JSON that wsb_listen reads (js/options.cts builds it); returns the
-// id of its Attachment for adopt (0: none).
+// listen(config): config is the JSON that wsb_listen reads (js/options.cts builds it); returns
+// the JSON it reports (the server's id, its Attachment's id for adopt, its addresses).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
   napi_valuetype type;
   bytes_t config;
-  uint32_t attachment = 0;
+  char *bound = NULL;
   if (!get_args(env, info, 1, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string)
     return throw_type(env, "config must be a string");
   if (!get_bytes(env, argv[0], "config", &config)) return NULL;
-  char *err = wsb_listen((uint8_t *)config.data, config.len, &attachment);
+  char *err = wsb_listen((uint8_t *)config.data, config.len, &bound);
   bytes_free(&config);
   if (err) return throw_go_error(env, err);
-  napi_create_uint32(env, attachment, &result);
-  return result;
+  napi_status status = napi_create_string_utf8(env, bound, NAPI_AUTO_LENGTH, &result);
+  free(bound);
+  return status == napi_ok ? result : NULL;
 }
 
 // adopt(attachment, fd, pre): hands the socket fd (a duplicate of it) and the bytes already read
@@ -269,7 +270,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return make_bool(env, closed);
 }
 
-// The asynchronous calls (stop, clusterJoin, clusterSubscriberCount) take a callback, which Go
+// The asynchronous calls (stop, closeServer, clusterJoin, clusterSubscriberCount) take a callback, which Go
 // calls once, with a number, through notify.
 
 // async_done runs on the JS thread that made the call: it calls the callback with the result.
@@ -319,6 +320,20 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv)) return NULL;
   napi_threadsafe_function done = async_callback(env, argv, 0, "wsbroker stop");
   if (done) wsb_stop(done);
+  return NULL;
+}
+
+// closeServer(id, graceMs, callback): closes the listeners and connections of one start() call;
+// callback() once their handleClose handlers have run.
+static napi_value js_close_server(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  uint32_t id;
+  double grace;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok || napi_get_value_double(env, argv[1], &grace) != napi_ok)
+    return throw_type(env, "server and graceMs must be numbers");
+  napi_threadsafe_function done = async_callback(env, argv, 2, "wsbroker closeServer");
+  if (done) wsb_server_close(id, grace, done);
   return NULL;
 }
 
@@ -585,6 +600,7 @@ NAPI_MODULE_INIT() {
       {"adopt", js_adopt},
       {"close", js_close},
       {"stop", js_stop},
+      {"closeServer", js_close_server},
       {"clusterJoin", js_cluster_join},
       {"clusterSubscriberCount", js_cluster_subscriber_count},
       {"acceptOpen", js_accept_open},

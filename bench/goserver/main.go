@@ -102,7 +102,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "goserver:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("listening %s\n", la[0])
+	fmt.Printf("listening %s\n", la.Addrs()[0])
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig

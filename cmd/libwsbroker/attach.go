@@ -19,11 +19,11 @@ var attachments struct {
 	byID map[uint32]*broker.Attachment
 }
 
-// attach makes an Attachment with lim for the server name stands for, and returns its id.
-func attach(name string, lim broker.Limits) (uint32, error) {
+// attach makes an Attachment with lim for the server name stands for, and returns it with its id.
+func attach(name string, lim broker.Limits) (*broker.Attachment, uint32, error) {
 	a, err := brk.Attach(name, lim)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	attachments.Lock()
 	defer attachments.Unlock()
@@ -32,7 +32,14 @@ func attach(name string, lim broker.Limits) (uint32, error) {
 	}
 	attachments.next++
 	attachments.byID[attachments.next] = a
-	return attachments.next, nil
+	return a, attachments.next, nil
+}
+
+// detach forgets Attachment id (0: none); its Listeners' Close closes it.
+func detach(id uint32) {
+	attachments.Lock()
+	delete(attachments.byID, id)
+	attachments.Unlock()
 }
 
 // detachAll forgets every Attachment (Broker.Close has closed them).

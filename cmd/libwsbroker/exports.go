@@ -35,6 +35,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -223,12 +224,12 @@ func (cfg *listenConfig) limits() (broker.Limits, error) {
 }
 
 // wsb_listen starts the listeners of one start() call (a JSON listenConfig), its Attachment and
-// the metrics server if it names them: all of them or, on error, none (nothing stays bound). It
-// sets *attachment to the Attachment's id for wsb_adopt (0: none) and returns NULL once
-// listening, else a malloc'd message for the caller to free.
+// the metrics server if it names them: all of them or, on error, none (nothing stays bound). Once
+// listening it sets *bound to a malloc'd JSON listenResult for the caller to free and returns
+// NULL, else it returns a malloc'd message for the caller to free.
 //
 //export wsb_listen
-func wsb_listen(config *C.uint8_t, n C.size_t, attachment *C.uint32_t) *C.char {
+func wsb_listen(config *C.uint8_t, n C.size_t, bound **C.char) *C.char {
 	return cError(func() error {
 		var cfg listenConfig
 		if err := json.Unmarshal(bytesOf(config, n), &cfg); err != nil {
@@ -246,25 +247,63 @@ func wsb_listen(config *C.uint8_t, n C.size_t, attachment *C.uint32_t) *C.char {
 			}
 			stopMetrics = stop
 		}
-		if _, err := brk.Listen(cfg.Bind, lim); err != nil {
+		listeners, err := brk.Listen(cfg.Bind, lim)
+		if err != nil {
 			stopMetrics()
 			return err
 		}
+		s := server{groups: []*broker.Listeners{listeners}, stopMetrics: stopMetrics}
+		result := listenResult{Addresses: hostPorts(listeners.Addrs())}
 		if cfg.Attach != "" {
 			attached := lim
 			attached.TLS = nil
-			id, err := attach(cfg.Attach, attached)
+			a, id, err := attach(cfg.Attach, attached)
 			if err != nil {
 				return err // not reached: Listen has checked these limits
 			}
-			*attachment = C.uint32_t(id)
+			s.groups = append(s.groups, a.Listeners())
+			s.attachment, result.Attachment = id, id
 		}
-		metricsStops.Lock()
-		metricsStops.fns = append(metricsStops.fns, stopMetrics)
-		metricsStops.Unlock()
+		servers.Lock()
+		if servers.byID == nil {
+			servers.byID = map[uint32]server{}
+		}
+		servers.last++
+		result.Server = servers.last
+		servers.byID[result.Server] = s
+		servers.Unlock()
+		out, err := json.Marshal(result)
+		if err != nil {
+			return err
+		}
+		*bound = C.CString(string(out))
 		letReadyRun() // the accept loops
 		return nil
 	})
+}
+
+// listenResult is what wsb_listen reports: the server's id (for wsb_server_close), its
+// Attachment's id (for wsb_adopt; 0: none) and the addresses listened on, in the order of
+// listenConfig.Bind.
+type listenResult struct {
+	Server     uint32     `json:"server"`
+	Attachment uint32     `json:"attachment"`
+	Addresses  []hostPort `json:"addresses"`
+}
+
+// hostPort is an address as Node's server.address() gives it: an IPv6 host without brackets.
+type hostPort struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+func hostPorts(addrs []net.Addr) []hostPort {
+	out := make([]hostPort, len(addrs))
+	for i, a := range addrs {
+		ap := a.(*net.TCPAddr).AddrPort()
+		out[i] = hostPort{Host: ap.Addr().String(), Port: int(ap.Port())}
+	}
+	return out
 }
 
 // wsb_adopt hands the TCP connection of fd, whose upgrade request a Node server has read (pre:
@@ -308,18 +347,40 @@ func wsb_stop(ctx unsafe.Pointer) {
 	go func() {
 		defer recoverInto("stop")
 		workers.setStopping(true)
-		metricsStops.Lock()
-		stops := metricsStops.fns
-		metricsStops.fns = nil
-		metricsStops.Unlock()
-		for _, stop := range stops {
-			stop()
+		servers.Lock()
+		all := servers.byID
+		servers.byID = nil
+		servers.Unlock()
+		for _, s := range all {
+			s.stopMetrics()
 		}
 		brk.Close()
 		detachAll()
 		leaveCluster()
 		workers.drain()
 		workers.setStopping(false)
+		notifyC(ctx, 0)
+	}()
+	letReadyRun()
+}
+
+// wsb_server_close stops the listeners, the Attachment and the metrics server of the start() call
+// whose id wsb_listen gave, lets its connections go on for graceMs, closes those still open with
+// 1001, and calls the notify function with ctx once their close events have been handled by the
+// workers (at once if that server is closed already, or stop came).
+//
+//export wsb_server_close
+func wsb_server_close(id C.uint32_t, graceMs C.double, ctx unsafe.Pointer) {
+	defer recoverInto("closeServer")
+	go func() {
+		defer recoverInto("closeServer")
+		servers.Lock()
+		s, ok := servers.byID[uint32(id)]
+		delete(servers.byID, uint32(id))
+		servers.Unlock()
+		if ok {
+			s.close(time.Duration(float64(graceMs) * float64(time.Millisecond)))
+		}
 		notifyC(ctx, 0)
 	}()
 	letReadyRun()

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/wsbroker/wsbroker/broker"
 	"github.com/wsbroker/wsbroker/internal/embedder"
@@ -23,12 +25,34 @@ var (
 	brk     *broker.Broker
 	// hooks reach what the broker offers an embedder that runs its own event loop and threads.
 	hooks = embedder.Of[broker.Broker, broker.Conn]()
-	// metricsStops stops the metrics servers of the start() calls since the last stop.
-	metricsStops struct {
+	// servers are the start() calls since the last stop, by id.
+	servers struct {
 		sync.Mutex
-		fns []func()
+		byID map[uint32]server
+		last uint32 // the last id given; ids are never reused
 	}
 )
+
+// server is what one start() call opened: its listeners (and its Attachment's), the Attachment's
+// id (0: none) and its metrics server.
+type server struct {
+	groups      []*broker.Listeners
+	attachment  uint32
+	stopMetrics func()
+}
+
+// close stops s taking connections, lets them go on for grace, closes those left with 1001 and
+// waits until the workers have handled their events, handleClose included.
+func (s server) close(grace time.Duration) {
+	s.stopMetrics()
+	detach(s.attachment)
+	var wg sync.WaitGroup
+	for _, g := range s.groups {
+		wg.Go(func() { g.Close(grace) })
+	}
+	wg.Wait()
+	workers.awaitHandled(func(c *broker.Conn) bool { return slices.Contains(s.groups, c.Listeners()) })
+}
 
 func init() {
 	// Go would otherwise turn a write to a closed socket into a fatal SIGPIPE for node.

@@ -92,8 +92,9 @@ type pool struct {
 	parking worker
 
 	stopping atomic.Bool // while stopping, readers never wait for a backlog to shrink
-	idleMu   sync.Mutex  // with idle: drain waits for every worker to finish its events
+	idleMu   sync.Mutex  // with idle: drain and awaitHandled wait for workers to handle events
 	idle     sync.Cond
+	awaiting atomic.Int32 // awaitHandled calls waiting: every batch done signals idle meanwhile
 }
 
 func newPool(deliver deliverFunc, answer func(id uint64, kind byte), newCork func() corker) *pool {
@@ -340,13 +341,19 @@ func (p *pool) wants(w *worker, c *broker.Conn, kind byte) bool {
 
 // holds reports whether an event of c waits for w or is in flight to its thread (w locked).
 func (w *worker) holds(c *broker.Conn) bool {
+	return w.holdsAny(func(other *broker.Conn) bool { return other == c })
+}
+
+// holdsAny reports whether an event of a socket for which of is true waits for w or is in flight
+// to its thread (w locked).
+func (w *worker) holdsAny(of func(*broker.Conn) bool) bool {
 	for _, ev := range w.waitingEv {
-		if ev.conn == c {
+		if of(ev.conn) {
 			return true
 		}
 	}
 	for _, ev := range w.inflEv { // empty unless awaitingDone
-		if ev.conn == c {
+		if of(ev.conn) {
 			return true
 		}
 	}
@@ -443,6 +450,30 @@ func (p *pool) drain() {
 	for !p.allIdle() {
 		p.idle.Wait()
 	}
+}
+
+// awaitHandled waits until no live worker holds an event of a socket for which of is true: the
+// events of those sockets queued before the call have been handled.
+func (p *pool) awaitHandled(of func(*broker.Conn) bool) {
+	p.awaiting.Add(1)
+	defer p.awaiting.Add(-1)
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	for p.anyHolds(of) {
+		p.idle.Wait()
+	}
+}
+
+func (p *pool) anyHolds(of func(*broker.Conn) bool) bool {
+	for _, w := range *p.live.Load() {
+		w.mu.Lock()
+		holds := !w.dead && w.holdsAny(of)
+		w.mu.Unlock()
+		if holds {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *pool) allIdle() bool {

@@ -161,7 +161,7 @@ func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
 		w.cork.Flush()
 		s.unsettledSince = time.Time{}
 	}
-	if idle {
+	if idle || p.awaiting.Load() > 0 {
 		p.signalIdle()
 	}
 	return next{watch: s.watching, runHere: toCaller && w.takeToCaller()}, settled
