@@ -19,7 +19,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { Child, Client, freePort, root, withTimeout } from './helpers.mjs';
+import { Child, Client, freePort, isListening, root, withTimeout } from './helpers.mjs';
 import { redisServer } from './harness.mjs';
 
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -239,17 +239,28 @@ test('migrating from ws: the WSBroker server does the same', { timeout: 60_000 }
   await roomServerBehaves(port, t);
 });
 
-test('FAQ, stopping cleanly: SIGTERM closes connections with 1001, then the process exits by itself', { timeout: 60_000 }, async (t) => {
-  // The FAQ's server.mjs uses the quick start's worker.mjs, as it says.
-  const dir = writeScenario('shutdown', { 'worker.mjs': scenarios.get('quickstart').files.get('worker.mjs') });
+test('FAQ, stopping cleanly: on SIGTERM new connections are refused, open ones go on for the grace, then 1001, every handleClose, exit 0', { timeout: 60_000 }, async (t) => {
+  // The FAQ's server.mjs uses the quick start's worker.mjs with the FAQ's handleClose added, as it says.
+  const { files } = scenarios.get('shutdown');
+  const worker = scenarios.get('quickstart').files.get('worker.mjs') + files.get('worker-close.mjs');
+  const dir = writeScenario('shutdown', { 'worker.mjs': worker });
   const port = await freePort();
-  const server = await startServer(dir, 'server.mjs', port, t);
-  const client = await Client.connect(port);
-  client.send('hello');
-  assert.equal((await client.next()).text, 'echo: hello');
+  const server = new Child(['server.mjs'], { cwd: dir, env: { PORT: String(port), GRACE_MS: '1000' } });
+  t.after(() => server.stop());
+  await server.waitForLine(new RegExp(`^listening on ws://localhost:${port}$`), 30_000);
+  const clients = [await Client.connect(port), await Client.connect(port)];
+  clients[0].send('hello');
+  assert.equal((await clients[0].next((m) => m.text.startsWith('echo'))).text, 'echo: hello');
 
   server.proc.kill('SIGTERM');
-  assert.equal((await withTimeout(client.closed, 10_000, 'the close on SIGTERM')).code, 1001);
+  await withTimeout((async () => {
+    while (await isListening(port));
+  })(), 10_000, 'the listener to close on SIGTERM');
+  clients[1].send('in the grace');
+  assert.equal((await clients[1].next((m) => m.text.startsWith('echo'))).text, 'echo: in the grace');
+  for (const c of clients) assert.equal((await withTimeout(c.closed, 10_000, 'the close after the grace')).code, 1001);
   assert.deepEqual(await withTimeout(server.exited, 20_000, 'the server to exit'), { code: 0, signal: null }, server.stderr);
+  const left = server.lines.filter((l) => / left \(\d+\)$/.test(l));
+  assert.deepEqual(left.map((l) => l.replace(/^\d+ /, '')), ['left (1001)', 'left (1001)'], 'every handleClose ran, before stopped');
   assert.equal(server.lines.at(-1), 'stopped');
 });
