@@ -654,7 +654,10 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-func TestBrokerClose(t *testing.T) {
+// startLeavingPending starts a Broker that accepts every upgrade but those to /pending, left
+// awaiting their verdict.
+func startLeavingPending(t *testing.T) (*recorder, *Broker, string) {
+	t.Helper()
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{})
 	rec.onOpen = func(c *Conn, req *Request) {
@@ -662,6 +665,11 @@ func TestBrokerClose(t *testing.T) {
 			b.Accept(c.ID(), true)
 		}
 	}
+	return rec, b, addr
+}
+
+func TestBrokerClose(t *testing.T) {
+	rec, b, addr := startLeavingPending(t)
 	const n = 20
 	statuses := make(chan websocket.StatusCode, n)
 	for i := 0; i < n; i++ {
@@ -936,13 +944,7 @@ func awaitClosed(t *testing.T, closed <-chan struct{}) {
 }
 
 func TestListenersClose(t *testing.T) {
-	rec := newRecorder()
-	b, addr := start(t, rec, Limits{})
-	rec.onOpen = func(c *Conn, req *Request) {
-		if req.URL != "/pending" {
-			b.Accept(c.ID(), true)
-		}
-	}
+	rec, b, addr := startLeavingPending(t)
 	g, err := b.Listen([]string{"127.0.0.1:0", "127.0.0.1:0"}, Limits{})
 	if err != nil {
 		t.Fatal(err)
