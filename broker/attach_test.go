@@ -112,6 +112,27 @@ func TestAttachAppliesItsLimits(t *testing.T) {
 	}
 }
 
+func TestAttachmentListenersClose(t *testing.T) {
+	rec := newRecorder()
+	_, a := attach(t, rec, Limits{})
+	r := rawConnect(t, frontServer(t, a, 1))
+	r.send([]byte(wstest.UpgradeRequest("/")))
+	if resp := r.response(); resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v", resp.Status)
+	}
+	await(t, rec.opens, "open")
+	awaitClosed(t, closeInBackground(a.Listeners(), 0))
+	r.expectClose(wstest.ClosePayload(1001, ""))
+	if e := await(t, rec.closes, "close"); e.code != 1001 {
+		t.Fatalf("close cause %d, want 1001", e.code)
+	}
+	client, server := tcpPair(t)
+	if err := a.Adopt(server, nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Adopt after its Listeners' Close: %v, want net.ErrClosed", err)
+	}
+	client.Close()
+}
+
 func TestAttachmentClosed(t *testing.T) {
 	rec := newRecorder()
 	b, a := attach(t, rec, Limits{})
