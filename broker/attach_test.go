@@ -112,15 +112,23 @@ func TestAttachAppliesItsLimits(t *testing.T) {
 	}
 }
 
-func TestAttachmentListenersClose(t *testing.T) {
-	rec := newRecorder()
-	_, a := attach(t, rec, Limits{})
+// openedThrough connects a client through a front server that hands it over to a, and returns it
+// once the upgrade is answered and Open was called.
+func openedThrough(t *testing.T, rec *recorder, a *Attachment) *rawClient {
+	t.Helper()
 	r := rawConnect(t, frontServer(t, a, 1))
 	r.send([]byte(wstest.UpgradeRequest("/")))
 	if resp := r.response(); resp.StatusCode != 101 {
 		t.Fatalf("upgrade: %v", resp.Status)
 	}
 	await(t, rec.opens, "open")
+	return r
+}
+
+func TestAttachmentListenersClose(t *testing.T) {
+	rec := newRecorder()
+	_, a := attach(t, rec, Limits{})
+	r := openedThrough(t, rec, a)
 	awaitClosed(t, closeInBackground(a.Listeners(), 0))
 	r.expectClose(wstest.ClosePayload(1001, ""))
 	if e := await(t, rec.closes, "close"); e.code != 1001 {
@@ -136,12 +144,7 @@ func TestAttachmentListenersClose(t *testing.T) {
 func TestAttachmentClosed(t *testing.T) {
 	rec := newRecorder()
 	b, a := attach(t, rec, Limits{})
-	r := rawConnect(t, frontServer(t, a, 1))
-	r.send([]byte(wstest.UpgradeRequest("/")))
-	if resp := r.response(); resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v", resp.Status)
-	}
-	await(t, rec.opens, "open")
+	r := openedThrough(t, rec, a)
 	a.Close()
 
 	// A connection handed over after Close is closed, and Adopt says so.
