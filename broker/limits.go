@@ -8,7 +8,7 @@ import (
 
 const (
 	defaultMaxPayload       = 16 << 20
-	defaultIdleTimeout      = 120 * time.Second
+	defaultIdleTimeout      = 30 * time.Second
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultMaxHeaderBytes   = 16 << 10
 	defaultMaxBackpressure  = 16 << 20
@@ -24,8 +24,9 @@ type Limits struct {
 	// IdleTimeout: after this long without input the socket is pinged; with still no input (a pong
 	// or anything else) after as long again it is closed with 1001. Only time spent waiting for
 	// input counts: not time the reader spends blocked in a Handler call. 0 disables (DefaultLimits
-	// has 120 s). While it is on, the connections have no TCP keep-alive (the ping finds a dead
-	// peer); with 0 they keep Go's (a probe after 15 s without traffic, then every 15 s).
+	// has 30 s, so that the ping and its pong cross a reverse proxy within nginx's default 60 s
+	// proxy_read_timeout). While it is on, the connections have no TCP keep-alive (the ping finds
+	// a dead peer); with 0 they keep Go's (a probe after 15 s without traffic, then every 15 s).
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the time to receive the whole upgrade request (slowloris); past it
 	// the TCP connection is closed without a response. On Linux the kernel hands a connection
@@ -76,7 +77,7 @@ type Limits struct {
 	TLS *tls.Config
 }
 
-// DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 120 s,
+// DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 30 s,
 // HandshakeTimeout 10 s, MaxHeaderBytes 16 KiB, MaxConnections unlimited, MaxBackpressure 16 MiB,
 // OpenTimeout 10 s.
 func DefaultLimits() Limits {

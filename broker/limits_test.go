@@ -72,7 +72,7 @@ func awaitMsg(t *testing.T, ch chan []byte, want string) {
 
 func TestLimitsValidation(t *testing.T) {
 	d := DefaultLimits()
-	if d.MaxPayload != 16<<20 || d.IdleTimeout != 120*time.Second || d.HandshakeTimeout != 10*time.Second ||
+	if d.MaxPayload != 16<<20 || d.IdleTimeout != 30*time.Second || d.HandshakeTimeout != 10*time.Second ||
 		d.MaxHeaderBytes != 16<<10 || d.MaxConnections != 0 || d.MaxBackpressure != 16<<20 || d.OpenTimeout != 10*time.Second {
 		t.Fatalf("defaults %+v", d)
 	}

@@ -76,7 +76,7 @@ export type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'max
 /** The limits of `start`'s options: name, default (bytes or milliseconds), and whether 0 is allowed (it means "off"); else a limit is positive. */
 export const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [
   ['maxPayload', 16777216, false],
-  ['idleTimeout', 120000, true],
+  ['idleTimeout', 30000, true],
   ['handshakeTimeout', 10000, false],
   ['maxHeaderBytes', 16384, false],
   ['maxConnections', 0, true],

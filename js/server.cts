@@ -71,7 +71,7 @@ function joinCluster(config: string): Promise<void> {
  *   thread and no worker thread is spawned (its handlers stay registered even if `start` then
  *   fails to listen).
  * - the limits of this listener, each optional (see `StartOptions`): `maxPayload` (16 MiB),
- *   `idleTimeout` (120000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
+ *   `idleTimeout` (30000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
  *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB), `openTimeout`
  *   (10000 ms); and `protocols`, the subprotocols this listener speaks.
  * - `compression`: optional. `true` negotiates permessage-deflate with clients that offer it;

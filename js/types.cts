@@ -32,7 +32,7 @@ export interface StartOptions extends DeliveryOptions {
   threads?: number;
   /** The largest message a client may send, after reassembly of its fragments; a larger one closes the connection with code 1009. Default 16 MiB. */
   maxPayload?: number;
-  /** A connection that sends nothing for this long is pinged; if it still sends nothing for as long again, it is closed with code 1001. While it is on, connections have no TCP keep-alive (the ping finds a dead peer); with `0`, Go's TCP keep-alive stays on (a probe after 15 s without traffic). `0` disables. Default 120000. */
+  /** A connection that sends nothing for this long is pinged; if it still sends nothing for as long again, it is closed with code 1001. While it is on, connections have no TCP keep-alive (the ping finds a dead peer); with `0`, Go's TCP keep-alive stays on (a probe after 15 s without traffic). `0` disables. Default 30000, below the 60 s of silence after which nginx closes a proxied connection by default (`proxy_read_timeout`). */
   idleTimeout?: number;
   /** The time a client has to send its whole upgrade request; past it the TCP connection is closed. On Linux it runs from the client's first bytes: the kernel holds a connection that has sent nothing for about a second before the server sees it (`TCP_DEFER_ACCEPT`). Default 10000. */
   handshakeTimeout?: number;
