@@ -420,7 +420,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 	c.wmu.Unlock()
 	b.hub.register(c)
 
-	req := &Request{IP: peerIP(c.nc), URL: up.URL, Headers: up.Headers}
+	req := &Request{IP: c.l.clientIP(c.nc, up.Headers), URL: up.URL, Headers: up.Headers}
 	b.callOpen(c, req)
 	// After Open: a Handler that pins the socket to a worker (the bridge does) is named in it.
 	c.logAt(slog.LevelDebug, "open", slog.String("ip", req.IP), slog.String("url", req.URL))
@@ -696,14 +696,6 @@ func (c *Conn) closeSocket() {
 		p.Remove(c, c.rc)
 	}
 	c.nc.Close()
-}
-
-// peerIP is the peer address without port, IPv4-mapped addresses as dotted quads.
-func peerIP(nc net.Conn) string {
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort().Addr().Unmap().WithZone("").String()
-	}
-	return ""
 }
 
 // connSink is the wsproto.FrameSink of a connection.

@@ -36,7 +36,8 @@ type Handler interface {
 
 // Request is what an upgrade request carries that a Handler may decide on.
 type Request struct {
-	// IP is the peer address without port; IPv4 peers of dual-stack listeners as a dotted quad.
+	// IP is the client's address without port: the peer's (IPv4 peers of dual-stack listeners as
+	// a dotted quad), or behind a trusted proxy the one it forwarded (Limits.TrustProxy).
 	IP string
 	// URL is the request target as sent (path and query).
 	URL string

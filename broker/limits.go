@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/tls"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -75,6 +76,15 @@ type Limits struct {
 	// TLS, when not nil, serves wss:// (TLS, then HTTP/1.1): a plain HTTP request is answered
 	// with 400. Its NextProtos is replaced by "http/1.1".
 	TLS *tls.Config
+	// TrustProxy lists the reverse proxies whose forwarding headers are believed (an address is
+	// a prefix of all its bits: 10.0.0.0/8, 192.0.2.1/32). When the TCP peer is in it,
+	// Request.IP is the client that the proxies recorded (wsproto.ForwardedHops: X-Forwarded-For,
+	// else Forwarded): walking from the nearest proxy's entry towards the client, the first
+	// address not in TrustProxy; if an entry names no address, the last trusted one reached, and
+	// if every entry is trusted, the first. IPv4 addresses match IPv4 prefixes and IPv6 ones
+	// covering their IPv4-mapped form (::ffff:10.0.0.0/104 is 10.0.0.0/8). None: Request.IP is
+	// the peer's address.
+	TrustProxy []netip.Prefix
 }
 
 // DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 30 s,
@@ -125,6 +135,16 @@ func (lim Limits) resolve() (Limits, error) {
 	}
 	if lim.OpenTimeout == 0 {
 		lim.OpenTimeout = d.OpenTimeout
+	}
+	if lim.TrustProxy != nil {
+		trusted := make([]netip.Prefix, len(lim.TrustProxy))
+		for i, p := range lim.TrustProxy {
+			if !p.IsValid() {
+				return lim, fmt.Errorf("invalid limits: TrustProxy[%d] is not a valid prefix", i)
+			}
+			trusted[i] = as16(p)
+		}
+		lim.TrustProxy = trusted
 	}
 	if lim.TLS != nil {
 		lim.TLS = lim.TLS.Clone()
