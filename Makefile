@@ -15,7 +15,8 @@ SYSTEM_TOOLS = /usr/bin/cc:gcc /usr/bin/g++:g++ /usr/bin/make:make /usr/bin/pyth
 
 # Debian packages of the tests: the commands of SYSTEM_TOOLS, Python's websockets client
 # (test/conformance-python.test.mjs), Chromium (test/conformance-browser.test.mjs), redis-server
-# (cluster/redis) and nats-server (cluster/nats). apt runs only for what is missing; quiet unless it fails.
+# (cluster/redis), nats-server (cluster/nats) and nginx (README's "Behind nginx"). apt runs only
+# for what is missing; quiet unless it fails.
 APT_INSTALL = { { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); } >/tmp/wsbroker-apt.log 2>&1 || { cat /tmp/wsbroker-apt.log; exit 1; }; }
 system-deps:
 	@missing=$$(for t in $(SYSTEM_TOOLS); do test -x "$${t%%:*}" || echo "$${t#*:}"; done); [ -z "$$missing" ] || $(call APT_INSTALL,$$missing)
@@ -23,12 +24,15 @@ system-deps:
 	@test -x /usr/bin/chromium || $(call APT_INSTALL,chromium)
 	@test -x /usr/bin/redis-server || { $(call APT_INSTALL,redis-server); $(STOP_PACKAGED_REDIS); }
 	@test -x /usr/sbin/nats-server || { $(call APT_INSTALL,nats-server); $(STOP_PACKAGED_NATS); }
+	@test -x /usr/sbin/nginx || { $(call APT_INSTALL,nginx); $(STOP_PACKAGED_NGINX); }
 
 # The Go tests of cluster/redis start their own redis-server; the package's daemon (started on 6379
 # wherever invoke-rc.d allows it) is stopped and kept from starting at boot, so that no test reaches it.
 STOP_PACKAGED_REDIS = { /etc/init.d/redis-server stop; update-rc.d redis-server disable; } >/dev/null 2>&1 || true
 # The same for nats-server, whose package has only a systemd unit (started on 4222 where systemd runs).
 STOP_PACKAGED_NATS = systemctl disable --now nats-server.service >/dev/null 2>&1 || true
+# The same for nginx (the test runs its own, on a free port): its daemon would hold port 80.
+STOP_PACKAGED_NGINX = { /etc/init.d/nginx stop; update-rc.d nginx disable; } >/dev/null 2>&1 || true
 
 # Again whenever the npm or Go dependencies change.
 node_modules/.deps-installed: package.json package-lock.json go.mod go.sum

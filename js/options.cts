@@ -3,6 +3,7 @@
 // an unknown key is rejected with the nearest valid one.
 import { readFile } from 'node:fs/promises';
 import * as http from 'node:http';
+import { isIP } from 'node:net';
 import * as tls from 'node:tls';
 import { isAttached } from './attach.cjs';
 import { HANDLER_NAMES } from './module.cjs';
@@ -51,6 +52,7 @@ export type ListenConfig = {
   metrics: string;
   /** Names the attached server in logs; empty: none. */
   attach: string;
+  trustProxy: string[];
 } & Record<LimitName, number>;
 
 /** Checks the options of `start` and reads its `tls` files. */
@@ -87,6 +89,7 @@ export async function startConfigOf(options: StartOptions): Promise<StartConfig>
     tls: await tlsOf(options),
     metrics: metrics ?? '',
     attach: attach ? `http.Server ${attach.path ?? '(every path)'}` : '',
+    trustProxy: trustProxyOf(options),
   };
   return { listenConfig, workerPath, threads, delivery, cluster: clusterOf(options), attach };
 }
@@ -230,6 +233,37 @@ function protocolsOf(options: StartOptions): string[] {
   return protocols;
 }
 
+/** The named sets of addresses `trustProxy` takes (Express's names, with the same ranges). */
+const TRUST_PROXY_SETS: Readonly<Record<string, readonly string[]>> = {
+  loopback: ['127.0.0.0/8', '::1/128'],
+  linklocal: ['169.254.0.0/16', 'fe80::/10'],
+  uniquelocal: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+};
+
+/** An address, optionally with a prefix length in decimal without leading zeros (its range is checked apart). */
+const ADDRESS_OR_CIDR = /^([^/%]+)(?:\/(0|[1-9][0-9]{0,2}))?$/;
+
+/** Checks `options.trustProxy` and returns its addresses and CIDRs, the named sets replaced by theirs. */
+function trustProxyOf(options: StartOptions): string[] {
+  const { trustProxy } = options;
+  if (trustProxy === undefined) return [];
+  const entries = typeof trustProxy === 'string' ? [trustProxy] : trustProxy;
+  if (!Array.isArray(entries)) {
+    const everyone = (trustProxy as unknown) === true ? ' (true is refused: trusting every peer would let any client choose its ip)' : '';
+    throw new TypeError(`start: options.trustProxy must be an array of your proxies' addresses or CIDRs, like ['127.0.0.1', '10.0.0.0/8']${everyone}, got ${describe(trustProxy)}`);
+  }
+  return entries.flatMap((entry: unknown, i) => {
+    if (typeof entry === 'string' && Object.hasOwn(TRUST_PROXY_SETS, entry)) return TRUST_PROXY_SETS[entry];
+    const m = typeof entry === 'string' ? ADDRESS_OR_CIDR.exec(entry) : null;
+    const family = m ? isIP(m[1]) : 0;
+    if (m === null || family === 0 || (m[2] !== undefined && Number(m[2]) > (family === 4 ? 32 : 128))) {
+      const where = typeof trustProxy === 'string' ? 'options.trustProxy' : `options.trustProxy[${i}]`;
+      throw new TypeError(`start: ${where} must be an IPv4 or IPv6 address ('10.0.0.1', '::1'), a CIDR ('10.0.0.0/8', 'fd00::/8') or one of ${Object.keys(TRUST_PROXY_SETS).map((n) => `'${n}'`).join(', ')}, got ${describe(entry)}`);
+    }
+    return [entry as string];
+  });
+}
+
 /** Checks the limits of `options` and returns them with their defaults, as the addon takes them. */
 function limitsOf(options: StartOptions): Record<LimitName, number> {
   const out = {} as Record<LimitName, number>;
@@ -266,6 +300,7 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   compression: true,
   tls: true,
   cluster: true,
+  trustProxy: true,
   ...DELIVERY_OPTIONS,
 };
 const CLUSTER_OPTIONS: Record<keyof NonNullable<StartOptions['cluster']>, true> = { redis: true, nats: true, prefix: true, publishBuffer: true };

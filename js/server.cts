@@ -78,6 +78,9 @@ function joinCluster(config: string): Promise<void> {
  *   `{ serverContextTakeover: true }` also keeps the server's context between messages.
  * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.
  * - `metrics`: optional. An address where `stats()` is served in Prometheus text format.
+ * - `trustProxy`: optional. The addresses or CIDRs of the reverse proxies in front of this
+ *   listener: `handleOpen`'s `ip` for their connections is the client they name in
+ *   `X-Forwarded-For` (or `Forwarded`), see `StartOptions.trustProxy` and "Behind nginx".
  * - `cluster`: optional. `{ redis: 'redis://host:6379', prefix, publishBuffer }` (or `{ nats:
  *   'nats://host:4222', … }`) makes this process one node of a cluster that shares channels and
  *   sockets through Redis or NATS (see `ClusterOptions` and "Running several nodes"). The first
@@ -98,7 +101,8 @@ function joinCluster(config: string): Promise<void> {
  * `/` without `?` or `#` (or is given without `server`), an earlier `start` takes the same
  * server's upgrades to the same path, `tls` is given without `bind`,
  * `threads` is present but not a non-negative integer, `workerPath` is present but not a string,
- * a limit is not an integer in its range, `compression` is neither a boolean nor
+ * a limit is not an integer in its range, `trustProxy` is not a string or an array of strings
+ * each an IPv4 or IPv6 address, a CIDR or a named set (the message names the entry), `compression` is neither a boolean nor
  * `{ serverContextTakeover: boolean }`, `tls` is not an
  * object whose `cert` and `key` are strings or Buffers, or `cluster` is not an object with exactly
  * one of `redis`, a `redis:`, `rediss:` or `unix:` URL (with a host, or a socket path), and `nats`,

@@ -90,6 +90,23 @@ export interface StartOptions extends DeliveryOptions {
    * process alone; socket ids 1, 2, 3…).
    */
   cluster?: ClusterOptions;
+  /**
+   * The reverse proxies in front of this server whose forwarding headers are believed: their
+   * addresses (`'127.0.0.1'`, `'::1'`), CIDRs (`'10.0.0.0/8'`, `'fd00::/8'`) and the named sets
+   * `'loopback'` (127.0.0.0/8, ::1), `'linklocal'` (169.254.0.0/16, fe80::/10) and `'uniquelocal'`
+   * (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7), in an array or one as a string. When a
+   * connection comes from one of them, `handleOpen`'s `ip` is the client they recorded: of the
+   * addresses in `X-Forwarded-For` (or, when the request has none, the `for=` of `Forwarded`,
+   * RFC 7239: quoted, bracketed IPv6 and ports are understood), the rightmost one not in
+   * `trustProxy`, so that a client cannot choose its `ip` by sending the header itself. An entry
+   * that names no address (`unknown`, an obfuscated `_hidden`, anything malformed) stops the walk:
+   * `ip` is then the trusted proxy that wrote it; when every address is trusted, the leftmost.
+   * Repeated headers count as one list, in order. IPv4 clients match IPv4 entries (also on a
+   * dual-stack listener, and when written as `::ffff:a.b.c.d`), and `ip` is always an address
+   * (IPv4 as a dotted quad), never a port. `true`, a hop count or a comma-separated string are
+   * refused: list the proxies. Default: none (`ip` is the TCP peer's address).
+   */
+  trustProxy?: string | string[];
 }
 
 /**
@@ -164,7 +181,8 @@ export interface ClusterOptions {
 export interface WorkerInterface {
   /**
    * Called when a client asks to open a WebSocket connection, before the upgrade is answered.
-   * `ip` is the peer address without port (IPv4 as a dotted quad, also on dual-stack listeners);
+   * `ip` is the peer address without port (IPv4 as a dotted quad, also on dual-stack listeners),
+   * or, for a connection from a proxy listed in `trustProxy`, the client's address it forwarded;
    * `headers` holds the request headers with lower-case names, `origin` among them (the broker
    * checks no origin: decide here), a repeated header once with its values joined by `', '`
    * (`cookie`: by `'; '`); `url` is the request target, path and query as the client sent them

@@ -1,8 +1,8 @@
 // Shared by the conformance, load, fault and browser tests (conformance-*.test.mjs,
 // load-10k.test.mjs, faults.test.mjs, example-browser.test.mjs): any program as a child whose stdout
 // lines are awaited, the server of test/fixtures/e2e-server.mjs with its event log, headless
-// Chromium, a raw WebSocket client that writes frames byte by byte, and the engines' servers of the
-// scale-out tests (redis-server, nats-server alone or as a cluster).
+// Chromium, a raw WebSocket client that writes frames byte by byte, the engines' servers of the
+// scale-out tests (redis-server, nats-server alone or as a cluster), and nginx as a reverse proxy.
 import crypto from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
-import { Proc, fixture, freePort, makeCert, withTimeout } from './helpers.mjs';
+import { Proc, fixture, freePort, isListening, makeCert, withTimeout } from './helpers.mjs';
 
 /**
  * A node script run through bash with the soft limit on open files raised as far as the hard
@@ -86,6 +86,43 @@ export async function until(what, probe, ok, ms = 10_000) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(v)}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+// ---- nginx ----
+
+const NGINX = '/usr/sbin/nginx';
+
+/**
+ * Starts Debian's nginx for test `t` (`make test` installs it) with `site`, configuration text for
+ * nginx's `http` context whose server listens on 127.0.0.1:`port`, and stops it by PID when the
+ * test ends. It runs as one process (no master and workers, so that the PID is all of it) in a
+ * temporary directory that holds its configuration, pid file, error log and temporary files, so
+ * that it needs neither root nor anything of the system's nginx. Resolves with the server's
+ * controls once `port` accepts connections; undefined (the test skipped) without the binary, or
+ * fails under CI=true.
+ */
+export async function nginxServer(t, site, port) {
+  if (!hasServerBinary(t, NGINX, 'nginx')) return undefined;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-nginx-'));
+  const at = (name) => path.join(dir, name);
+  writeFileSync(at('site.conf'), site);
+  writeFileSync(at('nginx.conf'), [
+    'master_process off;',
+    `pid ${at('nginx.pid')};`,
+    `error_log ${at('error.log')} info;`,
+    'events { worker_connections 1024; }',
+    'http {',
+    '    access_log off;',
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((temp) => `    ${temp}_temp_path ${at(temp)};`),
+    `    include ${at('site.conf')};`,
+    '}',
+    '',
+  ].join('\n'));
+  const args = ['-p', dir, '-e', at('error.log'), '-c', at('nginx.conf'), '-g', 'daemon off;'];
+  return serverProcess(t, () => new Proc(NGINX, args), (proc) => until(`nginx listening on 127.0.0.1:${port}`, () => {
+    if (proc.exitStatus) throw new Error(`nginx exited (${JSON.stringify(proc.exitStatus)}): ${proc.stderr}${readFileSync(at('error.log'), 'utf8')}`);
+    return isListening(port);
+  }, Boolean), () => rmSync(dir, { recursive: true, force: true }));
 }
 
 // ---- Redis ----

@@ -197,11 +197,15 @@ export async function startServer(config, { env = {} } = {}) {
  * unconsumed message, waiting for it; JSON text messages also have `json`.
  */
 export class Client {
-  /** With `ca` (PEM), connects with wss:// trusting that certificate; `perMessageDeflate` as `ws` takes it (its default: offered). */
-  static connect(port, { headers, origin, host = '127.0.0.1', path: urlPath = '/', ca, perMessageDeflate } = {}) {
+  /**
+   * With `ca` (PEM), connects with wss:// trusting that certificate; `perMessageDeflate` as `ws`
+   * takes it (its default: offered); `localAddress`, the address to connect from (any of
+   * 127.0.0.0/8 on loopback).
+   */
+  static connect(port, { headers, origin, host = '127.0.0.1', path: urlPath = '/', ca, perMessageDeflate, localAddress } = {}) {
     const scheme = ca === undefined ? 'ws' : 'wss';
     const ws = new WebSocket(`${scheme}://${host}:${port}${urlPath}`, {
-      headers, origin, ca, maxPayload: 64 * 1024 * 1024, ...(perMessageDeflate === undefined ? {} : { perMessageDeflate }),
+      headers, origin, ca, localAddress, maxPayload: 64 * 1024 * 1024, ...(perMessageDeflate === undefined ? {} : { perMessageDeflate }),
     });
     const client = new Client(ws);
     return withTimeout(

@@ -20,7 +20,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { Child, Client, freePort, isListening, root, withTimeout } from './helpers.mjs';
-import { redisServer } from './harness.mjs';
+import { nginxServer, redisServer } from './harness.mjs';
 
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
 const packageName = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).name;
@@ -106,7 +106,7 @@ async function startServer(dir, file, port, t) {
 }
 
 /** The scenarios this file runs, each a test below; the README must have exactly these. */
-const tested = ['quickstart', 'cluster', 'migration-ws', 'migration-wsbroker', 'shutdown'];
+const tested = ['quickstart', 'cluster', 'migration-ws', 'migration-wsbroker', 'shutdown', 'behind-nginx'];
 
 test('every code block of the README has a marker, and every marker a block and a test', () => {
   assert.deepEqual(problems, []);
@@ -263,4 +263,49 @@ test('FAQ, stopping cleanly: on SIGTERM new connections are refused, open ones g
   const left = server.lines.filter((l) => / left \(\d+\)$/.test(l));
   assert.deepEqual(left.map((l) => l.replace(/^\d+ /, '')), ['left (1001)', 'left (1001)'], 'every handleClose ran, before stopped');
   assert.equal(server.lines.at(-1), 'stopped');
+});
+
+/**
+ * The README's site.conf run by nginx on a free loopback port (its `listen 80` and the WSBroker
+ * port replaced) in front of `server` of `dir` on another; resolves with a client connected through
+ * it from 127.0.0.2 (so that it is not nginx's address) with an X-Forwarded-For of its own (a lie),
+ * once `server` has logged which `ip` handleOpen got, or undefined without nginx.
+ */
+async function throughNginx(t, dir, server) {
+  const [port, proxyPort] = [await freePort(), await freePort()];
+  const wsbroker = await startServer(dir, server, port, t);
+  const site = scenarios.get('behind-nginx').files.get('site.conf');
+  const ours = site.replace('listen 80;', `listen 127.0.0.1:${proxyPort};`).replace('proxy_pass http://127.0.0.1:8080;', `proxy_pass http://127.0.0.1:${port};`);
+  assert.equal(ours.split('\n').filter((line, i) => line !== site.split('\n')[i]).length, 2, 'site.conf listens on 80 and proxies to 127.0.0.1:8080');
+  if (!(await nginxServer(t, ours, proxyPort))) return undefined;
+  const client = await Client.connect(proxyPort, { path: '/ws', localAddress: '127.0.0.2', headers: { 'X-Forwarded-For': '203.0.113.66' } });
+  t.after(() => client.terminate());
+  const [, ip] = await wsbroker.waitForLine(/^(\S+) connected$/, 10_000);
+  client.send('hello');
+  assert.equal((await client.next()).text, 'echo: hello');
+  return { client, ip };
+}
+
+test('behind nginx: the client address with trustProxy (nginx\'s without), a quiet connection open past nginx\'s 60 s proxy_read_timeout', { timeout: 120_000 }, async (t) => {
+  const { files } = scenarios.get('behind-nginx');
+  const untrusted = files.get('server.mjs').replace(/^ {2}trustProxy: .*\n/m, '');
+  assert.notEqual(untrusted, files.get('server.mjs'), 'server.mjs has a trustProxy line to leave out');
+  const dir = writeScenario('behind-nginx', { 'untrusted.mjs': untrusted });
+  const trusting = await throughNginx(t, dir, 'server.mjs');
+  if (!trusting) return;
+  assert.equal(trusting.ip, '127.0.0.2', 'with trustProxy: the client nginx saw, not the X-Forwarded-For it sent');
+  assert.equal((await throughNginx(t, dir, 'untrusted.mjs')).ip, '127.0.0.1', 'without trustProxy: nginx');
+
+  // server.mjs has WSBroker's default idleTimeout, and site.conf nginx's default timeouts.
+  const { client } = trusting;
+  const pings = [];
+  const since = Date.now();
+  client.ws.on('ping', () => pings.push(Date.now() - since));
+  const quiet = 65_000;
+  const closed = await Promise.race([client.closed, new Promise((resolve) => setTimeout(resolve, quiet))]);
+  assert.equal(closed, undefined, `closed after ${Date.now() - since} ms of silence: ${JSON.stringify(closed)}`);
+  console.log(`behind nginx: ${quiet} ms without a message; the server pinged after ${pings.join(' and ')} ms`);
+  assert.ok(pings.length >= 1 && pings[0] < 60_000, `pings after ${pings} ms`);
+  client.send('still there');
+  assert.equal((await client.next()).text, 'echo: still there');
 });

@@ -36,6 +36,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -196,6 +198,8 @@ type listenConfig struct {
 	// Attach, when not empty, names a Node server whose upgrades this call takes (an Attachment
 	// with the same limits, without TLS).
 	Attach string `json:"attach"`
+	// TrustProxy holds addresses and CIDRs (js/options.cts has checked them and expanded names).
+	TrustProxy []string `json:"trustProxy"`
 }
 
 // limits are the broker's Limits that cfg describes.
@@ -219,6 +223,13 @@ func (cfg *listenConfig) limits() (broker.Limits, error) {
 			return lim, fmt.Errorf("options.tls: invalid certificate or key: %w", err)
 		}
 		lim.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for _, entry := range cfg.TrustProxy {
+		p, err := prefixOf(entry)
+		if err != nil {
+			return lim, fmt.Errorf("options.trustProxy: %w", err)
+		}
+		lim.TrustProxy = append(lim.TrustProxy, p)
 	}
 	return lim, nil
 }
@@ -316,6 +327,18 @@ func wsb_adopt(attachment C.uint32_t, fd C.int, pre *C.uint8_t, n C.size_t) *C.c
 	return cError(func() error {
 		return adopt(uint32(attachment), int(fd), bytes.Clone(bytesOf(pre, n)))
 	})
+}
+
+// prefixOf parses a CIDR, or an address as the prefix of all its bits.
+func prefixOf(entry string) (netip.Prefix, error) {
+	if strings.Contains(entry, "/") {
+		return netip.ParsePrefix(entry)
+	}
+	a, err := netip.ParseAddr(entry)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return a.Prefix(a.BitLen())
 }
 
 // wsb_close closes a socket with a close frame. It returns 1 if the socket was open, 0 if not;
