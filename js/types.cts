@@ -124,10 +124,9 @@ export interface Server {
   readonly addresses: ReadonlyArray<{ readonly host: string; readonly port: number }>;
   /**
    * Stops accepting on this call's addresses at once (and taking its attached `server`'s
-   * upgrades, which then go to its other `'upgrade'` listeners; without any, Node closes their
-   * sockets), and stops its
-   * `metrics` server. Its
-   * connections go on for `options.grace` milliseconds (default 0), or until each has ended by
+   * upgrades, which then go to its other `'upgrade'` listeners; without any, Node hands them to
+   * its `'request'` listeners as plain requests), and stops its `metrics` server. Its connections
+   * go on for `options.grace` milliseconds (default 0), or until each has ended by
    * itself; those still open then are closed with code 1001, as `stop()` closes them (an upgrade
    * still waiting for `handleOpen` is answered with HTTP 503 and has no `handleClose`). Sends to
    * those sockets meanwhile work as to any socket until its close frame is queued, and are no-ops

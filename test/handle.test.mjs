@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Proc, fixture, freePort, isListening, withTimeout } from './helpers.mjs';
+import { Client, Proc, fixture, freePort, isListening, refusedStatus, withTimeout } from './helpers.mjs';
 
 /** Whether this machine has an IPv6 loopback to listen on. */
 const hasIPv6 = await new Promise((resolve) => {
@@ -27,13 +27,17 @@ async function handleServer(t) {
     const [, index, addresses] = await server.ask(`start ${JSON.stringify(options)}`, /^started (\d+) (.*)$/, 30_000);
     return { index: Number(index), addresses: JSON.parse(addresses) };
   };
+  const attach = async (options = {}) => {
+    const [, index, port] = await server.ask(`attach ${JSON.stringify(options)}`, /^attached (\d+) (\d+)$/, 30_000);
+    return { index: Number(index), port: Number(port) };
+  };
   const close = async (index, grace = '') => JSON.parse((await server.ask(`close ${index} ${grace}`.trim(), new RegExp(`^closed ${index} (.*)$`), 30_000))[1]);
-  return { server, start, close };
+  return { server, start, attach, close };
 }
 
-/** Opens a client on `address` ({ host, port }) and returns it with its socket id. */
-async function client({ host, port }) {
-  const c = await Client.connect(port, { host: host.includes(':') ? `[${host}]` : host });
+/** Opens a client on `address` ({ host, port }, and `path`) and returns it with its socket id. */
+async function client({ host, port }, path) {
+  const c = await Client.connect(port, { host: host.includes(':') ? `[${host}]` : host, path });
   c.send('id');
   const id = Number((await c.next((m) => m.text?.startsWith('id '))).text.slice(3));
   return { c, id };
@@ -106,4 +110,22 @@ test('close({ grace }): no new connections; open ones go on until they end or th
 
   const [, message] = await server.ask(`badclose ${second.index}`, /^badclose (.*)$/);
   assert.equal(message, 'TypeError: close: options.grace must be an integer from 0 to 2147483647 (milliseconds), got number -1');
+});
+
+test("close() of a start({ server }) call: its clients get 1001 and handleClose runs before it resolves; its path is no longer taken; the app serves on", async (t) => {
+  const { start, attach, close } = await handleServer(t);
+  const staying = await start({ bind: '127.0.0.1:0' });
+  const attached = await attach();
+  const { c, id } = await client({ host: '127.0.0.1', port: attached.port }, '/ws');
+  const other = await client(staying.addresses[0]);
+  await echoes(c, 'through the app');
+
+  const { closes } = await close(attached.index);
+  assert.equal((await withTimeout(c.closed, 10_000, 'the close')).code, 1001);
+  assert.ok(closes.includes(`close ${id}`), `handleClose of ${id} ran before close() resolved: ${closes}`);
+  assert.ok(!closes.includes(`close ${other.id}`), 'the other call was not closed');
+  await echoes(other.c, 'still served');
+  assert.equal(await (await fetch(`http://127.0.0.1:${attached.port}/`)).text(), 'page', 'the app still serves');
+  // The upgrade listener is gone: with no other, Node hands the request to the app as any other.
+  assert.equal(await refusedStatus(attached.port, { path: '/ws' }), 200);
 });
