@@ -177,9 +177,11 @@ func TestDeflateFrames(t *testing.T) {
 	t.Run("server frames", func(t *testing.T) {
 		rec := newRecorder()
 		b, addr := start(t, rec, Limits{Compression: true})
+		// Each open awaited before the next dial: the recorder records an open after accepting it.
 		r, _ := rawUpgrade(t, addr, offer)
+		id1 := await(t, rec.opens, "open").id
 		plain := rawDial(t, addr, nil)
-		id1, id2 := await(t, rec.opens, "open").id, await(t, rec.opens, "open").id
+		id2 := await(t, rec.opens, "open").id
 		b.Subscribe(id1, []byte("ch"))
 		b.Subscribe(id2, []byte("ch"))
 		b.Send(id1, []byte("tiny"), true)
