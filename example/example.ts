@@ -10,7 +10,8 @@
 // NATS_URL does the same through NATS (e.g. nats://127.0.0.1:4222).
 // With TLS_CERT and TLS_KEY (paths of PEM files), the page is served over https:// and the chat
 // over wss:// by WSBroker's own listener on WS_PORT (8080; a TLS session inside Node cannot move to
-// WSBroker), e.g. with a self-signed certificate for localhost:
+// WSBroker; under Bun, whose sockets cannot either, the chat is on WS_PORT too), e.g. with a
+// self-signed certificate for localhost:
 //   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
 //     -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout key.pem -out cert.pem
 //   TLS_CERT=cert.pem TLS_KEY=key.pem make example
@@ -24,6 +25,8 @@ const WS_PORT = Number(process.env.WS_PORT ?? 8080);
 const HTTP_PORT = Number(process.env.HTTP_PORT ?? 3000);
 const { TLS_CERT, TLS_KEY } = process.env;
 const tls = TLS_CERT && TLS_KEY ? { cert: TLS_CERT, key: TLS_KEY } : undefined;
+// WSBroker listens on a port of its own where the HTTP server cannot hand its sockets over.
+const ownPort = tls !== undefined || process.versions.bun !== undefined;
 const cluster = process.env.REDIS_URL ? { redis: process.env.REDIS_URL }
   : process.env.NATS_URL ? { nats: process.env.NATS_URL } : undefined;
 
@@ -45,9 +48,9 @@ function serveClient(req: http.IncomingMessage, res: http.ServerResponse): void 
     return;
   }
   if (url.pathname === '/config.js') {
-    // Tells the page where the WebSocket server is: its own port with TLS, else this one's /ws.
+    // Tells the page where the WebSocket server is: its own port, else this one's /ws.
     res.writeHead(200, { 'content-type': contentTypes['.js'], 'cache-control': 'no-store' });
-    res.end(`window.CHAT_WS_PORT = ${JSON.stringify(tls ? WS_PORT : null)};\n`);
+    res.end(`window.CHAT_WS_PORT = ${JSON.stringify(ownPort ? WS_PORT : null)};\n`);
     return;
   }
   const file = path.resolve(clientDir, `.${url.pathname === '/' ? '/index.html' : decodeURIComponent(url.pathname)}`);
@@ -72,12 +75,12 @@ async function main(): Promise<void> {
   const server = tls
     ? https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) }, serveClient)
     : http.createServer(serveClient);
-  await start(tls ? { bind: `0.0.0.0:${WS_PORT}`, tls, ...chat } : { server: server as http.Server, path: '/ws', ...chat });
+  await start(ownPort ? { bind: `0.0.0.0:${WS_PORT}`, tls, ...chat } : { server: server as http.Server, path: '/ws', ...chat });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(HTTP_PORT, resolve);
   });
-  const where = tls ? `WebSocket server on port ${WS_PORT}, wss://` : 'WebSocket on /ws';
+  const where = ownPort ? `WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''}` : 'WebSocket on /ws';
   console.log(`Chat example: open ${tls ? 'https' : 'http'}://localhost:${HTTP_PORT} (${where}${cluster ? `, a node of the cluster on ${cluster.redis ? 'REDIS_URL' : 'NATS_URL'}` : ''})`);
 }
 

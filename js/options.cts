@@ -109,6 +109,9 @@ function attachOf(options: StartOptions): AttachConfig | undefined {
   if (!(server instanceof http.Server)) {
     throw new TypeError(`start: options.server must be an http.Server (what http.createServer(), Express's app.listen() or Fastify's fastify.server give), got ${describe(server)}`);
   }
+  if (process.versions.bun !== undefined) {
+    throw new TypeError(`start: options.server needs Node.js: under Bun an http.Server's sockets have no file descriptor to hand to WSBroker. Give WSBroker a port of its own (options.bind)`);
+  }
   if (path !== undefined && (typeof path !== 'string' || !/^\/[^?#]*$/.test(path))) {
     throw new TypeError(`start: options.path must be a path like '/ws' (starting with '/', without '?' or '#'), got ${describe(path)}`);
   }

@@ -16,7 +16,8 @@ export interface StartOptions extends DeliveryOptions {
    * upgrade request to `path` leaves Node, socket and all, and is answered and served by WSBroker
    * exactly as on its own listeners (with the limits of this call); every other request stays the
    * app's. An `https.Server` cannot be given: give WSBroker the certificate (`tls`, with `bind`), or
-   * terminate TLS in a proxy in front of an `http.Server`.
+   * terminate TLS in a proxy in front of an `http.Server`. Node.js only: under Bun an
+   * `http.Server`'s sockets have no file descriptor to hand over (a `TypeError`; use `bind`).
    */
   server?: HTTPServer;
   /**

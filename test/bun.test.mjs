@@ -13,6 +13,7 @@ test('the chat example runs under Bun', { timeout: 60_000 }, async (t) => {
   const version = new Proc(BUN, ['--version']);
   assert.equal((await version.exited).code, 0, `${BUN} --version failed (a placeholder left by npm ci --ignore-scripts? 'npm rebuild bun' installs it): ${version.stderr}`);
 
+  // Under Bun the example's WebSockets are on a port of their own (start({ server }) needs Node).
   const [wsPort, httpPort] = [await freePort(), await freePort()];
   const server = new Proc(BUN, [path.join(root, 'lib', 'example', 'example.js')], {
     env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort), WSBROKER_LOG: 'warn' },
@@ -26,6 +27,7 @@ test('the chat example runs under Bun', { timeout: 60_000 }, async (t) => {
   t.diagnostic(`bun ${version.lines[0]}`);
 
   assert.match(await (await fetch(`http://127.0.0.1:${httpPort}/`)).text(), /<form id="join-form"/);
+  assert.equal(await (await fetch(`http://127.0.0.1:${httpPort}/config.js`)).text(), `window.CHAT_WS_PORT = ${wsPort};\n`, 'the page is told the port');
   const connect = async () => {
     const c = await Client.connect(wsPort, { origin: `http://localhost:${httpPort}` });
     clients.push(c);
@@ -48,4 +50,12 @@ test('the chat example runs under Bun', { timeout: 60_000 }, async (t) => {
   bob.terminate();
   assert.equal((await alice.nextType('user-left')).alias, 'bob');
   assert.equal(server.exitStatus, undefined, 'the Bun process is still running');
+});
+
+test('start({ server }) under Bun is a TypeError that says to use bind', { timeout: 60_000 }, async () => {
+  const script = `const http = require('node:http'); require(${JSON.stringify(path.join(root, 'lib', 'js', 'index.cjs'))})
+    .start({ server: http.createServer(), threads: 0 }).catch((err) => { console.log(err.constructor.name + ': ' + err.message); });`;
+  const run = new Proc(BUN, ['-e', script], { env: { WSBROKER_LOG: 'warn' } });
+  assert.equal((await run.exited).code, 0, run.stderr);
+  assert.match(run.lines.join('\n'), /^TypeError: start: options\.server needs Node\.js: .*options\.bind/m);
 });
