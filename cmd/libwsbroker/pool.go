@@ -497,9 +497,10 @@ type WorkerQueue struct {
 	WaitingBytes int   `json:"waitingBytes"`
 }
 
-// queues returns the queue of every live worker, and of the parking worker if it holds events.
+// queues returns the queue of every live worker, and of the parking worker if it holds events;
+// never nil, so that stats() shows none as an empty list.
 func (p *pool) queues() []WorkerQueue {
-	var out []WorkerQueue
+	out := []WorkerQueue{}
 	for _, w := range append(append([]*worker{}, *p.live.Load()...), &p.parking) {
 		w.mu.Lock()
 		q := WorkerQueue{ID: w.id, Waiting: len(w.waitingEv), WaitingBytes: len(w.waiting)}

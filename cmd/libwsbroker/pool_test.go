@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
@@ -628,6 +629,9 @@ func TestDrainWaitsForEveryEvent(t *testing.T) {
 func TestQueues(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
+	if j, _ := json.Marshal(p.queues()); string(j) != "[]" {
+		t.Fatalf("no worker and nothing parked: %s, want []", j)
+	}
 	c := &broker.Conn{}
 	text(p, c, "parked")
 	if q := p.queues(); len(q) != 1 || q[0].ID != parkedID || q[0].Waiting != 1 {
