@@ -3,7 +3,10 @@
 // connection, a worker thread killed mid-stream.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { Client } from './helpers.mjs';
 import { FIN, OP, RawClient, clientFrame, closeCounts, e2eServer, mib, rssOf, until, withTimeout } from './harness.mjs';
 
@@ -232,7 +235,7 @@ test('a half-open connection (the client stops responding entirely) is pinged, c
   for (const [id, n] of closeCounts(events, [silentId, midFrameId])) assert.equal(n, 1, `handleClose of socket ${id} ran ${n} times`);
 });
 
-const DIED = /worker thread \d+ \(.*e2e-worker\.mjs\) died \(exit code 1\)/;
+const DIED = /worker thread (\d+) \(.*e2e-worker\.mjs\) died \(exit code 1\)/;
 const numbers = (c) => c.messages.filter((m) => /^\d+$/.test(m.text ?? '')).map((m) => Number(m.text));
 
 test('a worker killed mid-stream (process.exit in a handler): the server stays up, and every other client gets all its data', { timeout: 60_000 }, async (t) => {
@@ -284,19 +287,24 @@ test('a worker killed with events of other sockets queued behind the fatal one: 
   const victim = all[0];
   const same = all.filter((x) => x !== victim && x.thread === victim.thread);
   assert.ok(same.length > 0, 'a client shares the victim worker');
-  // While the worker is blocked (its `blocking` goes out with its batch, after the block), the
-  // fatal event and then 100 events of each other socket queue up for it (the other worker is idle:
-  // nothing waits for it), to be handed over together once it is free. The block outlasts the
-  // waits, which fail if it ends first.
+  // While the worker is held (its `holding` goes out with its batch, after the hold), the fatal
+  // event and then 100 events of each other socket queue up for it (the other worker is idle:
+  // nothing waits for it); released, it gets them as one batch, whose events after the fatal one
+  // the dying thread never handles.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-hold-'));
+  const release = path.join(dir, 'release');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const queues = async () => (await stats()).workers;
-  victim.c.send('!block 8000');
-  await until('the blocking batch to be in flight', queues, (ws) => ws.some((w) => w.inFlight === 1), 2000);
+  victim.c.send(`!hold ${release}`);
+  await until('the holding batch to be in flight', queues, (ws) => ws.some((w) => w.inFlight === 1));
   const waiting = async () => Math.max(...(await queues()).map((w) => w.waiting));
   victim.c.send('!exit');
-  await until('the fatal event to wait for the blocked worker', waiting, (n) => n === 1, 2000);
+  await until('the fatal event to wait for the held worker', waiting, (n) => n === 1);
   for (const o of same) for (let k = 1; k <= 100; k++) o.c.send(`!seq ${k}`);
-  await until('the other events to wait behind it', waiting, (n) => n === 1 + 100 * same.length, 3000);
+  await until('the other events to wait behind it', waiting, (n) => n === 1 + 100 * same.length);
+  writeFileSync(release, '');
   await server.waitForStderr(DIED);
+  assert.equal(Number(DIED.exec(server.stderr)[1]), victim.thread, 'the held worker died of the fatal event (and not of the watchdog)');
   for (const o of same) {
     o.c.send('!seq 999999');
     await o.c.next((m) => m.text === '999999', 20_000, `the answer to socket ${o.id} after the death of its worker`);
