@@ -25,6 +25,11 @@ const ERROR_TYPES: Record<string, ErrorConstructor> = {
   URIError,
 };
 
+/** The delay before replacing a worker that died soon after starting, when the last delay was `previous` (0: none). */
+export function nextBackoff(previous: number): number {
+  return Math.min(previous === 0 ? FIRST_BACKOFF_MS : previous * 2, MAX_BACKOFF_MS);
+}
+
 /** Spawned workers that are running or being replaced: the pool that start() can count on. */
 const liveSlots = new Set<WorkerSlot>();
 
@@ -136,7 +141,7 @@ export class WorkerSlot {
 
   /** Schedules a new worker after one died (or failed to start while being replaced). */
   private replace(what: string, fast: boolean, nodeThread = 0, worker = 0): void {
-    this.backoff = fast ? Math.min(this.backoff === 0 ? FIRST_BACKOFF_MS : this.backoff * 2, MAX_BACKOFF_MS) : 0;
+    this.backoff = fast ? nextBackoff(this.backoff) : 0;
     log(LogLevel.Error, `wsbroker: ${what}; starting a new worker${this.backoff > 0 ? ` in ${this.backoff} ms` : ''}`, 0, nodeThread, worker);
     this.timer = setTimeout(() => {
       this.timer = undefined;
