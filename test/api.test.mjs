@@ -313,10 +313,13 @@ for (const threads of [0, 4]) {
       assert.match(line, /worker\.mjs/, 'the stack names the module');
     });
 
-    test('async handlers', async () => {
+    test('an async handler runs on after an await, and the socket\'s next message is delivered without waiting for its promise', async () => {
       const c = await connect();
-      const r = await c.ask({ op: 'async' });
-      assert.equal(typeof r.threadId, 'number');
+      c.cmd({ op: 'await', key: 'k' });
+      c.cmd({ op: 'release', key: 'k' });
+      await c.nextType('released');
+      const types = c.messages.map((m) => m.json?.type).filter((type) => type === 'release' || type === 'released');
+      assert.deepEqual(types, ['release', 'released']);
     });
 
     if (threads === 4) {
