@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import WebSocket from 'ws';
 import assert from 'node:assert/strict';
 import { Client, fixture, freePort, withTimeout } from './helpers.mjs';
-import { e2eServer } from './harness.mjs';
+import { e2eServer, until } from './harness.mjs';
 
 async function presenceServer(t, options = {}) {
   return (await e2eServer(t, { workerPath: fixture('presence-worker.mjs'), ...options })).port;
@@ -103,6 +103,22 @@ test('stats(): connections, channels, messages and bytes, closes by code, worker
   const go = after.go;
   assert.ok(go.heapBytes > 0 && go.stackBytes > 0 && go.mappedBytes >= go.heapBytes + go.stackBytes, JSON.stringify(go));
   assert.ok(go.goroutines >= 2, "the listener's and the runtime's own at least");
+});
+
+test('stats().queuedBytes: a message queued and not yet written counts its frame and 32 bytes; nothing once written', async (t) => {
+  const port = await presenceServer(t);
+  const N = 100_000;
+  const c = await Client.connect(port, { headers: { 'x-queue': String(N) } });
+  t.after(() => c.terminate());
+  await c.next((m) => m.binary?.length === N);
+  const queued = Number((await c.next((m) => m.text?.startsWith('queued '))).text.slice(7));
+  const header = 10; // a frame of 64 KiB or more
+  assert.equal(queued, N + header + 32);
+  const ask = async () => {
+    c.send('stats');
+    return JSON.parse((await c.next((m) => m.text?.startsWith('stats '))).text.slice(6)).queuedBytes;
+  };
+  await until('every byte written to the only client', ask, (n) => n === 0);
 });
 
 test('metrics: the figures in Prometheus text format, scraped over HTTP', async (t) => {
