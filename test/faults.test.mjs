@@ -311,3 +311,20 @@ test('a worker killed with events of other sockets queued behind the fatal one: 
     assert.deepEqual(numbers(o.c).filter((n) => n !== 999999), Array.from({ length: 100 }, (_, k) => k + 1), `socket ${o.id}: the 100 messages queued behind the fatal event`);
   }
 });
+
+test('with no worker alive, events wait in stats() as worker -1 and reach the next worker that starts', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-broken-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const broken = path.join(dir, 'broken');
+  const { server, port, stats } = await e2eServer(t, { threads: 1 }, { env: { WORKER_BROKEN: broken } });
+  const [victim, other] = [await client(port), await client(port)];
+  t.after(() => [victim, other].forEach((x) => x.c.terminate()));
+  writeFileSync(broken, '');
+  victim.c.send('!exit');
+  await server.waitForStderr(DIED);
+  other.c.send('!seq 1');
+  await until('the message to wait for a worker', async () => (await stats()).workers, (ws) => ws.length === 1 && ws[0].id === -1 && ws[0].waiting === 1);
+  rmSync(broken);
+  await other.c.next((m) => m.text === '1', 20_000, 'the answer from the replacement worker');
+  assert.deepEqual((await stats()).workers.map((w) => w.id).filter((id) => id === -1), [], 'nothing waits as worker -1 any more');
+});
