@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { Client, makeCert, refusedStatus } from './helpers.mjs';
-import { FIN, OP, Proc, RawClient, clientFrame, e2eServer, withTimeout } from './harness.mjs';
+import { FIN, OP, Proc, RawClient, clientFrame, e2eServer, until, withTimeout } from './harness.mjs';
 
 const MAX_PAYLOAD = 1024 * 1024;
 const BIG = 'compress me, '.repeat(10_000); // 130 KB that deflate shrinks to a few hundred bytes
@@ -209,4 +209,25 @@ test('compression: with serverContextTakeover, a message like the one before com
     if (takeover) assert.ok(second < 50 && third < 50 && first > 500, `with takeover: ${first}, ${second}, ${third} bytes`);
     else assert.ok(second === first && third === first, `without takeover: ${first}, ${second}, ${third} bytes`);
   }
+});
+
+test('compression: a compressed message that is not valid deflate closes with 1007, RSV1 on a continuation frame with 1002; handleClose gets the code', async (t) => {
+  const { port, stats } = await e2eServer(t, { compression: true });
+  const offer = { 'sec-websocket-extensions': 'permessage-deflate' };
+  const deflated = zlib.deflateRawSync('a compressed message', { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
+  const cases = [
+    ['not valid deflate (a reserved block type)', clientFrame(FIN | 0x40 | OP.text, Buffer.from([0xff, 0xff, 0xff])), 1007],
+    ['RSV1 on a continuation frame', Buffer.concat([clientFrame(0x40 | OP.text, deflated.subarray(0, 4)), clientFrame(FIN | 0x40 | OP.cont, deflated.subarray(4))]), 1002],
+  ];
+  for (const [name, frames, code] of cases) {
+    const raw = await RawClient.connect(port, { headers: offer });
+    t.after(() => raw.destroy());
+    await raw.write(clientFrame(FIN | 0x40 | OP.text, deflated), { byteByByte: false });
+    const echo = await raw.nextFrame((f) => f.op === OP.text, 10_000, 'the echo');
+    assert.equal(echo.rsv === 0x40 ? zlib.inflateRawSync(Buffer.concat([echo.payload, Buffer.from([0, 0, 0xff, 0xff])])).toString() : echo.payload.toString(), 'a compressed message', 'compression negotiated');
+    await raw.write(frames, { byteByByte: false });
+    assert.equal((await raw.nextClose(10_000)).code, code, name);
+  }
+  const closed = async () => (await stats()).closed;
+  await until('handleClose of both', closed, (c) => c['1007'] === 1 && c['1002'] === 1);
 });
