@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, fixture, freePort, startServer } from './helpers.mjs';
+import { Client, fixture, freePort, startServer, withTimeout } from './helpers.mjs';
 import { until } from './harness.mjs';
 
 test('two listeners share channels, tokens and the worker pool', async (t) => {
@@ -56,6 +56,18 @@ test('bind takes [::1]:port and localhost:port, also as an array in one start();
   assert.equal((await v6.ask({ op: 'sub', ch: 'v6' })).result, true);
   named.cmd({ op: 'pub', ch: 'v6', data: 'across address families' });
   await v6.next((m) => m.text === 'across address families');
+});
+
+test('registerWorkerThread on the main thread takes its delivery options: ordered, and handlerTimeout closing the socket with 1011', async (t) => {
+  const port = await freePort();
+  const server = await startServer({ registerMain: fixture('worker.mjs'), registerMainOptions: { ordered: true, handlerTimeout: 300 }, servers: [{ bind: `127.0.0.1:${port}` }] });
+  t.after(() => server.stop());
+  const c = await Client.connect(port);
+  t.after(() => c.terminate());
+  // Ordered, the release waits for the await it would release: the await's handler times out.
+  c.cmd({ op: 'await', key: 'k' });
+  c.cmd({ op: 'release', key: 'k' });
+  assert.deepEqual(await withTimeout(c.closed, 10_000, 'the close after handlerTimeout'), { code: 1011, reason: 'handleTextMessage failed' });
 });
 
 test('two listeners each with their own workerPath and module kind (ESM and CommonJS)', async (t) => {
