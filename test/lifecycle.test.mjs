@@ -105,6 +105,12 @@ test('maxPayload: a larger message closes the connection with 1009', async (t) =
   assert.equal((await withTimeout(c.closed, 10_000, 'the close')).code, 1009);
 });
 
+test('openTimeout: a handleOpen that never settles gets HTTP 503 after the timeout start() was given', async (t) => {
+  const { port } = await lifecycleServer(t, { threads: 1, openTimeout: 200 });
+  // Well before the default of 10 s.
+  assert.equal(await withTimeout(refusedStatus(port, { headers: { 'x-never-open': '1' } }), 5000, 'the refusal'), 503);
+});
+
 test('maxConnections: one more connection than the limit gets HTTP 503; a freed place is taken again', async (t) => {
   const { port } = await lifecycleServer(t, { maxConnections: 3 });
   const observer = await Client.connect(port, { headers: { 'x-observer': '1' } });
