@@ -313,6 +313,11 @@ for (const threads of [0, 4]) {
       assert.match(line, /worker\.mjs/, 'the stack names the module');
     });
 
+    test('a send from a timer, outside any handler, is written without another event to carry it', async () => {
+      const c = await connect();
+      await c.ask({ op: 'timer' });
+    });
+
     test('an async handler runs on after an await, and the socket\'s next message is delivered without waiting for its promise', async () => {
       const c = await connect();
       c.cmd({ op: 'await', key: 'k' });
