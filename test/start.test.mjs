@@ -4,8 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
-import { Child, fixture, freePort, isListening, makeCert, root, withTimeout } from './helpers.mjs';
+import { Child, Client, fixture, freePort, isListening, makeCert, root, withTimeout } from './helpers.mjs';
 
 test('start() rejects with the right errors and leaves nothing behind', { timeout: 60_000 }, async (t) => {
   const blocker = net.createServer();
@@ -114,4 +115,35 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
   child.proc.stdin.end();
   const status = await withTimeout(child.exited, 10_000, 'the start-errors child to exit by itself');
   assert.deepEqual(status, { code: 0, signal: null }, child.stderr);
+});
+
+test('a listening server keeps the process alive by itself; workerPath without threads spawns Math.max(os.cpus().length, 4) workers', async (t) => {
+  const port = await freePort();
+  const child = new Child([fixture('listen.mjs'), JSON.stringify({ start: { bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs') } })]);
+  t.after(() => child.stop());
+  const [, workers] = await child.waitForLine(/^workers (\d+)$/, 30_000);
+  assert.equal(Number(workers), Math.max(os.cpus().length, 4));
+  // Had nothing kept it alive, the process would have ended as its module did, before any client.
+  const c = await Client.connect(port);
+  t.after(() => c.terminate());
+  assert.equal(typeof (await c.ask({ op: 'whoami' })).socketId, 'number');
+  assert.equal(child.exitStatus, undefined, 'still running');
+  assert.ok(!child.lines.includes('beforeExit'), 'its event loop never emptied');
+});
+
+test('threads: 0: the handlers registered on the main thread stay registered when start() then fails to listen', async (t) => {
+  const blocker = net.createServer();
+  await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => blocker.close());
+  const port = await freePort();
+  const child = new Child([fixture('listen.mjs'), JSON.stringify({
+    first: { bind: `127.0.0.1:${blocker.address().port}`, workerPath: fixture('worker.mjs'), threads: 0 },
+    start: { bind: `127.0.0.1:${port}` }, // no workerPath: served by what the failed start registered
+  })]);
+  t.after(() => child.stop());
+  await child.waitForLine(/^listening$/, 30_000);
+  assert.ok(child.lines.some((l) => l.startsWith('first-failed ')), child.lines.join('\n'));
+  const c = await Client.connect(port);
+  t.after(() => c.terminate());
+  assert.equal((await c.ask({ op: 'whoami' })).threadId, 0);
 });
