@@ -3,7 +3,7 @@
 // format, with the socket id, the broker's worker id and the Node threadId where they apply.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Proc, fixture, freePort, startServer } from './helpers.mjs';
+import { Client, Proc, fixture, freePort, refusedStatus, startServer } from './helpers.mjs';
 
 const LEVELS = ['debug', 'info', 'warn', 'error'];
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -104,4 +104,38 @@ test('WSBROKER_LOG: an unknown level is said, and warn applies', { timeout: 30_0
   assert.equal(lines.length, 1, probe.stderr);
   assert.equal(lines[0].level, 'warn');
   assert.equal(lines[0].msg, 'WSBROKER_LOG="verbose" is not one of debug, info, warn, error; using warn');
+});
+
+test('WSBROKER_LOG: each level logs what the README lists for it and nothing below it', { timeout: 60_000 }, async (t) => {
+  for (const level of ['error', 'warn', 'debug']) {
+    const port = await freePort();
+    const config = { servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 1, maxConnections: 1 }] };
+    const server = await startServer(config, { env: { WSBROKER_LOG: level } });
+    t.after(() => server.stop());
+    const c = await Client.connect(port);
+    assert.equal(await refusedStatus(port), 503, 'one more than maxConnections'); // warn
+    c.cmd({ op: 'throw', message: `thrown at ${level}` }); // error
+    await server.waitForStderr(`thrown at ${level}`);
+    await c.close(); // debug: its close
+    await server.ask('stop', /^stopped$/, 15_000);
+    const lines = server.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const seen = new Set(lines.map((l) => l.level));
+    const allowed = LEVELS.slice(LEVELS.indexOf(level));
+    assert.deepEqual([...seen].filter((l) => !allowed.includes(l)), [], `${level}: nothing below it`);
+    assert.equal(seen.has('warn'), level !== 'error', `${level}: the refusal over maxConnections (warn)`);
+    assert.equal(seen.has('debug'), level === 'debug', `${level}: the connection's life (debug)`);
+  }
+});
+
+test('NO_COLOR: the console format on a terminal, without colors', { timeout: 60_000 }, async (t) => {
+  const port = await freePort();
+  const server = new Proc('/usr/bin/python3', [fixture('tty-stderr.py'), process.execPath, fixture('server.mjs'), JSON.stringify(serverConfig(port))], {
+    env: { WSBROKER_LOG: '', NO_COLOR: '1' },
+  });
+  t.after(() => server.stop());
+  await server.waitForLine(/^listening\b/, 30_000);
+  const me = await throwAndClose(port, 'logged without colors');
+  await server.waitForStderr(new RegExp(` thread=${me.threadId}\\r?\\n`));
+  assert.match(server.stderr, / ERR handleTextMessage failed for socket \d+ .*Error: logged without colors/);
+  assert.doesNotMatch(server.stderr, /\x1b\[/, 'no escape sequence');
 });
