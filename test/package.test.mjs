@@ -188,9 +188,23 @@ test('without the platform package nor Go, npm install fails saying what is miss
   assert.equal(existsSync(path.join(project, 'node_modules', '@wsbroker', 'wsbroker', 'build')), false);
 });
 
-test('without the platform package, npm install builds the addon from source', () => {
-  const { project } = install('app-source', {});
+test('without the platform package nor any build tool, npm install fails naming every missing one', () => {
+  const { stderr } = install('app-no-tools', { env: { PATH: bare }, status: 1 });
+  const listed = stderr.split('\n').filter((l) => /^ {2}- \S+: /.test(l)).map((l) => l.trim().slice(2).split(':')[0]);
+  assert.deepEqual(listed, ['go', process.env.CC?.split(' ')[0] ?? 'cc', 'make', 'python3'], stderr);
+});
+
+test('with the platform package and --ignore-scripts, nothing changes: the prebuilt addon works', async () => {
+  const { project } = install('app-no-scripts', { deps: consumerDeps, prebuilt: true, npmArgs: ['--ignore-scripts'], env: { PATH: bare } });
+  copyConsumers(project, '@wsbroker/wsbroker');
+  await runConsumer(project, 'consumer.cjs');
+});
+
+test('without the platform package, npm install --ignore-scripts builds nothing, and npm rebuild then builds the addon from source', () => {
+  const { project } = install('app-source', { npmArgs: ['--ignore-scripts'] });
   const pkg = path.join(project, 'node_modules', '@wsbroker', 'wsbroker');
+  assert.equal(existsSync(path.join(pkg, 'build')), false, 'nothing built');
+  npm(project, ['rebuild', '@wsbroker/wsbroker']);
   assert.ok(existsSync(path.join(pkg, 'build', 'Release', 'wsbroker.node')));
   // It loads (in a process of its own: one Go runtime per process).
   const { stdout } = exec(process.execPath, ['-p', "Object.keys(require('@wsbroker/wsbroker').stats()).join()"], { cwd: project });
