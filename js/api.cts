@@ -4,6 +4,7 @@ import * as util from 'node:util';
 import { native } from './addon.cjs';
 import type { NativeBytes } from './native.cjs';
 import { describe } from './options.cjs';
+import { jsonToken, type JsonToken } from './token.cjs';
 import { CloseCode, MAX_CLOSE_REASON } from './protocol.gen.cjs';
 import type { Stats } from './types.cjs';
 
@@ -116,20 +117,45 @@ export function unsubscribe(socketId: number, channelName: string | ArrayBuffer 
 
 /**
  * Attaches a token (for instance who the user is, once authenticated) to a connection, replacing
- * the previous one. It is passed, as a `Buffer`, with every event of that connection queued after
- * this call, `handleClose` included. An event already queued keeps the token it was queued with:
- * a message the client sent right behind the one being handled may still carry the previous
- * token (keep what must be seen at once in the worker too: a socket's events all reach the same
- * worker). An unknown or closed socket id is a silent no-op.
+ * the previous one. It is passed with every event of that connection queued after this call,
+ * `handleClose` included: as a `Buffer`, or, to the handlers made by `defineWorker`, decoded from
+ * JSON. A string or bytes are stored as they are; a plain object or an array as its JSON
+ * (`JSON.stringify`), checked so that it decodes to a value equal to the one given.
+ *
+ * Which events see it: an event carries the token as it was when the event was queued, that is
+ * when the broker read the message from the client (for `handleClose`, when the connection ended).
+ * - Set in `handleOpen` (before it returns or its promise settles): every event of the connection,
+ *   since no message is read before the upgrade is answered.
+ * - Set while handling a message: the messages the broker reads after the call. Those the client
+ *   sent right behind it, without waiting for an answer, may have been read already and carry the
+ *   previous token: keep what must be seen at once in the worker too (a socket's events all reach
+ *   the same worker, in order). `handleClose` sees it when the client closed with a close frame or
+ *   the server closed the connection (the close waits until the handlers of earlier messages have
+ *   returned, in ordered mode settled), not always when the connection dropped without one.
+ * - Set anywhere else (a timer, another socket's handler, another node): the events queued after.
+ *
+ * An unknown or closed socket id is a silent no-op; another node's socket gets the token through
+ * the cluster. The token has no size limit of its own, but it is copied into every event of its
+ * connection (and counts towards the 8 MiB of events that may wait for a worker): keep it small. A
+ * token for another node's socket larger than the engine takes (NATS's `max_payload`) is dropped
+ * and counted in `stats().cluster.dropped.tooLarge`.
  *
  * @param socketId - The connection's socket id.
- * @param token - The token: a string (stored as its UTF-8) or bytes.
- * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `token` is not a
- * string, `ArrayBuffer`, `SharedArrayBuffer` or `ArrayBufferView`.
+ * @param token - The token: a string (stored as its UTF-8) or bytes; or a plain object or an array,
+ * stored as its JSON. In an object, a property whose value is `undefined` is left out (it reads
+ * back as `undefined`); anything else that JSON would change or lose is refused: a function, a
+ * symbol, a BigInt, `NaN` or an infinite number, `undefined` in an array, an object that is not
+ * plain (a `Date`, a `Map`, a `Buffer`, a class instance: store a string or a number instead), an
+ * object with a `toJSON` method, a cycle. In TypeScript, a function, a `Date`, a `RegExp`, a `Map`,
+ * a `Set`, a `WeakMap`, a `WeakSet` or a `Promise` as the token is a type error (`JsonToken<T>`).
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `token` is none of the
+ * types above or holds something JSON would change or lose (the message says where and what).
  */
-export function setToken(socketId: number, token: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
+export function setToken(socketId: number, token: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void;
+export function setToken<T extends object>(socketId: number, token: JsonToken<T>): void;
+export function setToken(socketId: number, token: unknown): void {
   checkSocketId(socketId, 'setToken');
-  native.setToken(socketId, toBytes(token, 'setToken', 'token'));
+  native.setToken(socketId, asBytes(token) ?? jsonToken(token));
 }
 
 /**
@@ -210,8 +236,8 @@ function checkSocketId(socketId: unknown, fn: string, what = 'socketId'): void {
   }
 }
 
-/** Bytes in a form the addon takes: a string as it is, a SharedArrayBuffer viewed through a Uint8Array. */
-function toBytes(value: unknown, fn: string, what: string): NativeBytes {
+/** Bytes in a form the addon takes: a string as it is, a SharedArrayBuffer viewed through a Uint8Array; undefined for anything else. */
+function asBytes(value: unknown): NativeBytes | undefined {
   if (typeof value === 'string') return value;
   if (typeof value === 'object' && value !== null) {
     if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
@@ -220,6 +246,13 @@ function toBytes(value: unknown, fn: string, what: string): NativeBytes {
     if (util.types.isArrayBuffer(value)) return value;
     if (util.types.isSharedArrayBuffer(value)) return new Uint8Array(value);
   }
+  return undefined;
+}
+
+/** Bytes in a form the addon takes (see asBytes); a TypeError naming `fn` and `what` for anything else. */
+function toBytes(value: unknown, fn: string, what: string): NativeBytes {
+  const bytes = asBytes(value);
+  if (bytes !== undefined) return bytes;
   throw new TypeError(
     `${fn}: ${what} must be a string, an ArrayBuffer, a SharedArrayBuffer or an ArrayBufferView (Buffer, typed array, DataView), got ${describe(value)}`,
   );

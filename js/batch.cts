@@ -3,16 +3,28 @@
 // encoder in internal/protocol/protocol.go; its constants come from protocol.gen.cts.
 //
 // The batch is a single allocation owned by the addon and is only valid during the call, so
-// everything handed on is a copy: strings are decoded, tokens and binary data are copied into
-// Buffers of their own.
+// everything handed on is a copy: strings are decoded, binary data is copied into Buffers of its
+// own, and tokens are read by the sink's token readers (copied into Buffers unless it says otherwise).
 import { Batch, EventKind } from './protocol.gen.cjs';
+
+/**
+ * Reads the token of socket `socketId`'s event from `batch[start:end]` (the batch is only valid
+ * during the call, so what it returns must not point into it).
+ */
+export type TokenReader = (batch: Buffer, start: number, end: number, socketId: number) => unknown;
 
 /** Receives the decoded events of a batch, one call per event, in batch order. */
 export interface BatchSink {
-  open(socketId: number, token: Buffer | undefined, ip: string, url: string, headers: Record<string, string>): void;
-  text(socketId: number, token: Buffer | undefined, data: string): void;
-  binary(socketId: number, token: Buffer | undefined, data: Buffer): void;
-  close(socketId: number, token: Buffer | undefined, code: number, reason: string): void;
+  /**
+   * How the token of each kind of event is read, indexed by `EventKind`: an event whose kind has no
+   * reader gets `undefined` and costs nothing to skip. Without `tokens`, every token is copied into
+   * a Buffer of its own (`tokenAsBytes`).
+   */
+  readonly tokens?: ReadonlyArray<TokenReader | undefined>;
+  open(socketId: number, token: unknown, ip: string, url: string, headers: Record<string, string>): void;
+  text(socketId: number, token: unknown, data: string): void;
+  binary(socketId: number, token: unknown, data: Buffer): void;
+  close(socketId: number, token: unknown, code: number, reason: string): void;
   /** The events of the socket before this one are handled (their handlers returned): its close frame may go. */
   catchUp(socketId: number): void;
 }
@@ -20,7 +32,7 @@ export interface BatchSink {
 type FastBuffer = Buffer & { utf8Slice?: (start: number, end: number) => string };
 
 // Buffer#utf8Slice skips the argument juggling of Buffer#toString; fall back where it is missing.
-const utf8Slice: (buf: FastBuffer, start: number, end: number) => string =
+export const utf8Slice: (buf: FastBuffer, start: number, end: number) => string =
   typeof (Buffer.prototype as FastBuffer).utf8Slice === 'function'
     ? (buf, start, end) => buf.utf8Slice!(start, end)
     : (buf, start, end) => buf.toString('utf8', start, end);
@@ -30,6 +42,13 @@ function copyOut(src: Buffer, start: number, end: number): Buffer {
   if (end > start) src.copy(out, 0, start, end);
   return out;
 }
+
+/** The token as bytes of its own: what handlers not defined through `defineWorker` get. */
+export const tokenAsBytes: TokenReader = (batch, start, end) => copyOut(batch, start, end);
+
+/** Every event's token as bytes: the readers of a sink that names none. */
+const ALL_AS_BYTES: Array<TokenReader | undefined> = [];
+for (const kind of [EventKind.Open, EventKind.Text, EventKind.Binary, EventKind.Close]) ALL_AS_BYTES[kind] = tokenAsBytes;
 
 function truncated(offset: number, need: number, length: number): RangeError {
   return new RangeError(`wsbroker: truncated event batch (need ${need} bytes at offset ${offset}, batch has ${length})`);
@@ -47,6 +66,7 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
   const view = new DataView(batch.buffer, batch.byteOffset, length);
   let off = 0;
   let count = 0;
+  const tokens = sink.tokens ?? ALL_AS_BYTES;
 
   // Reads a u32 length at `off` and checks that that many bytes follow it.
   const span = (): number => {
@@ -70,12 +90,13 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
     const socketId = view.getFloat64(off + 1, true);
     off += Batch.HeadSize - Batch.LenSize;
 
-    let token: Buffer | undefined;
+    let token: unknown;
     const tokenLen = view.getUint32(off, true);
     off += Batch.LenSize;
     if (tokenLen !== Batch.NoToken) {
       if (off + tokenLen > length) throw truncated(off, tokenLen, length);
-      token = copyOut(batch, off, off + tokenLen);
+      const read = tokens[kind];
+      if (read !== undefined) token = read(batch, off, off + tokenLen, socketId);
       off += tokenLen;
     }
 

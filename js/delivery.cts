@@ -3,12 +3,13 @@
 // its previous handler's promise), and what this thread is to the broker (its worker id).
 import { isMainThread, threadId } from 'node:worker_threads';
 import { native } from './addon.cjs';
-import { decodeBatch, type BatchSink } from './batch.cjs';
+import { decodeBatch, tokenAsBytes, utf8Slice, type BatchSink, type TokenReader } from './batch.cjs';
+import { jsonTokenHandler, type TypedWorkerInterface, type WorkerDefinition } from './define.cjs';
 import { errorText, log as logLine, LogLevel } from './log.cjs';
 import { HANDLER_NAMES } from './module.cjs';
 import { ParsedRequest, SERVER_ERROR, verdictOf, type OpenVerdict } from './open.cjs';
 import { DEFAULT_DELIVERY, registrationOf } from './options.cjs';
-import { CloseCode, HandlerBit } from './protocol.gen.cjs';
+import { CloseCode, EventKind, HandlerBit } from './protocol.gen.cjs';
 import type { DeliveryOptions, WorkerInterface } from './types.cjs';
 
 /** This thread's worker id in the broker once registerWorkerThread succeeded (0 before). */
@@ -19,8 +20,13 @@ export function thisWorkerId(): number {
   return workerId;
 }
 
-/** The handlers registered on this thread. */
-let handlers: WorkerInterface | undefined;
+/**
+ * The handlers registered on this thread, those made by defineWorker unwrapped: each gets the
+ * token as its kind's reader in `tokenReaders` reads it (a Buffer, or a JSON value).
+ */
+let handlers: TypedWorkerInterface<unknown> | undefined;
+/** How each kind of event's token is read for this thread's handler of it (see BatchSink.tokens). */
+let tokenReaders: Array<TokenReader | undefined> = [];
 /** Where the event being handled ends in the current batch; the addon reads it (see batch.cts). */
 const progress = new Int32Array(1);
 
@@ -61,34 +67,60 @@ const HANDLER_BITS: Record<(typeof HANDLER_NAMES)[number], number> = {
  * spawns, so this is only needed to handle events in a thread of your own (the main thread, or a
  * `Worker` you created). Calling it again on the same thread replaces the handlers.
  *
- * @param worker - An object with any of the `WorkerInterface` handlers.
+ * @param worker - An object with any of the `WorkerInterface` handlers, or what `defineWorker`
+ * returns (its handlers get the token decoded from JSON).
  * @param options - Optional: how events are delivered on this thread (see `DeliveryOptions`).
  * @throws {TypeError} when `worker` is not an object, one of its handlers is present but not a
  * function, an option is out of range, or `options` has a key that is not one of
  * `DeliveryOptions` (the message names it and the nearest valid one).
  */
-export function registerWorkerThread(worker: WorkerInterface, options: DeliveryOptions = {}): void {
+export function registerWorkerThread<T>(worker: WorkerInterface | WorkerDefinition<T>, options: DeliveryOptions = {}): void {
   const nextDelivery = registrationOf(worker, options);
   let mask = 0;
   for (const name of HANDLER_NAMES) {
     if (worker[name] !== undefined) mask |= HANDLER_BITS[name];
   }
   if (nextDelivery.ordered) mask |= HandlerBit.CatchUp;
-  const previous = handlers;
+  const given = worker as TypedWorkerInterface<unknown>;
+  const previous = { handlers, tokenReaders };
   delivery = nextDelivery;
+  tokenReaders = [];
   handlers = {
-    handleOpen: worker.handleOpen,
-    handleTextMessage: worker.handleTextMessage,
-    handleBinaryMessage: worker.handleBinaryMessage,
-    handleClose: worker.handleClose,
+    handleOpen: given.handleOpen,
+    handleTextMessage: withTokenOf(EventKind.Text, 'handleTextMessage', given.handleTextMessage),
+    handleBinaryMessage: withTokenOf(EventKind.Binary, 'handleBinaryMessage', given.handleBinaryMessage),
+    handleClose: withTokenOf(EventKind.Close, 'handleClose', given.handleClose),
   };
   try {
     workerId = native.registerWorker(dispatch, mask, progress, process.versions.bun !== undefined);
   } catch (err) {
-    handlers = previous;
+    ({ handlers, tokenReaders } = previous);
     throw err;
   }
   log(LogLevel.Debug, 'worker registered');
+}
+
+/**
+ * Sets how the token of `kind`'s events is read for `handler`: decoded from JSON for a handler made
+ * by defineWorker (returned unwrapped), as bytes for any other, not at all without a handler.
+ */
+function withTokenOf<H>(kind: EventKind, name: string, handler: H | undefined): H | undefined {
+  const typed = jsonTokenHandler(handler);
+  tokenReaders[kind] = handler === undefined ? undefined : typed !== undefined ? jsonTokenFor(name) : tokenAsBytes;
+  return (typed as H | undefined) ?? handler;
+}
+
+/** Reads a token as JSON for handler `name`: `undefined`, and an error logged, when it does not parse. */
+function jsonTokenFor(name: string): TokenReader {
+  return (batch, start, end, socketId) => {
+    try {
+      return JSON.parse(utf8Slice(batch, start, end)) as unknown;
+    } catch {
+      // The parser's message quotes the token, which may be a secret.
+      log(LogLevel.Error, `the token of socket ${socketId} (${end - start} bytes) is not JSON, so ${name} gets undefined`, socketId);
+      return undefined;
+    }
+  };
 }
 
 /** Writes a line about this thread, its worker, and the socket `socketId` (0: none). */
@@ -194,6 +226,9 @@ function failed(socketId: number, name: Delivered, err: unknown): void {
 }
 
 const sink: BatchSink = {
+  get tokens() {
+    return tokenReaders;
+  },
   open(socketId, _token, ip, url, headers) {
     const fn = handlers?.handleOpen;
     if (fn === undefined) {

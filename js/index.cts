@@ -2,6 +2,7 @@
 // re-exports, in the order of the README's API reference (scripts/docs.mjs follows them):
 //   server.cts      start, stop: listeners and the worker pool
 //   delivery.cts    registerWorkerThread and the delivery of events to this thread's handlers
+//   define.cts      defineWorker: handlers with a typed token
 //   api.cts         send … stats: one call to the addon each
 //   options.cts     the checks of every option object
 //   supervisor.cts  the worker threads start() spawns
@@ -9,6 +10,8 @@
 export { start } from './server.cjs';
 export type { StartOptions, Server, CloseOptions, ClusterOptions, WorkerInterface, OpenRequest, OpenRefusal, DeliveryOptions } from './types.cjs';
 export { registerWorkerThread } from './delivery.cjs';
+export { defineWorker } from './define.cjs';
+export type { TypedWorkerInterface, WorkerDefinition } from './define.cjs';
 export {
   send,
   sendToChannel,

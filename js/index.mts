@@ -2,6 +2,7 @@
 export {
   start,
   registerWorkerThread,
+  defineWorker,
   send,
   sendToChannel,
   subscribe,
@@ -15,4 +16,17 @@ export {
   stop,
   stats,
 } from './index.cjs';
-export type { ClusterOptions, ClusterStats, CloseOptions, DeliveryOptions, OpenRefusal, OpenRequest, Server, StartOptions, Stats, WorkerInterface } from './index.cjs';
+export type {
+  ClusterOptions,
+  ClusterStats,
+  CloseOptions,
+  DeliveryOptions,
+  OpenRefusal,
+  OpenRequest,
+  Server,
+  StartOptions,
+  Stats,
+  TypedWorkerInterface,
+  WorkerDefinition,
+  WorkerInterface,
+} from './index.cjs';

@@ -170,19 +170,33 @@ function checkEngineURL(key: 'redis' | 'nats', value: unknown, protocols: string
  * Checks the arguments of `registerWorkerThread`: `worker` must be an object whose handlers, where
  * present, are functions. Returns the delivery options with their defaults.
  */
-export function registrationOf(worker: WorkerInterface, options: DeliveryOptions): Required<DeliveryOptions> {
-  if (worker === null || (typeof worker !== 'object' && typeof worker !== 'function')) {
-    throw new TypeError(`registerWorkerThread: worker must be an object with handler functions, got ${describe(worker)}`);
-  }
+export function registrationOf(worker: unknown, options: DeliveryOptions): Required<DeliveryOptions> {
+  checkHandlers(worker, 'registerWorkerThread', 'worker');
   const delivery = deliveryOf(options, 'registerWorkerThread');
   rejectUnknownKeys(options, DELIVERY_OPTIONS, 'registerWorkerThread', 'options');
+  return delivery;
+}
+
+/**
+ * Checks the argument of `defineWorker`: an object with handler functions and nothing else (unlike
+ * a module, it has no other exports, so a misspelt handler would only be ignored).
+ */
+export function checkDefinition(handlers: object): void {
+  checkHandlers(handlers, 'defineWorker', 'handlers');
+  rejectUnknownKeys(handlers, HANDLERS, 'defineWorker', 'handlers', 'handler');
+}
+
+/** Throws a TypeError unless `worker` is an object whose handlers, where present, are functions. */
+function checkHandlers(worker: unknown, fn: string, where: string): void {
+  if (worker === null || (typeof worker !== 'object' && typeof worker !== 'function')) {
+    throw new TypeError(`${fn}: ${where} must be an object with handler functions, got ${describe(worker)}`);
+  }
   for (const name of HANDLER_NAMES) {
-    const fn = worker[name];
-    if (fn !== undefined && typeof fn !== 'function') {
-      throw new TypeError(`registerWorkerThread: worker.${name} must be a function, got ${describe(fn)}`);
+    const handler = (worker as Record<string, unknown>)[name];
+    if (handler !== undefined && typeof handler !== 'function') {
+      throw new TypeError(`${fn}: ${where}.${name} must be a function, got ${describe(handler)}`);
     }
   }
-  return delivery;
 }
 
 /** Checks `options.compression` and returns it as the listen configuration carries it. */
@@ -307,6 +321,7 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   ...DELIVERY_OPTIONS,
 };
 const CLUSTER_OPTIONS: Record<keyof NonNullable<StartOptions['cluster']>, true> = { redis: true, nats: true, prefix: true, publishBuffer: true };
+const HANDLERS: Record<keyof WorkerInterface, true> = { handleOpen: true, handleTextMessage: true, handleBinaryMessage: true, handleClose: true };
 const TLS_OPTIONS: Record<keyof NonNullable<StartOptions['tls']>, true> = { cert: true, key: true };
 const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boolean | undefined>, true> = { serverContextTakeover: true };
 
@@ -314,11 +329,11 @@ const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boo
  * Throws a TypeError naming the first key of `options` that is not one of `known`, and the known
  * one nearest to it: a misspelt option would otherwise be ignored without a word.
  */
-function rejectUnknownKeys(options: object, known: Record<string, true>, fn: string, where: string): void {
+function rejectUnknownKeys(options: object, known: Record<string, true>, fn: string, where: string, noun = 'option'): void {
   const names = Object.keys(known);
   for (const key of Object.keys(options)) {
     if (Object.hasOwn(known, key)) continue;
-    throw new TypeError(`${fn}: unknown option ${where}.${key}; did you mean ${where}.${nearest(key, names)}? (${where} takes ${names.join(', ')})`);
+    throw new TypeError(`${fn}: unknown ${noun} ${where}.${key}; did you mean ${where}.${nearest(key, names)}? (${where} takes ${names.join(', ')})`);
   }
 }
 

@@ -39,14 +39,23 @@ function oneLine(s) {
   return s.replace(/\s+/g, ' ').trim();
 }
 
-function renderFunction(node) {
+/** A function's signature as written (the checker would spell `x?: T` as `x?: T | undefined`). */
+function signatureOf(node) {
+  const typeParameters = node.typeParameters ? `<${node.typeParameters.map((p) => p.getText()).join(', ')}>` : '';
+  return oneLine(`${typeParameters}(${node.parameters.map((p) => p.getText()).join(', ')}) => ${node.type ? node.type.getText() : 'void'}`);
+}
+
+/** A function, from its first declaration's JSDoc; an overloaded one shows each overload's signature. */
+function renderFunction(node, overloads) {
   const name = node.name.text;
   const doc = jsDocOf(node);
   const out = [`### ${name} · function`, ''];
   if (doc?.comment) out.push(text(doc.comment), '');
-  // The signature as written (the checker would spell `x?: T` as `x?: T | undefined`).
-  const signature = `(${node.parameters.map((p) => p.getText()).join(', ')}) => ${node.type ? node.type.getText() : 'void'}`;
-  out.push(`**Signature:** \`${oneLine(signature)}\``, '');
+  if (overloads.length > 1) {
+    out.push('**Signatures:**', '', ...overloads.map((o) => `- \`${signatureOf(o)}\``), '');
+  } else {
+    out.push(`**Signature:** \`${signatureOf(node)}\``, '');
+  }
 
   const tags = doc?.tags ?? [];
   const params = tags.filter(ts.isJSDocParameterTag);
@@ -79,7 +88,8 @@ function renderInterface(node) {
   if (doc?.comment) out.push(text(doc.comment), '');
   const lower = name[0].toLowerCase() + name.slice(1);
   for (const member of node.members) {
-    if (!member.name) continue;
+    // A member named by a symbol (a brand) is no part of what users write or read.
+    if (!member.name || ts.isComputedPropertyName(member.name)) continue;
     const memberName = member.name.getText();
     out.push(`#### ${lower}.${memberName} · member`, '');
     const memberDoc = jsDocOf(member);
@@ -91,7 +101,8 @@ function renderInterface(node) {
 
 /**
  * The declarations that `source` exports, in its order: its own exported statements, and the
- * declaration behind each name of an `export { … } from` statement.
+ * declaration behind each name of an `export { … } from` statement, each with its overload
+ * signatures (a function's declarations without body).
  */
 function exportedDeclarations(source, checker) {
   const out = [];
@@ -102,10 +113,10 @@ function exportedDeclarations(source, checker) {
         const target = symbol && symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
         const declaration = target?.declarations?.[0];
         if (!declaration) throw new Error(`js/index.cts: cannot find the declaration of ${element.name.text}`);
-        out.push(declaration);
+        out.push({ declaration, overloads: target.declarations.filter((d) => ts.isFunctionDeclaration(d) && !d.body) });
       }
     } else if (ts.getCombinedModifierFlags(statement) & ts.ModifierFlags.Export) {
-      out.push(statement);
+      out.push({ declaration: statement, overloads: [] });
     }
   }
   return out;
@@ -119,8 +130,8 @@ export function generate() {
   }
   const source = program.getSourceFile(entry);
   const lines = [`The reference below is generated from the JSDoc of what \`js/index.cts\` re-exports, by \`npm run docs\`.`, ''];
-  for (const declaration of exportedDeclarations(source, program.getTypeChecker())) {
-    if (ts.isFunctionDeclaration(declaration) && declaration.name) lines.push(...renderFunction(declaration));
+  for (const { declaration, overloads } of exportedDeclarations(source, program.getTypeChecker())) {
+    if (ts.isFunctionDeclaration(declaration) && declaration.name) lines.push(...renderFunction(declaration, overloads));
     else if (ts.isInterfaceDeclaration(declaration)) lines.push(...renderInterface(declaration));
   }
   while (lines.at(-1) === '') lines.pop();

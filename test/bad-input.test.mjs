@@ -50,6 +50,7 @@ function assertNoops(noop, where) {
       'subscribe(id, "c")': 'returned false',
       'unsubscribe(id, "c")': 'returned false',
       'setToken(id, "t")': 'returned undefined',
+      'setToken(id, { user: "u" })': 'returned undefined',
       'close(id)': 'returned false',
       'close(id, 4000, "r")': 'returned false',
       'sendToChannel("c", "x")': 'returned undefined',
