@@ -12,11 +12,11 @@
 // connection of that user). A message after the token has expired closes the connection with
 // code 4001: the client connects again with a fresh token.
 //
-// Who the user is goes into the connection's token (setToken) in handleOpen, before the upgrade is
-// answered, so every event of the connection carries it; the connection joins the channel
-// `user:<id>`.
+// Who the user is goes into the connection's token (setToken, a typed JSON value: defineWorker<Session>)
+// in handleOpen, before the upgrade is answered, so every event of the connection carries it; the
+// connection joins the channel `user:<id>`.
 import { jwtVerify } from 'jose';
-import { close, send, sendToChannel, setToken, subscribe, type OpenRefusal, type OpenRequest } from '@wsbroker/wsbroker';
+import { close, defineWorker, send, sendToChannel, setToken, subscribe, type OpenRefusal, type OpenRequest } from '@wsbroker/wsbroker';
 
 const SECRET = new TextEncoder().encode(process.env.AUTH_SECRET ?? 'example-secret');
 const ORIGINS = new Set((process.env.AUTH_ORIGINS ?? 'http://localhost:8080').split(','));
@@ -41,7 +41,7 @@ async function verify(jwt: string): Promise<Session> {
   return { userId: payload.sub, exp: payload.exp };
 }
 
-export async function handleOpen(socketId: number, ip: string, headers: Record<string, string>, url: string, request: OpenRequest): Promise<true | OpenRefusal> {
+async function handleOpen(socketId: number, ip: string, headers: Record<string, string>, url: string, request: OpenRequest): Promise<true | OpenRefusal> {
   const fromPage = headers.origin === undefined || ORIGINS.has(headers.origin);
   const jwt = request.query.get('token') ?? (fromPage ? request.cookies.token : undefined);
   if (jwt === undefined) return unauthorized();
@@ -51,13 +51,13 @@ export async function handleOpen(socketId: number, ip: string, headers: Record<s
   } catch {
     return unauthorized('invalid_token');
   }
-  setToken(socketId, JSON.stringify(session));
+  setToken(socketId, session);
   subscribe(socketId, `user:${session.userId}`);
   return true;
 }
 
-export function handleTextMessage(data: string, socketId: number, token?: Buffer): void {
-  const session = JSON.parse(token!.toString('utf8')) as Session; // every accepted connection has one
+function handleTextMessage(data: string, socketId: number, session: Session | undefined): void {
+  if (session === undefined) return; // every accepted connection has one, set in handleOpen
   if (session.exp !== undefined && Date.now() / 1000 >= session.exp) {
     close(socketId, 4001, 'token expired');
     return;
@@ -87,3 +87,5 @@ export function handleTextMessage(data: string, socketId: number, token?: Buffer
       reply(socketId, { type: 'error', body: `Unknown message type ${JSON.stringify(message.type)}` });
   }
 }
+
+export default defineWorker<Session>({ handleOpen, handleTextMessage });

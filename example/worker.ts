@@ -8,12 +8,13 @@
 //   { type: 'chat-message', alias, body, timestamp }  to the room
 //   { type: 'error', body }                           to the sender
 //
-// Who a connection is (alias and room) lives in its token, as JSON, so that it reaches every later
-// event, handleClose included, in whichever worker handles it. A worker also remembers the members
-// it has seen: all events of a connection come to the same worker in order, so that memory is
-// exact, and a message sent right after a join does not depend on the token of an event that was
-// queued before the join was handled. After a worker is replaced, the token is what is left.
-import { send, sendToChannel, setToken, subscribe, unsubscribe } from '@wsbroker/wsbroker';
+// Who a connection is (alias and room) lives in its token, a typed JSON value (defineWorker<Member>),
+// so that it reaches every later event, handleClose included, in whichever worker handles it. A
+// worker also remembers the members it has seen: an event carries the token set before it was
+// queued, and a message the client sends right behind its join is queued before the join is
+// handled, so its token is still the one before. All events of a connection come to the same worker
+// in order, so that memory is exact; after a worker is replaced, the token is what is left.
+import { defineWorker, send, sendToChannel, setToken, subscribe, unsubscribe } from '@wsbroker/wsbroker';
 
 const MAX_ALIAS = 20;
 const MAX_ROOM = 30;
@@ -40,16 +41,9 @@ function fail(socketId: number, body: string): void {
   reply(socketId, { type: 'error', body });
 }
 
-function memberOf(socketId: number, token: Buffer | undefined): Member | undefined {
-  const known = members.get(socketId);
-  if (known !== undefined || token === undefined) return known;
-  try {
-    const parsed = JSON.parse(token.toString('utf8')) as Partial<Member>;
-    if (typeof parsed.alias === 'string' && typeof parsed.room === 'string') return { alias: parsed.alias, room: parsed.room };
-  } catch {
-    // not ours
-  }
-  return undefined;
+/** The member this worker saw join last, else the one the token names. */
+function memberOf(socketId: number, token: Member | undefined): Member | undefined {
+  return members.get(socketId) ?? token;
 }
 
 /** A trimmed, non-empty string of at most `max` characters, or undefined. */
@@ -59,7 +53,7 @@ function field(value: unknown, max: number): string | undefined {
   return s.length > 0 && [...s].length <= max ? s : undefined;
 }
 
-export function handleTextMessage(data: string, socketId: number, token?: Buffer): void {
+function handleTextMessage(data: string, socketId: number, token: Member | undefined): void {
   let message: { type?: unknown; alias?: unknown; room?: unknown; body?: unknown };
   try {
     message = JSON.parse(data);
@@ -86,7 +80,7 @@ export function handleTextMessage(data: string, socketId: number, token?: Buffer
       }
       const member = { alias, room };
       members.set(socketId, member);
-      setToken(socketId, JSON.stringify(member));
+      setToken(socketId, member);
       subscribe(socketId, roomChannel(room));
       reply(socketId, { type: 'joined', room, alias });
       toRoom(room, { type: 'user-joined', alias, timestamp: Date.now() });
@@ -105,9 +99,11 @@ export function handleTextMessage(data: string, socketId: number, token?: Buffer
   }
 }
 
-export function handleClose(socketId: number, token?: Buffer): void {
+function handleClose(socketId: number, token: Member | undefined): void {
   const member = memberOf(socketId, token);
   members.delete(socketId);
   // The closed connection has already left every channel: this reaches the others only.
   if (member !== undefined) toRoom(member.room, { type: 'user-left', alias: member.alias, timestamp: Date.now() });
 }
+
+export default defineWorker<Member>({ handleTextMessage, handleClose });

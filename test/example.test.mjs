@@ -82,6 +82,17 @@ test('the chat example: page, join, messages, room change, leave notices, errors
   assert.equal((await bob.nextType('chat-message')).body, 'in the garden');
   assert.equal(bob.messages.filter((m) => m.json?.body === 'anyone?').length, 0, 'bob left the lobby');
 
+  // A message right behind the join, without waiting for `joined`: its event was queued with the
+  // token from before the join, and the worker's own memory of the member makes it count.
+  const dan = await connect();
+  dan.cmd({ type: 'join', alias: 'dan', room: 'garden' });
+  dan.cmd({ type: 'message', body: 'hi at once' });
+  assert.equal((await bob.nextType('user-joined')).alias, 'dan');
+  assert.equal((await bob.nextType('chat-message')).body, 'hi at once');
+  assert.equal(dan.messages.filter((m) => m.json?.type === 'error').length, 0);
+  dan.terminate();
+  assert.equal((await bob.nextType('user-left')).alias, 'dan');
+
   // Disconnecting announces user-left to the room in the token.
   const carol = await connect();
   carol.cmd({ type: 'join', alias: 'carol', room: 'garden' });
