@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
-import { Proc, fixture, freePort, isListening, makeCert, withTimeout } from './helpers.mjs';
+import { Proc, fixture, freePort, isListening, listeningPorts, makeCert, withTimeout } from './helpers.mjs';
 
 /**
  * A node script run through bash with the soft limit on open files raised as far as the hard
@@ -306,12 +306,11 @@ function rawNatsPublish(port, login, messages) {
  * only (taskset), as a server pinned to one core: Go then has one P.
  */
 export async function e2eServer(t, options = {}, { manyFiles = false, oneCore = false, env = {} } = {}) {
-  const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-e2e-'));
   const log = path.join(dir, 'events.log');
   const args = [
     fixture('e2e-server.mjs'),
-    JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('e2e-worker.mjs'), threads: 2, ...options }),
+    JSON.stringify({ bind: '127.0.0.1:0', workerPath: fixture('e2e-worker.mjs'), threads: 2, ...options }),
   ];
   const procEnv = { EVENT_LOG: log, WSBROKER_LOG: 'warn', ...env };
   const server = manyFiles
@@ -323,7 +322,7 @@ export async function e2eServer(t, options = {}, { manyFiles = false, oneCore = 
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  await server.waitForLine(/^listening$/, 30_000);
+  const [port] = await listeningPorts(server);
   const events = () => {
     try {
       return readFileSync(log, 'utf8').split('\n').filter(Boolean);

@@ -1,4 +1,4 @@
-// Shared by the end-to-end tests: free ports, servers in child processes, WebSocket clients.
+// Shared by the end-to-end tests: servers in child processes and the ports they bound, WebSocket clients.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -21,6 +21,23 @@ export function freePort() {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * The line a fixture server prints once it listens on `addresses` ({ host, port }, as start()'s
+ * `addresses` gives them): `listening HOST:PORT…`, in order; listeningPorts reads it back.
+ */
+export function listeningLine(addresses) {
+  return ['listening', ...addresses.map(({ host, port }) => `${host}:${port}`)].join(' ');
+}
+
+/**
+ * Waits for the `listening HOST:PORT…` line of listeningLine on `proc`'s stdout (at or after line
+ * `from`) and resolves with its ports in order: how a test learns what a server bound with port 0.
+ */
+export async function listeningPorts(proc, ms = 30_000, from = 0) {
+  const [, addresses] = await proc.waitForLine(/^listening((?: \S+:\d+)*)$/, ms, from);
+  return addresses.split(' ').filter(Boolean).map((address) => Number(address.slice(address.lastIndexOf(':') + 1)));
 }
 
 /**
@@ -178,12 +195,13 @@ export class Child extends Proc {
 
 /**
  * Starts test/fixtures/server.mjs with `config` ({ servers: [{ bind, workerPath, threads }],
- * registerMain }) and waits until every server listens. Resolves with the Child.
+ * registerMain }; bind on port 0) and waits until every server listens. Resolves with the Child,
+ * whose `ports` are the ports bound, one per bind address in order.
  */
 export async function startServer(config, { env = {} } = {}) {
   const child = new Child([fixture('server.mjs'), JSON.stringify(config)], { env: { WSBROKER_LOG: 'warn', ...env } });
   try {
-    await child.waitForLine(/^listening\b/, 30_000);
+    child.ports = await listeningPorts(child);
   } catch (err) {
     await child.stop();
     throw err;

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Client, fixture, isListening, refusedStatus, withTimeout } from './helpers.mjs';
+import { Client, fixture, isListening, listeningPorts, refusedStatus, withTimeout } from './helpers.mjs';
 import { e2eServer, until } from './harness.mjs';
 
 /** Starts the e2e server with the lifecycle worker, the given start() options and e2eServer's own; resolves with { child, port, events, stats }. */
@@ -88,8 +88,10 @@ test('start() works again after stop()', async (t) => {
   child.send('stop');
   await child.waitForLine(/^stopped$/, 15_000);
   await withTimeout(before.c.closed, 10_000, 'the close');
-  await child.ask('start', /^listening$/, 30_000);
-  const after = await client(port);
+  const from = child.lines.length;
+  child.send('start');
+  const [portAgain] = await listeningPorts(child, 30_000, from);
+  const after = await client(portAgain);
   t.after(() => after.c.terminate());
   assert.ok(after.id > before.id, 'socket ids continue');
   after.c.send('echo again');
