@@ -3,7 +3,7 @@
 // the main thread) and once with `threads: 4`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, fixture, freePort, refusedStatus, startServer } from './helpers.mjs';
+import { Client, fixture, refusedStatus, startServer } from './helpers.mjs';
 
 const MIB = 1024 * 1024;
 /** Where two long strings first differ, for readable failures. */
@@ -33,8 +33,8 @@ for (const threads of [0, 4]) {
     };
 
     before(async () => {
-      port = await freePort();
-      server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads }] });
+      server = await startServer({ servers: [{ bind: '127.0.0.1:0', workerPath: fixture('worker.mjs'), threads }] });
+      [port] = server.ports;
     });
     after(async () => {
       for (const c of clients) c.terminate();

@@ -6,15 +6,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, fixture, freePort, startServer, withTimeout } from './helpers.mjs';
+import { Client, fixture, startServer, withTimeout } from './helpers.mjs';
 import { until } from './harness.mjs';
 
 test('two listeners share channels, tokens and the worker pool', async (t) => {
-  const [p1, p2] = [await freePort(), await freePort()];
   // The second start has no workerPath: it uses the pool of the first.
   const server = await startServer({
-    servers: [{ bind: `127.0.0.1:${p1}`, workerPath: fixture('worker.mjs'), threads: 2 }, { bind: `127.0.0.1:${p2}` }],
+    servers: [{ bind: '127.0.0.1:0', workerPath: fixture('worker.mjs'), threads: 2 }, { bind: '127.0.0.1:0' }],
   });
+  const [p1, p2] = server.ports;
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -40,10 +40,10 @@ test('two listeners share channels, tokens and the worker pool', async (t) => {
 });
 
 test('bind takes [::1]:port and localhost:port, also as an array in one start(); the peer ip of an IPv6 client is ::1', async (t) => {
-  const [p1, p2] = [await freePort(), await freePort()];
   const server = await startServer({
-    servers: [{ bind: [`[::1]:${p1}`, `localhost:${p2}`], workerPath: fixture('worker.mjs'), threads: 1 }],
+    servers: [{ bind: ['[::1]:0', 'localhost:0'], workerPath: fixture('worker.mjs'), threads: 1 }],
   });
+  const [p1, p2] = server.ports;
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -59,8 +59,8 @@ test('bind takes [::1]:port and localhost:port, also as an array in one start();
 });
 
 test('registerWorkerThread on the main thread takes its delivery options: ordered, and handlerTimeout closing the socket with 1011', async (t) => {
-  const port = await freePort();
-  const server = await startServer({ registerMain: fixture('worker.mjs'), registerMainOptions: { ordered: true, handlerTimeout: 300 }, servers: [{ bind: `127.0.0.1:${port}` }] });
+  const server = await startServer({ registerMain: fixture('worker.mjs'), registerMainOptions: { ordered: true, handlerTimeout: 300 }, servers: [{ bind: '127.0.0.1:0' }] });
+  const [port] = server.ports;
   t.after(() => server.stop());
   const c = await Client.connect(port);
   t.after(() => c.terminate());
@@ -71,13 +71,13 @@ test('registerWorkerThread on the main thread takes its delivery options: ordere
 });
 
 test('two listeners each with their own workerPath and module kind (ESM and CommonJS)', async (t) => {
-  const [p1, p2] = [await freePort(), await freePort()];
   const server = await startServer({
     servers: [
-      { bind: `127.0.0.1:${p1}`, workerPath: fixture('worker.cjs'), threads: 1 },
-      { bind: `127.0.0.1:${p2}`, workerPath: 'test/fixtures/worker.cjs', threads: 1 },
+      { bind: '127.0.0.1:0', workerPath: fixture('worker.cjs'), threads: 1 },
+      { bind: '127.0.0.1:0', workerPath: 'test/fixtures/worker.cjs', threads: 1 },
     ],
   });
+  const [p1, p2] = server.ports;
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -97,8 +97,8 @@ test('two listeners each with their own workerPath and module kind (ESM and Comm
 });
 
 test('registerWorkerThread on the main thread, then start without workerPath', async (t) => {
-  const port = await freePort();
-  const server = await startServer({ registerMain: fixture('worker.mjs'), servers: [{ bind: `127.0.0.1:${port}` }] });
+  const server = await startServer({ registerMain: fixture('worker.mjs'), servers: [{ bind: '127.0.0.1:0' }] });
+  const [port] = server.ports;
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -123,8 +123,8 @@ test('registerWorkerThread on the main thread, then start without workerPath', a
 });
 
 test('1,000 clients subscribed to one channel each receive a broadcast exactly once', { timeout: 120_000 }, async (t) => {
-  const port = await freePort();
-  const server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 4 }] });
+  const server = await startServer({ servers: [{ bind: '127.0.0.1:0', workerPath: fixture('worker.mjs'), threads: 4 }] });
+  const [port] = server.ports;
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -152,9 +152,9 @@ test('1,000 clients subscribed to one channel each receive a broadcast exactly o
 });
 
 test('a worker that crashes is replaced; the other clients keep working and new ones are served', { timeout: 60_000 }, async (t) => {
-  const port = await freePort();
   // At debug level the broker logs each worker's registration: the replacement's is awaited below.
-  const server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 2 }] }, { env: { WSBROKER_LOG: 'debug' } });
+  const server = await startServer({ servers: [{ bind: '127.0.0.1:0', workerPath: fixture('worker.mjs'), threads: 2 }] }, { env: { WSBROKER_LOG: 'debug' } });
+  const [port] = server.ports;
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
@@ -196,11 +196,10 @@ test('a worker that crashes is replaced; the other clients keep working and new 
 });
 
 test('a worker module that keeps crashing is restarted with a doubling delay', { timeout: 30_000 }, async (t) => {
-  const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-crash-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const crashLog = path.join(dir, 'crash.log');
-  const server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('crash-worker.mjs'), threads: 1 }] }, { env: { CRASH_LOG: crashLog } });
+  const server = await startServer({ servers: [{ bind: '127.0.0.1:0', workerPath: fixture('crash-worker.mjs'), threads: 1 }] }, { env: { CRASH_LOG: crashLog } });
   t.after(() => server.stop());
   const times = (what) => readFileSync(crashLog, 'utf8').split('\n').filter((l) => l.startsWith(`${what} `)).map((l) => Number(l.split(' ')[1]));
   await until('four replacements to start', () => times('start').length, (n) => n >= 5);

@@ -3,11 +3,11 @@
 // format, with the socket id, the broker's worker id and the Node threadId where they apply.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Proc, fixture, freePort, refusedStatus, startServer } from './helpers.mjs';
+import { Client, Proc, fixture, listeningPorts, refusedStatus, startServer } from './helpers.mjs';
 
 const LEVELS = ['debug', 'info', 'warn', 'error'];
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
-const serverConfig = (port) => ({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 2 }] });
+const serverConfig = { servers: [{ bind: '127.0.0.1:0', workerPath: fixture('worker.mjs'), threads: 2 }] };
 
 /** Connects, learns the socket id and thread, makes handleTextMessage throw, closes. */
 async function throwAndClose(port, message) {
@@ -19,9 +19,9 @@ async function throwAndClose(port, message) {
 }
 
 test('stderr is a pipe: JSON lines, socket, worker and thread where they apply', { timeout: 60_000 }, async (t) => {
-  const port = await freePort();
-  const server = await startServer(serverConfig(port), { env: { WSBROKER_LOG: 'debug' } });
+  const server = await startServer(serverConfig, { env: { WSBROKER_LOG: 'debug' } });
   t.after(() => server.stop());
+  const [port] = server.ports;
   const me = await throwAndClose(port, 'logged as JSON');
   // The Go side logs the end of the connection once the close handshake is over.
   await server.waitForStderr(new RegExp(`"socket":${me.socketId},[^\\n]*"msg":"close"`));
@@ -72,13 +72,12 @@ test('stderr is a pipe: JSON lines, socket, worker and thread where they apply',
 });
 
 test('stderr is a terminal: the console format, with the same fields', { timeout: 60_000 }, async (t) => {
-  const port = await freePort();
   // Default level (warn): the handler's exception is an error.
-  const server = new Proc('/usr/bin/python3', [fixture('tty-stderr.py'), process.execPath, fixture('server.mjs'), JSON.stringify(serverConfig(port))], {
+  const server = new Proc('/usr/bin/python3', [fixture('tty-stderr.py'), process.execPath, fixture('server.mjs'), JSON.stringify(serverConfig)], {
     env: { WSBROKER_LOG: '' },
   });
   t.after(() => server.stop());
-  await server.waitForLine(/^listening\b/, 30_000);
+  const [port] = await listeningPorts(server);
   const me = await throwAndClose(port, 'logged for people');
   await server.waitForStderr(/thread=\S*\d+\r?\n/); // colored: thread=ESC[0m3
 
@@ -108,10 +107,10 @@ test('WSBROKER_LOG: an unknown level is said, and warn applies', { timeout: 30_0
 
 test('WSBROKER_LOG: each level logs what the README lists for it and nothing below it', { timeout: 60_000 }, async (t) => {
   for (const level of ['error', 'warn', 'debug']) {
-    const port = await freePort();
-    const config = { servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 1, maxConnections: 1 }] };
+    const config = { servers: [{ bind: '127.0.0.1:0', workerPath: fixture('worker.mjs'), threads: 1, maxConnections: 1 }] };
     const server = await startServer(config, { env: { WSBROKER_LOG: level } });
     t.after(() => server.stop());
+    const [port] = server.ports;
     const c = await Client.connect(port);
     assert.equal(await refusedStatus(port), 503, 'one more than maxConnections'); // warn
     c.cmd({ op: 'throw', message: `thrown at ${level}` }); // error
@@ -128,12 +127,11 @@ test('WSBROKER_LOG: each level logs what the README lists for it and nothing bel
 });
 
 test('NO_COLOR: the console format on a terminal, without colors', { timeout: 60_000 }, async (t) => {
-  const port = await freePort();
-  const server = new Proc('/usr/bin/python3', [fixture('tty-stderr.py'), process.execPath, fixture('server.mjs'), JSON.stringify(serverConfig(port))], {
+  const server = new Proc('/usr/bin/python3', [fixture('tty-stderr.py'), process.execPath, fixture('server.mjs'), JSON.stringify(serverConfig)], {
     env: { WSBROKER_LOG: '', NO_COLOR: '1' },
   });
   t.after(() => server.stop());
-  await server.waitForLine(/^listening\b/, 30_000);
+  const [port] = await listeningPorts(server);
   const me = await throwAndClose(port, 'logged without colors');
   await server.waitForStderr(new RegExp(` thread=${me.threadId}\\r?\\n`));
   assert.match(server.stderr, / ERR handleTextMessage failed for socket \d+ .*Error: logged without colors/);

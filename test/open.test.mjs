@@ -6,14 +6,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { RawClient } from './harness.mjs';
-import { Client, fixture, freePort, startServer, withTimeout } from './helpers.mjs';
+import { Client, fixture, startServer, withTimeout } from './helpers.mjs';
 
 let server;
 let port;
 
 before(async () => {
-  port = await freePort();
-  server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('refusal-worker.mjs'), threads: 2 }] });
+  server = await startServer({ servers: [{ bind: '127.0.0.1:0', workerPath: fixture('refusal-worker.mjs'), threads: 2 }] });
+  [port] = server.ports;
 });
 after(() => server?.stop());
 
