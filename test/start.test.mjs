@@ -6,13 +6,14 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Child, Client, fixture, freePort, isListening, makeCert, root, withTimeout } from './helpers.mjs';
+import { Child, Client, fixture, freePort, isListening, listeningPorts, makeCert, root, withTimeout } from './helpers.mjs';
 
 test('start() rejects with the right errors and leaves nothing behind', { timeout: 60_000 }, async (t) => {
   const blocker = net.createServer();
   await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.after(() => blocker.close());
   const inUse = blocker.address().port;
+  // Ports that must stay free: the failed starts bind them, and none may be left listening.
   const free = [await freePort(), await freePort(), await freePort(), await freePort()];
   const { certPath, keyPath } = makeCert(t);
   const tls = { certPath, keyPath, otherKeyPath: makeCert(t).keyPath };
@@ -118,9 +119,9 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
 });
 
 test('a listening server keeps the process alive by itself; workerPath without threads spawns Math.max(os.cpus().length, 4) workers', async (t) => {
-  const port = await freePort();
-  const child = new Child([fixture('listen.mjs'), JSON.stringify({ start: { bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs') } })]);
+  const child = new Child([fixture('listen.mjs'), JSON.stringify({ start: { bind: '127.0.0.1:0', workerPath: fixture('worker.mjs') } })]);
   t.after(() => child.stop());
+  const [port] = await listeningPorts(child);
   const [, workers] = await child.waitForLine(/^workers (\d+)$/, 30_000);
   assert.equal(Number(workers), Math.max(os.cpus().length, 4));
   // Had nothing kept it alive, the process would have ended as its module did, before any client.
@@ -135,13 +136,12 @@ test('threads: 0: the handlers registered on the main thread stay registered whe
   const blocker = net.createServer();
   await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.after(() => blocker.close());
-  const port = await freePort();
   const child = new Child([fixture('listen.mjs'), JSON.stringify({
     first: { bind: `127.0.0.1:${blocker.address().port}`, workerPath: fixture('worker.mjs'), threads: 0 },
-    start: { bind: `127.0.0.1:${port}` }, // no workerPath: served by what the failed start registered
+    start: { bind: '127.0.0.1:0' }, // no workerPath: served by what the failed start registered
   })]);
   t.after(() => child.stop());
-  await child.waitForLine(/^listening$/, 30_000);
+  const [port] = await listeningPorts(child);
   assert.ok(child.lines.some((l) => l.startsWith('first-failed ')), child.lines.join('\n'));
   const c = await Client.connect(port);
   t.after(() => c.terminate());
