@@ -63,6 +63,7 @@ test('port 0: addresses are those bound, one per bind address, in order, each se
 
 test("close(): that call's clients get 1001 and its handleClose runs before it resolves; another call's go on; its ports are free again", async (t) => {
   const { server, start, close } = await handleServer(t);
+  // The metrics server's port is not in `addresses`: a free one is picked, to check that it closes.
   const metrics = await freePort();
   const closing = await start({ bind: ['127.0.0.1:0', '127.0.0.1:0'], metrics: `127.0.0.1:${metrics}` });
   const staying = await start({ bind: '127.0.0.1:0' });
