@@ -8,16 +8,15 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { Child, Client, fixture, freePort, makeCert, refusedStatus } from './helpers.mjs';
+import { Child, Client, fixture, listeningPorts, makeCert, refusedStatus } from './helpers.mjs';
 import { clientFrame, FIN, OP, RawClient } from './harness.mjs';
 
 /** Starts the fixture with `app`; resolves with { port, direct } (the app's port, WSBroker's own). */
 async function attachServer(t, app, { otherListener = false } = {}) {
-  const ports = { port: await freePort(), direct: await freePort() };
-  const child = new Child([fixture('attach-server.mjs'), JSON.stringify({ app, otherListener, ...ports })], { env: { WSBROKER_LOG: 'warn' } });
+  const child = new Child([fixture('attach-server.mjs'), JSON.stringify({ app, otherListener })], { env: { WSBROKER_LOG: 'warn' } });
   t.after(() => child.stop());
-  await child.waitForLine(/^listening$/, 30_000);
-  return ports;
+  const [port, direct] = await listeningPorts(child);
+  return { port, direct };
 }
 
 /** An upgrade request to `path` with headers of every kind: repeated, mixed case, odd spacing. */
