@@ -6,8 +6,8 @@
 // crashes and exits by itself at the end. Server: test/fixtures/bad-input-server.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client } from './helpers.mjs';
-import { Proc, fixture, freePort, withTimeout } from './harness.mjs';
+import { Client, listeningPorts } from './helpers.mjs';
+import { Proc, fixture, withTimeout } from './harness.mjs';
 
 /** Every wrong call threw a TypeError (or rejected with one) whose message names the function. */
 function assertAllTypeErrors(wrong, where) {
@@ -67,13 +67,12 @@ function assertNoops(noop, where) {
 for (const threads of [2, 0]) {
   const where = threads === 0 ? 'a handler on the main thread' : 'a handler on a worker thread';
   test(`bad input with threads: ${threads}: in ${where}, on the main thread, in a plain Worker, and after stop()`, { timeout: 60_000 }, async (t) => {
-    const port = await freePort();
     const server = new Proc(process.execPath, [
       fixture('bad-input-server.mjs'),
-      JSON.stringify({ bind: `127.0.0.1:${port}`, workerPath: fixture('bad-input-worker.mjs'), threads }),
+      JSON.stringify({ bind: '127.0.0.1:0', workerPath: fixture('bad-input-worker.mjs'), threads }),
     ], { env: { WSBROKER_LOG: 'warn' } });
     t.after(() => server.stop());
-    await server.waitForLine(/^listening$/, 30_000);
+    const [port] = await listeningPorts(server);
 
     // In a handler, with a live socket: the detached buffers reach it.
     const c = await Client.connect(port);
