@@ -54,12 +54,11 @@ const engines = [
   },
 ];
 
-/** Starts one node on a free port with `cluster` (and `options` of start); resolves with { server, port }. */
+/** Starts one node on port 0 with `cluster` (and `options` of start); resolves with { server, port }, the port bound. */
 async function startNode(t, cluster, { env = {}, options = {} } = {}) {
-  const port = await freePort();
-  const server = await startServer({ servers: [{ bind: `127.0.0.1:${port}`, workerPath: fixture('worker.mjs'), threads: 1, cluster, ...options }] }, { env });
+  const server = await startServer({ servers: [{ bind: '127.0.0.1:0', workerPath: fixture('worker.mjs'), threads: 1, cluster, ...options }] }, { env });
   t.after(() => server.stop());
-  return { server, port };
+  return { server, port: server.ports[0] };
 }
 
 /**
@@ -153,6 +152,7 @@ testEachEngine('three nodes: channels, exceptions, sockets of other nodes, inter
 testEachEngine('foreign and malformed messages on our topics are counted and dropped; the metrics endpoint has the cluster figures', async (t, engine) => {
   const server = await engine.start(t);
   if (!server) return;
+  // The metrics server's port is not in start()'s `addresses`: a free one is picked.
   const metricsPort = await freePort();
   const A = await startNode(t, { [engine.key]: server.url }, { options: { metrics: `127.0.0.1:${metricsPort}` } });
   const a = await connect(t, A);
@@ -289,7 +289,7 @@ testEachEngine('a secret (Redis: a password, NATS: a token) over TLS: it never s
 });
 
 testEachEngine('the server unreachable at start: start resolves within 5 s, one line says so, local delivery works', async (t, engine) => {
-  const port = await freePort(); // nothing listens there
+  const port = await freePort(); // a port that must be free on purpose: nothing listens there
   const started = Date.now();
   const A = await startNode(t, { [engine.key]: `${engine.key}://127.0.0.1:${port}` });
   assert.ok(Date.now() - started < 8000, `start took ${Date.now() - started} ms`);
