@@ -97,12 +97,18 @@ function writeScenario(name, extra = {}) {
   return dir;
 }
 
-/** Runs `node <file>` in `dir` with PORT set; for a server, waits for its "listening on" line. */
+/**
+ * Runs `node <file>` in `dir` with PORT set; for a server, waits for its "listening on" line and
+ * resolves with { server, port }, the port that line names. The README's WSBroker servers print
+ * PORT as they were given it, so their tests pick a free one (freePort); the ws server prints the
+ * port bound, so its test gives PORT=0.
+ */
 async function startServer(dir, file, port, t) {
   const server = new Child([file], { cwd: dir, env: { PORT: String(port) } });
   t.after(() => server.stop());
-  await server.waitForLine(new RegExp(`^listening on ws://localhost:${port}$`), 30_000);
-  return server;
+  const [, listening] = await server.waitForLine(/^listening on ws:\/\/localhost:(\d+)$/, 30_000);
+  if (port !== 0) assert.equal(Number(listening), port, `${file} listens on PORT`);
+  return { server, port: Number(listening) };
 }
 
 /** The scenarios this file runs, each a test below; the README must have exactly these. */
@@ -227,8 +233,7 @@ async function roomServerBehaves(port, t) {
 
 test('migrating from ws: the ws server does what the guide says', { timeout: 60_000 }, async (t) => {
   const dir = writeScenario('migration-ws');
-  const port = await freePort();
-  await startServer(dir, 'server.mjs', port, t);
+  const { port } = await startServer(dir, 'server.mjs', 0, t);
   await roomServerBehaves(port, t);
 });
 
@@ -267,13 +272,14 @@ test('FAQ, stopping cleanly: on SIGTERM new connections are refused, open ones g
 
 /**
  * The README's site.conf run by nginx on a free loopback port (its `listen 80` and the WSBroker
- * port replaced) in front of `server` of `dir` on another; resolves with a client connected through
+ * port replaced: nginx's configuration and the README's server both take a port, neither reports
+ * one bound) in front of `server` of `dir` on another; resolves with a client connected through
  * it from 127.0.0.2 (so that it is not nginx's address) with an X-Forwarded-For of its own (a lie),
  * once `server` has logged which `ip` handleOpen got, or undefined without nginx.
  */
 async function throughNginx(t, dir, server) {
   const [port, proxyPort] = [await freePort(), await freePort()];
-  const wsbroker = await startServer(dir, server, port, t);
+  const { server: wsbroker } = await startServer(dir, server, port, t);
   const site = scenarios.get('behind-nginx').files.get('site.conf');
   const ours = site.replace('listen 80;', `listen 127.0.0.1:${proxyPort};`).replace('proxy_pass http://127.0.0.1:8080;', `proxy_pass http://127.0.0.1:${port};`);
   assert.equal(ours.split('\n').filter((line, i) => line !== site.split('\n')[i]).length, 2, 'site.conf listens on 80 and proxies to 127.0.0.1:8080');
