@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Proc, freePort, root } from './helpers.mjs';
+import { Proc, root } from './helpers.mjs';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'wsbroker-bench-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -29,7 +29,7 @@ function wsbench(bin, args) {
 
 test('wsbench against the Go server: rates, latencies, server CPU and memory per connection', { timeout: 60_000 }, async (t) => {
   const wsb = goBuild('cmd/wsbench');
-  const server = new Proc(goBuild('bench/goserver'), ['-addr', `127.0.0.1:${await freePort()}`]);
+  const server = new Proc(goBuild('bench/goserver'), ['-addr', '127.0.0.1:0']);
   t.after(() => server.stop());
   const addr = (await server.waitForLine(/^listening (\S+)$/))[1];
   const common = ['-addr', addr, '-pid', String(server.pid), '-warmup', '200ms', '-q'];
