@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { checkPackage, packageDir, readJson } from '../scripts/platforms.mjs';
-import { freePort, root } from './helpers.mjs';
+import { root } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const { platformName, publishedPlatforms, unsupportedMessage } = require('../lib/js/load.cjs');
@@ -92,8 +92,8 @@ function copyConsumers(project, importName) {
 const consumers = ['consumer.cjs', 'consumer.mjs'];
 
 /** Runs a consumer of test/fixtures/package in `project` (with `nodeArgs` and `env`): it echoes through a worker thread, stops and exits. */
-async function runConsumer(project, consumer, { nodeArgs = [], env } = {}) {
-  const { stdout } = exec(process.execPath, [...nodeArgs, consumer, String(await freePort())], { cwd: project, env: { ...process.env, ...env } });
+function runConsumer(project, consumer, { nodeArgs = [], env } = {}) {
+  const { stdout } = exec(process.execPath, [...nodeArgs, consumer], { cwd: project, env: { ...process.env, ...env } });
   assert.match(stdout, /^hello from (CommonJS|ES module) worker thread [1-9]\d*\n$/);
 }
 
@@ -129,17 +129,17 @@ for (const consumer of consumers) {
   test(`${consumer} starts a server that echoes through a worker thread, then stops and exits`, () => runConsumer(app, consumer));
 }
 
-test("installed under the name wsbroker (the alias wsbroker@npm:@wsbroker/wsbroker), import 'wsbroker' works from CommonJS and ES modules", async () => {
+test("installed under the name wsbroker (the alias wsbroker@npm:@wsbroker/wsbroker), import 'wsbroker' works from CommonJS and ES modules", () => {
   const { project } = install('app-alias', { as: 'wsbroker', deps: consumerDeps, prebuilt: true, env: { PATH: bare } });
   // npm records it as it records the alias: the folder of the name, holding @wsbroker/wsbroker.
   const lock = readJson(path.join(project, 'package-lock.json'));
   assert.equal(lock.packages['node_modules/wsbroker'].name, '@wsbroker/wsbroker');
   assert.equal(lock.packages['node_modules/@wsbroker/wsbroker'], undefined);
   copyConsumers(project, 'wsbroker');
-  for (const consumer of consumers) await runConsumer(project, consumer);
+  for (const consumer of consumers) runConsumer(project, consumer);
 });
 
-test('on a machine where no addon works (macOS, simulated): npm install and require say so, and WSBROKER_ADDON_PATH makes it work', async () => {
+test('on a machine where no addon works (macOS, simulated): npm install and require say so, and WSBROKER_ADDON_PATH makes it work', () => {
   const asDarwin = ['--require', path.join(root, 'test', 'fixtures', 'as-darwin.cjs')];
   // npm itself runs as it is; the install script, through NODE_OPTIONS, on "macOS".
   const installScriptAsDarwin = `--node-options=${asDarwin.join(' ')}`;
@@ -162,7 +162,7 @@ test('on a machine where no addon works (macOS, simulated): npm install and requ
   const { stdout } = npm(project, ['rebuild', '@wsbroker/wsbroker', installScriptAsDarwin], { env });
   assert.ok(stdout.includes(`wsbroker: nothing to build, WSBROKER_ADDON_PATH names the addon to load: ${env.WSBROKER_ADDON_PATH}\n`), stdout);
   copyConsumers(project, '@wsbroker/wsbroker');
-  for (const consumer of consumers) await runConsumer(project, consumer, { nodeArgs: asDarwin, env });
+  for (const consumer of consumers) runConsumer(project, consumer, { nodeArgs: asDarwin, env });
 });
 
 test('tsc --strict --noEmit accepts a TypeScript consumer of every export, as ESM and CommonJS', () => {
@@ -194,10 +194,10 @@ test('without the platform package nor any build tool, npm install fails naming 
   assert.deepEqual(listed, ['go', process.env.CC?.split(' ')[0] ?? 'cc', 'make', 'python3'], stderr);
 });
 
-test('with the platform package and --ignore-scripts, nothing changes: the prebuilt addon works', async () => {
+test('with the platform package and --ignore-scripts, nothing changes: the prebuilt addon works', () => {
   const { project } = install('app-no-scripts', { deps: consumerDeps, prebuilt: true, npmArgs: ['--ignore-scripts'], env: { PATH: bare } });
   copyConsumers(project, '@wsbroker/wsbroker');
-  await runConsumer(project, 'consumer.cjs');
+  runConsumer(project, 'consumer.cjs');
 });
 
 test('without the platform package, npm install --ignore-scripts builds nothing, and npm rebuild then builds the addon from source', () => {
