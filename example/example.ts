@@ -2,7 +2,8 @@
 // example/client/ and, on the same port, hands the page's WebSocket (path /ws) to WSBroker, which
 // runs the chat logic of worker.ts in worker threads.
 //   make example        (or: npm run build && node lib/example/example.js)
-// then open http://localhost:3000 in two browser tabs. HTTP_PORT changes the port.
+// then open http://localhost:3000 in two browser tabs. HTTP_PORT changes the port (0: a free one,
+// printed).
 // With REDIS_URL, the server is one node of a cluster: run it twice on other ports with the same
 // Redis, and two tabs on two nodes chat in one room:
 //   REDIS_URL=redis://127.0.0.1:6379 make example
@@ -18,6 +19,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { start } from '@wsbroker/wsbroker';
 
@@ -29,6 +31,8 @@ const tls = TLS_CERT && TLS_KEY ? { cert: TLS_CERT, key: TLS_KEY } : undefined;
 const ownPort = tls !== undefined || process.versions.bun !== undefined;
 const cluster = process.env.REDIS_URL ? { redis: process.env.REDIS_URL }
   : process.env.NATS_URL ? { nats: process.env.NATS_URL } : undefined;
+// The port WSBroker's own listener bound (WS_PORT, or the one chosen for 0), once it listens.
+let wsPort: number | null = null;
 
 // This file runs as lib/example/example.js; the client files are served from the source tree.
 const clientDir = path.resolve(__dirname, '..', '..', 'example', 'client');
@@ -50,7 +54,7 @@ function serveClient(req: http.IncomingMessage, res: http.ServerResponse): void 
   if (url.pathname === '/config.js') {
     // Tells the page where the WebSocket server is: its own port, else this one's /ws.
     res.writeHead(200, { 'content-type': contentTypes['.js'], 'cache-control': 'no-store' });
-    res.end(`window.CHAT_WS_PORT = ${JSON.stringify(ownPort ? WS_PORT : null)};\n`);
+    res.end(`window.CHAT_WS_PORT = ${JSON.stringify(wsPort)};\n`);
     return;
   }
   const file = path.resolve(clientDir, `.${url.pathname === '/' ? '/index.html' : decodeURIComponent(url.pathname)}`);
@@ -75,13 +79,15 @@ async function main(): Promise<void> {
   const server = tls
     ? https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) }, serveClient)
     : http.createServer(serveClient);
-  await start(ownPort ? { bind: `0.0.0.0:${WS_PORT}`, tls, ...chat } : { server: server as http.Server, path: '/ws', ...chat });
+  const chatServer = await start(ownPort ? { bind: `0.0.0.0:${WS_PORT}`, tls, ...chat } : { server: server as http.Server, path: '/ws', ...chat });
+  if (ownPort) wsPort = chatServer.addresses[0].port;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(HTTP_PORT, resolve);
   });
-  const where = ownPort ? `WebSocket server on port ${WS_PORT}${tls ? ', wss://' : ''}` : 'WebSocket on /ws';
-  console.log(`Chat example: open ${tls ? 'https' : 'http'}://localhost:${HTTP_PORT} (${where}${cluster ? `, a node of the cluster on ${cluster.redis ? 'REDIS_URL' : 'NATS_URL'}` : ''})`);
+  const { port: httpPort } = server.address() as AddressInfo;
+  const where = ownPort ? `WebSocket server on port ${wsPort}${tls ? ', wss://' : ''}` : 'WebSocket on /ws';
+  console.log(`Chat example: open ${tls ? 'https' : 'http'}://localhost:${httpPort} (${where}${cluster ? `, a node of the cluster on ${cluster.redis ? 'REDIS_URL' : 'NATS_URL'}` : ''})`);
 }
 
 main().catch((err: unknown) => {

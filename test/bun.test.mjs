@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Client, Proc, freePort, root } from './helpers.mjs';
+import { Client, Proc, chatExamplePorts, root } from './helpers.mjs';
 
 const BUN = path.join(root, 'node_modules', '.bin', 'bun');
 
@@ -14,16 +14,15 @@ test('the chat example runs under Bun', { timeout: 60_000 }, async (t) => {
   assert.equal((await version.exited).code, 0, `${BUN} --version failed (a placeholder left by npm ci --ignore-scripts? 'npm rebuild bun' installs it): ${version.stderr}`);
 
   // Under Bun the example's WebSockets are on a port of their own (start({ server }) needs Node).
-  const [wsPort, httpPort] = [await freePort(), await freePort()];
   const server = new Proc(BUN, [path.join(root, 'lib', 'example', 'example.js')], {
-    env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort), WSBROKER_LOG: 'warn' },
+    env: { WS_PORT: '0', HTTP_PORT: '0', WSBROKER_LOG: 'warn' },
   });
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
     await server.stop();
   });
-  await server.waitForLine(/^Chat example: open http:\/\/localhost:\d+/, 30_000);
+  const { httpPort, wsPort } = await chatExamplePorts(server);
   t.diagnostic(`bun ${version.lines[0]}`);
 
   assert.match(await (await fetch(`http://127.0.0.1:${httpPort}/`)).text(), /<form id="join-form"/);

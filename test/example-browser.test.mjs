@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Child, freePort, root } from './helpers.mjs';
+import { Child, chatExamplePorts, root } from './helpers.mjs';
 import { launchChromium, redisServer } from './harness.mjs';
 
 const WAIT = { timeout: 15_000 };
@@ -35,25 +35,23 @@ const say = async (page, body) => {
   await page.click('#message-form button');
 };
 
-/** A free port for the example, its page's and its WebSocket's: { httpPort }. */
-const examplePorts = async () => ({ httpPort: await freePort() });
-
-/** Starts the example (lib/example/example.js) with env on ports; resolves with its Child once it listens. */
-async function startExample({ httpPort }, env = {}) {
+/**
+ * Starts the example (lib/example/example.js) with env on `httpPort` (its page's and its
+ * WebSocket's; 0: one the system picks); resolves with { server, httpPort }, the port bound.
+ */
+async function startExample(httpPort, env = {}) {
   const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
     env: { HTTP_PORT: String(httpPort), WSBROKER_LOG: 'warn', ...env },
   });
-  await server.waitForLine(/^Chat example: open http:\/\/localhost:\d+/, 30_000);
-  return server;
+  return { server, httpPort: (await chatExamplePorts(server)).httpPort };
 }
 
 test('the chat example in Chromium: two people join, talk both ways, the server restarts, one leaves', { timeout: 120_000 }, async (t) => {
-  const ports = await examplePorts();
-  let server = await startExample(ports);
+  let { server, httpPort } = await startExample(0);
   t.after(() => server.stop());
 
   const browser = await launchChromium(t);
-  const open = (alias) => join(browser, ports.httpPort, alias);
+  const open = (alias) => join(browser, httpPort, alias);
 
   const alice = await open('alice');
   await notice(alice, 'alice joined').waitFor(WAIT);
@@ -73,7 +71,8 @@ test('the chat example in Chromium: two people join, talk both ways, the server 
     await page.locator('#status[data-state="disconnected"]', { hasText: /^Disconnected, reconnecting in [\d.]+ s…$/ }).waitFor(WAIT);
     assert.equal(await page.isDisabled('#message'), true, 'no typing while disconnected');
   }
-  server = await startExample(ports);
+  // The pages reconnect to the address they were loaded from: the same port again.
+  ({ server } = await startExample(httpPort));
   for (const [page, alias] of [[alice, 'alice'], [bob, 'bob']]) {
     await page.locator('#status[data-state="connected"]', { hasText: 'Connected' }).waitFor(WAIT);
     await page.locator('#room-line', { hasText: `You are ${alias} in #lobby` }).waitFor(WAIT);
@@ -97,13 +96,12 @@ test('the chat example in Chromium: two people join, talk both ways, the server 
 test('the chat example as two nodes sharing Redis: a page on each, one room', { timeout: 120_000 }, async (t) => {
   const redis = await redisServer(t);
   if (!redis) return;
-  const ports = [await examplePorts(), await examplePorts()];
-  const nodes = await Promise.all(ports.map((p) => startExample(p, { REDIS_URL: redis.url })));
-  t.after(() => Promise.all(nodes.map((n) => n.stop())));
-  assert.match(nodes[0].lines.at(-1), /a node of the cluster on REDIS_URL/);
+  const nodes = await Promise.all([0, 0].map((port) => startExample(port, { REDIS_URL: redis.url })));
+  t.after(() => Promise.all(nodes.map((n) => n.server.stop())));
+  assert.match(nodes[0].server.lines.at(-1), /a node of the cluster on REDIS_URL/);
   const browser = await launchChromium(t);
-  const alice = await join(browser, ports[0].httpPort, 'alice');
-  const bob = await join(browser, ports[1].httpPort, 'bob');
+  const alice = await join(browser, nodes[0].httpPort, 'alice');
+  const bob = await join(browser, nodes[1].httpPort, 'bob');
   await notice(alice, 'bob joined').waitFor(WAIT);
   await say(alice, 'hello from node one');
   await chat(bob, 'alice', 'hello from node one').waitFor(WAIT);

@@ -6,19 +6,18 @@ import https from 'node:https';
 import path from 'node:path';
 import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
 import WebSocket from 'ws';
-import { Child, Client, freePort, makeCert, root } from './helpers.mjs';
+import { Child, Client, chatExamplePorts, makeCert, root } from './helpers.mjs';
 
 test('the chat example: page, join, messages, room change, leave notices, errors', { timeout: 60_000 }, async (t) => {
-  const httpPort = await freePort();
   const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
-    env: { HTTP_PORT: String(httpPort) },
+    env: { HTTP_PORT: '0' },
   });
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
     await server.stop();
   });
-  await server.waitForLine(/^Chat example: open http:\/\/localhost:\d+/, 30_000);
+  const { httpPort } = await chatExamplePorts(server);
 
   // The page and its script are served; the WebSocket is on the page's port.
   const page = await fetch(`http://127.0.0.1:${httpPort}/`);
@@ -104,12 +103,11 @@ test('the chat example: page, join, messages, room change, leave notices, errors
 
 test('the chat example with TLS_CERT and TLS_KEY: the page over https://, the chat over wss://', { timeout: 60_000 }, async (t) => {
   const { cert, certPath, keyPath } = makeCert(t);
-  const [wsPort, httpPort] = [await freePort(), await freePort()];
   const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
-    env: { WS_PORT: String(wsPort), HTTP_PORT: String(httpPort), TLS_CERT: certPath, TLS_KEY: keyPath },
+    env: { WS_PORT: '0', HTTP_PORT: '0', TLS_CERT: certPath, TLS_KEY: keyPath },
   });
   t.after(() => server.stop());
-  await server.waitForLine(/^Chat example: open https:\/\/localhost:\d+ .*wss:\/\//, 30_000);
+  const { httpPort, wsPort } = await chatExamplePorts(server);
 
   const page = await new Promise((resolve, reject) => {
     https.get({ host: '127.0.0.1', port: httpPort, path: '/', ca: cert }, (res) => {
@@ -130,18 +128,17 @@ test('the chat example with TLS_CERT and TLS_KEY: the page over https://, the ch
 });
 
 test('the authentication example: a JWT at the upgrade, in the URL or a cookie, or HTTP 401; then direct messages', { timeout: 60_000 }, async (t) => {
-  const port = await freePort();
   const secret = new TextEncoder().encode('test-secret');
   const page = 'https://chat.example';
   const server = new Child([path.join(root, 'lib', 'example', 'auth.js')], {
-    env: { AUTH_PORT: String(port), AUTH_SECRET: 'test-secret', AUTH_ORIGINS: page },
+    env: { AUTH_PORT: '0', AUTH_SECRET: 'test-secret', AUTH_ORIGINS: page },
   });
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.terminate();
     await server.stop();
   });
-  await server.waitForLine(/^Authentication example listening/, 30_000);
+  const port = Number((await server.waitForLine(/^Authentication example listening on ws:\/\/localhost:(\d+)$/, 30_000))[1]);
   const printed = (await server.waitForLine(/^A token for user "alice"/)).input.split(': ').pop();
   assert.equal((await jwtVerify(printed, secret)).payload.sub, 'alice');
   const sign = (subject, { key = secret, expires = '1h' } = {}) =>

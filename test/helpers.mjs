@@ -41,6 +41,16 @@ export async function listeningPorts(proc, ms = 30_000, from = 0) {
 }
 
 /**
+ * Waits for the "open" line of the chat example (lib/example/example.js, run with HTTP_PORT and
+ * WS_PORT 0) on `proc` and resolves with the ports it names: { httpPort, wsPort }, wsPort that of
+ * WSBroker's own listener (undefined when the chat is on the page's port).
+ */
+export async function chatExamplePorts(proc) {
+  const [, httpPort, wsPort] = await proc.waitForLine(/^Chat example: open https?:\/\/localhost:(\d+) \((?:WebSocket server on port (\d+))?/, 30_000);
+  return { httpPort: Number(httpPort), wsPort: wsPort === undefined ? undefined : Number(wsPort) };
+}
+
+/**
  * A fresh self-signed certificate for 127.0.0.1 and localhost (the openssl CLI, an EC P-256 key),
  * in files of a temporary directory that the test removes: resolves with { cert, key } (PEM text)
  * and { certPath, keyPath }.
