@@ -183,8 +183,8 @@ export async function redisServer(t, { tcp = false, tls = false, password } = {}
 const NATS_SERVER = '/usr/sbin/nats-server';
 
 /**
- * Starts Debian's nats-server for test `t` (`make test` installs it) on free loopback ports (clients
- * and monitoring) and stops it, by PID, when the test ends: with `tls` TLS only, with a certificate
+ * Starts Debian's nats-server for test `t` (`make test` installs it) on loopback ports it picks
+ * (clients and monitoring) and stops it, by PID, when the test ends: with `tls` TLS only, with a certificate
  * of makeCert (`certPath`: a client trusts it through SSL_CERT_FILE); with `token`, or `user` and
  * `password`, the server requires them; `maxPayload` sets the server's max_payload (through a
  * configuration file). Resolves with the server of natsProcess, whose `url` carries the
@@ -192,7 +192,6 @@ const NATS_SERVER = '/usr/sbin/nats-server';
  */
 export async function natsServer(t, { tls = false, token, user, password, maxPayload } = {}) {
   if (!hasServerBinary(t, NATS_SERVER, 'nats-server')) return undefined;
-  const ports = await natsPorts();
   const args = [];
   let certPath;
   if (tls) {
@@ -218,46 +217,54 @@ export async function natsServer(t, { tls = false, token, user, password, maxPay
     writeFileSync(config, `max_payload: ${maxPayload}\n`);
     args.push('-c', config);
   }
-  const server = await natsProcess(t, ports, args, { scheme: tls ? 'tls' : 'nats', auth, login });
+  const server = await natsProcess(t, args, { scheme: tls ? 'tls' : 'nats', auth, login });
   return Object.assign(server, { certPath });
 }
 
 /**
  * Starts `count` nats-servers for test `t` joined by routes into one NATS cluster, each on ports
- * of its own, and resolves once every server has a route to every other, with { servers } (each
- * as natsServer's), or undefined as natsServer does without the binary.
+ * of its own, one after the other (each given the routes of those before it: the routes of the
+ * others are gossiped), and resolves once every server has a route to every other, with { servers }
+ * (each as natsServer's), or undefined as natsServer does without the binary.
  */
 export async function natsCluster(t, count = 3) {
   if (!hasServerBinary(t, NATS_SERVER, 'nats-server')) return undefined;
-  const ports = [];
-  for (let i = 0; i < count; i++) ports.push(await natsPorts());
-  const routeURL = (p) => `nats://127.0.0.1:${p.route}`;
-  const servers = await Promise.all(ports.map((own, i) => natsProcess(t, own, [
-    '--server_name', `s${i}`, '--cluster_name', 'wsbroker-test', '--cluster', routeURL(own),
-    '--routes', ports.filter((p) => p !== own).map(routeURL).join(','),
-  ])));
+  const servers = [];
+  for (let i = 0; i < count; i++) {
+    const routes = servers.map((s) => `nats://127.0.0.1:${s.ports.route}`);
+    servers.push(await natsProcess(t, ['--server_name', `s${i}`, '--cluster_name', 'wsbroker-test', ...(routes.length ? ['--routes', routes.join(',')] : [])], { cluster: true }));
+  }
   await Promise.all(servers.map((s) => until(`${s.url} routed to the ${count - 1} others`, () => s.routes(), (n) => n === count - 1)));
   return { servers };
 }
 
-/** Free loopback ports for one nats-server: its clients, its monitoring, its routes. */
-async function natsPorts() {
-  return { client: await freePort(), http: await freePort(), route: await freePort() };
+/** The port nats-server logs that it listens on for `what` ('client', 'route'; 'http' for its monitoring). */
+function natsLoggedPort(stderr, what) {
+  const re = what === 'http' ? /Starting http monitor on \S+:(\d+)/ : new RegExp(`Listening for ${what} connections on \\S+:(\\d+)`);
+  return Number(re.exec(stderr)[1]);
 }
 
 /**
- * Runs nats-server with `args` on `ports` (see natsPorts) for test `t`, stopped by PID when the
- * test ends, and resolves once it is ready with { url, pid, kill(), restart() (the same ports),
- * pause(), resume(), routes() (how many other servers it has a route to), interest(subject) ({
- * clients, routes }: how many of its client connections and of its routes subscribe to subject),
- * publish(messages) }.
+ * Runs nats-server with `args` for test `t` (with `cluster`, listening for routes too), its ports
+ * picked by nats-server (port -1) and read from its log, stopped by PID when the test ends, and
+ * resolves once it is ready with { url, ports ({ client, http, and route with `cluster` }), pid, kill(), restart() (the
+ * same ports), pause(), resume(), routes() (how many other servers it has a route to),
+ * interest(subject) ({ clients, routes }: how many of its client connections and of its routes
+ * subscribe to subject), publish(messages) }.
  */
-async function natsProcess(t, ports, args, { scheme = 'nats', auth = '', login = {} } = {}) {
-  const allArgs = ['-a', '127.0.0.1', '-p', String(ports.client), '-m', String(ports.http), ...args];
-  const controls = await serverProcess(t, () => new Proc(NATS_SERVER, allArgs), (proc) => proc.waitForStderr(/\[INF\] Server is ready/, 10_000));
+async function natsProcess(t, args, { scheme = 'nats', auth = '', login = {}, cluster = false } = {}) {
+  // -1: nats-server picks the port and logs it; a restart takes the ports of the first run again.
+  const ports = { client: -1, http: -1, ...(cluster ? { route: -1 } : {}) };
+  const portArgs = () => ['-a', '127.0.0.1', '-p', String(ports.client), '-m', String(ports.http), ...(cluster ? ['--cluster', `nats://127.0.0.1:${ports.route}`] : [])];
+  const controls = await serverProcess(t, () => new Proc(NATS_SERVER, [...portArgs(), ...args]), async (proc) => {
+    await proc.waitForStderr(/\[INF\] Server is ready/, 10_000);
+    if (cluster) await proc.waitForStderr(/Listening for route connections on/, 10_000);
+    for (const what of Object.keys(ports)) ports[what] = natsLoggedPort(proc.stderr, what);
+  });
   const monitor = async (endpoint) => (await fetch(`http://127.0.0.1:${ports.http}/${endpoint}`)).json();
   return Object.defineProperties({
     url: `${scheme}://${auth}127.0.0.1:${ports.client}`,
+    ports,
     routes: async () => (await monitor('routez')).num_routes,
     async interest(subject) {
       const [connz, routez] = await Promise.all([monitor('connz?subs=1'), monitor('routez?subs=1')]);
