@@ -122,6 +122,7 @@ test('stats().queuedBytes: a message queued and not yet written counts its frame
 });
 
 test('metrics: the figures in Prometheus text format, scraped over HTTP', async (t) => {
+  // The metrics server's port is not in start()'s `addresses`: a free one is picked.
   const metricsPort = await freePort();
   const port = await presenceServer(t, { metrics: `127.0.0.1:${metricsPort}` });
   const a = await join(port);
