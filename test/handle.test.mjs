@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Proc, fixture, freePort, isListening, refusedStatus, withTimeout } from './helpers.mjs';
+import { Client, Proc, fixture, isListening, racyFreePort, refusedStatus, withTimeout } from './helpers.mjs';
 
 /** Whether this machine has an IPv6 loopback to listen on. */
 const hasIPv6 = await new Promise((resolve) => {
@@ -64,7 +64,7 @@ test('port 0: addresses are those bound, one per bind address, in order, each se
 test("close(): that call's clients get 1001 and its handleClose runs before it resolves; another call's go on; its ports are free again", async (t) => {
   const { server, start, close } = await handleServer(t);
   // The metrics server's port is not in `addresses`: a free one is picked, to check that it closes.
-  const metrics = await freePort();
+  const metrics = await racyFreePort();
   const closing = await start({ bind: ['127.0.0.1:0', '127.0.0.1:0'], metrics: `127.0.0.1:${metrics}` });
   const staying = await start({ bind: '127.0.0.1:0' });
   const closingClients = [await client(closing.addresses[0]), await client(closing.addresses[1])];

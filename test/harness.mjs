@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
-import { Proc, fixture, freePort, isListening, listeningPorts, makeCert, withTimeout } from './helpers.mjs';
+import { Proc, fixture, isListening, listeningPorts, makeCert, racyFreePort, withTimeout } from './helpers.mjs';
 
 /**
  * A node script run through bash with the soft limit on open files raised as far as the hard
@@ -146,8 +146,9 @@ export async function redisServer(t, { tcp = false, tls = false, password } = {}
   let cliArgs;
   let certPath;
   const auth = password === undefined ? '' : `:${encodeURIComponent(password)}@`;
+  // redis-server cannot bind TCP port 0 (`--port 0` turns TCP off): its TCP port is picked free.
   if (tls) {
-    const port = await freePort();
+    const port = await racyFreePort();
     const cert = makeCert(t);
     certPath = cert.certPath;
     args.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', cert.certPath, '--tls-key-file', cert.keyPath,
@@ -155,7 +156,7 @@ export async function redisServer(t, { tcp = false, tls = false, password } = {}
     url = `rediss://${auth}127.0.0.1:${port}`;
     cliArgs = ['--tls', '--cacert', cert.certPath, '-p', String(port)];
   } else if (tcp) {
-    const port = await freePort();
+    const port = await racyFreePort();
     args.push('--port', String(port));
     url = `redis://${auth}127.0.0.1:${port}`;
     cliArgs = ['-p', String(port)];
@@ -558,4 +559,4 @@ export class RawClient {
   }
 }
 
-export { Proc, freePort, fixture, withTimeout };
+export { Proc, fixture, withTimeout };

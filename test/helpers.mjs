@@ -10,8 +10,14 @@ import WebSocket from 'ws';
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const fixture = (name) => path.join(root, 'test', 'fixtures', name);
 
-/** A TCP port that was free a moment ago (bind 127.0.0.1:0, read the port, close). */
-export function freePort() {
+/**
+ * A TCP port that was free a moment ago (bind 127.0.0.1:0, read the port, close): racy, since
+ * anything may take it before the caller binds it. A server of the tests binds port 0 and the test
+ * reads the port back (startServer's `ports`, listeningPorts, start()'s `addresses`); this is only
+ * for a port that cannot be read back (a `metrics` server, the README's servers that print PORT as
+ * given, redis-server, nginx) or that must stay free on purpose.
+ */
+export function racyFreePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import assert from 'node:assert/strict';
-import { Client, fixture, freePort, withTimeout } from './helpers.mjs';
+import { Client, fixture, racyFreePort, withTimeout } from './helpers.mjs';
 import { e2eServer, until } from './harness.mjs';
 
 async function presenceServer(t, options = {}) {
@@ -123,7 +123,7 @@ test('stats().queuedBytes: a message queued and not yet written counts its frame
 
 test('metrics: the figures in Prometheus text format, scraped over HTTP', async (t) => {
   // The metrics server's port is not in start()'s `addresses`: a free one is picked.
-  const metricsPort = await freePort();
+  const metricsPort = await racyFreePort();
   const port = await presenceServer(t, { metrics: `127.0.0.1:${metricsPort}` });
   const a = await join(port);
   t.after(() => a.c.terminate());

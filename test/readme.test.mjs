@@ -19,7 +19,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { Child, Client, freePort, isListening, root, withTimeout } from './helpers.mjs';
+import { Child, Client, isListening, racyFreePort, root, withTimeout } from './helpers.mjs';
 import { nginxServer, redisServer } from './harness.mjs';
 
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -100,7 +100,7 @@ function writeScenario(name, extra = {}) {
 /**
  * Runs `node <file>` in `dir` with PORT set; for a server, waits for its "listening on" line and
  * resolves with { server, port }, the port that line names. The README's WSBroker servers print
- * PORT as they were given it, so their tests pick a free one (freePort); the ws server prints the
+ * PORT as they were given it, so their tests pick a free one (racyFreePort); the ws server prints the
  * port bound, so its test gives PORT=0.
  */
 async function startServer(dir, file, port, t) {
@@ -156,7 +156,7 @@ test('quick start: the client gets its echo, the other connections the broadcast
   const { commands } = scenarios.get('quickstart');
   assert.deepEqual(commands, ['node server.mjs', 'node client.mjs'], 'the commands this test runs');
   const dir = writeScenario('quickstart');
-  const port = await freePort();
+  const port = await racyFreePort();
   await startServer(dir, 'server.mjs', port, t);
 
   const other = await Client.connect(port);
@@ -181,7 +181,7 @@ test('several nodes: the quick start as two nodes sharing Redis, a broadcast fro
   const redis = await redisServer(t);
   if (!redis) return;
   const dir = writeScenario('cluster', { 'worker.mjs': scenarios.get('quickstart').files.get('worker.mjs') });
-  const ports = [await freePort(), await freePort()];
+  const ports = [await racyFreePort(), await racyFreePort()];
   for (const port of ports) {
     const server = new Child(['server.mjs'], { cwd: dir, env: { PORT: String(port), REDIS_URL: redis.url } });
     t.after(() => server.stop());
@@ -239,7 +239,7 @@ test('migrating from ws: the ws server does what the guide says', { timeout: 60_
 
 test('migrating from ws: the WSBroker server does the same', { timeout: 60_000 }, async (t) => {
   const dir = writeScenario('migration-wsbroker');
-  const port = await freePort();
+  const port = await racyFreePort();
   await startServer(dir, 'server.mjs', port, t);
   await roomServerBehaves(port, t);
 });
@@ -249,7 +249,7 @@ test('FAQ, stopping cleanly: on SIGTERM new connections are refused, open ones g
   const { files } = scenarios.get('shutdown');
   const worker = scenarios.get('quickstart').files.get('worker.mjs') + files.get('worker-close.mjs');
   const dir = writeScenario('shutdown', { 'worker.mjs': worker });
-  const port = await freePort();
+  const port = await racyFreePort();
   const server = new Child(['server.mjs'], { cwd: dir, env: { PORT: String(port), GRACE_MS: '1000' } });
   t.after(() => server.stop());
   await server.waitForLine(new RegExp(`^listening on ws://localhost:${port}$`), 30_000);
@@ -278,7 +278,7 @@ test('FAQ, stopping cleanly: on SIGTERM new connections are refused, open ones g
  * once `server` has logged which `ip` handleOpen got, or undefined without nginx.
  */
 async function throughNginx(t, dir, server) {
-  const [port, proxyPort] = [await freePort(), await freePort()];
+  const [port, proxyPort] = [await racyFreePort(), await racyFreePort()];
   const { server: wsbroker } = await startServer(dir, server, port, t);
   const site = scenarios.get('behind-nginx').files.get('site.conf');
   const ours = site.replace('listen 80;', `listen 127.0.0.1:${proxyPort};`).replace('proxy_pass http://127.0.0.1:8080;', `proxy_pass http://127.0.0.1:${port};`);

@@ -7,7 +7,7 @@
 // a NATS cluster, hostile channel names, a message over the server's max_payload.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Child, fixture, freePort, startServer, withTimeout } from './helpers.mjs';
+import { Client, Child, fixture, racyFreePort, startServer, withTimeout } from './helpers.mjs';
 import { natsCluster, natsServer, redisServer, until } from './harness.mjs';
 
 /**
@@ -153,7 +153,7 @@ testEachEngine('foreign and malformed messages on our topics are counted and dro
   const server = await engine.start(t);
   if (!server) return;
   // The metrics server's port is not in start()'s `addresses`: a free one is picked.
-  const metricsPort = await freePort();
+  const metricsPort = await racyFreePort();
   const A = await startNode(t, { [engine.key]: server.url }, { options: { metrics: `127.0.0.1:${metricsPort}` } });
   const a = await connect(t, A);
   await a.c.ask({ op: 'sub', ch: 'room' });
@@ -289,7 +289,7 @@ testEachEngine('a secret (Redis: a password, NATS: a token) over TLS: it never s
 });
 
 testEachEngine('the server unreachable at start: start resolves within 5 s, one line says so, local delivery works', async (t, engine) => {
-  const port = await freePort(); // a port that must be free on purpose: nothing listens there
+  const port = await racyFreePort(); // a port that must be free on purpose: nothing listens there
   const started = Date.now();
   const A = await startNode(t, { [engine.key]: `${engine.key}://127.0.0.1:${port}` });
   assert.ok(Date.now() - started < 8000, `start took ${Date.now() - started} ms`);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Child, Client, fixture, freePort, isListening, listeningPorts, makeCert, root, withTimeout } from './helpers.mjs';
+import { Child, Client, fixture, isListening, listeningPorts, makeCert, racyFreePort, root, withTimeout } from './helpers.mjs';
 
 test('start() rejects with the right errors and leaves nothing behind', { timeout: 60_000 }, async (t) => {
   const blocker = net.createServer();
@@ -14,7 +14,7 @@ test('start() rejects with the right errors and leaves nothing behind', { timeou
   t.after(() => blocker.close());
   const inUse = blocker.address().port;
   // Ports that must stay free: the failed starts bind them, and none may be left listening.
-  const free = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const free = [await racyFreePort(), await racyFreePort(), await racyFreePort(), await racyFreePort()];
   const { certPath, keyPath } = makeCert(t);
   const tls = { certPath, keyPath, otherKeyPath: makeCert(t).keyPath };
 
