@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { Child, Client, fixture } from './helpers.mjs';
+import { Child, Client, fixture, listeningPorts } from './helpers.mjs';
 import { redisServer, until } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
@@ -15,8 +15,8 @@ const { defineWorker, setToken } = require('@wsbroker/wsbroker');
 async function startTyped(t, worker, options = {}) {
   const server = new Child([fixture('typed-server.mjs'), fixture(worker), JSON.stringify(options)], { env: { WSBROKER_LOG: 'warn' } });
   t.after(() => server.stop());
-  const [, port] = await server.waitForLine(/^listening (\d+)$/, 30_000);
-  return { server, port: Number(port) };
+  const [port] = await listeningPorts(server);
+  return { server, port };
 }
 
 async function connect(t, port, path) {
