@@ -384,24 +384,40 @@ func (b *Broker) verdict(id uint64, refusal *wsproto.HTTPError, k *Cork) bool {
 // Send queues one frame for socket id; data is copied. Unknown or closed id: no-op. If the
 // socket's queue is already over its listener's MaxBackpressure, the socket is closed with 1008
 // instead and its queue dropped. The id of another node's socket goes to the Relay.
-func (b *Broker) Send(id uint64, data []byte, text bool) { b.send(id, data, text, nil) }
+//
+// It reports false when the frame was queued and left the queue of the socket, accepted, over its
+// listener's BackpressureThreshold: the sender should wait for DrainHandler.Drain before sending
+// more. Otherwise (an unknown, closed or closing socket, one not accepted yet, another node's) it
+// reports true.
+func (b *Broker) Send(id uint64, data []byte, text bool) bool { return b.send(id, data, text, nil) }
 
 // send is Send, corked by k when k is not nil.
-func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) {
+func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) bool {
 	c := b.hub.lookup(id)
 	if c == nil {
 		if r := b.remote(id); r != nil {
 			r.Send(id, data, text)
 		}
-		return
+		return true
 	}
 	op := opFor(text)
 	var f []byte
 	if c.deflate != 0 && len(data) >= wsproto.CompressMin && c.deflate&wsproto.DeflateTakeover == 0 {
 		f = wsproto.CompressedFrame(op, data, c.deflate, nil)
 	}
-	c.queueFrame(f, op, data, k) // f nil: data is encoded (or compressed with c's context) into c's queue
+	full := c.queueFrame(f, op, data, k) // f nil: data is encoded (or compressed with c's context) into c's queue
 	b.counters.messagesOut.Add(1)
+	return !full
+}
+
+// BufferedAmount returns the bytes queued for socket id and not yet written, counted as
+// MaxBackpressure counts them (writeq.FrameOverhead more per frame); 0 for an unknown id or
+// another node's socket.
+func (b *Broker) BufferedAmount(id uint64) int {
+	if c := b.hub.lookup(id); c != nil {
+		return c.queued()
+	}
+	return 0
 }
 
 // CloseSocket closes socket id with a close frame carrying code and reason; Handler.Close
@@ -545,6 +561,20 @@ func (b *Broker) callCatchUp(h CatchUpHandler, c *Conn) {
 		}
 	}()
 	h.CatchUp(c)
+}
+
+// callDrain tells a DrainHandler that c's queue has drained; a panic there is logged.
+func (b *Broker) callDrain(c *Conn) {
+	h, ok := b.h.(DrainHandler)
+	if !ok {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			b.logPanic(c, "Handler.Drain panicked", r)
+		}
+	}()
+	h.Drain(c)
 }
 
 func (b *Broker) callClose(c *Conn) {

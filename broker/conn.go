@@ -174,6 +174,9 @@ type Conn struct {
 	deflate uint8
 	// causeCode is why the connection ends (CloseCause), 0 while unknown; under wmu.
 	causeCode uint16
+	// overThreshold: a send left the queue over BackpressureThreshold, and no write has brought
+	// it down to half of it since (the DrainHandler's call); under wmu.
+	overThreshold bool
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -186,6 +189,10 @@ func (c *Conn) mayBlock() bool { return !c.here }
 // ID returns the socket id: unique for the life of the Broker (and so of the process, which has
 // one), the first is 1. The zero Conn has id 0.
 func (c *Conn) ID() uint64 { return c.id }
+
+// Closing reports whether c is on its way out: a close frame is queued, or it was refused or has
+// ended. It never goes back to false.
+func (c *Conn) Closing() bool { return c.state.Load().ending() }
 
 // Listeners returns the Listen call's listeners that accepted c.
 func (c *Conn) Listeners() *Listeners { return c.l.group }

@@ -30,7 +30,7 @@ func (b *Broker) NewCork() *Cork { return &Cork{b: b} }
 func (k *Cork) Len() int { return len(k.conns) }
 
 // Send is Broker.Send, corked.
-func (k *Cork) Send(id uint64, data []byte, text bool) { k.b.send(id, data, text, k) }
+func (k *Cork) Send(id uint64, data []byte, text bool) bool { return k.b.send(id, data, text, k) }
 
 // SendToChannel is Broker.SendToChannel, corked: every subscriber waits for Flush.
 func (k *Cork) SendToChannel(channel, data []byte, text bool, except uint64) {

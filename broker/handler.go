@@ -64,6 +64,23 @@ type CatchUpHandler interface {
 	CatchUp(c *Conn)
 }
 
+// DrainHandler is a Handler that hears when a socket has room again: once the queue of a socket
+// that went over its listener's BackpressureThreshold (Send reported false, or a broadcast took it
+// there) has been written down to half of it, while the socket is open, Drain is called once; a
+// later crossing calls it again. Half, not empty: a socket that also receives broadcasts may
+// never be empty at the end of a write, and its sender still has half the threshold to send
+// before it is told to wait again.
+//
+// Unlike the other calls, Drain is made by the goroutine that wrote the socket (a flusher, a
+// writer goroutine, or the caller of Cork.Flush), so it may run concurrently with c's other
+// calls, Close included, and must not block. A handler that orders it with c's other events
+// checks Conn.Closing under the lock it orders them with: Close is called only after Closing
+// reports true.
+type DrainHandler interface {
+	Handler
+	Drain(c *Conn)
+}
+
 // CatchUpTimeout is how long the close frame of a connection waits for CatchUpHandler.CatchUp to
 // be answered with Broker.CaughtUp.
 const CatchUpTimeout = 5 * time.Second

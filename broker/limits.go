@@ -13,7 +13,10 @@ const (
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultMaxHeaderBytes   = 16 << 10
 	defaultMaxBackpressure  = 16 << 20
-	defaultOpenTimeout      = 10 * time.Second
+	// defaultBackpressureThreshold is BackpressureThreshold's default while MaxBackpressure is at
+	// least twice as large.
+	defaultBackpressureThreshold = 1 << 20
+	defaultOpenTimeout           = 10 * time.Second
 )
 
 // Limits are the settings of a listener (each Listen call has its own). The zero value of a field selects its
@@ -50,6 +53,12 @@ type Limits struct {
 	// is taken whole, whatever its size: a queue holds at most the limit plus one message (so a
 	// message of MaxPayload can be echoed with both limits equal). 0: 16 MiB.
 	MaxBackpressure int
+	// BackpressureThreshold is where a socket's queue (counted as MaxBackpressure counts it) is
+	// too full for its sender to go on: Send reports false when the message it queued leaves more
+	// than this queued, and a DrainHandler hears once the queue of a socket that went over it (by
+	// any send, a broadcast's included) is written down to half of it. It must not exceed
+	// MaxBackpressure. 0: 1 MiB, or half of MaxBackpressure when that is less.
+	BackpressureThreshold int
 	// OpenTimeout bounds the wait for Accept after Handler.Open returns; past it the upgrade is
 	// refused with HTTP 503 (a handler that never answers, or whose thread died, must not hold the
 	// client forever). 0: 10 s.
@@ -89,15 +98,16 @@ type Limits struct {
 
 // DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 30 s,
 // HandshakeTimeout 10 s, MaxHeaderBytes 16 KiB, MaxConnections unlimited, MaxBackpressure 16 MiB,
-// OpenTimeout 10 s.
+// BackpressureThreshold 1 MiB, OpenTimeout 10 s.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxPayload:       defaultMaxPayload,
-		IdleTimeout:      defaultIdleTimeout,
-		HandshakeTimeout: defaultHandshakeTimeout,
-		MaxHeaderBytes:   defaultMaxHeaderBytes,
-		MaxBackpressure:  defaultMaxBackpressure,
-		OpenTimeout:      defaultOpenTimeout,
+		MaxPayload:            defaultMaxPayload,
+		IdleTimeout:           defaultIdleTimeout,
+		HandshakeTimeout:      defaultHandshakeTimeout,
+		MaxHeaderBytes:        defaultMaxHeaderBytes,
+		MaxBackpressure:       defaultMaxBackpressure,
+		BackpressureThreshold: defaultBackpressureThreshold,
+		OpenTimeout:           defaultOpenTimeout,
 	}
 }
 
@@ -114,6 +124,7 @@ func (lim Limits) resolve() (Limits, error) {
 		{"MaxHeaderBytes", lim.MaxHeaderBytes < 0, lim.MaxHeaderBytes},
 		{"MaxConnections", lim.MaxConnections < 0, lim.MaxConnections},
 		{"MaxBackpressure", lim.MaxBackpressure < 0, lim.MaxBackpressure},
+		{"BackpressureThreshold", lim.BackpressureThreshold < 0, lim.BackpressureThreshold},
 		{"OpenTimeout", lim.OpenTimeout < 0, lim.OpenTimeout},
 	} {
 		if f.neg {
@@ -132,6 +143,12 @@ func (lim Limits) resolve() (Limits, error) {
 	}
 	if lim.MaxBackpressure == 0 {
 		lim.MaxBackpressure = d.MaxBackpressure
+	}
+	switch {
+	case lim.BackpressureThreshold == 0:
+		lim.BackpressureThreshold = max(min(d.BackpressureThreshold, lim.MaxBackpressure/2), 1)
+	case lim.BackpressureThreshold > lim.MaxBackpressure:
+		return lim, fmt.Errorf("invalid limits: BackpressureThreshold (%d) must not exceed MaxBackpressure (%d)", lim.BackpressureThreshold, lim.MaxBackpressure)
 	}
 	if lim.OpenTimeout == 0 {
 		lim.OpenTimeout = d.OpenTimeout

@@ -19,6 +19,11 @@ import (
 // decides what may be queued (mayQueue) and written (writable), under the same lock (wmu) as its
 // queue.
 //
+// Flow control: a send that leaves a socket's queue over BackpressureThreshold marks it
+// (overThreshold) and tells its sender (Send's result); the write that brings that queue down to
+// half the threshold tells the DrainHandler, from the writer's goroutine (afterWrite), so that a
+// sender can wait for room instead of polling.
+//
 // Backpressure: a send to a socket whose queue is already over MaxBackpressure closes it with
 // 1008 (a message into a queue under the limit is taken whole, so a message of MaxPayload can be
 // echoed with the limits equal). Its queue is dropped at once; whoever is writing (woken by a
@@ -37,12 +42,15 @@ func (c *Conn) enqueueCorked(frame []byte, k *Cork) { c.queueFrame(frame, 0, nil
 
 // queueFrame is enqueueCorked of frame, or when frame is nil, of a frame of op carrying data, which
 // is copied: into c's own frame buffer when it fits one (writeq.Queue.AppendMessage), or
-// compressed here when c keeps its deflate context.
-func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
+// compressed here when c keeps its deflate context. It reports whether the frame was queued and
+// left the queue of c, accepted, over BackpressureThreshold (before the verdict nothing is
+// written, so the queue says nothing of the client).
+func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) (full bool) {
 	c.wmu.Lock()
-	if !c.state.Load().mayQueue() {
+	s := c.state.Load()
+	if !s.mayQueue() {
 		c.wmu.Unlock()
-		return
+		return false
 	}
 	var sched bool
 	if c.q.Queued() > c.l.lim.MaxBackpressure {
@@ -60,6 +68,9 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 		} else {
 			c.q.AppendMessage(op, data)
 		}
+		if full = c.q.Queued() > c.l.lim.BackpressureThreshold && s.accepted(); full {
+			c.overThreshold = true
+		}
 		sched = c.scheduleLocked(k)
 		if !sched && c.cork != nil && c.cork != k {
 			// A frame from elsewhere (a pong, a ping, another cork's send) for a socket that a
@@ -72,6 +83,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) {
 	if sched {
 		c.flushBy(k)
 	}
+	return full
 }
 
 // flushBy hands c, just scheduled (scheduleLocked), to whoever writes it: k, or, when k is nil,
@@ -185,9 +197,20 @@ func (c *Conn) writer() {
 	}
 }
 
-// afterWrite settles the state after a write of n bytes (completing frames frames) from c's out.
-// It reports whether the caller (a writer goroutine) must write again.
+// afterWrite settles the state after a write of n bytes (completing frames frames) from c's out,
+// then tells the DrainHandler if that write drained c (settleWrite). It reports whether the
+// caller (a writer goroutine) must write again.
 func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
+	again, drained := c.settleWrite(n, frames, err, inWriter)
+	if drained {
+		c.b.callDrain(c)
+	}
+	return again
+}
+
+// settleWrite is afterWrite but for the DrainHandler's call: it also reports whether c, open, had
+// gone over BackpressureThreshold and this write brought its queue down to half of it.
+func (c *Conn) settleWrite(n, frames int, err error, inWriter bool) (again, drained bool) {
 	c.wmu.Lock()
 	if c.q.Wrote(n, frames) {
 		// Backpressure: closeLocked dropped the queue and woke us with a past write deadline.
@@ -204,25 +227,28 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		// Shutting the read side ends the reader (goroutine or poller, which reads EOF), and it
 		// delivers Close; closing the socket here would leave a poller unaware.
 		c.nc.CloseRead()
-		return false
+		return false, false
+	}
+	if c.overThreshold && c.q.Queued() <= c.l.lim.BackpressureThreshold/2 && c.state.Load() == stateOpen {
+		c.overThreshold, drained = false, true
 	}
 	if c.q.Unwritten() || c.tc != nil && c.tlsSocket().w.HasLeft() {
 		c.wmu.Unlock()
 		if inWriter {
-			return true
+			return true, drained
 		}
 		go c.writer() // the queue stays Writing: the writer goroutine owns out now
-		return false
+		return false, drained
 	}
 	switch c.q.Settle(inWriter) {
 	case writeq.TookMore:
 		c.wmu.Unlock()
-		return true
+		return true, drained
 	case writeq.Rescheduled:
 		// More arrived during the write: back to the end of the flusher's list.
 		c.wmu.Unlock()
 		c.b.flusherFor(c).Add(c)
-		return false
+		return false, drained
 	}
 	shut := c.state.Load() == stateClosing // its close frame is out
 	if shut {
@@ -234,5 +260,5 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 		// peer still sends until it closes too (or the drain deadline passes).
 		c.closeWrite()
 	}
-	return false
+	return false, drained
 }

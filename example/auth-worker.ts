@@ -26,7 +26,9 @@ interface Session {
   exp?: number;
 }
 
-const reply = (socketId: number, message: object): void => send(socketId, JSON.stringify(message));
+const reply = (socketId: number, message: object): void => {
+  send(socketId, JSON.stringify(message));
+};
 
 /** The 401 answer; `error` is RFC 6750's, for a token that was given but is not valid. */
 function unauthorized(error?: string): OpenRefusal {

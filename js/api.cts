@@ -16,21 +16,50 @@ import type { Stats } from './types.cjs';
  * next batch's sends, within a millisecond); a send made outside a handler (from a timer, or after
  * an `await`) is written at once.
  *
+ * The result is flow control, as a Node stream's `write()` gives it: `false` says that the
+ * message was queued but left the connection's queue over `backpressureThreshold` (the client reads
+ * slower than it is sent to); stop sending to it until `handleDrain` is called for it. Sending on
+ * regardless is allowed, up to `maxBackpressure`, where the connection is closed with code 1008.
+ * Callers that ignore the result behave as before.
+ *
  * @param socketId - The connection's socket id, as the handlers receive it.
  * @param data - The message: a string (sent as UTF-8 text) or bytes (`Buffer`, any typed array or
  * `DataView`, honouring its offset and length, `ArrayBuffer`, `SharedArrayBuffer`).
+ * @returns `false` when the connection's queue is over `backpressureThreshold` after this message;
+ * `true` otherwise, and for an unknown, closed or closing socket, a socket of another cluster node
+ * (nothing to wait for there), and a connection not accepted yet (during `handleOpen` nothing is
+ * written, so its queue says nothing of the client, and `handleOpen: (id) => send(id, hello)`
+ * still accepts).
  * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1, or `data` is none of the
  * types above.
  */
-export function send(socketId: number, data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
+export function send(socketId: number, data: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView): boolean {
   checkSocketId(socketId, 'send');
-  native.send(socketId, toBytes(data, 'send', 'data'));
+  return native.send(socketId, toBytes(data, 'send', 'data'));
+}
+
+/**
+ * Counts the bytes queued for a connection and not yet written to it, as `maxBackpressure` and
+ * `backpressureThreshold` count them: the frames (headers included, compressed if they are) and
+ * 32 bytes more per queued message.
+ *
+ * @param socketId - The connection's socket id.
+ * @returns The bytes queued; 0 for an unknown or closed socket and a socket of another cluster
+ * node.
+ * @throws {TypeError} when `socketId` is not an integer from 1 to 2^53-1.
+ */
+export function bufferedAmount(socketId: number): number {
+  checkSocketId(socketId, 'bufferedAmount');
+  return native.bufferedAmount(socketId);
 }
 
 /**
  * Sends a message to every connection subscribed to a channel, once each: a string as a text
  * frame, bytes as a binary frame. A channel without subscribers is a silent no-op. Queued and
- * written as `send` does, in order with what `send` queues for the same connections.
+ * written as `send` does, in order with what `send` queues for the same connections. It says
+ * nothing of backpressure (one answer for thousands of subscribers would cost every broadcast a
+ * walk of their queues); a subscriber that this takes over `backpressureThreshold` still gets its
+ * `handleDrain`, and `bufferedAmount` tells of one connection.
  *
  * @param channelName - The channel: a string or bytes; a string and its UTF-8 bytes name the same
  * channel.

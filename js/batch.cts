@@ -27,6 +27,8 @@ export interface BatchSink {
   close(socketId: number, token: unknown, code: number, reason: string): void;
   /** The events of the socket before this one are handled (their handlers returned): its close frame may go. */
   catchUp(socketId: number): void;
+  /** The socket's queue, which went over `backpressureThreshold`, is written down to half of it. */
+  drain(socketId: number, token: unknown): void;
 }
 
 type FastBuffer = Buffer & { utf8Slice?: (start: number, end: number) => string };
@@ -48,7 +50,7 @@ export const tokenAsBytes: TokenReader = (batch, start, end) => copyOut(batch, s
 
 /** Every event's token as bytes: the readers of a sink that names none. */
 const ALL_AS_BYTES: Array<TokenReader | undefined> = [];
-for (const kind of [EventKind.Open, EventKind.Text, EventKind.Binary, EventKind.Close]) ALL_AS_BYTES[kind] = tokenAsBytes;
+for (const kind of [EventKind.Open, EventKind.Text, EventKind.Binary, EventKind.Close, EventKind.Drain]) ALL_AS_BYTES[kind] = tokenAsBytes;
 
 function truncated(offset: number, need: number, length: number): RangeError {
   return new RangeError(`wsbroker: truncated event batch (need ${need} bytes at offset ${offset}, batch has ${length})`);
@@ -127,6 +129,11 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
       case EventKind.CatchUp: {
         if (progress !== undefined) progress[0] = off;
         sink.catchUp(socketId);
+        break;
+      }
+      case EventKind.Drain: {
+        if (progress !== undefined) progress[0] = off;
+        sink.drain(socketId, token);
         break;
       }
       case EventKind.Open: {

@@ -19,6 +19,8 @@ export interface TypedWorkerInterface<T> {
   handleBinaryMessage?: (data: Buffer, socketId: number, token: T | undefined) => void | Promise<void>;
   /** As `WorkerInterface.handleClose`, with the token decoded from JSON. */
   handleClose?: (socketId: number, token: T | undefined, code: number, reason: string) => void | Promise<void>;
+  /** As `WorkerInterface.handleDrain`, with the token decoded from JSON. */
+  handleDrain?: (socketId: number, token: T | undefined) => void | Promise<void>;
 }
 
 /**

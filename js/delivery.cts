@@ -59,6 +59,7 @@ const HANDLER_BITS: Record<(typeof HANDLER_NAMES)[number], number> = {
   handleTextMessage: HandlerBit.Text,
   handleBinaryMessage: HandlerBit.Binary,
   handleClose: HandlerBit.Close,
+  handleDrain: HandlerBit.Drain,
 };
 
 /**
@@ -90,6 +91,7 @@ export function registerWorkerThread<T>(worker: WorkerInterface | WorkerDefiniti
     handleTextMessage: withTokenOf(EventKind.Text, 'handleTextMessage', given.handleTextMessage),
     handleBinaryMessage: withTokenOf(EventKind.Binary, 'handleBinaryMessage', given.handleBinaryMessage),
     handleClose: withTokenOf(EventKind.Close, 'handleClose', given.handleClose),
+    handleDrain: withTokenOf(EventKind.Drain, 'handleDrain', given.handleDrain),
   };
   try {
     workerId = native.registerWorker(dispatch, mask, progress, process.versions.bun !== undefined);
@@ -266,6 +268,18 @@ const sink: BatchSink = {
   close(socketId, token, code, reason) {
     const fn = handlers?.handleClose;
     if (fn !== undefined) deliver(socketId, 'handleClose', () => fn(socketId, token, code, reason));
+  },
+  drain(socketId, token) {
+    const fn = handlers?.handleDrain;
+    if (fn === undefined) return;
+    // Never held behind the socket's pending handler (ordered mode): that handler may be a
+    // producer awaiting this very call. So its failure is only logged, as in unordered mode.
+    try {
+      const result = fn(socketId, token);
+      if (isThenable(result)) Promise.resolve(result).then(undefined, (err: unknown) => logHandlerError('handleDrain', socketId, err));
+    } catch (err) {
+      logHandlerError('handleDrain', socketId, err);
+    }
   },
   catchUp(socketId) {
     // In ordered mode this waits for the socket's pending handler promises, like its events.

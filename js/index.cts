@@ -14,6 +14,7 @@ export { defineWorker } from './define.cjs';
 export type { TypedWorkerInterface, WorkerDefinition } from './define.cjs';
 export {
   send,
+  bufferedAmount,
   sendToChannel,
   subscriberCount,
   clusterSubscriberCount,

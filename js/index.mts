@@ -4,6 +4,7 @@ export {
   registerWorkerThread,
   defineWorker,
   send,
+  bufferedAmount,
   sendToChannel,
   subscribe,
   unsubscribe,

@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import type { WorkerInterface } from './types.cjs';
 
 /** The handler names a worker module may export. */
-export const HANDLER_NAMES = ['handleOpen', 'handleTextMessage', 'handleBinaryMessage', 'handleClose'] as const;
+export const HANDLER_NAMES = ['handleOpen', 'handleTextMessage', 'handleBinaryMessage', 'handleClose', 'handleDrain'] as const;
 
 /**
  * Marks the object `defineWorker` returns. A global symbol, so that a worker module importing another

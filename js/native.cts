@@ -79,8 +79,10 @@ export interface Native {
   acceptOpen(socketId: number, accept: boolean): void;
   /** Refuses a socket whose open event was delivered: `refusal` is the JSON of `{ status, headers: [name, value][] }`; an invalid one is logged and answered with 500. */
   refuseOpen(socketId: number, refusal: string, body: NativeBytes): void;
-  /** A string is sent as a text frame, bytes as a binary frame. */
-  send(socketId: number, data: NativeBytes): void;
+  /** A string is sent as a text frame, bytes as a binary frame. False: the socket's queue is over its `backpressureThreshold`. */
+  send(socketId: number, data: NativeBytes): boolean;
+  /** The bytes queued for a socket, as `maxBackpressure` counts them (0 for an unknown one). */
+  bufferedAmount(socketId: number): number;
   /** Broadcasts to every subscriber of `channel` but `exceptSocketId` (when given). */
   sendToChannel(channel: NativeBytes, data: NativeBytes, exceptSocketId?: number): void;
   subscriberCount(channel: NativeBytes): number;

@@ -294,6 +294,9 @@ function limitsOf(options: StartOptions): Record<LimitName, number> {
       throw new TypeError(`start: options.${name} must be ${zeroAllowed ? 'a non-negative' : 'a positive'} integer, got ${describe(value)}`);
     }
   }
+  if (out.backpressureThreshold > out.maxBackpressure) {
+    throw new TypeError(`start: options.backpressureThreshold must not exceed maxBackpressure (${out.maxBackpressure}): a queue over maxBackpressure closes the connection before send could say to wait, got ${describe(options.backpressureThreshold)}`);
+  }
   return out;
 }
 
@@ -311,6 +314,7 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   maxHeaderBytes: true,
   maxConnections: true,
   maxBackpressure: true,
+  backpressureThreshold: true,
   openTimeout: true,
   protocols: true,
   metrics: true,
@@ -321,7 +325,7 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   ...DELIVERY_OPTIONS,
 };
 const CLUSTER_OPTIONS: Record<keyof NonNullable<StartOptions['cluster']>, true> = { redis: true, nats: true, prefix: true, publishBuffer: true };
-const HANDLERS: Record<keyof WorkerInterface, true> = { handleOpen: true, handleTextMessage: true, handleBinaryMessage: true, handleClose: true };
+const HANDLERS: Record<keyof WorkerInterface, true> = { handleOpen: true, handleTextMessage: true, handleBinaryMessage: true, handleClose: true, handleDrain: true };
 const TLS_OPTIONS: Record<keyof NonNullable<StartOptions['tls']>, true> = { cert: true, key: true };
 const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boolean | undefined>, true> = { serverContextTakeover: true };
 

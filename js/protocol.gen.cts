@@ -10,6 +10,8 @@ export const enum EventKind {
   Close = 4,
   /** The socket's close waits until its events before this one are handled. */
   CatchUp = 5,
+  /** The socket's queue, which went over backpressureThreshold, is written down to half of it. */
+  Drain = 6,
 }
 
 /** The fixed fields of a batch (a const enum, so that the decoder's loop reads no variable). */
@@ -30,6 +32,7 @@ export const enum HandlerBit {
   Close = 8,
   /** Every catch-up event of a socket, even when none of its events is waiting for or being handled by this thread: set with ordered delivery, where a handler's promise may still be pending. */
   CatchUp = 16,
+  Drain = 32,
 }
 
 /** Log levels understood by the addon's `log`, as zerolog's. */
@@ -71,9 +74,9 @@ export const CLUSTER_MIN_PUBLISH_BUFFER = 65536;
 export const CLUSTER_MAX_PUBLISH_BUFFER = 1073741824;
 
 /** The limits of `start`'s options. */
-export type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'maxHeaderBytes' | 'maxConnections' | 'maxBackpressure' | 'openTimeout';
+export type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'maxHeaderBytes' | 'maxConnections' | 'maxBackpressure' | 'backpressureThreshold' | 'openTimeout';
 
-/** The limits of `start`'s options: name, default (bytes or milliseconds), and whether 0 is allowed (it means "off"); else a limit is positive. */
+/** The limits of `start`'s options: name, default (bytes, milliseconds or a count; 0 for a limit that must be positive when given: the broker derives it), and whether 0 is allowed (it means "off"); else a limit is positive. */
 export const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [
   ['maxPayload', 16777216, false],
   ['idleTimeout', 30000, true],
@@ -81,5 +84,6 @@ export const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [
   ['maxHeaderBytes', 16384, false],
   ['maxConnections', 0, true],
   ['maxBackpressure', 16777216, false],
+  ['backpressureThreshold', 0, false],
   ['openTimeout', 10000, false],
 ];

@@ -72,8 +72,9 @@ function joinCluster(config: string): Promise<void> {
  *   fails to listen).
  * - the limits of this listener, each optional (see `StartOptions`): `maxPayload` (16 MiB),
  *   `idleTimeout` (30000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
- *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB), `openTimeout`
- *   (10000 ms); and `protocols`, the subprotocols this listener speaks.
+ *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB),
+ *   `backpressureThreshold` (1 MiB), `openTimeout` (10000 ms); and `protocols`, the subprotocols
+ *   this listener speaks.
  * - `compression`: optional. `true` negotiates permessage-deflate with clients that offer it;
  *   `{ serverContextTakeover: true }` also keeps the server's context between messages.
  * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.

@@ -43,6 +43,8 @@ export interface StartOptions extends DeliveryOptions {
   maxConnections?: number;
   /** How many bytes may wait to be written to one connection (each message counts 32 bytes more). A send (`send`, or `sendToChannel` for each subscriber) to a connection whose queue is already over it closes that connection with code 1008 and frees its queue; a message sent into a queue under it is taken whole, whatever its size, so a queue holds at most this plus one message, and a message of `maxPayload` can be echoed with both at their defaults. Default 16 MiB. */
   maxBackpressure?: number;
+  /** Where a connection's queue (counted as for `maxBackpressure`) is too full to go on sending to it: a `send` that leaves more queued returns `false`, and `handleDrain` is called once the queue is written down to half of it. At most `maxBackpressure` (a larger one is a TypeError). Default 1 MiB (1048576), or half of `maxBackpressure` when that is less. */
+  backpressureThreshold?: number;
   /** How long `handleOpen` (and the promise it returns) may take; past it the upgrade is answered with HTTP 503. Default 10000. */
   openTimeout?: number;
   /** The subprotocols this server speaks, e.g. `['chat.v2', 'chat.v1']`: the first one the client offers (`Sec-WebSocket-Protocol`) that is in this list is chosen in the handshake; `handleOpen` sees what the client offered in `headers['sec-websocket-protocol']`. Default: none. */
@@ -219,6 +221,17 @@ export interface WorkerInterface {
    * connection dropped without a close frame.
    */
   handleClose?: (socketId: number, token: Buffer | undefined, code: number, reason: string) => void | Promise<void>;
+  /**
+   * Called once when a connection whose queue went over `backpressureThreshold` (a `send` to it
+   * returned `false`, or a `sendToChannel` took it there) has had its queue written down to half of
+   * it: resume sending to it. Half, not empty, so that a connection that also receives broadcasts,
+   * whose queue may never be empty, still gets it. Called on the worker the connection is pinned to
+   * (the one that gets its messages), never after its `handleClose`, nor once it is closing.
+   * With `ordered: true` it is not held back behind the connection's pending handler promises (a
+   * handler awaiting it there would wait forever): it runs as it arrives, and a failure is logged
+   * without closing the connection. `token` as for `handleTextMessage`.
+   */
+  handleDrain?: (socketId: number, token: Buffer | undefined) => void | Promise<void>;
 }
 
 /**

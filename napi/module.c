@@ -426,6 +426,7 @@ static napi_value js_refuse_open(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// send(socketId, data): false when the socket's queue is over its backpressureThreshold.
 static napi_value js_send(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   uint64_t id;
@@ -433,9 +434,17 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv) || !get_id(env, argv[0], &id) ||
       !get_bytes(env, argv[1], "data", &data))
     return NULL;
-  wsb_send(id, data.is_text, (uint8_t *)data.data, data.len, dispatching);
+  int room = wsb_send(id, data.is_text, (uint8_t *)data.data, data.len, dispatching);
   bytes_free(&data);
-  return NULL;
+  return make_bool(env, room);
+}
+
+static napi_value js_buffered_amount(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  uint64_t id;
+  if (!get_args(env, info, 1, argv) || !get_id(env, argv[0], &id)) return NULL;
+  napi_create_int64(env, wsb_buffered_amount(id), &result);
+  return result;
 }
 
 // sendToChannel(channel, data, exceptSocketId?)
@@ -607,6 +616,7 @@ NAPI_MODULE_INIT() {
       {"refuseOpen", js_refuse_open},
       {"caughtUp", js_caught_up},
       {"send", js_send},
+      {"bufferedAmount", js_buffered_amount},
       {"sendToChannel", js_send_to_channel},
       {"subscriberCount", js_subscriber_count},
       {"subscriptions", js_subscriptions},

@@ -39,6 +39,7 @@ const text = (id, tok, s) => Buffer.concat([head(EventKind.Text, id, tok), bytes
 const binary = (id, tok, b) => Buffer.concat([head(EventKind.Binary, id, tok), bytes(b)]);
 const close = (id, tok, code = 1000, reason = '') => Buffer.concat([head(EventKind.Close, id, tok), u32(code), bytes(reason)]);
 const catchUp = (id) => head(EventKind.CatchUp, id, undefined);
+const drain = (id, tok) => head(EventKind.Drain, id, tok);
 
 function collect(batch) {
   const events = [];
@@ -48,6 +49,7 @@ function collect(batch) {
     binary: (socketId, tok, data) => events.push({ kind: 'binary', socketId, token: tok, data }),
     close: (socketId, tok, code, reason) => events.push({ kind: 'close', socketId, token: tok, code, reason }),
     catchUp: (socketId) => events.push({ kind: 'catchUp', socketId }),
+    drain: (socketId, tok) => events.push({ kind: 'drain', socketId, token: tok }),
   };
   const count = decodeBatch(batch, sink);
   assert.equal(count, events.length);
@@ -76,9 +78,10 @@ test('every kind of event, in order, with and without tokens', () => {
     binary(3, undefined, Buffer.alloc(0)),
     close(4, Buffer.alloc(0), 4000, 'gone: ✓'),
     catchUp(5),
+    drain(6, 'user'),
   ]);
   const events = collect(batch);
-  assert.equal(events.length, 8);
+  assert.equal(events.length, 9);
 
   assert.deepEqual(events[0], {
     kind: 'open',
@@ -115,6 +118,7 @@ test('every kind of event, in order, with and without tokens', () => {
   assert.deepEqual(events[7], { kind: 'catchUp', socketId: 5 });
   assert.equal(events[6].code, 4000);
   assert.equal(events[6].reason, 'gone: ✓');
+  assert.deepEqual({ ...events[8], token: events[8].token.toString() }, { kind: 'drain', socketId: 6, token: 'user' });
 });
 
 test('binary data and tokens are copies, not views of the batch', () => {

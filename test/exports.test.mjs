@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const API = ['close', 'clusterSubscriberCount', 'copySubscriptions', 'defineWorker', 'registerWorkerThread', 'send', 'sendToChannel', 'setToken', 'start', 'stats', 'stop', 'subscribe', 'subscriberCount', 'subscriptions', 'unsubscribe'];
+const API = ['bufferedAmount', 'close', 'clusterSubscriberCount', 'copySubscriptions', 'defineWorker', 'registerWorkerThread', 'send', 'sendToChannel', 'setToken', 'start', 'stats', 'stop', 'subscribe', 'subscriberCount', 'subscriptions', 'unsubscribe'];
 
 test('CommonJS and ESM entries export the same fifteen functions', async () => {
   const cjs = require('@wsbroker/wsbroker');

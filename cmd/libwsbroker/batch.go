@@ -16,6 +16,7 @@ const (
 	kindBinary  = protocol.KindBinary
 	kindClose   = protocol.KindClose
 	kindCatchUp = protocol.KindCatchUp
+	kindDrain   = protocol.KindDrain
 
 	noToken = protocol.NoToken
 )
@@ -57,6 +58,10 @@ func appendMessage(b []byte, kind byte, c *broker.Conn, data []byte) []byte {
 
 func appendCatchUp(b []byte, c *broker.Conn) []byte {
 	return appendHead(b, kindCatchUp, c.ID(), nil)
+}
+
+func appendDrain(b []byte, c *broker.Conn) []byte {
+	return appendHead(b, kindDrain, c.ID(), c.Token())
 }
 
 func appendClose(b []byte, c *broker.Conn) []byte {

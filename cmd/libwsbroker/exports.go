@@ -185,9 +185,11 @@ type listenConfig struct {
 	MaxHeaderBytes   int      `json:"maxHeaderBytes"`
 	MaxConnections   int      `json:"maxConnections"`
 	MaxBackpressure  int      `json:"maxBackpressure"`
-	OpenTimeout      float64  `json:"openTimeout"`
-	Protocols        []string `json:"protocols"`
-	Compression      bool     `json:"compression"`
+	// BackpressureThreshold 0: the broker's default, derived from MaxBackpressure.
+	BackpressureThreshold int      `json:"backpressureThreshold"`
+	OpenTimeout           float64  `json:"openTimeout"`
+	Protocols             []string `json:"protocols"`
+	Compression           bool     `json:"compression"`
 	// CompressionContextTakeover is compression: { serverContextTakeover: true }.
 	CompressionContextTakeover bool `json:"compressionContextTakeover"`
 	TLS                        *struct {
@@ -212,6 +214,7 @@ func (cfg *listenConfig) limits() (broker.Limits, error) {
 		MaxHeaderBytes:             cfg.MaxHeaderBytes,
 		MaxConnections:             cfg.MaxConnections,
 		MaxBackpressure:            cfg.MaxBackpressure,
+		BackpressureThreshold:      cfg.BackpressureThreshold,
 		OpenTimeout:                ms(cfg.OpenTimeout),
 		Protocols:                  cfg.Protocols,
 		Compression:                cfg.Compression,
@@ -500,14 +503,25 @@ func wsb_refuse_open(id C.uint64_t, refusal *C.uint8_t, n C.size_t, body *C.uint
 }
 
 // wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling
-// (0: none): its sends are written when the batch is done, others at once.
+// (0: none): its sends are written when the batch is done, others at once. It returns 0 when the
+// socket's queue is over its backpressureThreshold after this message (broker.Broker.Send), else 1.
 //
 //export wsb_send
-func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.int32_t) {
+func wsb_send(id C.uint64_t, text C.int, data *C.uint8_t, n C.size_t, worker C.int32_t) (room C.int) {
+	room = 1
 	defer recoverInto("send")
 	sendFrom(int32(worker), func(k *broker.Cork) {
-		k.Send(uint64(id), bytesOf(data, n), text != 0)
+		room = cBool(k.Send(uint64(id), bytesOf(data, n), text != 0))
 	})
+	return room
+}
+
+// wsb_buffered_amount returns the bytes queued for a socket (broker.Broker.BufferedAmount).
+//
+//export wsb_buffered_amount
+func wsb_buffered_amount(id C.uint64_t) C.int64_t {
+	defer recoverInto("bufferedAmount")
+	return C.int64_t(brk.BufferedAmount(uint64(id)))
 }
 
 // wsb_send_to_channel broadcasts to a channel, except to socket `except` (0: none). worker is as

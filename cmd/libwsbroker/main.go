@@ -72,7 +72,8 @@ func answerUnwanted(id uint64, kind byte) {
 }
 
 // bridge turns broker events into queued events of the socket's JS worker. It is a
-// broker.CatchUpHandler: a socket's close waits for its worker to handle the messages before it.
+// broker.CatchUpHandler: a socket's close waits for its worker to handle the messages before it;
+// and a broker.DrainHandler.
 type bridge struct{ pool *pool }
 
 func (b bridge) Open(c *broker.Conn, req *broker.Request) { b.pool.push(c, kindOpen, nil, req) }
@@ -81,5 +82,6 @@ func (b bridge) Binary(c *broker.Conn, data []byte)       { b.pool.push(c, kindB
 func (b bridge) ReadDone(c *broker.Conn)                  { b.pool.readDone(c) }
 func (b bridge) Close(c *broker.Conn)                     { b.pool.push(c, kindClose, nil, nil) }
 func (b bridge) CatchUp(c *broker.Conn)                   { b.pool.push(c, kindCatchUp, nil, nil) }
+func (b bridge) Drain(c *broker.Conn)                     { b.pool.push(c, kindDrain, nil, nil) }
 
 func main() {}

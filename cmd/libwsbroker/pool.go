@@ -269,11 +269,14 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 }
 
 // push queues one event of socket c on its worker, first waiting while that worker is too far
-// behind. Opens, closes and catch-ups are handed to JS at once if the worker is idle; messages
+// behind (but for a drain, which comes from a writer, not c's reader: writers never wait for JS).
+// Opens, closes, catch-ups and drains are handed to JS at once if the worker is idle; messages
 // wait for the end of their read (readDone), so that those that came together go in one batch.
+// A drain of a socket that is closing is dropped: checked under the worker's lock, it cannot
+// follow the socket's close event, which is queued after Closing reports true.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
-	for len(w.waiting) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
+	for kind != kindDrain && len(w.waiting) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
 		if p.flushLocked(w, false) { // the messages of this read may be all that waits
 			continue
 		}
@@ -284,7 +287,7 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 		}
 	}
 	defer w.mu.Unlock()
-	if !p.wants(w, c, kind) {
+	if !p.wants(w, c, kind) || kind == kindDrain && c.Closing() {
 		return
 	}
 	switch kind {
@@ -294,13 +297,15 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 		w.waiting = appendClose(w.waiting, c)
 	case kindCatchUp:
 		w.waiting = appendCatchUp(w.waiting, c)
+	case kindDrain:
+		w.waiting = appendDrain(w.waiting, c)
 	default:
 		w.waiting = appendMessage(w.waiting, kind, c, data)
 		w.messages++
 	}
 	w.waitingEv = append(w.waitingEv, queued{conn: c, end: len(w.waiting)})
 	if kind != kindText && kind != kindBinary {
-		p.flushLocked(w, readByOwnThread(c))
+		p.flushLocked(w, kind != kindDrain && readByOwnThread(c))
 	}
 }
 

@@ -13,6 +13,7 @@
 //	binary body: data:bytes
 //	close  body: code:u32 reason:str (the close code and reason: the client's, or the server's own)
 //	catchUp body: none (answered once the socket's earlier events are handled)
+//	drain  body: none (the socket's queue went over backpressureThreshold and is down to half of it)
 //	str, bytes = len:u32 then len bytes
 //
 // The socket id is a double because JavaScript numbers are; ids stay below 2^53.
@@ -38,6 +39,9 @@ const (
 	// KindCatchUp follows the last message of a socket whose close waits for them to be handled
 	// (broker.CatchUpHandler); it is handed to JavaScript only to come back once they are.
 	KindCatchUp byte = 5
+	// KindDrain says that a socket whose queue went over backpressureThreshold has room again
+	// (broker.DrainHandler).
+	KindDrain byte = 6
 )
 
 // NoToken is the token length that means the event carries no token.
@@ -90,7 +94,9 @@ const (
 type Limit struct {
 	// Option is its name in start()'s options and in the listen configuration's JSON.
 	Option string
-	// Default is its value when the option is absent, in the option's unit (bytes or milliseconds).
+	// Default is its value when the option is absent, in the option's unit (bytes, milliseconds
+	// or a count); 0 for a limit that must be positive when given means that the broker derives
+	// it (broker.Limits says how).
 	Default int64
 	// ZeroAllowed says that 0 is a valid value: it turns the limit off. Else it must be positive.
 	ZeroAllowed bool
@@ -108,6 +114,7 @@ func Limits() []Limit {
 		{Option: "maxHeaderBytes", Default: int64(d.MaxHeaderBytes)},
 		{Option: "maxConnections", Default: int64(d.MaxConnections), ZeroAllowed: true},
 		{Option: "maxBackpressure", Default: int64(d.MaxBackpressure)},
+		{Option: "backpressureThreshold"}, // from maxBackpressure when absent
 		{Option: "openTimeout", Default: ms(d.OpenTimeout)},
 	}
 }

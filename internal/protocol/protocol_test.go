@@ -33,7 +33,7 @@ func TestCloseRulesMatchTheBroker(t *testing.T) {
 
 func TestHandlerBits(t *testing.T) {
 	seen := uint32(0)
-	for _, k := range []byte{KindOpen, KindText, KindBinary, KindClose, KindCatchUp} {
+	for _, k := range []byte{KindOpen, KindText, KindBinary, KindClose, KindCatchUp, KindDrain} {
 		bit := HandlerBit(k)
 		if bit == 0 || bit&(bit-1) != 0 || seen&bit != 0 {
 			t.Fatalf("kind %d: handler bit %#x is not a bit of its own", k, bit)

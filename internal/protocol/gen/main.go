@@ -32,6 +32,7 @@ var kinds = []member{
 	{"Binary", int64(protocol.KindBinary), ""},
 	{"Close", int64(protocol.KindClose), ""},
 	{"CatchUp", int64(protocol.KindCatchUp), "The socket's close waits until its events before this one are handled."},
+	{"Drain", int64(protocol.KindDrain), "The socket's queue, which went over backpressureThreshold, is written down to half of it."},
 }
 
 var logLevels = []member{
@@ -52,9 +53,11 @@ func handlerBits() []member {
 	out := make([]member, len(kinds))
 	for i, k := range kinds {
 		out[i] = member{k.name, int64(protocol.HandlerBit(byte(k.value))), ""}
+		if byte(k.value) == protocol.KindCatchUp {
+			out[i].doc = "Every catch-up event of a socket, even when none of its events is waiting for or being handled " +
+				"by this thread: set with ordered delivery, where a handler's promise may still be pending."
+		}
 	}
-	out[len(out)-1].doc = "Every catch-up event of a socket, even when none of its events is waiting for or being handled " +
-		"by this thread: set with ordered delivery, where a handler's promise may still be pending."
 	return out
 }
 
@@ -102,7 +105,7 @@ func typescript() []byte {
 		names[i] = fmt.Sprintf("'%s'", l.Option)
 	}
 	fmt.Fprintf(&b, "\n/** The limits of `start`'s options. */\nexport type LimitName = %s;\n", strings.Join(names, " | "))
-	b.WriteString("\n/** The limits of `start`'s options: name, default (bytes or milliseconds), and whether 0 is allowed (it means \"off\"); else a limit is positive. */\n")
+	b.WriteString("\n/** The limits of `start`'s options: name, default (bytes, milliseconds or a count; 0 for a limit that must be positive when given: the broker derives it), and whether 0 is allowed (it means \"off\"); else a limit is positive. */\n")
 	b.WriteString("export const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [\n")
 	for _, l := range limits {
 		fmt.Fprintf(&b, "  ['%s', %d, %t],\n", l.Option, l.Default, l.ZeroAllowed)

@@ -1,0 +1,139 @@
+package broker
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// drainRecorder is a recorder that is a DrainHandler too: it records the ids Drain is called with.
+type drainRecorder struct {
+	*recorder
+	drains chan uint64
+}
+
+func (r drainRecorder) Drain(c *Conn) { r.drains <- c.ID() }
+
+func newDrainRecorder() drainRecorder {
+	return drainRecorder{recorder: newRecorder(), drains: make(chan uint64, 100)}
+}
+
+func awaitDrain(t *testing.T, drains chan uint64, id uint64) {
+	t.Helper()
+	select {
+	case got := <-drains:
+		if got != id {
+			t.Fatalf("Drain for socket %d, want %d", got, id)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("no Drain for socket %d", id)
+	}
+}
+
+// numbered is a binary message of size bytes that starts with n.
+func numbered(n uint32, size int) []byte {
+	p := make([]byte, size)
+	binary.BigEndian.PutUint32(p, n)
+	return p
+}
+
+// readNumbered reads count binary messages from r, numbered from first on, and fails on a gap.
+func readNumbered(t *testing.T, r *rawClient, first, count uint32) {
+	t.Helper()
+	for want := first; want < first+count; want++ {
+		h, p := r.readFrame()
+		if h.OpCode != ws.OpBinary || binary.BigEndian.Uint32(p) != want {
+			t.Fatalf("got %v %x…, want binary message %d", h.OpCode, p[:min(len(p), 4)], want)
+		}
+	}
+}
+
+// A client that stops reading: Send reports false once the queue is over BackpressureThreshold,
+// BufferedAmount shows the queue, and once the client reads again Drain comes with at most half
+// the threshold queued; nothing is lost, and the socket stays open.
+func TestSendReportsBackpressureUntilDrain(t *testing.T) {
+	const threshold = 64 << 10
+	rec := newDrainRecorder()
+	b, addr := startHandler(t, rec, rec.recorder, Limits{BackpressureThreshold: threshold})
+	slow := rawDial(t, addr, nil)
+	id := await(t, rec.opens, "open").id
+	if n := b.BufferedAmount(id + 1000); n != 0 {
+		t.Fatalf("BufferedAmount of an unknown id: %d", n)
+	}
+
+	var sent uint32
+	for ; ; sent++ {
+		if sent == 100_000 {
+			t.Fatalf("Send never reported false (%d bytes queued)", b.BufferedAmount(id))
+		}
+		if !b.Send(id, numbered(sent, 16<<10), false) {
+			sent++
+			break
+		}
+	}
+	if n := b.BufferedAmount(id); n <= threshold {
+		t.Fatalf("Send reported false with %d bytes queued, threshold %d", n, threshold)
+	}
+	if len(rec.drains) != 0 {
+		t.Fatal("Drain before the client read anything")
+	}
+
+	readNumbered(t, slow, 0, sent)
+	awaitDrain(t, rec.drains, id)
+	if n := b.BufferedAmount(id); n > threshold/2 {
+		t.Fatalf("%d bytes queued after Drain, threshold %d", n, threshold)
+	}
+	if !b.Send(id, numbered(sent, 16), false) {
+		t.Fatal("Send reported false after Drain, into an empty queue")
+	}
+	readNumbered(t, slow, sent, 1)
+	if n := rec.closesOf(id); n != 0 {
+		t.Fatalf("%d Close events", n)
+	}
+}
+
+// A broadcast that takes a subscriber over the threshold leads to Drain for it too.
+func TestBroadcastOverThresholdDrains(t *testing.T) {
+	const threshold = 64 << 10
+	rec := newDrainRecorder()
+	b, addr := startHandler(t, rec, rec.recorder, Limits{BackpressureThreshold: threshold})
+	slow := rawDial(t, addr, nil)
+	id := await(t, rec.opens, "open").id
+	b.Subscribe(id, []byte("room"))
+	var sent uint32
+	for ; b.BufferedAmount(id) <= threshold; sent++ {
+		if sent == 100_000 {
+			t.Fatalf("the queue never went over the threshold (%d bytes queued)", b.BufferedAmount(id))
+		}
+		b.SendToChannel([]byte("room"), numbered(sent, 16<<10), false, 0)
+	}
+	readNumbered(t, slow, 0, sent)
+	awaitDrain(t, rec.drains, id)
+}
+
+func TestBackpressureThresholdLimits(t *testing.T) {
+	for _, c := range []struct {
+		lim  Limits
+		want int
+	}{
+		{Limits{}, 1 << 20},
+		{Limits{MaxBackpressure: 256 << 10}, 128 << 10},
+		{Limits{MaxBackpressure: 1}, 1},
+		{Limits{MaxBackpressure: 256 << 10, BackpressureThreshold: 256 << 10}, 256 << 10},
+	} {
+		r, err := c.lim.resolve()
+		if err != nil || r.BackpressureThreshold != c.want {
+			t.Fatalf("%+v resolves to BackpressureThreshold %d (%v), want %d", c.lim, r.BackpressureThreshold, err, c.want)
+		}
+	}
+	_, err := Limits{MaxBackpressure: 256 << 10, BackpressureThreshold: 256<<10 + 1}.resolve()
+	if err == nil || !strings.Contains(err.Error(), "BackpressureThreshold (262145) must not exceed MaxBackpressure (262144)") {
+		t.Fatalf("a threshold over MaxBackpressure: %v", err)
+	}
+	if _, err := (Limits{BackpressureThreshold: -1}).resolve(); err == nil || !strings.Contains(err.Error(), "BackpressureThreshold must not be negative") {
+		t.Fatalf("a negative threshold: %v", err)
+	}
+}
