@@ -138,7 +138,8 @@ type Broker struct {
 	lingerTimeout  time.Duration // after an HTTP error response
 	readerLinger   time.Duration // a poller's readers idle through a whole period of this length exit
 
-	hub hub[*Conn] // the sockets, channels and tokens
+	hub   hub[*Conn] // the sockets, channels and tokens
+	perIP addrCounts // the connections of each client address, on listeners with MaxConnectionsPerIP
 
 	flushers   []*writeq.Flusher[*Conn] // Conn.flush writes their sockets (runFlusher)
 	writeCalls atomic.Uint64            // write syscalls made (tests check coalescing with it)
@@ -253,6 +254,9 @@ func (b *Broker) serveNew(l *listener, tc *net.TCPConn, pre []byte) {
 		}
 	}
 	c.parser.Max = l.lim.MaxPayload
+	if l.lim.MaxMessagesPerSecond > 0 || l.lim.MaxConnectionsPerIP > 0 {
+		c.flood = &floodState{}
+	}
 	b.pollers().Assign(&c.poll)
 	g.allMu.Lock()
 	g.all[c] = struct{}{}
@@ -586,9 +590,51 @@ func (b *Broker) callClose(c *Conn) {
 	b.h.Close(c)
 }
 
+// addrCounts counts the connections of each client address (MaxConnectionsPerIP).
+type addrCounts struct {
+	mu sync.Mutex
+	m  map[string]*addrConns
+}
+
+// addrConns is one address's count; its record goes once the count is back to 0.
+type addrConns struct {
+	ip string
+	n  int
+}
+
+// take counts one more connection from ip and returns its address's record, or nil, counting
+// nothing, when ip has limit connections already.
+func (a *addrCounts) take(ip string, limit int) *addrConns {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e := a.m[ip]
+	if e == nil {
+		if a.m == nil {
+			a.m = make(map[string]*addrConns)
+		}
+		e = &addrConns{ip: ip}
+		a.m[ip] = e
+	}
+	if e.n >= limit {
+		return nil // e.n > 0: a record is never left empty
+	}
+	e.n++
+	return e
+}
+
+// give takes a connection counted by take out of its address's count.
+func (a *addrCounts) give(e *addrConns) {
+	a.mu.Lock()
+	if e.n--; e.n == 0 {
+		delete(a.m, e.ip)
+	}
+	a.mu.Unlock()
+}
+
 // counters are the broker's running totals (Stats).
 type counters struct {
 	accepted, messagesIn, bytesIn, messagesOut, bytesOut atomic.Uint64
+	closedForRate, refusedPerIP                          atomic.Uint64
 	open                                                 atomic.Int64
 	closedMu                                             sync.Mutex
 	closed                                               map[uint16]uint64
@@ -614,6 +660,10 @@ type Stats struct {
 	BytesOut    uint64            `json:"bytesOut"`    // bytes written to sockets (frames and handshakes)
 	QueuedBytes int64             `json:"queuedBytes"` // bytes queued for sockets, not yet written (32 more per frame, as MaxBackpressure counts)
 	Closed      map[uint16]uint64 `json:"closed"`      // connections ended, by close code (Conn.CloseCause)
+	// ClosedForRate counts the sockets closed with 1008 for sending over MaxMessagesPerSecond.
+	ClosedForRate uint64 `json:"closedForRate"`
+	// RefusedPerIP counts the upgrades refused with 429 for MaxConnectionsPerIP.
+	RefusedPerIP uint64 `json:"refusedPerIp"`
 }
 
 // Stats returns the live figures. It walks the registry and the channel table (for the queued
@@ -628,6 +678,9 @@ func (b *Broker) Stats() Stats {
 		MessagesOut: k.messagesOut.Load(),
 		BytesOut:    k.bytesOut.Load(),
 		Closed:      map[uint16]uint64{},
+
+		ClosedForRate: k.closedForRate.Load(),
+		RefusedPerIP:  k.refusedPerIP.Load(),
 	}
 	k.closedMu.Lock()
 	for code, n := range k.closed {

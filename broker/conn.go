@@ -157,6 +157,10 @@ type Conn struct {
 	// for a reader goroutine (no epoll). Assigned before the first goroutine starts.
 	poll netpoll.Entry[*Conn]
 
+	// flood is what the listener's MaxMessagesPerSecond and MaxConnectionsPerIP need of c; nil
+	// when both are off, so that they cost a connection nothing then.
+	flood *floodState
+
 	// Whoever reads c (its goroutine, or the reader holding it).
 	pre      []byte // bytes that followed the upgrade request in the same read
 	parser   wsproto.Parser
@@ -174,9 +178,6 @@ type Conn struct {
 	deflate uint8
 	// causeCode is why the connection ends (CloseCause), 0 while unknown; under wmu.
 	causeCode uint16
-	// overThreshold: a send left the queue over BackpressureThreshold, and no write has brought
-	// it down to half of it since (the DrainHandler's call); under wmu.
-	overThreshold bool
 }
 
 // pastDeadline is a deadline that has already passed: setting it wakes a goroutine waiting for
@@ -238,7 +239,16 @@ func (c *Conn) serve() {
 		c.refuse(errBusy)
 		return
 	}
-	opened = c.open(up)
+	ip := c.l.clientIP(c.nc, up.Headers)
+	if limit := c.l.lim.MaxConnectionsPerIP; limit > 0 {
+		if c.flood.perIP = c.b.perIP.take(ip, limit); c.flood.perIP == nil {
+			c.b.counters.refusedPerIP.Add(1)
+			c.b.logAt(slog.LevelDebug, "too many connections from this address; refused with 429", slog.String("ip", ip), slog.Int("max_connections_per_ip", limit))
+			c.refuse(errBusyAddress)
+			return
+		}
+	}
+	opened = c.open(up, ip)
 }
 
 // handshake reads and checks the upgrade request. On failure it has answered and closed.
@@ -336,11 +346,15 @@ func (c *Conn) handshake() (*wsproto.UpgradeRequest, bool) {
 	return up, true
 }
 
-// release takes the connection out of its listener's count (once).
+// release takes the connection out of its listener's count and its address's (once).
 func (c *Conn) release() {
 	if c.counted {
 		c.counted = false
 		c.l.conns.Add(-1)
+	}
+	if c.flood != nil && c.flood.perIP != nil {
+		c.b.perIP.give(c.flood.perIP)
+		c.flood.perIP = nil
 	}
 }
 
@@ -350,6 +364,7 @@ var (
 	errShutdown    = &wsproto.HTTPError{Status: 503, Body: "Server shutting down"}
 	errOpenTimeout = &wsproto.HTTPError{Status: 503, Body: "The server did not accept the connection in time"}
 	errBusy        = &wsproto.HTTPError{Status: 503, Body: "Too many connections"}
+	errBusyAddress = &wsproto.HTTPError{Status: 429, Body: "Too many connections from this address"}
 	errPlainHTTP   = &wsproto.HTTPError{Status: 400, Body: "Bad Request: this is a TLS (wss://) server"}
 )
 
@@ -404,10 +419,10 @@ func (c *Conn) closeWrite() {
 // tlsSocket is the socket under c's TLS layer.
 func (c *Conn) tlsSocket() *tlsSocket { return c.tc.NetConn().(*tlsSocket) }
 
-// open registers the connection, calls Handler.Open and starts the open timeout unless the
-// verdict came meanwhile. It reports whether the connection was opened; if not (Broker.Close came
-// first), it has answered and closed.
-func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
+// open registers the connection from the client address ip, calls Handler.Open and starts the
+// open timeout unless the verdict came meanwhile. It reports whether the connection was opened;
+// if not (Broker.Close came first), it has answered and closed.
+func (c *Conn) open(up *wsproto.UpgradeRequest, ip string) bool {
 	b := c.b
 	var ext string
 	if c.l.lim.Compression {
@@ -427,7 +442,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest) bool {
 	c.wmu.Unlock()
 	b.hub.register(c)
 
-	req := &Request{IP: c.l.clientIP(c.nc, up.Headers), URL: up.URL, Headers: up.Headers}
+	req := &Request{IP: ip, URL: up.URL, Headers: up.Headers}
 	b.callOpen(c, req)
 	// After Open: a Handler that pins the socket to a worker (the bridge does) is named in it.
 	c.logAt(slog.LevelDebug, "open", slog.String("ip", req.IP), slog.String("url", req.URL))
@@ -705,11 +720,45 @@ func (c *Conn) closeSocket() {
 	c.nc.Close()
 }
 
+// floodState is a connection's part in its listener's MaxMessagesPerSecond and
+// MaxConnectionsPerIP.
+type floodState struct {
+	// rateAt is when the MaxMessagesPerSecond bucket would be full again, on Broker.clock
+	// (withinRate); its reader's.
+	rateAt time.Duration
+	// perIP is c's address's count of connections while c counts in it (MaxConnectionsPerIP).
+	perIP *addrConns
+}
+
+// reasonRate is the close reason of a socket over MaxMessagesPerSecond.
+var reasonRate = []byte("message rate limit exceeded")
+
+// withinRate takes a message from c's MaxMessagesPerSecond bucket (rate messages, refilled at
+// rate per second) and reports whether there was one. The bucket is one time, rateAt (the
+// generic cell rate algorithm): each message moves it on by 1/rate s, and a message that would
+// move it more than a second past now finds the bucket empty.
+func (c *Conn) withinRate(rate int) bool {
+	now := c.b.clock()
+	interval := time.Second / time.Duration(rate)
+	at := max(c.flood.rateAt, now) + interval
+	if at-now > time.Second {
+		return false
+	}
+	c.flood.rateAt = at
+	return true
+}
+
 // connSink is the wsproto.FrameSink of a connection.
 type connSink Conn
 
 func (s *connSink) Message(op ws.OpCode, p []byte) bool {
 	c := (*Conn)(s)
+	if rate := c.l.lim.MaxMessagesPerSecond; rate > 0 && !c.withinRate(rate) {
+		c.b.counters.closedForRate.Add(1)
+		c.logAt(slog.LevelInfo, "the client sends too many messages: closing with 1008", slog.Int("max_messages_per_second", rate))
+		c.closeWith(ws.StatusPolicyViolation, reasonRate)
+		return false
+	}
 	c.b.counters.messagesIn.Add(1)
 	c.b.counters.bytesIn.Add(uint64(len(p)))
 	if op == ws.OpText {

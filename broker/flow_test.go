@@ -51,43 +51,42 @@ func readNumbered(t *testing.T, r *rawClient, first, count uint32) {
 	}
 }
 
-// A client that stops reading: Send reports false once the queue is over BackpressureThreshold,
-// BufferedAmount shows the queue, and once the client reads again Drain comes with at most half
-// the threshold queued; nothing is lost, and the socket stays open.
-func TestSendReportsBackpressureUntilDrain(t *testing.T) {
-	const threshold = 64 << 10
+// slowClient starts a Broker with BackpressureThreshold threshold and a client that reads nothing
+// until the test reads from it.
+func slowClient(t *testing.T, threshold int) (*Broker, drainRecorder, *rawClient, uint64) {
+	t.Helper()
 	rec := newDrainRecorder()
 	b, addr := startHandler(t, rec, rec.recorder, Limits{BackpressureThreshold: threshold})
 	slow := rawDial(t, addr, nil)
-	id := await(t, rec.opens, "open").id
+	return b, rec, slow, await(t, rec.opens, "open").id
+}
+
+// A client that stops reading: Send reports false once the queue is over BackpressureThreshold
+// (through a Cork, so that nothing is written meanwhile), BufferedAmount shows the queue, and once
+// the client reads, Drain comes with at most half the threshold queued; nothing is lost, and the
+// socket stays open.
+func TestSendReportsBackpressureUntilDrain(t *testing.T) {
+	const threshold = 64 << 10
+	b, rec, slow, id := slowClient(t, threshold)
 	if n := b.BufferedAmount(id + 1000); n != 0 {
 		t.Fatalf("BufferedAmount of an unknown id: %d", n)
 	}
-
+	k := b.NewCork()
 	var sent uint32
-	for ; ; sent++ {
-		if sent == 100_000 {
-			t.Fatalf("Send never reported false (%d bytes queued)", b.BufferedAmount(id))
-		}
-		if !b.Send(id, numbered(sent, 16<<10), false) {
-			sent++
-			break
+	for room := true; room; sent++ {
+		room = k.Send(id, numbered(sent, 16<<10), false)
+		if n := b.BufferedAmount(id); room == (n > threshold) {
+			t.Fatalf("Send reported %t with %d bytes queued, threshold %d", room, n, threshold)
 		}
 	}
-	if n := b.BufferedAmount(id); n <= threshold {
-		t.Fatalf("Send reported false with %d bytes queued, threshold %d", n, threshold)
-	}
-	if len(rec.drains) != 0 {
-		t.Fatal("Drain before the client read anything")
-	}
-
+	k.Flush()
 	readNumbered(t, slow, 0, sent)
 	awaitDrain(t, rec.drains, id)
 	if n := b.BufferedAmount(id); n > threshold/2 {
 		t.Fatalf("%d bytes queued after Drain, threshold %d", n, threshold)
 	}
 	if !b.Send(id, numbered(sent, 16), false) {
-		t.Fatal("Send reported false after Drain, into an empty queue")
+		t.Fatal("Send reported false after Drain")
 	}
 	readNumbered(t, slow, sent, 1)
 	if n := rec.closesOf(id); n != 0 {
@@ -98,18 +97,14 @@ func TestSendReportsBackpressureUntilDrain(t *testing.T) {
 // A broadcast that takes a subscriber over the threshold leads to Drain for it too.
 func TestBroadcastOverThresholdDrains(t *testing.T) {
 	const threshold = 64 << 10
-	rec := newDrainRecorder()
-	b, addr := startHandler(t, rec, rec.recorder, Limits{BackpressureThreshold: threshold})
-	slow := rawDial(t, addr, nil)
-	id := await(t, rec.opens, "open").id
+	b, rec, slow, id := slowClient(t, threshold)
 	b.Subscribe(id, []byte("room"))
+	k := b.NewCork()
 	var sent uint32
 	for ; b.BufferedAmount(id) <= threshold; sent++ {
-		if sent == 100_000 {
-			t.Fatalf("the queue never went over the threshold (%d bytes queued)", b.BufferedAmount(id))
-		}
-		b.SendToChannel([]byte("room"), numbered(sent, 16<<10), false, 0)
+		k.SendToChannel([]byte("room"), numbered(sent, 16<<10), false, 0)
 	}
+	k.Flush()
 	readNumbered(t, slow, 0, sent)
 	awaitDrain(t, rec.drains, id)
 }

@@ -59,6 +59,19 @@ type Limits struct {
 	// any send, a broadcast's included) is written down to half of it. It must not exceed
 	// MaxBackpressure. 0: 1 MiB, or half of MaxBackpressure when that is less.
 	BackpressureThreshold int
+	// MaxMessagesPerSecond bounds the data messages (text and binary, not pings, pongs or close
+	// frames) a socket may send: a token bucket holding as many, refilled at that rate per second,
+	// that each complete message takes one from as it is parsed. The message that finds it empty
+	// is not delivered: the socket is closed with 1008 and the reason "message rate limit
+	// exceeded". 0: unlimited.
+	MaxMessagesPerSecond int
+	// MaxConnectionsPerIP bounds the connections from one client address (Request.IP, so behind a
+	// trusted proxy the client it forwarded), counted over every listener of the Broker whose
+	// MaxConnectionsPerIP is on, each comparing the count with its own limit, from the end of the
+	// upgrade request to the end of the connection (opens awaiting their verdict included). One
+	// more is answered with HTTP 429, without Retry-After (when one of that address's connections
+	// ends cannot be known), and without Handler.Open. 0: unlimited.
+	MaxConnectionsPerIP int
 	// OpenTimeout bounds the wait for Accept after Handler.Open returns; past it the upgrade is
 	// refused with HTTP 503 (a handler that never answers, or whose thread died, must not hold the
 	// client forever). 0: 10 s.
@@ -98,7 +111,8 @@ type Limits struct {
 
 // DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 30 s,
 // HandshakeTimeout 10 s, MaxHeaderBytes 16 KiB, MaxConnections unlimited, MaxBackpressure 16 MiB,
-// BackpressureThreshold 1 MiB, OpenTimeout 10 s.
+// BackpressureThreshold 1 MiB, MaxMessagesPerSecond and MaxConnectionsPerIP unlimited,
+// OpenTimeout 10 s.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxPayload:            defaultMaxPayload,
@@ -125,6 +139,8 @@ func (lim Limits) resolve() (Limits, error) {
 		{"MaxConnections", lim.MaxConnections < 0, lim.MaxConnections},
 		{"MaxBackpressure", lim.MaxBackpressure < 0, lim.MaxBackpressure},
 		{"BackpressureThreshold", lim.BackpressureThreshold < 0, lim.BackpressureThreshold},
+		{"MaxMessagesPerSecond", lim.MaxMessagesPerSecond < 0, lim.MaxMessagesPerSecond},
+		{"MaxConnectionsPerIP", lim.MaxConnectionsPerIP < 0, lim.MaxConnectionsPerIP},
 		{"OpenTimeout", lim.OpenTimeout < 0, lim.OpenTimeout},
 	} {
 		if f.neg {

@@ -20,7 +20,7 @@ import (
 // queue.
 //
 // Flow control: a send that leaves a socket's queue over BackpressureThreshold marks it
-// (overThreshold) and tells its sender (Send's result); the write that brings that queue down to
+// (writeq.Queue.Over) and tells its sender (Send's result); the write that brings that queue down to
 // half the threshold tells the DrainHandler, from the writer's goroutine (afterWrite), so that a
 // sender can wait for room instead of polling.
 //
@@ -68,9 +68,7 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) (ful
 		} else {
 			c.q.AppendMessage(op, data)
 		}
-		if full = c.q.Queued() > c.l.lim.BackpressureThreshold && s.accepted(); full {
-			c.overThreshold = true
-		}
+		full = s.accepted() && c.q.Over(c.l.lim.BackpressureThreshold)
 		sched = c.scheduleLocked(k)
 		if !sched && c.cork != nil && c.cork != k {
 			// A frame from elsewhere (a pong, a ping, another cork's send) for a socket that a
@@ -229,9 +227,7 @@ func (c *Conn) settleWrite(n, frames int, err error, inWriter bool) (again, drai
 		c.nc.CloseRead()
 		return false, false
 	}
-	if c.overThreshold && c.q.Queued() <= c.l.lim.BackpressureThreshold/2 && c.state.Load() == stateOpen {
-		c.overThreshold, drained = false, true
-	}
+	drained = c.q.DrainedTo(c.l.lim.BackpressureThreshold/2) && c.state.Load() == stateOpen
 	if c.q.Unwritten() || c.tc != nil && c.tlsSocket().w.HasLeft() {
 		c.wmu.Unlock()
 		if inWriter {

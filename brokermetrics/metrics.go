@@ -60,6 +60,8 @@ var (
 	descBytesOut    = prometheus.NewDesc("wsbroker_written_bytes_total", "Bytes written to sockets.", nil, nil)
 	descQueued      = prometheus.NewDesc("wsbroker_queued_bytes", "Bytes queued for sockets and not yet written.", nil, nil)
 	descClosed      = prometheus.NewDesc("wsbroker_connections_closed_total", "Connections ended, by close code.", []string{"code"}, nil)
+	descClosedRate  = prometheus.NewDesc("wsbroker_connections_closed_for_rate_total", "Connections closed with 1008 for sending over maxMessagesPerSecond.", nil, nil)
+	descRefusedIP   = prometheus.NewDesc("wsbroker_upgrades_refused_per_ip_total", "Upgrades refused with HTTP 429 for maxConnectionsPerIp.", nil, nil)
 )
 
 // statsCollector reads Stats at each scrape.
@@ -67,7 +69,7 @@ type statsCollector struct{ b *broker.Broker }
 
 // Describe sends the descriptions of every figure Collect sends.
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descChannels, descMessagesIn, descBytesIn, descMessagesOut, descBytesOut, descQueued, descClosed} {
+	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descChannels, descMessagesIn, descBytesIn, descMessagesOut, descBytesOut, descQueued, descClosed, descClosedRate, descRefusedIP} {
 		ch <- d
 	}
 }
@@ -86,6 +88,8 @@ func (s statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytesIn, st.BytesIn)
 	counter(descMessagesOut, st.MessagesOut)
 	counter(descBytesOut, st.BytesOut)
+	counter(descClosedRate, st.ClosedForRate)
+	counter(descRefusedIP, st.RefusedPerIP)
 	gauge(descQueued, float64(st.QueuedBytes))
 	for code, n := range st.Closed {
 		ch <- prometheus.MustNewConstMetric(descClosed, prometheus.CounterValue, float64(n), strconv.Itoa(int(code)))

@@ -73,6 +73,8 @@ func TestServe(t *testing.T) {
 		"wsbroker_messages_received_total 1",
 		"wsbroker_received_bytes_total 5",
 		`wsbroker_connections_closed_total{code="4001"} 1`,
+		"wsbroker_connections_closed_for_rate_total 0",
+		"wsbroker_upgrades_refused_per_ip_total 0",
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Fatalf("no %q in\n%s", want, body)

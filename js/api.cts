@@ -247,7 +247,7 @@ export function clusterSubscriberCount(channelName: string | ArrayBuffer | Share
 
 /**
  * Returns live figures: connections, channels, messages and bytes in and out, bytes waiting to be
- * written, connections closed per close code, each worker's event queue, and the Go runtime's memory. It walks every
+ * written, connections closed per close code, what the flood limits refused, each worker's event queue, and the Go runtime's memory. It walks every
  * connection, so call it now and then (say once a second), not per message. With `cluster`,
  * `cluster` holds this node's figures: Redis's state, the live nodes, the channels subscribed,
  * messages published, received and dropped, and the lag.

@@ -315,6 +315,8 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   maxConnections: true,
   maxBackpressure: true,
   backpressureThreshold: true,
+  maxMessagesPerSecond: true,
+  maxConnectionsPerIp: true,
   openTimeout: true,
   protocols: true,
   metrics: true,

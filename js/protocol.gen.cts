@@ -74,7 +74,7 @@ export const CLUSTER_MIN_PUBLISH_BUFFER = 65536;
 export const CLUSTER_MAX_PUBLISH_BUFFER = 1073741824;
 
 /** The limits of `start`'s options. */
-export type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'maxHeaderBytes' | 'maxConnections' | 'maxBackpressure' | 'backpressureThreshold' | 'openTimeout';
+export type LimitName = 'maxPayload' | 'idleTimeout' | 'handshakeTimeout' | 'maxHeaderBytes' | 'maxConnections' | 'maxBackpressure' | 'backpressureThreshold' | 'maxMessagesPerSecond' | 'maxConnectionsPerIp' | 'openTimeout';
 
 /** The limits of `start`'s options: name, default (bytes, milliseconds or a count; 0 for a limit that must be positive when given: the broker derives it), and whether 0 is allowed (it means "off"); else a limit is positive. */
 export const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [
@@ -85,5 +85,7 @@ export const LIMITS: ReadonlyArray<readonly [LimitName, number, boolean]> = [
   ['maxConnections', 0, true],
   ['maxBackpressure', 16777216, false],
   ['backpressureThreshold', 0, false],
+  ['maxMessagesPerSecond', 0, true],
+  ['maxConnectionsPerIp', 0, true],
   ['openTimeout', 10000, false],
 ];

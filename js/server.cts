@@ -73,8 +73,8 @@ function joinCluster(config: string): Promise<void> {
  * - the limits of this listener, each optional (see `StartOptions`): `maxPayload` (16 MiB),
  *   `idleTimeout` (30000 ms, `0` disables), `handshakeTimeout` (10000 ms), `maxHeaderBytes`
  *   (16 KiB), `maxConnections` (`0`: no limit), `maxBackpressure` (16 MiB),
- *   `backpressureThreshold` (1 MiB), `openTimeout` (10000 ms); and `protocols`, the subprotocols
- *   this listener speaks.
+ *   `backpressureThreshold` (1 MiB), `maxMessagesPerSecond` and `maxConnectionsPerIp` (`0`: no
+ *   limit), `openTimeout` (10000 ms); and `protocols`, the subprotocols this listener speaks.
  * - `compression`: optional. `true` negotiates permessage-deflate with clients that offer it;
  *   `{ serverContextTakeover: true }` also keeps the server's context between messages.
  * - `tls`: optional. `{ cert, key }` serves `wss://` on these addresses.

@@ -45,6 +45,10 @@ export interface StartOptions extends DeliveryOptions {
   maxBackpressure?: number;
   /** Where a connection's queue (counted as for `maxBackpressure`) is too full to go on sending to it: a `send` that leaves more queued returns `false`, and `handleDrain` is called once the queue is written down to half of it. At most `maxBackpressure` (a larger one is a TypeError). Default 1 MiB (1048576), or half of `maxBackpressure` when that is less. */
   backpressureThreshold?: number;
+  /** How many messages (text and binary; pings, pongs and close frames do not count) one connection may send per second: a token bucket that holds this many and refills at this rate, so a burst of as many is allowed. The message that finds it empty is not delivered, and the connection is closed with code 1008 and the reason `'message rate limit exceeded'` (`stats().closedForRate` counts them). `0`: no limit. Default 0. */
+  maxMessagesPerSecond?: number;
+  /** How many connections one client address may hold: the address `handleOpen` gets as `ip` (so, with `trustProxy`, the client's, not the proxy's), counted from its upgrade request to its end (upgrades waiting for `handleOpen` included) over every `start` call that sets this option (its `bind` addresses and its `server`), each comparing the count with its own limit. One more is answered with HTTP 429, without `Retry-After` (when a connection of that address will end is unknown), and without `handleOpen` (`stats().refusedPerIp` counts them). Behind a proxy without `trustProxy`, every client has the proxy's address. `0`: no limit. Default 0. */
+  maxConnectionsPerIp?: number;
   /** How long `handleOpen` (and the promise it returns) may take; past it the upgrade is answered with HTTP 503. Default 10000. */
   openTimeout?: number;
   /** The subprotocols this server speaks, e.g. `['chat.v2', 'chat.v1']`: the first one the client offers (`Sec-WebSocket-Protocol`) that is in this list is chosen in the handshake; `handleOpen` sees what the client offered in `headers['sec-websocket-protocol']`. Default: none. */
@@ -217,7 +221,7 @@ export interface WorkerInterface {
    * the socket is in no channel and sends to it are no-ops. `token` as for `handleTextMessage`.
    * `code` and `reason` say why: those of the client's close frame (1005 if it had no code), or of
    * the server's own (your `close()`, 1001 for `stop()` or an idle client, 1002 or 1007 for a
-   * protocol error, 1008 for backpressure, 1009 for a message over `maxPayload`), or 1006 when the
+   * protocol error, 1008 for backpressure and for `maxMessagesPerSecond`, 1009 for a message over `maxPayload`), or 1006 when the
    * connection dropped without a close frame.
    */
   handleClose?: (socketId: number, token: Buffer | undefined, code: number, reason: string) => void | Promise<void>;
@@ -307,6 +311,10 @@ export interface Stats {
   queuedBytes: number;
   /** Connections ended, by close code (the code `handleClose` got). */
   closed: Record<string, number>;
+  /** Connections closed with 1008 for sending over `maxMessagesPerSecond`. */
+  closedForRate: number;
+  /** Upgrades refused with HTTP 429 for `maxConnectionsPerIp`. */
+  refusedPerIp: number;
   /** Each worker's queue: events handed to it and not yet handled, and events waiting for it (id -1: no worker alive). */
   workers: Array<{ id: number; inFlight: number; waiting: number; waitingBytes: number }>;
   /** The Go runtime's memory (the part of the process's RSS that is Go's): heap in use, goroutine stacks, all it holds from the system (heap, stacks, free spans, metadata), and its goroutines. */

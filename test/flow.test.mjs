@@ -2,15 +2,15 @@
 // client that stops reading and resumes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Proc, fixture, withTimeout } from './helpers.mjs';
+import { Client, Proc, fixture, refusedStatus, withTimeout } from './helpers.mjs';
 
-/** Starts test/fixtures/flow-server.mjs with `options`; resolves with { port, stats }. */
+/** Starts test/fixtures/flow-server.mjs with `options`; resolves with { port, httpPort (with `attach`), stats }. */
 async function flowServer(t, options, env = {}) {
   const server = new Proc(process.execPath, [fixture('flow-server.mjs'), JSON.stringify(options)], { env: { WSBROKER_LOG: 'warn', ...env } });
   t.after(() => server.stop());
-  const port = Number((await server.waitForLine(/^listening (\d+)$/, 30_000))[1]);
+  const [, port, httpPort] = (await server.waitForLine(/^listening (\d+)(?: (\d+))?$/, 30_000)).map(Number);
   const stats = async () => JSON.parse((await server.ask('stats', /^stats (.*)$/))[1]);
-  return { server, port, stats };
+  return { port, httpPort, stats };
 }
 
 /** A client that has joined `observers`. */
@@ -63,4 +63,46 @@ test('backpressureThreshold above maxBackpressure is a TypeError', async (t) => 
   t.after(() => server.stop());
   await withTimeout(server.exited, 30_000, 'the server to fail');
   assert.match(server.stderr, /TypeError: start: options\.backpressureThreshold must not exceed maxBackpressure \(65536\)/);
+});
+
+test('maxMessagesPerSecond: the message over the bucket closes the connection with 1008 and says why; pings do not count', async (t) => {
+  const { port, stats } = await flowServer(t, { maxMessagesPerSecond: 2 });
+  const c = await Client.connect(port);
+  t.after(() => c.terminate());
+  await c.next(); // the welcome
+  // In one write, so that no time passes for the bucket to refill between them.
+  c.ws._socket.cork();
+  for (let i = 0; i < 10; i++) c.ws.ping();
+  for (let i = 0; i < 3; i++) c.send(`message ${i}`);
+  c.ws._socket.uncork();
+  assert.deepEqual(await withTimeout(c.closed, 10_000, 'the close'), { code: 1008, reason: 'message rate limit exceeded' });
+  const figures = await stats();
+  assert.equal(figures.closedForRate, 1);
+  assert.equal(figures.messagesIn, 2, 'the message over the limit is not delivered');
+});
+
+test('maxConnectionsPerIp: one more connection from an address gets HTTP 429, counted over bind and an attached server, and freed when one ends', async (t) => {
+  const { port: bindPort, httpPort, stats } = await flowServer(t, { maxConnectionsPerIp: 2, attach: true });
+  const watch = await observer(t, bindPort); // from 127.0.0.1: one of its two
+  const second = await Client.connect(httpPort);
+  t.after(() => second.terminate());
+  assert.equal(await refusedStatus(bindPort), 429);
+  assert.equal(await refusedStatus(httpPort), 429);
+  const elsewhere = await Client.connect(bindPort, { localAddress: '127.0.0.2' }); // another address
+  t.after(() => elsewhere.terminate());
+  await second.close();
+  await report(watch, /^closed \d+$/); // handleClose comes after the count is released
+  const again = await Client.connect(bindPort);
+  again.terminate();
+  assert.equal((await stats()).refusedPerIp, 2);
+});
+
+test('maxConnectionsPerIp counts the address that trustProxy gives: the forwarded client, not the proxy', async (t) => {
+  const { port } = await flowServer(t, { maxConnectionsPerIp: 1, trustProxy: 'loopback' });
+  const from = (client) => ({ headers: { 'x-forwarded-for': client } });
+  const one = await Client.connect(port, from('203.0.113.1'));
+  t.after(() => one.terminate());
+  assert.equal(await refusedStatus(port, from('203.0.113.1')), 429);
+  const other = await Client.connect(port, from('203.0.113.2'));
+  t.after(() => other.terminate());
 });

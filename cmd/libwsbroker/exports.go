@@ -187,6 +187,8 @@ type listenConfig struct {
 	MaxBackpressure  int      `json:"maxBackpressure"`
 	// BackpressureThreshold 0: the broker's default, derived from MaxBackpressure.
 	BackpressureThreshold int      `json:"backpressureThreshold"`
+	MaxMessagesPerSecond  int      `json:"maxMessagesPerSecond"`
+	MaxConnectionsPerIP   int      `json:"maxConnectionsPerIp"`
 	OpenTimeout           float64  `json:"openTimeout"`
 	Protocols             []string `json:"protocols"`
 	Compression           bool     `json:"compression"`
@@ -215,6 +217,8 @@ func (cfg *listenConfig) limits() (broker.Limits, error) {
 		MaxConnections:             cfg.MaxConnections,
 		MaxBackpressure:            cfg.MaxBackpressure,
 		BackpressureThreshold:      cfg.BackpressureThreshold,
+		MaxMessagesPerSecond:       cfg.MaxMessagesPerSecond,
+		MaxConnectionsPerIP:        cfg.MaxConnectionsPerIP,
 		OpenTimeout:                ms(cfg.OpenTimeout),
 		Protocols:                  cfg.Protocols,
 		Compression:                cfg.Compression,

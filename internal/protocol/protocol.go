@@ -115,6 +115,8 @@ func Limits() []Limit {
 		{Option: "maxConnections", Default: int64(d.MaxConnections), ZeroAllowed: true},
 		{Option: "maxBackpressure", Default: int64(d.MaxBackpressure)},
 		{Option: "backpressureThreshold"}, // from maxBackpressure when absent
+		{Option: "maxMessagesPerSecond", Default: int64(d.MaxMessagesPerSecond), ZeroAllowed: true},
+		{Option: "maxConnectionsPerIp", Default: int64(d.MaxConnectionsPerIP), ZeroAllowed: true},
 		{Option: "openTimeout", Default: ms(d.OpenTimeout)},
 	}
 }

@@ -41,10 +41,30 @@ type Queue struct {
 	writing    bool // a writer owns out
 	outPartial bool // out[0] is partly written (owned with out)
 	trim       bool // DropQueued while writing: the writer drops out but for a partly written frame
+	over       bool // Over saw more than its mark queued, and DrainedTo has not reported it since
 }
 
 // Queued returns the bytes queued and not yet written, with FrameOverhead per frame.
 func (q *Queue) Queued() int { return q.bytes }
+
+// Over reports whether more than mark bytes are queued (as Queued counts them), and if so marks q
+// until DrainedTo reports it: a high-water mark whose crossing the owner hears of once.
+func (q *Queue) Over(mark int) bool {
+	if q.bytes > mark {
+		q.over = true
+	}
+	return q.over && q.bytes > mark
+}
+
+// DrainedTo reports whether q, marked by Over, holds at most low bytes now, and unmarks it then:
+// true once per crossing of the mark.
+func (q *Queue) DrainedTo(low int) bool {
+	if !q.over || q.bytes > low {
+		return false
+	}
+	q.over = false
+	return true
+}
 
 // Scheduled reports whether q is scheduled (Schedule) and not taken yet.
 func (q *Queue) Scheduled() bool { return q.scheduled }

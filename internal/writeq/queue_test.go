@@ -157,3 +157,30 @@ func TestQueueDrop(t *testing.T) {
 		t.Fatal("Fail: want everything dropped and the writer gone")
 	}
 }
+
+// Over marks a queue that went over its mark; DrainedTo reports it once, when the queue is down
+// to the low level, and not again until Over marks it anew.
+func TestQueueHighWaterMark(t *testing.T) {
+	var q Queue
+	frame := make([]byte, 100-FrameOverhead) // 100 bytes queued each
+	q.Append(frame)
+	if q.Over(100) || q.DrainedTo(50) {
+		t.Fatal("a queue at its mark is not over it")
+	}
+	q.Append(frame)
+	if !q.Over(100) {
+		t.Fatal("200 bytes are over a mark of 100")
+	}
+	if q.DrainedTo(150) {
+		t.Fatal("drained at 200 bytes, low level 150")
+	}
+	q.Take()
+	q.Wrote(200, 2)
+	if !q.DrainedTo(150) || q.DrainedTo(150) {
+		t.Fatal("an empty queue, marked, drains once")
+	}
+	q.Append(frame)
+	if q.Over(100) || q.DrainedTo(150) {
+		t.Fatal("unmarked: nothing to report")
+	}
+}
