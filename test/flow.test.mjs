@@ -2,13 +2,13 @@
 // client that stops reading and resumes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Proc, fixture, refusedStatus, withTimeout } from './helpers.mjs';
+import { Client, Proc, fixture, listeningPorts, refusedStatus, withTimeout } from './helpers.mjs';
 
 /** Starts test/fixtures/flow-server.mjs with `options`; resolves with { port, httpPort (with `attach`), stats }. */
 async function flowServer(t, options, env = {}) {
   const server = new Proc(process.execPath, [fixture('flow-server.mjs'), JSON.stringify(options)], { env: { WSBROKER_LOG: 'warn', ...env } });
   t.after(() => server.stop());
-  const [, port, httpPort] = (await server.waitForLine(/^listening (\d+)(?: (\d+))?$/, 30_000)).map(Number);
+  const [port, httpPort] = await listeningPorts(server);
   const stats = async () => JSON.parse((await server.ask('stats', /^stats (.*)$/))[1]);
   return { port, httpPort, stats };
 }
