@@ -66,10 +66,8 @@ type CatchUpHandler interface {
 
 // DrainHandler is a Handler that hears when a socket has room again: once the queue of a socket
 // that went over its listener's BackpressureThreshold (Send reported false, or a broadcast took it
-// there) has been written down to half of it, while the socket is open, Drain is called once; a
-// later crossing calls it again. Half, not empty: a socket that also receives broadcasts may
-// never be empty at the end of a write, and its sender still has half the threshold to send
-// before it is told to wait again.
+// there) has been written out, while the socket is open, Drain is called once; a later crossing
+// calls it again.
 //
 // Unlike the other calls, Drain is made by the goroutine that wrote the socket (a flusher, a
 // writer goroutine, or the caller of Cork.Flush), so it may run concurrently with c's other

@@ -56,7 +56,7 @@ type Limits struct {
 	// BackpressureThreshold is where a socket's queue (counted as MaxBackpressure counts it) is
 	// too full for its sender to go on: Send reports false when the message it queued leaves more
 	// than this queued, and a DrainHandler hears once the queue of a socket that went over it (by
-	// any send, a broadcast's included) is written down to half of it. It must not exceed
+	// any send, a broadcast's included) has been written out. It must not exceed
 	// MaxBackpressure. 0: 1 MiB, or half of MaxBackpressure when that is less.
 	BackpressureThreshold int
 	// MaxMessagesPerSecond bounds the data messages (text and binary, not pings, pongs or close

@@ -21,7 +21,7 @@ import (
 //
 // Flow control: a send that leaves a socket's queue over BackpressureThreshold marks it
 // (writeq.Queue.Over) and tells its sender (Send's result); the write that brings that queue down to
-// half the threshold tells the DrainHandler, from the writer's goroutine (afterWrite), so that a
+// nothing tells the DrainHandler, from the writer's goroutine (afterWrite), so that a
 // sender can wait for room instead of polling.
 //
 // Backpressure: a send to a socket whose queue is already over MaxBackpressure closes it with
@@ -207,7 +207,7 @@ func (c *Conn) afterWrite(n, frames int, err error, inWriter bool) bool {
 }
 
 // settleWrite is afterWrite but for the DrainHandler's call: it also reports whether c, open, had
-// gone over BackpressureThreshold and this write brought its queue down to half of it.
+// gone over BackpressureThreshold and this write emptied its queue.
 func (c *Conn) settleWrite(n, frames int, err error, inWriter bool) (again, drained bool) {
 	c.wmu.Lock()
 	if c.q.Wrote(n, frames) {
@@ -227,7 +227,7 @@ func (c *Conn) settleWrite(n, frames int, err error, inWriter bool) (again, drai
 		c.nc.CloseRead()
 		return false, false
 	}
-	drained = c.q.DrainedTo(c.l.lim.BackpressureThreshold/2) && c.state.Load() == stateOpen
+	drained = c.q.DrainedTo(0) && c.state.Load() == stateOpen
 	if c.q.Unwritten() || c.tc != nil && c.tlsSocket().w.HasLeft() {
 		c.wmu.Unlock()
 		if inWriter {

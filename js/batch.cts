@@ -27,7 +27,7 @@ export interface BatchSink {
   close(socketId: number, token: unknown, code: number, reason: string): void;
   /** The events of the socket before this one are handled (their handlers returned): its close frame may go. */
   catchUp(socketId: number): void;
-  /** The socket's queue, which went over `backpressureThreshold`, is written down to half of it. */
+  /** The socket's queue, which went over `backpressureThreshold`, has been written out. */
   drain(socketId: number, token: unknown): void;
 }
 

@@ -10,7 +10,7 @@ export const enum EventKind {
   Close = 4,
   /** The socket's close waits until its events before this one are handled. */
   CatchUp = 5,
-  /** The socket's queue, which went over backpressureThreshold, is written down to half of it. */
+  /** The socket's queue, which went over backpressureThreshold, has been written out. */
   Drain = 6,
 }
 

@@ -43,7 +43,7 @@ export interface StartOptions extends DeliveryOptions {
   maxConnections?: number;
   /** How many bytes may wait to be written to one connection (each queued frame counts 32 bytes more; messages of 512 bytes to 64 KiB queued back to back share one). A send (`send`, or `sendToChannel` for each subscriber) to a connection whose queue is already over it closes that connection with code 1008 and frees its queue; a message sent into a queue under it is taken whole, whatever its size, so a queue holds at most this plus one message, and a message of `maxPayload` can be echoed with both at their defaults. Default 16 MiB. */
   maxBackpressure?: number;
-  /** Where a connection's queue (counted as for `maxBackpressure`) is too full to go on sending to it: a `send` that leaves more queued returns `false`, and `handleDrain` is called once the queue is written down to half of it. At most `maxBackpressure` (a larger one is a TypeError). Default 1 MiB (1048576), or half of `maxBackpressure` when that is less. */
+  /** Where a connection's queue (counted as for `maxBackpressure`) is too full to go on sending to it: a `send` that leaves more queued returns `false`, and `handleDrain` is called once the queue has been written out. At most `maxBackpressure` (a larger one is a TypeError). Default 1 MiB (1048576), or half of `maxBackpressure` when that is less. */
   backpressureThreshold?: number;
   /** How many messages (text and binary; pings, pongs and close frames do not count) one connection may send per second: a token bucket that holds this many and refills at this rate, so a burst of as many is allowed. The message that finds it empty is not delivered, and the connection is closed with code 1008 and the reason `'message rate limit exceeded'` (`stats().closedForRate` counts them). `0`: no limit. Default 0. */
   maxMessagesPerSecond?: number;
@@ -227,9 +227,8 @@ export interface WorkerInterface {
   handleClose?: (socketId: number, token: Buffer | undefined, code: number, reason: string) => void | Promise<void>;
   /**
    * Called once when a connection whose queue went over `backpressureThreshold` (a `send` to it
-   * returned `false`, or a `sendToChannel` took it there) has had its queue written down to half of
-   * it: resume sending to it. Half, not empty, so that a connection that also receives broadcasts,
-   * whose queue may never be empty, still gets it. Called on the worker the connection is pinned to
+   * returned `false`, or a `sendToChannel` took it there) has had its queue written out (as a Node
+   * stream's `'drain'`): resume sending to it. Called on the worker the connection is pinned to
    * (the one that gets its messages), never after its `handleClose`, nor once it is closing.
    * With `ordered: true` it is not held back behind the connection's pending handler promises (a
    * handler awaiting it there would wait forever): it runs as it arrives, and a failure is logged

@@ -42,7 +42,7 @@ for (const ordered of [false, true]) {
     slow.ws._socket.resume();
     // (The kernel may take more of the queue while the client is paused, so a drain may come before.)
     const [, atDrain] = await report(watch, new RegExp(`^drained ${id} (\\d+)$`));
-    assert.ok(Number(atDrain) <= threshold / 2, `bufferedAmount ${atDrain} at handleDrain, threshold ${threshold}`);
+    assert.equal(Number(atDrain), 0, 'the queue is written out when handleDrain runs');
     const [, falses, drains] = await report(watch, new RegExp(`^streamed ${id} (\\d+) (\\d+)$`));
     assert.ok(Number(falses) >= 1);
     assert.equal(drains, falses, 'every false was followed by one handleDrain');

@@ -32,7 +32,7 @@ var kinds = []member{
 	{"Binary", int64(protocol.KindBinary), ""},
 	{"Close", int64(protocol.KindClose), ""},
 	{"CatchUp", int64(protocol.KindCatchUp), "The socket's close waits until its events before this one are handled."},
-	{"Drain", int64(protocol.KindDrain), "The socket's queue, which went over backpressureThreshold, is written down to half of it."},
+	{"Drain", int64(protocol.KindDrain), "The socket's queue, which went over backpressureThreshold, has been written out."},
 }
 
 var logLevels = []member{
