@@ -947,11 +947,7 @@ func closeInBackground(g *Listeners, grace time.Duration) <-chan struct{} {
 
 func awaitClosed(t *testing.T, closed <-chan struct{}) {
 	t.Helper()
-	select {
-	case <-closed:
-	case <-time.After(waitTimeout):
-		t.Fatal("Listeners.Close did not return")
-	}
+	await(t, closed, "Listeners.Close to return")
 }
 
 func TestListenersClose(t *testing.T) {

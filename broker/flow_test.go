@@ -2,9 +2,9 @@ package broker
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gobwas/ws"
 )
@@ -23,13 +23,8 @@ func newDrainRecorder() drainRecorder {
 
 func awaitDrain(t *testing.T, drains chan uint64, id uint64) {
 	t.Helper()
-	select {
-	case got := <-drains:
-		if got != id {
-			t.Fatalf("Drain for socket %d, want %d", got, id)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatalf("no Drain for socket %d", id)
+	if got := await(t, drains, fmt.Sprintf("Drain for socket %d", id)); got != id {
+		t.Fatalf("Drain for socket %d, want %d", got, id)
 	}
 }
 

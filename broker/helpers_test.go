@@ -103,14 +103,15 @@ func (r *recorder) closesOf(id uint64) int {
 	return r.closeCount[id]
 }
 
-func await(t testing.TB, ch chan event, what string) event {
+func await[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case e := <-ch:
 		return e
 	case <-time.After(waitTimeout):
 		t.Fatalf("timed out waiting for %s", what)
-		return event{}
+		var zero T
+		return zero
 	}
 }
 
