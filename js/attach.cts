@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { native } from './addon.cjs';
 import { errorText, log, LogLevel } from './log.cjs';
 
-/** The upgrades a server's one listener hands over: an Attachment's id by path ('' for any path). */
+/** The upgrades a server's one listener hands over: the id of the `start` call that takes them (its Attachment's), by path ('' for any path). */
 interface Routes {
   byPath: Map<string, number>;
   onUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -23,19 +23,19 @@ export function isAttached(server: http.Server, path: string | undefined): boole
 }
 
 /**
- * Hands `server`'s upgrade requests to `path` (undefined: any) over to the addon's Attachment
- * `attachment`. Returns the function that stops it.
+ * Hands `server`'s upgrade requests to `path` (undefined: any) over to the Attachment of the
+ * addon's server `id` (what its `listen` returned). Returns the function that stops it.
  */
-export function attachServer(server: http.Server, path: string | undefined, attachment: number): () => void {
+export function attachServer(server: http.Server, path: string | undefined, id: number): () => void {
   let routes = attached.get(server);
   if (routes === undefined) {
     const byPath = new Map<string, number>();
     const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
       const url = req.url ?? '/';
       const query = url.indexOf('?');
-      const id = byPath.get(query < 0 ? url : url.slice(0, query)) ?? byPath.get(ANY_PATH);
-      if (id !== undefined) {
-        handOver(id, req, socket as Socket, head);
+      const taker = byPath.get(query < 0 ? url : url.slice(0, query)) ?? byPath.get(ANY_PATH);
+      if (taker !== undefined) {
+        handOver(taker, req, socket as Socket, head);
       } else if (server.listenerCount('upgrade') === 1) {
         refuse(socket, 404, 'Not Found'); // no one else may answer it: it would hang
       }
@@ -45,10 +45,10 @@ export function attachServer(server: http.Server, path: string | undefined, atta
     server.on('upgrade', onUpgrade);
   }
   const key = path ?? ANY_PATH;
-  routes.byPath.set(key, attachment);
+  routes.byPath.set(key, id);
   return () => {
     const current = attached.get(server);
-    if (current?.byPath.get(key) !== attachment) return;
+    if (current?.byPath.get(key) !== id) return;
     current.byPath.delete(key);
     if (current.byPath.size === 0) {
       server.off('upgrade', current.onUpgrade);
@@ -69,7 +69,7 @@ export function detachAll(): void {
  * answers the upgrade itself; Node then closes its own descriptor. All of it in this one turn of
  * the event loop, so Node reads nothing more from the socket.
  */
-function handOver(attachment: number, req: http.IncomingMessage, socket: Socket, head: Buffer): void {
+function handOver(id: number, req: http.IncomingMessage, socket: Socket, head: Buffer): void {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
     log(LogLevel.Error, 'attached server: an upgrade came on a socket without a file descriptor (not TCP?); answered with 500', 0, 0, 0);
@@ -79,7 +79,7 @@ function handOver(attachment: number, req: http.IncomingMessage, socket: Socket,
   const chunks = [requestHead(req), head];
   for (let chunk: Buffer | null; (chunk = socket.read() as Buffer | null) !== null; ) chunks.push(chunk);
   try {
-    native.adopt(attachment, fd, Buffer.concat(chunks));
+    native.adopt(id, fd, Buffer.concat(chunks));
   } catch (err) {
     log(LogLevel.Error, `attached server: cannot hand the connection over; answered with 500: ${errorText(err)}`, 0, 0, 0);
     refuse(socket, 500, 'Internal Server Error');

@@ -31,18 +31,18 @@ export interface Native {
    * Starts the listeners of one `start` call, and its metrics server, from `config` (JSON: `bind`
    * as an array, the limits, `protocols`, `compression`, `tls` as PEM text, `metrics`, `attach`; see
    * listenConfig in cmd/libwsbroker/exports.go): all or none. Returns JSON (listenResult there):
-   * `server`, the id that `closeServer` takes; `attachment`, the id of the call's Attachment for
-   * `adopt` (when `attach` names a server), else 0; `addresses`, those listened on. Throws an
+   * `server`, the id that `closeServer` and (when `attach` names a server) `adopt` take;
+   * `addresses`, those listened on. Throws an
    * Error naming the address and the reason, or the TLS problem.
    */
   listen(config: string): string;
   /**
-   * Hands a TCP connection that a Node server accepted over to the Attachment `attachment` (the
-   * number `listen` returned): Go takes a duplicate of the socket `fd`, reads `pre` (the bytes
+   * Hands a TCP connection that a Node server accepted over to the Attachment of `server` (the id
+   * `listen` returned): Go takes a duplicate of the socket `fd`, reads `pre` (the bytes
    * already read from it) before the socket, and answers the upgrade. The caller then closes its
    * socket. Throws an Error when the socket cannot be taken (not TCP) or the Attachment is gone.
    */
-  adopt(attachment: number, fd: number, pre: Uint8Array): void;
+  adopt(server: number, fd: number, pre: Uint8Array): void;
   /**
    * Closes a socket with a close frame (code `CloseCode.Normal`, `CloseCode.HandlerFailed` or from
    * `CloseCode.AppMin` to `CloseCode.AppMax`, reason at most `MAX_CLOSE_REASON` bytes of UTF-8,

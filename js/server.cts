@@ -176,7 +176,7 @@ export async function start(options: StartOptions): Promise<Server> {
     await retireAll(spawned);
     throw err;
   }
-  const detach = attach ? attachServer(attach.server, attach.path, bound.attachment) : () => {};
+  const detach = attach ? attachServer(attach.server, attach.path, bound.server) : () => {};
   listening = true;
   return serverOf(bound, detach);
 }
@@ -184,7 +184,6 @@ export async function start(options: StartOptions): Promise<Server> {
 /** What the addon's `listen` returns (listenResult in cmd/libwsbroker/exports.go). */
 interface ListenResult {
   server: number;
-  attachment: number;
   addresses: Array<{ host: string; port: number }>;
 }
 

@@ -216,7 +216,7 @@ static napi_value js_register_worker(napi_env env, napi_callback_info info) {
 }
 
 // listen(config): config is the JSON that wsb_listen reads (js/options.cts builds it); returns
-// the JSON it reports (the server's id, its Attachment's id for adopt, its addresses).
+// the JSON it reports (the server's id, for closeServer and adopt, and its addresses).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
   napi_valuetype type;
@@ -234,18 +234,18 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   return status == napi_ok ? result : NULL;
 }
 
-// adopt(attachment, fd, pre): hands the socket fd (a duplicate of it) and the bytes already read
-// from it over to the Attachment; the caller still closes fd.
+// adopt(server, fd, pre): hands the socket fd (a duplicate of it) and the bytes already read
+// from it over to the Attachment of server; the caller still closes fd.
 static napi_value js_adopt(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  uint32_t attachment;
+  uint32_t server;
   int32_t fd;
   bytes_t pre;
   if (!get_args(env, info, 3, argv)) return NULL;
-  if (napi_get_value_uint32(env, argv[0], &attachment) != napi_ok) return throw_type(env, "attachment must be a number");
+  if (napi_get_value_uint32(env, argv[0], &server) != napi_ok) return throw_type(env, "server must be a number");
   if (napi_get_value_int32(env, argv[1], &fd) != napi_ok) return throw_type(env, "fd must be a number");
   if (!get_bytes(env, argv[2], "pre", &pre)) return NULL;
-  char *err = wsb_adopt(attachment, fd, (uint8_t *)pre.data, pre.len);
+  char *err = wsb_adopt(server, fd, (uint8_t *)pre.data, pre.len);
   bytes_free(&pre);
   return throw_go_error(env, err);
 }

@@ -5,57 +5,16 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
 	"syscall"
-
-	"github.com/wsbroker/wsbroker/broker"
 )
 
-// attachments are the Attachments of the start() calls given a server, by the id listen returned,
-// until stop.
-var attachments struct {
-	sync.Mutex
-	next uint32
-	byID map[uint32]*broker.Attachment
-}
-
-// attach makes an Attachment with lim for the server name stands for, and returns it with its id.
-func attach(name string, lim broker.Limits) (*broker.Attachment, uint32, error) {
-	a, err := brk.Attach(name, lim)
-	if err != nil {
-		return nil, 0, err
-	}
-	attachments.Lock()
-	defer attachments.Unlock()
-	if attachments.byID == nil {
-		attachments.byID = make(map[uint32]*broker.Attachment)
-	}
-	attachments.next++
-	attachments.byID[attachments.next] = a
-	return a, attachments.next, nil
-}
-
-// detach forgets Attachment id (0: none); its Listeners' Close closes it.
-func detach(id uint32) {
-	attachments.Lock()
-	delete(attachments.byID, id)
-	attachments.Unlock()
-}
-
-// detachAll forgets every Attachment (Broker.Close has closed them).
-func detachAll() {
-	attachments.Lock()
-	attachments.byID = nil
-	attachments.Unlock()
-}
-
 // adopt hands the TCP connection of fd, a socket of the JS thread's (which closes it once this
-// returns), over to Attachment id with pre, the bytes already read from it. The connection is a
-// duplicate of fd: the socket stays open in Go when JS closes its descriptor.
+// returns), over to the Attachment of server id with pre, the bytes already read from it. The
+// connection is a duplicate of fd: the socket stays open in Go when JS closes its descriptor.
 func adopt(id uint32, fd int, pre []byte) error {
-	attachments.Lock()
-	a := attachments.byID[id]
-	attachments.Unlock()
+	servers.Lock()
+	a := servers.byID[id].attachment
+	servers.Unlock()
 	if a == nil {
 		return errors.New("the server is no longer attached")
 	}

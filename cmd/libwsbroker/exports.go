@@ -275,38 +275,29 @@ func wsb_listen(config *C.uint8_t, n C.size_t, bound **C.char) *C.char {
 		if cfg.Attach != "" {
 			attached := lim
 			attached.TLS = nil
-			a, id, err := attach(cfg.Attach, attached)
-			if err != nil {
-				return err // not reached: Listen has checked these limits
+			a, err := brk.Attach(cfg.Attach, attached)
+			if err != nil { // not reached: Listen has checked these limits
+				listeners.Close(0)
+				stopMetrics()
+				return err
 			}
 			s.groups = append(s.groups, a.Listeners())
-			s.attachment, result.Attachment = id, id
+			s.attachment = a
 		}
-		servers.Lock()
-		if servers.byID == nil {
-			servers.byID = map[uint32]server{}
-		}
-		servers.last++
-		result.Server = servers.last
-		servers.byID[result.Server] = s
-		servers.Unlock()
-		out, err := json.Marshal(result)
-		if err != nil {
-			return err
-		}
+		result.Server = addServer(s)
+		out, _ := json.Marshal(result) // numbers and strings: it cannot fail
 		*bound = C.CString(string(out))
 		letReadyRun() // the accept loops
 		return nil
 	})
 }
 
-// listenResult is what wsb_listen reports: the server's id (for wsb_server_close), its
-// Attachment's id (for wsb_adopt; 0: none) and the addresses listened on, in the order of
+// listenResult is what wsb_listen reports: the server's id (for wsb_server_close and, when it is
+// attached to a Node server, wsb_adopt) and the addresses listened on, in the order of
 // listenConfig.Bind.
 type listenResult struct {
-	Server     uint32     `json:"server"`
-	Attachment uint32     `json:"attachment"`
-	Addresses  []hostPort `json:"addresses"`
+	Server    uint32     `json:"server"`
+	Addresses []hostPort `json:"addresses"`
 }
 
 // hostPort is an address as Node's server.address() gives it: an IPv6 host without brackets.
@@ -325,14 +316,15 @@ func hostPorts(addrs []net.Addr) []hostPort {
 }
 
 // wsb_adopt hands the TCP connection of fd, whose upgrade request a Node server has read (pre:
-// that request, re-serialised, and the bytes that followed it), over to Attachment attachment;
-// fd stays the caller's to close. It returns NULL once the broker has it, else a malloc'd
-// message for the caller to free.
+// that request, re-serialised, and the bytes that followed it), over to the Attachment of server
+// (wsb_listen's id); fd stays the caller's to close. It returns NULL once the broker has it, else
+// a malloc'd message for the caller to free.
 //
 //export wsb_adopt
-func wsb_adopt(attachment C.uint32_t, fd C.int, pre *C.uint8_t, n C.size_t) *C.char {
+func wsb_adopt(server C.uint32_t, fd C.int, pre *C.uint8_t, n C.size_t) *C.char {
+	defer letReadyRun() // the accept loop, then the handshake
 	return cError(func() error {
-		return adopt(uint32(attachment), int(fd), bytes.Clone(bytesOf(pre, n)))
+		return adopt(uint32(server), int(fd), bytes.Clone(bytesOf(pre, n)))
 	})
 }
 
@@ -385,7 +377,6 @@ func wsb_stop(ctx unsafe.Pointer) {
 			s.stopMetrics()
 		}
 		brk.Close()
-		detachAll()
 		leaveCluster()
 		workers.drain()
 		workers.setStopping(false)

@@ -33,19 +33,30 @@ var (
 	}
 )
 
-// server is what one start() call opened: its listeners (and its Attachment's), the Attachment's
-// id (0: none) and its metrics server.
+// server is what one start() call opened: its listeners (and its Attachment's), its Attachment
+// (nil: none) and its metrics server.
 type server struct {
 	groups      []*broker.Listeners
-	attachment  uint32
+	attachment  *broker.Attachment
 	stopMetrics func()
+}
+
+// addServer registers s and returns its id.
+func addServer(s server) uint32 {
+	servers.Lock()
+	defer servers.Unlock()
+	if servers.byID == nil {
+		servers.byID = map[uint32]server{}
+	}
+	servers.last++
+	servers.byID[servers.last] = s
+	return servers.last
 }
 
 // close stops s taking connections, lets them go on for grace, closes those left with 1001 and
 // waits until the workers have handled their events, handleClose included.
 func (s server) close(grace time.Duration) {
 	s.stopMetrics()
-	detach(s.attachment)
 	var wg sync.WaitGroup
 	for _, g := range s.groups {
 		wg.Go(func() { g.Close(grace) })
