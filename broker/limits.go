@@ -111,17 +111,17 @@ type Limits struct {
 
 // DefaultLimits returns the documented defaults: MaxPayload 16 MiB, IdleTimeout 30 s,
 // HandshakeTimeout 10 s, MaxHeaderBytes 16 KiB, MaxConnections unlimited, MaxBackpressure 16 MiB,
-// BackpressureThreshold 1 MiB, MaxMessagesPerSecond and MaxConnectionsPerIP unlimited,
-// OpenTimeout 10 s.
+// MaxMessagesPerSecond and MaxConnectionsPerIP unlimited, OpenTimeout 10 s. BackpressureThreshold
+// stays 0, derived from MaxBackpressure when resolved (1 MiB at its default), so that a caller may
+// lower MaxBackpressure alone.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxPayload:            defaultMaxPayload,
-		IdleTimeout:           defaultIdleTimeout,
-		HandshakeTimeout:      defaultHandshakeTimeout,
-		MaxHeaderBytes:        defaultMaxHeaderBytes,
-		MaxBackpressure:       defaultMaxBackpressure,
-		BackpressureThreshold: defaultBackpressureThreshold,
-		OpenTimeout:           defaultOpenTimeout,
+		MaxPayload:       defaultMaxPayload,
+		IdleTimeout:      defaultIdleTimeout,
+		HandshakeTimeout: defaultHandshakeTimeout,
+		MaxHeaderBytes:   defaultMaxHeaderBytes,
+		MaxBackpressure:  defaultMaxBackpressure,
+		OpenTimeout:      defaultOpenTimeout,
 	}
 }
 
@@ -162,7 +162,7 @@ func (lim Limits) resolve() (Limits, error) {
 	}
 	switch {
 	case lim.BackpressureThreshold == 0:
-		lim.BackpressureThreshold = max(min(d.BackpressureThreshold, lim.MaxBackpressure/2), 1)
+		lim.BackpressureThreshold = max(min(defaultBackpressureThreshold, lim.MaxBackpressure/2), 1)
 	case lim.BackpressureThreshold > lim.MaxBackpressure:
 		return lim, fmt.Errorf("invalid limits: BackpressureThreshold (%d) must not exceed MaxBackpressure (%d)", lim.BackpressureThreshold, lim.MaxBackpressure)
 	}

@@ -77,8 +77,17 @@ func TestLimitsValidation(t *testing.T) {
 		t.Fatalf("defaults %+v", d)
 	}
 	r, err := Limits{}.resolve()
-	if want := d; err != nil || r.IdleTimeout != 0 || func() bool { want.IdleTimeout = 0; return !reflect.DeepEqual(r, want) }() {
+	// The defaults, and the threshold derived from MaxBackpressure.
+	if want := d; err != nil || r.IdleTimeout != 0 || func() bool {
+		want.IdleTimeout, want.BackpressureThreshold = 0, 1<<20
+		return !reflect.DeepEqual(r, want)
+	}() {
 		t.Fatalf("zero limits resolve to %+v %v", r, err)
+	}
+	lowered := d
+	lowered.MaxBackpressure = 256 << 10
+	if r, err := lowered.resolve(); err != nil || r.BackpressureThreshold != 128<<10 {
+		t.Fatalf("the defaults with MaxBackpressure lowered resolve to BackpressureThreshold %d, %v", r.BackpressureThreshold, err)
 	}
 	b := New(newRecorder(), Options{Logger: testLogger()})
 	t.Cleanup(b.Close)
