@@ -227,7 +227,7 @@ func (c *Conn) settleWrite(n, frames int, err error, inWriter bool) (again, drai
 		c.nc.CloseRead()
 		return false, false
 	}
-	drained = c.q.DrainedTo(0) && c.state.Load() == stateOpen
+	drained = c.q.Drained() && c.state.Load() == stateOpen
 	if c.q.Unwritten() || c.tc != nil && c.tlsSocket().w.HasLeft() {
 		c.wmu.Unlock()
 		if inWriter {

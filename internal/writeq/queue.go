@@ -41,25 +41,26 @@ type Queue struct {
 	writing    bool // a writer owns out
 	outPartial bool // out[0] is partly written (owned with out)
 	trim       bool // DropQueued while writing: the writer drops out but for a partly written frame
-	over       bool // Over saw more than its mark queued, and DrainedTo has not reported it since
+	over       bool // Over saw more than its mark queued, and Drained has not reported it since
 }
 
 // Queued returns the bytes queued and not yet written, with FrameOverhead per frame.
 func (q *Queue) Queued() int { return q.bytes }
 
 // Over reports whether more than mark bytes are queued (as Queued counts them), and if so marks q
-// until DrainedTo reports it: a high-water mark whose crossing the owner hears of once.
+// until Drained reports it: a high-water mark whose crossing the owner hears of once.
 func (q *Queue) Over(mark int) bool {
-	if q.bytes > mark {
-		q.over = true
+	if q.bytes <= mark {
+		return false
 	}
-	return q.over && q.bytes > mark
+	q.over = true
+	return true
 }
 
-// DrainedTo reports whether q, marked by Over, holds at most low bytes now, and unmarks it then:
-// true once per crossing of the mark.
-func (q *Queue) DrainedTo(low int) bool {
-	if !q.over || q.bytes > low {
+// Drained reports whether q, marked by Over, has been written out, and unmarks it then: true once
+// per crossing of the mark.
+func (q *Queue) Drained() bool {
+	if !q.over || q.bytes > 0 {
 		return false
 	}
 	q.over = false

@@ -158,29 +158,29 @@ func TestQueueDrop(t *testing.T) {
 	}
 }
 
-// Over marks a queue that went over its mark; DrainedTo reports it once, when the queue is down
-// to the low level, and not again until Over marks it anew.
+// Over marks a queue that went over its mark; Drained reports it once, when the queue has been
+// written out, and not again until Over marks it anew.
 func TestQueueHighWaterMark(t *testing.T) {
 	var q Queue
 	frame := make([]byte, 100-FrameOverhead) // 100 bytes queued each
 	q.Append(frame)
-	if q.Over(100) || q.DrainedTo(50) {
+	if q.Over(100) || q.Drained() {
 		t.Fatal("a queue at its mark is not over it")
 	}
 	q.Append(frame)
 	if !q.Over(100) {
 		t.Fatal("200 bytes are over a mark of 100")
 	}
-	if q.DrainedTo(150) {
-		t.Fatal("drained at 200 bytes, low level 150")
+	if q.Drained() {
+		t.Fatal("drained at 200 bytes")
 	}
 	q.Take()
 	q.Wrote(200, 2)
-	if !q.DrainedTo(150) || q.DrainedTo(150) {
+	if !q.Drained() || q.Drained() {
 		t.Fatal("an empty queue, marked, drains once")
 	}
 	q.Append(frame)
-	if q.Over(100) || q.DrainedTo(150) {
+	if q.Over(100) || q.Drained() {
 		t.Fatal("unmarked: nothing to report")
 	}
 }
