@@ -239,7 +239,7 @@ func (b *Broker) serveNew(l *listener, tc *net.TCPConn, pre []byte) {
 		tc.Close()
 		return
 	}
-	c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, stop: g.stop, counted: true, pre: pre}
+	c := &Conn{b: b, l: l, nc: tc, rc: rc, sc: tc, counted: true, pre: pre}
 	if l.lim.TLS != nil {
 		c.tc = tls.Server(newTLSSocket(tc, rc), l.lim.TLS)
 		c.sc = c.tc
@@ -375,8 +375,8 @@ func (b *Broker) verdict(id uint64, refusal *wsproto.HTTPError, k *Cork) bool {
 	}
 	b.counters.accepted.Add(1)
 	b.counters.open.Add(1)
-	if stopped(c.stop) {
-		c.closeWith(ws.StatusGoingAway, nil) // Broker.Close saw c pending and lost to this call
+	if c.closingGroup() {
+		c.closeWith(ws.StatusGoingAway, nil) // its group's close saw c pending and lost to this call
 	}
 	c.start()
 	if sched {

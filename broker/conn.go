@@ -138,9 +138,8 @@ type Conn struct {
 	// tc is the TLS layer over nc on a TLS listener, else nil: its socket blocks until the
 	// connection is polled (tlssocket.go), and unpolled it has its own path (readLoop, the writer
 	// goroutine); sc is the byte stream, tc or nc.
-	tc   *tls.Conn
-	sc   net.Conn
-	stop <-chan struct{} // closed when its Listeners close (Broker.Close, Listeners.Close)
+	tc *tls.Conn
+	sc net.Conn
 
 	openTimer *time.Timer // the open timeout while the verdict is awaited (under wmu)
 
@@ -197,6 +196,9 @@ func (c *Conn) Closing() bool { return c.state.Load().ending() }
 
 // Listeners returns the Listen call's listeners that accepted c.
 func (c *Conn) Listeners() *Listeners { return c.l.group }
+
+// closingGroup reports whether c's Listeners are closing (Listeners.Close, Broker.Close).
+func (c *Conn) closingGroup() bool { return stopped(c.l.group.stop) }
 
 // Token returns the current token, nil if none. The slice must not be modified: SetToken stores a
 // fresh copy, so a returned slice never changes.
@@ -256,7 +258,7 @@ func (c *Conn) handshake() (*wsproto.UpgradeRequest, bool) {
 	b := c.b
 	lim := &c.l.lim
 	c.nc.SetDeadline(time.Now().Add(lim.HandshakeTimeout))
-	if stopped(c.stop) {
+	if c.closingGroup() {
 		c.nc.Close()
 		return nil, false
 	}
@@ -431,7 +433,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest, ip string) bool {
 	}
 	resp := wsproto.SwitchingResponse(up.Accept, wsproto.ChooseProtocol(up.Headers, c.l.lim.Protocols), ext)
 	c.wmu.Lock()
-	if stopped(c.stop) {
+	if c.closingGroup() {
 		c.wmu.Unlock()
 		c.refuse(errShutdown)
 		return false
@@ -452,7 +454,7 @@ func (c *Conn) open(up *wsproto.UpgradeRequest, ip string) bool {
 		c.openTimer = time.AfterFunc(c.l.lim.OpenTimeout, c.openTimedOut)
 	}
 	c.wmu.Unlock()
-	if stopped(c.stop) { // Broker.Close may have looked at c before it was pending
+	if c.closingGroup() { // its group's close may have looked at c before it was pending
 		c.refusePending(errShutdown)
 	}
 	return true
@@ -689,7 +691,7 @@ func (c *Conn) goAway() {
 	case s.accepted():
 		c.closeWith(ws.StatusGoingAway, nil)
 	default: // awaiting the verdict, or refused
-		go c.refusePending(errShutdown) // unless Accept wins: it then sees c.stop and closes
+		go c.refusePending(errShutdown) // unless Accept wins: it then sees its group closing and closes
 	}
 }
 
