@@ -449,13 +449,7 @@ func (p *pool) setStopping(on bool) {
 }
 
 // drain waits until every live worker has handled all its events.
-func (p *pool) drain() {
-	p.idleMu.Lock()
-	defer p.idleMu.Unlock()
-	for !p.allIdle() {
-		p.idle.Wait()
-	}
-}
+func (p *pool) drain() { p.awaitHandled(func(*broker.Conn) bool { return true }) }
 
 // awaitHandled waits until no live worker holds an event of a socket for which of is true: the
 // events of those sockets queued before the call have been handled.
@@ -479,18 +473,6 @@ func (p *pool) anyHolds(of func(*broker.Conn) bool) bool {
 		}
 	}
 	return false
-}
-
-func (p *pool) allIdle() bool {
-	for _, w := range *p.live.Load() {
-		w.mu.Lock()
-		idle := w.dead || (!w.awaitingDone && len(w.waitingEv) == 0)
-		w.mu.Unlock()
-		if !idle {
-			return false
-		}
-	}
-	return true
 }
 
 // WorkerQueue is how far one worker is behind: events handed to it and not yet handled, and
