@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -75,12 +74,13 @@ func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.C
 			in.mu.Lock()
 			batch, in.items = in.items, batch[:0]
 			in.mu.Unlock()
-			if len(batch) == 0 || applied == holdBatches {
+			if len(batch) == 0 {
+				k.FlushLater()
+				break
+			}
+			if applied == holdBatches {
 				k.FlushLater()
 				applied = 0
-				if len(batch) == 0 {
-					break
-				}
 			}
 			size := 0
 			for i := range batch {
@@ -91,12 +91,7 @@ func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.C
 			in.mu.Lock()
 			in.bytes -= size
 			in.mu.Unlock()
-			for range holdYields {
-				if runq.Runnable() == 0 {
-					break
-				}
-				runtime.Gosched()
-			}
+			runq.Yield(holdYields)
 		}
 	}
 }

@@ -216,11 +216,4 @@ func newCork() *broker.Cork {
 // thread leaves Go holding the P it used, as in a system call, and with one P nothing else runs
 // until sysmon takes it back: after 20 µs, or 10 ms once sysmon has backed off, which it does
 // while the thread calls in often. Each round costs two thread switches.
-func letReadyRun() {
-	for range readyRunRounds {
-		if runq.Runnable() == 0 {
-			return
-		}
-		runtime.Gosched()
-	}
-}
+func letReadyRun() { runq.Yield(readyRunRounds) }

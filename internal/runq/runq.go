@@ -3,9 +3,21 @@
 package runq
 
 import (
+	"runtime"
 	"runtime/metrics"
 	"sync"
 )
+
+// Yield gives the P to the goroutines waiting for one, at most rounds times: a goroutine that
+// yields once itself is behind the caller in the run queue.
+func Yield(rounds int) {
+	for range rounds {
+		if Runnable() == 0 {
+			return
+		}
+		runtime.Gosched()
+	}
+}
 
 // Runnable returns how many goroutines wait for a P (about 100 ns).
 func Runnable() uint64 {
