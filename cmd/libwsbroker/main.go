@@ -93,6 +93,6 @@ func (b bridge) Binary(c *broker.Conn, data []byte)       { b.pool.push(c, kindB
 func (b bridge) ReadDone(c *broker.Conn)                  { b.pool.readDone(c) }
 func (b bridge) Close(c *broker.Conn)                     { b.pool.push(c, kindClose, nil, nil) }
 func (b bridge) CatchUp(c *broker.Conn)                   { b.pool.push(c, kindCatchUp, nil, nil) }
-func (b bridge) Drain(c *broker.Conn)                     { b.pool.push(c, kindDrain, nil, nil) }
+func (b bridge) Drain(c *broker.Conn)                     { b.pool.pushDrain(c) }
 
 func main() {}

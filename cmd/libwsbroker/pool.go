@@ -269,14 +269,11 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 }
 
 // push queues one event of socket c on its worker, first waiting while that worker is too far
-// behind (but for a drain, which comes from a writer, not c's reader: writers never wait for JS).
-// Opens, closes, catch-ups and drains are handed to JS at once if the worker is idle; messages
+// behind. Opens, closes and catch-ups are handed to JS at once if the worker is idle; messages
 // wait for the end of their read (readDone), so that those that came together go in one batch.
-// A drain of a socket that is closing is dropped: checked under the worker's lock, it cannot
-// follow the socket's close event, which is queued after Closing reports true.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
-	for kind != kindDrain && len(w.waiting) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
+	for len(w.waiting) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
 		if p.flushLocked(w, false) { // the messages of this read may be all that waits
 			continue
 		}
@@ -287,7 +284,7 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 		}
 	}
 	defer w.mu.Unlock()
-	if !p.wants(w, c, kind) || kind == kindDrain && c.Closing() {
+	if !p.wants(w, c, kind) {
 		return
 	}
 	switch kind {
@@ -297,16 +294,29 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 		w.waiting = appendClose(w.waiting, c)
 	case kindCatchUp:
 		w.waiting = appendCatchUp(w.waiting, c)
-	case kindDrain:
-		w.waiting = appendDrain(w.waiting, c)
 	default:
 		w.waiting = appendMessage(w.waiting, kind, c, data)
 		w.messages++
 	}
 	w.waitingEv = append(w.waitingEv, queued{conn: c, end: len(w.waiting)})
 	if kind != kindText && kind != kindBinary {
-		p.flushLocked(w, kind != kindDrain && readByOwnThread(c))
+		p.flushLocked(w, readByOwnThread(c))
 	}
+}
+
+// pushDrain queues the drain event of socket c on its worker and hands it to JS at once if the
+// worker is idle. It comes from c's writer, not its reader, so it never waits for room (writers
+// never wait for JS). A drain of a socket that is closing is dropped: checked under the worker's
+// lock, it cannot follow the socket's close event, which is queued after Closing reports true.
+func (p *pool) pushDrain(c *broker.Conn) {
+	w := p.lockPinned(c)
+	defer w.mu.Unlock()
+	if c.Closing() || !p.wants(w, c, kindDrain) {
+		return
+	}
+	w.waiting = appendDrain(w.waiting, c)
+	w.waitingEv = append(w.waitingEv, queued{conn: c, end: len(w.waiting)})
+	p.flushLocked(w, false)
 }
 
 // waitingBytes is how many bytes of events wait for w.
