@@ -1345,7 +1345,7 @@ func TestCorkedSendToChannel(t *testing.T) {
 // BenchmarkSendsCoalesced: the goroutines that become ready together (as the readers of one
 // netpoll round do) and send to the same socket share a write: the flusher lets them all run first.
 // It reports the writes per round of 20 such sends (20 if the flusher did not yield), a figure the
-// scheduler decides, so it is printed (npm run bench) and never asserted; run it without -race,
+// scheduler decides, so it is printed (go test -run '^$' -bench SendsCoalesced ./broker) and never asserted; run it without -race,
 // whose randomized run queue coalesces by chance.
 func BenchmarkSendsCoalesced(bm *testing.B) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one P, as a server pinned to one core has

@@ -161,7 +161,7 @@ type Conn struct {
 	flood *floodState
 
 	// Whoever reads c (its goroutine, or the reader holding it).
-	pre      []byte // bytes that followed the upgrade request in the same read
+	pre      []byte // read already: an Attachment's server's (before the handshake), or what followed the upgrade request
 	parser   wsproto.Parser
 	lastIn   time.Duration // polled: the clock when input (or the idle ping) last came
 	here     bool          // polled: this turn runs on DispatchReady's caller (mayBlock)

@@ -22,8 +22,8 @@ static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, const uint8
 // its batch memory at once (else none waits for it there).
 enum { WSB_WATCH_POLLERS = 1, WSB_RUN_BATCH = 2 };
 
-// Set by the glue at init: reports the end of an asynchronous call (wsb_stop, wsb_cluster_join,
-// wsb_cluster_subscriber_count) and its result to its caller.
+// Set by the glue at init: reports the end of an asynchronous call (wsb_stop, wsb_server_close,
+// wsb_cluster_join, wsb_cluster_subscriber_count) and its result to its caller.
 typedef void (*wsb_notify_fn)(void *ctx, double result);
 
 static inline void wsb_call_notify(wsb_notify_fn f, void *ctx, double result) { f(ctx, result); }
@@ -473,8 +473,9 @@ type openRefusal struct {
 var serverError = broker.Refusal{Status: 500}
 
 // wsb_refuse_open refuses an open with the status and headers of refusal (JSON, an openRefusal)
-// and body; one that breaks a rule of broker.Refusal is logged and answered with 500. worker is
-// as in wsb_send.
+// and body; one that breaks a rule of broker.Refusal is logged and answered with 500. The response
+// is written by a goroutine of its own, never with a batch's sends: worker (as in wsb_send) only
+// says whether to let it run now.
 //
 //export wsb_refuse_open
 func wsb_refuse_open(id C.uint64_t, refusal *C.uint8_t, n C.size_t, body *C.uint8_t, bodyLen C.size_t, worker C.int32_t) {

@@ -13,7 +13,7 @@
 //	binary body: data:bytes
 //	close  body: code:u32 reason:str (the close code and reason: the client's, or the server's own)
 //	catchUp body: none (answered once the socket's earlier events are handled)
-//	drain  body: none (the socket's queue went over backpressureThreshold and is down to half of it)
+//	drain  body: none (the socket's queue went over backpressureThreshold and has been written out)
 //	str, bytes = len:u32 then len bytes
 //
 // The socket id is a double because JavaScript numbers are; ids stay below 2^53.
@@ -39,8 +39,8 @@ const (
 	// KindCatchUp follows the last message of a socket whose close waits for them to be handled
 	// (broker.CatchUpHandler); it is handed to JavaScript only to come back once they are.
 	KindCatchUp byte = 5
-	// KindDrain says that a socket whose queue went over backpressureThreshold has room again
-	// (broker.DrainHandler).
+	// KindDrain says that a socket whose queue went over backpressureThreshold has had it written
+	// out (broker.DrainHandler).
 	KindDrain byte = 6
 )
 
