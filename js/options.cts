@@ -5,7 +5,6 @@ import { readFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import { isIP } from 'node:net';
 import * as tls from 'node:tls';
-import { isAttached } from './attach.cjs';
 import { HANDLER_NAMES } from './module.cjs';
 import {
   CLUSTER_DEFAULT_PREFIX,
@@ -114,9 +113,6 @@ function attachOf(options: StartOptions): AttachConfig | undefined {
   }
   if (path !== undefined && (typeof path !== 'string' || !/^\/[^?#]*$/.test(path))) {
     throw new TypeError(`start: options.path must be a path like '/ws' (starting with '/', without '?' or '#'), got ${describe(path)}`);
-  }
-  if (isAttached(server, path)) {
-    throw new TypeError(`start: options.server's upgrades to ${path === undefined ? 'every path' : `'${path}'`} are already taken by an earlier start (stop() it first)`);
   }
   return { server, path };
 }

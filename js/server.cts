@@ -2,7 +2,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from './addon.cjs';
-import { attachServer, detachAll } from './attach.cjs';
+import { attachServer, detachAll, isAttached } from './attach.cjs';
 import { isMainThreadRegistered, registerWorkerThread, unregisterMainThread } from './delivery.cjs';
 import { importWorkerModule, loadError } from './module.cjs';
 import { closeGraceOf, startConfigOf } from './options.cjs';
@@ -169,6 +169,12 @@ export async function start(options: StartOptions): Promise<Server> {
   }
 
   await joining;
+  // Checked here, with nothing awaited before attachServer takes the path: two start calls at once
+  // would both pass a check made before their awaits.
+  if (attach !== undefined && isAttached(attach.server, attach.path)) {
+    await retireAll(spawned);
+    throw new TypeError(`start: options.server's upgrades to ${attach.path === undefined ? 'every path' : `'${attach.path}'`} are already taken by an earlier start (stop() it first)`);
+  }
   let bound: ListenResult;
   try {
     bound = JSON.parse(native.listen(JSON.stringify(listenConfig))) as ListenResult;

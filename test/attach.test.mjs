@@ -116,3 +116,13 @@ test('start() refuses a server it cannot take with a TypeError', async (t) => {
     await assert.rejects(start({ workerPath: fixture('attach-worker.mjs'), ...options }), (err) => err instanceof TypeError && message.test(err.message));
   }
 });
+
+test('two start() calls given one server and path at once: one takes its upgrades, the other is a TypeError', async (t) => {
+  const { start, stop } = await import('@wsbroker/wsbroker');
+  t.after(() => stop());
+  const server = http.createServer();
+  const results = await Promise.allSettled([1, 2].map(() => start({ server, path: '/ws', workerPath: fixture('attach-worker.mjs'), threads: 1 })));
+  assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+  const { reason } = results.find((r) => r.status === 'rejected');
+  assert.ok(reason instanceof TypeError && /upgrades to '\/ws' are already taken/.test(reason.message), reason);
+});
