@@ -61,7 +61,7 @@ function joinCluster(config: string): Promise<void> {
  *   and the bytes Node read) and Go answers and serves it as on its own listeners. Other requests
  *   stay the app's; an upgrade to another path is left to the server's other `'upgrade'`
  *   listeners, or answered with 404 when it has none. Node's own limits on the request head
- *   (`maxHeaderSize`, 16 KiB) apply first. Linux and macOS (the socket's file descriptor moves).
+ *   (`maxHeaderSize`, 16 KiB) apply first. Node only (the socket's file descriptor moves; see `server`).
  * - `workerPath`: optional. The worker module, absolute or relative to `process.cwd()`; an ES module
  *   or a CommonJS module exporting any of the `WorkerInterface` handlers (for CommonJS, on
  *   `module.exports`). It is imported in every worker thread and the handlers it exports are
