@@ -1,7 +1,7 @@
 // What start({ server }) costs per connection: WSBroker on its own listener and attached to a Node
 // http.Server (bench/servers/wsbroker.mjs with ATTACH=1), side by side, rounds alternating:
-// connections per server CPU-second (wsbench connect: handshake through the first echo, 32
-// dialers) and RSS per idle connection (wsbench idle, 10,000 connections held 2 s).
+// connections per server CPU-second (wsbench connect: 32 dialers, each upgrading, then closing
+// with a close frame) and RSS per idle connection (wsbench idle, 10,000 connections held 2 s).
 //
 //   node bench/attach.mjs [--rounds=3]      (after npm run bench has built bench/.bin/wsbench)
 import { spawn } from 'node:child_process';
