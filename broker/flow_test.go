@@ -9,23 +9,32 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// drainRecorder is a recorder that is a DrainHandler too: it records the ids Drain is called with.
+// drainRecorder is a recorder that is a DrainHandler too: it records each Drain's socket and the
+// bytes queued for it during the call.
 type drainRecorder struct {
 	*recorder
-	drains chan uint64
+	drains chan drained
 }
 
-func (r drainRecorder) Drain(c *Conn) { r.drains <- c.ID() }
+type drained struct {
+	id     uint64
+	queued int
+}
+
+func (r drainRecorder) Drain(c *Conn) { r.drains <- drained{c.ID(), c.queued()} }
 
 func newDrainRecorder() drainRecorder {
-	return drainRecorder{recorder: newRecorder(), drains: make(chan uint64, 100)}
+	return drainRecorder{recorder: newRecorder(), drains: make(chan drained, 100)}
 }
 
-func awaitDrain(t *testing.T, drains chan uint64, id uint64) {
+// awaitDrain waits for Drain of socket id and returns the bytes queued for it then.
+func awaitDrain(t *testing.T, drains chan drained, id uint64) int {
 	t.Helper()
-	if got := await(t, drains, fmt.Sprintf("Drain for socket %d", id)); got != id {
-		t.Fatalf("Drain for socket %d, want %d", got, id)
+	d := await(t, drains, fmt.Sprintf("Drain for socket %d", id))
+	if d.id != id {
+		t.Fatalf("Drain for socket %d, want %d", d.id, id)
 	}
+	return d.queued
 }
 
 // numbered is a binary message of size bytes that starts with n.
@@ -76,9 +85,8 @@ func TestSendReportsBackpressureUntilDrain(t *testing.T) {
 	}
 	k.Flush()
 	readNumbered(t, slow, 0, sent)
-	awaitDrain(t, rec.drains, id)
-	if n := b.BufferedAmount(id); n != 0 {
-		t.Fatalf("%d bytes queued after Drain, want 0", n)
+	if n := awaitDrain(t, rec.drains, id); n != 0 {
+		t.Fatalf("%d bytes queued at Drain, want 0", n)
 	}
 	if !b.Send(id, numbered(sent, 16), false) {
 		t.Fatal("Send reported false after Drain")
