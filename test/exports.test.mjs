@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const API = ['bufferedAmount', 'close', 'clusterSubscriberCount', 'copySubscriptions', 'defineWorker', 'registerWorkerThread', 'send', 'sendToChannel', 'setToken', 'start', 'stats', 'stop', 'subscribe', 'subscriberCount', 'subscriptions', 'unsubscribe'];
 
-test('CommonJS and ESM entries export the same fifteen functions', async () => {
+test('CommonJS and ESM entries export the same sixteen functions', async () => {
   const cjs = require('@wsbroker/wsbroker');
   const esm = await import('@wsbroker/wsbroker');
   assert.deepEqual(Object.keys(cjs).sort(), API);

@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Proc, fixture, isListening, racyFreePort, refusedStatus, withTimeout } from './helpers.mjs';
+import { until } from './harness.mjs';
 
 /** Whether this machine has an IPv6 loopback to listen on. */
 const hasIPv6 = await new Promise((resolve) => {
@@ -97,9 +98,7 @@ test('close({ grace }): no new connections; open ones go on until they end or th
   const first = await start({ bind: '127.0.0.1:0' });
   const { c, id } = await client(first.addresses[0]);
   const closed = close(first.index, 600_000);
-  await withTimeout((async () => {
-    while (await isListening(first.addresses[0].port));
-  })(), 10_000, 'the listener to close');
+  await until('the listener to close', () => isListening(first.addresses[0].port), (listening) => !listening);
   await echoes(c, 'during the grace');
   c.ws.close(1000);
   const { closes } = await closed;

@@ -1,5 +1,4 @@
-// Shared by the conformance, load, fault and browser tests (conformance-*.test.mjs,
-// load-10k.test.mjs, faults.test.mjs, example-browser.test.mjs): any program as a child whose stdout
+// Shared by the end-to-end tests that need more than test/helpers.mjs: any program as a child whose stdout
 // lines are awaited, the server of test/fixtures/e2e-server.mjs with its event log, headless
 // Chromium, a raw WebSocket client that writes frames byte by byte, the engines' servers of the
 // scale-out tests (redis-server, nats-server alone or as a cluster), and nginx as a reverse proxy.

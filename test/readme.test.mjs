@@ -20,7 +20,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { Child, Client, isListening, racyFreePort, root, withTimeout } from './helpers.mjs';
-import { nginxServer, redisServer } from './harness.mjs';
+import { nginxServer, redisServer, until } from './harness.mjs';
 
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
 const packageName = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).name;
@@ -258,9 +258,7 @@ test('FAQ, stopping cleanly: on SIGTERM new connections are refused, open ones g
   assert.equal((await clients[0].next((m) => m.text.startsWith('echo'))).text, 'echo: hello');
 
   server.proc.kill('SIGTERM');
-  await withTimeout((async () => {
-    while (await isListening(port));
-  })(), 10_000, 'the listener to close on SIGTERM');
+  await until('the listener to close on SIGTERM', () => isListening(port), (listening) => !listening);
   clients[1].send('in the grace');
   assert.equal((await clients[1].next((m) => m.text.startsWith('echo'))).text, 'echo: in the grace');
   for (const c of clients) assert.equal((await withTimeout(c.closed, 10_000, 'the close after the grace')).code, 1001);
