@@ -5,8 +5,7 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import path from 'node:path';
 import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
-import WebSocket from 'ws';
-import { Child, Client, chatExamplePorts, makeCert, root } from './helpers.mjs';
+import { Child, Client, chatExamplePorts, makeCert, refusedResponse, root } from './helpers.mjs';
 
 test('the chat example: page, join, messages, room change, leave notices, errors', { timeout: 60_000 }, async (t) => {
   const server = new Child([path.join(root, 'lib', 'example', 'example.js')], {
@@ -161,8 +160,8 @@ test('the authentication example: a JWT at the upgrade, in the URL or a cookie, 
     [{ headers: { cookie: `token=${printed}` }, origin: 'https://evil.example' }, challenge, 'A token is required'],
   ];
   for (const [options, wwwAuthenticate, body] of refusals) {
-    const refused = await refusal(port, options);
-    assert.deepEqual(refused, { status: 401, wwwAuthenticate, body }, JSON.stringify(options));
+    const { status, headers, body: text } = await refusedResponse(port, options);
+    assert.deepEqual({ status, wwwAuthenticate: headers['www-authenticate'], body: text }, { status: 401, wwwAuthenticate, body }, JSON.stringify(options));
   }
 
   // Accepted: the printed token in the URL, a token in a cookie (from the page's origin, or from a
@@ -192,19 +191,3 @@ test('the authentication example: a JWT at the upgrade, in the URL or a cookie, 
   assert.deepEqual(await dave.closed, { code: 4001, reason: 'token expired' });
 });
 
-/** Connects with `ws`, expecting a refusal: resolves with its status, WWW-Authenticate and body. */
-function refusal(port, { path: urlPath = '/', headers, origin } = {}) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${urlPath}`, { headers, origin });
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => {
-      ws.terminate();
-      reject(new Error('the connection was accepted'));
-    });
-    ws.once('error', reject);
-    ws.once('unexpected-response', (_req, res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, wwwAuthenticate: res.headers['www-authenticate'], body: Buffer.concat(chunks).toString() }));
-    });
-  });
-}

@@ -351,6 +351,30 @@ export class Client {
   }
 }
 
+/**
+ * Connects with `ws` to `path` (options: `ws`'s, `headers` and `origin` among them), expecting a
+ * refusal: resolves with its { status, headers, body }.
+ */
+export function refusedResponse(port, { path: urlPath = '/', ...options } = {}) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${urlPath}`, options);
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      ws.once('open', () => {
+        ws.terminate();
+        reject(new Error(`${urlPath}: the connection was accepted`));
+      });
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      });
+    }),
+    10_000,
+    `the answer to ${urlPath}`,
+  );
+}
+
 /** Connects, expecting a refusal; resolves with the HTTP status code. */
 export async function refusedStatus(port, options) {
   try {

@@ -4,9 +4,8 @@
 // running test/fixtures/refusal-worker.mjs.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
 import { RawClient } from './harness.mjs';
-import { Client, fixture, startServer, withTimeout } from './helpers.mjs';
+import { Client, fixture, refusedResponse, startServer } from './helpers.mjs';
 
 let server;
 let port;
@@ -17,26 +16,8 @@ before(async () => {
 });
 after(() => server?.stop());
 
-/** Connects with `ws`, expecting a refusal: resolves with its { status, headers, body }. */
-function refusal(path, options) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, options);
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      ws.once('open', () => {
-        ws.terminate();
-        reject(new Error(`${path}: the connection was accepted`));
-      });
-      ws.once('error', reject);
-      ws.once('unexpected-response', (_req, res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      });
-    }),
-    10_000,
-    `the answer to ${path}`,
-  );
-}
+/** The refusal of an upgrade to `path` of the server (see refusedResponse). */
+const refusal = (path, options) => refusedResponse(port, { path, ...options });
 
 test('401 with WWW-Authenticate, repeated Set-Cookie and a body', async () => {
   const r = await refusal('/?mode=401');
