@@ -20,7 +20,6 @@ import type { Stats } from './types.cjs';
  * message was queued but left the connection's queue over `backpressureThreshold` (the client reads
  * slower than it is sent to); stop sending to it until `handleDrain` is called for it. Sending on
  * regardless is allowed, up to `maxBackpressure`, where the connection is closed with code 1008.
- * Callers that ignore the result behave as before.
  *
  * @param socketId - The connection's socket id, as the handlers receive it.
  * @param data - The message: a string (sent as UTF-8 text) or bytes (`Buffer`, any typed array or

@@ -46,7 +46,7 @@ function copyOut(src: Buffer, start: number, end: number): Buffer {
 }
 
 /** The token as bytes of its own: what handlers not defined through `defineWorker` get. */
-export const tokenAsBytes: TokenReader = (batch, start, end) => copyOut(batch, start, end);
+export const tokenAsBytes: TokenReader = copyOut;
 
 /** Every event's token as bytes: the readers of a sink that names none. */
 const ALL_AS_BYTES: Array<TokenReader | undefined> = [];

@@ -12,6 +12,7 @@ export type { StartOptions, Server, CloseOptions, ClusterOptions, WorkerInterfac
 export { registerWorkerThread } from './delivery.cjs';
 export { defineWorker } from './define.cjs';
 export type { TypedWorkerInterface, WorkerDefinition } from './define.cjs';
+export type { JsonToken } from './token.cjs';
 export {
   send,
   bufferedAmount,

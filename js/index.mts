@@ -22,6 +22,7 @@ export type {
   ClusterStats,
   CloseOptions,
   DeliveryOptions,
+  JsonToken,
   OpenRefusal,
   OpenRequest,
   Server,

@@ -19,8 +19,14 @@ export const WORKER_DEFINITION = Symbol.for('wsbroker.workerDefinition');
 export const JSON_TOKEN_HANDLER = Symbol.for('wsbroker.jsonTokenHandler');
 
 /** Whether `value` is what `defineWorker` returns. */
-export function isWorkerDefinition(value: unknown): boolean {
+function isWorkerDefinition(value: unknown): boolean {
   return value !== null && typeof value === 'object' && (value as Record<symbol, unknown>)[WORKER_DEFINITION] === true;
+}
+
+/** What `defineWorker` made, as a module's default export: `def` itself, or TypeScript's `exports.default` in it. */
+function definitionIn(def: Record<string, unknown>): object | undefined {
+  if (isWorkerDefinition(def)) return def;
+  return def.__esModule === true && isWorkerDefinition(def.default) ? (def.default as object) : undefined;
 }
 
 /**
@@ -34,7 +40,7 @@ export function isWorkerDefinition(value: unknown): boolean {
 export function handlersOf(ns: Record<string, unknown>): WorkerInterface {
   const def = ns.default as Record<string, unknown> | null | undefined;
   const fromDefault = def !== null && (typeof def === 'object' || typeof def === 'function');
-  const definition = !fromDefault ? undefined : isWorkerDefinition(def) ? def : def.__esModule === true && isWorkerDefinition(def.default) ? (def.default as object) : undefined;
+  const definition = fromDefault ? definitionIn(def) : undefined;
   const byName = (name: (typeof HANDLER_NAMES)[number]): unknown => {
     const value = ns[name];
     return value === undefined && fromDefault && def !== definition ? def[name] : value;

@@ -33,7 +33,7 @@ function queryOf(url: string): string {
 }
 
 /** The cookies of a Cookie header by name (see OpenRequest.cookies); never throws. */
-export function parseCookies(header: string | undefined): Record<string, string> {
+function parseCookies(header: string | undefined): Record<string, string> {
   const cookies: Record<string, string> = Object.create(null);
   if (header === undefined) return cookies;
   for (const pair of header.split(';')) {

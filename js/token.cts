@@ -72,7 +72,7 @@ export function jsonToken(token: unknown): string {
       return value;
     });
   } catch (err) {
-    if (refusal !== undefined) throw new TypeError(refusal);
+    if (refusal !== undefined) throw err; // check's own
     // A cycle (TypeError), or nesting deeper than the stack (RangeError).
     throw new TypeError(`setToken: token cannot be stored as JSON: ${(err as Error).message}`, { cause: err });
   }
