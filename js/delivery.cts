@@ -33,7 +33,7 @@ const progress = new Int32Array(1);
 /** How this thread delivers events (registerWorkerThread's options). */
 let delivery: Required<DeliveryOptions> = DEFAULT_DELIVERY;
 
-type EventHandler = 'handleTextMessage' | 'handleBinaryMessage' | 'handleClose';
+type EventHandler = 'handleTextMessage' | 'handleBinaryMessage' | 'handleClose' | 'handleDrain';
 
 /** What `deliver` calls: a handler, or the answer to a catch-up event, which waits behind them. */
 type Delivered = EventHandler | 'caughtUp';
@@ -175,16 +175,17 @@ function deliver(socketId: number, name: Delivered, call: () => unknown): void {
   else run(socketId, name, call);
 }
 
-function run(socketId: number, name: Delivered, call: () => unknown): void {
+/** Calls a handler now; with `ordered`, the socket's later events wait for its promise. */
+function run(socketId: number, name: Delivered, call: () => unknown, ordered = delivery.ordered): void {
   let result: unknown;
   try {
     result = call();
   } catch (err) {
-    failed(socketId, name, err);
+    failed(socketId, name, err, ordered);
     return;
   }
   if (!isThenable(result)) return;
-  if (!delivery.ordered) {
+  if (!ordered) {
     Promise.resolve(result).then(undefined, (err: unknown) => logHandlerError(name, socketId, err));
     return;
   }
@@ -221,9 +222,9 @@ function release(socketId: number): void {
 }
 
 /** A handler threw or rejected: log it; in ordered mode the socket is closed with 1011. */
-function failed(socketId: number, name: Delivered, err: unknown): void {
+function failed(socketId: number, name: Delivered, err: unknown, ordered = delivery.ordered): void {
   logHandlerError(name, socketId, err);
-  if (!delivery.ordered || name === 'handleClose') return;
+  if (!ordered || name === 'handleClose') return;
   followUp('close', socketId, () => native.close(socketId, CloseCode.HandlerFailed, `${name} failed`));
 }
 
@@ -273,13 +274,8 @@ const sink: BatchSink = {
     const fn = handlers?.handleDrain;
     if (fn === undefined) return;
     // Never held behind the socket's pending handler (ordered mode): that handler may be a
-    // producer awaiting this very call. So its failure is only logged, as in unordered mode.
-    try {
-      const result = fn(socketId, token);
-      if (isThenable(result)) Promise.resolve(result).then(undefined, (err: unknown) => logHandlerError('handleDrain', socketId, err));
-    } catch (err) {
-      logHandlerError('handleDrain', socketId, err);
-    }
+    // producer awaiting this very call. So it runs, and fails, as in unordered mode.
+    run(socketId, 'handleDrain', () => fn(socketId, token), false);
   },
   catchUp(socketId) {
     // In ordered mode this waits for the socket's pending handler promises, like its events.
