@@ -3,8 +3,11 @@
 import { pathToFileURL } from 'node:url';
 import type { WorkerInterface } from './types.cjs';
 
-/** The handler names a worker module may export. */
-export const HANDLER_NAMES = ['handleOpen', 'handleTextMessage', 'handleBinaryMessage', 'handleClose', 'handleDrain'] as const;
+/** The handlers a worker module may export: a record, so that the compiler holds it to WorkerInterface. */
+export const HANDLERS: Record<keyof WorkerInterface, true> = { handleOpen: true, handleTextMessage: true, handleBinaryMessage: true, handleClose: true, handleDrain: true };
+
+/** The handler names a worker module may export, in HANDLERS' order. */
+export const HANDLER_NAMES = Object.keys(HANDLERS) as ReadonlyArray<keyof WorkerInterface>;
 
 /**
  * Marks the object `defineWorker` returns. A global symbol, so that a worker module importing another

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import { isIP } from 'node:net';
 import * as tls from 'node:tls';
-import { HANDLER_NAMES } from './module.cjs';
+import { HANDLER_NAMES, HANDLERS } from './module.cjs';
 import {
   CLUSTER_DEFAULT_PREFIX,
   CLUSTER_DEFAULT_PUBLISH_BUFFER,
@@ -323,7 +323,6 @@ const START_OPTIONS: Record<keyof StartOptions, true> = {
   ...DELIVERY_OPTIONS,
 };
 const CLUSTER_OPTIONS: Record<keyof NonNullable<StartOptions['cluster']>, true> = { redis: true, nats: true, prefix: true, publishBuffer: true };
-const HANDLERS: Record<keyof WorkerInterface, true> = { handleOpen: true, handleTextMessage: true, handleBinaryMessage: true, handleClose: true, handleDrain: true };
 const TLS_OPTIONS: Record<keyof NonNullable<StartOptions['tls']>, true> = { cert: true, key: true };
 const COMPRESSION_OPTIONS: Record<keyof Exclude<StartOptions['compression'], boolean | undefined>, true> = { serverContextTakeover: true };
 
