@@ -15,7 +15,7 @@ import {
   LIMITS,
   type LimitName,
 } from './protocol.gen.cjs';
-import type { CloseOptions, DeliveryOptions, StartOptions, WorkerInterface } from './types.cjs';
+import type { CloseOptions, DeliveryOptions, StartOptions } from './types.cjs';
 
 /** What `start` was asked to do, checked: its listen configuration as the addon takes it (JSON) and its workers. */
 export interface StartConfig {
