@@ -34,7 +34,9 @@ func frontServer(t *testing.T, a *Attachment, want int) string {
 					break
 				}
 			}
-			a.Adopt(nc.(*net.TCPConn), pre)
+			tc := nc.(*net.TCPConn)
+			tc.SetNoDelay(false) // as a server that is not Go's may hand it over: the Attachment sets it
+			a.Adopt(tc, pre)
 		}
 	}()
 	return ln.Addr().String()

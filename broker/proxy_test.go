@@ -85,7 +85,7 @@ func TestTrustProxyRequestIP(t *testing.T) {
 			t.Cleanup(b.Close)
 			a, err := b.Listen([]string{c.bind}, Limits{TrustProxy: []netip.Prefix{netip.MustParsePrefix(c.trust)}})
 			if err != nil {
-				t.Skipf("cannot listen on %s: %v", c.bind, err)
+				skipWithoutIPv6(t, err) // only [::] can fail to listen here
 			}
 			dial(t, "127.0.0.1:"+strconv.Itoa(a.Addrs()[0].(*net.TCPAddr).Port), "/", xff)
 			if ip := await(t, rec.opens, "open").req.IP; ip != c.want {
