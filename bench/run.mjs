@@ -7,6 +7,10 @@
 //   npm run bench -- --quick      seven of them, shorter runs (about a minute)
 //   options: --only=ws,wsbroker,bun,go,wsbroker-t2,sio,sio-3,wsbroker-3,wsbroker-3-nats,wsbroker-3-natsc
 //            --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
+//   npm run bench -- --scaling    WSBroker at threads 1, 2, 4 … next to ws, ws under cluster and Bun
+//            on echo, fan-out and rooms, the server and the generator on disjoint core sets:
+//            --server-cpus=<list> --client-cpus=<list> (taskset lists; default: the first half of
+//            the cores and the rest), --only=wsbroker,ws,ws-cluster,bun
 // S6 (scale-out) runs servers of several nodes sharing an engine the runner starts itself: one
 // redis-server, one nats-server, or 3 nats-servers joined by routes.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -19,22 +23,83 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'bench', '.bin');
 
-const usage = 'usage: node bench/run.mjs [--quick] [--only=<server ids>] [--scenarios=<scenario ids>] [--rounds=<n>] [--out=<dir>] [--no-pin]';
+const usage = 'usage: node bench/run.mjs [--quick] [--only=<server ids>] [--scenarios=<scenario ids>] [--rounds=<n>] [--out=<dir>] [--no-pin]\n' +
+  '       node bench/run.mjs --scaling [--server-cpus=<cpu list>] [--client-cpus=<cpu list>] [--quick] [--only=<server ids>] [--scenarios=<scenario ids>] [--rounds=<n>] [--out=<dir>]';
 const args = process.argv.slice(2);
 const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+function usageError(why) {
+  console.error(`bench: ${why}\n${usage}`);
+  process.exit(2);
+}
 for (const a of args) {
-  if (!/^--(quick|no-pin|only=.+|scenarios=.+|rounds=[1-9][0-9]*|out=.+)$/.test(a)) {
-    console.error(`bench: unknown argument ${a}\n${usage}`);
-    process.exit(2);
-  }
+  if (!/^--(quick|no-pin|scaling|only=.+|scenarios=.+|rounds=[1-9][0-9]*|out=.+|server-cpus=.*|client-cpus=.*)$/.test(a)) usageError(`unknown argument ${a}`);
 }
 const quick = args.includes('--quick');
+const scaling = args.includes('--scaling');
 const only = opt('only')?.split(',');
 const onlyScenarios = opt('scenarios')?.split(',');
 const defaultOut = path.join(root, 'bench', 'results');
 const outDir = path.resolve(opt('out') ?? defaultOut);
-// benchmark.*: the full set; quick.*: --quick; partial.*: some servers or scenarios only.
-const outName = quick ? 'quick' : only || onlyScenarios ? 'partial' : 'benchmark';
+// benchmark.*: the full set; quick.*: --quick; partial.*: some servers or scenarios only; with
+// --scaling: scaling.*, scaling-quick.*, scaling-partial.*.
+const subset = quick ? 'quick' : only || onlyScenarios ? 'partial' : undefined;
+const outName = scaling ? ['scaling', subset].filter(Boolean).join('-') : subset ?? 'benchmark';
+
+// --- cores ---
+
+// parseCpuList reads taskset's list syntax (0-3,6,8-15:2) into cpu numbers, or undefined if the
+// text is not one.
+function parseCpuList(text) {
+  const cpus = new Set();
+  for (const part of text.split(',')) {
+    const m = /^(\d+)(?:-(\d+)(?::([1-9]\d*))?)?$/.exec(part);
+    if (!m) return undefined;
+    const [first, last, stride] = [Number(m[1]), Number(m[2] ?? m[1]), Number(m[3] ?? 1)];
+    if (last < first) return undefined;
+    for (let cpu = first; cpu <= last; cpu += stride) cpus.add(cpu);
+  }
+  return [...cpus].sort((a, b) => a - b);
+}
+// cpuListText writes cpus back in that syntax, runs as ranges (0-3,6).
+function cpuListText(cpus) {
+  const runs = [];
+  for (const cpu of cpus) {
+    const last = runs.at(-1);
+    if (last && cpu === last[1] + 1) last[1] = cpu;
+    else runs.push([cpu, cpu]);
+  }
+  return runs.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',');
+}
+const cpuSet = (list) => ({ list, text: cpuListText(list) });
+const coresText = (set) => `${set.list.length === 1 ? 'core' : 'cores'} ${set.text}`;
+
+// cpuSets returns where the server and the generator run: cores 0 and 1 in the full run; with
+// --scaling the core sets given, checked against the machine's online cpus (not this runner's own
+// affinity: taskset -c may widen it).
+function cpuSets() {
+  const given = { server: opt('server-cpus'), client: opt('client-cpus') };
+  if (!scaling) {
+    if (given.server !== undefined || given.client !== undefined) usageError('--server-cpus and --client-cpus go with --scaling');
+    return { serverCpus: cpuSet([0]), clientCpus: cpuSet([1]) };
+  }
+  if (args.includes('--no-pin')) usageError('--scaling pins the server and the generator to their core sets: it does not go with --no-pin');
+  const onlineFile = '/sys/devices/system/cpu/online';
+  const online = (existsSync(onlineFile) && parseCpuList(readFileSync(onlineFile, 'utf8').trim())) || os.cpus().map((_, i) => i);
+  const half = Math.floor(online.length / 2);
+  const sets = {};
+  for (const [role, fallback] of [['server', online.slice(0, half)], ['client', online.slice(half)]]) {
+    const text = given[role];
+    const list = text === undefined ? fallback : parseCpuList(text);
+    if (!list?.length) usageError(text === undefined ? `--scaling needs at least 2 cpus, one for the server and one for the generator; the cpus online here: ${cpuListText(online)}` : `--${role}-cpus=${text}: not a cpu list like 0-3 or 0,2,4-7`);
+    const missing = list.find((cpu) => !online.includes(cpu));
+    if (missing !== undefined) usageError(`--${role}-cpus=${text}: no cpu ${missing} here (the cpus online: ${cpuListText(online)})`);
+    sets[role] = cpuSet(list);
+  }
+  const shared = sets.server.list.find((cpu) => sets.client.list.includes(cpu));
+  if (shared !== undefined) usageError(`the server's cpus (${sets.server.text}) and the generator's (${sets.client.text}) share cpu ${shared}: they must be disjoint`);
+  return { serverCpus: sets.server, clientCpus: sets.client };
+}
+const { serverCpus, clientCpus } = cpuSets();
 
 const log = (...m) => console.error('bench:', ...m);
 
@@ -63,9 +128,9 @@ const engines = {
   nats: { name: 'nats-server', bin: natsBin, pkg: 'nats-server', outage: 'restart', monitored: true, start: (cores, procs) => startNats(1, cores, procs) },
   natsCluster: { name: 'a cluster of 3 nats-servers', bin: natsBin, pkg: 'nats-server', outage: 'failover', monitored: true, start: (cores, procs) => startNats(3, cores, procs) },
 };
-// cores: where the server may run (the generator is always on core 1). scaleOut: runs only the S6
-// scenarios; nodes: processes of the server, each on its own port, sharing an engine, whose URL
-// each gets in the environment variable engineEnv.
+// cores: where the server may run, if not on the server's cores (the generator has its own).
+// scaleOut: runs only the S6 scenarios; nodes: processes of the server, each on its own port,
+// sharing an engine, whose URL each gets in the environment variable engineEnv.
 const allServers = [
   { id: 'ws', name: 'ws', long: 'ws 8 + bufferutil', cmd: node('ws.mjs') },
   { id: 'wsbroker', name: 'WSBroker', long: 'WSBroker, threads: 1', cmd: node('wsbroker.mjs'), env: { THREADS: '1' } },
@@ -78,7 +143,27 @@ const allServers = [
   { id: 'wsbroker-3-nats', name: 'WSBroker 3 nodes, NATS', engineName: 'NATS', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + one nats-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.nats, engineEnv: 'CLUSTER_NATS', scaleOut: true },
   { id: 'wsbroker-3-natsc', name: 'WSBroker 3 nodes, NATS cluster', engineName: 'NATS cluster', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + 3 nats-servers joined by routes, each node given all three, its own first', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.natsCluster, engineEnv: 'CLUSTER_NATS', scaleOut: true },
 ];
-const servers = allServers.filter((s) => (only ? only.includes(s.id) : true));
+// --scaling: WSBroker with threads 1, 2, 4 … up to the server's cores, and its default for a
+// machine of that many cores (js/server.cts: Math.max(cores, 4)); ws and Bun as one process each,
+// as their users run them; ws under Node's cluster with a worker per core. family: the id --only
+// takes for all of WSBroker's steps; echoOnly: why a server runs S1 (echo) only.
+const serverCores = serverCpus.list.length;
+const defaultThreads = Math.max(serverCores, 4);
+const threadSteps = [];
+for (let t = 1; t <= serverCores; t *= 2) threadSteps.push(t);
+if (!threadSteps.includes(defaultThreads)) threadSteps.push(defaultThreads);
+const serverOf = (id) => allServers.find((s) => s.id === id);
+const scalingServers = [
+  ...threadSteps.map((t) => ({ ...serverOf('wsbroker'), id: `wsbroker-t${t}`, family: 'wsbroker', name: `WSBroker, threads: ${t}${t === defaultThreads ? ' (default)' : ''}`,
+    long: `WSBroker, threads: ${t}`, env: { THREADS: String(t) } })),
+  serverOf('ws'),
+  { id: 'ws-cluster', name: `ws cluster ×${serverCores}`, long: `ws under Node's cluster module, ${serverCores} worker${serverCores > 1 ? 's' : ''}`,
+    cmd: node('ws-cluster.mjs'), env: { WORKERS: String(serverCores) },
+    echoOnly: 'not run: plain ws has no fan-out across processes (a worker\'s broadcast reaches only its own connections)' },
+  serverOf('bun'),
+];
+const servers = (scaling ? scalingServers : allServers).filter((s) => !only || only.includes(s.id) || only.includes(s.family));
+if (servers.length === 0) usageError(`no server among ${only.join(', ')} (ids: ${[...new Set((scaling ? scalingServers : allServers).map((s) => s.family ?? s.id))].join(', ')})`);
 if (servers.some((s) => s.id === 'bun') && !bunBin) {
   console.error('bench: no bun binary: npm install (the bun package is a devDependency)');
   process.exit(1);
@@ -165,15 +250,20 @@ const scaleScenarios = [
 scenarioList.push(...scaleScenarios);
 const quickIds = ['echo-100-32', 'echo-100-4096', 'echo-open', 'fanout-1000', 'idle-2000', 'connect', 'scale-fanout'];
 const idle2000 = { ...scenarioList.find((s) => s.id === 'idle-10000'), id: 'idle-2000', title: '2,000 idle conns', args: ['-scenario', 'idle', '-conns', '2000', '-mem', '-duration', '1s'] };
-// --scenarios picks from all of them (with --quick: run with its shorter timing).
+// --scaling: echo, fan-out and rooms, each a table of its own; ws under cluster runs S1 (echo) only.
+const scalingScenarios = scenarioList.filter((s) => ['echo-100-512', 'fanout-1000', 'rooms-10000'].includes(s.id))
+  .map((sc) => ({ ...sc, group: 'scaling', servers: scalingServers.filter((s) => !s.echoOnly || sc.group === 'S1').map((s) => s.id) }));
+// --scenarios picks from all of them, or from the scaling ones (with --quick: run with its shorter timing).
+const pickable = scaling ? scalingScenarios : [...scenarioList, idle2000];
 const scenarios = onlyScenarios
-  ? [...scenarioList, idle2000].filter((s) => onlyScenarios.includes(s.id))
-  : quick ? [...scenarioList.filter((s) => quickIds.includes(s.id)), idle2000] : scenarioList;
+  ? pickable.filter((s) => onlyScenarios.includes(s.id))
+  : scaling ? scalingScenarios : quick ? [...scenarioList.filter((s) => quickIds.includes(s.id)), idle2000] : scenarioList;
 if (onlyScenarios && scenarios.length === 0) {
-  console.error(`bench: no scenario among ${onlyScenarios.join(', ')} (ids: ${[...scenarioList, idle2000].map((s) => s.id).join(', ')}; --quick: ${quickIds.join(', ')})`);
+  console.error(`bench: no scenario among ${onlyScenarios.join(', ')} (ids: ${pickable.map((s) => s.id).join(', ')}${scaling ? '' : `; --quick: ${quickIds.join(', ')}`})`);
   process.exit(2);
 }
-const mainScenarios = scenarios.filter((s) => s.group !== 'C' && s.group !== 'S6');
+// S6, the compression and TLS runs (C) and --scaling have sections of their own.
+const mainScenarios = scenarios.filter((s) => s.group !== 'C' && s.group !== 'S6' && s.group !== 'scaling');
 const s6Scenarios = scenarios.filter((s) => s.group === 'S6');
 const enginesUsed = new Set(s6Scenarios.flatMap((sc) => sc.servers.map((id) => servers.find((s) => s.id === id)?.engine).filter(Boolean)));
 for (const { bin: binary, pkg } of enginesUsed) {
@@ -191,7 +281,11 @@ const runsOf = (sc) => servers.filter((s) => (sc.servers ? sc.servers.includes(s
 
 // --- helpers ---
 
-const pin = !args.includes('--no-pin') && os.cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+const pin = !args.includes('--no-pin') && os.cpus().length >= 2 && spawnSync('taskset', ['-c', serverCpus.text, 'true']).status === 0;
+if (!pin && scaling) {
+  console.error('bench: --scaling pins the server and the generator with taskset, and taskset -c does not run here: apt-get install util-linux');
+  process.exit(1);
+}
 if (!pin) log('running without taskset pinning (no taskset, fewer than 2 cores, or --no-pin)');
 const pinned = (cores, cmd) => (pin ? ['taskset', '-c', cores, ...cmd] : cmd);
 
@@ -227,7 +321,7 @@ function certificate() {
 }
 
 // startProcess spawns cmd pinned to cores and resolves once its output matches ready (stdout or
-// stderr: nats-server logs on stderr).
+// stderr: nats-server logs on stderr), with that match as readyMatch.
 async function startProcess(name, cmd, env, cores, ready) {
   const [file, ...rest] = pinned(cores, cmd);
   const child = spawn(file, rest, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -236,16 +330,17 @@ async function startProcess(name, cmd, env, cores, ready) {
     errText = (errText + d).slice(-4000);
   });
   const exited = new Promise((resolve) => child.on('exit', (code, sig) => resolve(sig ?? code)));
-  await new Promise((resolve, reject) => {
+  const readyMatch = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${name} did not start within 30 s\n${errText}`));
     }, 30_000);
     const check = () => {
-      if (ready.test(out) || ready.test(errText)) {
+      const match = ready.exec(out) ?? ready.exec(errText);
+      if (match) {
         clearTimeout(timer);
-        resolve();
+        resolve(match);
       }
     };
     child.stdout.on('data', (d) => {
@@ -258,7 +353,7 @@ async function startProcess(name, cmd, env, cores, ready) {
       reject(new Error(`${name} exited (${c}) before it was ready\n${errText}`));
     });
   });
-  return { child, exited, stderr: () => errText };
+  return { child, exited, stderr: () => errText, readyMatch };
 }
 
 async function stopProcess(p) {
@@ -350,11 +445,11 @@ function engineTraffic(s) {
 // startServer starts a server (pinned): its engine first if it has one, then each of its nodes,
 // once listening. The result's pids are the nodes' and then the engine's processes'.
 async function startServer(server, sc) {
-  const s = { nodes: [], ports: [], engine: [], cores: server.cores ?? '0' };
+  const s = { nodes: [], ports: [], engine: [], cores: server.cores ?? serverCpus.text };
   try {
     const urlOf = server.engine && (await server.engine.start(s.cores, s.engine));
     for (let i = 0; i < (server.nodes ?? 1); i++) {
-      const node = await startNode(server, sc, urlOf && { [server.engineEnv]: urlOf(i) });
+      const node = await startNode(server, sc, s.cores, urlOf && { [server.engineEnv]: urlOf(i) });
       s.nodes.push(node);
       s.ports.push(node.port);
     }
@@ -362,7 +457,7 @@ async function startServer(server, sc) {
     await stopServer(s);
     throw err;
   }
-  s.pids = [...s.nodes, ...s.engine].map((p) => p.child.pid);
+  s.pids = [...s.nodes.flatMap((node) => node.pids), ...s.engine.map((p) => p.child.pid)];
   s.stderr = () => s.nodes.map((n) => n.stderr()).filter(Boolean).join('\n');
   return s;
 }
@@ -372,8 +467,9 @@ async function stopServer(s) {
   await Promise.all(s.engine.map(stopProcess));
 }
 
-// startNode starts one process of a server and resolves once it prints "listening".
-async function startNode(server, sc, engineEnv) {
+// startNode starts one process of a server on cores and resolves once it prints "listening". Its
+// pids are its own and its workers' (a server of several processes lists them on that line).
+async function startNode(server, sc, cores, engineEnv) {
   const port = await freePort();
   let cmd = server.cmd(port);
   const env = { ...process.env, ...server.env, ...engineEnv };
@@ -390,14 +486,15 @@ async function startNode(server, sc, engineEnv) {
     Object.assign(env, { TLS_CERT: cert, TLS_KEY: key });
     if (server.id === 'go') cmd = [...cmd, '-tls-cert', cert, '-tls-key', key];
   }
-  return { ...(await startProcess(server.id, cmd, env, server.cores ?? '0', /listening/)), port };
+  const p = await startProcess(server.id, cmd, env, cores, /^listening \S+(?: workers (\d+(?:,\d+)*))?\n/m);
+  return { ...p, port, pids: [p.child.pid, ...(p.readyMatch[1]?.split(',').map(Number) ?? [])] };
 }
 
-// wsbench runs the generator on core 1; its summary goes to our stderr, its JSON line is returned.
+// wsbench runs the generator on its cores; its summary goes to our stderr, its JSON line is returned.
 // onMeasuring runs when the measured interval starts.
 function wsbench(benchArgs, onMeasuring) {
   return new Promise((resolve) => {
-    const [cmd, ...rest] = pinned('1', [path.join(bin, 'wsbench'), ...benchArgs]);
+    const [cmd, ...rest] = pinned(clientCpus.text, [path.join(bin, 'wsbench'), ...benchArgs]);
     const child = spawn(cmd, rest, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
@@ -578,17 +675,19 @@ const versions = {
   ws: JSON.parse(readFileSync(path.join(root, 'node_modules/ws/package.json'), 'utf8')).version,
   bun: bunBin ? spawnSync(bunBin, ['--version'], { encoding: 'utf8' }).stdout.trim() : undefined,
 };
-// The servers of S1–S5 and the compression and TLS runs; S6 has its own.
-const shown = servers.filter((s) => scenarios.some((sc) => sc.group !== 'S6' && runsOf(sc).includes(s)));
+// The servers of S1–S5 and the compression and TLS runs; S6 and --scaling have their own.
+const shown = servers.filter((s) => scenarios.some((sc) => sc.group !== 'S6' && sc.group !== 'scaling' && runsOf(sc).includes(s)));
 const others = shown.filter((s) => s.id !== 'ws');
 
+// A --scaling run is named by its core sets, as "1+1-core run: server on core 0, generator on core 1".
+const scalingRunName = `${serverCores}+${clientCpus.list.length}-core run: server on ${coresText(serverCpus)}, generator on ${coresText(clientCpus)}`;
 const L = [];
-L.push(`## WSBroker benchmark${quick ? ' (--quick)' : ''}, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
+L.push(`## WSBroker ${scaling ? `scaling with cores${quick ? ' (--quick)' : ''}, ${scalingRunName}` : `benchmark${quick ? ' (--quick)' : ''}`}, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
 L.push('');
 L.push(`${os.cpus().length} × ${cpuModel}, Linux ${os.release()}; Node ${versions.node}, ${versions.go}, ws ${versions.ws}, Bun ${versions.bun ?? '–'}. ` +
-  (pin ? 'Server pinned to core 0 (taskset -c 0), generator (cmd/wsbench) to core 1' : 'Server and generator not pinned') +
+  (pin ? `Server pinned to ${coresText(serverCpus)} (taskset -c ${serverCpus.text}), generator (cmd/wsbench) to ${coresText(clientCpus)}` : 'Server and generator not pinned') +
   (shown.some((s) => s.cores) ? '; WSBroker t2 (threads: 2) pinned to cores 0-1, so it shares core 1 with the generator' : '') +
-  `. Warm-up ${timing.warmup}, ${timing.duration} measured per run (open loop ${openDuration}, S5 ${stalled.duration}); every run is a fresh server process. ${elapsed} s in all.`);
+  `. Warm-up ${timing.warmup}, ${timing.duration} measured per run${scaling ? '' : ` (open loop ${openDuration}, S5 ${stalled.duration})`}; every run is a fresh server process. ${elapsed} s in all.`);
 if (ratioScenarios.length) {
   L.push('');
   L.push('### Summary: relative to ws in the same run (higher is better)');
@@ -813,6 +912,43 @@ if (s6Shown.length) {
   L.push('S6 servers: ' + s6Shown.map((s) => `${s.name}: ${s.long}`).join('; ') + '.');
 }
 
+// --scaling: a table per scenario, every server at each step next to ws.
+const scalingShown = scenarios.filter((s) => s.group === 'scaling');
+if (scalingShown.length) {
+  const clientCores = clientCpus.list.length;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  L.push('');
+  L.push(`WSBroker with threads: ${threadSteps.join(', ')}: powers of two up to the server's cores, and ${defaultThreads}, its default on a machine of ${plural(serverCores, 'core')} (Math.max(cores, 4)). ` +
+    `ws and Bun as one process each, as their users run them; ws under Node's cluster module with ${plural(serverCores, 'worker')} (one per server core), in echo only: plain ws has no fan-out across processes, so a broadcast would reach only the connections of the worker that got it. ` +
+    `Every process and thread of a server runs on the server's cores; the Go runtime sizes GOMAXPROCS by that affinity (${serverCores} in WSBroker, ${clientCores} in the generator). ` +
+    'Rates per second of wall time; server CPU as % of one core over the measured interval (200% is two cores busy); CPU per message is one over the messages per server CPU-second; "× ws" is the ratio to ws in the same run. ' +
+    `A generator near ${100 * clientCores}% was the limit of the rate, not the server.` +
+    (rounds > 1 ? ` Each figure is the median of ${rounds} rounds, alternating servers.` : ''));
+  for (const sc of scalingShown) {
+    const [many, one] = sc.figure === 'msgs' ? ['msgs', 'msg'] : ['deliveries', 'delivery'];
+    const rateOf = (r) => (sc.figure === 'msgs' ? r.msgs_per_s : r.deliveries_per_s);
+    const medianOf = (serverId, value) => median(reportsOf(sc.id, serverId).map(value));
+    const ratio = (v) => (v === undefined ? '–' : `${fmt(v, 2)}×`);
+    const wsRate = medianOf('ws', rateOf);
+    L.push('');
+    L.push(`### ${sc.title}`);
+    L.push('');
+    L.push(`| server | ${many}/s | server CPU | server CPU per ${one} | ${many} per server CPU-s | × ws, ${many}/s | × ws, per server CPU-s | generator CPU |`);
+    L.push('|---|--:|--:|--:|--:|--:|--:|--:|');
+    for (const s of servers) {
+      const why = runsOf(sc).includes(s) ? failed(sc.id, s.id) : s.echoOnly;
+      if (why) {
+        L.push(`| ${s.name} | ${why} | | | | | | |`);
+        continue;
+      }
+      const rate = medianOf(s.id, rateOf);
+      const perCpu = figureOfServer(sc, s.id);
+      L.push(`| ${s.name} | ${fmt(rate)} | ${fmt(medianOf(s.id, (r) => (100 * r.server_cpu_s) / r.duration_s))}% | ${perCpu ? `${fmt(1e6 / perCpu, 2)} µs` : '–'} | ${fmt(perCpu)} | ` +
+        `${ratio(rate && wsRate ? rate / wsRate : undefined)} | ${ratio(ratioOf(sc, s.id))} | ${fmt(medianOf(s.id, (r) => 100 * r.gen_cpu_util))}% |`);
+    }
+  }
+}
+
 // Compression and TLS: each server against itself plain, side by side.
 const C = [];
 const costEcho = variants.map((v) => scenarios.find((s) => s.id === `cost-echo-${v.id}`));
@@ -893,13 +1029,16 @@ const chart = {
 };
 const files = { md: path.join(outDir, `${outName}.md`), json: path.join(outDir, `${outName}.json`), png: path.join(outDir, `${outName}.png`) };
 writeFileSync(files.md, markdown);
-writeFileSync(files.json, JSON.stringify({ date: new Date().toISOString(), quick, pinned: pin, cpu: cpuModel, cores: os.cpus().length, kernel: os.release(), versions, timing, results }, null, 2) + '\n');
+writeFileSync(files.json, JSON.stringify({ date: new Date().toISOString(), quick, scaling, pinned: pin, cpus: { server: serverCpus.text, client: clientCpus.text },
+  cpu: cpuModel, cores: os.cpus().length, kernel: os.release(), versions, timing, results }, null, 2) + '\n');
 if (others.length && chart.groups.length) {
   const r = spawnSync(path.join(bin, 'chart'), [files.png], { input: JSON.stringify(chart), stdio: ['pipe', 'inherit', 'inherit'] });
   if (r.status !== 0) process.exitCode = 1;
 }
 // A full run into bench/results also puts its tables into BENCHMARKS.md and its summary into the
-// README, between their markers, so that the documents show the run whose chart they link.
+// README, between their markers, so that the documents show the run whose chart they link; a full
+// --scaling run its tables into BENCHMARKS.md's section "Scaling with cores".
+if (outName === 'scaling' && outDir === defaultOut) replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:scaling', (L.join('\n') + '\n').replace(/^#/gm, '##'));
 if (outName === 'benchmark' && outDir === defaultOut) {
   replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:results', (L.join('\n') + '\n').replace(/^#/gm, '##'));
   // The section has its own heading and words in BENCHMARKS.md: its tables go one level up.
