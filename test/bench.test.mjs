@@ -1,6 +1,7 @@
 // The benchmark harness in a tiny configuration: cmd/wsbench against the Go bench server reports
 // consistent figures (rates and costs are npm run bench's to print, never asserted here), and bench/run.mjs runs two servers end to end (plain, and over TLS with
-// permessage-deflate) and writes its tables, JSON and chart.
+// permessage-deflate) and writes its tables, JSON and chart; --scaling writes a table per scenario
+// headed by its core sets, and rejects core sets it cannot use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -91,4 +92,66 @@ test('bench/run.mjs: two servers, plain and over TLS with deflate, the tables, t
   assert.match(md, /\n\| TLS \+ deflate \| Go core \| [\d,]+ \| \d+% \| [\d,]+ \| \d+% \| 100% \| [\d,]+ B \|/);
   const png = readFileSync(path.join(out, 'quick.png'));
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
+});
+
+test('bench/run.mjs --scaling: a table per scenario, a row per server and thread count, headed by the core sets', { timeout: 180_000 }, () => {
+  const out = path.join(tmp, 'scaling');
+  const r = spawnSync(process.execPath, ['bench/run.mjs', '--scaling', '--server-cpus=0', '--client-cpus=1', '--quick', '--only=wsbroker,ws,ws-cluster',
+    '--scenarios=echo-100-512,fanout-1000', `--out=${out}`], { cwd: root, env: goEnv, encoding: 'utf8', timeout: 170_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const md = readFileSync(path.join(out, 'scaling-quick.md'), 'utf8');
+  assert.equal(r.stdout.trim(), md.trim(), 'the tables printed are the ones written');
+  assert.match(md, /^## WSBroker scaling with cores \(--quick\), 1\+1-core run: server on core 0, generator on core 1, \d{4}-\d\d-\d\d \d\d:\d\d UTC\n/);
+  // Each scenario's table: its heading, then a row per server; one core makes the steps threads: 1
+  // and the default, 4.
+  const tables = Object.fromEntries(md.split('\n### ').slice(1).map((part) => {
+    const [title, ...lines] = part.split('\n');
+    return [title, lines.filter((line) => line.startsWith('| ') && !line.startsWith('| server |'))];
+  }));
+  assert.deepEqual(Object.keys(tables), ['echo, 100 conns × 512 B', 'fan-out to 1,000']);
+  const measured = (name) => new RegExp(`^\\| ${name.replace(/[()]/g, '\\$&')} \\| [\\d,]+ \\| \\d+% \\| ([\\d.]+) µs \\| ([\\d,]+) \\| [\\d.]+× \\| [\\d.]+× \\| \\d+% \\|$`);
+  const names = ['WSBroker, threads: 1', 'WSBroker, threads: 4 (default)', 'ws', 'ws cluster ×1'];
+  assert.equal(tables['echo, 100 conns × 512 B'].length, names.length, md);
+  tables['echo, 100 conns × 512 B'].forEach((row, i) => {
+    const m = row.match(measured(names[i]));
+    assert.ok(m, row);
+    // CPU per message and messages per CPU-second are the same figure, one over the other.
+    const [perMsg, perCpu] = [Number(m[1]), Number(m[2].replace(/,/g, ''))];
+    assert.ok(Math.abs(perMsg * perCpu - 1e6) <= 0.01 * 1e6, row);
+  });
+  assert.match(tables['echo, 100 conns × 512 B'][2], /\| 1\.00× \| 1\.00× \|/, 'ws against itself');
+  const fanout = tables['fan-out to 1,000'];
+  assert.equal(fanout.length, names.length, md);
+  fanout.slice(0, 3).forEach((row, i) => assert.match(row, measured(names[i])));
+  assert.equal(fanout[3], '| ws cluster ×1 | not run: plain ws has no fan-out across processes (a worker\'s broadcast reaches only its own connections) | | | | | | |');
+
+  const json = JSON.parse(readFileSync(path.join(out, 'scaling-quick.json'), 'utf8'));
+  assert.deepEqual(json.cpus, { server: '0', client: '1' });
+  assert.deepEqual(json.results.map((x) => [x.scenario, x.server, x.report.error]), [
+    ...['wsbroker-t1', 'wsbroker-t4', 'ws', 'ws-cluster'].map((id) => ['echo-100-512', id, undefined]),
+    ...['wsbroker-t1', 'wsbroker-t4', 'ws'].map((id) => ['fanout-1000', id, undefined]),
+  ]);
+  // The cluster's CPU is its primary's and its worker's, which serves every connection.
+  const cluster = json.results.find((x) => x.server === 'ws-cluster').report;
+  assert.equal(cluster.server_cpu_by_pid_s.length, 2, JSON.stringify(cluster));
+  assert.ok(cluster.server_cpu_by_pid_s[1] > cluster.server_cpu_by_pid_s[0], JSON.stringify(cluster.server_cpu_by_pid_s));
+});
+
+test('bench/run.mjs --scaling: core sets that are not lists, not here, or not disjoint are usage errors', () => {
+  const cases = [
+    [['--scaling', '--server-cpus=0', '--client-cpus=0'], /^bench: the server's cpus \(0\) and the generator's \(0\) share cpu 0: they must be disjoint$/m],
+    [['--scaling', '--server-cpus=0,1', '--client-cpus=1'], /share cpu 1: they must be disjoint/],
+    [['--scaling', '--server-cpus=', '--client-cpus=1'], /^bench: --server-cpus=: not a cpu list like 0-3 or 0,2,4-7$/m],
+    [['--scaling', '--server-cpus=0', '--client-cpus=3-1'], /^bench: --client-cpus=3-1: not a cpu list/m],
+    [['--scaling', '--server-cpus=0', '--client-cpus=one'], /^bench: --client-cpus=one: not a cpu list/m],
+    [['--scaling', '--server-cpus=4095', '--client-cpus=1'], /^bench: --server-cpus=4095: no cpu 4095 here \(the cpus online: [\d,-]+\)$/m],
+    [['--server-cpus=0', '--client-cpus=1'], /^bench: --server-cpus and --client-cpus go with --scaling$/m],
+    [['--scaling', '--no-pin'], /^bench: --scaling pins the server and the generator to their core sets: it does not go with --no-pin$/m],
+  ];
+  for (const [args, message] of cases) {
+    const r = spawnSync(process.execPath, ['bench/run.mjs', ...args], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.match(r.stderr, /\n\s+node bench\/run\.mjs --scaling \[--server-cpus=<cpu list>\] \[--client-cpus=<cpu list>\]/, 'with the usage');
+  }
 });
