@@ -1,7 +1,7 @@
 // Command goserver is the benchmark application (the protocol of bench/README.md) on WSBroker's Go
 // core with a Go Handler: no JavaScript. It is the limit of what the JavaScript hop costs.
 //
-//	goserver -addr 127.0.0.1:9003 [-compression] [-tls-cert cert.pem -tls-key key.pem]
+//	goserver -addr 127.0.0.1:9003 [-compression] [-max-payload bytes] [-tls-cert cert.pem -tls-key key.pem]
 //
 // It prints "listening <addr>" on stdout once listening, and stops on SIGINT or SIGTERM.
 package main
@@ -70,7 +70,8 @@ func (a *app) Text(c *broker.Conn, data []byte) {
 	}
 }
 
-func (a *app) Binary(c *broker.Conn, data []byte) {}
+// Binary sends the message back as it is.
+func (a *app) Binary(c *broker.Conn, data []byte) { a.b.Send(c.ID(), data, false) }
 func (a *app) ReadDone(c *broker.Conn)            {}
 func (a *app) Close(c *broker.Conn)               {}
 
@@ -78,6 +79,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:9003", "address to listen on")
 	backpressure := flag.Int("backpressure", 0, "MaxBackpressure in bytes (0: the default, 16 MiB)")
 	compression := flag.Bool("compression", false, "negotiate permessage-deflate")
+	maxPayload := flag.Int64("max-payload", 0, "MaxPayload in bytes (0: the default, 16 MiB)")
 	certFile := flag.String("tls-cert", "", "serve wss:// with this PEM certificate (and -tls-key)")
 	keyFile := flag.String("tls-key", "", "the PEM key of -tls-cert")
 	flag.Parse()
@@ -87,6 +89,9 @@ func main() {
 	lim := broker.DefaultLimits()
 	if *backpressure > 0 {
 		lim.MaxBackpressure = *backpressure
+	}
+	if *maxPayload > 0 {
+		lim.MaxPayload = *maxPayload
 	}
 	lim.Compression = *compression
 	if *certFile != "" || *keyFile != "" {

@@ -8,10 +8,12 @@
 // drops messages instead). COMPRESSION=1: permessage-deflate with Bun's shared compressor and
 // decompressor (no context takeover, as WSBroker), every message sent compressed (Bun compresses
 // only when send and publish are asked to; it has no size threshold). TLS_CERT and TLS_KEY (PEM
-// files): wss://.
+// files): wss://. MAX_PAYLOAD=<bytes>: the largest message taken (default Bun's 16 MiB). A binary
+// message is sent back as it is.
 const port = Number(process.argv[2] ?? process.env.PORT ?? 9004);
 const host = process.env.HOST ?? '127.0.0.1';
 const limit = Number(process.env.BACKPRESSURE ?? 0);
+const maxPayload = Number(process.env.MAX_PAYLOAD ?? 0);
 const compress = process.env.COMPRESSION === '1';
 const tls = process.env.TLS_CERT ? { cert: Bun.file(process.env.TLS_CERT), key: Bun.file(process.env.TLS_KEY) } : undefined;
 
@@ -34,8 +36,13 @@ const server = Bun.serve({
   websocket: {
     perMessageDeflate: compress ? { compress: 'shared', decompress: 'shared' } : false,
     ...(limit > 0 ? { backpressureLimit: limit, closeOnBackpressureLimit: true } : {}),
+    ...(maxPayload > 0 ? { maxPayloadLength: maxPayload } : {}),
     message(ws, text) {
-      if (typeof text !== 'string' || text.charCodeAt(1) !== 58 /* : */) return;
+      if (typeof text !== 'string') {
+        ws.send(text, compress); // a Buffer: binary
+        return;
+      }
+      if (text.charCodeAt(1) !== 58 /* : */) return;
       switch (text.charCodeAt(0)) {
         case 101: // e:<payload>
           ws.send(text.slice(2), compress);

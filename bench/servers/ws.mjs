@@ -5,7 +5,8 @@
 //
 // COMPRESSION=1: permessage-deflate as WSBroker negotiates it (no context takeover either way,
 // messages under 256 bytes sent plain), zlib's other settings as ws has them. TLS_CERT and
-// TLS_KEY (PEM files): wss:// on an https server.
+// TLS_KEY (PEM files): wss:// on an https server. MAX_PAYLOAD=<bytes>: the largest message taken
+// (default ws's 100 MiB). A binary message is sent back as it is.
 import { WebSocketServer } from 'ws';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -43,15 +44,19 @@ const perMessageDeflate = process.env.COMPRESSION === '1'
 const tls = process.env.TLS_CERT
   ? https.createServer({ cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) })
   : undefined;
+const maxPayload = process.env.MAX_PAYLOAD ? Number(process.env.MAX_PAYLOAD) : undefined;
 const wss = tls
-  ? new WebSocketServer({ server: tls, perMessageDeflate, clientTracking: false })
-  : new WebSocketServer({ host, port, perMessageDeflate, clientTracking: false });
+  ? new WebSocketServer({ server: tls, perMessageDeflate, clientTracking: false, maxPayload })
+  : new WebSocketServer({ host, port, perMessageDeflate, clientTracking: false, maxPayload });
 
 wss.on('connection', (socket, req) => {
   const token = req.headers['x-bench-token'];
   if (token !== undefined) socket.token = token;
   socket.on('message', (data, isBinary) => {
-    if (isBinary) return;
+    if (isBinary) {
+      socket.send(data); // a Buffer: binary
+      return;
+    }
     const text = data.toString();
     if (text.charCodeAt(1) !== 58 /* : */) return;
     switch (text.charCodeAt(0)) {

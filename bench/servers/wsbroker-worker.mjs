@@ -7,6 +7,11 @@ export function handleOpen(socketId, ip, headers) {
   return true;
 }
 
+// A binary message is sent back as it is.
+export function handleBinaryMessage(data, socketId) {
+  send(socketId, data);
+}
+
 export function handleTextMessage(text, socketId) {
   if (text.charCodeAt(1) !== 58 /* : */) return;
   switch (text.charCodeAt(0)) {

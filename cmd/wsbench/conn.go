@@ -38,6 +38,7 @@ type wsConn struct {
 
 	frag    []byte // a fragmented message being reassembled
 	fragged bool
+	op      ws.OpCode // text or binary: the last message nextMessage returned
 
 	// permessage-deflate, when negotiated: the message being read is compressed (RSV1 on its
 	// first frame); the last one inflated; the run's count.
@@ -99,6 +100,7 @@ func (c *wsConn) nextMessage() ([]byte, error) {
 				return nil, errProtocol
 			}
 			c.zmsg = rsv1
+			c.op = ws.OpCode(op)
 			if fin {
 				return c.message(p)
 			}

@@ -4,8 +4,8 @@
 //
 //	wsbench -addr 127.0.0.1:9001 -scenario echo -conns 100 -size 32 -duration 5s -pid <server pid>
 //
-// Scenarios: echo (closed loop, or open loop with -rate), fanout, rooms, idle, connect. See
-// bench/README.md for what each measures.
+// Scenarios: echo (closed loop, or open loop with -rate), fanout, rooms, send, idle, connect,
+// roundtrip. See bench/README.md for what each measures.
 package main
 
 import (
@@ -57,6 +57,9 @@ type config struct {
 	caFile   string
 	deflate  bool
 	warm     bool
+	sizes    []int
+	count    int
+	binary   bool
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -64,7 +67,7 @@ func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet("wsbench", flag.ContinueOnError)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:9001", "server address (loopback only); a server of several nodes: their addresses, comma-separated (connection i goes to node i mod nodes, a publisher to the first)")
 	fs.StringVar(&c.proto, "proto", "ws", "ws: the bench protocol in WebSocket text messages; socketio: in Socket.IO events (Engine.IO v4 over a WebSocket)")
-	fs.StringVar(&c.scenario, "scenario", "echo", "echo, fanout, rooms, send, idle or connect")
+	fs.StringVar(&c.scenario, "scenario", "echo", "echo, fanout, rooms, send, idle, connect or roundtrip")
 	fs.StringVar(&c.label, "label", "", "name of the server, copied into the report")
 	fs.StringVar(&c.path, "path", "/", "request path of the upgrade")
 	fs.StringVar(&c.channel, "channel", "bench", "fanout: the channel")
@@ -80,7 +83,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.srcs, "srcaddrs", 16, "source addresses 127.0.0.1..127.0.0.N to spread connections over")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections being opened at once during setup")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "load before measuring (not counted)")
-	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured interval (idle: how long the connections are held)")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured interval (idle: how long the connections are held; roundtrip: the longest for one size)")
 	fs.DurationVar(&c.setup, "setup-timeout", 60*time.Second, "limit for opening the connections")
 	pids := fs.String("pid", "", "server process ids, comma-separated (every node and the engine of a server of several): their CPU time and RSS are read from /proc and summed")
 	fs.BoolVar(&c.quiet, "q", false, "no human summary on stderr")
@@ -88,6 +91,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.tls, "tls", false, "wss://: TLS before the upgrade (the certificate is not verified without -cafile)")
 	fs.StringVar(&c.caFile, "cafile", "", "with -tls: verify the server's certificate against this PEM file")
 	fs.BoolVar(&c.deflate, "deflate", false, "offer permessage-deflate without context takeover and send every message compressed; a server that declines it fails the run")
+	sizes := fs.String("sizes", "", "roundtrip: payload sizes in bytes, comma-separated, measured in turn (default: -size)")
+	fs.IntVar(&c.count, "count", 1000, "roundtrip: round trips measured per size (at most -duration of them), after -warmup of them")
+	fs.BoolVar(&c.binary, "binary", false, "roundtrip: binary messages, which the server echoes as they are (default: text \"e:<payload>\")")
 	fs.BoolVar(&c.warm, "warm", false, "idle: each connection echoes one -size message before idling, so that what a server keeps after a message (compression or TLS buffers) is counted")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -104,6 +110,15 @@ func parseFlags(args []string) (*config, error) {
 			c.pids = append(c.pids, pid)
 		}
 	}
+	if *sizes != "" {
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 0 || n > maxMessage-2 {
+				return nil, fmt.Errorf("-sizes: %q is not a size from 0 to %d", f, maxMessage-2)
+			}
+			c.sizes = append(c.sizes, n)
+		}
+	}
 	switch c.proto {
 	case "ws":
 	case "socketio":
@@ -117,7 +132,7 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("unknown -proto %q", c.proto)
 	}
 	switch c.scenario {
-	case "echo", "fanout", "rooms", "send", "idle", "connect":
+	case "echo", "fanout", "rooms", "send", "idle", "connect", "roundtrip":
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", c.scenario)
 	}
@@ -151,6 +166,21 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.warm && c.scenario != "idle" {
 		return nil, errors.New("-warm is for the idle scenario")
+	}
+	if (len(c.sizes) > 0 || c.binary) && c.scenario != "roundtrip" {
+		return nil, errors.New("-sizes and -binary are for the roundtrip scenario")
+	}
+	if c.scenario == "roundtrip" {
+		c.conns = 1
+		if len(c.sizes) == 0 {
+			c.sizes = []int{c.size}
+		}
+		if c.count < 1 {
+			return nil, errors.New("-count must be at least 1")
+		}
+		if c.binary && (c.deflate || c.proto != "ws") {
+			return nil, errors.New("-binary runs without -deflate, over -proto ws")
+		}
 	}
 	return c, nil
 }
@@ -198,6 +228,8 @@ func main() {
 		res, err = runIdle(cfg)
 	case "connect":
 		res, err = runConnect(cfg)
+	case "roundtrip":
+		res, err = runRoundtrip(cfg)
 	}
 	if res == nil {
 		res = newResult(cfg)
@@ -618,6 +650,10 @@ type result struct {
 	LostMsgs       *uint64   `json:"lost_msgs,omitempty"`
 	LostDeliveries uint64    `json:"lost_deliveries,omitempty"`
 
+	// roundtrip: text or binary messages, and each size's figures in the order measured
+	Binary bool           `json:"binary,omitempty"`
+	Sizes  []roundtripRep `json:"sizes,omitempty"`
+
 	Errors uint64 `json:"errors"`
 	Error  string `json:"error,omitempty"`
 }
@@ -629,6 +665,17 @@ type latencyRep struct {
 	P999  float64 `json:"p999"`
 	Max   float64 `json:"max"`
 	Mean  float64 `json:"mean"`
+}
+
+// report is the histogram's summary in microseconds, nil when nothing was recorded.
+func (h *histogram) report() *latencyRep {
+	n := h.count()
+	if n == 0 {
+		return nil
+	}
+	us := func(ns int64) float64 { return float64(ns) / 1e3 }
+	return &latencyRep{Count: n, P50: us(h.quantile(0.5)), P99: us(h.quantile(0.99)),
+		P999: us(h.quantile(0.999)), Max: us(h.max.Load()), Mean: h.mean() / 1e3}
 }
 
 func newResult(cfg *config) *result {
@@ -665,11 +712,7 @@ func (r *run) fill(res *result, s0, s1 sample) {
 	}
 	res.RSSStartKiB, res.ServerRSSKiB = s0.serverRSS, s1.serverRSS
 	res.RSSPeakKiB = max(r.rssPeak.Load(), s0.serverRSS, s1.serverRSS)
-	if n := r.hist.count(); n > 0 {
-		us := func(ns int64) float64 { return float64(ns) / 1e3 }
-		res.Latency = &latencyRep{Count: n, P50: us(r.hist.quantile(0.5)), P99: us(r.hist.quantile(0.99)),
-			P999: us(r.hist.quantile(0.999)), Max: us(r.hist.max.Load()), Mean: r.hist.mean() / 1e3}
-	}
+	res.Latency = r.hist.report()
 }
 
 // summary is the human-readable report.
@@ -739,6 +782,15 @@ func (res *result) summary() string {
 	if l := res.Latency; l != nil {
 		fmt.Fprintf(&b, "  latency    p50 %s  p99 %s  p99.9 %s  max %s  (%d samples)\n",
 			dur(l.P50), dur(l.P99), dur(l.P999), dur(l.Max), l.Count)
+	}
+	for _, s := range res.Sizes {
+		if l := s.Latency; l != nil {
+			fmt.Fprintf(&b, "  %8s B %s round trips: p50 %s  p99 %s  max %s", num(float64(s.Size)), kind(opOf(res.Binary)), dur(l.P50), dur(l.P99), dur(l.Max))
+			if s.ServerCPUUs != nil {
+				fmt.Fprintf(&b, ", server CPU %.1f µs each", *s.ServerCPUUs)
+			}
+			fmt.Fprintf(&b, " (%d in %.2f s)\n", s.Count, s.DurationS)
+		}
 	}
 	if res.ServerCPUS != nil {
 		fmt.Fprintf(&b, "  server     %.2f CPU-s (%.0f%% of a core)", *res.ServerCPUS, 100**res.ServerCPUS/max(res.DurationS, 1e-9))

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,17 @@ func TestOwnProcess(t *testing.T) {
 	if anon, err := serverAnonRSS([]int{os.Getpid()}); err != nil || anon <= 0 || anon > rss {
 		t.Fatalf("anonymous rss %v of %v, %v", anon, rss, err)
 	}
+	s0, err := takeCPU([]int{os.Getpid()})
+	if err != nil || s0.threads == nil {
+		t.Fatalf("threads' CPU %+v, %v", s0, err)
+	}
+	end = time.Now().Add(5 * time.Millisecond)
+	for time.Now().Before(end) {
+	}
+	s1, err := takeCPU([]int{os.Getpid()})
+	if d := s0.until(s1); err != nil || d < 0.004 || d > 1 {
+		t.Fatalf("5 ms of CPU measured as %v s, %v", d, err)
+	}
 	if selfCPU() <= 0 {
 		t.Fatal("getrusage")
 	}
@@ -73,8 +85,13 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || c.size != 16 {
 		t.Fatalf("rooms size %d, %v", c.size, err)
 	}
+	c, err = parseFlags([]string{"-scenario", "roundtrip", "-size", "5"})
+	if err != nil || c.conns != 1 || !slices.Equal(c.sizes, []int{5}) {
+		t.Fatalf("roundtrip: conns %d, sizes %v, %v", c.conns, c.sizes, err)
+	}
 	for _, bad := range [][]string{{"-scenario", "nope"}, {"-conns", "0"}, {"-channel", "a:b"}, {"extra"}, {"-srcaddrs", "300"},
-		{"-cafile", "ca.pem"}, {"-scenario", "echo", "-warm"}} {
+		{"-cafile", "ca.pem"}, {"-scenario", "echo", "-warm"}, {"-sizes", "16"}, {"-binary"}, {"-scenario", "roundtrip", "-sizes", "1,x"},
+		{"-scenario", "roundtrip", "-count", "0"}, {"-scenario", "roundtrip", "-binary", "-deflate"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
