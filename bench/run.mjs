@@ -2,10 +2,10 @@
 // tables and writes them, every wsbench report and a PNG chart to --out. The server is pinned to
 // core 0 and the generator to core 1 (taskset), and figures are compared per server CPU-second.
 //
-//   npm run bench                 every scenario (S1–S6, compression and TLS), once each: ~10 minutes
+//   npm run bench                 every scenario (S1–S7, compression and TLS), once each: ~10 minutes
 //   npm run bench -- --rounds=3   the same 3 times, alternating servers (the committed run): ~27 minutes
 //   npm run bench -- --quick      seven of them, shorter runs (about a minute)
-//   options: --only=ws,wsbroker,bun,go,wsbroker-t2,sio,sio-3,wsbroker-3,wsbroker-3-nats,wsbroker-3-natsc
+//   options: --only=ws,wsbroker,bun,go,wsbroker-t2,wsbroker-default,sio,sio-3,wsbroker-3,wsbroker-3-nats,wsbroker-3-natsc
 //            --scenarios=<ids>   --rounds=<n>   --out=<dir>   --no-pin
 //   npm run bench -- --scaling    WSBroker at threads 1, 2, 4 … next to ws, ws under cluster and Bun
 //            on echo, fan-out and rooms, the server and the generator on disjoint core sets:
@@ -129,19 +129,20 @@ const engines = {
   natsCluster: { name: 'a cluster of 3 nats-servers', bin: natsBin, pkg: 'nats-server', outage: 'failover', monitored: true, start: (cores, procs) => startNats(3, cores, procs) },
 };
 // cores: where the server may run, if not on the server's cores (the generator has its own).
-// scaleOut: runs only the S6 scenarios; nodes: processes of the server, each on its own port,
-// sharing an engine, whose URL each gets in the environment variable engineEnv.
+// listedOnly: runs only the scenarios that list it (S6, S7); nodes: processes of the server, each
+// on its own port, sharing an engine, whose URL each gets in the environment variable engineEnv.
 const allServers = [
   { id: 'ws', name: 'ws', long: 'ws 8 + bufferutil', cmd: node('ws.mjs') },
   { id: 'wsbroker', name: 'WSBroker', long: 'WSBroker, threads: 1', cmd: node('wsbroker.mjs'), env: { THREADS: '1' } },
+  { id: 'wsbroker-default', name: 'WSBroker default', long: `WSBroker, start's default threads (${Math.max(os.cpus().length, 4)} here)`, cmd: node('wsbroker.mjs'), env: { THREADS: 'default' }, listedOnly: true },
   { id: 'bun', name: 'Bun', long: 'Bun.serve + topics', cmd: (port) => [bunBin, path.join(root, 'bench/servers/bun.mjs'), String(port)] },
   { id: 'go', name: 'Go core', long: 'the Go core with Go handlers (no JS)', cmd: (port) => [path.join(bin, 'goserver'), '-addr', `127.0.0.1:${port}`] },
   { id: 'wsbroker-t2', name: 'WSBroker t2', long: 'WSBroker, threads: 2, server on cores 0-1 (sharing core 1 with the generator)', cmd: node('wsbroker.mjs'), env: { THREADS: '2' }, cores: '0,1', subset: true },
-  { id: 'sio', name: 'Socket.IO', long: 'Socket.IO 4.8, one node, no adapter', cmd: node('socketio.mjs'), proto: 'socketio', scaleOut: true },
-  { id: 'sio-3', name: 'Socket.IO 3 nodes', long: 'Socket.IO 4.8, 3 nodes + @socket.io/redis-adapter (node-redis) + redis-server', cmd: node('socketio.mjs'), proto: 'socketio', nodes: 3, engine: engines.redis, engineEnv: 'REDIS_URL', scaleOut: true },
-  { id: 'wsbroker-3', name: 'WSBroker 3 nodes, Redis', engineName: 'Redis', long: 'WSBroker, threads: 1, 3 nodes + cluster: { redis } + redis-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.redis, engineEnv: 'CLUSTER_REDIS', scaleOut: true },
-  { id: 'wsbroker-3-nats', name: 'WSBroker 3 nodes, NATS', engineName: 'NATS', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + one nats-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.nats, engineEnv: 'CLUSTER_NATS', scaleOut: true },
-  { id: 'wsbroker-3-natsc', name: 'WSBroker 3 nodes, NATS cluster', engineName: 'NATS cluster', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + 3 nats-servers joined by routes, each node given all three, its own first', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.natsCluster, engineEnv: 'CLUSTER_NATS', scaleOut: true },
+  { id: 'sio', name: 'Socket.IO', long: 'Socket.IO 4.8, one node, no adapter', cmd: node('socketio.mjs'), proto: 'socketio', listedOnly: true },
+  { id: 'sio-3', name: 'Socket.IO 3 nodes', long: 'Socket.IO 4.8, 3 nodes + @socket.io/redis-adapter (node-redis) + redis-server', cmd: node('socketio.mjs'), proto: 'socketio', nodes: 3, engine: engines.redis, engineEnv: 'REDIS_URL', listedOnly: true },
+  { id: 'wsbroker-3', name: 'WSBroker 3 nodes, Redis', engineName: 'Redis', long: 'WSBroker, threads: 1, 3 nodes + cluster: { redis } + redis-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.redis, engineEnv: 'CLUSTER_REDIS', listedOnly: true },
+  { id: 'wsbroker-3-nats', name: 'WSBroker 3 nodes, NATS', engineName: 'NATS', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + one nats-server', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.nats, engineEnv: 'CLUSTER_NATS', listedOnly: true },
+  { id: 'wsbroker-3-natsc', name: 'WSBroker 3 nodes, NATS cluster', engineName: 'NATS cluster', long: 'WSBroker, threads: 1, 3 nodes + cluster: { nats } + 3 nats-servers joined by routes, each node given all three, its own first', cmd: node('wsbroker.mjs'), env: { THREADS: '1' }, nodes: 3, engine: engines.natsCluster, engineEnv: 'CLUSTER_NATS', listedOnly: true },
 ];
 // --scaling: WSBroker with threads 1, 2, 4 … up to the server's cores, and its default for a
 // machine of that many cores (js/server.cts: Math.max(cores, 4)); ws and Bun as one process each,
@@ -191,8 +192,9 @@ const stalled = { conns: 1000, size: 65536, rate: 10, backpressure: 1 << 20, dur
 // A scenario: group (S1…S5), wsbench arguments, the figure it is compared by, whether the
 // threads: 2 run takes part (t2), and server settings (backpressure).
 //   figure: msgs | deliveries (per server CPU-second), latency (p99, open loop), memory (idle), stalled
+const sizeText = (n) => (n >= 1 << 20 ? `${n / (1 << 20)} MiB` : n >= 1024 ? `${n / 1024} KiB` : `${n} B`);
 const echo = (conns, size) => ({
-  id: `echo-${conns}-${size}`, group: 'S1', title: `echo, ${conns.toLocaleString('en-US')} conns × ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`,
+  id: `echo-${conns}-${size}`, group: 'S1', title: `echo, ${conns.toLocaleString('en-US')} conns × ${sizeText(size)}`,
   args: ['-scenario', 'echo', '-conns', String(conns), '-size', String(size)], figure: 'msgs', t2: true, rounds,
 });
 // Compression and TLS: the same four ways over the wire for each server, as wsbench flags and
@@ -248,6 +250,17 @@ const scaleScenarios = [
     outage: scaleOut, args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64', '-rate', '10', '-gaps', '-channels', String(scaleOut.outageChannels), '-duration', '6s'] },
 ].map((sc) => ({ ...sc, group: 'S6', servers: sc.outage ? scaleServers.filter((id) => allServers.find((s) => s.id === id).engine) : scaleServers }));
 scenarioList.push(...scaleScenarios);
+// S7, one connection's round trips (issue 26): Autobahn|Testsuite's 9.7 (text) and 9.8 (binary)
+// sizes and more, 1,000 serial round trips each but at most 5 s of them (a 16 MiB round trip takes
+// 0.1 s or more), after a short warm-up of each size; the servers take a 16 MiB payload after "e:".
+const roundtrip = { sizes: [0, 16, 64, 256, 1024, 4096, 65536, 1 << 20, 16 << 20], count: 1000, duration: '5s', warmup: '300ms',
+  maxPayload: (16 << 20) + 2, servers: ['ws', 'wsbroker', 'wsbroker-default', 'bun', 'go'] };
+scenarioList.push(...[false, true].map((binary) => ({
+  id: binary ? 'roundtrip-binary' : 'roundtrip', group: 'S7', figure: 'roundtrip', binary, rounds, servers: roundtrip.servers, maxPayload: roundtrip.maxPayload,
+  title: binary ? 'binary messages, echoed as they are (Autobahn 9.8)' : 'text messages "e:<payload>", answered <payload> (Autobahn 9.7)',
+  args: ['-scenario', 'roundtrip', '-sizes', roundtrip.sizes.join(','), '-count', String(roundtrip.count), '-duration', roundtrip.duration,
+    '-warmup', roundtrip.warmup, ...(binary ? ['-binary'] : [])],
+})));
 const quickIds = ['echo-100-32', 'echo-100-4096', 'echo-open', 'fanout-1000', 'idle-2000', 'connect', 'scale-fanout'];
 const idle2000 = { ...scenarioList.find((s) => s.id === 'idle-10000'), id: 'idle-2000', title: '2,000 idle conns', args: ['-scenario', 'idle', '-conns', '2000', '-mem', '-duration', '1s'] };
 // --scaling: echo, fan-out and rooms, each a table of its own; ws under cluster runs S1 (echo) only.
@@ -262,8 +275,8 @@ if (onlyScenarios && scenarios.length === 0) {
   console.error(`bench: no scenario among ${onlyScenarios.join(', ')} (ids: ${pickable.map((s) => s.id).join(', ')}${scaling ? '' : `; --quick: ${quickIds.join(', ')}`})`);
   process.exit(2);
 }
-// S6, the compression and TLS runs (C) and --scaling have sections of their own.
-const mainScenarios = scenarios.filter((s) => s.group !== 'C' && s.group !== 'S6' && s.group !== 'scaling');
+// S6, S7, the compression and TLS runs (C) and --scaling have sections of their own.
+const mainScenarios = scenarios.filter((s) => s.group !== 'C' && s.group !== 'S6' && s.group !== 'S7' && s.group !== 'scaling');
 const s6Scenarios = scenarios.filter((s) => s.group === 'S6');
 const enginesUsed = new Set(s6Scenarios.flatMap((sc) => sc.servers.map((id) => servers.find((s) => s.id === id)?.engine).filter(Boolean)));
 for (const { bin: binary, pkg } of enginesUsed) {
@@ -274,10 +287,10 @@ for (const { bin: binary, pkg } of enginesUsed) {
 }
 // Those compared as ratios to ws (the summary and the chart); S5 has a table of its own.
 const ratioScenarios = mainScenarios.filter((s) => s.figure !== 'stalled');
-// The threads: 2 run: on the S1/S2/S4 throughput scenarios (in --quick, the first only). S6 runs
-// the servers it lists, and its servers run nothing else.
+// The threads: 2 run: on the S1/S2/S4 throughput scenarios (in --quick, the first only). S6 and S7
+// run the servers they list, and the servers listedOnly run nothing else.
 const runsOf = (sc) => servers.filter((s) => (sc.servers ? sc.servers.includes(s.id)
-  : !s.scaleOut && (!s.subset || (sc.t2 && (!quick || sc.id === 'echo-100-32')))));
+  : !s.listedOnly && (!s.subset || (sc.t2 && (!quick || sc.id === 'echo-100-32')))));
 
 // --- helpers ---
 
@@ -473,6 +486,10 @@ async function startNode(server, sc, cores, engineEnv) {
   const port = await freePort();
   let cmd = server.cmd(port);
   const env = { ...process.env, ...server.env, ...engineEnv };
+  if (sc.maxPayload) {
+    env.MAX_PAYLOAD = String(sc.maxPayload);
+    if (server.id === 'go') cmd = [...cmd, '-max-payload', String(sc.maxPayload)];
+  }
   if (sc.backpressure) {
     env.BACKPRESSURE = String(sc.backpressure);
     if (server.id === 'go') cmd = [...cmd, '-backpressure', String(sc.backpressure)];
@@ -586,7 +603,7 @@ for (const { sc, round } of runOrder) {
         ...(server.proto ? ['-proto', server.proto] : [])];
       const addrs = s.ports.slice(0, sc.nodesUsed).map((p) => `127.0.0.1:${p}`);
       rep = await wsbench([...sc.args, ...wire, '-addr', addrs.join(','), '-pid', s.pids.join(','), '-label', server.id,
-        '-warmup', timing.warmup, ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])],
+        ...(sc.args.includes('-warmup') ? [] : ['-warmup', timing.warmup]), ...(sc.args.includes('-duration') ? [] : ['-duration', timing.duration])],
       () => {
         if (sc.outage && server.engine) restarted = outage(s, server.engine, sc.outage);
         if (sc.interestCheck && server.engine?.monitored) finishInterest = engineTraffic(s);
@@ -675,8 +692,8 @@ const versions = {
   ws: JSON.parse(readFileSync(path.join(root, 'node_modules/ws/package.json'), 'utf8')).version,
   bun: bunBin ? spawnSync(bunBin, ['--version'], { encoding: 'utf8' }).stdout.trim() : undefined,
 };
-// The servers of S1–S5 and the compression and TLS runs; S6 and --scaling have their own.
-const shown = servers.filter((s) => scenarios.some((sc) => sc.group !== 'S6' && sc.group !== 'scaling' && runsOf(sc).includes(s)));
+// The servers of S1–S5 and the compression and TLS runs; S6, S7 and --scaling have their own.
+const shown = servers.filter((s) => scenarios.some((sc) => sc.group !== 'S6' && sc.group !== 'S7' && sc.group !== 'scaling' && runsOf(sc).includes(s)));
 const others = shown.filter((s) => s.id !== 'ws');
 
 // A --scaling run is named by its core sets, as "1+1-core run: server on core 0, generator on core 1".
@@ -1011,7 +1028,37 @@ if (costServers.length) {
     C.push(...memoryTable('way, server', costIdle.filter(Boolean).flatMap((sc) => costServers.map((s) => [`${sc.variant.name}, ${s.name}`, sc.id, s.id]))));
   }
 }
-const markdown = L.join('\n') + '\n' + (C.length ? '\n' + C.join('\n') + '\n' : '');
+// S7: one connection's round trips, size by size, each server's figures the medians over its rounds.
+const R = [];
+const rtScenarios = scenarios.filter((sc) => sc.group === 'S7');
+if (rtScenarios.length) {
+  R.push('### S7: one connection\'s round trips');
+  R.push('');
+  R.push(`One connection sends a message and waits for its echo before the next: ${roundtrip.count.toLocaleString('en-US')} round trips of each size in turn, at most ${roundtrip.duration} of them (the last column: the fewest any server made), after ${roundtrip.warmup} of that size not counted. ` +
+    'Each cell: median / p99 round trip, the median as a multiple of ws\'s (lower is better), and the server\'s CPU per round trip (its threads\' time from schedstat; the loopback share of TCP included)' +
+    `${rounds > 1 ? `; medians of ${rounds} rounds, alternating servers` : ''}. Servers: ${roundtrip.servers.map((id) => allServers.find((s) => s.id === id)).map((s) => `${s.name}: ${s.long}`).join('; ')}.`);
+  for (const sc of rtScenarios) {
+    const rtShown = runsOf(sc);
+    // A size's figures from every run, those of a run that failed at a later size included.
+    const sizeOf = (serverId, size) => results.filter((x) => x.scenario === sc.id && x.server === serverId)
+      .map((x) => x.report.sizes?.find((y) => y.size === size)).filter((y) => y?.latency_us);
+    const p50 = (serverId, size) => median(sizeOf(serverId, size).map((y) => y.latency_us.p50));
+    R.push('', `#### ${sc.title}`, '');
+    R.push(`| size | ${rtShown.map((s) => s.name).join(' | ')} | round trips |`);
+    R.push(`|--:|${rtShown.map(() => '--:').join('|')}|--:|`);
+    for (const size of roundtrip.sizes) {
+      const row = rtShown.map((s) => {
+        const ys = sizeOf(s.id, size);
+        if (!ys.length) return failed(sc.id, s.id) ?? '–';
+        const ratio = s.id !== 'ws' && p50('ws', size) ? ` **${fmt(p50(s.id, size) / p50('ws', size), 2)}×**` : '';
+        return `${us(p50(s.id, size))} / ${us(median(ys.map((y) => y.latency_us.p99)))}${ratio}, CPU ${fmt(median(ys.map((y) => y.server_cpu_us)), 1)} µs`;
+      });
+      const counts = rtShown.flatMap((s) => sizeOf(s.id, size).map((y) => y.count));
+      R.push(`| ${sizeText(size)} | ${row.join(' | ')} | ${counts.length ? fmt(Math.min(...counts)) : '–'} |`);
+    }
+  }
+}
+const markdown = [L, C, R].filter((x) => x.length).map((x) => x.join('\n') + '\n').join('\n');
 console.log(markdown);
 
 // --- files ---
@@ -1043,6 +1090,7 @@ if (outName === 'benchmark' && outDir === defaultOut) {
   replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:results', (L.join('\n') + '\n').replace(/^#/gm, '##'));
   // The section has its own heading and words in BENCHMARKS.md: its tables go one level up.
   replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:costs', `Run of ${L[0].slice(L[0].lastIndexOf(', ') + 2)}, with the results above.\n\n` + C.slice(2).join('\n').replace(/^####/gm, '###') + '\n');
+  replaceBetween(path.join(root, 'BENCHMARKS.md'), 'bench:roundtrip', `Run of ${L[0].slice(L[0].lastIndexOf(', ') + 2)}, with the results above.\n\n` + R.slice(2).join('\n').replace(/^####/gm, '###') + '\n');
   replaceBetween(path.join(root, 'README.md'), 'bench:summary', L.slice(0, summaryEnd).join('\n').replace(/^#/gm, '##') + '\n');
 }
 

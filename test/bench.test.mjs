@@ -62,6 +62,20 @@ test('wsbench against the Go server: rates, latencies, server CPU and memory per
   assert.ok(Math.abs(fan.deliveries - 20 * fan.msgs) <= 20 * fan.window, `${fan.deliveries} deliveries for ${fan.msgs} messages`);
   assert.equal(fan.stalled_closed, 0, 'far below the backpressure limit, the stalled subscriber stays open');
 
+  // One connection's round trips, text and binary, size by size (one size over 64 KiB): each size
+  // its own figures, the server's CPU per round trip included.
+  for (const binary of [false, true]) {
+    const rt = wsbench(wsb, [...common, '-scenario', 'roundtrip', '-sizes', '0,16,70000', '-count', '100', ...(binary ? ['-binary'] : [])]);
+    assert.equal(rt.errors, 0);
+    assert.equal(rt.binary ?? false, binary);
+    assert.deepEqual(rt.sizes.map((x) => [x.size, x.count]), [[0, 100], [16, 100], [70000, 100]]);
+    for (const x of rt.sizes) {
+      const lat = x.latency_us;
+      assert.ok(lat.count === x.count && lat.p50 > 0 && lat.p50 <= lat.p99 && lat.p99 <= lat.max && x.server_cpu_us > 0 && x.duration_s > 0, JSON.stringify(x));
+    }
+    assert.ok(rt.conns === 1 && rt.msgs >= 300 && rt.deliveries === rt.msgs && rt.latency_us === undefined, JSON.stringify(rt));
+  }
+
   // A server without compression declines permessage-deflate: a -deflate run fails, saying so.
   const r = spawnSync(wsb, [...common, '-scenario', 'echo', '-conns', '2', '-duration', '1s', '-deflate'], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 1, r.stderr);
