@@ -209,3 +209,42 @@ func FuzzHandshake(f *testing.F) {
 		}
 	})
 }
+
+// TestParserLargeMessage: a 4 MiB frame that comes 8 KiB at a time is reassembled with its buffer
+// doubled (append's 1.25x steps took over 30 buffers, copying the message about five times over),
+// and the buffer never holds more than the frame.
+func TestParserLargeMessage(t *testing.T) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
+	frame := wstest.Frame(0x82, payload)
+	var got []byte
+	var capacity int
+	allocs := testing.AllocsPerRun(1, func() {
+		p := Parser{Max: 16 << 20}
+		data := bytes.Clone(frame)
+		s := &capSink{got: &got, capacity: &capacity}
+		for len(data) > 0 {
+			k := min(8<<10, len(data))
+			p.Feed(data[:k], s)
+			data = data[k:]
+		}
+	})
+	if !bytes.Equal(got, payload) || capacity > len(payload) {
+		t.Fatalf("%d bytes in a buffer of %d, want the %d sent", len(got), capacity, len(payload))
+	}
+	if allocs > 20 { // 11 buffers, the rest the test's own
+		t.Fatalf("%v allocations to reassemble 4 MiB from 4 KiB", allocs)
+	}
+}
+
+// capSink keeps the last message and the capacity of the buffer it came in.
+type capSink struct {
+	got      *[]byte
+	capacity *int
+}
+
+func (s *capSink) Message(op ws.OpCode, p []byte) bool {
+	*s.got, *s.capacity = bytes.Clone(p), cap(p)
+	return true
+}
+func (s *capSink) Ping([]byte)  {}
+func (s *capSink) Close([]byte) {}
