@@ -937,7 +937,7 @@ if (scalingShown.length) {
   L.push('');
   L.push(`WSBroker with threads: ${threadSteps.join(', ')}: powers of two up to the server's cores, and ${defaultThreads}, its default on a machine of ${plural(serverCores, 'core')} (Math.max(cores, 4)). ` +
     `ws and Bun as one process each, as their users run them; ws under Node's cluster module with ${plural(serverCores, 'worker')} (one per server core), in echo only: plain ws has no fan-out across processes, so a broadcast would reach only the connections of the worker that got it. ` +
-    `Every process and thread of a server runs on the server's cores; the Go runtime sizes GOMAXPROCS by that affinity (${serverCores} in WSBroker, ${clientCores} in the generator). ` +
+    `Every process and thread of a server runs on the server's cores; the Go runtime sizes GOMAXPROCS by that affinity (${serverCores} in WSBroker, plus one per worker thread once its threads outnumber the cores; ${clientCores} in the generator). ` +
     'Rates per second of wall time; server CPU as % of one core over the measured interval (200% is two cores busy); CPU per message is one over the messages per server CPU-second; "× ws" is the ratio to ws in the same run. ' +
     `A generator near ${100 * clientCores}% was the limit of the rate, not the server.` +
     (rounds > 1 ? ` Each figure is the median of ${rounds} rounds, alternating servers.` : ''));

@@ -150,7 +150,8 @@ type Broker struct {
 
 	epoch    time.Time // the origin of clock
 	pollOnce sync.Once
-	polls    *netpoll.Set[*Conn] // readers of the connections, TLS ones included (read.go); nil: a goroutine each
+	polls    *netpoll.Set[*Conn]             // readers of the connections, TLS ones included (read.go); nil: a goroutine each
+	route    atomic.Pointer[func(*Conn) int] // which poller reads a new connection (embedder.Hooks.Route); nil: each in turn
 }
 
 // New returns a Broker that reports events to h. It listens on nothing until Listen.
@@ -257,7 +258,11 @@ func (b *Broker) serveNew(l *listener, tc *net.TCPConn, pre []byte) {
 	if l.lim.MaxMessagesPerSecond > 0 || l.lim.MaxConnectionsPerIP > 0 {
 		c.flood = &floodState{}
 	}
-	b.pollers().Assign(&c.poll)
+	if of := b.route.Load(); of != nil {
+		b.pollers().AssignTo(&c.poll, (*of)(c))
+	} else {
+		b.pollers().Assign(&c.poll)
+	}
 	g.allMu.Lock()
 	g.all[c] = struct{}{}
 	g.connWG.Add(2) // the connection, and its first goroutine (serve)

@@ -8,8 +8,14 @@ import (
 
 func init() {
 	embedder.Provide(embedder.Hooks[Broker, Conn]{
-		PollerFDs:     func(b *Broker) []int { return b.pollers().FDs() },
-		DispatchReady: func(b *Broker, here func(*Conn) bool) bool { return b.pollers().DispatchReady(here) },
+		Route: func(b *Broker, of func(*Conn) int) { b.route.Store(&of) },
+		PollerFD: func(b *Broker, i int) int {
+			if b.pollers().Grow(i+1) != nil {
+				return -1
+			}
+			return b.pollers().FD(i)
+		},
+		DispatchReady: func(b *Broker, i int, here func(*Conn) bool) bool { return b.pollers().DispatchReady(i, here) },
 		Pin:           func(c *Conn) *atomic.Int32 { return &c.pin },
 		MayBlock:      (*Conn).mayBlock,
 	})

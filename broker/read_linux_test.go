@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsbroker/wsbroker/internal/embedder"
 	"github.com/wsbroker/wsbroker/internal/netpoll"
 	"github.com/wsbroker/wsbroker/internal/wstest"
 )
@@ -186,17 +187,22 @@ func TestPolledMessageAndEndInOneSegment(t *testing.T) {
 }
 
 func TestDispatchReadyAlongsideThePollers(t *testing.T) {
-	// A thread that calls DispatchReady when it sees input (a JS worker's event loop does) takes
-	// the events before the pollers' goroutines, or after them: with one P, the test goroutine
-	// writes and then calls it before any poller can run. Every message reaches the Handler
-	// once, in order per connection. Every other round the caller reads the even connections
-	// itself: their Handler calls are made inside DispatchReady, where mayBlock is false.
+	// A thread that calls DispatchReady(0) when it sees input (a JS worker's event loop does)
+	// takes poller 0's events before the pollers' goroutines, or after them: with one P, the test
+	// goroutine writes and then calls it before any poller can run. The embedder routes the
+	// connections accepted in turn onto pollers 0 and 1. Every message reaches the Handler once,
+	// in order per connection. Every other round the caller reads poller 0's connections itself:
+	// their Handler calls are made inside DispatchReady, where mayBlock is false; poller 1's
+	// never get there.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	rec := newRecorder()
 	b, addr := start(t, rec, Limits{}, polled)
-	if len(b.pollers().FDs()) == 0 {
-		t.Fatal("no poller fds")
+	hooks := embedder.Of[Broker, Conn]()
+	if hooks.PollerFD(b, 1) < 0 {
+		t.Fatal("no fd for poller 1")
 	}
+	var accepted atomic.Int32
+	hooks.Route(b, func(*Conn) int { return int(accepted.Add(1)-1) % 2 })
 	const conns, rounds = 8, 50
 	var clients []*rawClient
 	index := map[uint64]int{}
@@ -214,7 +220,12 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 			}
 		}
 	}
-	evens := func(c *Conn) bool { return index[c.ID()]%2 == 0 }
+	evens := func(c *Conn) bool {
+		if index[c.ID()]%2 != 0 {
+			misplaced.Store(true) // poller 1's
+		}
+		return true
+	}
 	next := make([]int, conns)
 	found := 0
 	for j := range rounds {
@@ -226,7 +237,7 @@ func TestDispatchReadyAlongsideThePollers(t *testing.T) {
 			here = nil
 		}
 		inDispatch.Store(true)
-		if b.pollers().DispatchReady(here) {
+		if hooks.DispatchReady(b, 0, here) {
 			found++
 		}
 		inDispatch.Store(false)

@@ -1,7 +1,7 @@
-// A worker thread's watch of the Go pollers. While Go says so (WSB_WATCH_POLLERS), the thread's
-// event loop also watches the pollers' epoll fds: when one is readable, wsb_dispatch_ready reads
-// the ready sockets pinned to this worker on this thread, and the batch it hands this thread
-// (WSB_RUN_BATCH) runs at once, then the next as long as Go says so (follow). The watch also
+// A worker thread's watch of its Go poller. While Go says so (WSB_WATCH_POLLERS), the thread's
+// event loop also watches the epoll fd of the poller its sockets live on: when it is readable,
+// wsb_dispatch_ready reads the ready sockets pinned to this worker on this thread, and the batch
+// it hands this thread (WSB_RUN_BATCH) runs at once, then the next as long as Go says so (follow). The watch also
 // bounds the batches that one turn of the loop runs (watch_defer). The handles are unref'd, so
 // they never keep the thread alive, and are closed when the thread leaves the pool or its
 // environment ends.
@@ -29,11 +29,11 @@ struct watch {
   uint64_t turn;                        // the loop time of the turn whose batches are counted
   uint64_t turn_start;                  // when its first batch began (uv_hrtime)
   int turn_batches;                     // batches run in that turn
-  int n;                                // poll handles made, all in use
+  int polled;                           // poll was made (the thread has a poller to watch)
   int open;                             // handles not closed yet
   int active;
   int closing;
-  uv_poll_t polls[];                    // one per poller
+  uv_poll_t poll;                       // the poller's fd
 };
 
 static void watch_set(struct watch *w, int on);
@@ -66,7 +66,7 @@ static int run_scoped(struct watch *w, slot_t *s, int ran_here) {
 
 // follow does what Go answered this thread (wsb_dispatch_ready, wsb_batch_done; -1: nothing, as no
 // batch ran): run the batch it handed this thread, and the next, as long as it hands one, then
-// watch the pollers or not.
+// watch its poller or not.
 void follow(struct watch *w, slot_t *s, int next) {
   while (next >= 0 && (next & WSB_RUN_BATCH)) {
     if (!w || w->closing) {
@@ -92,12 +92,11 @@ static void on_poller_ready(uv_poll_t *h, int status, int events) {
 static void watch_set(struct watch *w, int on) {
   if (!w || w->closing || w->active == on) return;
   w->active = on;
-  for (int i = 0; i < w->n; i++) {
-    if (on) {
-      uv_poll_start(&w->polls[i], UV_READABLE, on_poller_ready);
-    } else {
-      uv_poll_stop(&w->polls[i]);
-    }
+  if (!w->polled) return;
+  if (on) {
+    uv_poll_start(&w->poll, UV_READABLE, on_poller_ready);
+  } else {
+    uv_poll_stop(&w->poll);
   }
 }
 
@@ -144,7 +143,7 @@ void watch_close(struct watch *w) {
   drop_async(w);
   if (uv_is_active((uv_handle_t *)&w->resume)) queue_batch(w->slot);  // the batch put off
   uv_close((uv_handle_t *)&w->resume, on_watch_closed);
-  for (int i = 0; i < w->n; i++) uv_close((uv_handle_t *)&w->polls[i], on_watch_closed);
+  if (w->polled) uv_close((uv_handle_t *)&w->poll, on_watch_closed);
 }
 
 static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
@@ -152,19 +151,16 @@ static void watch_teardown(napi_async_cleanup_hook_handle hook, void *data) {
   watch_close(data);
 }
 
-// watch_start prepares this thread's watch, inactive, with no poll handle without pollers (Go's own
-// goroutines then serve every socket); NULL when the loop cannot have one.
+// watch_start prepares this thread's watch, inactive, with no poll handle without a poller (Go's own
+// goroutines then serve its sockets); NULL when the loop cannot have one.
 struct watch *watch_start(napi_env env, slot_t *s) {
   uv_loop_t *loop;
-  int n = wsb_poller_fds(NULL, 0);
-  if (n < 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
-  struct watch *w = calloc(1, sizeof *w + n * sizeof w->polls[0]);
-  int *fds = n > 0 ? malloc(n * sizeof *fds) : NULL;  // malloc(0) may be NULL: no pollers is not out of memory
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  struct watch *w = calloc(1, sizeof *w);
   napi_value resource, name;
-  if (!w || (n > 0 && !fds) || napi_create_object(env, &resource) != napi_ok ||
+  if (!w || napi_create_object(env, &resource) != napi_ok ||
       napi_create_string_utf8(env, "wsbroker:batch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_reference(env, resource, 1, &w->resource) != napi_ok) {
-    free(fds);
     free(w);
     return NULL;
   }
@@ -172,23 +168,19 @@ struct watch *watch_start(napi_env env, slot_t *s) {
   w->env = env;
   if (napi_async_init(env, resource, name, &w->async) != napi_ok) {
     napi_delete_reference(env, w->resource);
-    free(fds);
     free(w);
     return NULL;
   }
-  int got = wsb_poller_fds(fds, n);
-  for (int i = 0; i < n && i < got; i++) {
-    uv_poll_t *h = &w->polls[w->n];
-    if (uv_poll_init(loop, h, fds[i]) != 0) continue;
-    h->data = w;
-    uv_unref((uv_handle_t *)h);
-    w->n++;
+  int fd = wsb_poller_fd(s->id);
+  if (fd >= 0 && uv_poll_init(loop, &w->poll, fd) == 0) {
+    w->poll.data = w;
+    uv_unref((uv_handle_t *)&w->poll);
+    w->polled = 1;
   }
-  free(fds);
   uv_check_init(loop, &w->resume);
   w->resume.data = w;
   uv_unref((uv_handle_t *)&w->resume);
-  w->open = w->n + 1;
+  w->open = w->polled + 1;
   if (napi_add_async_cleanup_hook(env, watch_teardown, w, &w->hook) != napi_ok) {
     w->hook = NULL;
     watch_close(w);  // open handles would hold up the thread's teardown

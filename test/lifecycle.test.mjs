@@ -240,11 +240,12 @@ test('a worker kept busy by batches that never stop coming is not taken for hung
   assert.doesNotMatch(child.stderr, /did not answer|died/);
 });
 
-test('with one Go P, where the worker threads also watch the Go pollers: echoes and microtask replies in order, a hung worker replaced, stop() and exit', async (t) => {
-  // Pinned to one core, Go has one P: the threads then watch the pollers while messages flow
-  // (wsb_dispatch_ready) and read and run their own sockets' batches; their watch must not keep a
-  // thread or the process alive, nor outlive a thread that is terminated.
-  const { child, port } = await lifecycleServer(t, { threads: 2 }, { oneCore: true });
+test('on one core, where each worker thread reads its own sockets: echoes and microtask replies in order, a hung worker replaced, stop() and exit', async (t) => {
+  // Pinned to one core, each thread watches the poller its sockets live on while messages flow
+  // (wsb_dispatch_ready) and reads and runs their batches itself; its watch must not keep a
+  // thread or the process alive, nor outlive a thread that is terminated. A replacement takes the
+  // poller of the worker it replaces, whose sockets other workers now serve.
+  const { child, port } = await lifecycleServer(t, { threads: 2 }, { oneCore: true, env: { WSBROKER_LOG: 'debug' } });
   const clients = await Promise.all(Array.from({ length: 10 }, () => client(port)));
   await Promise.all(
     clients.map(async ({ c, id }) => {
@@ -273,6 +274,13 @@ test('with one Go P, where the worker threads also watch the Go pollers: echoes 
   for (const { c, id } of others) {
     c.send(`echo ${id} after`);
     await c.next((m) => m.text === `${id} after`);
+  }
+  await child.waitForStderr(/"worker":3,.*"msg":"worker registered"/, 15_000);
+  const fresh = await Promise.all(Array.from({ length: 2 }, () => client(port))); // one on each worker
+  clients.push(...fresh);
+  for (let i = 0; i < 20; i++) {
+    for (const { c, id } of [...others, ...fresh]) c.send(`echo ${id}:${i}`);
+    for (const { c, id } of [...others, ...fresh]) assert.equal((await c.next(() => true)).text, `${id}:${i}`);
   }
   child.send('stop');
   const codes = await Promise.all(clients.map(({ c }) => withTimeout(c.closed, 15_000, 'a close')));

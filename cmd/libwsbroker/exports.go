@@ -109,7 +109,7 @@ func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) (batchBytes C.si
 //export wsb_worker_register
 func wsb_worker_register(id C.int32_t, mask C.uint32_t, runtimeIsBun C.int) (watch C.int) {
 	defer recoverInto("registerWorker")
-	workers.register(int32(id), uint32(mask))
+	workerJoined(workers.register(int32(id), uint32(mask)))
 	return cBool(watchesPollers(runtimeIsBun != 0))
 }
 
@@ -141,17 +141,13 @@ func wsb_batch_done(worker C.int32_t, ranHere C.int) (next C.int) {
 	return nextToC(batchDone(int32(worker), ranHere != 0))
 }
 
-// wsb_poller_fds writes up to max of the pollers' epoll fds to out and returns how many there are.
+// wsb_poller_fd returns the epoll fd that worker's thread watches, -1 if none (pollerFD).
 //
-//export wsb_poller_fds
-func wsb_poller_fds(out *C.int, max C.int) C.int {
-	defer recoverInto("pollerFDs")
-	fds := hooks.PollerFDs(brk)
-	dst := unsafe.Slice(out, min(len(fds), int(max)))
-	for i := range dst {
-		dst[i] = C.int(fds[i])
-	}
-	return C.int(len(fds))
+//export wsb_poller_fd
+func wsb_poller_fd(worker C.int32_t) (fd C.int) {
+	defer recoverInto("pollerFD")
+	fd = -1
+	return C.int(pollerFD(int32(worker)))
 }
 
 // wsb_dispatch_ready is called by worker's JS thread when its event loop sees a poller's fd

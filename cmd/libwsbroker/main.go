@@ -70,6 +70,9 @@ func init() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	workers = newPool(deliverToC, answerUnwanted, func() corker { return newCork() })
 	brk = broker.New(bridge{workers}, broker.Options{Logger: slog.New(zerologHandler{l: logger})})
+	if threadsRead {
+		hooks.Route(brk, workers.route)
+	}
 }
 
 // answerUnwanted answers an event of socket id that its worker has no handler for: an open is

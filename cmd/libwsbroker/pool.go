@@ -30,6 +30,7 @@ type queued struct {
 // arrive meanwhile accumulate, so batches grow exactly when JS falls behind.
 type worker struct {
 	id   int32
+	seat int // the lowest not taken by a live worker when it registered: its poller's number (threadsRead)
 	mu   sync.Mutex
 	room sync.Cond // signalled when the backlog shrinks or the worker dies; uses mu
 	mask uint32    // protocol.HandlerBit of each handler the thread registered
@@ -126,11 +127,11 @@ func (p *pool) closedTo(w *worker) bool {
 }
 
 // register adds worker id (chosen by the glue, never reused) and hands it, and the other live
-// workers, whatever was parked.
-func (p *pool) register(id int32, mask uint32) {
+// workers, whatever was parked. It returns how many workers are live.
+func (p *pool) register(id int32, mask uint32) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := &worker{id: id, mask: mask, cork: p.newCork()}
+	w := &worker{id: id, seat: p.freeSeat(), mask: mask, cork: p.newCork()}
 	w.room.L = &w.mu
 	m := make(map[int32]*worker, len(*p.byID.Load())+1)
 	for k, v := range *p.byID.Load() {
@@ -147,6 +148,32 @@ func (p *pool) register(id int32, mask uint32) {
 	p.parking.waiting, p.parking.waitingEv = p.parking.waiting[:0], p.parking.waitingEv[:0]
 	p.parking.room.Broadcast()
 	p.parking.mu.Unlock()
+	return len(*p.live.Load())
+}
+
+// freeSeat is the lowest seat that no live worker holds. p.mu is held.
+func (p *pool) freeSeat() int {
+	taken := map[int]bool{}
+	for _, w := range *p.live.Load() {
+		taken[w.seat] = true
+	}
+	seat := 0
+	for taken[seat] {
+		seat++
+	}
+	return seat
+}
+
+// route pins a socket being accepted to a live worker, round robin, and returns that worker's
+// seat, the poller the socket is to live on; -1 while no worker is alive (it is pinned when one
+// is, and lives on any poller).
+func (p *pool) route(c *broker.Conn) int {
+	w := p.pick()
+	if w == &p.parking {
+		return -1
+	}
+	hooks.Pin(c).Store(w.id)
+	return w.seat
 }
 
 func (p *pool) setLive(live []*worker) { p.live.Store(&live) }

@@ -62,7 +62,7 @@ const (
 
 // next is what a worker's JS thread does when its call into the schedule returns.
 type next struct {
-	watch   bool // watch the pollers' fds from its event loop (wsb_dispatch_ready when one is readable)
+	watch   bool // watch its poller's fd from its event loop (wsb_dispatch_ready when it is readable)
 	runHere bool // run the batch just handed to it (worker.takeToCaller) before anything else
 }
 
@@ -74,23 +74,59 @@ type threadSchedule struct {
 	ownRuns        int       // batches run on its own in this wake-up of its watch
 }
 
-// watchesPollers reports whether a worker's thread prepares a watch of the pollers: not on Bun,
-// whose event loop cannot watch a file descriptor for an addon.
+// cores is how many Ps Go started with (GOMAXPROCS: the CPUs this process may run on, unless
+// the user set it), before the JS threads got Ps of their own (workerJoined).
+var cores = runtime.GOMAXPROCS(0)
+
+// threadsRead: each worker's JS thread reads its own sockets, which then live on a poller of
+// their worker's (its seat, pool.route), by watching that poller's fd from its event loop. Only
+// with one core: with more, the readers have a core of their own and watching costs more than it
+// saves.
+var threadsRead = cores == 1
+
+// workerJoined: once the JS threads outnumber the cores, Go gets a P for each on top of its cores
+// (never fewer Ps than it has), and the threads share the cores in turns (shareCores). A JS
+// thread keeps the P it entered Go with while it runs JavaScript (in a syscall, to Go), so that
+// with fewer Ps the threads wait for each other's, a hand-over through the scheduler each time one
+// calls into Go (a send); but a P left idle has Go wake a thread for every goroutine that becomes
+// ready, which costs more than it saves while each thread can have a core's.
+func workerJoined(live int) {
+	if live <= cores {
+		return
+	}
+	if n := cores + live; runtime.GOMAXPROCS(0) < n {
+		runtime.GOMAXPROCS(n)
+	}
+	shareCores()
+}
+
+// watchesPollers reports whether a worker's thread prepares a watch of its poller (which also
+// bounds the batches a turn of its event loop runs): not on Bun, whose event loop cannot watch a
+// file descriptor for an addon.
 func watchesPollers(runtimeIsBun bool) bool { return !runtimeIsBun }
 
-// dispatchReady is called by worker's JS thread when its event loop sees a poller's fd readable:
-// it reads the ready sockets pinned to that worker itself (their events are then that thread's
-// next batch, run on return without a hand-over to its event loop) and hands the others to the
-// readers, which it lets run at once: else they would wait for sysmon.
+// pollerFD is the epoll fd that worker's thread watches (its seat's poller), -1 if none: where
+// threads do not read their sockets (threadsRead), the watch only bounds its turns.
+func pollerFD(worker int32) int {
+	w := workers.get(worker)
+	if !threadsRead || w == nil || w == &workers.parking {
+		return -1
+	}
+	return hooks.PollerFD(brk, w.seat)
+}
+
+// dispatchReady is called by worker's JS thread when its event loop sees its poller's fd
+// readable: it reads the ready sockets pinned to that worker itself (their events are then that
+// thread's next batch, run on return without a hand-over to its event loop) and hands the others
+// (those of a worker that had the seat before) to the readers, which it lets run at once: else
+// they would wait for sysmon.
 func dispatchReady(worker int32) next {
 	w := workers.get(worker) // the glue's ids are live workers', never the parking's
 	if w == nil {
-		hooks.DispatchReady(brk, nil)
-		letReadyRun()
-		return next{}
+		return next{} // retired meanwhile: the poller's goroutine reads its sockets
 	}
 	w.sched.ownRuns = 0
-	hooks.DispatchReady(brk, readHere(w))
+	hooks.DispatchReady(brk, w.seat, readHere(w))
 	letReadyRun()
 	return next{watch: w.sched.watching, runHere: w.takeToCaller()}
 }
@@ -102,7 +138,7 @@ func dispatchReady(worker int32) next {
 // broadcast's writes carry more deliveries each.
 func batchDone(worker int32, ranHere bool) next {
 	if w := workers.watcher(worker); w != nil {
-		hooks.DispatchReady(brk, readHere(w))
+		hooks.DispatchReady(brk, w.seat, readHere(w))
 	}
 	n, settled := workers.batchDone(worker, ranHere)
 	if settled {
@@ -124,9 +160,8 @@ func (p *pool) watcher(id int32) *worker {
 // goroutines it woke run).
 //
 // The next batch is the calling thread's to run on return (next.runHere) while it runs batches on
-// its own, up to ownRounds. The thread watches the pollers for watchWindow after a batch with
-// messages, and only while Go has one P: with more, the readers have a P of their own and
-// watching costs more than it saves; a thread that only sees opens and closes (a storm of
+// its own, up to ownRounds. The thread watches its poller for watchWindow after a batch with
+// messages, and only where threads read their sockets (threadsRead); a thread that only sees opens and closes (a storm of
 // connects) does not watch either, as each wake-up would cost switches and save nothing.
 //
 // Writing is put off while events wait for the thread and the batch sent to at least
@@ -149,7 +184,7 @@ func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
 	if messages {
 		s.lastMessage = now
 	}
-	s.watching = now.Sub(s.lastMessage) < watchWindow && runtime.GOMAXPROCS(0) == 1
+	s.watching = now.Sub(s.lastMessage) < watchWindow && threadsRead
 	settled = !waited || w.cork.Len() < minCorkedToDefer
 	if !settled {
 		if s.unsettledSince.IsZero() {

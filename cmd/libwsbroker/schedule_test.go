@@ -1,11 +1,14 @@
 package main
 
 import (
+	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/wsbroker/wsbroker/broker"
+	"golang.org/x/sys/unix"
 )
 
 // The sends of a batch to minCorkedToDefer sockets or more (a broadcast) wait for the next batch
@@ -50,10 +53,12 @@ func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 	}
 }
 
-// After a batch with messages, and only while Go has one P, a worker's thread is told to watch
-// the pollers (wsb_dispatch_ready); not after opens and closes alone, nor with two Ps.
-func TestThreadWatchesPollersForMessagesWithOneP(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+// After a batch with messages, and only where threads read their sockets (one core), a worker's
+// thread is told to watch its poller (wsb_dispatch_ready); not after opens and closes alone, nor
+// with more cores.
+func TestThreadWatchesItsPollerForMessagesWithOneCore(t *testing.T) {
+	defer func(was bool) { threadsRead = was }(threadsRead)
+	threadsRead = true
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
 	p.register(1, allHandlers)
@@ -66,11 +71,119 @@ func TestThreadWatchesPollersForMessagesWithOneP(t *testing.T) {
 	if watch, _ := js.run(p, 1); !watch {
 		t.Fatal("not told to watch after a batch with a message")
 	}
-	runtime.GOMAXPROCS(2)
+	threadsRead = false
 	text(p, c, "b")
 	if watch, _ := js.run(p, 1); watch {
-		t.Fatal("told to watch with two Ps")
+		t.Fatal("told to watch with more cores")
 	}
+}
+
+// Each live worker has a seat of its own, the lowest free when it registered (a replacement takes
+// the seat of the worker it replaces); a socket being accepted is pinned to a live worker in turn
+// and lives on that worker's seat's poller, or on any while no worker is alive.
+func TestSocketsLiveOnTheirWorkersSeat(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.answer, newCountCork)
+	if seat := p.route(&broker.Conn{}); seat != -1 {
+		t.Fatalf("seat %d with no worker alive", seat)
+	}
+	for id := int32(1); id <= 3; id++ {
+		if live := p.register(id, allHandlers); live != int(id) {
+			t.Fatalf("register(%d) reports %d live", id, live)
+		}
+	}
+	p.retire(2, -1)
+	p.register(4, allHandlers)
+	seats := map[int32]int{}
+	for _, id := range []int32{1, 3, 4} {
+		seats[id] = p.get(id).seat
+	}
+	if seats[1] != 0 || seats[3] != 2 || seats[4] != 1 {
+		t.Fatalf("seats %v, want 1:0 3:2 4:1", seats)
+	}
+	pinned := map[int32]int{}
+	for range 6 {
+		c := &broker.Conn{}
+		seat := p.route(c)
+		id := hooks.Pin(c).Load()
+		if seats[id] != seat || p.get(id).dead {
+			t.Fatalf("pinned to worker %d, given seat %d", id, seat)
+		}
+		pinned[id]++
+	}
+	if pinned[1] != 2 || pinned[3] != 2 || pinned[4] != 2 {
+		t.Fatalf("not in turn: %v", pinned)
+	}
+}
+
+// Once the JS threads outnumber the cores, Go gets a P for each on top of its cores, and never
+// loses one, and every thread but the main one becomes SCHED_BATCH, keeping its nice value.
+func TestWorkerJoinedWhenThreadsOutnumberCores(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	defer setPolicies(t, unix.SCHED_NORMAL)
+	workerJoined(cores)
+	if n := runtime.GOMAXPROCS(0); n != cores {
+		t.Fatalf("GOMAXPROCS %d with %d cores and as many threads", n, cores)
+	}
+	if p := policies(t); p[unix.SCHED_BATCH] != 0 {
+		t.Fatalf("threads made SCHED_BATCH with as many JS threads as cores: %v", p)
+	}
+	runtime.LockOSThread() // a thread of this test, with a nice value of its own
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 5); err != nil {
+		t.Fatal(err)
+	}
+	workerJoined(cores + 3)
+	if n := runtime.GOMAXPROCS(0); n != 2*cores+3 {
+		t.Fatalf("GOMAXPROCS %d with %d cores and %d threads", n, cores, cores+3)
+	}
+	if p := policies(t); p[unix.SCHED_NORMAL] != 1 || p[unix.SCHED_BATCH] == 0 {
+		t.Fatalf("policies %v: want the main thread SCHED_NORMAL, every other SCHED_BATCH", p)
+	}
+	if nice, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err != nil || 20-nice != 5 {
+		t.Fatalf("nice value %d (%v), want 5 kept", 20-nice, err)
+	}
+	workerJoined(1)
+	if n := runtime.GOMAXPROCS(0); n != 2*cores+3 {
+		t.Fatalf("GOMAXPROCS went down to %d", n)
+	}
+}
+
+// policies counts the process's threads by scheduling policy.
+func policies(t *testing.T) map[uint32]int {
+	t.Helper()
+	counts := map[uint32]int{}
+	for _, tid := range threads(t) {
+		if attr, err := unix.SchedGetAttr(tid, 0); err == nil {
+			counts[attr.Policy]++
+		}
+	}
+	return counts
+}
+
+// setPolicies gives every thread of the process that policy.
+func setPolicies(t *testing.T, policy uint32) {
+	for _, tid := range threads(t) {
+		if attr, err := unix.SchedGetAttr(tid, 0); err == nil {
+			attr.Policy = policy
+			unix.SchedSetAttr(tid, attr, 0)
+		}
+	}
+}
+
+func threads(t *testing.T) []int {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tids []int
+	for _, task := range tasks {
+		if tid, err := strconv.Atoi(task.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids
 }
 
 // A thread that runs its batches on its own (a wake-up of its watch) is handed the next one to

@@ -8,17 +8,21 @@ import "sync/atomic"
 
 // Hooks are the broker's functions for such an embedder; B is broker.Broker and C broker.Conn.
 type Hooks[B, C any] struct {
-	// PollerFDs returns the pollers' epoll fds, creating the pollers if need be (none where there
-	// is no epoll). Each is readable while connections on it have input that no reader was
-	// handed yet; they stay open as long as the process.
-	PollerFDs func(b *B) []int
-	// DispatchReady takes the connections that have input now: those for which here reports
-	// true it reads on the calling thread, a turn each (their Handler calls are made there, and
-	// MayBlock reports false for them); the others it hands to their pollers' readers. It
-	// reports whether there were any. It is for a thread that holds Go's only P while it waits
-	// for something else (a JS worker in its event loop): it sees the input first and can then
-	// give the P to the readers, where Go alone would wait for sysmon to take it back.
-	DispatchReady func(b *B, here func(*C) bool) bool
+	// Route has every connection accepted from now on read by poller of(c) (numbered from 0;
+	// negative, or a poller that PollerFD did not start: one in turn). of is called once per
+	// connection, as it is accepted, before anything else sees it.
+	Route func(b *B, of func(c *C) int)
+	// PollerFD returns poller i's epoll fd, starting pollers up to i if need be (-1 where there is
+	// no epoll, or none could start). It is readable while connections on that poller have input
+	// that no reader was handed yet; it stays open as long as the process.
+	PollerFD func(b *B, i int) int
+	// DispatchReady takes the connections of poller i that have input now: those for which here
+	// reports true it reads on the calling thread, a turn each (their Handler calls are made
+	// there, and MayBlock reports false for them); the others it hands to the poller's readers.
+	// It reports whether there were any. It is for a thread that holds a P of Go's while it waits
+	// for something else (a JS worker in its event loop): it sees the input first, where Go alone
+	// would wait for its netpoller and then for a thread to run the readers on.
+	DispatchReady func(b *B, i int, here func(*C) bool) bool
 	// Pin is the embedder's value kept with each connection (the bridge: the JS worker the
 	// socket is pinned to). The broker never writes it, and names a positive one in its log
 	// lines as the connection's worker.

@@ -99,23 +99,18 @@ func (p *Poller[C]) dispatchReady(events []syscall.EpollEvent, ready []C, here f
 	return n
 }
 
-// DispatchReady takes the connections that have input now, on the caller's thread (what the
-// pollers' own goroutines do when Go's netpoller wakes them): those for which here (if not nil)
-// reports true it serves (Poller.Serve with here); the others it hands to readers. It reports
-// whether there were any.
-func (s *Set[C]) DispatchReady(here func(C) bool) bool {
-	if s == nil {
+// DispatchReady takes the connections of poller i that have input now, on the caller's thread
+// (what the poller's own goroutine does when Go's netpoller wakes it): those for which here (if
+// not nil) reports true it serves (Poller.Serve with here); the others it hands to readers. It
+// reports whether there were any.
+func (s *Set[C]) DispatchReady(i int, here func(C) bool) bool {
+	ps := s.all()
+	if i < 0 || i >= len(ps) {
 		return false
 	}
 	var events [pollEvents]syscall.EpollEvent
 	var ready [pollEvents]C
-	found := false
-	for _, p := range s.pollers {
-		if p.dispatchReady(events[:], ready[:0], here) > 0 {
-			found = true
-		}
-	}
-	return found
+	return ps[i].dispatchReady(events[:], ready[:0], here) > 0
 }
 
 // resolve appends to ready the connections of events that the caller must hand to readers.

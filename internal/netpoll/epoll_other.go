@@ -10,7 +10,7 @@ const Supported = false
 func newPoller[C any](*Config[C]) (*Poller[C], error) { return nil, errors.ErrUnsupported }
 
 // DispatchReady: see epoll_linux.go; a Set is never made here.
-func (s *Set[C]) DispatchReady(func(C) bool) bool { return false }
+func (s *Set[C]) DispatchReady(int, func(C) bool) bool { return false }
 
 func (p *Poller[C]) register(int, uint32, uint32) error { return errors.ErrUnsupported }
 func (p *Poller[C]) deregister(int)                     {}

@@ -13,6 +13,7 @@
 package netpoll
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"sync"
@@ -112,11 +113,12 @@ func (e *Entry[C]) claim() bool {
 	}
 }
 
-// Set is the pollers of one kind of connection: one per P, a new connection on each in turn. A
-// nil Set has none: its connections are read another way.
+// Set is the pollers of one kind of connection, numbered from 0: a new connection goes on each in
+// turn, or on the one its caller names. A nil Set has none: its connections are read another way.
 type Set[C any] struct {
 	cfg     Config[C]
-	pollers []*Poller[C]
+	growMu  sync.Mutex
+	pollers atomic.Pointer[[]*Poller[C]] // replaced, never changed, as the Set grows
 	next    atomic.Uint64
 }
 
@@ -126,35 +128,66 @@ func NewSet[C any](n int, cfg Config[C]) (*Set[C], error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Set[C]{cfg: cfg}
-	for range n {
-		p, err := newPoller(&s.cfg)
-		if err != nil {
-			return nil, err // the pollers started keep their goroutine and fd: as every poller does, for the life of the process
-		}
-		s.pollers = append(s.pollers, p)
+	s.pollers.Store(&[]*Poller[C]{})
+	if err := s.Grow(n); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// Grow starts pollers until the Set has at least n (none in a nil Set: ErrUnsupported).
+func (s *Set[C]) Grow(n int) error {
+	if s == nil {
+		return errors.ErrUnsupported
+	}
+	s.growMu.Lock()
+	defer s.growMu.Unlock()
+	ps := *s.pollers.Load()
+	for len(ps) < n {
+		p, err := newPoller(&s.cfg)
+		if err != nil {
+			return err // the pollers started keep their goroutine and fd: as every poller does, for the life of the process
+		}
+		ps = append(ps[:len(ps):len(ps)], p)
+		s.pollers.Store(&ps)
+	}
+	return nil
 }
 
 // Assign gives a new connection's entry e its poller, round robin (none from a nil Set); the
 // connection is added to it with Poller.Add.
 func (s *Set[C]) Assign(e *Entry[C]) {
 	if s != nil {
-		e.poller = s.pollers[s.next.Add(1)%uint64(len(s.pollers))]
+		ps := *s.pollers.Load()
+		e.poller = ps[s.next.Add(1)%uint64(len(ps))]
 	}
 }
 
-// FDs returns the pollers' epoll fds (none from a nil Set). Each is readable while connections
-// on it have input that no reader was handed yet; they stay open as long as the process.
-func (s *Set[C]) FDs() []int {
+// AssignTo gives e poller i if the Set has it (Grow), else one round robin (Assign).
+func (s *Set[C]) AssignTo(e *Entry[C], i int) {
+	if ps := s.all(); i >= 0 && i < len(ps) {
+		e.poller = ps[i]
+		return
+	}
+	s.Assign(e)
+}
+
+// FD returns poller i's epoll fd, -1 if the Set has no poller i. It is readable while
+// connections on that poller have input that no reader was handed yet; it stays open as long as
+// the process.
+func (s *Set[C]) FD(i int) int {
+	if ps := s.all(); i >= 0 && i < len(ps) {
+		return ps[i].epfd
+	}
+	return -1
+}
+
+// all returns the Set's pollers (none from a nil Set).
+func (s *Set[C]) all() []*Poller[C] {
 	if s == nil {
 		return nil
 	}
-	fds := make([]int, len(s.pollers))
-	for i, p := range s.pollers {
-		fds[i] = p.epfd
-	}
-	return fds
+	return *s.pollers.Load()
 }
 
 // Poller is one epoll instance and the goroutines that read its connections.

@@ -81,7 +81,10 @@ func (h *harness) clock() time.Duration { return time.Since(h.epoch) }
 // dial connects a client and adds the accepted side to a poller (Set.Assign, Add), with
 // wake-ups due after shortest at the earliest; the connection is idle once dial returns, and is
 // ended by its turn once the client is closed (at cleanup, or by the test).
-func (h *harness) dial(shortest time.Duration) *testConn {
+func (h *harness) dial(shortest time.Duration) *testConn { return h.dialOn(-1, shortest) }
+
+// dialOn is dial onto poller i (Set.AssignTo; negative: round robin).
+func (h *harness) dialOn(i int, shortest time.Duration) *testConn {
 	h.t.Helper()
 	peer, err := net.Dial("tcp", h.ln.Addr().String())
 	if err != nil {
@@ -96,7 +99,7 @@ func (h *harness) dial(shortest time.Duration) *testConn {
 	if c.rc, err = c.nc.SyscallConn(); err != nil {
 		h.t.Fatal(err)
 	}
-	h.set.Assign(&c.entry)
+	h.set.AssignTo(&c.entry, i)
 	if err := c.entry.Poller().Add(c, c.rc, shortest); err != nil {
 		h.t.Fatal(err)
 	}
@@ -448,30 +451,59 @@ func TestReadersExit(t *testing.T) {
 	}
 }
 
+func TestGrowAndAssignTo(t *testing.T) {
+	// Pollers are numbered from 0; a Set grows, and a connection goes on the poller it is told
+	// (round robin when the Set has no such poller).
+	h := newHarness(t, 2, time.Second)
+	if a, b := h.set.FD(0), h.set.FD(1); a < 0 || b < 0 || a == b || h.set.FD(2) != -1 || h.set.FD(-1) != -1 {
+		t.Fatalf("FD(0), FD(1), FD(2) = %d, %d, %d: want two distinct fds, then none", a, b, h.set.FD(2))
+	}
+	if err := h.set.Grow(3); err != nil {
+		t.Fatal(err)
+	}
+	if h.set.FD(2) < 0 {
+		t.Fatal("no poller 2 after Grow(3)")
+	}
+	c := h.dialOn(2, time.Minute)
+	if c.entry.Poller() != h.set.all()[2] {
+		t.Fatal("AssignTo(2) did not put the connection on poller 2")
+	}
+	send(t, c, "on two\n")
+	if l := h.await("a line"); l.text != "on two" {
+		t.Fatalf("got %q", l.text)
+	}
+	if h.dialOn(7, time.Minute).entry.Poller() == nil {
+		t.Fatal("AssignTo a poller the Set lacks gave none")
+	}
+}
+
 func TestDispatchReadyHere(t *testing.T) {
-	// A thread that calls DispatchReady takes the events before the pollers' goroutines, or after
-	// them: with one P, the test goroutine writes and then calls it before any poller can run.
-	// The connections that here picks are read on the caller (their turns get here), the others
-	// by readers; every line arrives once, in order per connection.
+	// A thread that calls DispatchReady(i) takes poller i's events before the pollers' goroutines,
+	// or after them: with one P, the test goroutine writes and then calls it before any poller can
+	// run. The connections of poller 0 that here picks are read on the caller (their turns get
+	// here), the others by readers, and those of poller 1 never there; every line arrives once, in
+	// order per connection.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	h := newHarness(t, 2, time.Second)
-	if len(h.set.FDs()) != 2 {
-		t.Fatal("not one fd per poller")
-	}
 	const conns, rounds = 8, 50
 	cs := make([]*testConn, conns)
 	index := map[*testConn]int{}
 	for i := range cs {
-		cs[i] = h.dial(time.Minute)
+		cs[i] = h.dialOn(i%2, time.Minute)
 		index[cs[i]] = i
 	}
 	var inDispatch, misplaced atomic.Bool
 	h.onLine = func(l line) {
-		if l.here && (!inDispatch.Load() || index[l.c]%2 != 0) {
+		if l.here && (!inDispatch.Load() || index[l.c]%4 != 0) {
 			misplaced.Store(true)
 		}
 	}
-	evens := func(c *testConn) bool { return index[c]%2 == 0 }
+	evens := func(c *testConn) bool {
+		if index[c]%2 != 0 {
+			misplaced.Store(true) // poller 1's
+		}
+		return index[c]%4 == 0
+	}
 	next := make([]int, conns)
 	found, servedHere := 0, 0
 	for j := range rounds {
@@ -483,7 +515,7 @@ func TestDispatchReadyHere(t *testing.T) {
 			here = nil
 		}
 		inDispatch.Store(true)
-		if h.set.DispatchReady(here) {
+		if h.set.DispatchReady(0, here) {
 			found++
 		}
 		inDispatch.Store(false)
