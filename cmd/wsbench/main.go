@@ -296,11 +296,14 @@ type run struct {
 	phase atomic.Int32
 	done  chan struct{} // closed when the load must stop
 
-	msgs       atomic.Uint64 // requests completed (echoes, published messages fully delivered, replies, connections)
+	msgs       atomic.Uint64 // requests completed (published messages fully delivered, replies, connections; echoes are answers)
 	deliveries atomic.Uint64 // messages received from the server
-	errs       atomic.Uint64 // unexpected messages, failed connections
-	hist       histogram     // latencies of the measured interval
-	rssPeak    atomic.Int64  // the server's largest RSS seen while measuring, KiB
+	// answers: echoes received, each a message and a delivery, counted once so that a sample
+	// never holds one of the two without the other
+	answers atomic.Uint64
+	errs    atomic.Uint64 // unexpected messages, failed connections
+	hist    histogram     // latencies of the measured interval
+	rssPeak atomic.Int64  // the server's largest RSS seen while measuring, KiB
 
 	failOnce sync.Once
 	failErr  error
@@ -483,7 +486,8 @@ type sample struct {
 }
 
 func (r *run) sample() sample {
-	s := sample{t: time.Now(), msgs: r.msgs.Load(), deliveries: r.deliveries.Load(), errs: r.errs.Load(),
+	answers := r.answers.Load()
+	s := sample{t: time.Now(), msgs: r.msgs.Load() + answers, deliveries: r.deliveries.Load() + answers, errs: r.errs.Load(),
 		genCPU: selfCPU(), zmsgs: r.dial.count.msgs.Load(), zbytes: r.dial.count.bytes.Load()}
 	if len(r.cfg.pids) > 0 {
 		if v, err := serverCPUs(r.cfg.pids); err == nil {
@@ -529,7 +533,7 @@ func (r *run) wait(d, stall time.Duration) bool {
 	end := time.Now().Add(d)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	last, lastT := r.msgs.Load()+r.deliveries.Load(), time.Now()
+	last, lastT := r.msgs.Load()+r.deliveries.Load()+r.answers.Load(), time.Now()
 	for {
 		select {
 		case <-r.failed:
@@ -544,7 +548,7 @@ func (r *run) wait(d, stall time.Duration) bool {
 				return true
 			}
 			if stall > 0 {
-				if v := r.msgs.Load() + r.deliveries.Load(); v != last {
+				if v := r.msgs.Load() + r.deliveries.Load() + r.answers.Load(); v != last {
 					last, lastT = v, now
 				} else if now.Sub(lastT) > stall {
 					r.fail(fmt.Errorf("no progress for %s: the server stopped answering", stall))

@@ -86,8 +86,7 @@ func roundtrips(r *run, c *wsConn, size int) (roundtripRep, error) {
 		if h != nil {
 			h.record(mono() - t0)
 		}
-		r.deliveries.Add(1)
-		r.msgs.Add(1)
+		r.answers.Add(1)
 		if !bytes.Equal(p, payload) || c.op != op {
 			r.errs.Add(1)
 			return fmt.Errorf("the echo of a %s message of %d B is a %s message of %d B, or other bytes", kind(op), size, kind(c.op), len(p))

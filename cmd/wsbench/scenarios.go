@@ -136,8 +136,7 @@ func echoClosed(r *run, c *wsConn, frame []byte, want int, progress *atomic.Int6
 		if len(p) != want {
 			r.errs.Add(1)
 		}
-		r.deliveries.Add(1)
-		r.msgs.Add(1)
+		r.answers.Add(1)
 	}
 }
 
@@ -188,8 +187,7 @@ func echoOpenReader(r *run, c *wsConn, sched <-chan int64, progress *atomic.Int6
 		t1 := mono()
 		r.latency(t1 - t)
 		progress.Store(t1)
-		r.deliveries.Add(1)
-		r.msgs.Add(1)
+		r.answers.Add(1)
 	}
 }
 
