@@ -10,10 +10,11 @@ func init() {
 	embedder.Provide(embedder.Hooks[Broker, Conn]{
 		Route: func(b *Broker, of func(*Conn) int) { b.route.Store(&of) },
 		PollerFD: func(b *Broker, i int) int {
-			if b.pollers().Grow(i+1) != nil {
+			s := b.pollers()
+			if s.Grow(i+1) != nil {
 				return -1
 			}
-			return b.pollers().FD(i)
+			return s.FD(i)
 		},
 		DispatchReady: func(b *Broker, i int, here func(*Conn) bool) bool { return b.pollers().DispatchReady(i, here) },
 		Pin:           func(c *Conn) *atomic.Int32 { return &c.pin },

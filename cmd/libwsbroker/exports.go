@@ -18,7 +18,7 @@ static inline int wsb_call_deliver(wsb_deliver_fn f, int32_t worker, const uint8
 }
 
 // What a worker's JS thread does next, as wsb_dispatch_ready and wsb_batch_done answer (bits):
-// watch the pollers' fds from its event loop (else stop watching), and run the batch just put in
+// watch its poller's fd from its event loop (else stop watching), and run the batch just put in
 // its batch memory at once (else none waits for it there).
 enum { WSB_WATCH_POLLERS = 1, WSB_RUN_BATCH = 2 };
 
@@ -104,7 +104,7 @@ func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) (batchBytes C.si
 
 // wsb_worker_register makes worker id live; the glue must be ready to deliver to it. runtimeIsBun
 // is non-zero when the thread runs in Bun. It returns non-zero when the thread is to prepare a
-// watch of the pollers (watchesPollers).
+// watch of its poller (watchesPollers).
 //
 //export wsb_worker_register
 func wsb_worker_register(id C.int32_t, mask C.uint32_t, runtimeIsBun C.int) (watch C.int) {

@@ -51,7 +51,7 @@ func (f *fakeJS) deliver(id int32, batch []byte, toCaller bool) bool {
 }
 
 // run has worker id's thread handle the batch handed to it, if any, as one from its event loop's
-// queue, and returns what the schedule decides for it (pool.batchDone): watch the pollers, settle.
+// queue, and returns what the schedule decides for it (pool.batchDone): watch its poller, settle.
 func (f *fakeJS) run(p *pool, id int32) (watch, settle bool) {
 	n, settle := f.runAs(p, id, false)
 	return n.watch, settle

@@ -11,12 +11,12 @@ import (
 
 // The schedule: how work passes between Go's threads and the JS threads. Every decision of who
 // reads a socket, when a batch goes to JS and on which path, when a batch's sends are written,
-// when a JS thread watches the pollers and when Go's P is handed back is made in this file. The
+// when a JS thread watches its poller, how many Ps Go has and when a P is handed back is made in this file. The
 // pool (pool.go) keeps the queues, the exports (exports.go) convert, and the C glue executes what
 // these functions return (napi/watch.c follow).
 //
 // A worker's JS thread calls into the schedule twice: wsb_batch_done after each batch, and, while
-// it watches the pollers' epoll fds from its event loop, wsb_dispatch_ready when one is readable.
+// it watches its poller's epoll fd from its event loop, wsb_dispatch_ready when it is readable.
 // Both answer with a next: whether to run a batch at once and whether to keep watching.
 
 // The knobs, each the one place its value lives.
@@ -68,7 +68,7 @@ type next struct {
 
 // threadSchedule is the schedule's state of one worker's JS thread; only that thread touches it.
 type threadSchedule struct {
-	watching       bool      // what the thread was last told: watch the pollers
+	watching       bool      // what the thread was last told: watch its poller
 	lastMessage    time.Time // when the last batch ended that had messages
 	unsettledSince time.Time // when the thread last put off writing its sends; zero when written
 	ownRuns        int       // batches run on its own in this wake-up of its watch
@@ -147,7 +147,7 @@ func batchDone(worker int32, ranHere bool) next {
 	return n
 }
 
-// watcher returns worker id if its thread watches the pollers, else nil (its own thread only).
+// watcher returns worker id if its thread watches its poller, else nil (its own thread only).
 func (p *pool) watcher(id int32) *worker {
 	if w := p.get(id); w != nil && w != &p.parking && w.sched.watching {
 		return w
@@ -248,7 +248,7 @@ func newCork() *broker.Cork {
 
 // letReadyRun gives the P to the goroutines that are ready to run (readers handed sockets, a
 // flusher) before a JS thread goes back to JS; every export that wakes goroutines calls it. The
-// thread leaves Go holding the P it used, as in a system call, and with one P nothing else runs
-// until sysmon takes it back: after 20 µs, or 10 ms once sysmon has backed off, which it does
+// thread leaves Go holding the P it used, as in a system call, and without an idle P nothing else
+// runs until sysmon takes it back: after 20 µs, or 10 ms once sysmon has backed off, which it does
 // while the thread calls in often. Each round costs two thread switches.
 func letReadyRun() { runq.Yield(readyRunRounds) }
