@@ -62,15 +62,12 @@ func runRoundtrip(cfg *config) (*result, error) {
 func roundtrips(r *run, c *wsConn, size int) (roundtripRep, error) {
 	rep := roundtripRep{Size: size}
 	payload := padding(size)
-	op, msg := opOf(r.cfg.binary), payload
-	if op == ws.OpText {
-		msg = append([]byte("e:"), payload...)
-	}
+	op := opOf(r.cfg.binary)
 	var frame []byte
 	if op == ws.OpText {
-		frame = c.template(msg, 0).frame
+		frame = c.template(append([]byte("e:"), payload...), 0).frame
 	} else {
-		frame = maskedFrame(op, false, msg, c.key)
+		frame = maskedFrame(op, false, payload, c.key)
 	}
 	one := func(h *histogram) error {
 		// A server that stops answering fails the run instead of hanging it.
