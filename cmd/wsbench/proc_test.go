@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -61,9 +63,7 @@ func TestOwnProcess(t *testing.T) {
 	if err != nil || s0.threads == nil {
 		t.Fatalf("threads' CPU %+v, %v", s0, err)
 	}
-	end = time.Now().Add(5 * time.Millisecond)
-	for time.Now().Before(end) {
-	}
+	burnThreadCPU(t, 5*time.Millisecond)
 	s1, err := takeCPU([]int{os.Getpid()})
 	if d := s0.until(s1); err != nil || d < 0.004 || d > 1 {
 		t.Fatalf("5 ms of CPU measured as %v s, %v", d, err)
@@ -119,5 +119,22 @@ func TestNum(t *testing.T) {
 		if got := num(n); got != want {
 			t.Errorf("num(%v) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// burnThreadCPU keeps the calling thread busy until it has had d of CPU time by its own count
+// (CLOCK_THREAD_CPUTIME_ID): a busy loop of d on the wall clock gets less on a loaded machine.
+func burnThreadCPU(t *testing.T, d time.Duration) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	used := func() time.Duration {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ts.Nano())
+	}
+	for start := used(); used()-start < d; {
 	}
 }
