@@ -1383,9 +1383,10 @@ func TestSendsOfEverySizeArriveWhole(t *testing.T) {
 	// once while their clients read (the sockets fill up: partial writes, writer goroutines):
 	// each client gets its own messages, whole and in order, though buffers pass between sockets.
 	rec := newRecorder()
-	b, addr := start(t, rec, Limits{MaxBackpressure: 1 << 30}) // ~40 MB in all: none is closed for it
-	sizes := []int{2, 100, writeq.OwnFrameMin - 3, writeq.OwnFrameMin, 700, 3000, 4096, 9000, 40 << 10, writeq.OwnFrameMax, 70 << 10}
-	const n = 2000
+	b, addr := start(t, rec, Limits{MaxBackpressure: 1 << 30}) // ~60 MB in all: none is closed for it
+	// The largest frame in an own buffer has a 10-byte header.
+	sizes := []int{2, 100, writeq.OwnFrameMin - 3, writeq.OwnFrameMin, 700, 3000, 4096, 9000, 40 << 10, 70 << 10, writeq.OwnFrameMax - 10, writeq.OwnFrameMax}
+	const n = 300 // every size with every way of sending, several times
 	payload := func(sock, i int) []byte {
 		p := bytes.Repeat([]byte{byte(sock*n + i)}, sizes[(i*7+sock)%len(sizes)])
 		binary.BigEndian.PutUint16(p, uint16(i))
@@ -1396,7 +1397,7 @@ func TestSendsOfEverySizeArriveWhole(t *testing.T) {
 	for sock := range 2 {
 		c, id := dialOpen(t, rec, addr)
 		ids = append(ids, id)
-		c.SetReadLimit(1 << 20)
+		c.SetReadLimit(2 << 20)
 		t.Cleanup(func() { c.CloseNow() })
 		ch := []byte{byte(sock)}
 		b.Subscribe(id, ch)

@@ -40,7 +40,7 @@ export function send(socketId: number, data: string | ArrayBuffer | SharedArrayB
 /**
  * Counts the bytes queued for a connection and not yet written to it, as `maxBackpressure` and
  * `backpressureThreshold` count them: the frames (headers included, compressed if they are) and
- * 32 bytes more per queued frame (messages of 512 bytes to 64 KiB queued back to back share one).
+ * 32 bytes more per queued frame (messages of 512 bytes to 1 MiB queued back to back share one).
  *
  * @param socketId - The connection's socket id.
  * @returns The bytes queued; 0 for an unknown or closed socket and a socket of another cluster

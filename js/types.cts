@@ -41,7 +41,7 @@ export interface StartOptions extends DeliveryOptions {
   maxHeaderBytes?: number;
   /** How many connections this listener holds at most (upgrades waiting for `handleOpen` included); one more is answered with HTTP 503. `0`: no limit. Default 0. */
   maxConnections?: number;
-  /** How many bytes may wait to be written to one connection (each queued frame counts 32 bytes more; messages of 512 bytes to 64 KiB queued back to back share one). A send (`send`, or `sendToChannel` for each subscriber) to a connection whose queue is already over it closes that connection with code 1008 and frees its queue; a message sent into a queue under it is taken whole, whatever its size, so a queue holds at most this plus one message, and a message of `maxPayload` can be echoed with both at their defaults. Default 16 MiB. */
+  /** How many bytes may wait to be written to one connection (each queued frame counts 32 bytes more; messages of 512 bytes to 1 MiB queued back to back share one). A send (`send`, or `sendToChannel` for each subscriber) to a connection whose queue is already over it closes that connection with code 1008 and frees its queue; a message sent into a queue under it is taken whole, whatever its size, so a queue holds at most this plus one message, and a message of `maxPayload` can be echoed with both at their defaults. Default 16 MiB. */
   maxBackpressure?: number;
   /** Where a connection's queue (counted as for `maxBackpressure`) is too full to go on sending to it: a `send` that leaves more queued returns `false`, and `handleDrain` is called once the queue has been written out. At most `maxBackpressure` (a larger one is a TypeError). Default 1 MiB (1048576), or half of `maxBackpressure` when that is less. */
   backpressureThreshold?: number;

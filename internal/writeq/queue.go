@@ -7,9 +7,6 @@
 package writeq
 
 import (
-	"math/bits"
-	"sync"
-
 	"github.com/gobwas/ws"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
@@ -92,7 +89,7 @@ func (q *Queue) Append(frame []byte) {
 }
 
 // Own buffers: a frame for one connection only is not allocated on its own but encoded into a
-// buffer of the queue's, taken from a pool and given back once written, so that an echo
+// buffer of the queue's, taken from wsproto.Buffers and given back once written, so that an echo
 // allocates no frame per message and gives the GC nothing to do. A queue has at most one in
 // queue (qbuf, where frames are added while it is the queue's last entry and has room) and one
 // being written (obuf); an idle queue has none.
@@ -101,14 +98,8 @@ const (
 	// allocate and would waste most of a buffer.
 	OwnFrameMin = 512
 	// OwnFrameMax is the largest frame encoded into an own buffer; larger ones are allocated.
-	OwnFrameMax = 64 << 10
-
-	ownBufMinBits = 10 // the smallest buffer: 1 KiB; each class doubles
+	OwnFrameMax = wsproto.MaxPooledBuffer
 )
-
-var ownBuffers [7]sync.Pool // 1 KiB << i
-
-func ownBufClass(size int) int { return max(bits.Len(uint(size-1))-ownBufMinBits, 0) }
 
 // AppendMessage queues a frame of op carrying data, which is copied: encoded into q's own
 // buffer when the frame fits one, else allocated.
@@ -119,13 +110,8 @@ func (q *Queue) AppendMessage(op ws.OpCode, data []byte) {
 	case size < OwnFrameMin || size > OwnFrameMax:
 		frame = wsproto.EncodeFrame(op, data)
 	case q.qbuf == nil:
-		i := ownBufClass(size)
-		b, _ := ownBuffers[i].Get().(*[]byte)
-		if b == nil {
-			s := make([]byte, 0, 1<<(ownBufMinBits+i))
-			b = &s
-		}
-		*b = wsproto.AppendFrame((*b)[:0], op, data)
+		b := wsproto.Buffers.Get(size)
+		*b = wsproto.AppendFrame(*b, op, data)
 		q.qbuf = b
 		frame = *b
 	default:
@@ -141,12 +127,11 @@ func (q *Queue) AppendMessage(op ws.OpCode, data []byte) {
 	q.Append(frame)
 }
 
-// giveBackOwn returns *own (qbuf of a dropped queue, obuf of an out written or dropped) to its
-// pool, if there is one, and clears it.
+// giveBackOwn returns *own (qbuf of a dropped queue, obuf of an out written or dropped) to
+// wsproto.Buffers, if there is one, and clears it.
 func giveBackOwn(own **[]byte) {
 	if b := *own; b != nil {
-		*b = (*b)[:0]
-		ownBuffers[ownBufClass(cap(*b))].Put(b)
+		wsproto.Buffers.Put(b)
 		*own = nil
 	}
 }

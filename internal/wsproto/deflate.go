@@ -261,7 +261,7 @@ var inflaters = sync.Pool{New: func() any {
 	return z
 }}
 
-// inflate decompresses a permessage-deflate message into a buffer from msgPool (the caller gives
+// inflate decompresses a permessage-deflate message into a buffer from Buffers (the caller gives
 // it back). It never inflates more than max+1 bytes, whatever the input claims: more than max
 // is 1009. A stream that is not valid deflate is 1007, as `ws` and browsers answer it.
 func inflate(data []byte, max int64) (*[]byte, ws.StatusCode) {
@@ -269,7 +269,7 @@ func inflate(data []byte, max int64) (*[]byte, ws.StatusCode) {
 	defer inflaters.Put(z)
 	z.src = inflateSource{p: data}
 	z.r.(flate.Resetter).Reset(&z.src, nil)
-	out := msgPool.Get().(*[]byte)
+	out := Buffers.Get(minMsgBuf)
 	b := (*out)[:0]
 	for {
 		if len(b) == cap(b) {
@@ -280,7 +280,7 @@ func inflate(data []byte, max int64) (*[]byte, ws.StatusCode) {
 		b = b[:len(b)+n]
 		*out = b
 		if int64(len(b)) > max {
-			releaseBuf(out)
+			Buffers.Put(out)
 			return nil, ws.StatusMessageTooBig
 		}
 		if err == nil {
@@ -292,7 +292,7 @@ func inflate(data []byte, max int64) (*[]byte, ws.StatusCode) {
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			return out, 0
 		}
-		releaseBuf(out)
+		Buffers.Put(out)
 		return nil, ws.StatusInvalidFramePayloadData
 	}
 }

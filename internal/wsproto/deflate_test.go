@@ -50,7 +50,7 @@ func BenchmarkInflate(b *testing.B) {
 		if code != 0 || len(*out) != len(msg) {
 			b.Fatal(code)
 		}
-		releaseBuf(out)
+		Buffers.Put(out)
 	}
 }
 

@@ -2,7 +2,6 @@ package wsproto
 
 import (
 	"encoding/binary"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -23,11 +22,9 @@ type FrameSink interface {
 	Close(p []byte)
 }
 
-// msgPool holds buffers for messages that span reads or frames.
-var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// maxPooledMsg is the largest message buffer put back in msgPool; larger ones go to the GC.
-const maxPooledMsg = 64 << 10
+// minMsgBuf is the least a message that spans reads or frames starts with, unless its frame ends
+// sooner.
+const minMsgBuf = 4096
 
 // Parser decodes client frames incrementally. Its zero value (plus Max) is ready; it holds no
 // buffer between messages except a header of at most 14 bytes.
@@ -49,7 +46,7 @@ type Parser struct {
 
 	msgOp      ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
 	compressed bool      // that message is compressed (RSV1 on its first frame)
-	msg        *[]byte   // its payload so far (from msgPool), nil when none
+	msg        *[]byte   // its payload so far (from Buffers), nil when none
 	checked    int       // leading bytes of *msg known to be complete valid UTF-8 (text)
 }
 
@@ -149,9 +146,6 @@ func (p *Parser) Feed(b []byte, s FrameSink) (code ws.StatusCode, stop bool) {
 			}
 			continue
 		}
-		if p.msg == nil {
-			p.msg = msgPool.Get().(*[]byte)
-		}
 		p.appendChunk(chunk)
 		if p.msgOp == ws.OpText && !p.compressed {
 			// Fail fast: invalid UTF-8 closes the connection as soon as it arrives, not at the end
@@ -250,7 +244,7 @@ func (p *Parser) deliver(op ws.OpCode, data []byte, checked int, s FrameSink) (w
 		if code != 0 {
 			return code, true
 		}
-		defer releaseBuf(out)
+		defer Buffers.Put(out)
 		data, checked = *out, 0
 	}
 	if op == ws.OpText && !utf8.Valid(data[checked:]) {
@@ -280,13 +274,19 @@ func (p *Parser) control(payload []byte, s FrameSink) (ws.StatusCode, bool) {
 // message about five times over, into fresh pages each time; doubling copies it about once, and
 // still holds at most twice what has arrived.
 func (p *Parser) appendChunk(chunk []byte) {
-	b := *p.msg
-	if n := len(b) + len(chunk); n > cap(b) {
-		grown := make([]byte, len(b), min(max(2*cap(b), n), n+int(p.remain)))
-		copy(grown, b)
-		b = grown
+	held := 0
+	if p.msg != nil {
+		held = len(*p.msg)
 	}
-	*p.msg = append(b, chunk...)
+	if n := held + len(chunk); p.msg == nil || n > cap(*p.msg) {
+		grown := Buffers.Get(int(min(int64(max(2*held, n, minMsgBuf)), int64(n)+p.remain)))
+		if p.msg != nil {
+			*grown = append(*grown, *p.msg...)
+			Buffers.Put(p.msg)
+		}
+		p.msg = grown
+	}
+	*p.msg = append(*p.msg, chunk...)
 }
 
 // releaseMsg gives the message buffer back.
@@ -294,17 +294,9 @@ func (p *Parser) releaseMsg() {
 	if p.msg == nil {
 		return
 	}
-	releaseBuf(p.msg)
+	Buffers.Put(p.msg)
 	p.msg = nil
 	p.checked = 0
-}
-
-// releaseBuf gives a message buffer back to msgPool, unless it grew too large to keep.
-func releaseBuf(b *[]byte) {
-	if cap(*b) <= maxPooledMsg {
-		*b = (*b)[:0]
-		msgPool.Put(b)
-	}
 }
 
 // utf8Prefix returns how many leading bytes of b are complete, valid UTF-8, and whether the
