@@ -273,7 +273,10 @@ func inflate(data []byte, max int64) (*[]byte, ws.StatusCode) {
 	b := (*out)[:0]
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			grown := Buffers.Get(2 * cap(b))
+			*grown = append(*grown, b...)
+			Buffers.Put(out)
+			out, b = grown, *grown
 		}
 		limit := min(int64(cap(b)), max+1) // never past max+1: a bomb stops here
 		n, err := z.r.Read(b[len(b):limit])
