@@ -21,9 +21,9 @@ import (
 // blocks once polled: tlssocket.go); elsewhere, or without epoll, by a goroutine of its own
 // (readLoop).
 
-// readBufSize is the size of the pooled read buffers: a turn's budget (turnBudget) in one read, so
-// that a large message takes an eighth of the system calls that 8 KiB reads took.
-const readBufSize = 64 << 10
+// readBufSize is the size of the pooled read buffers: a turn's budget in one read, so that a large
+// message comes in as few system calls as a turn allows.
+const readBufSize = turnBudget
 
 // readPool holds read buffers. A connection holds one only while its socket has data to read.
 var readPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}

@@ -3,6 +3,7 @@ package wsproto
 import (
 	"errors"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,10 +274,8 @@ func inflate(data []byte, max int64) (*[]byte, ws.StatusCode) {
 	b := (*out)[:0]
 	for {
 		if len(b) == cap(b) {
-			grown := Buffers.Get(2 * cap(b))
-			*grown = append(*grown, b...)
-			Buffers.Put(out)
-			out, b = grown, *grown
+			out = Buffers.Grow(out, len(b)+1, int(min(max+1, math.MaxInt)))
+			b = *out
 		}
 		limit := min(int64(cap(b)), max+1) // never past max+1: a bomb stops here
 		n, err := z.r.Read(b[len(b):limit])

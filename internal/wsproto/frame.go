@@ -269,22 +269,15 @@ func (p *Parser) control(payload []byte, s FrameSink) (ws.StatusCode, bool) {
 	return 0, false
 }
 
-// appendChunk appends chunk to the message being reassembled. A full buffer doubles, but not past
-// the end of the current frame (p.remain more bytes): append's steps of 1.25x copied a 16 MiB
-// message about five times over, into fresh pages each time; doubling copies it about once, and
-// still holds at most twice what has arrived.
+// appendChunk appends chunk to the message being reassembled. A full buffer grows to about twice
+// its size (Buffers.Grow), but not past the end of the current frame (p.remain more bytes): a
+// large message is copied about once, and the buffer holds at most about twice what has arrived.
 func (p *Parser) appendChunk(chunk []byte) {
-	held := 0
-	if p.msg != nil {
-		held = len(*p.msg)
-	}
-	if n := held + len(chunk); p.msg == nil || n > cap(*p.msg) {
-		grown := Buffers.Get(int(min(int64(max(2*held, n, minMsgBuf)), int64(n)+p.remain)))
-		if p.msg != nil {
-			*grown = append(*grown, *p.msg...)
-			Buffers.Put(p.msg)
-		}
-		p.msg = grown
+	n := len(chunk)
+	if p.msg == nil {
+		p.msg = Buffers.Get(int(min(int64(max(n, minMsgBuf)), int64(n)+p.remain)))
+	} else if n += len(*p.msg); n > cap(*p.msg) {
+		p.msg = Buffers.Grow(p.msg, n, int(int64(n)+p.remain))
 	}
 	*p.msg = append(*p.msg, chunk...)
 }
