@@ -116,6 +116,7 @@ func (c *Conn) pollTurn(here bool) (res netpoll.Result) {
 	c.here = here
 	s := readStates.Get().(*readState)
 	defer func() {
+		s.into = nil // no hold on the message buffer
 		readStates.Put(s)
 		if r := recover(); r != nil {
 			c.b.connDone(c, r) // a bug in the broker: end the connection, keep the process
@@ -137,10 +138,11 @@ func (c *Conn) end() {
 // readState is a reader's scratch space: the read buffer and the read callback, created once so
 // that a read allocates nothing. An idle connection holds none.
 type readState struct {
-	buf []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
+	buf  []byte
+	into []byte // where the next read goes: buf, or the parser's Spare room
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
 }
 
 var readStates = sync.Pool{New: func() any {
@@ -150,13 +152,13 @@ var readStates = sync.Pool{New: func() any {
 }}
 
 func (s *readState) read(fd uintptr) bool {
-	s.n, s.err = recv(fd, s.buf)
+	s.n, s.err = recv(fd, s.into)
 	return true // never wait: the poller does
 }
 
-// readTLSNow reads what c's TLS layer has now into s.buf, setting s.n and s.err as read does.
+// readTLSNow reads what c's TLS layer has now into s.into, setting s.n and s.err as read does.
 func (s *readState) readTLSNow(c *Conn) {
-	n, err := c.tc.Read(s.buf)
+	n, err := c.tc.Read(s.into)
 	s.n, s.err = n, nil
 	switch {
 	case errors.Is(err, errWouldBlock):
@@ -185,6 +187,15 @@ func (c *Conn) turn(s *readState) netpoll.Result {
 	sink := (*connSink)(c)
 	got := 0
 	for got < turnBudget {
+		// The payload of a large message is read where it is reassembled, not copied there.
+		s.into = nil
+		if !c.draining {
+			s.into = c.parser.Spare(len(s.buf))
+		}
+		inPlace := s.into != nil
+		if !inPlace {
+			s.into = s.buf
+		}
 		if c.tc != nil {
 			s.readTLSNow(c)
 		} else if err := c.rc.Read(s.fn); err != nil {
@@ -203,10 +214,14 @@ func (c *Conn) turn(s *readState) netpoll.Result {
 		}
 		got += s.n
 		// (crypto/tls returns a record at a time, so a short TLS read says nothing.)
-		short := c.tc == nil && s.n < len(s.buf) && !c.poll.PeerDone()
+		short := c.tc == nil && s.n < len(s.into) && !c.poll.PeerDone()
 		if !c.draining {
 			start := c.b.clock()
-			c.draining = c.process(s.buf[:s.n], sink)
+			if inPlace {
+				c.draining = c.processed(c.parser.FeedSpare(s.n, sink))
+			} else {
+				c.draining = c.process(s.buf[:s.n], sink)
+			}
 			short = short && c.b.clock()-start < turnRecheck
 		}
 		if short {
@@ -396,7 +411,12 @@ func (c *Conn) processPre() bool {
 
 // process parses data and reports whether the reader drains from now on (c.draining).
 func (c *Conn) process(data []byte, sink *connSink) bool {
-	code, stop := c.parser.Feed(data, sink)
+	return c.processed(c.parser.Feed(data, sink))
+}
+
+// processed ends the parse of a read, given what the parser returned, and reports whether the
+// reader drains from now on (c.draining).
+func (c *Conn) processed(code ws.StatusCode, stop bool) bool {
 	c.b.h.ReadDone(c)
 	if code != 0 {
 		c.logAt(slog.LevelDebug, "protocol error", slog.Int("code", int(code)))

@@ -97,8 +97,9 @@ const (
 	// OwnFrameMin is the smallest frame encoded into an own buffer: smaller ones cost little to
 	// allocate and would waste most of a buffer.
 	OwnFrameMin = 512
-	// OwnFrameMax is the largest frame encoded into an own buffer; larger ones are allocated.
-	OwnFrameMax = wsproto.MaxPooledBuffer
+	// OwnFrameMax is the largest frame encoded into an own buffer (a 1 MiB payload and its
+	// header); larger ones are allocated, as a queue holds its buffer while its client is slow.
+	OwnFrameMax = 1<<20 + wsproto.BufferSlack
 )
 
 // AppendMessage queues a frame of op carrying data, which is copied: encoded into q's own

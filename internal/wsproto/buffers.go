@@ -6,23 +6,23 @@ import (
 )
 
 // Buffers pools the byte buffers that live for one message: a message reassembled from several
-// reads or frames, an inflated one, and a connection's own frames queued for writing
-// (internal/writeq), so that messages up to 1 MiB allocate nothing and give the GC nothing to do.
-// A buffer's capacity is a class's: 1 KiB << i plus bufferSlack, so that a payload of a power of
+// reads or frames, an inflated one, and a connection's own frames up to 1 MiB queued for writing
+// (internal/writeq), so that such messages allocate nothing and give the GC nothing to do.
+// A buffer's capacity is a class's: 1 KiB << i plus BufferSlack, so that a payload of a power of
 // two fits its class with a frame header or a short prefix of the application's.
 var Buffers bufferPool
 
 const (
-	bufferMinBits = 10 // the smallest class: 1 KiB (plus bufferSlack)
-	bufferClasses = 11 // up to 1 MiB (plus bufferSlack)
-	bufferSlack   = 64 // what every class holds beyond its power of two
+	bufferMinBits = 10 // the smallest class: 1 KiB (plus BufferSlack)
+	bufferClasses = 15 // up to 16 MiB (plus BufferSlack): a message of the default maxPayload
+	BufferSlack   = 64 // what every class holds beyond its power of two
 
 	// MaxPooledBuffer is the largest capacity Buffers keeps; Get of more allocates.
-	MaxPooledBuffer = 1<<(bufferMinBits+bufferClasses-1) + bufferSlack
+	MaxPooledBuffer = 1<<(bufferMinBits+bufferClasses-1) + BufferSlack
 )
 
 // classCap is the capacity of class i's buffers.
-func classCap(i int) int { return 1<<(bufferMinBits+i) + bufferSlack }
+func classCap(i int) int { return 1<<(bufferMinBits+i) + BufferSlack }
 
 type bufferPool struct{ classes [bufferClasses]sync.Pool }
 
@@ -31,7 +31,7 @@ func bufferClass(n int) int {
 	if n <= classCap(0) {
 		return 0
 	}
-	return min(bits.Len(uint(n-bufferSlack-1))-bufferMinBits, bufferClasses)
+	return min(bits.Len(uint(n-BufferSlack-1))-bufferMinBits, bufferClasses)
 }
 
 // Get returns an empty buffer whose capacity is at least n: its class's, or n itself beyond

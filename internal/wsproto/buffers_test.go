@@ -10,9 +10,9 @@ import (
 // is left to the GC. The GC is off meanwhile, so that the pool keeps what it is given.
 func TestBuffers(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	for _, n := range []int{0, 1, 1 << 10, 1<<10 + bufferSlack, 1<<10 + bufferSlack + 1, 4096, 64<<10 + 2, 1 << 20, MaxPooledBuffer} {
+	for _, n := range []int{0, 1, 1 << 10, 1<<10 + BufferSlack, 1<<10 + BufferSlack + 1, 4096, 64<<10 + 2, 1 << 20, MaxPooledBuffer} {
 		b := Buffers.Get(n)
-		if len(*b) != 0 || cap(*b) < n || cap(*b) > max(2*n, 1<<10+bufferSlack) {
+		if len(*b) != 0 || cap(*b) < n || cap(*b) > max(2*n, 1<<10+BufferSlack) {
 			t.Fatalf("Get(%d): len %d, cap %d", n, len(*b), cap(*b))
 		}
 		// The race detector's sync.Pool drops a quarter of what it is given: a few tries.

@@ -147,31 +147,65 @@ func (p *Parser) Feed(b []byte, s FrameSink) (code ws.StatusCode, stop bool) {
 			continue
 		}
 		p.appendChunk(chunk)
-		if p.msgOp == ws.OpText && !p.compressed {
-			// Fail fast: invalid UTF-8 closes the connection as soon as it arrives, not at the end
-			// of the message (a code point split across reads or fragments waits for its end).
-			n, ok := utf8Prefix((*p.msg)[p.checked:])
-			if !ok {
-				return ws.StatusInvalidFramePayloadData, true
-			}
-			p.checked += n
-		}
-		if p.remain > 0 {
-			continue
-		}
-		p.inFrame = false
-		if !p.fin {
-			continue
-		}
-		op := p.msgOp
-		p.msgOp = 0
-		code, stop := p.deliver(op, *p.msg, p.checked, s)
-		p.releaseMsg()
-		if code != 0 || stop {
+		if code, stop := p.appended(s); stop {
 			return code, true
 		}
 	}
 	return 0, false
+}
+
+// Spare returns room for the next n payload bytes of the current data frame at the end of the
+// message being reassembled, so that a reader can read them there instead of copying them from
+// its own buffer (FeedSpare then parses them); nil unless at least n bytes of the frame's payload
+// remain (a read of fewer would also take what follows the frame).
+func (p *Parser) Spare(n int) []byte {
+	if n <= 0 || !p.inFrame || p.op.IsControl() || p.remain < int64(n) {
+		return nil
+	}
+	if p.msg == nil {
+		p.msg = Buffers.Get(n)
+	} else if have := len(*p.msg); cap(*p.msg)-have < n {
+		p.msg = Buffers.Grow(p.msg, have+n, int(int64(have)+p.remain))
+	}
+	have := len(*p.msg)
+	return (*p.msg)[have : have+n]
+}
+
+// FeedSpare parses the first n bytes of the room Spare returned, which a reader filled, as Feed
+// would have parsed them.
+func (p *Parser) FeedSpare(n int, s FrameSink) (code ws.StatusCode, stop bool) {
+	have := len(*p.msg)
+	*p.msg = (*p.msg)[:have+n]
+	ws.Cipher((*p.msg)[have:], p.mask, p.off)
+	p.remain -= int64(n)
+	p.off += n
+	return p.appended(s)
+}
+
+// appended checks the data frame bytes just added to the message (text fails fast: invalid UTF-8
+// closes the connection as soon as it arrives, not at the end of the message; a code point split
+// across reads or fragments waits for its end) and delivers the message at its end. It reports
+// stop as Feed does.
+func (p *Parser) appended(s FrameSink) (code ws.StatusCode, stop bool) {
+	if p.msgOp == ws.OpText && !p.compressed {
+		n, ok := utf8Prefix((*p.msg)[p.checked:])
+		if !ok {
+			return ws.StatusInvalidFramePayloadData, true
+		}
+		p.checked += n
+	}
+	if p.remain > 0 {
+		return 0, false
+	}
+	p.inFrame = false
+	if !p.fin {
+		return 0, false
+	}
+	op := p.msgOp
+	p.msgOp = 0
+	code, stop = p.deliver(op, *p.msg, p.checked, s)
+	p.releaseMsg()
+	return code, code != 0 || stop
 }
 
 // start validates a complete frame header and makes it the current frame.
