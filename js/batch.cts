@@ -5,6 +5,8 @@
 // The batch is a single allocation owned by the addon and is only valid during the call, so
 // everything handed on is a copy: strings are decoded, binary data is copied into Buffers of its
 // own, and tokens are read by the sink's token readers (copied into Buffers unless it says otherwise).
+// A large message's data is not in the batch but in a parcel, which the decoder takes from the
+// addon (`takeParcel`) as the string or the Buffer that it hands on.
 import { Batch, EventKind } from './protocol.gen.cjs';
 
 /**
@@ -12,6 +14,15 @@ import { Batch, EventKind } from './protocol.gen.cjs';
  * during the call, so what it returns must not point into it).
  */
 export type TokenReader = (batch: Buffer, start: number, end: number, socketId: number) => unknown;
+
+/**
+ * Takes the data of a message held outside the batch, by the parcel id that its event carries:
+ * `text` as a string, else as a Buffer of its own (the addon's `takeParcel`).
+ */
+export interface ParcelTaker {
+  (id: number, text: true): string;
+  (id: number, text: false): Buffer;
+}
 
 /** Receives the decoded events of a batch, one call per event, in batch order. */
 export interface BatchSink {
@@ -52,6 +63,10 @@ export const tokenAsBytes: TokenReader = copyOut;
 const ALL_AS_BYTES: Array<TokenReader | undefined> = [];
 for (const kind of [EventKind.Open, EventKind.Text, EventKind.Binary, EventKind.Close, EventKind.Drain]) ALL_AS_BYTES[kind] = tokenAsBytes;
 
+function noParcels(): never {
+  throw new RangeError('wsbroker: a parcel in an event batch decoded without takeParcel');
+}
+
 function truncated(offset: number, need: number, length: number): RangeError {
   return new RangeError(`wsbroker: truncated event batch (need ${need} bytes at offset ${offset}, batch has ${length})`);
 }
@@ -63,7 +78,7 @@ function truncated(offset: number, need: number, length: number): RangeError {
  * event ends in the batch: if the thread is terminated during a handler, the addon hands the
  * events after that one to another worker.
  */
-export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Array): number {
+export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Array, takeParcel?: ParcelTaker): number {
   const length = batch.length;
   const view = new DataView(batch.buffer, batch.byteOffset, length);
   let off = 0;
@@ -84,6 +99,17 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
     off += len;
     return s;
   };
+  // The id of the parcel that holds a message's data, if its length field at `off` says so (then
+  // skipped with the id), else undefined.
+  const parcel = (): number | undefined => {
+    if (off + Batch.LenSize > length) throw truncated(off, Batch.LenSize, length);
+    if (view.getUint32(off, true) !== Batch.InParcel) return undefined;
+    if (off + Batch.LenSize + 8 > length) throw truncated(off, Batch.LenSize + 8, length);
+    const id = view.getFloat64(off + Batch.LenSize, true);
+    off += Batch.LenSize + 8;
+    return id;
+  };
+  const take: ParcelTaker = takeParcel ?? noParcels;
 
   while (off < length) {
     const start = off;
@@ -104,15 +130,22 @@ export function decodeBatch(batch: Buffer, sink: BatchSink, progress?: Int32Arra
 
     switch (kind) {
       case EventKind.Text: {
-        const data = str();
+        const id = parcel();
+        const data = id === undefined ? str() : take(id, true);
         if (progress !== undefined) progress[0] = off;
         sink.text(socketId, token, data);
         break;
       }
       case EventKind.Binary: {
-        const len = span();
-        const data = copyOut(batch, off, off + len);
-        off += len;
+        const id = parcel();
+        let data: Buffer;
+        if (id === undefined) {
+          const len = span();
+          data = copyOut(batch, off, off + len);
+          off += len;
+        } else {
+          data = take(id, false);
+        }
         if (progress !== undefined) progress[0] = off;
         sink.binary(socketId, token, data);
         break;

@@ -289,7 +289,7 @@ const sink: BatchSink = {
  */
 function dispatch(memory: ArrayBuffer, length: number): void {
   try {
-    decodeBatch(Buffer.from(memory, 0, length), sink, progress);
+    decodeBatch(Buffer.from(memory, 0, length), sink, progress, native.takeParcel);
   } catch (err) {
     log(LogLevel.Error, `wsbroker: dropped the rest of an event batch (worker thread ${threadId}): ${errorText(err)}`);
   }

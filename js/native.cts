@@ -1,6 +1,7 @@
 // The interface of the compiled addon (build/Release/wsbroker.node), as the C glue in napi/
 // defines it. Only js/ talks to it; the public API (api.cts, options.cts) validates every argument first,
 // the glue checks types again so that no call can crash the process.
+import type { ParcelTaker } from './batch.cjs';
 import type { LogLevel } from './protocol.gen.cjs';
 
 /** Bytes as the glue accepts them: a string is sent as its UTF-8. */
@@ -75,6 +76,12 @@ export interface Native {
    * so the close frame that waited for their sends goes out after them.
    */
   caughtUp(socketId: number): void;
+  /**
+   * Takes the data of a message that came outside its batch (a parcel, js/batch.cts), once: the
+   * text as a string, the binary data as a Buffer of its own. Throws a RangeError for an id that
+   * names no parcel (taken already).
+   */
+  takeParcel: ParcelTaker;
   /** The verdict for a socket whose open event was delivered: true accepts, false answers 403. */
   acceptOpen(socketId: number, accept: boolean): void;
   /** Refuses a socket whose open event was delivered: `refusal` is the JSON of `{ status, headers: [name, value][] }`; an invalid one is logged and answered with 500. */

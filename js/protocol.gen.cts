@@ -22,6 +22,8 @@ export const enum Batch {
   LenSize = 4,
   /** The token length that means the event carries no token. */
   NoToken = 4294967295,
+  /** The data length that means a message's data is in a parcel, whose id (f64) follows. */
+  InParcel = 4294967294,
 }
 
 /** Bits of the handler mask: which events a worker wants delivered. */

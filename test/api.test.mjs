@@ -123,6 +123,24 @@ for (const threads of [0, 4]) {
       }
     });
 
+    test('large binary messages stay whole in the Buffers a handler keeps while more large messages come and go', async () => {
+      const c = await connect();
+      await c.ask({ op: 'keep' });
+      const kept = [64 * 1024, 300 * 1024, MIB].map((size, n) => Buffer.alloc(size, n + 1));
+      for (const data of kept) {
+        c.send(data);
+        const text = String.fromCharCode(0x41 + kept.indexOf(data)).repeat(200 * 1024); // echoed as it comes
+        c.send(text);
+        const m = await c.next(undefined, 20_000, `the echo of ${text.length} characters`);
+        assert.ok(m.text === text, `a text echo of ${text.length} characters, ${firstDifference(m.text, text)}`);
+      }
+      c.cmd({ op: 'kept' });
+      for (const data of kept) {
+        const m = await c.next(undefined, 20_000, `the kept ${data.length} bytes`);
+        assert.ok(m.binary?.equals(data), `the kept ${data.length} bytes, whole: got ${m.binary?.length} bytes, first ${m.binary?.[0]}`);
+      }
+    });
+
     test('send takes every byte type, honouring offsets: Buffer, pooled Buffer, Uint8Array, DataView, ArrayBuffer, SharedArrayBuffer, Uint16Array', async () => {
       const c = await connect();
       const variants = ['buffer', 'pooled', 'uint8array', 'dataview', 'arraybuffer', 'sharedarraybuffer', 'uint16array'];

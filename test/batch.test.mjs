@@ -41,7 +41,9 @@ const close = (id, tok, code = 1000, reason = '') => Buffer.concat([head(EventKi
 const catchUp = (id) => head(EventKind.CatchUp, id, undefined);
 const drain = (id, tok) => head(EventKind.Drain, id, tok);
 
-function collect(batch) {
+const inParcel = (kind, id, tok, parcelId) => Buffer.concat([head(kind, id, tok), u32(Batch.InParcel), f64(parcelId)]);
+
+function collect(batch, takeParcel) {
   const events = [];
   const sink = {
     open: (socketId, tok, ip, url, headers) => events.push({ kind: 'open', socketId, token: tok, ip, url, headers }),
@@ -51,7 +53,7 @@ function collect(batch) {
     catchUp: (socketId) => events.push({ kind: 'catchUp', socketId }),
     drain: (socketId, tok) => events.push({ kind: 'drain', socketId, token: tok }),
   };
-  const count = decodeBatch(batch, sink);
+  const count = decodeBatch(batch, sink, undefined, takeParcel);
   assert.equal(count, events.length);
   return events;
 }
@@ -165,6 +167,26 @@ test('large payloads and many events', () => {
     assert.equal(e.data, `m${i}`);
     assert.equal(e.token?.toString(), i % 2 ? `t${i}` : undefined);
   }
+});
+
+test('a message in a parcel: its data is what takeParcel gives for its id, text or not, in order with the others', () => {
+  const taken = [];
+  const takeParcel = (id, asText) => {
+    taken.push([id, asText]);
+    return asText ? `text of ${id}` : Buffer.from(`bytes of ${id}`);
+  };
+  const batch = Buffer.concat([inParcel(EventKind.Text, 1, 'tk', 7), text(1, undefined, 'between'), inParcel(EventKind.Binary, 2, undefined, 2 ** 40)]);
+  const events = collect(batch, takeParcel);
+  assert.deepEqual(taken, [[7, true], [2 ** 40, false]]);
+  assert.deepEqual(events.map((e) => [e.kind, e.socketId, Buffer.isBuffer(e.data) ? e.data.toString() : e.data]), [
+    ['text', 1, 'text of 7'],
+    ['text', 1, 'between'],
+    ['binary', 2, `bytes of ${2 ** 40}`],
+  ]);
+  assert.equal(events[0].token.toString(), 'tk');
+  // Without takeParcel, or with the id cut off: a RangeError after the events before it.
+  assert.throws(() => collect(batch), RangeError);
+  assert.throws(() => collect(batch.subarray(0, batch.length - 4), takeParcel), RangeError);
 });
 
 test('a header named __proto__ stays an ordinary key', () => {

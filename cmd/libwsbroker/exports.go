@@ -494,6 +494,20 @@ func wsb_refuse_open(id C.uint64_t, refusal *C.uint8_t, n C.size_t, body *C.uint
 	}
 }
 
+// wsb_take_parcel hands the parcel id (a message's data outside its batch, parcels.go) to the
+// caller, which frees it: its C memory and, in *n, its length; NULL if there is no such parcel.
+//
+//export wsb_take_parcel
+func wsb_take_parcel(id C.double, n *C.size_t) unsafe.Pointer {
+	defer recoverInto("takeParcel")
+	p, ok := takeParcel(uint64(id))
+	if !ok {
+		return nil
+	}
+	*n = C.size_t(p.len)
+	return p.data
+}
+
 // wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling
 // (0: none): its sends are written when the batch is done, others at once. It returns 0 when the
 // socket's queue is over its backpressureThreshold after this message (broker.Broker.Send), else 1.

@@ -10,7 +10,7 @@ import (
 	"github.com/wsbroker/wsbroker/internal/protocol"
 )
 
-// maxBacklog is how many bytes of events may wait for one worker. Past it, the goroutine reading
+// maxBacklog is how many bytes of events (their parcels included) may wait for one worker. Past it, the goroutine reading
 // the socket that brings the next event waits (so its socket is not read and TCP pushes back on the client)
 // until the worker catches up. Each waiting reader may add one event beyond the bound when it
 // resumes.
@@ -20,10 +20,30 @@ const maxBacklog = 8 << 20
 // hands them on when one registers.
 const parkedID int32 = -1
 
-// A queued event: the socket it belongs to (for re-pinning) and where its bytes end in the batch.
+// A queued event: the socket it belongs to (for re-pinning), where its bytes end in the batch,
+// and the bytes that the events up to it stand for: theirs and their parcels'.
 type queued struct {
-	conn *broker.Conn
-	end  int
+	conn   *broker.Conn
+	end    int
+	weight int
+}
+
+// queuedAt is the entry of an event whose bytes end at end and that holds a parcel of parcelLen
+// bytes (0 if none), after the entries evs.
+func queuedAt(evs []queued, c *broker.Conn, end, parcelLen int) queued {
+	prevEnd, prevWeight := 0, 0
+	if n := len(evs); n > 0 {
+		prevEnd, prevWeight = evs[n-1].end, evs[n-1].weight
+	}
+	return queued{conn: c, end: end, weight: prevWeight + end - prevEnd + parcelLen}
+}
+
+// backlog is how many bytes the events waiting for w stand for (w locked).
+func (w *worker) backlog() int {
+	if n := len(w.waitingEv); n > 0 {
+		return w.waitingEv[n-1].weight
+	}
+	return 0
 }
 
 // worker is one JS thread's event queue. At most one batch is in flight per worker; events that
@@ -144,7 +164,7 @@ func (p *pool) register(id int32, mask uint32) int {
 	// closed waits until the parked events, older than its own, are on their way.
 	p.parking.mu.Lock()
 	p.setLive(append(append([]*worker{}, *p.live.Load()...), w))
-	p.rerouteLocked(&p.parking, events{p.parking.waiting, p.parking.waitingEv, 0})
+	p.rerouteLocked(&p.parking, events{p.parking.waiting, p.parking.waitingEv, 0, 0})
 	p.parking.waiting, p.parking.waitingEv = p.parking.waiting[:0], p.parking.waitingEv[:0]
 	p.parking.room.Broadcast()
 	p.parking.mu.Unlock()
@@ -211,7 +231,7 @@ func (p *pool) retire(id int32, handled int) {
 		return
 	}
 	w.dead = true
-	runs := []events{{w.waiting, w.waitingEv, 0}}
+	runs := []events{{w.waiting, w.waitingEv, 0, 0}}
 	if !w.handed {
 		handled = 0
 	}
@@ -220,11 +240,11 @@ func (p *pool) retire(id int32, handled int) {
 		for n < len(w.inflEv) && w.inflEv[n].end <= handled {
 			n++
 		}
-		start := 0
+		start, weight := 0, 0
 		if n > 0 {
-			start = w.inflEv[n-1].end
+			start, weight = w.inflEv[n-1].end, w.inflEv[n-1].weight
 		}
-		runs = []events{{w.inflight, w.inflEv[n:], start}, runs[0]}
+		runs = []events{{w.inflight, w.inflEv[n:], start, weight}, runs[0]}
 	}
 	p.rerouteLocked(w, runs...)
 	w.waiting, w.waitingEv, w.inflight, w.inflEv, w.spare, w.spareEv = nil, nil, nil, nil, nil, nil
@@ -234,11 +254,13 @@ func (p *pool) retire(id int32, handled int) {
 	p.signalIdle()
 }
 
-// events is a run of encoded events in bytes, from offset start, and where each ends.
+// events is a run of encoded events in bytes, from offset start, and where each ends; weight is
+// the weight of the event before start (queued.weight).
 type events struct {
-	bytes []byte
-	evs   []queued
-	start int
+	bytes  []byte
+	evs    []queued
+	start  int
+	weight int
 }
 
 // rerouteLocked queues the events held by from (locked, taking no more events) on live workers,
@@ -248,7 +270,7 @@ type events struct {
 func (p *pool) rerouteLocked(from *worker, runs ...events) {
 	dest := map[*broker.Conn]*worker{}
 	for _, run := range runs {
-		start := run.start
+		start, weight := run.start, run.weight
 		for _, ev := range run.evs {
 			to, ok := dest[ev.conn]
 			if !ok {
@@ -258,11 +280,14 @@ func (p *pool) rerouteLocked(from *worker, runs ...events) {
 			to.mu.Lock()
 			if p.wants(to, ev.conn, run.bytes[start]) {
 				to.waiting = append(to.waiting, run.bytes[start:ev.end]...)
-				to.waitingEv = append(to.waitingEv, queued{conn: ev.conn, end: len(to.waiting)})
+				parcelLen := ev.weight - weight - (ev.end - start)
+				to.waitingEv = append(to.waitingEv, queuedAt(to.waitingEv, ev.conn, len(to.waiting), parcelLen))
 				p.flushLocked(to, false)
+			} else {
+				dropParcelOf(run.bytes[start:ev.end])
 			}
 			to.mu.Unlock()
-			start = ev.end
+			start, weight = ev.end, ev.weight
 		}
 	}
 	for c, to := range dest {
@@ -300,7 +325,7 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 // wait for the end of their read (readDone), so that those that came together go in one batch.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
 	w := p.lockPinned(c)
-	for len(w.waiting) >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
+	for w.backlog() >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
 		if p.flushLocked(w, false) { // the messages of this read may be all that waits
 			continue
 		}
@@ -314,6 +339,7 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 	if !p.wants(w, c, kind) {
 		return
 	}
+	parcelLen := 0
 	switch kind {
 	case kindOpen:
 		w.waiting = appendOpen(w.waiting, c, req)
@@ -322,10 +348,15 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 	case kindCatchUp:
 		w.waiting = appendCatchUp(w.waiting, c)
 	default:
-		w.waiting = appendMessage(w.waiting, kind, c, data)
+		if len(data) >= parcelMin {
+			w.waiting = appendParcel(w.waiting, kind, c, newParcel(data))
+			parcelLen = len(data)
+		} else {
+			w.waiting = appendMessage(w.waiting, kind, c, data)
+		}
 		w.messages++
 	}
-	w.waitingEv = append(w.waitingEv, queued{conn: c, end: len(w.waiting)})
+	w.waitingEv = append(w.waitingEv, queuedAt(w.waitingEv, c, len(w.waiting), parcelLen))
 	if kind != kindText && kind != kindBinary {
 		p.flushLocked(w, readByOwnThread(c))
 	}
@@ -342,14 +373,14 @@ func (p *pool) pushDrain(c *broker.Conn) {
 		return
 	}
 	w.waiting = appendDrain(w.waiting, c)
-	w.waitingEv = append(w.waitingEv, queued{conn: c, end: len(w.waiting)})
+	w.waitingEv = append(w.waitingEv, queuedAt(w.waitingEv, c, len(w.waiting), 0))
 	p.flushLocked(w, false)
 }
 
-// waitingBytes is how many bytes of events wait for w.
+// waitingBytes is how many bytes of events (their parcels included) wait for w.
 func (w *worker) waitingBytes() int {
 	w.mu.Lock()
-	n := len(w.waiting)
+	n := w.backlog()
 	w.mu.Unlock()
 	return n
 }
@@ -410,15 +441,15 @@ func (p *pool) flushLocked(w *worker, toCaller bool) bool {
 		return false
 	}
 	n := 1
-	for n < len(w.waitingEv) && w.waitingEv[n].end <= maxBatchBytes {
+	for n < len(w.waitingEv) && w.waitingEv[n].weight <= maxBatchBytes {
 		n++
 	}
-	end := w.waitingEv[n-1].end
+	end, weight := w.waitingEv[n-1].end, w.waitingEv[n-1].weight
 	w.inflight, w.inflEv = w.waiting[:end], w.waitingEv[:n]
 	w.waiting = append(w.spare[:0], w.waiting[end:]...)
 	rest := w.spareEv[:0]
 	for _, ev := range w.waitingEv[n:] {
-		rest = append(rest, queued{conn: ev.conn, end: ev.end - end})
+		rest = append(rest, queued{conn: ev.conn, end: ev.end - end, weight: ev.weight - weight})
 	}
 	w.waitingEv = rest
 	w.spare, w.spareEv = nil, nil
@@ -446,7 +477,7 @@ func (p *pool) finish(w *worker, toCaller bool) (waited, messages, idle bool) {
 		w.spare, w.spareEv = w.inflight[:0], w.inflEv[:0]
 		w.inflight, w.inflEv = nil, nil
 		p.flushLocked(w, toCaller)
-		if len(w.waiting) < maxBacklog {
+		if w.backlog() < maxBacklog {
 			w.room.Broadcast()
 		}
 		idle = !w.awaitingDone
@@ -513,7 +544,7 @@ func (p *pool) anyHolds(of func(*broker.Conn) bool) bool {
 }
 
 // WorkerQueue is how far one worker is behind: events handed to it and not yet handled, and
-// events waiting for it (with their bytes). The parking worker has id -1.
+// events waiting for it (with their bytes, their parcels' included). The parking worker has id -1.
 type WorkerQueue struct {
 	ID           int32 `json:"id"`
 	InFlight     int   `json:"inFlight"`
@@ -527,7 +558,7 @@ func (p *pool) queues() []WorkerQueue {
 	out := []WorkerQueue{}
 	for _, w := range append(append([]*worker{}, *p.live.Load()...), &p.parking) {
 		w.mu.Lock()
-		q := WorkerQueue{ID: w.id, Waiting: len(w.waitingEv), WaitingBytes: len(w.waiting)}
+		q := WorkerQueue{ID: w.id, Waiting: len(w.waitingEv), WaitingBytes: w.backlog()}
 		if w.awaitingDone {
 			q.InFlight = len(w.inflEv)
 		}
@@ -542,7 +573,7 @@ func (p *pool) queues() []WorkerQueue {
 var (
 	descInFlight = prometheus.NewDesc("wsbroker_worker_events_in_flight", "Events handed to a JS worker and not yet handled.", []string{"worker"}, nil)
 	descWaiting  = prometheus.NewDesc("wsbroker_worker_events_waiting", "Events waiting for a JS worker (worker -1: none alive).", []string{"worker"}, nil)
-	descWaitingB = prometheus.NewDesc("wsbroker_worker_waiting_bytes", "Bytes of the events waiting for a JS worker.", []string{"worker"}, nil)
+	descWaitingB = prometheus.NewDesc("wsbroker_worker_waiting_bytes", "Bytes of the events waiting for a JS worker, large messages' data included.", []string{"worker"}, nil)
 )
 
 // queueCollector exposes the workers' queues as Prometheus gauges.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wsbroker/wsbroker/broker"
 	"github.com/wsbroker/wsbroker/internal/protocol"
@@ -133,6 +134,18 @@ func flat(batches [][]string) []string {
 	return all
 }
 
+// parcelBytes returns the data of parcel id, which stays held (a batch may be decoded again).
+func parcelBytes(t *testing.T, id uint64) []byte {
+	t.Helper()
+	parcels.mu.Lock()
+	p, ok := parcels.held[id]
+	parcels.mu.Unlock()
+	if !ok {
+		t.Fatalf("no parcel %d", id)
+	}
+	return unsafe.Slice((*byte)(p.data), p.len)
+}
+
 // decodeTexts reads a batch (format: package protocol) and returns each event as "kind:payload".
 func decodeTexts(t *testing.T, b []byte) []string {
 	t.Helper()
@@ -142,6 +155,14 @@ func decodeTexts(t *testing.T, b []byte) []string {
 		v := b[protocol.LenSize : protocol.LenSize+n]
 		b = b[protocol.LenSize+n:]
 		return v
+	}
+	data := func() []byte { // a message's data: in the batch, or in a parcel, left there
+		if binary.LittleEndian.Uint32(b) != protocol.InParcel {
+			return field()
+		}
+		id := uint64(math.Float64frombits(binary.LittleEndian.Uint64(b[protocol.LenSize:])))
+		b = b[protocol.LenSize+8:]
+		return parcelBytes(t, id)
 	}
 	for len(b) > 0 {
 		kind := b[0]
@@ -165,7 +186,7 @@ func decodeTexts(t *testing.T, b []byte) []string {
 			}
 			out = append(out, fmt.Sprintf("open:%s%s", ip, url))
 		case kindText, kindBinary:
-			out = append(out, fmt.Sprintf("%d:%s", kind, field()))
+			out = append(out, fmt.Sprintf("%d:%s", kind, data()))
 		case kindClose:
 			b = b[protocol.LenSize:]
 			out = append(out, fmt.Sprintf("close:%s", field()))
@@ -547,7 +568,7 @@ func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
 	for {
 		w := p.get(hooks.Pin(c).Load())
 		w.mu.Lock()
-		full := len(w.waiting) >= maxBacklog
+		full := w.backlog() >= maxBacklog
 		w.mu.Unlock()
 		if full {
 			break
@@ -642,5 +663,69 @@ func TestQueues(t *testing.T) {
 	q := p.queues()
 	if len(q) != 1 || q[0].ID != 1 || q[0].InFlight != 1 || q[0].Waiting != 1 || q[0].WaitingBytes == 0 {
 		t.Fatalf("one worker: %+v", q)
+	}
+}
+
+// A message of parcelMin bytes or more travels as a parcel: its event names it, JS takes it once,
+// its bytes count towards the backlog, and a parcel whose event no worker wants any more is freed.
+func TestLargeMessagesTravelAsParcels(t *testing.T) {
+	js := newFakeJS()
+	p := newPool(js.deliver, js.answer, newCountCork)
+	p.register(1, allHandlers)
+	c := &broker.Conn{}
+	small, large := strings.Repeat("s", parcelMin-1), strings.Repeat("L", parcelMin)
+	text(p, c, small) // in flight
+	p.push(c, kindBinary, []byte(large), nil)
+	p.push(c, kindText, []byte(large+"!"), nil)
+	p.readDone(c)
+	if q := p.queues()[0]; q.Waiting != 2 || q.WaitingBytes < 2*parcelMin {
+		t.Fatalf("two parcels wait: %+v, want their bytes counted", q)
+	}
+	js.run(p, 1)
+	got := js.texts(t, 1)
+	if len(got) != 2 || strings.Join(got[0], ",") != "2:"+small || strings.Join(got[1], ",") != "3:"+large+",2:"+large+"!" {
+		t.Fatalf("batches of %d events, want the small message, then both large ones in order", len(got))
+	}
+	js.mu.Lock()
+	batch := js.batches[1][1]
+	js.mu.Unlock()
+	evLen := protocol.HeadSize + protocol.LenSize + 8
+	if len(batch) != 2*evLen {
+		t.Fatalf("the large messages' batch holds %d bytes, want two events of %d naming parcels", len(batch), evLen)
+	}
+	for i, want := range []string{large, large + "!"} {
+		id, ok := parcelOf(batch[i*evLen : (i+1)*evLen])
+		if !ok {
+			t.Fatalf("event %d names no parcel", i)
+		}
+		pc, ok := takeParcel(id)
+		if !ok || string(unsafe.Slice((*byte)(pc.data), pc.len)) != want {
+			t.Fatalf("parcel %d: taken %v, want its message", id, ok)
+		}
+		pc.free()
+		if _, again := takeParcel(id); again {
+			t.Fatalf("parcel %d taken twice", id)
+		}
+	}
+
+	// Worker 1 dies before its thread runs the next batch; worker 2 has no binary handler: the
+	// binary message's event is dropped, and its parcel freed.
+	p.push(c, kindBinary, []byte(large), nil)
+	p.readDone(c)
+	js.run(p, 1)
+	js.mu.Lock()
+	batch = js.batches[1][2]
+	js.mu.Unlock()
+	id, ok := parcelOf(batch)
+	if !ok {
+		t.Fatal("the third batch names no parcel")
+	}
+	p.register(2, allHandlers&^protocol.HandlerBit(kindBinary))
+	js.kill(p, 1)
+	parcels.mu.Lock()
+	_, held := parcels.held[id]
+	parcels.mu.Unlock()
+	if held {
+		t.Fatal("the parcel of a dropped event is still held")
 	}
 }

@@ -9,12 +9,14 @@
 //	event  = kind:u8  socketId:f64  token  body
 //	token  = len:u32 then len bytes; len = NoToken means no token and no bytes
 //	open   body: ip:str url:str headerCount:u32 then headerCount × (name:str value:str)
-//	text   body: data:str (UTF-8, validated by the broker)
-//	binary body: data:bytes
+//	text   body: data:str (UTF-8, validated by the broker), or parcel
+//	binary body: data:bytes, or parcel
 //	close  body: code:u32 reason:str (the close code and reason: the client's, or the server's own)
 //	catchUp body: none (answered once the socket's earlier events are handled)
 //	drain  body: none (the socket's queue went over backpressureThreshold and has been written out)
 //	str, bytes = len:u32 then len bytes
+//	parcel = len:u32 = InParcel, then id:f64: a large message's data, held by the addon outside the
+//	         batch until JavaScript takes it by its id (once; the addon's takeParcel)
 //
 // The socket id is a double because JavaScript numbers are; ids stay below 2^53.
 package protocol
@@ -46,6 +48,9 @@ const (
 
 // NoToken is the token length that means the event carries no token.
 const NoToken = math.MaxUint32
+
+// InParcel is the data length that means a message's data is in a parcel, whose id follows.
+const InParcel = math.MaxUint32 - 1
 
 // The sizes of the batch's fixed fields, in bytes.
 const (

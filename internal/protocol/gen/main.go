@@ -87,6 +87,7 @@ func typescript() []byte {
 		{"HeadSize", protocol.HeadSize, "The size of an event's head before the token's bytes: kind:u8, socketId:f64, token length."},
 		{"LenSize", protocol.LenSize, "The size of every length field (token, str, bytes), of the open event's header count and of the close event's code."},
 		{"NoToken", protocol.NoToken, "The token length that means the event carries no token."},
+		{"InParcel", protocol.InParcel, "The data length that means a message's data is in a parcel, whose id (f64) follows."},
 	})
 	tsEnum(&b, "Bits of the handler mask: which events a worker wants delivered.", "HandlerBit", handlerBits())
 	tsEnum(&b, "Log levels understood by the addon's `log`, as zerolog's.", "LogLevel", logLevels)
