@@ -10,10 +10,10 @@ import (
 	"github.com/wsbroker/wsbroker/internal/protocol"
 )
 
-// maxBacklog is how many bytes of events (their parcels included) may wait for one worker. Past it, the goroutine reading
-// the socket that brings the next event waits (so its socket is not read and TCP pushes back on the client)
-// until the worker catches up. Each waiting reader may add one event beyond the bound when it
-// resumes.
+// maxBacklog is how many bytes of events (their parcels included) may wait for one worker. Past
+// it, the goroutine reading the socket that brings the next event waits (so its socket is not
+// read and TCP pushes back on the client) until the worker catches up. Each waiting reader may add
+// one event beyond the bound when it resumes.
 const maxBacklog = 8 << 20
 
 // parkedID pins sockets to the parking worker: it holds events while no JS worker is alive and
