@@ -188,13 +188,14 @@ func (c *Conn) turn(s *readState) netpoll.Result {
 	got := 0
 	for got < turnBudget {
 		// The payload of a large message is read where it is reassembled, not copied there.
-		s.into = nil
+		var room []byte
 		if !c.draining {
-			s.into = c.parser.Spare(len(s.buf))
+			room = c.parser.Spare(len(s.buf))
 		}
-		inPlace := s.into != nil
-		if !inPlace {
-			s.into = s.buf
+		inPlace := room != nil
+		s.into = s.buf
+		if inPlace {
+			s.into = room
 		}
 		if c.tc != nil {
 			s.readTLSNow(c)

@@ -164,10 +164,11 @@ func (p *Parser) Spare(n int) []byte {
 	}
 	if p.msg == nil {
 		p.msg = Buffers.Get(n)
-	} else if have := len(*p.msg); cap(*p.msg)-have < n {
-		p.msg = Buffers.Grow(p.msg, have+n, int(int64(have)+p.remain))
 	}
 	have := len(*p.msg)
+	if cap(*p.msg)-have < n {
+		p.msg = Buffers.Grow(p.msg, have+n, int(int64(have)+p.remain))
+	}
 	return (*p.msg)[have : have+n]
 }
 
