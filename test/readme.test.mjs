@@ -250,7 +250,8 @@ test('FAQ, stopping cleanly: on SIGTERM new connections are refused, open ones g
   const worker = scenarios.get('quickstart').files.get('worker.mjs') + files.get('worker-close.mjs');
   const dir = writeScenario('shutdown', { 'worker.mjs': worker });
   const port = await racyFreePort();
-  const server = new Child(['server.mjs'], { cwd: dir, env: { PORT: String(port), GRACE_MS: '1000' } });
+  // The grace leaves room for a loaded machine between the SIGTERM and the message sent in it.
+  const server = new Child(['server.mjs'], { cwd: dir, env: { PORT: String(port), GRACE_MS: '4000' } });
   t.after(() => server.stop());
   await server.waitForLine(new RegExp(`^listening on ws://localhost:${port}$`), 30_000);
   const clients = [await Client.connect(port), await Client.connect(port)];
