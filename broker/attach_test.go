@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"net"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -47,9 +46,7 @@ func attach(t *testing.T, rec *recorder, lim Limits) (*Broker, *Attachment) {
 	t.Helper()
 	b := New(rec, Options{Logger: testLogger()})
 	rec.b = b
-	if os.Getenv("BROKER_UNPOLLED") != "" {
-		unpolled(b)
-	}
+	configureRuns(b)
 	a, err := b.Attach("test server", lim)
 	if err != nil {
 		t.Fatal(err)

@@ -121,6 +121,22 @@ type connStateVar struct{ v atomic.Uint32 }
 func (v *connStateVar) Load() connState   { return connState(v.v.Load()) }
 func (v *connStateVar) Store(s connState) { v.v.Store(uint32(s)) }
 
+// tcp is c's TCP socket once open, as its life uses it: nc, or its rawSocket (detach).
+func (c *Conn) tcp() tcpSocket {
+	if r, ok := c.rc.(*rawSocket); ok {
+		return r
+	}
+	return c.nc
+}
+
+// tcpSocket is the part of a TCP socket's API that a connection uses once open (net.TCPConn's).
+type tcpSocket interface {
+	SetWriteDeadline(time.Time) error
+	CloseWrite() error
+	CloseRead() error
+	Close() error
+}
+
 // Conn is one WebSocket connection.
 type Conn struct {
 	// pin is the embedder's (embedder.Hooks.Pin): the broker never writes it and reads it only
@@ -134,6 +150,8 @@ type Conn struct {
 	b  *Broker
 	l  *listener // the listener that accepted it: its limits
 	nc *net.TCPConn
+	// rc is nc's, or a rawSocket once a plain connection is taken out of Go's netpoller as it
+	// goes on its poller (detach: under wmu, before the poller sees c); never changed after.
 	rc syscall.RawConn
 	// tc is the TLS layer over nc on a TLS listener, else nil: its socket blocks until the
 	// connection is polled (tlssocket.go), and unpolled it has its own path (readLoop, the writer
@@ -415,7 +433,7 @@ func (c *Conn) closeWrite() {
 			return
 		}
 	}
-	c.nc.CloseWrite()
+	c.tcp().CloseWrite()
 }
 
 // tlsSocket is the socket under c's TLS layer.
@@ -674,9 +692,9 @@ func (c *Conn) startDrainLocked() {
 	if c.q.Trimming() {
 		// Wake the writer (it may be waiting for a peer that does not read): it trims what it
 		// holds and sets the drain deadline itself (afterWrite).
-		c.nc.SetWriteDeadline(pastDeadline)
+		c.tcp().SetWriteDeadline(pastDeadline)
 	} else {
-		c.nc.SetWriteDeadline(c.drainDeadline())
+		c.tcp().SetWriteDeadline(c.drainDeadline())
 	}
 }
 
@@ -719,7 +737,7 @@ func (c *Conn) closeSocket() {
 	if p := c.poll.Poller(); p != nil {
 		p.Remove(c, c.rc)
 	}
-	c.nc.Close()
+	c.tcp().Close()
 }
 
 // floodState is a connection's part in its listener's MaxMessagesPerSecond and

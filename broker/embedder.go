@@ -17,6 +17,7 @@ func init() {
 			return s.FD(i)
 		},
 		DispatchReady: func(b *Broker, i int, here func(*Conn) bool) bool { return b.pollers().DispatchReady(i, here) },
+		Watch:         func(b *Broker, i int, on bool) { b.pollers().Watch(i, on) },
 		Pin:           func(c *Conn) *atomic.Int32 { return &c.pin },
 		MayBlock:      (*Conn).mayBlock,
 	})

@@ -137,6 +137,25 @@ func unpolled(b *Broker) { b.pollOnce.Do(func() {}) }
 // polled makes b's pollers now, so that connections are polled even with BROKER_UNPOLLED.
 func polled(b *Broker) { b.pollers() }
 
+// routed has b's connections routed to its pollers in turn, as the Node bridge routes them on one
+// core (embedder.Hooks.Route): their sockets then leave Go's netpoller as they are polled
+// (rawSocket). `make test` runs the broker's tests once more with BROKER_ROUTED set, which applies
+// it to every test.
+func routed(b *Broker) {
+	inTurn := func(*Conn) int { return -1 }
+	b.route.Store(&inTurn)
+}
+
+// configureRuns applies BROKER_UNPOLLED and BROKER_ROUTED to b.
+func configureRuns(b *Broker) {
+	if os.Getenv("BROKER_UNPOLLED") != "" {
+		unpolled(b) // unless a test asked for pollers (polled): the fallback read path, on Linux
+	}
+	if os.Getenv("BROKER_ROUTED") != "" {
+		routed(b)
+	}
+}
+
 // startHandler is start with h, a Handler built around rec, as the broker's Handler.
 func startHandler(t testing.TB, h Handler, rec *recorder, lim Limits, configure ...func(*Broker)) (*Broker, string) {
 	t.Helper()
@@ -145,9 +164,7 @@ func startHandler(t testing.TB, h Handler, rec *recorder, lim Limits, configure 
 	for _, f := range configure {
 		f(b)
 	}
-	if os.Getenv("BROKER_UNPOLLED") != "" {
-		unpolled(b) // unless a test asked for pollers (polled): the fallback read path, on Linux
-	}
+	configureRuns(b)
 	listeners, err := b.Listen([]string{"127.0.0.1:0"}, lim)
 	if err != nil {
 		t.Fatal(err)

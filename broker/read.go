@@ -38,6 +38,7 @@ func (b *Broker) pollers() *netpoll.Set[*Conn] {
 		s, err := netpoll.NewSet(runtime.GOMAXPROCS(0), netpoll.Config[*Conn]{
 			Entry:        func(c *Conn) *netpoll.Entry[*Conn] { return &c.poll },
 			Turn:         (*Conn).pollTurn,
+			Writable:     (*Conn).writable,
 			Clock:        b.clock,
 			ReaderLinger: b.readerLinger,
 			Logger:       b.log,
@@ -70,6 +71,34 @@ const (
 	turnRecheck = 20 * time.Microsecond
 )
 
+// detach takes c's socket out of Go's netpoller (rawSocket) before it goes on its poller, where
+// the embedder's threads read the pollers (embedder.Hooks.Route): else the netpoller would wake a
+// thread of Go's for every input that such a thread reads. Not while a write is in progress (a
+// write uses rc without the lock) or once c is ending.
+func (c *Conn) detach() {
+	if c.b.route.Load() == nil {
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.q.Writing() || c.state.Load() != stateOpen {
+		return
+	}
+	raw, err := detachSocket(c, c.nc, c.rc)
+	if err != nil {
+		c.logAt(slog.LevelDebug, "socket left in Go's netpoller", slog.Any("error", err))
+		return
+	}
+	c.rc = raw
+}
+
+// writable is c's poller's report of room in its socket (netpoll.Poller.ReportRoom).
+func (c *Conn) writable() {
+	if r, ok := c.rc.(*rawSocket); ok {
+		r.writable()
+	}
+}
+
 // startPolled is the rest of an accepted connection's life on its poller p: it handles what came
 // with the request and adds c to p; from then on p's readers serve it. Unless mayCall, it runs
 // where Handler calls must not be made (Accept's caller, which may be the thread they would wait
@@ -87,6 +116,9 @@ func (c *Conn) startPolled(p *netpoll.Poller[*Conn], mayCall bool) {
 	shortest := min(c.b.drainTimeout, c.b.catchUpTimeout)
 	if idle := c.l.lim.IdleTimeout; idle > 0 {
 		shortest = min(shortest, idle)
+	}
+	if c.tc == nil {
+		c.detach()
 	}
 	if err := p.Add(c, c.rc, shortest); err != nil {
 		c.logAt(slog.LevelWarn, "cannot register with epoll; closing", slog.Any("error", err))

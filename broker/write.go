@@ -215,7 +215,7 @@ func (c *Conn) settleWrite(n, frames int, err error, inWriter bool) (again, drai
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = nil
 		}
-		c.nc.SetWriteDeadline(c.drainDeadline())
+		c.tcp().SetWriteDeadline(c.drainDeadline())
 	}
 	if err != nil {
 		c.q.Fail()
@@ -224,7 +224,7 @@ func (c *Conn) settleWrite(n, frames int, err error, inWriter bool) (again, drai
 		c.logAt(slog.LevelDebug, "write failed, closing connection", slog.Any("error", err))
 		// Shutting the read side ends the reader (goroutine or poller, which reads EOF), and it
 		// delivers Close; closing the socket here would leave a poller unaware.
-		c.nc.CloseRead()
+		c.tcp().CloseRead()
 		return false, false
 	}
 	drained = c.q.Drained() && c.state.Load() == stateOpen

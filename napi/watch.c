@@ -98,6 +98,7 @@ static void watch_set(struct watch *w, int on) {
   } else {
     uv_poll_stop(&w->poll);
   }
+  wsb_watching(w->slot->id, on);
 }
 
 static void on_resume(uv_check_t *h) {

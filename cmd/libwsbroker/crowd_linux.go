@@ -19,15 +19,22 @@ func shareCores() {
 		return
 	}
 	for _, task := range tasks {
-		tid, err := strconv.Atoi(task.Name())
-		if err != nil || tid == os.Getpid() {
-			continue
+		if tid, err := strconv.Atoi(task.Name()); err == nil && tid != os.Getpid() {
+			batch(tid)
 		}
-		attr, err := unix.SchedGetAttr(tid, 0)
-		if err != nil || attr.Policy != unix.SCHED_NORMAL {
-			continue // gone, already batch, or given a policy of its own (real-time, idle)
-		}
-		attr.Policy = unix.SCHED_BATCH
-		unix.SchedSetAttr(tid, attr, 0)
 	}
 }
+
+// batch makes thread tid SCHED_BATCH, keeping its nice value, unless it is gone or has a policy of
+// its own (real-time, idle) or is batch already.
+func batch(tid int) {
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if err != nil || attr.Policy != unix.SCHED_NORMAL {
+		return
+	}
+	attr.Policy = unix.SCHED_BATCH
+	unix.SchedSetAttr(tid, attr, 0)
+}
+
+// threadID is the calling thread's id.
+func threadID() int { return unix.Gettid() }

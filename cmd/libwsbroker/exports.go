@@ -109,7 +109,7 @@ func wsb_init(deliver C.wsb_deliver_fn, notify C.wsb_notify_fn) (batchBytes C.si
 //export wsb_worker_register
 func wsb_worker_register(id C.int32_t, mask C.uint32_t, runtimeIsBun C.int) (watch C.int) {
 	defer recoverInto("registerWorker")
-	workerJoined(workers.register(int32(id), uint32(mask)))
+	workerJoined(workers.register(int32(id), uint32(mask), threadID()))
 	return cBool(watchesPollers(runtimeIsBun != 0))
 }
 
@@ -157,6 +157,15 @@ func wsb_poller_fd(worker C.int32_t) (fd C.int) {
 func wsb_dispatch_ready(worker C.int32_t) (next C.int) {
 	defer recoverInto("dispatchReady")
 	return nextToC(dispatchReady(int32(worker)))
+}
+
+// wsb_watching is called by worker's JS thread when its event loop starts or stops watching its
+// poller's fd (watching).
+//
+//export wsb_watching
+func wsb_watching(worker C.int32_t, on C.int) {
+	defer recoverInto("watching")
+	watching(int32(worker), on != 0)
 }
 
 // nextToC converts a next into its WSB_* bits.

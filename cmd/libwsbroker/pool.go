@@ -51,6 +51,7 @@ func (w *worker) backlog() int {
 type worker struct {
 	id   int32
 	seat int // the lowest not taken by a live worker when it registered: its poller's number (threadsRead)
+	tid  int // its JS thread's id
 	mu   sync.Mutex
 	room sync.Cond // signalled when the backlog shrinks or the worker dies; uses mu
 	mask uint32    // protocol.HandlerBit of each handler the thread registered
@@ -148,10 +149,10 @@ func (p *pool) closedTo(w *worker) bool {
 
 // register adds worker id (chosen by the glue, never reused) and hands it, and the other live
 // workers, whatever was parked. It returns how many workers are live.
-func (p *pool) register(id int32, mask uint32) int {
+func (p *pool) register(id int32, mask uint32, tid int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := &worker{id: id, seat: p.freeSeat(), mask: mask, cork: p.newCork()}
+	w := &worker{id: id, seat: p.freeSeat(), mask: mask, tid: tid, cork: p.newCork()}
 	w.room.L = &w.mu
 	m := make(map[int32]*worker, len(*p.byID.Load())+1)
 	for k, v := range *p.byID.Load() {
@@ -215,6 +216,9 @@ func (p *pool) retire(id int32, handled int) {
 		return
 	}
 	w.cork.Flush() // the finalizer runs on the worker's thread: sends of a batch cut short
+	if w.sched.pollerWatched {
+		watching(id, false) // its poller's fd goes back to Go's netpoller
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	live := make([]*worker, 0, len(*p.live.Load()))

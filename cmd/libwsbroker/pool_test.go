@@ -208,7 +208,7 @@ func text(p *pool, c *broker.Conn, s string) {
 func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	for _, s := range []string{"a", "b", "c"} {
 		p.push(c, kindText, []byte(s), nil)
@@ -227,7 +227,7 @@ func TestMessagesOfOneReadGoInOneBatch(t *testing.T) {
 func TestAReadThatFillsTheBacklogIsHandedOver(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	chunk := []byte(strings.Repeat("x", 64<<10))
 	for range maxBacklog / len(chunk) {
@@ -252,7 +252,7 @@ func TestAReadThatFillsTheBacklogIsHandedOver(t *testing.T) {
 func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	text(p, c, "a") // worker idle: handed over at once
 	text(p, c, "b")
@@ -270,7 +270,7 @@ func TestEventsAccumulateWhileABatchIsInFlight(t *testing.T) {
 func TestBatchesAreCapped(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	big := strings.Repeat("x", maxBatchBytes/4)
 	text(p, c, "first")
@@ -297,8 +297,8 @@ func TestBatchesAreCapped(t *testing.T) {
 func TestSocketsArePinnedRoundRobin(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
-	p.register(2, allHandlers)
+	p.register(1, allHandlers, threadID())
+	p.register(2, allHandlers, threadID())
 	conns := []*broker.Conn{{}, {}, {}, {}}
 	for round := 0; round < 3; round++ {
 		for i, c := range conns {
@@ -329,11 +329,11 @@ func TestSocketsArePinnedRoundRobin(t *testing.T) {
 func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	text(p, c, "1") // in flight on worker 1
 	text(p, c, "2") // waiting for worker 1
-	p.register(2, allHandlers)
+	p.register(2, allHandlers, threadID())
 	js.mu.Lock()
 	js.gone[1] = true
 	js.mu.Unlock()
@@ -352,8 +352,8 @@ func TestRetiredWorkerEventsMoveInOrder(t *testing.T) {
 func TestHandedBatchIsNotRepeated(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
-	p.register(2, allHandlers)
+	p.register(1, allHandlers, threadID())
+	p.register(2, allHandlers, threadID())
 	c := &broker.Conn{}
 	text(p, c, "1")
 	first := hooks.Pin(c).Load()
@@ -371,14 +371,14 @@ func TestHandedBatchIsNotRepeated(t *testing.T) {
 func TestEventsAfterTheFatalOneMoveOn(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c1, c2 := &broker.Conn{}, &broker.Conn{}
 	text(p, c1, "first") // in flight alone
 	text(p, c1, "fatal")
 	text(p, c2, "other")
 	text(p, c1, "after")
 	js.run(p, 1) // "first" done; the next batch is fatal, other, after
-	p.register(2, allHandlers)
+	p.register(2, allHandlers, threadID())
 	text(p, c2, "waiting")
 	js.mu.Lock()
 	batch := js.queued[1]
@@ -403,7 +403,7 @@ func TestEventsWaitForAWorker(t *testing.T) {
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{IP: "127.0.0.1", URL: "/x"})
 	text(p, c, "early")
-	p.register(7, allHandlers)
+	p.register(7, allHandlers, threadID())
 	js.run(p, 7)
 	if got := strings.Join(flat(js.texts(t, 7)), ","); got != "open:127.0.0.1/x,2:early" {
 		t.Fatalf("got %q", got)
@@ -413,7 +413,7 @@ func TestEventsWaitForAWorker(t *testing.T) {
 func TestHandlerMask(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, 2) // text only
+	p.register(1, 2, threadID()) // text only
 	c := &broker.Conn{}
 	p.push(c, kindOpen, nil, &broker.Request{})
 	p.push(c, kindBinary, []byte("b"), nil)
@@ -434,7 +434,7 @@ func TestHandlerMask(t *testing.T) {
 func TestCatchUpFollowsTheMessages(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	p.push(c, kindText, []byte("a"), nil)
 	p.push(c, kindBinary, []byte("b"), nil)
@@ -445,7 +445,7 @@ func TestCatchUpFollowsTheMessages(t *testing.T) {
 
 	js.run(p, 1)
 	text(p, c, "in flight")
-	p.register(2, allHandlers)
+	p.register(2, allHandlers, threadID())
 	p.push(c, kindText, []byte("waiting"), nil)
 	p.push(c, kindCatchUp, nil, nil)
 	js.kill(p, 1)
@@ -464,7 +464,7 @@ func TestCatchUpFollowsTheMessages(t *testing.T) {
 	if len(js.caughtUp) != 1 || len(js.texts(t, 2)) != 2 {
 		t.Fatalf("caught up without JS %v, batches %v", js.caughtUp, js.texts(t, 2))
 	}
-	p.register(3, allHandlers|protocol.HandlerBit(kindCatchUp))
+	p.register(3, allHandlers|protocol.HandlerBit(kindCatchUp), threadID())
 	d := &broker.Conn{}
 	hooks.Pin(d).Store(3)
 	p.push(d, kindCatchUp, nil, nil)
@@ -478,7 +478,7 @@ func TestCatchUpFollowsTheMessages(t *testing.T) {
 func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	const sockets, perSocket = 16, 300
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -508,7 +508,7 @@ func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 				js.run(p, id)
 			}
 			if n%5 == 4 {
-				p.register(next, allHandlers)
+				p.register(next, allHandlers, threadID())
 				js.kill(p, next-1)
 				next++
 			}
@@ -561,7 +561,7 @@ func TestChurnKeepsOrderAndLosesNothing(t *testing.T) {
 func behindWorker(kind byte) (*fakeJS, *pool, <-chan struct{}) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	text(p, c, "in flight")
 	chunk := strings.Repeat("x", 64<<10)
@@ -615,8 +615,8 @@ func TestStoppingReleasesWaitingReaders(t *testing.T) {
 func TestDrainWaitsForEveryEvent(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
-	p.register(2, allHandlers)
+	p.register(1, allHandlers, threadID())
+	p.register(2, allHandlers, threadID())
 	for i := 0; i < 10; i++ {
 		text(p, &broker.Conn{}, fmt.Sprint(i))
 	}
@@ -658,7 +658,7 @@ func TestQueues(t *testing.T) {
 	if q := p.queues(); len(q) != 1 || q[0].ID != parkedID || q[0].Waiting != 1 {
 		t.Fatalf("no worker: %+v", q)
 	}
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	text(p, c, "waiting")
 	q := p.queues()
 	if len(q) != 1 || q[0].ID != 1 || q[0].InFlight != 1 || q[0].Waiting != 1 || q[0].WaitingBytes == 0 {
@@ -671,7 +671,7 @@ func TestQueues(t *testing.T) {
 func TestLargeMessagesTravelAsParcels(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	small, large := strings.Repeat("s", parcelMin-1), strings.Repeat("L", parcelMin)
 	text(p, c, small) // in flight
@@ -720,7 +720,7 @@ func TestLargeMessagesTravelAsParcels(t *testing.T) {
 	if !ok {
 		t.Fatal("the third batch names no parcel")
 	}
-	p.register(2, allHandlers&^protocol.HandlerBit(kindBinary))
+	p.register(2, allHandlers&^protocol.HandlerBit(kindBinary), threadID())
 	js.kill(p, 1)
 	parcels.mu.Lock()
 	_, held := parcels.held[id]

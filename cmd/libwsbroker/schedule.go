@@ -72,6 +72,7 @@ type threadSchedule struct {
 	lastMessage    time.Time // when the last batch ended that had messages
 	unsettledSince time.Time // when the thread last put off writing its sends; zero when written
 	ownRuns        int       // batches run on its own in this wake-up of its watch
+	pollerWatched  bool      // its event loop watches its poller's fd (watching)
 }
 
 // cores is how many Ps Go started with (GOMAXPROCS: the CPUs this process may run on, unless
@@ -84,20 +85,36 @@ var cores = runtime.GOMAXPROCS(0)
 // saves.
 var threadsRead = cores == 1
 
-// workerJoined: once the JS threads outnumber the cores, Go gets a P for each on top of its cores
-// (never fewer Ps than it has), and the threads share the cores in turns (shareCores). A JS
-// thread keeps the P it entered Go with while it runs JavaScript (in a syscall, to Go), so that
-// with fewer Ps the threads wait for each other's, a hand-over through the scheduler each time one
-// calls into Go (a send); but a P left idle has Go wake a thread for every goroutine that becomes
-// ready, which costs more than it saves while each thread can have a core's.
+// workerJoined: where the JS threads read their sockets (threadsRead), and wherever they outnumber
+// the cores, Go gets a P for each on top of its cores (never fewer Ps than it has). A JS thread
+// keeps the P it entered Go with while it runs JavaScript or waits in its event loop (in a
+// syscall, to Go). With no P left idle, the threads wait for each other's, a hand-over through
+// the scheduler each time one calls into Go (a send), and sysmon takes the P of a thread that
+// waits more than 20 µs and has Go wake a thread to hold it: a switch or two at every pause of a
+// thread that reads its sockets. An idle P has Go wake a thread for every goroutine that becomes
+// ready, and its thread waits in Go's netpoller: with more cores than JS threads, where readers
+// read, that costs more than it saves; where the threads read, the sockets and the watched
+// pollers are out of the netpoller (broker's rawSocket, netpoll.Set.Watch), and it sleeps.
+//
+// Threads that outnumber the cores also take turns on them rather than interrupt each other
+// (SCHED_BATCH): every thread but the main one (shareCores), or on one core, where each JS thread
+// reads its own sockets, the JS threads alone (batch): Go's threads made batch too held up a JS
+// thread's wake-ups there (one connection's round trip at threads: 4, 70-80 µs against 90-115).
 func workerJoined(live int) {
-	if live <= cores {
+	if live <= cores && !threadsRead {
 		return
 	}
 	if n := cores + live; runtime.GOMAXPROCS(0) < n {
 		runtime.GOMAXPROCS(n)
 	}
-	shareCores()
+	switch {
+	case live > cores && threadsRead:
+		for _, w := range *workers.live.Load() {
+			batch(w.tid)
+		}
+	case live > cores:
+		shareCores()
+	}
 }
 
 // watchesPollers reports whether a worker's thread prepares a watch of its poller (which also
@@ -113,6 +130,15 @@ func pollerFD(worker int32) int {
 		return -1
 	}
 	return hooks.PollerFD(brk, w.seat)
+}
+
+// watching is called by worker's JS thread when its event loop starts or stops watching its
+// poller's fd (as told, next.watch): the poller leaves that fd to the thread meanwhile.
+func watching(worker int32, on bool) {
+	if w := workers.get(worker); w != nil && w != &workers.parking {
+		w.sched.pollerWatched = on
+		hooks.Watch(brk, w.seat, on)
+	}
 }
 
 // dispatchReady is called by worker's JS thread when its event loop sees its poller's fd

@@ -17,7 +17,7 @@ import (
 func TestBroadcastsWaitForTheNextBatchWhileEventsWait(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	cork := p.corkOf(1).(*countCork)
 	flushes := func() int { return len(cork.flushed) }
 	c := &broker.Conn{}
@@ -61,7 +61,7 @@ func TestThreadWatchesItsPollerForMessagesWithOneCore(t *testing.T) {
 	threadsRead = true
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	p.push(c, kindClose, nil, nil)
 	if watch, _ := js.run(p, 1); watch {
@@ -88,12 +88,12 @@ func TestSocketsLiveOnTheirWorkersSeat(t *testing.T) {
 		t.Fatalf("seat %d with no worker alive", seat)
 	}
 	for id := int32(1); id <= 3; id++ {
-		if live := p.register(id, allHandlers); live != int(id) {
+		if live := p.register(id, allHandlers, threadID()); live != int(id) {
 			t.Fatalf("register(%d) reports %d live", id, live)
 		}
 	}
 	p.retire(2, -1)
-	p.register(4, allHandlers)
+	p.register(4, allHandlers, threadID())
 	seats := map[int32]int{}
 	for _, id := range []int32{1, 3, 4} {
 		seats[id] = p.get(id).seat
@@ -116,13 +116,18 @@ func TestSocketsLiveOnTheirWorkersSeat(t *testing.T) {
 	}
 }
 
-// Once the JS threads outnumber the cores, Go gets a P for each on top of its cores, and never
-// loses one, and every thread but the main one becomes SCHED_BATCH, keeping its nice value.
+// Once the JS threads outnumber the cores (or on one core, where they read their sockets), Go
+// gets a P for each on top of its cores, and never loses one; once they outnumber more than one
+// core, every thread but the main one becomes SCHED_BATCH, keeping its nice value.
 func TestWorkerJoinedWhenThreadsOutnumberCores(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	defer setPolicies(t, unix.SCHED_NORMAL)
 	workerJoined(cores)
-	if n := runtime.GOMAXPROCS(0); n != cores {
+	want := cores
+	if threadsRead {
+		want = 2 * cores
+	}
+	if n := runtime.GOMAXPROCS(0); n != want {
 		t.Fatalf("GOMAXPROCS %d with %d cores and as many threads", n, cores)
 	}
 	if p := policies(t); p[unix.SCHED_BATCH] != 0 {
@@ -138,7 +143,9 @@ func TestWorkerJoinedWhenThreadsOutnumberCores(t *testing.T) {
 	if n := runtime.GOMAXPROCS(0); n != 2*cores+3 {
 		t.Fatalf("GOMAXPROCS %d with %d cores and %d threads", n, cores, cores+3)
 	}
-	if p := policies(t); p[unix.SCHED_NORMAL] != 1 || p[unix.SCHED_BATCH] == 0 {
+	if p := policies(t); threadsRead && p[unix.SCHED_BATCH] != 0 {
+		t.Fatalf("policies %v: threads made SCHED_BATCH on one core", p)
+	} else if !threadsRead && (p[unix.SCHED_NORMAL] != 1 || p[unix.SCHED_BATCH] == 0) {
 		t.Fatalf("policies %v: want the main thread SCHED_NORMAL, every other SCHED_BATCH", p)
 	}
 	if nice, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err != nil || 20-nice != 5 {
@@ -192,7 +199,7 @@ func threads(t *testing.T) []int {
 func TestThreadRunsItsOwnBatchesForOwnRounds(t *testing.T) {
 	js := newFakeJS()
 	p := newPool(js.deliver, js.answer, newCountCork)
-	p.register(1, allHandlers)
+	p.register(1, allHandlers, threadID())
 	c := &broker.Conn{}
 	text(p, c, "from the queue") // handed over at once, through the queue
 	text(p, c, "waits")

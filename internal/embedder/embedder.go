@@ -9,8 +9,10 @@ import "sync/atomic"
 // Hooks are the broker's functions for such an embedder; B is broker.Broker and C broker.Conn.
 type Hooks[B, C any] struct {
 	// Route has every connection accepted from now on read by poller of(c) (numbered from 0;
-	// negative, or a poller that PollerFD did not start: one in turn). of is called once per
-	// connection, as it is accepted, before anything else sees it.
+	// negative, or a poller that PollerFD did not start: one in turn), for threads of the
+	// embedder's to read (DispatchReady): a plain connection's socket then leaves Go's netpoller
+	// as it goes on its poller. of is called once per connection, as it is accepted, before
+	// anything else sees it.
 	Route func(b *B, of func(c *C) int)
 	// PollerFD returns poller i's epoll fd, starting pollers up to i if need be (-1 where there is
 	// no epoll, or none could start). It is readable while connections on that poller have input
@@ -23,6 +25,11 @@ type Hooks[B, C any] struct {
 	// for something else (a JS worker in its event loop): it sees the input first, where Go alone
 	// would wait for its netpoller and then for a thread to run the readers on.
 	DispatchReady func(b *B, i int, here func(*C) bool) bool
+	// Watch says that a thread watches poller i's fd from now on, and calls DispatchReady when
+	// it is readable, or that it no longer does. While one does, Go's netpoller leaves that fd to
+	// it (netpoll.Set.Watch): it would wake a thread of Go's for every input the watching thread
+	// reads anyway.
+	Watch func(b *B, i int, on bool)
 	// Pin is the embedder's value kept with each connection (the bridge: the JS worker the
 	// socket is pinned to). The broker never writes it, and names a positive one in its log
 	// lines as the connection's worker.

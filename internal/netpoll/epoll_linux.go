@@ -17,6 +17,10 @@ const Supported = true
 const (
 	pollEvents = 128 // events taken per epoll_wait
 
+	// watchedLook is how often a poller whose fd a thread watches looks at it itself: the thread
+	// may be busy for longer, and the input of sockets that are not its own would wait.
+	watchedLook = 10 * time.Millisecond
+
 	epollET = 1 << 31 // EPOLLET; syscall's constant is negative
 
 	// Events after which the peer's end of input (or an error) is still to be read.
@@ -32,40 +36,96 @@ func newPoller[C any](cfg *Config[C]) (*Poller[C], error) {
 		syscall.Close(fd)
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	f := os.NewFile(uintptr(fd), "epoll")
+	p := &Poller[C]{cfg: cfg, epfd: fd, interval: time.Second, poke: make(chan struct{}, 1)}
+	p.readers.cond.L = &p.readers.mu
+	if err := p.join(); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	go p.run()
+	return p, nil
+}
+
+// join registers epfd with Go's netpoller, through a duplicate of it that leave closes; p.mu is
+// held, or p not shared yet.
+func (p *Poller[C]) join() error {
+	dup, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(p.epfd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return os.NewSyscallError("fcntl", errno)
+	}
+	f := os.NewFile(dup, "epoll")
 	rc, err := f.SyscallConn()
 	if err == nil {
 		err = f.SetReadDeadline(time.Now().Add(time.Second)) // fails if the netpoller did not take it
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return err
 	}
-	p := &Poller[C]{cfg: cfg, epfd: fd, f: f, rc: rc, interval: time.Second}
-	p.readers.cond.L = &p.readers.mu
-	go p.run()
-	return p, nil
+	p.joined, p.joinedRC = f, rc
+	return nil
 }
 
-// run waits for events and hands ready connections to readers; at every sweep interval it
-// looks at the connections' wake-ups.
+// leave takes epfd out of Go's netpoller; p.mu is held, and only the run goroutine waits on it.
+func (p *Poller[C]) leave() {
+	p.joined.Close()
+	p.joined, p.joinedRC = nil, nil
+}
+
+// run waits for events and hands ready connections to readers; at every sweep interval it looks
+// at the connections' wake-ups. While a thread watches epfd (Set.Watch), it leaves the waiting to
+// that thread and looks itself only every watchedLook, for what that thread leaves (while busy).
 func (p *Poller[C]) run() {
 	events := make([]syscall.EpollEvent, pollEvents)
 	ready := make([]C, 0, pollEvents)
-	wait := func(fd uintptr) bool {
+	wait := func(uintptr) bool {
 		// Until an epoll_wait returns fewer than it could: every event that comes after that one
 		// wakes the netpoller again.
 		for p.dispatchReady(events, ready, nil) == len(events) {
 		}
 		return false
 	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var sweepAt time.Time
 	for {
-		err := p.rc.Read(wait)
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			p.cfg.Logger.LogAttrs(context.Background(), slog.LevelError, "poller stopped", slog.Any("error", err)) // never: the epoll fd is never closed
-			return
+		p.mu.Lock()
+		if soonest := time.Now().Add(p.interval); sweepAt.IsZero() || soonest.Before(sweepAt) {
+			sweepAt = soonest // the first, or Add shortened the interval
 		}
-		p.sweep()
+		var err error
+		switch {
+		case p.watched && p.joined != nil:
+			p.leave()
+		case !p.watched && p.joined == nil:
+			err = p.join()
+		}
+		rc := p.joinedRC
+		if rc != nil {
+			p.joined.SetReadDeadline(sweepAt) // under p.mu: a later wake's past deadline stands
+		}
+		p.mu.Unlock()
+		if err != nil && !p.failed {
+			p.failed = true // logged once; the poller goes on looking every watchedLook
+			p.cfg.Logger.LogAttrs(context.Background(), slog.LevelError, "poller could not rejoin Go's netpoller; it looks for input every 10 ms", slog.Any("error", err))
+		}
+		if rc != nil {
+			if err := rc.Read(wait); !errors.Is(err, os.ErrDeadlineExceeded) {
+				p.cfg.Logger.LogAttrs(context.Background(), slog.LevelError, "poller stopped", slog.Any("error", err)) // never: only this goroutine closes its file
+				return
+			}
+		} else {
+			timer.Reset(min(time.Until(sweepAt), watchedLook))
+			select {
+			case <-p.poke:
+				timer.Stop()
+			case <-timer.C:
+				wait(0)
+			}
+		}
+		if now := time.Now(); !now.Before(sweepAt) {
+			sweepAt = now.Add(p.sweep())
+		}
 	}
 }
 
@@ -123,6 +183,12 @@ func (p *Poller[C]) resolve(events []syscall.EpollEvent, ready []C) []C {
 		}
 		c := p.slots[i].c
 		e := p.cfg.Entry(c)
+		if ev.Events&syscall.EPOLLOUT != 0 && p.cfg.Writable != nil {
+			p.cfg.Writable(c)
+		}
+		if ev.Events&^syscall.EPOLLOUT == 0 {
+			continue // room only (ReportRoom), no input
+		}
 		if ev.Events&epollPeerDone != 0 {
 			e.peerDone.Store(true) // before claim: the holder's next turn must see it
 		}
@@ -138,6 +204,23 @@ func (p *Poller[C]) resolve(events []syscall.EpollEvent, ready []C) []C {
 func (p *Poller[C]) register(fd int, i, gen uint32) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(i), Pad: int32(gen)}
 	return os.NewSyscallError("epoll_ctl", syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev))
+}
+
+// ReportRoom has the poller tell Config.Writable of room in the socket of c (rc), registered
+// with it, from now on: at once if it has room now, else when it has again. Only where needed
+// (a writer waits), since with it every input's event also reports room.
+func (p *Poller[C]) ReportRoom(c C, rc syscall.RawConn) error {
+	e := p.cfg.Entry(c)
+	p.mu.Lock()
+	i := e.slot
+	gen := p.slots[i].gen
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: int32(i), Pad: int32(gen)}
+	var err error
+	if cerr := rc.Control(func(fd uintptr) { err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev) }); cerr != nil {
+		return cerr
+	}
+	return os.NewSyscallError("epoll_ctl", err)
 }
 
 // deregister removes the socket fd from p's epoll instance.

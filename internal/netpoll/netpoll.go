@@ -1,7 +1,7 @@
 // Package netpoll reads many non-blocking connections with few goroutines. Each connection is
 // registered (edge-triggered) with one of a few epoll instances, the pollers; a poller's epoll fd
 // is itself waited on through Go's netpoller (an epoll fd is pollable), so no OS thread blocks in
-// epoll_wait. A ready connection is handed to a goroutine of the poller's reader pool, which
+// epoll_wait, unless a thread of the caller's watches it (Set.Watch). A ready connection is handed to a goroutine of the poller's reader pool, which
 // calls its turn (Config.Turn): a turn that blocks holds that goroutine and that connection only.
 //
 // What a turn does (read until EAGAIN, parse, time out) is the caller's; this package owns who
@@ -43,6 +43,9 @@ type Config[C any] struct {
 	// (Entry.SetWakeAt). It is called by the goroutine that holds c: a reader, or with here the
 	// caller of Set.DispatchReady.
 	Turn func(c C, here bool) Result
+	// Writable, if not nil, is told of room in c's socket once ReportRoom asked for it. It is
+	// called with the poller's lock held, and must not wait.
+	Writable func(c C)
 	// Clock is the time that wake-ups are set on.
 	Clock func() time.Duration
 	// ReaderLinger: the readers that stay idle through a whole period of this length exit.
@@ -182,6 +185,33 @@ func (s *Set[C]) FD(i int) int {
 	return -1
 }
 
+// Watch tells poller i that a thread watches its epoll fd (FD) from now on and reads what it
+// finds (DispatchReady), or that it no longer does. While one does, the fd is out of Go's
+// netpoller, which would wake a thread of Go's for every event that the watching thread takes
+// anyway, and the poller looks at it itself only every watchedLook. Does nothing for a poller
+// that the Set does not have.
+func (s *Set[C]) Watch(i int, on bool) {
+	if ps := s.all(); i >= 0 && i < len(ps) {
+		p := ps[i]
+		p.mu.Lock()
+		p.watched = on
+		p.wakeLocked()
+		p.mu.Unlock()
+	}
+}
+
+// wakeLocked has the run goroutine look at the poller's state again; p.mu is held.
+func (p *Poller[C]) wakeLocked() {
+	if p.joined != nil {
+		p.joined.SetReadDeadline(time.Unix(1, 0))
+		return
+	}
+	select {
+	case p.poke <- struct{}{}:
+	default:
+	}
+}
+
 // all returns the Set's pollers (none from a nil Set).
 func (s *Set[C]) all() []*Poller[C] {
 	if s == nil {
@@ -194,10 +224,17 @@ func (s *Set[C]) all() []*Poller[C] {
 type Poller[C any] struct {
 	cfg  *Config[C]
 	epfd int
-	f    *os.File // epfd, registered with Go's netpoller
-	rc   syscall.RawConn
 
 	mu sync.Mutex
+	// joined is epfd's registration with Go's netpoller (a duplicate of it, so that closing it
+	// takes epfd out), which the run goroutine waits on; nil while a thread watches epfd
+	// (watched, Set.Watch). Only the run goroutine opens and closes it; the others wake that
+	// goroutine by setting a past deadline on it (wakeLocked).
+	joined   *os.File
+	joinedRC syscall.RawConn
+	watched  bool
+	poke     chan struct{} // wakes the run goroutine while epfd is out of the netpoller
+	failed   bool          // the run goroutine could not rejoin the netpoller once (logged)
 	// slots are the registered connections; an event names one by index and generation.
 	slots    []slot[C]
 	free     []uint32
@@ -232,14 +269,11 @@ func (p *Poller[C]) Add(c C, rc syscall.RawConn, shortest time.Duration) error {
 	p.slots[i].c, p.slots[i].taken = c, true
 	e.slot = i
 	gen := p.slots[i].gen
-	sooner := iv < p.interval
-	if sooner {
+	if iv < p.interval {
 		p.interval = iv
+		p.wakeLocked() // it sweeps sooner
 	}
 	p.mu.Unlock()
-	if sooner {
-		p.f.SetReadDeadline(time.Now().Add(iv))
-	}
 
 	var err error
 	if cerr := rc.Control(func(fd uintptr) { err = p.register(int(fd), i, gen) }); cerr != nil {
@@ -306,9 +340,9 @@ func (p *Poller[C]) Serve(c C, here bool) {
 	}
 }
 
-// sweep hands to readers the connections whose wake-up is due, lets surplus readers go, and sets
-// the next sweep.
-func (p *Poller[C]) sweep() {
+// sweep hands to readers the connections whose wake-up is due and lets surplus readers go; it
+// returns the time until the next sweep.
+func (p *Poller[C]) sweep() time.Duration {
 	now := p.cfg.Clock()
 	var due []C
 	p.mu.Lock()
@@ -332,7 +366,7 @@ func (p *Poller[C]) sweep() {
 	if trim {
 		p.readers.trim()
 	}
-	p.f.SetReadDeadline(time.Now().Add(iv))
+	return iv
 }
 
 // readerPool runs the turns of a poller's ready connections: a queue, and goroutines that take

@@ -5,6 +5,7 @@ package netpoll
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -53,6 +54,8 @@ type harness struct {
 	// emptyTurns counts the turns that read nothing (wake-ups); lastEmpty is when the last began.
 	emptyTurns atomic.Int32
 	lastEmpty  atomic.Int64
+	// room gets the connections that Config.Writable reports.
+	room chan *testConn
 }
 
 // newHarness starts n pollers with ReaderLinger linger.
@@ -63,9 +66,15 @@ func newHarness(t *testing.T, n int, linger time.Duration) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	h := &harness{t: t, ln: ln, lines: make(chan line, 4096), epoch: time.Now()}
+	h := &harness{t: t, ln: ln, lines: make(chan line, 4096), epoch: time.Now(), room: make(chan *testConn, 16)}
 	h.set, err = NewSet(n, Config[*testConn]{
-		Entry:        func(c *testConn) *Entry[*testConn] { return &c.entry },
+		Entry: func(c *testConn) *Entry[*testConn] { return &c.entry },
+		Writable: func(c *testConn) {
+			select {
+			case h.room <- c:
+			default:
+			}
+		},
 		Turn:         h.turn,
 		Clock:        h.clock,
 		ReaderLinger: linger,
@@ -541,5 +550,90 @@ func TestDispatchReadyHere(t *testing.T) {
 	case l := <-h.lines:
 		t.Fatalf("extra line %q from %d", l.text, l.c.id)
 	default:
+	}
+}
+
+// joined reports whether poller i's fd is in Go's netpoller now.
+func (h *harness) joined(i int) bool {
+	p := h.set.all()[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.joined != nil
+}
+
+// awaitJoined waits until poller i's fd is in Go's netpoller, or out of it (Watch is taken up by
+// the poller's goroutine).
+func (h *harness) awaitJoined(i int, want bool) {
+	h.t.Helper()
+	for deadline := time.Now().Add(waitTimeout); h.joined(i) != want; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("poller %d still joined=%v", i, !want)
+		}
+	}
+}
+
+func TestWatchedPollerLeavesItsFd(t *testing.T) {
+	// While a thread watches poller 0's fd, the fd is out of Go's netpoller, and input that the
+	// thread does not read is still served (the poller looks by itself); then back in, and input
+	// is served by a reader as before. Poller 1 is not watched and stays in.
+	h := newHarness(t, 2, time.Second)
+	c := h.dialOn(0, time.Minute)
+	h.set.Watch(0, true)
+	h.awaitJoined(0, false)
+	if !h.joined(1) {
+		t.Fatal("poller 1 left Go's netpoller")
+	}
+	send(t, c, "unread by the watcher\n")
+	if l := h.await("a line while watched"); l.text != "unread by the watcher" || l.here {
+		t.Fatalf("got %q (here %v)", l.text, l.here)
+	}
+	send(t, c, "read by the watcher\n")
+	for !h.set.DispatchReady(0, func(*testConn) bool { return true }) {
+		runtime.Gosched() // until the line is in: the watcher reads it, unless the poller looked first
+	}
+	if l := h.await("a line the watcher found"); l.text != "read by the watcher" {
+		t.Fatalf("got %q", l.text)
+	}
+	h.set.Watch(0, false)
+	h.awaitJoined(0, true)
+	send(t, c, "after the watch\n")
+	if l := h.await("a line after the watch"); l.text != "after the watch" || l.here {
+		t.Fatalf("got %q (here %v)", l.text, l.here)
+	}
+}
+
+func TestReportRoom(t *testing.T) {
+	// A socket filled until it takes no more: once ReportRoom is asked for, the poller reports
+	// room when the peer has read, and not before; input is still read as before.
+	h := newHarness(t, 1, time.Second)
+	c := h.dialOn(0, time.Minute)
+	chunk := make([]byte, 64<<10)
+	for full := false; !full; {
+		c.rc.Write(func(fd uintptr) bool {
+			_, err := syscall.Write(int(fd), chunk)
+			full = err == syscall.EAGAIN
+			return true
+		})
+	}
+	if err := h.set.all()[0].ReportRoom(c, c.rc); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.room:
+		t.Fatal("room reported for a full socket")
+	default:
+	}
+	send(t, c, "input\n")
+	if l := h.await("a line"); l.text != "input" {
+		t.Fatalf("got %q", l.text)
+	}
+	go io.Copy(io.Discard, c.peer)
+	select {
+	case got := <-h.room:
+		if got != c {
+			t.Fatal("room reported for another connection")
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no room reported after the peer read")
 	}
 }

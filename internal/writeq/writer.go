@@ -26,8 +26,8 @@ type Writer struct {
 	errno   syscall.Errno
 }
 
-// NewWriter returns a Writer that, with block, waits for a full socket (through the netpoller),
-// else stops at the first write the socket does not take whole.
+// NewWriter returns a Writer that, with block, waits for a full socket (its RawConn's Write
+// waits), else stops at the first write the socket does not take whole.
 func NewWriter(block bool) *Writer {
 	w := &Writer{block: block, iov: make([]syscall.Iovec, 0, 64)}
 	w.fn = w.do
@@ -71,7 +71,7 @@ func (w *Writer) do(fd uintptr) bool {
 		clear(iov) // keep no pointers to frames
 		w.calls++
 		if e == syscall.EAGAIN {
-			return !w.block // a writer goroutine waits for the netpoller, a flusher gives up
+			return !w.block // a writer goroutine waits for room (RawConn.Write), a flusher gives up
 		}
 		if e != 0 {
 			w.errno = e
