@@ -22,10 +22,10 @@ type rawSocket struct {
 	c       *Conn // whose poller reports room (ReportRoom) once a writer first waits
 	mu      sync.Mutex
 	fd      int
-	calls   int32 // system calls on fd in progress: fd is closed when none is (never reused under one)
-	closing bool  // Close was called
-	reports bool  // the poller reports room
-	waiting atomic.Bool
+	calls   int32         // system calls on fd in progress: fd is closed when none is (never reused under one)
+	closing bool          // Close was called
+	reports bool          // the poller reports room
+	waiting atomic.Bool   // a writer waits for room: the poller's reports wake it (writable)
 	wdl     int64         // the write deadline (SetWriteDeadline) in Unix nanoseconds; 0: none
 	wake    chan struct{} // made when a writer first waits: room came, the deadline changed, or Close
 }

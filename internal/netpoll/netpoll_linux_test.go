@@ -588,10 +588,21 @@ func TestWatchedPollerLeavesItsFd(t *testing.T) {
 		t.Fatalf("got %q (here %v)", l.text, l.here)
 	}
 	send(t, c, "read by the watcher\n")
-	for !h.set.DispatchReady(0, func(*testConn) bool { return true }) {
-		runtime.Gosched() // until the line is in: the watcher reads it, unless the poller looked first
+	var l line
+	for found := false; !found; {
+		// The watcher reads the line once it is in, unless the poller looked first.
+		if h.set.DispatchReady(0, func(*testConn) bool { return true }) {
+			l, found = h.await("a line the watcher found"), true
+			continue
+		}
+		select {
+		case l = <-h.lines:
+			found = true
+		default:
+			runtime.Gosched()
+		}
 	}
-	if l := h.await("a line the watcher found"); l.text != "read by the watcher" {
+	if l.text != "read by the watcher" {
 		t.Fatalf("got %q", l.text)
 	}
 	h.set.Watch(0, false)
