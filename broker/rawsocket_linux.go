@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawSocket is a polled connection's TCP socket out of Go's netpoller: a duplicate of its
@@ -33,22 +35,13 @@ type rawSocket struct {
 // detachSocket takes c's socket, tc, out of Go's netpoller: it returns a rawSocket on a duplicate
 // of its descriptor and closes tc.
 func detachSocket(c *Conn, tc *net.TCPConn, rc syscall.RawConn) (*rawSocket, error) {
-	dup := -1
+	var dup int
 	var err error
-	if cerr := rc.Control(func(fd uintptr) {
-		var errno syscall.Errno
-		var r uintptr
-		r, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
-		if errno != 0 {
-			err = os.NewSyscallError("fcntl", errno)
-			return
-		}
-		dup = int(r)
-	}); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
 		return nil, cerr
 	}
 	if err != nil {
-		return nil, err
+		return nil, os.NewSyscallError("fcntl", err)
 	}
 	tc.Close() // its descriptor only: the socket stays open through dup, non-blocking as it was
 	return &rawSocket{c: c, fd: dup}, nil

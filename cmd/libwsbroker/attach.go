@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // adopt hands the TCP connection of fd, a socket of the JS thread's (which closes it once this
@@ -28,11 +29,11 @@ func adopt(id uint32, fd int, pre []byte) error {
 // tcpConnOf returns a *net.TCPConn on a duplicate of fd (close-on-exec, non-blocking, in Go's
 // netpoller); fd stays its owner's.
 func tcpConnOf(fd int) (*net.TCPConn, error) {
-	dup, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
-	if errno != 0 {
-		return nil, fmt.Errorf("cannot take the connection's socket over: %w", os.NewSyscallError("fcntl", errno))
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot take the connection's socket over: %w", os.NewSyscallError("fcntl", err))
 	}
-	f := os.NewFile(dup, "attached connection")
+	f := os.NewFile(uintptr(dup), "attached connection")
 	defer f.Close() // FileConn has a descriptor of its own
 	nc, err := net.FileConn(f)
 	if err != nil {

@@ -98,8 +98,8 @@ var threadsRead = cores == 1
 //
 // Threads that outnumber the cores also take turns on them rather than interrupt each other
 // (SCHED_BATCH): every thread but the main one (shareCores), or on one core, where each JS thread
-// reads its own sockets, the JS threads alone (batch): Go's threads made batch too held up a JS
-// thread's wake-ups there (one connection's round trip at threads: 4, 70-80 µs against 90-115).
+// reads its own sockets, the JS threads (batch; the threads Go starts from them inherit it): all
+// of Go's threads made batch held up a JS thread's wake-ups there (BENCHMARKS.md).
 func workerJoined(live int) {
 	if live <= cores && !threadsRead {
 		return

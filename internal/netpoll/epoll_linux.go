@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Supported reports whether this system has pollers (epoll); where it has not, NewSet fails.
@@ -22,6 +24,9 @@ const (
 	watchedLook = 10 * time.Millisecond
 
 	epollET = 1 << 31 // EPOLLET; syscall's constant is negative
+
+	// inputEvents is what a connection is registered for; ReportRoom adds EPOLLOUT.
+	inputEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET
 
 	// Events after which the peer's end of input (or an error) is still to be read.
 	epollPeerDone = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
@@ -49,11 +54,11 @@ func newPoller[C any](cfg *Config[C]) (*Poller[C], error) {
 // join registers epfd with Go's netpoller, through a duplicate of it that leave closes; p.mu is
 // held, or p not shared yet.
 func (p *Poller[C]) join() error {
-	dup, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(p.epfd), syscall.F_DUPFD_CLOEXEC, 0)
-	if errno != 0 {
-		return os.NewSyscallError("fcntl", errno)
+	dup, err := unix.FcntlInt(uintptr(p.epfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl", err)
 	}
-	f := os.NewFile(dup, "epoll")
+	f := os.NewFile(uintptr(dup), "epoll")
 	rc, err := f.SyscallConn()
 	if err == nil {
 		err = f.SetReadDeadline(time.Now().Add(time.Second)) // fails if the netpoller did not take it
@@ -202,7 +207,7 @@ func (p *Poller[C]) resolve(events []syscall.EpollEvent, ready []C) []C {
 
 // register adds the socket fd to p's epoll instance as slot i of generation gen.
 func (p *Poller[C]) register(fd int, i, gen uint32) error {
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(i), Pad: int32(gen)}
+	ev := syscall.EpollEvent{Events: inputEvents, Fd: int32(i), Pad: int32(gen)}
 	return os.NewSyscallError("epoll_ctl", syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev))
 }
 
@@ -215,7 +220,7 @@ func (p *Poller[C]) ReportRoom(c C, rc syscall.RawConn) error {
 	i := e.slot
 	gen := p.slots[i].gen
 	p.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: int32(i), Pad: int32(gen)}
+	ev := syscall.EpollEvent{Events: inputEvents | syscall.EPOLLOUT, Fd: int32(i), Pad: int32(gen)}
 	var err error
 	if cerr := rc.Control(func(fd uintptr) { err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev) }); cerr != nil {
 		return cerr
