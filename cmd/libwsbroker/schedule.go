@@ -53,6 +53,12 @@ const (
 	// itself never waits for room (embedder.Hooks.MayBlock), so it leaves room for a turn's events.
 	readHereRoom = maxBacklog / 2
 
+	// yieldEvery is how often a JS thread that keeps running batches lets Go's scheduler run on
+	// the P it holds (a Gosched): sysmon preempts a P whose scheduler has not run for 10 ms and,
+	// if its thread is out of Go (a JS thread running JavaScript), takes that P and then wakes
+	// every 20 µs for a while, each time taking the core from the JS thread that runs.
+	yieldEvery = 5 * time.Millisecond
+
 	// readyRunRounds is how many times a thread leaving Go yields its P to runnable goroutines: a
 	// goroutine that yields once itself (the flusher does) is behind it in the run queue.
 	readyRunRounds = 4
@@ -73,6 +79,7 @@ type threadSchedule struct {
 	unsettledSince time.Time // when the thread last put off writing its sends; zero when written
 	ownRuns        int       // batches run on its own in this wake-up of its watch
 	pollerWatched  bool      // its event loop watches its poller's fd (watching)
+	lastYield      time.Time // when the thread last let the scheduler run on its P (yieldEvery)
 }
 
 // cores is how many Ps Go started with (GOMAXPROCS: the CPUs this process may run on, unless
@@ -206,6 +213,10 @@ func (p *pool) batchDone(id int32, ranHere bool) (n next, settled bool) {
 	}
 	toCaller := ranHere && s.ownRuns < ownRounds
 	now := time.Now()
+	if now.Sub(s.lastYield) >= yieldEvery {
+		s.lastYield = now
+		runtime.Gosched()
+	}
 	waited, messages, idle := p.finish(w, toCaller)
 	if messages {
 		s.lastMessage = now
