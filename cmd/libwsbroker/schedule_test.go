@@ -117,8 +117,9 @@ func TestSocketsLiveOnTheirWorkersSeat(t *testing.T) {
 }
 
 // Once the JS threads outnumber the cores (or on one core, where they read their sockets), Go
-// gets a P for each on top of its cores, and never loses one; once they outnumber more than one
-// core, every thread but the main one becomes SCHED_BATCH, keeping its nice value.
+// gets a P for each on top of its cores, and never loses one; with more than one core, once they
+// outnumber the cores, every thread but the main one becomes SCHED_BATCH, keeping its nice value
+// (on one core only the live JS threads do, and this test registers none).
 func TestWorkerJoinedWhenThreadsOutnumberCores(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	defer setPolicies(t, unix.SCHED_NORMAL)
