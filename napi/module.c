@@ -396,32 +396,43 @@ static napi_value js_caught_up(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// The JS value of a parcel's data, made during wsb_take_parcel's call.
+typedef struct {
+  napi_env env;
+  napi_value out;
+} parcel_value_t;
+
+static int make_parcel_value(void *ctx, const uint8_t *data, size_t len, int text) {
+  parcel_value_t *v = ctx;
+  napi_status status = text ? napi_create_string_utf8(v->env, (const char *)data, len, &v->out)
+                            : napi_create_buffer_copy(v->env, len, data, NULL, &v->out);
+  return status != napi_ok;
+}
+
 // takeParcel(id, text): the data of a message held outside its batch (js/batch.cts), taken once, as
-// a string or a Buffer, and frees the parcel. A Buffer over the parcel's own memory (an external
-// buffer) would save the copy, but made V8's collections pause for longer than it costs
-// (BENCHMARKS.md).
+// a string or a Buffer copied from the buffer Go reassembled it in. A Buffer over memory of its own
+// (an external buffer) would save the copy, but made V8's collections pause for longer than it
+// costs (BENCHMARKS.md).
 static napi_value js_take_parcel(napi_env env, napi_callback_info info) {
-  napi_value argv[2], out = NULL;
+  napi_value argv[2];
   double id;
   bool text;
   if (!get_args(env, info, 2, argv)) return NULL;
   if (napi_get_value_double(env, argv[0], &id) != napi_ok || napi_get_value_bool(env, argv[1], &text) != napi_ok)
     return throw_type(env, "takeParcel(id: number, text: boolean)");
-  size_t len = 0;
-  void *data = wsb_take_parcel(id, &len);
-  if (!data) {
+  parcel_value_t v = {env, NULL};
+  int made = wsb_take_parcel(id, text, make_parcel_value, &v);
+  if (made < 0) {
     napi_throw_range_error(env, NULL, "wsbroker: no such parcel (taken already, or never made)");
     return NULL;
   }
-  napi_status status = text ? napi_create_string_utf8(env, data, len, &out) : napi_create_buffer_copy(env, len, data, NULL, &out);
-  free(data);
-  if (status != napi_ok) {
+  if (made > 0) {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (!pending) napi_throw_error(env, NULL, "wsbroker: cannot make the message of a parcel");
     return NULL;
   }
-  return out;
+  return v.out;
 }
 
 static napi_value js_accept_open(napi_env env, napi_callback_info info) {

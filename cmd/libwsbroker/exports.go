@@ -27,6 +27,14 @@ enum { WSB_WATCH_POLLERS = 1, WSB_RUN_BATCH = 2 };
 typedef void (*wsb_notify_fn)(void *ctx, double result);
 
 static inline void wsb_call_notify(wsb_notify_fn f, void *ctx, double result) { f(ctx, result); }
+
+// Passed by the glue to wsb_take_parcel: makes the JS value of a parcel's data (a string if text,
+// else a Buffer) into ctx during the call. Returns 0 when it made one.
+typedef int (*wsb_make_fn)(void *ctx, const uint8_t *data, size_t len, int text);
+
+static inline int wsb_call_make(wsb_make_fn f, void *ctx, const uint8_t *data, size_t len, int text) {
+	return f(ctx, data, len, text);
+}
 */
 import "C"
 
@@ -503,18 +511,23 @@ func wsb_refuse_open(id C.uint64_t, refusal *C.uint8_t, n C.size_t, body *C.uint
 	}
 }
 
-// wsb_take_parcel hands the parcel id (a message's data outside its batch, parcels.go) to the
-// caller, which frees it: its C memory and, in *n, its length; NULL if there is no such parcel.
+// wsb_take_parcel has mk make the JS value of parcel id's data (a message's data outside its
+// batch, parcels.go) during the call, and gives the parcel back. It returns mk's result, or -1 if
+// there is no such parcel.
 //
 //export wsb_take_parcel
-func wsb_take_parcel(id C.double, n *C.size_t) unsafe.Pointer {
+func wsb_take_parcel(id C.double, text C.int, mk C.wsb_make_fn, ctx unsafe.Pointer) (made C.int) {
+	made = -1
 	defer recoverInto("takeParcel")
 	p, ok := takeParcel(uint64(id))
 	if !ok {
-		return nil
+		return -1
 	}
-	*n = C.size_t(p.len)
-	return p.data
+	defer p.free()
+	// mk copies the data before it returns, so Go memory may be passed (it holds no pointers). A
+	// parcel is never empty (parcelMin).
+	data := *p.buf
+	return C.wsb_call_make(mk, ctx, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), text)
 }
 
 // wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling

@@ -1,32 +1,25 @@
 package main
 
-/*
-#include <stdlib.h>
-*/
-import "C"
-
 import (
 	"encoding/binary"
 	"math"
 	"sync"
-	"unsafe"
 
 	"github.com/wsbroker/wsbroker/broker"
 	"github.com/wsbroker/wsbroker/internal/protocol"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
-// A message of parcelMin bytes or more travels to JS as a parcel: its data is copied into C memory
-// of its own, and its event in the batch names the parcel; the JS thread takes it when it decodes
-// the event (wsb_take_parcel), into a Buffer or a string, and frees it. In the batch the data was
-// copied three times (into the batch, into the thread's batch memory, out of it into a Buffer); as
-// a parcel, twice. A parcel that is never taken (its event dropped when no worker wants it) is
-// freed with its event.
+// A message of parcelMin bytes or more travels to JS as a parcel: its event in the batch names the
+// parcel, which holds the buffer the broker reassembled the message in (taken over, not copied:
+// hooks.TakeMessage), or a copy when the message was read in one piece; the JS thread takes the
+// parcel when it decodes the event (wsb_take_parcel), into a Buffer or a string, and the buffer
+// goes back to wsproto.Buffers. In the batch the data was copied three times (into the batch, into
+// the thread's batch memory, out of it into a Buffer); as a parcel, once. A parcel that is never
+// taken (its event dropped when no worker wants it) is given back with its event.
 const parcelMin = 64 << 10
 
-type parcel struct {
-	data unsafe.Pointer // C memory
-	len  int
-}
+type parcel struct{ buf *[]byte } // from wsproto.Buffers
 
 // parcels holds the parcels that JS has not taken yet, by id (a double in the batch: ids stay below
 // 2^53).
@@ -36,10 +29,13 @@ var parcels = struct {
 	held map[uint64]parcel
 }{held: map[uint64]parcel{}}
 
-// newParcel copies data into a parcel and returns its id.
-func newParcel(data []byte) uint64 {
-	p := parcel{data: C.malloc(C.size_t(len(data))), len: len(data)}
-	copy(unsafe.Slice((*byte)(p.data), p.len), data) // in Go: a call into C would give up the P for it
+// newParcel makes a parcel of the message data of a Text or Binary call for c and returns its id.
+func newParcel(c *broker.Conn, data []byte) uint64 {
+	p := parcel{buf: hooks.TakeMessage(c)}
+	if p.buf == nil {
+		p.buf = wsproto.Buffers.Get(len(data))
+		*p.buf = append(*p.buf, data...)
+	}
 	parcels.mu.Lock()
 	parcels.last++
 	id := parcels.last
@@ -57,8 +53,8 @@ func takeParcel(id uint64) (parcel, bool) {
 	return p, ok
 }
 
-// free frees a parcel taken with takeParcel.
-func (p parcel) free() { C.free(p.data) }
+// free gives the buffer of a parcel taken with takeParcel back.
+func (p parcel) free() { wsproto.Buffers.Put(p.buf) }
 
 // dropParcelOf frees the parcel that the encoded event ev names, if it names one.
 func dropParcelOf(ev []byte) {

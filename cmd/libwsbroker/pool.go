@@ -353,7 +353,7 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 		w.waiting = appendCatchUp(w.waiting, c)
 	default:
 		if len(data) >= parcelMin {
-			w.waiting = appendParcel(w.waiting, kind, c, newParcel(data))
+			w.waiting = appendParcel(w.waiting, kind, c, newParcel(c, data))
 			parcelLen = len(data)
 		} else {
 			w.waiting = appendMessage(w.waiting, kind, c, data)

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/wsbroker/wsbroker/broker"
 	"github.com/wsbroker/wsbroker/internal/protocol"
@@ -143,7 +142,7 @@ func parcelBytes(t *testing.T, id uint64) []byte {
 	if !ok {
 		t.Fatalf("no parcel %d", id)
 	}
-	return unsafe.Slice((*byte)(p.data), p.len)
+	return *p.buf
 }
 
 // decodeTexts reads a batch (format: package protocol) and returns each event as "kind:payload".
@@ -699,7 +698,7 @@ func TestLargeMessagesTravelAsParcels(t *testing.T) {
 			t.Fatalf("event %d names no parcel", i)
 		}
 		pc, ok := takeParcel(id)
-		if !ok || string(unsafe.Slice((*byte)(pc.data), pc.len)) != want {
+		if !ok || string(*pc.buf) != want {
 			t.Fatalf("parcel %d: taken %v, want its message", id, ok)
 		}
 		pc.free()

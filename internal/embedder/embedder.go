@@ -37,6 +37,12 @@ type Hooks[B, C any] struct {
 	// MayBlock reports whether the Handler call being made for c may wait (for room in a queue):
 	// not when DispatchReady's caller reads c, since that caller may be what would make the room.
 	MayBlock func(c *C) bool
+	// TakeMessage hands over the buffer (from wsproto.Buffers) that holds the message of the
+	// Handler's Text or Binary call being made for c, for the caller to give back
+	// (wsproto.Buffers.Put) once done with it; nil when that message lies in the read buffer.
+	// Only during that call, on its goroutine: an embedder that keeps a large message for
+	// another thread keeps it without a copy.
+	TakeMessage func(c *C) *[]byte
 }
 
 var provided any

@@ -13,7 +13,8 @@ import (
 // FrameSink receives what Parser decodes. Byte slices are valid only during the call.
 type FrameSink interface {
 	// Message is a complete data message (OpText or OpBinary); text is valid UTF-8. It returns
-	// false to stop the parser.
+	// false to stop the parser. During the call the sink may take the buffer that holds p
+	// (Parser.TakeMessage) to keep it.
 	Message(op ws.OpCode, p []byte) bool
 	// Ping is a ping frame's payload.
 	Ping(p []byte)
@@ -48,6 +49,8 @@ type Parser struct {
 	compressed bool      // that message is compressed (RSV1 on its first frame)
 	msg        *[]byte   // its payload so far (from Buffers), nil when none
 	checked    int       // leading bytes of *msg known to be complete valid UTF-8 (text)
+
+	held *[]byte // the buffer (from Buffers) holding the message being delivered, if not taken
 }
 
 // headerLen is the size of a client frame header given its second byte.
@@ -141,7 +144,7 @@ func (p *Parser) Feed(b []byte, s FrameSink) (code ws.StatusCode, stop bool) {
 			// The common case: a whole unfragmented message in one read, delivered in place.
 			p.inFrame = false
 			p.msgOp = 0
-			if code, stop := p.deliver(p.op, chunk, 0, s); code != 0 || stop {
+			if code, stop := p.deliver(p.op, nil, chunk, 0, s); code != 0 || stop {
 				return code, true
 			}
 			continue
@@ -202,10 +205,9 @@ func (p *Parser) appended(s FrameSink) (code ws.StatusCode, stop bool) {
 	if !p.fin {
 		return 0, false
 	}
-	op := p.msgOp
-	p.msgOp = 0
-	code, stop = p.deliver(op, *p.msg, p.checked, s)
-	p.releaseMsg()
+	op, own, checked := p.msgOp, p.msg, p.checked
+	p.msgOp, p.msg, p.checked = 0, nil, 0
+	code, stop = p.deliver(op, own, *own, checked, s)
 	return code, code != 0 || stop
 }
 
@@ -271,21 +273,45 @@ func (p *Parser) start(h []byte) ws.StatusCode {
 }
 
 // deliver inflates a complete compressed data message, checks it (its first checked bytes are
-// known valid UTF-8) and hands it to s.
-func (p *Parser) deliver(op ws.OpCode, data []byte, checked int, s FrameSink) (ws.StatusCode, bool) {
+// known valid UTF-8) and hands it to s. own is the buffer from Buffers that holds data, nil when
+// data lies where it was read; deliver gives it back unless s takes it (TakeMessage).
+func (p *Parser) deliver(op ws.OpCode, own *[]byte, data []byte, checked int, s FrameSink) (ws.StatusCode, bool) {
+	p.held = own
 	if p.compressed {
 		p.compressed = false
 		out, code := inflate(data, p.Max)
+		p.giveBackHeld()
 		if code != 0 {
 			return code, true
 		}
-		defer Buffers.Put(out)
-		data, checked = *out, 0
+		p.held, data, checked = out, *out, 0
 	}
 	if op == ws.OpText && !utf8.Valid(data[checked:]) {
+		p.giveBackHeld()
 		return ws.StatusInvalidFramePayloadData, true
 	}
-	return 0, !s.Message(op, data)
+	more := s.Message(op, data)
+	p.giveBackHeld()
+	return 0, !more
+}
+
+// TakeMessage hands the caller the buffer that holds the message being delivered, to give back to
+// Buffers (Put) once done with it, so that a sink that keeps a large message need not copy it; nil
+// when the message lies where it was read (in the caller's read buffer, valid only during the
+// call). Only during FrameSink.Message, once.
+func (p *Parser) TakeMessage() *[]byte {
+	b := p.held
+	p.held = nil
+	return b
+}
+
+// giveBackHeld gives the buffer of the message just delivered back to Buffers, unless the sink
+// took it.
+func (p *Parser) giveBackHeld() {
+	if p.held != nil {
+		Buffers.Put(p.held)
+		p.held = nil
+	}
 }
 
 // control handles a complete control frame.

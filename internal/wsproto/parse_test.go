@@ -271,3 +271,62 @@ func (s *capSink) Message(op ws.OpCode, p []byte) bool {
 }
 func (s *capSink) Ping([]byte)  {}
 func (s *capSink) Close([]byte) {}
+
+// takeSink takes the buffer of each message it is given (Parser.TakeMessage).
+type takeSink struct {
+	p     *Parser
+	taken []*[]byte // nil where the message lay where it was read
+	data  [][]byte  // each message as delivered (aliasing its buffer, if taken)
+}
+
+func (s *takeSink) Message(op ws.OpCode, p []byte) bool {
+	b := s.p.TakeMessage()
+	if again := s.p.TakeMessage(); again != nil {
+		panic("a message's buffer taken twice")
+	}
+	s.taken, s.data = append(s.taken, b), append(s.data, p)
+	return true
+}
+func (s *takeSink) Ping([]byte)  {}
+func (s *takeSink) Close([]byte) {}
+
+// TestParserHandsOverMessage: a sink may keep the buffer of a message reassembled from several
+// frames or reads, or inflated (the bridge hands it to JS without a copy); the parser then leaves
+// it alone while the next messages arrive. A message delivered where it was read has no buffer to
+// take.
+func TestParserHandsOverMessage(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // buffers come back from Buffers as between messages
+	first, second := bytes.Repeat([]byte("1"), 100_000), bytes.Repeat([]byte("2"), 100_000)
+	chat := wstest.ChatMessage(16 << 10)
+	compressed := wstest.Frame(0xC1, payloadOf(t, CompressedFrame(ws.OpText, chat, MaxWindowBits, nil)))
+	in := wstest.Cat(
+		wstest.Frame(0x02, first[:50_000]), wstest.Frame(0x80, first[50_000:]), // fragmented
+		wstest.Frame(0x82, second), // read 8 KiB at a time
+		compressed,
+		wstest.Frame(0x82, []byte("in place")),
+	)
+	p := Parser{Max: 1 << 20, Deflate: true}
+	s := &takeSink{p: &p}
+	for len(in) > 0 {
+		k := min(8<<10, len(in))
+		if len(in) == len(compressed)+len(wstest.Frame(0x82, []byte("in place"))) {
+			k = len(in) // the last two frames in one read
+		}
+		if code, stop := p.Feed(in[:k], s); code != 0 || stop {
+			t.Fatalf("parser stopped: %d", code)
+		}
+		in = in[k:]
+	}
+	want := [][]byte{first, second, chat, []byte("in place")}
+	if len(s.data) != len(want) {
+		t.Fatalf("%d messages, want %d", len(s.data), len(want))
+	}
+	for i, w := range want {
+		if !bytes.Equal(s.data[i], w) {
+			t.Fatalf("message %d: %d bytes, not the %d sent (a taken buffer reused?)", i, len(s.data[i]), len(w))
+		}
+		if taken := s.taken[i]; (taken == nil) != (i == len(want)-1) || taken != nil && !bytes.Equal(*taken, w) {
+			t.Fatalf("message %d: taken %v, want its own buffer for all but the message read in place", i, taken != nil)
+		}
+	}
+}
