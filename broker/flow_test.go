@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -133,5 +134,34 @@ func TestBackpressureThresholdLimits(t *testing.T) {
 	}
 	if _, err := (Limits{BackpressureThreshold: -1}).resolve(); err == nil || !strings.Contains(err.Error(), "BackpressureThreshold must not be negative") {
 		t.Fatalf("a negative threshold: %v", err)
+	}
+}
+
+// A large message sent to an idle socket is written at once from the sender's memory (writeNow);
+// what the socket does not take is copied before Send returns, so the sender may reuse its buffer
+// at once. Backpressure, BufferedAmount, Drain and the order of the sends that follow are as for
+// any message.
+func TestLargeSendLeavesTheSendersBufferFree(t *testing.T) {
+	const threshold = 64 << 10
+	b, rec, slow, id := slowClient(t, threshold)
+	big := make([]byte, 8<<20) // more than a socket that nobody reads takes
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	want := bytes.Clone(big)
+	if b.Send(id, big, false) {
+		t.Fatalf("Send reported room with %d bytes queued, threshold %d", b.BufferedAmount(id), threshold)
+	}
+	if n := b.BufferedAmount(id); n <= threshold || n > len(big)+32 {
+		t.Fatalf("%d bytes queued after an 8 MiB send to a client that reads nothing", n)
+	}
+	clear(big) // the sender's buffer, reused
+	b.Send(id, numbered(1, 16), false)
+	if h, p := slow.readFrame(); h.OpCode != ws.OpBinary || !bytes.Equal(p, want) {
+		t.Fatalf("got %v, %d bytes, not the 8 MiB sent", h.OpCode, len(p))
+	}
+	readNumbered(t, slow, 1, 1)
+	if n := awaitDrain(t, rec.drains, id); n != 0 {
+		t.Fatalf("%d bytes queued at Drain, want 0", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/gobwas/ws"
 	"github.com/wsbroker/wsbroker/internal/writeq"
@@ -15,7 +16,8 @@ import (
 // shared by all its subscribers). A socket with something to write is handed to the flusher of
 // its shard, which takes the whole queue and writes it with one non-blocking sendmsg/writev. Only
 // when the kernel buffer is full does the socket get a writer goroutine of its own, which waits
-// for the socket through the netpoller and exits once the queue is empty. The connection's state
+// for the socket through the netpoller and exits once the queue is empty. A large message to an
+// idle socket is written by its sender, without copying what the socket takes (writeNow). The connection's state
 // decides what may be queued (mayQueue) and written (writable), under the same lock (wmu) as its
 // queue.
 //
@@ -63,6 +65,9 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) (ful
 		if frame == nil && c.deflate&wsproto.DeflateTakeover != 0 && len(data) >= wsproto.CompressMin {
 			frame = c.history.Frame(op, data) // under wmu, in queue order; nil: not smaller
 		}
+		if frame == nil && len(data) >= writeNowMin && c.tc == nil && s.writable() && c.q.Idle() {
+			return c.writeNow(op, data, s.accepted()) // unlocks wmu
+		}
 		if frame != nil {
 			c.q.Append(frame)
 		} else {
@@ -83,6 +88,33 @@ func (c *Conn) queueFrame(frame []byte, op ws.OpCode, data []byte, k *Cork) (ful
 	}
 	return full
 }
+
+// writeNowMin is the smallest message that a send to an idle socket writes at once from the
+// sender's memory (writeNow) instead of copying it into the queue: past it the copy costs more than
+// the system call of its own (and a writer's wake-up) that writing it apart from the other sends
+// of a batch takes.
+const writeNowMin = 64 << 10
+
+// writeNow is queueFrame's send of a large message to an idle, writable socket: its frame is
+// written on the calling goroutine, from data, without waiting for room, and what the socket does
+// not take is copied for a writer goroutine to finish. Called with wmu held; it unlocks it. It
+// reports what queueFrame does.
+func (c *Conn) writeNow(op ws.OpCode, data []byte, accepted bool) (full bool) {
+	c.q.WriteNow(wsproto.FrameHeader(op, len(data)), data)
+	c.wmu.Unlock()
+	w := nowWriters.Get().(*writeq.Writer)
+	n, frames, err := c.writeOut(w, false)
+	nowWriters.Put(w)
+	c.wmu.Lock()
+	c.q.KeepUnwritten()
+	full = accepted && c.q.Over(c.l.lim.BackpressureThreshold)
+	c.wmu.Unlock()
+	c.afterWrite(n, frames, err, false)
+	return full
+}
+
+// nowWriters are the Writers of writeNow's callers, who have none of their own.
+var nowWriters = sync.Pool{New: func() any { return writeq.NewWriter(false) }}
 
 // flushBy hands c, just scheduled (scheduleLocked), to whoever writes it: k, or, when k is nil,
 // its flusher.

@@ -25,7 +25,7 @@ const maxKeptSlots = 256
 // took them (Writer.Write, WriteTLS) until Settle or Fail ends its turn.
 //
 // A frame is queued by Append (bytes shared, such as a broadcast's) or AppendMessage (encoded
-// here). Schedule marks a queue that someone must write; Take hands its frames to that writer;
+// here), or written at once from its sender's memory by WriteNow. Schedule marks a queue that someone must write; Take hands its frames to that writer;
 // Wrote accounts for what the writer wrote, and Settle says what comes next.
 type Queue struct {
 	queue [][]byte // frames waiting for a writer
@@ -135,6 +135,40 @@ func giveBackOwn(own **[]byte) {
 		wsproto.Buffers.Put(b)
 		*own = nil
 	}
+}
+
+// Idle reports whether q has nothing queued and nobody on it: no writer, none scheduled.
+func (q *Queue) Idle() bool { return !q.scheduled && !q.writing && len(q.queue) == 0 }
+
+// WriteNow makes a frame of header and payload the out of an Idle q, owned by the caller, who
+// writes it at once (Writer.Write) from payload's own memory instead of copying it into q, then
+// calls KeepUnwritten before it lets payload go.
+func (q *Queue) WriteNow(header, payload []byte) {
+	q.out = append(q.out[:0], header, payload)
+	q.bytes += len(header) + len(payload) + 2*FrameOverhead
+	q.writing = true
+}
+
+// KeepUnwritten copies what out still holds of WriteNow's frame into an own buffer of q's, for its
+// writer to finish once the payload's memory is gone.
+func (q *Queue) KeepUnwritten() {
+	if len(q.out) == 0 {
+		return
+	}
+	if len(q.out) == 2 { // the header too: one entry from now on
+		q.bytes -= FrameOverhead
+	}
+	n := 0
+	for _, part := range q.out {
+		n += len(part)
+	}
+	b := wsproto.Buffers.Get(n)
+	for _, part := range q.out {
+		*b = append(*b, part...)
+	}
+	clear(q.out)
+	q.out = append(q.out[:0], *b)
+	q.obuf = b
 }
 
 // Schedule marks q scheduled and reports whether the caller must hand it to a writer (a

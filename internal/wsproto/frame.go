@@ -432,6 +432,12 @@ func AppendFrame(b []byte, op ws.OpCode, data []byte) []byte {
 	return append(append(b, h[:hs]...), data...)
 }
 
+// FrameHeader returns the header of a complete unmasked server frame with an n-byte payload.
+func FrameHeader(op ws.OpCode, n int) []byte {
+	h := make([]byte, ws.MaxHeaderSize-4)
+	return h[:putHeader(h, op, false, n)]
+}
+
 // FrameLen is the size of an unmasked server frame with an n-byte payload.
 func FrameLen(n int) int {
 	var h [ws.MaxHeaderSize - 4]byte
