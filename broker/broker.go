@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/wsbroker/wsbroker/internal/embedder"
 	"github.com/wsbroker/wsbroker/internal/netpoll"
 	"github.com/wsbroker/wsbroker/internal/writeq"
 	"github.com/wsbroker/wsbroker/internal/wsproto"
@@ -129,8 +130,9 @@ func (g *Listeners) goAway() {
 
 // Broker accepts WebSocket connections on any number of listeners and routes frames to them.
 type Broker struct {
-	h   Handler
-	log *slog.Logger
+	h     Handler
+	parts embedder.PartsHandler[Conn] // h, if it takes messages in parts
+	log   *slog.Logger
 
 	// Timeouts; fields so that tests can shorten them.
 	drainTimeout   time.Duration // for a peer to read our close frame and close its side
@@ -165,6 +167,7 @@ func New(h Handler, opts Options) *Broker {
 		readerLinger:   time.Second,
 		epoch:          time.Now(),
 	}
+	b.parts, _ = h.(embedder.PartsHandler[Conn])
 	b.hub.init()
 	b.flushers = make([]*writeq.Flusher[*Conn], runtime.GOMAXPROCS(0))
 	for i := range b.flushers {
@@ -551,6 +554,11 @@ func (b *Broker) callText(c *Conn, p []byte) {
 func (b *Broker) callBinary(c *Conn, p []byte) {
 	defer b.recoverMessage(c)
 	b.h.Binary(c, p)
+}
+
+func (b *Broker) callParts(c *Conn, op ws.OpCode, parts [][]byte) {
+	defer b.recoverMessage(c)
+	b.parts.MessageParts(c, op == ws.OpText, parts)
 }
 
 func (b *Broker) recoverMessage(c *Conn) {

@@ -771,8 +771,30 @@ func (c *Conn) withinRate(rate int) bool {
 // connSink is the wsproto.FrameSink of a connection.
 type connSink Conn
 
+// sink returns c's wsproto.FrameSink: a PartsSink if its Handler takes messages in parts.
+func (c *Conn) sink() wsproto.FrameSink {
+	if c.b.parts != nil {
+		return (*partsSink)(c)
+	}
+	return (*connSink)(c)
+}
+
 func (s *connSink) Message(op ws.OpCode, p []byte) bool {
 	c := (*Conn)(s)
+	if !c.admit(len(p)) {
+		return false
+	}
+	if op == ws.OpText {
+		c.b.callText(c, p)
+	} else {
+		c.b.callBinary(c, p)
+	}
+	return !c.state.Load().ending()
+}
+
+// admit counts a message of n bytes from c's client, or closes c with 1008 when it is over
+// MaxMessagesPerSecond and reports false.
+func (c *Conn) admit(n int) bool {
 	if rate := c.l.lim.MaxMessagesPerSecond; rate > 0 && !c.withinRate(rate) {
 		c.b.counters.closedForRate.Add(1)
 		c.logAt(slog.LevelInfo, "the client sends too many messages: closing with 1008", slog.Int("max_messages_per_second", rate))
@@ -780,12 +802,27 @@ func (s *connSink) Message(op ws.OpCode, p []byte) bool {
 		return false
 	}
 	c.b.counters.messagesIn.Add(1)
-	c.b.counters.bytesIn.Add(uint64(len(p)))
-	if op == ws.OpText {
-		c.b.callText(c, p)
-	} else {
-		c.b.callBinary(c, p)
+	c.b.counters.bytesIn.Add(uint64(n))
+	return true
+}
+
+// partsSink is the wsproto.PartsSink of a connection whose Handler is an embedder.PartsHandler.
+type partsSink Conn
+
+func (s *partsSink) Message(op ws.OpCode, p []byte) bool { return (*connSink)(s).Message(op, p) }
+func (s *partsSink) Ping(p []byte)                       { (*connSink)(s).Ping(p) }
+func (s *partsSink) Close(p []byte)                      { (*connSink)(s).Close(p) }
+
+func (s *partsSink) MessageParts(op ws.OpCode, parts [][]byte) bool {
+	c := (*Conn)(s)
+	n := 0
+	for _, part := range parts {
+		n += len(part)
 	}
+	if !c.admit(n) {
+		return false
+	}
+	c.b.callParts(c, op, parts)
 	return !c.state.Load().ending()
 }
 

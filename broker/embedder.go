@@ -20,6 +20,6 @@ func init() {
 		Watch:         func(b *Broker, i int, on bool) { b.pollers().Watch(i, on) },
 		Pin:           func(c *Conn) *atomic.Int32 { return &c.pin },
 		MayBlock:      (*Conn).mayBlock,
-		TakeMessage:   func(c *Conn) *[]byte { return c.parser.TakeMessage() },
+		TakeMessage:   func(c *Conn) []*[]byte { return c.parser.TakeMessage() },
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
 )
 
@@ -163,5 +164,39 @@ func TestLargeSendLeavesTheSendersBufferFree(t *testing.T) {
 	readNumbered(t, slow, 1, 1)
 	if n := awaitDrain(t, rec.drains, id); n != 0 {
 		t.Fatalf("%d bytes queued at Drain, want 0", n)
+	}
+}
+
+// partsRecorder is a recorder that takes messages in parts (an embedder.PartsHandler, as the Node
+// bridge is): it records a copy of each such message's parts and whether it was text.
+type partsRecorder struct {
+	*recorder
+	parts chan [][]byte
+}
+
+func (r partsRecorder) MessageParts(c *Conn, text bool, parts [][]byte) {
+	got := [][]byte{[]byte(fmt.Sprint(text))}
+	for _, part := range parts {
+		got = append(got, bytes.Clone(part))
+	}
+	r.parts <- got
+}
+
+// A Handler that takes messages in parts gets a large message in the buffers it was read into,
+// not joined (the bridge copies them into JS memory itself), and a message that fits one buffer
+// as a Text or Binary call.
+func TestMessageInPartsForAPartsHandler(t *testing.T) {
+	rec := partsRecorder{recorder: newRecorder(), parts: make(chan [][]byte, 4)}
+	_, addr := startHandler(t, rec, rec.recorder, Limits{})
+	c, _ := dialOpen(t, rec.recorder, addr)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20/16)
+	write(t, c, websocket.MessageBinary, big)
+	got := await(t, rec.parts, "the 1 MiB message in parts")
+	if string(got[0]) != "false" || len(got) < 3 || !bytes.Equal(bytes.Join(got[1:], nil), big) {
+		t.Fatalf("text %s, %d parts, not the 1 MiB sent in several", got[0], len(got)-1)
+	}
+	write(t, c, websocket.MessageText, []byte("small"))
+	if e := await(t, rec.msgs, "the small message"); string(e.data) != "small" {
+		t.Fatalf("got %q", e.data)
 	}
 }

@@ -216,7 +216,7 @@ func (s *readState) readTLSNow(c *Conn) {
 //     is cheaper to read now than through its event, and the writes it causes coalesce with this
 //     turn's (fan-out: without it, half as many messages per write).
 func (c *Conn) turn(s *readState) netpoll.Result {
-	sink := (*connSink)(c)
+	sink := c.sink()
 	got := 0
 	for got < turnBudget {
 		// The payload of a large message is read where it is reassembled, not copied there.
@@ -337,7 +337,7 @@ func (c *Conn) readLoop() {
 		}
 	}()
 
-	sink := (*connSink)(c)
+	sink := c.sink()
 	idle := c.l.lim.IdleTimeout
 	c.draining = c.processPre()
 	for {
@@ -439,11 +439,11 @@ func (c *Conn) idleTimedOut() {
 func (c *Conn) processPre() bool {
 	pre := c.pre
 	c.pre = nil
-	return len(pre) > 0 && c.process(pre, (*connSink)(c))
+	return len(pre) > 0 && c.process(pre, c.sink())
 }
 
 // process parses data and reports whether the reader drains from now on (c.draining).
-func (c *Conn) process(data []byte, sink *connSink) bool {
+func (c *Conn) process(data []byte, sink wsproto.FrameSink) bool {
 	return c.processed(c.parser.Feed(data, sink))
 }
 

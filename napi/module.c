@@ -402,15 +402,15 @@ typedef struct {
   napi_value out;
 } parcel_value_t;
 
-static int make_parcel_value(void *ctx, const uint8_t *data, size_t len, int text) {
+static uint8_t *make_parcel_value(void *ctx, const uint8_t *text, size_t len) {
   parcel_value_t *v = ctx;
-  napi_status status = text ? napi_create_string_utf8(v->env, (const char *)data, len, &v->out)
-                            : napi_create_buffer_copy(v->env, len, data, NULL, &v->out);
-  return status != napi_ok;
+  if (text) return napi_create_string_utf8(v->env, (const char *)text, len, &v->out) == napi_ok ? (uint8_t *)text : NULL;
+  void *data = NULL;
+  return napi_create_buffer(v->env, len, &data, &v->out) == napi_ok ? data : NULL;
 }
 
 // takeParcel(id, text): the data of a message held outside its batch (js/batch.cts), taken once, as
-// a string or a Buffer copied from the buffer Go reassembled it in. A Buffer over memory of its own
+// a string or a Buffer copied from the buffers Go reassembled it in. A Buffer over memory of its own
 // (an external buffer) would save the copy, but made V8's collections pause for longer than it
 // costs (BENCHMARKS.md).
 static napi_value js_take_parcel(napi_env env, napi_callback_info info) {

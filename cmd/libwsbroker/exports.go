@@ -28,12 +28,13 @@ typedef void (*wsb_notify_fn)(void *ctx, double result);
 
 static inline void wsb_call_notify(wsb_notify_fn f, void *ctx, double result) { f(ctx, result); }
 
-// Passed by the glue to wsb_take_parcel: makes the JS value of a parcel's data (a string if text,
-// else a Buffer) into ctx during the call. Returns 0 when it made one.
-typedef int (*wsb_make_fn)(void *ctx, const uint8_t *data, size_t len, int text);
+// Passed by the glue to wsb_take_parcel: makes the JS value of a parcel's data into ctx during the
+// call. Given text, a string of its len bytes of UTF-8, returning text; given NULL, a Buffer of
+// len bytes, returning its memory, which the caller fills. NULL if it could not.
+typedef uint8_t *(*wsb_make_fn)(void *ctx, const uint8_t *text, size_t len);
 
-static inline int wsb_call_make(wsb_make_fn f, void *ctx, const uint8_t *data, size_t len, int text) {
-	return f(ctx, data, len, text);
+static inline uint8_t *wsb_call_make(wsb_make_fn f, void *ctx, const uint8_t *text, size_t len) {
+	return f(ctx, text, len);
 }
 */
 import "C"
@@ -53,6 +54,7 @@ import (
 	"github.com/wsbroker/wsbroker/broker"
 	"github.com/wsbroker/wsbroker/brokermetrics"
 	"github.com/wsbroker/wsbroker/cluster"
+	"github.com/wsbroker/wsbroker/internal/wsproto"
 )
 
 var (
@@ -512,22 +514,39 @@ func wsb_refuse_open(id C.uint64_t, refusal *C.uint8_t, n C.size_t, body *C.uint
 }
 
 // wsb_take_parcel has mk make the JS value of parcel id's data (a message's data outside its
-// batch, parcels.go) during the call, and gives the parcel back. It returns mk's result, or -1 if
-// there is no such parcel.
+// batch, parcels.go) during the call, and gives the parcel back. It returns 0 when mk made it, 1
+// when it could not, -1 if there is no such parcel.
 //
 //export wsb_take_parcel
 func wsb_take_parcel(id C.double, text C.int, mk C.wsb_make_fn, ctx unsafe.Pointer) (made C.int) {
-	made = -1
+	made = 1
 	defer recoverInto("takeParcel")
 	p, ok := takeParcel(uint64(id))
 	if !ok {
 		return -1
 	}
 	defer p.free()
-	// mk copies the data before it returns, so Go memory may be passed (it holds no pointers). A
-	// parcel is never empty (parcelMin).
-	data := *p.buf
-	return C.wsb_call_make(mk, ctx, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), text)
+	n := C.size_t(p.n) // a parcel is never empty (parcelMin)
+	if text != 0 {
+		// mk copies the text before it returns, so Go memory may be passed (it holds no pointers).
+		data, own := p.joined()
+		if own != nil {
+			defer wsproto.Buffers.Put(own)
+		}
+		if C.wsb_call_make(mk, ctx, (*C.uint8_t)(unsafe.Pointer(&data[0])), n) == nil {
+			return 1
+		}
+		return 0
+	}
+	dst := C.wsb_call_make(mk, ctx, nil, n)
+	if dst == nil {
+		return 1
+	}
+	to := unsafe.Slice((*byte)(unsafe.Pointer(dst)), p.n)
+	for _, b := range p.bufs {
+		to = to[copy(to, *b):]
+	}
+	return 0
 }
 
 // wsb_send sends to one socket. worker is the worker whose batch the calling thread is handling

@@ -87,15 +87,23 @@ func answerUnwanted(id uint64, kind byte) {
 
 // bridge turns broker events into queued events of the socket's JS worker. It is a
 // broker.CatchUpHandler: a socket's close waits for its worker to handle the messages before it;
-// and a broker.DrainHandler.
+// a broker.DrainHandler; and an embedder.PartsHandler: a message that arrived in several buffers
+// is copied from them into JS memory, not joined first.
 type bridge struct{ pool *pool }
 
 func (b bridge) Open(c *broker.Conn, req *broker.Request) { b.pool.push(c, kindOpen, nil, req) }
 func (b bridge) Text(c *broker.Conn, data []byte)         { b.pool.push(c, kindText, data, nil) }
 func (b bridge) Binary(c *broker.Conn, data []byte)       { b.pool.push(c, kindBinary, data, nil) }
-func (b bridge) ReadDone(c *broker.Conn)                  { b.pool.readDone(c) }
-func (b bridge) Close(c *broker.Conn)                     { b.pool.push(c, kindClose, nil, nil) }
-func (b bridge) CatchUp(c *broker.Conn)                   { b.pool.push(c, kindCatchUp, nil, nil) }
-func (b bridge) Drain(c *broker.Conn)                     { b.pool.pushDrain(c) }
+func (b bridge) MessageParts(c *broker.Conn, text bool, parts [][]byte) {
+	kind := kindBinary
+	if text {
+		kind = kindText
+	}
+	b.pool.queue(c, kind, nil, parts, nil)
+}
+func (b bridge) ReadDone(c *broker.Conn) { b.pool.readDone(c) }
+func (b bridge) Close(c *broker.Conn)    { b.pool.push(c, kindClose, nil, nil) }
+func (b bridge) CatchUp(c *broker.Conn)  { b.pool.push(c, kindCatchUp, nil, nil) }
+func (b bridge) Drain(c *broker.Conn)    { b.pool.pushDrain(c) }
 
 func main() {}

@@ -11,15 +11,18 @@ import (
 )
 
 // A message of parcelMin bytes or more travels to JS as a parcel: its event in the batch names the
-// parcel, which holds the buffer the broker reassembled the message in (taken over, not copied:
+// parcel, which holds the buffers the broker reassembled the message in (taken over, not copied:
 // hooks.TakeMessage), or a copy when the message was read in one piece; the JS thread takes the
-// parcel when it decodes the event (wsb_take_parcel), into a Buffer or a string, and the buffer
-// goes back to wsproto.Buffers. In the batch the data was copied three times (into the batch, into
+// parcel when it decodes the event (wsb_take_parcel), into a Buffer or a string, and the buffers
+// go back to wsproto.Buffers. In the batch the data was copied three times (into the batch, into
 // the thread's batch memory, out of it into a Buffer); as a parcel, once. A parcel that is never
 // taken (its event dropped when no worker wants it) is given back with its event.
 const parcelMin = 64 << 10
 
-type parcel struct{ buf *[]byte } // from wsproto.Buffers
+type parcel struct {
+	bufs []*[]byte // from wsproto.Buffers: the message's bytes, in order
+	n    int       // the bytes in bufs
+}
 
 // parcels holds the parcels that JS has not taken yet, by id (a double in the batch: ids stay below
 // 2^53).
@@ -29,12 +32,14 @@ var parcels = struct {
 	held map[uint64]parcel
 }{held: map[uint64]parcel{}}
 
-// newParcel makes a parcel of the message data of a Text or Binary call for c and returns its id.
-func newParcel(c *broker.Conn, data []byte) uint64 {
-	p := parcel{buf: hooks.TakeMessage(c)}
-	if p.buf == nil {
-		p.buf = wsproto.Buffers.Get(len(data))
-		*p.buf = append(*p.buf, data...)
+// newParcel makes a parcel of the message of n bytes of a Text, Binary or MessageParts call for c
+// and returns its id; data is the message of a Text or Binary call.
+func newParcel(c *broker.Conn, data []byte, n int) uint64 {
+	p := parcel{bufs: hooks.TakeMessage(c), n: n}
+	if p.bufs == nil { // read whole in one read: data, in the read buffer
+		b := wsproto.Buffers.Get(n)
+		*b = append(*b, data...)
+		p.bufs = []*[]byte{b}
 	}
 	parcels.mu.Lock()
 	parcels.last++
@@ -53,8 +58,25 @@ func takeParcel(id uint64) (parcel, bool) {
 	return p, ok
 }
 
-// free gives the buffer of a parcel taken with takeParcel back.
-func (p parcel) free() { wsproto.Buffers.Put(p.buf) }
+// free gives the buffers of a parcel taken with takeParcel back.
+func (p parcel) free() {
+	for _, b := range p.bufs {
+		wsproto.Buffers.Put(b)
+	}
+}
+
+// joined returns the parcel's bytes as one slice and what to give back to wsproto.Buffers once
+// done with it (nil if nothing).
+func (p parcel) joined() ([]byte, *[]byte) {
+	if len(p.bufs) == 1 {
+		return *p.bufs[0], nil
+	}
+	b := wsproto.Buffers.Get(p.n)
+	for _, part := range p.bufs {
+		*b = append(*b, *part...)
+	}
+	return *b, b
+}
 
 // dropParcelOf frees the parcel that the encoded event ev names, if it names one.
 func dropParcelOf(ev []byte) {

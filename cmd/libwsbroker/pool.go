@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -328,6 +329,11 @@ func (p *pool) lockPinned(c *broker.Conn) *worker {
 // behind. Opens, closes and catch-ups are handed to JS at once if the worker is idle; messages
 // wait for the end of their read (readDone), so that those that came together go in one batch.
 func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request) {
+	p.queue(c, kind, data, nil, req)
+}
+
+// queue is push of a message that is data, or, when parts is not nil, parts one after the other.
+func (p *pool) queue(c *broker.Conn, kind byte, data []byte, parts [][]byte, req *broker.Request) {
 	w := p.lockPinned(c)
 	for w.backlog() >= maxBacklog && !p.stopping.Load() && hooks.MayBlock(c) {
 		if p.flushLocked(w, false) { // the messages of this read may be all that waits
@@ -352,10 +358,17 @@ func (p *pool) push(c *broker.Conn, kind byte, data []byte, req *broker.Request)
 	case kindCatchUp:
 		w.waiting = appendCatchUp(w.waiting, c)
 	default:
-		if len(data) >= parcelMin {
-			w.waiting = appendParcel(w.waiting, kind, c, newParcel(c, data))
-			parcelLen = len(data)
+		n := len(data)
+		for _, part := range parts {
+			n += len(part)
+		}
+		if n >= parcelMin {
+			w.waiting = appendParcel(w.waiting, kind, c, newParcel(c, data, n))
+			parcelLen = n
 		} else {
+			if parts != nil {
+				data = bytes.Join(parts, nil)
+			}
 			w.waiting = appendMessage(w.waiting, kind, c, data)
 		}
 		w.messages++

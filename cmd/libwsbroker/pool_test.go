@@ -142,7 +142,8 @@ func parcelBytes(t *testing.T, id uint64) []byte {
 	if !ok {
 		t.Fatalf("no parcel %d", id)
 	}
-	return *p.buf
+	data, _ := p.joined()
+	return data
 }
 
 // decodeTexts reads a batch (format: package protocol) and returns each event as "kind:payload".
@@ -698,7 +699,7 @@ func TestLargeMessagesTravelAsParcels(t *testing.T) {
 			t.Fatalf("event %d names no parcel", i)
 		}
 		pc, ok := takeParcel(id)
-		if !ok || string(*pc.buf) != want {
+		if data, _ := pc.joined(); !ok || string(data) != want {
 			t.Fatalf("parcel %d: taken %v, want its message", id, ok)
 		}
 		pc.free()

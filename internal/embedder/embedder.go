@@ -37,12 +37,21 @@ type Hooks[B, C any] struct {
 	// MayBlock reports whether the Handler call being made for c may wait (for room in a queue):
 	// not when DispatchReady's caller reads c, since that caller may be what would make the room.
 	MayBlock func(c *C) bool
-	// TakeMessage hands over the buffer (from wsproto.Buffers) that holds the message of the
-	// Handler's Text or Binary call being made for c, for the caller to give back
-	// (wsproto.Buffers.Put) once done with it; nil when that message lies in the read buffer.
-	// Only during that call, on its goroutine: an embedder that keeps a large message for
+	// TakeMessage hands over the buffers (from wsproto.Buffers) that hold the message of the
+	// Handler's Text, Binary or MessageParts call being made for c, in order, for the caller to
+	// give back (wsproto.Buffers.Put) once done with them; nil when that message lies in the read
+	// buffer. Only during that call, on its goroutine: an embedder that keeps a large message for
 	// another thread keeps it without a copy.
-	TakeMessage func(c *C) *[]byte
+	TakeMessage func(c *C) []*[]byte
+}
+
+// PartsHandler is a Handler (broker.Handler, C its Conn) that takes a message reassembled in
+// several buffers as they are, rather than joined into one buffer first (the bridge copies it
+// into JS memory anyway): the broker calls MessageParts for such a message instead of Text or
+// Binary. parts are valid only during the call (TakeMessage keeps them), none is empty, and each
+// but the last of a text holds whole UTF-8 code points.
+type PartsHandler[C any] interface {
+	MessageParts(c *C, text bool, parts [][]byte)
 }
 
 var provided any

@@ -2,6 +2,8 @@ package wsproto
 
 import (
 	"encoding/binary"
+	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -45,12 +47,32 @@ type Parser struct {
 
 	ctl []byte // a control frame's payload split across reads
 
-	msgOp      ws.OpCode // OpText or OpBinary while a data message is in progress, else 0
-	compressed bool      // that message is compressed (RSV1 on its first frame)
-	msg        *[]byte   // its payload so far (from Buffers), nil when none
-	checked    int       // leading bytes of *msg known to be complete valid UTF-8 (text)
+	msgOp      ws.OpCode   // OpText or OpBinary while a data message is in progress, else 0
+	compressed bool        // that message is compressed (RSV1 on its first frame)
+	msg        *reassembly // its payload so far, nil when none
+}
 
-	held *[]byte // the buffer (from Buffers) holding the message being delivered, if not taken
+// reassembly is a message on its way in: its payload in buffers from Buffers (newPart), in order.
+type reassembly struct {
+	parts   []*[]byte
+	size    int64    // the bytes in parts
+	checked int      // leading bytes of the last part known to be complete valid UTF-8 (text)
+	taken   bool     // the sink took the parts of the message being delivered (TakeMessage)
+	views   [][]byte // the parts' bytes, for PartsSink
+}
+
+// reassemblies keeps a connection's Parser small: only a message in progress has one.
+var reassemblies = sync.Pool{New: func() any {
+	return &reassembly{parts: make([]*[]byte, 0, 8)} // a 16 MiB message read 64 KiB at a time takes 9
+}}
+
+// PartsSink is a FrameSink that takes a message reassembled in several buffers as it is, rather
+// than copied into one buffer first (the Node bridge copies it into JS memory anyway).
+type PartsSink interface {
+	FrameSink
+	// MessageParts is Message for a message whose bytes are parts, in order (none empty, each but
+	// the last ending with a whole UTF-8 code point).
+	MessageParts(op ws.OpCode, parts [][]byte) bool
 }
 
 // headerLen is the size of a client frame header given its second byte.
@@ -144,7 +166,7 @@ func (p *Parser) Feed(b []byte, s FrameSink) (code ws.StatusCode, stop bool) {
 			// The common case: a whole unfragmented message in one read, delivered in place.
 			p.inFrame = false
 			p.msgOp = 0
-			if code, stop := p.deliver(p.op, nil, chunk, 0, s); code != 0 || stop {
+			if code, stop := p.deliver(p.op, chunk, 0, s); code != 0 || stop {
 				return code, true
 			}
 			continue
@@ -157,32 +179,31 @@ func (p *Parser) Feed(b []byte, s FrameSink) (code ws.StatusCode, stop bool) {
 	return 0, false
 }
 
-// Spare returns room for the next n payload bytes of the current data frame at the end of the
-// message being reassembled, so that a reader can read them there instead of copying them from
-// its own buffer (FeedSpare then parses them); nil unless at least n bytes of the frame's payload
-// remain (a read of fewer would also take what follows the frame).
+// Spare returns room for at most the next n payload bytes of the current data frame at the end
+// of the message being reassembled, so that a reader can read them there instead of copying them
+// from its own buffer (FeedSpare then parses them); nil unless at least n bytes of the frame's
+// payload remain (a read of fewer would also take what follows the frame).
 func (p *Parser) Spare(n int) []byte {
 	if n <= 0 || !p.inFrame || p.op.IsControl() || p.remain < int64(n) {
 		return nil
 	}
-	if p.msg == nil {
-		p.msg = Buffers.Get(n)
+	if p.room() < min(n, minMsgBuf) {
+		p.newPart(n, int(p.remain))
 	}
-	have := len(*p.msg)
-	if cap(*p.msg)-have < n {
-		p.msg = Buffers.Grow(p.msg, have+n, int(int64(have)+p.remain))
-	}
-	return (*p.msg)[have : have+n]
+	last := p.msg.last()
+	return last[len(last):min(cap(last), len(last)+n)]
 }
 
 // FeedSpare parses the first n bytes of the room Spare returned, which a reader filled, as Feed
 // would have parsed them.
 func (p *Parser) FeedSpare(n int, s FrameSink) (code ws.StatusCode, stop bool) {
-	have := len(*p.msg)
-	*p.msg = (*p.msg)[:have+n]
-	ws.Cipher((*p.msg)[have:], p.mask, p.off)
+	last := p.msg.parts[len(p.msg.parts)-1]
+	have := len(*last)
+	*last = (*last)[:have+n]
+	ws.Cipher((*last)[have:], p.mask, p.off)
 	p.remain -= int64(n)
 	p.off += n
+	p.msg.size += int64(n)
 	return p.appended(s)
 }
 
@@ -191,12 +212,13 @@ func (p *Parser) FeedSpare(n int, s FrameSink) (code ws.StatusCode, stop bool) {
 // across reads or fragments waits for its end) and delivers the message at its end. It reports
 // stop as Feed does.
 func (p *Parser) appended(s FrameSink) (code ws.StatusCode, stop bool) {
+	m := p.msg
 	if p.msgOp == ws.OpText && !p.compressed {
-		n, ok := utf8Prefix((*p.msg)[p.checked:])
+		n, ok := utf8Prefix(m.last()[m.checked:])
 		if !ok {
 			return ws.StatusInvalidFramePayloadData, true
 		}
-		p.checked += n
+		m.checked += n
 	}
 	if p.remain > 0 {
 		return 0, false
@@ -205,9 +227,9 @@ func (p *Parser) appended(s FrameSink) (code ws.StatusCode, stop bool) {
 	if !p.fin {
 		return 0, false
 	}
-	op, own, checked := p.msgOp, p.msg, p.checked
-	p.msgOp, p.msg, p.checked = 0, nil, 0
-	code, stop = p.deliver(op, own, *own, checked, s)
+	op := p.msgOp
+	p.msgOp = 0
+	code, stop = p.deliver(op, nil, m.checked, s)
 	return code, code != 0 || stop
 }
 
@@ -251,7 +273,7 @@ func (p *Parser) start(h []byte) ws.StatusCode {
 				return ws.StatusProtocolError
 			}
 			if p.msg != nil {
-				have = int64(len(*p.msg))
+				have = p.msg.size
 			}
 		} else {
 			if p.msgOp != 0 {
@@ -272,46 +294,92 @@ func (p *Parser) start(h []byte) ws.StatusCode {
 	return 0
 }
 
-// deliver inflates a complete compressed data message, checks it (its first checked bytes are
-// known valid UTF-8) and hands it to s. own is the buffer from Buffers that holds data, nil when
-// data lies where it was read; deliver gives it back unless s takes it (TakeMessage).
-func (p *Parser) deliver(op ws.OpCode, own *[]byte, data []byte, checked int, s FrameSink) (ws.StatusCode, bool) {
-	p.held = own
+// deliver inflates a complete compressed data message, checks it and hands it to s: data where
+// it was read, or, when data is nil, the message in p.msg, whose last part is known valid UTF-8 up
+// to checked (the others are whole). The parts go back to Buffers unless s takes them.
+func (p *Parser) deliver(op ws.OpCode, data []byte, checked int, s FrameSink) (ws.StatusCode, bool) {
+	defer p.releaseMsg()
 	if p.compressed {
 		p.compressed = false
+		if data == nil {
+			data = p.joined()
+		}
 		out, code := inflate(data, p.Max)
-		p.giveBackHeld()
+		p.releaseMsg()
 		if code != 0 {
 			return code, true
 		}
-		p.held, data, checked = out, *out, 0
+		p.addPart(out)
+		data, checked = nil, 0
 	}
-	if op == ws.OpText && !utf8.Valid(data[checked:]) {
-		p.giveBackHeld()
+	if data != nil {
+		if op == ws.OpText && !utf8.Valid(data[checked:]) {
+			return ws.StatusInvalidFramePayloadData, true
+		}
+		return 0, !s.Message(op, data)
+	}
+	m := p.msg
+	if op == ws.OpText && !utf8.Valid(m.last()[checked:]) {
 		return ws.StatusInvalidFramePayloadData, true
 	}
-	more := s.Message(op, data)
-	p.giveBackHeld()
+	ps, ok := s.(PartsSink)
+	if !ok || len(m.parts) == 1 {
+		return 0, !s.Message(op, p.joined())
+	}
+	for _, b := range m.parts {
+		if len(*b) > 0 {
+			m.views = append(m.views, *b)
+		}
+	}
+	more := ps.MessageParts(op, m.views)
+	clear(m.views)
+	m.views = m.views[:0]
 	return 0, !more
 }
 
-// TakeMessage hands the caller the buffer that holds the message being delivered, to give back to
-// Buffers (Put) once done with it, so that a sink that keeps a large message need not copy it; nil
-// when the message lies where it was read (in the caller's read buffer, valid only during the
-// call). Only during FrameSink.Message, once.
-func (p *Parser) TakeMessage() *[]byte {
-	b := p.held
-	p.held = nil
-	return b
+// joined returns the message in p.msg as one slice: its only part, or its parts copied into a new
+// buffer that replaces them.
+func (p *Parser) joined() []byte {
+	m := p.msg
+	if len(m.parts) == 1 {
+		return *m.parts[0]
+	}
+	b := Buffers.Get(int(m.size))
+	for _, part := range m.parts {
+		*b = append(*b, *part...)
+	}
+	p.releaseMsg()
+	p.addPart(b)
+	return *b
 }
 
-// giveBackHeld gives the buffer of the message just delivered back to Buffers, unless the sink
-// took it.
-func (p *Parser) giveBackHeld() {
-	if p.held != nil {
-		Buffers.Put(p.held)
-		p.held = nil
+// TakeMessage hands the caller the buffers that hold the message being delivered, in order, to
+// give back to Buffers (Put) once done with them, so that a sink that keeps a large message need
+// not copy it; nil when the message lies where it was read (in the caller's read buffer, valid
+// only during the call). Only during FrameSink.Message or PartsSink.MessageParts, once.
+func (p *Parser) TakeMessage() []*[]byte {
+	if p.msg == nil || p.msg.taken {
+		return nil
 	}
+	p.msg.taken = true
+	return slices.Clone(p.msg.parts)
+}
+
+// releaseMsg gives the message's buffers back to Buffers, unless the sink took them.
+func (p *Parser) releaseMsg() {
+	m := p.msg
+	if m == nil {
+		return
+	}
+	if !m.taken {
+		for _, b := range m.parts {
+			Buffers.Put(b)
+		}
+	}
+	clear(m.parts)
+	*m = reassembly{parts: m.parts[:0], views: m.views}
+	reassemblies.Put(m)
+	p.msg = nil
 }
 
 // control handles a complete control frame.
@@ -330,27 +398,58 @@ func (p *Parser) control(payload []byte, s FrameSink) (ws.StatusCode, bool) {
 	return 0, false
 }
 
-// appendChunk appends chunk to the message being reassembled. A full buffer grows to about twice
-// its size (Buffers.Grow), but not past the end of the current frame (p.remain more bytes): a
-// large message is copied about once, and the buffer holds at most about twice what has arrived.
+// appendChunk appends chunk to the message being reassembled: to its last buffer if it fits
+// there whole, else to a new one (newPart).
 func (p *Parser) appendChunk(chunk []byte) {
 	n := len(chunk)
-	if p.msg == nil {
-		p.msg = Buffers.Get(int(min(int64(max(n, minMsgBuf)), int64(n)+p.remain)))
-	} else if n += len(*p.msg); n > cap(*p.msg) {
-		p.msg = Buffers.Grow(p.msg, n, int(int64(n)+p.remain))
+	if p.msg == nil || p.room() < n {
+		p.newPart(n, int(int64(n)+p.remain))
 	}
-	*p.msg = append(*p.msg, chunk...)
+	last := p.msg.parts[len(p.msg.parts)-1]
+	*last = append(*last, chunk...)
+	p.msg.size += int64(n)
 }
 
-// releaseMsg gives the message buffer back.
-func (p *Parser) releaseMsg() {
-	if p.msg == nil {
-		return
+// room is the free room in the last buffer of the message being reassembled (0 if none).
+func (p *Parser) room() int {
+	if p.msg == nil || len(p.msg.parts) == 0 {
+		return 0
 	}
-	Buffers.Put(p.msg)
-	p.msg = nil
-	p.checked = 0
+	last := p.msg.last()
+	return cap(last) - len(last)
+}
+
+// last returns the last part of m.
+func (m *reassembly) last() []byte { return *m.parts[len(m.parts)-1] }
+
+// newPart adds a buffer to the message being reassembled, with room for need bytes: about as large
+// as the message so far (at least minMsgBuf), but not past the current frame's end (limit more
+// bytes) unless need is. Nothing is copied to grow a message, and its buffers hold at most about
+// twice what has arrived. A code point cut at the end of the last buffer moves to the new one, so
+// that each part but the last holds whole code points.
+func (p *Parser) newPart(need, limit int) {
+	var tail []byte
+	size := 0
+	if m := p.msg; m != nil {
+		size = int(m.size)
+		if k := len(m.parts); k > 0 && p.msgOp == ws.OpText && !p.compressed {
+			last := m.parts[k-1]
+			tail = (*last)[m.checked:] // appended checked the rest
+			*last = (*last)[:m.checked]
+		}
+	}
+	b := Buffers.Get(len(tail) + max(need, min(max(size, minMsgBuf), limit)))
+	*b = append(*b, tail...)
+	p.addPart(b)
+}
+
+// addPart appends b, holding what comes next of the message, to the message's buffers.
+func (p *Parser) addPart(b *[]byte) {
+	if p.msg == nil {
+		p.msg = reassemblies.Get().(*reassembly)
+	}
+	p.msg.parts = append(p.msg.parts, b)
+	p.msg.checked = 0
 }
 
 // utf8Prefix returns how many leading bytes of b are complete, valid UTF-8, and whether the
@@ -382,7 +481,6 @@ func (p *Parser) Reset() {
 	p.hdrLen = 0
 	p.msgOp = 0
 	p.compressed = false
-	p.checked = 0
 }
 
 // checkClosePayload validates a close frame payload received from a client.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -29,13 +30,33 @@ func (s *recSink) Message(op ws.OpCode, p []byte) bool {
 func (s *recSink) Ping(p []byte)  { s.out = append(s.out, fmt.Sprintf("ping %x", p)) }
 func (s *recSink) Close(p []byte) { s.out = append(s.out, fmt.Sprintf("close %x", p)) }
 
+// partsRecSink is a recSink that takes messages in parts (a PartsSink), as the Node bridge does,
+// and records them as recSink does; it fails a text whose parts are not each valid UTF-8.
+type partsRecSink struct {
+	*recSink
+	t *testing.T
+}
+
+func (s partsRecSink) MessageParts(op ws.OpCode, parts [][]byte) bool {
+	for _, part := range parts {
+		if len(part) == 0 || op == ws.OpText && !utf8.Valid(part) {
+			s.t.Fatalf("a part of %d bytes of a message of %d parts: empty, or a code point cut", len(part), len(parts))
+		}
+	}
+	return s.Message(op, bytes.Join(parts, nil))
+}
+
 // parseChunks feeds data in chunks of size step (0: all at once) and returns what was emitted.
 // Like the broker's reader, it puts a chunk in the parser's Spare room when it has some (payload
-// that goes on for a whole chunk), else hands it to Feed.
-func parseChunks(data []byte, step int, max int64, limit int) []string {
+// that goes on for a whole chunk), else hands it to Feed. With t, its sink takes messages in parts.
+func parseChunks(data []byte, step int, max int64, limit int, t ...*testing.T) []string {
 	data = bytes.Clone(data) // the parser unmasks in place
 	p := Parser{Max: max}
-	s := &recSink{limit: limit}
+	rs := &recSink{limit: limit}
+	var s FrameSink = rs
+	if len(t) > 0 {
+		s = partsRecSink{rs, t[0]}
+	}
 	if step <= 0 {
 		step = len(data) + 1
 	}
@@ -50,15 +71,15 @@ func parseChunks(data []byte, step int, max int64, limit int) []string {
 		}
 		data = data[k:]
 		if code != 0 {
-			s.out = append(s.out, fmt.Sprintf("error %d", code))
+			rs.out = append(rs.out, fmt.Sprintf("error %d", code))
 		}
 		if stop {
-			s.out = append(s.out, "stop")
+			rs.out = append(rs.out, "stop")
 			break
 		}
 	}
 	p.Reset()
-	return s.out
+	return rs.out
 }
 
 // maxHead is the broker's default Limits.MaxHeaderBytes.
@@ -162,10 +183,13 @@ func FuzzFrameParser(f *testing.F) {
 	f.Add(wstest.Cat(wstest.Frame(0x01, []byte{0xe2}), wstest.Frame(0x89, nil), wstest.Frame(0x00, []byte{0x82}), wstest.Frame(0x80, []byte{0xac, 0xff})), uint8(0), uint8(0))
 	f.Add(wstest.Cat(wstest.Frame(0x01, []byte("ok \xf0\x9f")), wstest.Frame(0x8A, []byte("p")), wstest.Frame(0x80, []byte("\x8e\x89"))), uint8(4), uint8(0))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(0), uint8(0))
+	euros := bytes.Repeat([]byte("€"), 2000) // a message over several buffers, code points cut at their ends
+	f.Add(wstest.Cat(wstest.Frame(0x01, euros[:4159]), wstest.Frame(0x00, euros[4159:]), wstest.Frame(0x80, euros)), uint8(255), uint8(0))
+	f.Add(wstest.Cat(wstest.Frame(0x02, make([]byte, 9000)), wstest.Frame(0x80, make([]byte, 9000))), uint8(100), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, step, limit uint8) {
-		const max = 1000
+		const max = 1 << 15
 		whole := parseChunks(data, 0, max, int(limit))
-		split := parseChunks(data, int(step)+1, max, int(limit))
+		split := parseChunks(data, int(step)+1, max, int(limit), t)
 		if strings.Join(whole, "|") != strings.Join(split, "|") {
 			t.Fatalf("whole %q\nsplit by %d %q", whole, int(step)+1, split)
 		}
@@ -219,10 +243,10 @@ func FuzzHandshake(f *testing.F) {
 	})
 }
 
-// TestParserLargeMessage: a 4 MiB frame is reassembled with its buffer doubled (append's 1.25x
-// steps took over 30 buffers, copying the message about five times over), whether it comes 8 KiB
-// at a time to Feed or is read 64 KiB at a time into Spare's room, and the buffer never holds
-// more than the frame's class. The GC is off meanwhile, so that the buffers come back from
+// TestParserLargeMessage: a 4 MiB frame is reassembled in buffers that each hold about what came
+// before (append's 1.25x steps took over 30 buffers, copying the message about five times over),
+// whether it comes 8 KiB at a time to Feed or is read 64 KiB at a time into Spare's room, and is
+// joined into one buffer of the frame's class for a sink that does not take parts. The GC is off meanwhile, so that the buffers come back from
 // Buffers as they would between messages.
 func TestParserLargeMessage(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
@@ -272,61 +296,93 @@ func (s *capSink) Message(op ws.OpCode, p []byte) bool {
 func (s *capSink) Ping([]byte)  {}
 func (s *capSink) Close([]byte) {}
 
-// takeSink takes the buffer of each message it is given (Parser.TakeMessage).
+// takeSink takes the buffers of each message it is given (Parser.TakeMessage); as a PartsSink it
+// is given a message reassembled in several buffers as they are.
 type takeSink struct {
 	p     *Parser
-	taken []*[]byte // nil where the message lay where it was read
-	data  [][]byte  // each message as delivered (aliasing its buffer, if taken)
+	parts bool        // a PartsSink: MessageParts is called
+	taken [][]*[]byte // the buffers of each message, nil where it lay where it was read
+	data  [][][]byte  // each message as delivered (aliasing its buffers, if taken)
 }
 
-func (s *takeSink) Message(op ws.OpCode, p []byte) bool {
+func (s *takeSink) Message(op ws.OpCode, p []byte) bool { return s.MessageParts(op, [][]byte{p}) }
+
+func (s *takeSink) MessageParts(op ws.OpCode, parts [][]byte) bool {
 	b := s.p.TakeMessage()
 	if again := s.p.TakeMessage(); again != nil {
-		panic("a message's buffer taken twice")
+		panic("a message's buffers taken twice")
 	}
-	s.taken, s.data = append(s.taken, b), append(s.data, p)
+	s.taken, s.data = append(s.taken, b), append(s.data, slices.Clone(parts))
 	return true
 }
 func (s *takeSink) Ping([]byte)  {}
 func (s *takeSink) Close([]byte) {}
 
-// TestParserHandsOverMessage: a sink may keep the buffer of a message reassembled from several
-// frames or reads, or inflated (the bridge hands it to JS without a copy); the parser then leaves
-// it alone while the next messages arrive. A message delivered where it was read has no buffer to
-// take.
+// frameSink hides a takeSink's MessageParts: the parser must join the parts for it.
+type frameSink struct{ t *takeSink }
+
+func (s frameSink) Message(op ws.OpCode, p []byte) bool { return s.t.Message(op, p) }
+func (s frameSink) Ping(p []byte)                       { s.t.Ping(p) }
+func (s frameSink) Close(p []byte)                      { s.t.Close(p) }
+
+// TestParserHandsOverMessage: a sink may keep the buffers of a message reassembled from several
+// frames or reads, or inflated (the bridge hands them to JS without a copy); the parser then leaves
+// them alone while the next messages arrive. A PartsSink is given a message that spans buffers as
+// parts (a text's code points whole in each), another sink one buffer. A message delivered where it
+// was read has no buffer to take.
 func TestParserHandsOverMessage(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // buffers come back from Buffers as between messages
-	first, second := bytes.Repeat([]byte("1"), 100_000), bytes.Repeat([]byte("2"), 100_000)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))                                        // buffers come back from Buffers as between messages
+	first, second := bytes.Repeat([]byte("1"), 100_000), bytes.Repeat([]byte("€"), 100_000) // 3 bytes each
 	chat := wstest.ChatMessage(16 << 10)
 	compressed := wstest.Frame(0xC1, payloadOf(t, CompressedFrame(ws.OpText, chat, MaxWindowBits, nil)))
-	in := wstest.Cat(
-		wstest.Frame(0x02, first[:50_000]), wstest.Frame(0x80, first[50_000:]), // fragmented
-		wstest.Frame(0x82, second), // read 8 KiB at a time
-		compressed,
-		wstest.Frame(0x82, []byte("in place")),
-	)
-	p := Parser{Max: 1 << 20, Deflate: true}
-	s := &takeSink{p: &p}
-	for len(in) > 0 {
-		k := min(8<<10, len(in))
-		if len(in) == len(compressed)+len(wstest.Frame(0x82, []byte("in place"))) {
-			k = len(in) // the last two frames in one read
+	inPlace := wstest.Frame(0x82, []byte("in place"))
+	for _, parts := range []bool{false, true} {
+		in := wstest.Cat(
+			wstest.Frame(0x02, first[:50_000]), wstest.Frame(0x80, first[50_000:]), // fragmented
+			wstest.Frame(0x81, second), // read 8 KiB at a time: code points cut
+			compressed,
+			inPlace,
+		)
+		p := Parser{Max: 1 << 20, Deflate: true}
+		ts := &takeSink{p: &p, parts: parts}
+		var s FrameSink = frameSink{ts}
+		if parts {
+			s = ts
 		}
-		if code, stop := p.Feed(in[:k], s); code != 0 || stop {
-			t.Fatalf("parser stopped: %d", code)
+		for len(in) > 0 {
+			k := min(8<<10, len(in))
+			if len(in) == len(compressed)+len(inPlace) {
+				k = len(in) // the last two frames in one read
+			}
+			if code, stop := p.Feed(in[:k], s); code != 0 || stop {
+				t.Fatalf("parser stopped: %d", code)
+			}
+			in = in[k:]
 		}
-		in = in[k:]
-	}
-	want := [][]byte{first, second, chat, []byte("in place")}
-	if len(s.data) != len(want) {
-		t.Fatalf("%d messages, want %d", len(s.data), len(want))
-	}
-	for i, w := range want {
-		if !bytes.Equal(s.data[i], w) {
-			t.Fatalf("message %d: %d bytes, not the %d sent (a taken buffer reused?)", i, len(s.data[i]), len(w))
+		want := [][]byte{first, second, chat, []byte("in place")}
+		if len(ts.data) != len(want) {
+			t.Fatalf("parts %v: %d messages, want %d", parts, len(ts.data), len(want))
 		}
-		if taken := s.taken[i]; (taken == nil) != (i == len(want)-1) || taken != nil && !bytes.Equal(*taken, w) {
-			t.Fatalf("message %d: taken %v, want its own buffer for all but the message read in place", i, taken != nil)
+		for i, w := range want {
+			got := bytes.Join(ts.data[i], nil)
+			if !bytes.Equal(got, w) {
+				t.Fatalf("parts %v, message %d: %d bytes, not the %d sent (a taken buffer reused?)", parts, i, len(got), len(w))
+			}
+			if spans := len(ts.data[i]) > 1; spans != (parts && i < 2) {
+				t.Fatalf("parts %v, message %d: in %d parts", parts, i, len(ts.data[i]))
+			}
+			for _, part := range ts.data[i] {
+				if i == 1 && !utf8.Valid(part) {
+					t.Fatalf("parts %v: a part of the text cuts a code point", parts)
+				}
+			}
+			var kept [][]byte
+			for _, b := range ts.taken[i] {
+				kept = append(kept, *b)
+			}
+			if (ts.taken[i] == nil) != (i == len(want)-1) || kept != nil && !bytes.Equal(bytes.Join(kept, nil), got) {
+				t.Fatalf("parts %v, message %d: taken %d buffers, want its own for all but the message read in place", parts, i, len(ts.taken[i]))
+			}
 		}
 	}
 }
