@@ -66,6 +66,10 @@ func (c *Conn) start() {
 
 const (
 	turnBudget = 64 << 10 // bytes one turn reads before the connection goes to the back of the queue
+	// turnMessageBudget: a turn reads on past turnBudget while a message is in progress, up to
+	// this, so that a message a little over the budget costs no hand-over to another goroutine
+	// (from a JS thread that reads its own sockets: to a reader, then back through the event loop).
+	turnMessageBudget = 1 << 20
 	// turnRecheck: after a short read whose handling took this long, more input has likely come
 	// meanwhile (a peer streaming while a broadcast was queued): it is read in the same turn.
 	turnRecheck = 20 * time.Microsecond
@@ -132,7 +136,7 @@ func (c *Conn) startPolled(p *netpoll.Poller[*Conn], mayCall bool) {
 	// No first read: input that came after the request raised an event when c was added (the
 	// kernel reports what is already there), so the read would only say EAGAIN. One system call
 	// of the twenty a connection's life takes. If input came meanwhile, Release fails: read it now.
-	if c.tc == nil && !c.draining && c.settle(0) == netpoll.Drained && c.poll.Release() {
+	if c.tc == nil && !c.draining && c.settle(0, false) == netpoll.Drained && c.poll.Release() {
 		return
 	}
 	if mayCall {
@@ -204,8 +208,8 @@ func (s *readState) readTLSNow(c *Conn) {
 	}
 }
 
-// turn reads c until it is drained (at most turnBudget bytes), then sees to its timers: the
-// polled form of readLoop.
+// turn reads c until it is drained (at most turnBudget bytes, or turnMessageBudget to finish a
+// message), then sees to its timers: the polled form of readLoop.
 //
 // A read that does not fill the buffer emptied the socket's receive queue, so the turn ends there
 // without the read that would only say EAGAIN (a third of the system calls of an echo): with
@@ -218,7 +222,10 @@ func (s *readState) readTLSNow(c *Conn) {
 func (c *Conn) turn(s *readState) netpoll.Result {
 	sink := c.sink()
 	got := 0
-	for got < turnBudget {
+	for {
+		if got >= turnBudget && (got >= turnMessageBudget || c.draining || !c.parser.InMessage()) {
+			return c.settle(got, true) // to the back of the queue: others' turns first
+		}
 		// The payload of a large message is read where it is reassembled, not copied there.
 		var room []byte
 		if !c.draining {
@@ -261,19 +268,20 @@ func (c *Conn) turn(s *readState) netpoll.Result {
 			break
 		}
 	}
-	return c.settle(got)
+	return c.settle(got, false)
 }
 
-// settle sees to c's timers at the end of a turn that read got bytes: it sets c's next wake-up.
+// settle sees to c's timers at the end of a turn that read got bytes and, with more, stopped at
+// its budget: it sets c's next wake-up.
 // Only time waiting for input counts as idle: the clock restarts when a turn that read something
 // ends, after its Handler calls.
-func (c *Conn) settle(got int) netpoll.Result {
+func (c *Conn) settle(got int, more bool) netpoll.Result {
 	if !c.draining && c.state.Load().ending() {
 		c.draining = true
 	}
 	idle := c.l.lim.IdleTimeout
 	if !c.draining && idle == 0 {
-		return turnResult(got)
+		return turnResult(more)
 	}
 	now := c.b.clock()
 	if c.draining {
@@ -283,7 +291,7 @@ func (c *Conn) settle(got int) netpoll.Result {
 			return netpoll.Ended
 		}
 		c.poll.SetWakeAt(at)
-		return turnResult(got)
+		return turnResult(more)
 	}
 	switch {
 	case got > 0:
@@ -293,12 +301,13 @@ func (c *Conn) settle(got int) netpoll.Result {
 		c.idleTimedOut()
 	}
 	c.poll.SetWakeAt(c.lastIn + idle)
-	return turnResult(got)
+	return turnResult(more)
 }
 
-// turnResult is the result of a turn that read got bytes and did not end the connection.
-func turnResult(got int) netpoll.Result {
-	if got >= turnBudget {
+// turnResult is the result of a turn that did not end the connection and, with more, stopped at
+// its budget (else the socket was drained).
+func turnResult(more bool) netpoll.Result {
+	if more {
 		return netpoll.Requeue
 	}
 	return netpoll.Drained

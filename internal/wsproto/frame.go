@@ -473,6 +473,9 @@ func utf8Prefix(b []byte) (int, bool) {
 	return 0, false
 }
 
+// InMessage reports whether a data message has begun and not yet been delivered.
+func (p *Parser) InMessage() bool { return p.msgOp != 0 }
+
 // Reset drops any partial state (the connection is gone).
 func (p *Parser) Reset() {
 	p.releaseMsg()
