@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"sync"
-
 	"github.com/wsbroker/wsbroker/internal/writeq"
 )
 
@@ -41,9 +39,6 @@ func (k *Cork) SendToChannel(channel, data []byte, text bool, except uint64) {
 // Accept is Broker.Accept, corked: the 101 response goes out with the Cork's other sends.
 func (k *Cork) Accept(id uint64, ok bool) bool { return k.b.accept(id, ok, k) }
 
-// inlineWriters are the writers of Flush, which runs on its caller's goroutine.
-var inlineWriters sync.Pool
-
 // Flush writes what was queued through k and empties it: the first MaxInline sockets (all with 0) on the
 // calling goroutine, without waiting for any (a full socket is left to a writer goroutine as
 // usual), the rest by their flushers.
@@ -55,14 +50,11 @@ func (k *Cork) Flush() {
 	if k.MaxInline > 0 {
 		inline = inline[:min(len(inline), k.MaxInline)]
 	}
-	w, _ := inlineWriters.Get().(*writeq.Writer)
-	if w == nil {
-		w = writeq.NewWriter(false)
-	}
+	w := callerWriters.Get().(*writeq.Writer)
 	for _, c := range inline {
 		c.flush(w)
 	}
-	inlineWriters.Put(w)
+	callerWriters.Put(w)
 	k.b.flushLater(k.conns[len(inline):])
 	k.empty()
 }

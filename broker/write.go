@@ -17,9 +17,9 @@ import (
 // its shard, which takes the whole queue and writes it with one non-blocking sendmsg/writev. Only
 // when the kernel buffer is full does the socket get a writer goroutine of its own, which waits
 // for the socket through the netpoller and exits once the queue is empty. A large message to an
-// idle socket is written by its sender, without copying what the socket takes (writeNow). The connection's state
-// decides what may be queued (mayQueue) and written (writable), under the same lock (wmu) as its
-// queue.
+// idle socket is written by its sender, without copying what the socket takes (writeNow). The
+// connection's state decides what may be queued (mayQueue) and written (writable), under the same
+// lock (wmu) as its queue.
 //
 // Flow control: a send that leaves a socket's queue over BackpressureThreshold marks it
 // (writeq.Queue.Over) and tells its sender (Send's result); the write that brings that queue down to
@@ -102,9 +102,9 @@ const writeNowMin = 64 << 10
 func (c *Conn) writeNow(op ws.OpCode, data []byte, accepted bool) (full bool) {
 	c.q.WriteNow(wsproto.FrameHeader(op, len(data)), data)
 	c.wmu.Unlock()
-	w := nowWriters.Get().(*writeq.Writer)
+	w := callerWriters.Get().(*writeq.Writer)
 	n, frames, err := c.writeOut(w, false)
-	nowWriters.Put(w)
+	callerWriters.Put(w)
 	c.wmu.Lock()
 	c.q.KeepUnwritten()
 	full = accepted && c.q.Over(c.l.lim.BackpressureThreshold)
@@ -113,8 +113,9 @@ func (c *Conn) writeNow(op ws.OpCode, data []byte, accepted bool) (full bool) {
 	return full
 }
 
-// nowWriters are the Writers of writeNow's callers, who have none of their own.
-var nowWriters = sync.Pool{New: func() any { return writeq.NewWriter(false) }}
+// callerWriters are the non-blocking Writers of writes made on a caller's goroutine (Cork.Flush,
+// writeNow), which has none of its own.
+var callerWriters = sync.Pool{New: func() any { return writeq.NewWriter(false) }}
 
 // flushBy hands c, just scheduled (scheduleLocked), to whoever writes it: k, or, when k is nil,
 // its flusher.

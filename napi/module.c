@@ -404,7 +404,10 @@ typedef struct {
 
 static uint8_t *make_parcel_value(void *ctx, const uint8_t *text, size_t len) {
   parcel_value_t *v = ctx;
-  if (text) return napi_create_string_utf8(v->env, (const char *)text, len, &v->out) == napi_ok ? (uint8_t *)text : NULL;
+  if (text) {
+    napi_status status = napi_create_string_utf8(v->env, (const char *)text, len, &v->out);
+    return status == napi_ok ? (uint8_t *)text : NULL;
+  }
   void *data = NULL;
   return napi_create_buffer(v->env, len, &data, &v->out) == napi_ok ? data : NULL;
 }

@@ -526,23 +526,24 @@ func wsb_take_parcel(id C.double, text C.int, mk C.wsb_make_fn, ctx unsafe.Point
 		return -1
 	}
 	defer p.free()
-	n := C.size_t(p.n) // a parcel is never empty (parcelMin)
 	if text != 0 {
 		// mk copies the text before it returns, so Go memory may be passed (it holds no pointers).
+		// A parcel is never empty (parcelMin).
 		data, own := p.joined()
 		if own != nil {
 			defer wsproto.Buffers.Put(own)
 		}
-		if C.wsb_call_make(mk, ctx, (*C.uint8_t)(unsafe.Pointer(&data[0])), n) == nil {
+		if C.wsb_call_make(mk, ctx, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data))) == nil {
 			return 1
 		}
 		return 0
 	}
-	dst := C.wsb_call_make(mk, ctx, nil, n)
+	n := p.size()
+	dst := C.wsb_call_make(mk, ctx, nil, C.size_t(n))
 	if dst == nil {
 		return 1
 	}
-	to := unsafe.Slice((*byte)(unsafe.Pointer(dst)), p.n)
+	to := unsafe.Slice((*byte)(unsafe.Pointer(dst)), n)
 	for _, b := range p.bufs {
 		to = to[copy(to, *b):]
 	}

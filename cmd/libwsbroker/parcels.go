@@ -19,10 +19,7 @@ import (
 // taken (its event dropped when no worker wants it) is given back with its event.
 const parcelMin = 64 << 10
 
-type parcel struct {
-	bufs []*[]byte // from wsproto.Buffers: the message's bytes, in order
-	n    int       // the bytes in bufs
-}
+type parcel struct{ bufs []*[]byte } // from wsproto.Buffers: the message's bytes, in order
 
 // parcels holds the parcels that JS has not taken yet, by id (a double in the batch: ids stay below
 // 2^53).
@@ -32,12 +29,12 @@ var parcels = struct {
 	held map[uint64]parcel
 }{held: map[uint64]parcel{}}
 
-// newParcel makes a parcel of the message of n bytes of a Text, Binary or MessageParts call for c
-// and returns its id; data is the message of a Text or Binary call.
-func newParcel(c *broker.Conn, data []byte, n int) uint64 {
-	p := parcel{bufs: hooks.TakeMessage(c), n: n}
+// newParcel makes a parcel of the message of a Text, Binary or MessageParts call for c and returns
+// its id; data is the message of a Text or Binary call.
+func newParcel(c *broker.Conn, data []byte) uint64 {
+	p := parcel{bufs: hooks.TakeMessage(c)}
 	if p.bufs == nil { // read whole in one read: data, in the read buffer
-		b := wsproto.Buffers.Get(n)
+		b := wsproto.Buffers.Get(len(data))
 		*b = append(*b, data...)
 		p.bufs = []*[]byte{b}
 	}
@@ -65,16 +62,22 @@ func (p parcel) free() {
 	}
 }
 
+// size returns the bytes of the parcel's message.
+func (p parcel) size() int {
+	n := 0
+	for _, b := range p.bufs {
+		n += len(*b)
+	}
+	return n
+}
+
 // joined returns the parcel's bytes as one slice and what to give back to wsproto.Buffers once
 // done with it (nil if nothing).
 func (p parcel) joined() ([]byte, *[]byte) {
 	if len(p.bufs) == 1 {
 		return *p.bufs[0], nil
 	}
-	b := wsproto.Buffers.Get(p.n)
-	for _, part := range p.bufs {
-		*b = append(*b, *part...)
-	}
+	b := wsproto.Buffers.Join(p.bufs)
 	return *b, b
 }
 

@@ -363,7 +363,7 @@ func (p *pool) queue(c *broker.Conn, kind byte, data []byte, parts [][]byte, req
 			n += len(part)
 		}
 		if n >= parcelMin {
-			w.waiting = appendParcel(w.waiting, kind, c, newParcel(c, data, n))
+			w.waiting = appendParcel(w.waiting, kind, c, newParcel(c, data))
 			parcelLen = n
 		} else {
 			if parts != nil {

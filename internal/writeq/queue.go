@@ -25,8 +25,9 @@ const maxKeptSlots = 256
 // took them (Writer.Write, WriteTLS) until Settle or Fail ends its turn.
 //
 // A frame is queued by Append (bytes shared, such as a broadcast's) or AppendMessage (encoded
-// here), or written at once from its sender's memory by WriteNow. Schedule marks a queue that someone must write; Take hands its frames to that writer;
-// Wrote accounts for what the writer wrote, and Settle says what comes next.
+// here), or written at once from its sender's memory by WriteNow. Schedule marks a queue that
+// someone must write; Take hands its frames to that writer; Wrote accounts for what the writer
+// wrote, and Settle says what comes next.
 type Queue struct {
 	queue [][]byte // frames waiting for a writer
 	out   [][]byte // frames being written (owned by whoever has writing set)

@@ -65,6 +65,19 @@ func (p *bufferPool) Grow(b *[]byte, need, limit int) *[]byte {
 	return g
 }
 
+// Join returns a buffer holding parts' bytes one after the other.
+func (p *bufferPool) Join(parts []*[]byte) *[]byte {
+	n := 0
+	for _, part := range parts {
+		n += len(*part)
+	}
+	b := p.Get(n)
+	for _, part := range parts {
+		*b = append(*b, *part...)
+	}
+	return b
+}
+
 // Put gives b back for another Get; a buffer whose capacity is not a class's (allocated beyond
 // MaxPooledBuffer, or grown by append) is left to the GC.
 func (p *bufferPool) Put(b *[]byte) {

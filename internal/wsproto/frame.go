@@ -298,6 +298,12 @@ func (p *Parser) start(h []byte) ws.StatusCode {
 // it was read, or, when data is nil, the message in p.msg, whose last part is known valid UTF-8 up
 // to checked (the others are whole). The parts go back to Buffers unless s takes them.
 func (p *Parser) deliver(op ws.OpCode, data []byte, checked int, s FrameSink) (ws.StatusCode, bool) {
+	if data != nil && !p.compressed {
+		if op == ws.OpText && !utf8.Valid(data[checked:]) {
+			return ws.StatusInvalidFramePayloadData, true
+		}
+		return 0, !s.Message(op, data)
+	}
 	defer p.releaseMsg()
 	if p.compressed {
 		p.compressed = false
@@ -310,13 +316,7 @@ func (p *Parser) deliver(op ws.OpCode, data []byte, checked int, s FrameSink) (w
 			return code, true
 		}
 		p.addPart(out)
-		data, checked = nil, 0
-	}
-	if data != nil {
-		if op == ws.OpText && !utf8.Valid(data[checked:]) {
-			return ws.StatusInvalidFramePayloadData, true
-		}
-		return 0, !s.Message(op, data)
+		checked = 0
 	}
 	m := p.msg
 	if op == ws.OpText && !utf8.Valid(m.last()[checked:]) {
@@ -344,10 +344,7 @@ func (p *Parser) joined() []byte {
 	if len(m.parts) == 1 {
 		return *m.parts[0]
 	}
-	b := Buffers.Get(int(m.size))
-	for _, part := range m.parts {
-		*b = append(*b, *part...)
-	}
+	b := Buffers.Join(m.parts)
 	p.releaseMsg()
 	p.addPart(b)
 	return *b
@@ -412,7 +409,7 @@ func (p *Parser) appendChunk(chunk []byte) {
 
 // room is the free room in the last buffer of the message being reassembled (0 if none).
 func (p *Parser) room() int {
-	if p.msg == nil || len(p.msg.parts) == 0 {
+	if p.msg == nil {
 		return 0
 	}
 	last := p.msg.last()
