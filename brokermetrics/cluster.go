@@ -16,7 +16,7 @@ var (
 	descClusterUnrouted  = prometheus.NewDesc("wsbroker_cluster_unrouted_total", "Messages to a socket of a node that had gone.", nil, nil)
 	descClusterConnects  = prometheus.NewDesc("wsbroker_cluster_connects_total", "Times the engine was connected.", nil, nil)
 	descClusterDropped   = prometheus.NewDesc("wsbroker_cluster_dropped_total", "Messages dropped, by reason.", []string{"reason"}, nil)
-	descClusterLag       = prometheus.NewDesc("wsbroker_cluster_lag_seconds", "Time from publication on the origin node to reception here (upper bound of a power-of-two bucket).", []string{"quantile"}, nil)
+	descClusterLag       = prometheus.NewDesc("wsbroker_cluster_lag_seconds", "Time from publication on the origin node to delivery here (upper bound of a power-of-two bucket).", []string{"quantile"}, nil)
 )
 
 // ClusterCollector returns a collector of a cluster node's figures, read at each scrape from

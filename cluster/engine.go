@@ -66,7 +66,8 @@ type Message struct {
 // EngineHandler is what an Engine reports to its Node.
 type EngineHandler interface {
 	// Received is called for each message on a subscribed topic, on one goroutine, in the order
-	// the engine delivered them; data is valid only during the call, which must not block.
+	// the engine delivered them; the call must not block. data is the handler's: the engine
+	// never uses it again.
 	Received(topic string, data []byte)
 
 	// StateChanged reports the engine reachable (connected, err nil) or lost (not connected, err

@@ -159,7 +159,7 @@ func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
 	n.goRun(func() { n.subscriber.run(ctx) })
 	n.goRun(func() { n.heartbeats(ctx) })
 	for _, in := range n.inboxes {
-		n.goRun(func() { in.run(ctx, b.NewCork(), n.apply) })
+		n.goRun(func() { in.run(ctx, b.NewCork(), &n.lag, n.apply) })
 	}
 	if err := engine.Start(&engineHandler{n}); err != nil {
 		cancel()
@@ -459,7 +459,7 @@ type Stats struct {
 	Unrouted          uint64    `json:"unrouted"`          // messages to a node that had gone
 	Connects          uint64    `json:"connects"`          // times the engine was connected
 	Dropped           Dropped   `json:"dropped"`
-	LagMs             Lag       `json:"lagMs"` // from publication on the origin to reception here
+	LagMs             Lag       `json:"lagMs"` // from publication on the origin to delivery here
 }
 
 // Dropped counts the messages dropped, by reason.

@@ -1,11 +1,11 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/wsbroker/wsbroker/broker"
@@ -61,8 +61,9 @@ const (
 
 // run applies what arrives until ctx ends, through k: the sockets it sends to are written once
 // the inbox is empty (or holdBatches batches were applied), by the flushers, so that what other
-// inboxes and the JS threads queue for them meanwhile leaves in the same write.
-func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.Cork, topic string, e *envelope)) {
+// inboxes and the JS threads queue for them meanwhile leaves in the same write. Each envelope's
+// lag is recorded in lag, with one reading of the clock per batch.
+func (in *inbox) run(ctx context.Context, k *broker.Cork, lag *lagHistogram, apply func(k *broker.Cork, topic string, e *envelope)) {
 	var batch []received
 	for {
 		select {
@@ -83,7 +84,9 @@ func (in *inbox) run(ctx context.Context, k *broker.Cork, apply func(k *broker.C
 				applied = 0
 			}
 			size := 0
+			now := time.Now().UnixMicro()
 			for i := range batch {
+				lag.record(batch[i].env.sentAt, now)
 				apply(k, batch[i].topic, &batch[i].env)
 				size += batch[i].size
 				batch[i] = received{}
@@ -113,12 +116,8 @@ func (h *engineHandler) Received(topic string, data []byte) {
 		}
 		return
 	}
-	n.lag.record(e.sentAt)
-	// The envelope is applied later, from a copy: data is the engine's only during this call. Its
-	// body is data's tail.
-	own := bytes.Clone(data)
-	e.body = own[len(own)-len(e.body):]
-	if !n.inboxes[e.slot%uint32(len(n.inboxes))].push(received{topic: topic, env: e, size: len(own) + len(topic)}) {
+	// The envelope is applied later: its body stays in data, which the engine has handed over.
+	if !n.inboxes[e.slot%uint32(len(n.inboxes))].push(received{topic: topic, env: e, size: len(data) + len(topic)}) {
 		n.counters.droppedSlow.Add(1)
 	}
 }

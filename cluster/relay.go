@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/bits"
 	"sync/atomic"
-	"time"
 )
 
 // The Node as its Broker's Relay (broker.Relay): what the Broker hands over becomes an envelope
@@ -72,9 +71,10 @@ type lagHistogram struct {
 	buckets [40]atomic.Uint64 // bucket i: lag below 2^i µs
 }
 
-// record counts a message sent at sentAt (µs since the Unix epoch, the origin's clock).
-func (h *lagHistogram) record(sentAt int64) {
-	lag := time.Now().UnixMicro() - sentAt
+// record counts a message sent at sentAt and delivered at now (µs since the Unix epoch, by the
+// origin's clock and this node's).
+func (h *lagHistogram) record(sentAt, now int64) {
+	lag := now - sentAt
 	if lag < 0 {
 		lag = 0 // clocks a little apart
 	}

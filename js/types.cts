@@ -349,7 +349,7 @@ export interface ClusterStats {
   connects: number;
   /** Messages dropped: published while the engine was unreachable past `publishBuffer`; published or received faster than the engine or this node kept up with; received but not understood; larger than the engine takes (NATS's `max_payload`): not published. */
   dropped: { disconnected: number; slow: number; decode: number; tooLarge: number };
-  /** From publication on the origin node to reception here, in milliseconds (power-of-two buckets). */
+  /** From publication on the origin node to delivery here, in milliseconds (power-of-two buckets). */
   lagMs: { p50: number; p99: number };
 }
 

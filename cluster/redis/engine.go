@@ -1,6 +1,6 @@
-// Package redis is the cluster.Engine over Redis PUB/SUB (github.com/redis/rueidis): one pipelined
-// connection publishes, one dedicated connection subscribes, and a supervisor goroutine connects
-// them, watches them, and reconnects with backoff until Close.
+// Package redis is the cluster.Engine over Redis PUB/SUB: one pipelined connection publishes
+// (github.com/redis/rueidis), one connection of its own subscribes (subscriber.go), and a
+// supervisor goroutine connects them, watches them, and reconnects with backoff until Close.
 package redis
 
 import (
@@ -14,7 +14,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -29,8 +28,8 @@ type Options struct {
 	TLS *tls.Config
 	// DialTimeout bounds connecting and logging in, per connection; 0 means 5 s.
 	DialTimeout time.Duration
-	// ProbeAfter is how long the subscribe connection may receive nothing before the engine
-	// publishes a probe to itself; 0 means 10 s.
+	// ProbeAfter is how often the engine checks that the subscribe connection has received
+	// something: after a ProbeAfter with nothing, it publishes a probe to itself; 0 means 10 s.
 	ProbeAfter time.Duration
 	// ProbeTimeout is how long the probe may take to come back before the connection counts as
 	// lost; 0 means 10 s.
@@ -65,11 +64,10 @@ type Engine struct {
 	done    chan struct{} // closed when the supervisor has returned
 
 	// deliverMu serialises Received calls and guards receiving, the connection whose messages
-	// reach the handler; buf holds one message's bytes during its call.
+	// reach the handler.
 	deliverMu sync.Mutex
 	receiving *connection
 	handler   cluster.EngineHandler
-	buf       []byte
 }
 
 var _ cluster.Engine = (*Engine)(nil)
@@ -202,20 +200,10 @@ func (e *Engine) connected() (*connection, error) {
 
 // connection is one generation of the engine's two connections, replaced whole after a loss.
 type connection struct {
-	client     rueidis.Client          // its pipelined connection publishes
-	sub        rueidis.DedicatedClient // subscribes
-	releaseSub func()
-	subClosed  <-chan error // receives why the subscribe connection closed
-	failed     chan error   // a call's connection error, for the watch to act on
-	// lastReceived is when the subscribe connection last received a message, in nanoseconds since
-	// the engine's start of time.
-	lastReceived atomic.Int64
+	client rueidis.Client // its pipelined connection publishes
+	sub    *subscriber
+	failed chan error // a call's connection error, for the watch to act on
 }
-
-// epoch is the origin of connection.lastReceived, whose readings are monotonic.
-var epoch = time.Now()
-
-func sinceEpoch() int64 { return int64(time.Since(epoch)) }
 
 // connect dials both connections, logs in, and subscribes the probe topic.
 func (e *Engine) connect() (*connection, error) {
@@ -238,15 +226,16 @@ func (e *Engine) connect() (*connection, error) {
 	if err != nil {
 		return nil, e.describe("connecting", err)
 	}
-	c := &connection{client: client, failed: make(chan error, 1)}
-	c.sub, c.releaseSub = client.Dedicate()
-	c.subClosed = c.sub.SetPubSubHooks(rueidis.PubSubHooks{
-		OnMessage: func(m rueidis.PubSubMessage) { e.received(c, m) },
-	})
-	c.lastReceived.Store(sinceEpoch())
 	ctx, cancel := context.WithTimeout(e.ctx, e.opts.DialTimeout)
 	defer cancel()
-	if err := c.sub.Do(ctx, c.sub.B().Subscribe().Channel(e.probeTopic).Build()).Error(); err != nil {
+	sub, err := e.dialSubscriber(ctx)
+	if err != nil {
+		client.Close()
+		return nil, e.describe("connecting the subscribe connection", err)
+	}
+	c := &connection{client: client, sub: sub, failed: make(chan error, 1)}
+	go sub.read(func(topic string, data []byte) { e.received(c, topic, data) })
+	if err := sub.command(ctx, "SUBSCRIBE", []string{e.probeTopic}); err != nil {
 		c.close()
 		return nil, e.describe("connecting the subscribe connection", err)
 	}
@@ -292,15 +281,14 @@ func (c closedWithEngine) Close() error {
 }
 
 func (c *connection) close() {
-	c.sub.Close()
-	c.releaseSub()
+	c.sub.close()
 	c.client.Close()
 }
 
 // failedWith hands err to the watch if it is a connection's failure rather than Redis's answer
 // or the caller's context.
 func (c *connection) failedWith(ctx context.Context, err error) {
-	if _, isReply := rueidis.IsRedisErr(err); isReply || ctx.Err() != nil {
+	if isReply(err) || ctx.Err() != nil {
 		return
 	}
 	select {
@@ -312,39 +300,38 @@ func (c *connection) failedWith(ctx context.Context, err error) {
 // errProbeLost is the loss of a subscribe connection that stopped receiving.
 var errProbeLost = errors.New("redis: the subscribe connection received nothing, not even its own probe")
 
-// watch waits until c is lost or the engine closes. A subscribe connection silent for ProbeAfter
-// gets a probe published to it, and counts as lost if nothing arrives within ProbeTimeout: a
-// connection to a server that no longer delivers (a failover) can stay open.
+// watch waits until c is lost or the engine closes. A subscribe connection that received nothing
+// for a whole ProbeAfter gets a probe published to it, and counts as lost if nothing arrives
+// within ProbeTimeout: a connection to a server that no longer delivers (a failover) can stay
+// open.
 func (e *Engine) watch(c *connection) error {
 	timer := time.NewTimer(e.opts.ProbeAfter)
 	defer timer.Stop()
-	var probeSent int64 // when the pending probe was sent; 0 when none is pending
+	seen := c.sub.received.Load()
+	probing := false // a probe went out at the last tick and nothing has arrived since
 	for {
 		select {
 		case <-e.ctx.Done():
 			return nil
-		case err := <-c.subClosed:
-			if err == nil {
-				err = errors.New("closed")
-			}
-			return e.describe("subscribe connection lost", err)
+		case <-c.sub.ended:
+			return e.describe("subscribe connection lost", c.sub.err)
 		case err := <-c.failed:
 			return e.describe("connection lost", err)
 		case <-timer.C:
 		}
-		now, last := sinceEpoch(), c.lastReceived.Load()
-		switch {
-		case probeSent != 0 && last < probeSent:
+		switch received := c.sub.received.Load(); {
+		case received != seen:
+			seen, probing = received, false
+			timer.Reset(e.opts.ProbeAfter)
+		case probing:
 			return errProbeLost
-		case now-last < int64(e.opts.ProbeAfter):
-			probeSent = 0
-			timer.Reset(time.Duration(int64(e.opts.ProbeAfter) - (now - last)))
 		default:
-			probeSent = now
+			probing = true
+			sent := time.Now()
 			if err := e.probe(c); err != nil {
 				return err
 			}
-			timer.Reset(e.opts.ProbeTimeout - time.Duration(sinceEpoch()-now))
+			timer.Reset(e.opts.ProbeTimeout - time.Since(sent))
 		}
 	}
 }
@@ -367,9 +354,8 @@ func (e *Engine) probe(c *connection) error {
 }
 
 // received passes a message of c's subscribe connection to the handler if c is current.
-func (e *Engine) received(c *connection, m rueidis.PubSubMessage) {
-	c.lastReceived.Store(sinceEpoch())
-	if m.Channel == e.probeTopic {
+func (e *Engine) received(c *connection, topic string, data []byte) {
+	if topic == e.probeTopic {
 		return
 	}
 	e.deliverMu.Lock()
@@ -377,8 +363,7 @@ func (e *Engine) received(c *connection, m rueidis.PubSubMessage) {
 	if e.receiving != c {
 		return
 	}
-	e.buf = append(e.buf[:0], m.Message...)
-	e.handler.Received(m.Channel, e.buf)
+	e.handler.Received(topic, data)
 }
 
 // Publish sends msgs in one pipelined round trip on the publishing connection.
@@ -409,22 +394,18 @@ func (e *Engine) Publish(ctx context.Context, msgs []cluster.Message, receivers 
 
 // Subscribe subscribes topics in batches and returns once Redis has confirmed the last one.
 func (e *Engine) Subscribe(ctx context.Context, topics []string) error {
-	return e.inBatches(ctx, topics, "subscribing", func(c *connection, batch []string) rueidis.Completed {
-		return c.sub.B().Subscribe().Channel(batch...).Build()
-	})
+	return e.inBatches(ctx, topics, "subscribing", "SUBSCRIBE")
 }
 
 // Unsubscribe unsubscribes topics in batches and returns once Redis has confirmed the last one.
 func (e *Engine) Unsubscribe(ctx context.Context, topics []string) error {
-	return e.inBatches(ctx, topics, "unsubscribing", func(c *connection, batch []string) rueidis.Completed {
-		return c.sub.B().Unsubscribe().Channel(batch...).Build()
-	})
+	return e.inBatches(ctx, topics, "unsubscribing", "UNSUBSCRIBE")
 }
 
-// inBatches sends build's command for each batch of at most subscribeBatch topics on the
-// subscribe connection, one after the other. An empty batch is never sent: UNSUBSCRIBE without
-// topics would drop the probe's too.
-func (e *Engine) inBatches(ctx context.Context, topics []string, what string, build func(*connection, []string) rueidis.Completed) error {
+// inBatches sends command for each batch of at most subscribeBatch topics on the subscribe
+// connection, one after the other. An empty batch is never sent: UNSUBSCRIBE without topics
+// would drop the probe's too.
+func (e *Engine) inBatches(ctx context.Context, topics []string, what, command string) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -435,7 +416,7 @@ func (e *Engine) inBatches(ctx context.Context, topics []string, what string, bu
 	for len(topics) > 0 {
 		batch := topics[:min(len(topics), subscribeBatch)]
 		topics = topics[len(batch):]
-		if err := c.sub.Do(ctx, build(c, batch)).Error(); err != nil {
+		if err := c.sub.command(ctx, command, batch); err != nil {
 			c.failedWith(ctx, err)
 			return e.describe(what, err)
 		}
@@ -462,8 +443,8 @@ func (e *Engine) Claim(ctx context.Context, topic string) (bool, error) {
 
 // describe says what failed and why, in words that never contain the password.
 func (e *Engine) describe(what string, err error) error {
-	if redisErr, ok := rueidis.IsRedisErr(err); ok {
-		if msg := redisErr.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
+	if isReply(err) {
+		if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
 			what += ": authentication failed"
 		}
 	}
@@ -481,3 +462,11 @@ func (e *Engine) CountsReceivers() bool { return true }
 
 // Dropped is 0: the subscribe connection hands every message over as it reads it.
 func (e *Engine) Dropped() uint64 { return 0 }
+
+// isReply reports whether err is Redis's answer (of either connection) rather than a failure to
+// reach it.
+func isReply(err error) bool {
+	var own replyError
+	_, isClients := rueidis.IsRedisErr(err)
+	return isClients || errors.As(err, &own)
+}

@@ -242,6 +242,35 @@ func TestPassword(t *testing.T) {
 	}
 }
 
+// A SUBSCRIBE that Redis refuses (here its ACL) fails that call with Redis's words; the
+// connection stays up, and the calls before and after it succeed.
+func TestRefusedSubscribeFailsOnlyThatCall(t *testing.T) {
+	s := redistest.Start(t, redistest.Options{})
+	admin := adminClient(t, s)
+	acl := admin.B().Arbitrary("ACL", "SETUSER", "limited", "on", ">pw", "resetchannels",
+		"&allowed:*", "&"+probeTopicPrefix+"*", "+@all", "~*").Build()
+	if err := admin.Do(enginetest.Context(t), acl).Error(); err != nil {
+		t.Fatal(err)
+	}
+	url := strings.Replace(s.URL, "unix://", "unix://limited:pw@", 1)
+	e, rec := startEngine(t, url, Options{})
+	enginetest.Subscribe(t, e, "allowed:1")
+	err := e.Subscribe(enginetest.Context(t), []string{"allowed:2", "denied"})
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("subscribing a denied channel: %v, want Redis's NOPERM", err)
+	}
+	enginetest.Subscribe(t, e, "allowed:3")
+	got := enginetest.Publish(t, e, cluster.Message{Topic: "allowed:1", Data: []byte("1")},
+		cluster.Message{Topic: "allowed:2", Data: []byte("2")}, cluster.Message{Topic: "allowed:3", Data: []byte("3")})
+	if got[0] != 1 || got[1] != 0 || got[2] != 1 {
+		t.Fatalf("receivers %v, want [1 0 1]", got)
+	}
+	if m := rec.WaitMessages(t, 2); m[0].Topic != "allowed:1" || m[1].Topic != "allowed:3" {
+		t.Fatalf("received %v", m)
+	}
+	rec.NoMoreStates(t)
+}
+
 func TestTLS(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{TLS: true})
 	e, rec := startEngine(t, s.URL, Options{TLS: &tls.Config{RootCAs: s.CAs}})
