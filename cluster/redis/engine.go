@@ -1,5 +1,5 @@
-// Package redis is the cluster.Engine over Redis PUB/SUB: one pipelined connection publishes
-// (github.com/redis/rueidis), one connection of its own subscribes (subscriber.go), and a
+// Package redis is the cluster.Engine over Redis PUB/SUB, in RESP2 without a client library
+// (link.go): one pipelined connection publishes, one subscribes (subscriber.go), and a
 // supervisor goroutine connects them, watches them, and reconnects with backoff until Close.
 package redis
 
@@ -10,13 +10,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/redis/rueidis"
 
 	"github.com/wsbroker/wsbroker/cluster"
 )
@@ -198,44 +195,29 @@ func (e *Engine) connected() (*connection, error) {
 	return e.conn, nil
 }
 
-// connection is one generation of the engine's two connections, replaced whole after a loss.
+// connection is one generation of the engine's two links, replaced whole after a loss.
 type connection struct {
-	client rueidis.Client // its pipelined connection publishes
-	sub    *subscriber
-	failed chan error // a call's connection error, for the watch to act on
+	pub *link // publishes, pipelined: one connection keeps a node's publications in order
+	sub *link // subscribes
 }
 
-// connect dials both connections, logs in, and subscribes the probe topic.
+// connect dials both links, logs in, and subscribes the probe topic.
 func (e *Engine) connect() (*connection, error) {
-	opt := rueidis.ClientOption{
-		InitAddress:       []string{e.addr.addr},
-		Username:          e.addr.username,
-		Password:          e.addr.password,
-		SelectDB:          e.addr.db,
-		DialCtxFn:         e.dial,
-		Dialer:            net.Dialer{Timeout: e.opts.DialTimeout},
-		ForceSingleClient: true,
-		// One publishing connection keeps a node's publications in order.
-		PipelineMultiplex: -1,
-		// A batch of any size stays on the pipelined connection, also for the sake of order.
-		BlockingPipeline: math.MaxInt32,
-		DisableCache:     true,
-		DisableRetry:     true,
-	}
-	client, err := rueidis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.DialTimeout)
+	defer cancel()
+	pub, err := e.dialLink(ctx)
 	if err != nil {
 		return nil, e.describe("connecting", err)
 	}
-	ctx, cancel := context.WithTimeout(e.ctx, e.opts.DialTimeout)
-	defer cancel()
-	sub, err := e.dialSubscriber(ctx)
+	sub, err := e.dialLink(ctx)
 	if err != nil {
-		client.Close()
+		pub.conn.Close()
 		return nil, e.describe("connecting the subscribe connection", err)
 	}
-	c := &connection{client: client, sub: sub, failed: make(chan error, 1)}
-	go sub.read(func(topic string, data []byte) { e.received(c, topic, data) })
-	if err := sub.command(ctx, "SUBSCRIBE", []string{e.probeTopic}); err != nil {
+	c := &connection{pub: pub, sub: sub}
+	go pub.readReplies()
+	go sub.readSubscribed(func(topic string, data []byte) { e.received(c, topic, data) })
+	if err := sub.subscribeCommand(ctx, "SUBSCRIBE", []string{e.probeTopic}); err != nil {
 		c.close()
 		return nil, e.describe("connecting the subscribe connection", err)
 	}
@@ -243,7 +225,7 @@ func (e *Engine) connect() (*connection, error) {
 }
 
 // dial connects to the server, giving up when the engine closes.
-func (e *Engine) dial(ctx context.Context, _ string, dialer *net.Dialer, _ *tls.Config) (net.Conn, error) {
+func (e *Engine) dial(ctx context.Context, dialer *net.Dialer) (net.Conn, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(e.ctx, cancel)()
@@ -282,19 +264,7 @@ func (c closedWithEngine) Close() error {
 
 func (c *connection) close() {
 	c.sub.close()
-	c.client.Close()
-}
-
-// failedWith hands err to the watch if it is a connection's failure rather than Redis's answer
-// or the caller's context.
-func (c *connection) failedWith(ctx context.Context, err error) {
-	if isReply(err) || ctx.Err() != nil {
-		return
-	}
-	select {
-	case c.failed <- err:
-	default:
-	}
+	c.pub.close()
 }
 
 // errProbeLost is the loss of a subscribe connection that stopped receiving.
@@ -315,8 +285,8 @@ func (e *Engine) watch(c *connection) error {
 			return nil
 		case <-c.sub.ended:
 			return e.describe("subscribe connection lost", c.sub.err)
-		case err := <-c.failed:
-			return e.describe("connection lost", err)
+		case <-c.pub.ended:
+			return e.describe("connection lost", c.pub.err)
 		case <-timer.C:
 		}
 		switch received := c.sub.received.Load(); {
@@ -341,13 +311,14 @@ func (e *Engine) watch(c *connection) error {
 func (e *Engine) probe(c *connection) error {
 	ctx, cancel := context.WithTimeout(e.ctx, e.opts.ProbeTimeout)
 	defer cancel()
-	n, err := c.client.Do(ctx, c.client.B().Publish().Channel(e.probeTopic).Message("").Build()).AsInt64()
+	var n [1]int
+	_, err := c.pub.do(ctx, 1, n[:], func(out []byte) []byte { return appendCommand(out, "PUBLISH", e.probeTopic, "") })
 	switch {
 	case e.ctx.Err() != nil:
 		return nil
 	case err != nil:
 		return e.describe("liveness probe", err)
-	case n == 0:
+	case n[0] == 0:
 		return errors.New("redis: the subscribe connection is no longer subscribed (its probe has no receiver)")
 	}
 	return nil
@@ -375,21 +346,18 @@ func (e *Engine) Publish(ctx context.Context, msgs []cluster.Message, receivers 
 	if err != nil {
 		return 0, err
 	}
-	cmds := make(rueidis.Commands, len(msgs))
-	for i, m := range msgs {
-		// A copy of the data: a command whose call ctx ended may still be written after it returns.
-		cmds[i] = c.client.B().Publish().Channel(m.Topic).Message(string(m.Data)).Build()
-	}
-	results := c.client.DoMulti(ctx, cmds...)
-	for i, r := range results {
-		n, err := r.AsInt64()
-		if err != nil {
-			c.failedWith(ctx, err)
-			return i, e.describe("publishing", err)
+	counts := make([]int, len(msgs)) // the reader's until the call ends, so not receivers
+	sent, err := c.pub.do(ctx, len(msgs), counts, func(out []byte) []byte {
+		for _, m := range msgs {
+			out = appendBulk(appendBulk(append(out, "*3\r\n$7\r\nPUBLISH\r\n"...), m.Topic), m.Data)
 		}
-		receivers[i] = int(n)
+		return out
+	})
+	copy(receivers, counts[:sent])
+	if err != nil {
+		return sent, e.describe("publishing", err)
 	}
-	return len(msgs), nil
+	return sent, nil
 }
 
 // Subscribe subscribes topics in batches and returns once Redis has confirmed the last one.
@@ -416,8 +384,7 @@ func (e *Engine) inBatches(ctx context.Context, topics []string, what, command s
 	for len(topics) > 0 {
 		batch := topics[:min(len(topics), subscribeBatch)]
 		topics = topics[len(batch):]
-		if err := c.sub.command(ctx, command, batch); err != nil {
-			c.failedWith(ctx, err)
+		if err := c.sub.subscribeCommand(ctx, command, batch); err != nil {
 			return e.describe(what, err)
 		}
 	}
@@ -433,12 +400,11 @@ func (e *Engine) Claim(ctx context.Context, topic string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	counts, err := c.client.Do(ctx, c.client.B().PubsubNumsub().Channel(topic).Build()).AsIntMap()
-	if err != nil {
-		c.failedWith(ctx, err)
+	var count [1]int
+	if _, err := c.pub.do(ctx, 1, count[:], func(out []byte) []byte { return appendCommand(out, "PUBSUB", "NUMSUB", topic) }); err != nil {
 		return false, e.describe("claiming", err)
 	}
-	return counts[topic] == 1, nil
+	return count[0] == 1, nil
 }
 
 // describe says what failed and why, in words that never contain the password.
@@ -463,10 +429,8 @@ func (e *Engine) CountsReceivers() bool { return true }
 // Dropped is 0: the subscribe connection hands every message over as it reads it.
 func (e *Engine) Dropped() uint64 { return 0 }
 
-// isReply reports whether err is Redis's answer (of either connection) rather than a failure to
-// reach it.
+// isReply reports whether err is Redis's answer rather than a failure to reach it.
 func isReply(err error) bool {
-	var own replyError
-	_, isClients := rueidis.IsRedisErr(err)
-	return isClients || errors.As(err, &own)
+	var reply replyError
+	return errors.As(err, &reply)
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/wsbroker/wsbroker/cluster"
 	"github.com/wsbroker/wsbroker/internal/enginetest"
 	"github.com/wsbroker/wsbroker/internal/redistest"
@@ -197,10 +195,7 @@ func TestSubscribeConnectionKilled(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	e, rec := startEngine(t, s.URL, Options{})
 	enginetest.Subscribe(t, e, "t")
-	admin := adminClient(t, s)
-	if err := admin.Do(enginetest.Context(t), admin.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
+	s.CLI(t, "CLIENT", "KILL", "TYPE", "pubsub")
 	rec.WaitState(t, false)
 	rec.WaitState(t, true)
 	rec.NoMoreStates(t)
@@ -242,16 +237,11 @@ func TestPassword(t *testing.T) {
 	}
 }
 
-// A SUBSCRIBE that Redis refuses (here its ACL) fails that call with Redis's words; the
-// connection stays up, and the calls before and after it succeed.
-func TestRefusedSubscribeFailsOnlyThatCall(t *testing.T) {
+// A SUBSCRIBE or PUBLISH that Redis refuses (here its ACL) fails that call with Redis's words;
+// the connection stays up, and the calls before and after it succeed.
+func TestRefusedCommandFailsOnlyThatCall(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
-	admin := adminClient(t, s)
-	acl := admin.B().Arbitrary("ACL", "SETUSER", "limited", "on", ">pw", "resetchannels",
-		"&allowed:*", "&"+probeTopicPrefix+"*", "+@all", "~*").Build()
-	if err := admin.Do(enginetest.Context(t), acl).Error(); err != nil {
-		t.Fatal(err)
-	}
+	s.CLI(t, "ACL", "SETUSER", "limited", "on", ">pw", "resetchannels", "&allowed:*", "&"+probeTopicPrefix+"*", "+@all", "~*")
 	url := strings.Replace(s.URL, "unix://", "unix://limited:pw@", 1)
 	e, rec := startEngine(t, url, Options{})
 	enginetest.Subscribe(t, e, "allowed:1")
@@ -267,6 +257,12 @@ func TestRefusedSubscribeFailsOnlyThatCall(t *testing.T) {
 	}
 	if m := rec.WaitMessages(t, 2); m[0].Topic != "allowed:1" || m[1].Topic != "allowed:3" {
 		t.Fatalf("received %v", m)
+	}
+	// A refused PUBLISH in a pipeline: the one before it is sent, the error says which failed.
+	msgs := []cluster.Message{{Topic: "allowed:1", Data: []byte("4")}, {Topic: "denied"}, {Topic: "allowed:3", Data: []byte("5")}}
+	sent, err := e.Publish(enginetest.Context(t), msgs, make([]int, len(msgs)))
+	if sent != 1 || err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("publishing to a denied channel: sent %d, %v; want 1 and Redis's NOPERM", sent, err)
 	}
 	rec.NoMoreStates(t)
 }
@@ -367,12 +363,7 @@ func closePromptly(t *testing.T, e *Engine) {
 // commandCalls reads how often the server ran command, from INFO commandstats.
 func commandCalls(t testing.TB, s *redistest.Server, command string) int {
 	t.Helper()
-	admin := adminClient(t, s)
-	info, err := admin.Do(enginetest.Context(t), admin.B().Info().Section("commandstats").Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
+	for _, line := range strings.Split(s.CLI(t, "INFO", "commandstats"), "\n") {
 		if rest, ok := strings.CutPrefix(line, "cmdstat_"+command+":calls="); ok {
 			n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
 			if err != nil {
@@ -382,23 +373,6 @@ func commandCalls(t testing.TB, s *redistest.Server, command string) int {
 		}
 	}
 	return 0
-}
-
-// adminClient is a plain rueidis client of the test's own, closed at cleanup: the engine's
-// connect would subscribe its probe topic, a call that commandCalls would count.
-func adminClient(t testing.TB, s *redistest.Server) rueidis.Client {
-	t.Helper()
-	opt, err := rueidis.ParseURL(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ForceSingleClient, opt.DisableCache = true, true
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
-	return client
 }
 
 // BenchmarkPublish publishes 64-byte messages in batches to a topic one other engine subscribes,

@@ -6,7 +6,9 @@ package redistest
 import (
 	"crypto/x509"
 	"net/url"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -32,6 +34,7 @@ type Server struct {
 	CAs *x509.CertPool
 
 	process *testprocess.Process
+	cli     []string // redis-cli's arguments that reach and log in to the server
 }
 
 // readyLine is what redis-server logs once it accepts connections: "Ready to accept connections"
@@ -50,6 +53,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.Password != "" {
 		args = append(args, "--requirepass", opts.Password)
 		userinfo = url.UserPassword("", opts.Password).String() + "@"
+		s.cli = append(s.cli, "-a", opts.Password, "--no-auth-warning")
 	}
 	switch {
 	case opts.TLS:
@@ -60,17 +64,32 @@ func Start(t testing.TB, opts Options) *Server {
 			"--tls-cert-file", files.Cert, "--tls-key-file", files.Key, "--tls-ca-cert-file", files.CA,
 			"--tls-auth-clients", "no")
 		s.URL = "rediss://" + userinfo + "127.0.0.1:" + port
+		s.cli = append(s.cli, "-p", port, "--tls", "--cacert", files.CA)
 	case opts.TCP:
 		port := testprocess.FreePort(t)
 		args = append(args, "--port", port)
 		s.URL = "redis://" + userinfo + "127.0.0.1:" + port
+		s.cli = append(s.cli, "-p", port)
 	default:
 		socket := filepath.Join(dir, "redis.sock")
 		args = append(args, "--port", "0", "--unixsocket", socket, "--unixsocketperm", "700")
 		s.URL = "unix://" + userinfo + socket
+		s.cli = append(s.cli, "-s", socket)
 	}
 	s.process = testprocess.Start(t, bin, args, readyLine)
 	return s
+}
+
+// CLI runs redis-cli against the server with args (a command and its arguments) and returns
+// what it printed; an error reply fails t.
+func (s *Server) CLI(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testprocess.Binary(t, "redis-cli"), append(append([]string{"-e"}, s.cli...), args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // Kill ends the server with SIGKILL, as a crash would, and waits until it is gone.

@@ -14,10 +14,10 @@ import (
 func readAll(t testing.TB, stream []byte, topics []string) (msgs [][2]string, cmdErr error) {
 	t.Helper()
 	client, server := net.Pipe()
-	s := &subscriber{conn: client, r: newReader(client), ended: make(chan struct{})}
-	go s.read(func(topic string, data []byte) { msgs = append(msgs, [2]string{topic, string(data)}) })
+	l := newLink(client, time.Second)
+	go l.readSubscribed(func(topic string, data []byte) { msgs = append(msgs, [2]string{topic, string(data)}) })
 	outcome := make(chan error, 1)
-	go func() { outcome <- s.command(context.Background(), "SUBSCRIBE", topics) }()
+	go func() { outcome <- l.subscribeCommand(context.Background(), "SUBSCRIBE", topics) }()
 	go func() {
 		buf := make([]byte, 4096)
 		if _, err := server.Read(buf); err != nil { // the command
@@ -27,7 +27,7 @@ func readAll(t testing.TB, stream []byte, topics []string) (msgs [][2]string, cm
 		server.Close()
 	}()
 	select {
-	case <-s.ended:
+	case <-l.ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the reader did not end at the end of the stream")
 	}
@@ -57,8 +57,8 @@ func TestReaderFailsTheCommandOnAnErrorReply(t *testing.T) {
 	}
 }
 
-// FuzzSubscriberReader feeds the reader any bytes: it ends with an error or at the end of the
-// stream, never panics, and never hangs the waiting command.
+// FuzzSubscriberReader feeds the subscribe reader any bytes: it ends with an error or at the end
+// of the stream, never panics, and never hangs the waiting command.
 func FuzzSubscriberReader(f *testing.F) {
 	f.Add([]byte("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$3\r\nabc\r\n"))
 	f.Add([]byte("*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n"))
@@ -67,5 +67,36 @@ func FuzzSubscriberReader(f *testing.F) {
 	f.Add([]byte("+OK\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		readAll(t, stream, []string{"a"})
+	})
+}
+
+// FuzzReplyReader is FuzzSubscriberReader for the publishing link's reader, with a pipeline of
+// three commands waiting.
+func FuzzReplyReader(f *testing.F) {
+	f.Add([]byte(":1\r\n-NOPERM no\r\n:0\r\n"))
+	f.Add([]byte("*2\r\n$1\r\na\r\n:1\r\n+OK\r\n$3\r\nabc\r\n$-1\r\n"))
+	f.Add([]byte(":99999999999999999999\r\n*1\r\n*1\r\n"))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		client, server := net.Pipe()
+		l := newLink(client, time.Second)
+		go l.readReplies()
+		outcome := make(chan error, 1)
+		go func() {
+			_, err := l.do(context.Background(), 3, make([]int, 3), func(out []byte) []byte { return append(out, "PING\r\n"...) })
+			outcome <- err
+		}()
+		go func() {
+			if _, err := server.Read(make([]byte, 64)); err == nil {
+				server.Write(stream) //nolint:errcheck // the reader may end before taking it all
+			}
+			server.Close()
+		}()
+		select {
+		case <-outcome:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the pipeline's call hangs after the end of the stream")
+		}
+		client.Close()
+		<-l.ended
 	})
 }
