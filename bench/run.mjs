@@ -248,7 +248,7 @@ const scaleScenarios = [
     args: ['-scenario', 'send', '-conns', '200', '-size', '64'] },
   { id: 'scale-outage', title: `fan-out to 3,000 at 10/s, an engine server killed (restarted after ${scaleOut.outageMs / 1000} s if alone), ${scaleOut.outageChannels.toLocaleString('en-US')} more channels per node`, figure: 'outage',
     outage: scaleOut, args: ['-scenario', 'fanout', '-conns', '3000', '-size', '64', '-rate', '10', '-gaps', '-channels', String(scaleOut.outageChannels), '-duration', '6s'] },
-].map((sc) => ({ ...sc, group: 'S6', servers: sc.outage ? scaleServers.filter((id) => allServers.find((s) => s.id === id).engine) : scaleServers }));
+].map((sc) => ({ ...sc, group: 'S6', ...(sc.outage ? { servers: scaleServers.filter((id) => allServers.find((s) => s.id === id).engine) } : { servers: scaleServers, rounds }) }));
 scenarioList.push(...scaleScenarios);
 // S7, one connection's round trips (issue 26): Autobahn|Testsuite's 9.7 (text) and 9.8 (binary)
 // sizes and more, 1,000 serial round trips each but at most 5 s of them (a 16 MiB round trip takes
@@ -833,7 +833,8 @@ if (s6Shown.length) {
   L.push('A server of 3 nodes is 3 processes, each on its own port, and the engine the runner starts for it on loopback ports: one redis-server (no persistence), one nats-server, or 3 nats-servers joined by routes into a cluster (node i given all three URLs, that of server i first, which it connects to); the nodes and the engine share core 0' +
     (pin ? ' (taskset -c 0)' : '') + ', as the single-node servers do, and the generator has core 1. Server CPU is the sum over every node and engine process. ' +
     'Connections go round-robin over the nodes (in the scenarios "on 2 of the 3 nodes", over the first two: the third serves no client, so what it spends is what the engine sends it); a fan-out publishes on the first node. ' +
-    'Targets (issue 22): fan-out ≥ 0.8× single-node WSBroker and ≥ 10× Socket.IO 3 nodes per server CPU-second; rooms ≥ 0.5× single node; the node without members of "rooms on 2 of the 3 nodes" gets no engine traffic.');
+    'Targets (issue 22): fan-out ≥ 0.8× single-node WSBroker and ≥ 10× Socket.IO 3 nodes per server CPU-second; rooms ≥ 0.5× single node; the node without members of "rooms on 2 of the 3 nodes" gets no engine traffic.' +
+    (rounds > 1 ? ` Each figure below the outage's is the median of ${rounds} rounds, alternating servers (every round is in "Each run").` : ''));
   if (s6Load.length) {
     L.push('');
     L.push(`| scenario | compared by | ${s6Shown.map((s) => s.name).join(' | ')} |`);
