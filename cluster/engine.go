@@ -8,7 +8,8 @@ import (
 // Engine is the message bus that a cluster's nodes share (Redis, NATS): named topics, delivery
 // at most once, in order per publishing connection. A Node owns everything above it (what a
 // message means, which topics to subscribe, the publish buffer, resubscribing after a loss), so
-// that an engine is a thin adapter of one client library: package cluster/redis is one.
+// that an engine is a thin adapter of one client library or protocol: packages cluster/nats and
+// cluster/redis are two.
 //
 // A Node calls Publish from one goroutine and Subscribe, Unsubscribe and Claim from another, so
 // an Engine must allow those calls to run at the same time.

@@ -29,7 +29,7 @@ type Options struct {
 	// something: after a ProbeAfter with nothing, it publishes a probe to itself; 0 means 10 s.
 	ProbeAfter time.Duration
 	// ProbeTimeout is how long the probe may take to come back before the connection counts as
-	// lost; 0 means 10 s.
+	// lost, and how long a write may block before its connection does; 0 means 10 s.
 	ProbeTimeout time.Duration
 }
 
@@ -349,7 +349,7 @@ func (e *Engine) Publish(ctx context.Context, msgs []cluster.Message, receivers 
 	counts := make([]int, len(msgs)) // the reader's until the call ends, so not receivers
 	sent, err := c.pub.do(ctx, len(msgs), counts, func(out []byte) []byte {
 		for _, m := range msgs {
-			out = appendBulk(appendBulk(append(out, "*3\r\n$7\r\nPUBLISH\r\n"...), m.Topic), m.Data)
+			out = appendBulk(appendBulk(appendBulk(appendArray(out, 3), "PUBLISH"), m.Topic), m.Data)
 		}
 		return out
 	})

@@ -116,7 +116,7 @@ func (l *link) login(a address) error {
 // of which go to ints, and waits for them. It returns how many replies came, and the first error
 // reply (at the index it returns), or the link's end, or ctx's.
 func (l *link) do(ctx context.Context, replies int, ints []int, write func(out []byte) []byte) (int, error) {
-	c := &call{replies: replies, ints: ints, errAt: -1, done: make(chan error, 1)}
+	c := &call{replies: replies, ints: ints, done: make(chan error, 1)}
 	l.writing.Lock()
 	l.mu.Lock()
 	if err := l.err; err != nil {
@@ -357,14 +357,18 @@ func (l *link) crlf() error {
 
 // appendCommand appends a RESP array of name and args.
 func appendCommand(dst []byte, name string, args ...string) []byte {
-	dst = append(dst, '*')
-	dst = strconv.AppendInt(dst, int64(1+len(args)), 10)
-	dst = append(dst, "\r\n"...)
-	dst = appendBulk(dst, name)
+	dst = appendBulk(appendArray(dst, 1+len(args)), name)
 	for _, a := range args {
 		dst = appendBulk(dst, a)
 	}
 	return dst
+}
+
+// appendArray appends the header of a RESP array of n elements, which the caller appends next.
+func appendArray(dst []byte, n int) []byte {
+	dst = append(dst, '*')
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, "\r\n"...)
 }
 
 func appendBulk[S string | []byte](dst []byte, s S) []byte {
