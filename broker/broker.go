@@ -409,6 +409,7 @@ func (b *Broker) send(id uint64, data []byte, text bool, k *Cork) bool {
 	if c == nil {
 		if r := b.remote(id); r != nil {
 			r.Send(id, data, text)
+			relayed(r, k)
 		}
 		return true
 	}
@@ -454,6 +455,7 @@ func (b *Broker) CloseSocket(id uint64, code uint16, reason []byte) (bool, error
 	if c == nil {
 		if r := b.remote(id); r != nil {
 			r.CloseSocket(id, code, reason)
+			r.Flush()
 			return true, nil
 		}
 		return false, nil
@@ -477,7 +479,7 @@ func (b *Broker) CaughtUp(id uint64) {
 // Relay, if one is attached, for the other nodes' subscribers.
 func (b *Broker) SendToChannel(channel, data []byte, text bool, except uint64) {
 	b.sendToChannel(channel, data, text, except, nil)
-	b.published(channel, data, text, except)
+	b.published(channel, data, text, except, nil)
 }
 
 // sendToChannel is SendToChannel, corked by k when k is not nil.

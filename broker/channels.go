@@ -19,6 +19,7 @@ func (b *Broker) Subscriptions(id uint64) [][]byte { return b.hub.subscriptions(
 func (b *Broker) Subscribe(id uint64, channel []byte) bool {
 	if r := b.remote(id); r != nil {
 		r.Subscribe(id, channel)
+		r.Flush()
 		return false
 	}
 	return b.hub.subscribe(id, channel)
@@ -29,6 +30,7 @@ func (b *Broker) Subscribe(id uint64, channel []byte) bool {
 func (b *Broker) Unsubscribe(id uint64, channel []byte) bool {
 	if r := b.remote(id); r != nil {
 		r.Unsubscribe(id, channel)
+		r.Flush()
 		return false
 	}
 	return b.hub.unsubscribe(id, channel)
@@ -40,6 +42,7 @@ func (b *Broker) CopySubscriptions(from, to []byte) {
 	b.hub.copySubscriptions(from, to)
 	if ref := b.hub.relay.Load(); ref != nil {
 		ref.CopySubscriptions(from, to)
+		ref.Flush()
 	}
 }
 
@@ -48,6 +51,7 @@ func (b *Broker) CopySubscriptions(from, to []byte) {
 func (b *Broker) SetToken(id uint64, token []byte) {
 	if r := b.remote(id); r != nil {
 		r.SetToken(id, token)
+		r.Flush()
 		return
 	}
 	b.hub.setToken(id, token)

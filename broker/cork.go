@@ -17,8 +17,9 @@ type Cork struct {
 	// sets it.
 	MaxInline int
 
-	b     *Broker
-	conns []*Conn // the sockets that wait for Flush, each once
+	b       *Broker
+	conns   []*Conn // the sockets that wait for Flush, each once
+	relayed bool    // the Relay has been given sends through k since its last Flush
 }
 
 // NewCork returns an empty Cork for sends to b's sockets.
@@ -33,7 +34,7 @@ func (k *Cork) Send(id uint64, data []byte, text bool) bool { return k.b.send(id
 // SendToChannel is Broker.SendToChannel, corked: every subscriber waits for Flush.
 func (k *Cork) SendToChannel(channel, data []byte, text bool, except uint64) {
 	k.b.sendToChannel(channel, data, text, except, k)
-	k.b.published(channel, data, text, except)
+	k.b.published(channel, data, text, except, k)
 }
 
 // Accept is Broker.Accept, corked: the 101 response goes out with the Cork's other sends.
@@ -41,8 +42,10 @@ func (k *Cork) Accept(id uint64, ok bool) bool { return k.b.accept(id, ok, k) }
 
 // Flush writes what was queued through k and empties it: the first MaxInline sockets (all with 0) on the
 // calling goroutine, without waiting for any (a full socket is left to a writer goroutine as
-// usual), the rest by their flushers.
+// usual), the rest by their flushers. What k gave the Relay goes first, so that other nodes
+// work on it while this one writes.
 func (k *Cork) Flush() {
+	k.flushRelay()
 	if len(k.conns) == 0 {
 		return
 	}
@@ -64,8 +67,20 @@ func (k *Cork) Flush() {
 // cluster node's messages from other nodes) lets what they queue for one socket leave in one
 // write.
 func (k *Cork) FlushLater() {
+	k.flushRelay()
 	k.b.flushLater(k.conns)
 	k.empty()
+}
+
+// flushRelay lets the Relay send what k gave it.
+func (k *Cork) flushRelay() {
+	if !k.relayed {
+		return
+	}
+	k.relayed = false
+	if ref := k.b.hub.relay.Load(); ref != nil {
+		ref.Flush()
+	}
 }
 
 func (k *Cork) empty() {

@@ -29,6 +29,12 @@ type Relay interface {
 	Subscribe(id uint64, channel []byte)
 	Unsubscribe(id uint64, channel []byte)
 	CopySubscriptions(from, to []byte)
+
+	// Flush lets go what the calls above were given, which the Relay may hold until then: the
+	// Broker calls it after each of them, or, for those made through a Cork, once at the Cork's
+	// Flush, so that a batch's messages to other nodes leave together (and arrive there together,
+	// to be written to each socket at once).
+	Flush()
 }
 
 // relayRef holds a Relay for an atomic.Pointer.
@@ -53,11 +59,22 @@ func (b *Broker) remote(id uint64) Relay {
 	return nil
 }
 
-// published passes a SendToChannel on to the Relay, if one is attached.
-func (b *Broker) published(channel, data []byte, text bool, except uint64) {
+// published passes a SendToChannel on to the Relay, if one is attached, corked by k when k is
+// not nil.
+func (b *Broker) published(channel, data []byte, text bool, except uint64, k *Cork) {
 	if ref := b.hub.relay.Load(); ref != nil {
 		ref.Published(channel, data, text, except)
+		relayed(ref.Relay, k)
 	}
+}
+
+// relayed follows a call that handed r a message: Flush now, or at k's Flush when k is not nil.
+func relayed(r Relay, k *Cork) {
+	if k != nil {
+		k.relayed = true
+		return
+	}
+	r.Flush()
 }
 
 // DeliverToChannel is SendToChannel for this node's subscribers only: a Relay delivers with it

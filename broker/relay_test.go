@@ -47,6 +47,7 @@ func (r *logRelay) Published(channel, data []byte, text bool, except uint64) {
 	r.log("published %s %s %v %d", channel, data, text, except)
 }
 func (r *logRelay) Send(id uint64, data []byte, text bool) { r.log("send %d %s %v", id, data, text) }
+func (r *logRelay) Flush()                                 { r.log("flush") }
 func (r *logRelay) CloseSocket(id uint64, code uint16, reason []byte) {
 	r.log("close %d %d %s", id, code, reason)
 }
@@ -89,14 +90,14 @@ func TestRelay(t *testing.T) {
 	b.SendToChannel([]byte("room"), []byte("hi"), true, 0)
 	readText(t, c, "hi")
 	readText(t, before, "hi")
-	expectCalls(t, r, "published room hi true 0")
+	expectCalls(t, r, "published room hi true 0", "flush")
 
 	b.DeliverToChannel([]byte("room"), []byte("from afar"), true, early)
 	readText(t, c, "from afar")
 	b.CopyLocalSubscriptions([]byte("room"), []byte("copy"))
 	expectCalls(t, r, "interest copy true")
 	b.CopySubscriptions([]byte("room"), []byte("copy2"))
-	expectCalls(t, r, "interest copy2 true", "copy room copy2")
+	expectCalls(t, r, "interest copy2 true", "copy room copy2", "flush")
 
 	other := uint64(9<<32 | 5)
 	b.Send(other, []byte("x"), false)
@@ -113,8 +114,31 @@ func TestRelay(t *testing.T) {
 	if len(b.Subscriptions(other)) != 0 {
 		t.Fatal("subscriptions of another node's socket: want none")
 	}
-	expectCalls(t, r, "send 38654705669 x false", `close 38654705669 4000 bye`, `token 38654705669 "t"`,
-		"subscribe 38654705669 room", "unsubscribe 38654705669 room")
+	expectCalls(t, r, "send 38654705669 x false", "flush", `close 38654705669 4000 bye`, "flush", `token 38654705669 "t"`, "flush",
+		"subscribe 38654705669 room", "flush", "unsubscribe 38654705669 room", "flush")
+
+	// A Cork's publications and sends to other nodes are let go together, at its Flush, before
+	// its own sockets are written.
+	k := b.NewCork()
+	k.SendToChannel([]byte("room"), []byte("one"), true, 0)
+	k.Send(other, []byte("two"), true)
+	k.SendToChannel([]byte("room"), []byte("three"), true, 0)
+	expectCalls(t, r, "published room one true 0", "send 38654705669 two true", "published room three true 0")
+	k.Flush()
+	expectCalls(t, r, "flush")
+	for _, sub := range []*websocket.Conn{c, before} {
+		readText(t, sub, "one")
+		readText(t, sub, "three")
+	}
+	k.Flush()
+	k.DeliverToChannel([]byte("room"), []byte("four"), true, 0)
+	k.FlushLater()
+	readText(t, c, "four")
+	readText(t, before, "four")
+	expectCalls(t, r)
+	k.Send(other, []byte("five"), false)
+	k.FlushLater()
+	expectCalls(t, r, "send 38654705669 five false", "flush")
 
 	// Unknown local ids stay no-ops.
 	b.Send(logRelaySlot<<32|99, []byte("x"), true)

@@ -218,8 +218,14 @@ func (n *Node) header() header {
 	return header{slot: n.ids.current(), instance: n.instance, sentAt: n.now().UnixMicro()}
 }
 
-// publish queues o for the engine, counting it, or its drop.
+// publish queues o for the engine and wakes the publisher.
 func (n *Node) publish(o outgoing) {
+	n.queue(o)
+	n.publisher.signal()
+}
+
+// queue queues o for the engine, counting it, or its drop; the publisher sends it once woken.
+func (n *Node) queue(o outgoing) {
 	if limit := n.maxPayload.Load(); limit > 0 && int64(len(o.msg.Data)) > limit {
 		n.dropTooLarge(o)
 		return

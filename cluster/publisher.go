@@ -48,8 +48,9 @@ func newPublisher(e Engine, limit int, sent func([]outgoing, []int), tooLarge fu
 	return &publisher{engine: e, limit: limit, sent: sent, tooLarge: tooLarge, wake: make(chan struct{}, 1)}
 }
 
-// push queues o. It returns false, having dropped it, when the queue holds limit bytes already;
-// connected tells whether the engine was connected then.
+// push queues o, to be published once the publisher is signalled. It returns false, having
+// dropped it, when the queue holds limit bytes already; connected tells whether the engine was
+// connected then.
 func (p *publisher) push(o outgoing) (queued, connected bool) {
 	size := len(o.msg.Topic) + len(o.msg.Data)
 	p.mu.Lock()
@@ -61,7 +62,6 @@ func (p *publisher) push(o outgoing) (queued, connected bool) {
 	p.queue = append(p.queue, o)
 	p.bytes += size
 	p.mu.Unlock()
-	p.signal()
 	return true, connected
 }
 

@@ -8,7 +8,7 @@ import (
 )
 
 // The Node as its Broker's Relay (broker.Relay): what the Broker hands over becomes an envelope
-// on the engine.
+// queued for the engine, published once the Broker calls Flush.
 
 func (r *relay) NewID() uint64        { return r.n.ids.newID() }
 func (r *relay) Local(id uint64) bool { return r.n.ids.local(id) }
@@ -28,13 +28,15 @@ func textFlag(text bool) byte {
 func (r *relay) Published(channel, data []byte, text bool, except uint64) {
 	n := r.n
 	env := n.header().appendIDBody(make([]byte, 0, maxHeader+binary.MaxVarintLen64+len(data)), kindChannel, textFlag(text), except, data)
-	n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: env}})
+	n.queue(outgoing{msg: Message{Topic: n.topics.channel + string(channel), Data: env}})
 }
+
+func (r *relay) Flush() { r.n.publisher.signal() }
 
 // toNode queues an envelope for the node that holds id's slot.
 func (r *relay) toNode(id uint64, env []byte) {
 	slot := slotOf(id)
-	r.n.publish(outgoing{msg: Message{Topic: r.n.topics.node(slot), Data: env}, track: trackNode, slot: slot})
+	r.n.queue(outgoing{msg: Message{Topic: r.n.topics.node(slot), Data: env}, track: trackNode, slot: slot})
 }
 
 func (r *relay) Send(id uint64, data []byte, text bool) {
@@ -63,7 +65,7 @@ func (r *relay) Unsubscribe(id uint64, channel []byte) {
 
 func (r *relay) CopySubscriptions(from, to []byte) {
 	n := r.n
-	n.publish(outgoing{msg: Message{Topic: n.topics.channel + string(from), Data: n.header().appendCopy(nil, to)}})
+	n.queue(outgoing{msg: Message{Topic: n.topics.channel + string(from), Data: n.header().appendCopy(nil, to)}})
 }
 
 // lagHistogram counts receptions by lag in power-of-two buckets of microseconds.
