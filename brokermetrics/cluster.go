@@ -62,6 +62,7 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descClusterDropped, st.Dropped.Slow, "slow")
 	counter(descClusterDropped, st.Dropped.Decode, "decode")
 	counter(descClusterDropped, st.Dropped.TooLarge, "tooLarge")
+	counter(descClusterDropped, st.Dropped.Refused, "refused")
 	gauge(descClusterLag, st.LagMs.P50/1000, "0.5")
 	gauge(descClusterLag, st.LagMs.P99/1000, "0.99")
 }

@@ -19,9 +19,10 @@ type Engine interface {
 	Start(h EngineHandler) error
 
 	// Publish sends msgs in order over one connection and writes into receivers[i] how many
-	// subscriptions received msgs[i] (-1 when the engine cannot tell); len(receivers) is
-	// len(msgs). It returns how many were sent, and an error when it could not send the rest
-	// (disconnected, ctx done): it does not retry them.
+	// subscriptions received msgs[i] (-1 when the engine cannot tell, Refused when its server
+	// refused it); len(receivers) is len(msgs). It returns how many were sent, and an error when
+	// it could not send the rest (disconnected, ctx done): it does not retry them. Refused
+	// messages count as sent: the error then wraps ErrRefused.
 	Publish(ctx context.Context, msgs []Message, receivers []int) (sent int, err error)
 
 	// Subscribe subscribes the topics and returns once the engine has confirmed them, or an error
@@ -57,6 +58,14 @@ type Engine interface {
 // ErrTooLarge is Publish's error for a message over MaxPayload, which it does not send: it stops
 // there, still connected, and the node drops that message and goes on.
 var ErrTooLarge = errors.New("message larger than the engine takes")
+
+// ErrRefused is wrapped by Publish's error when the engine's server refused messages (an error
+// reply, as to a user whose ACL leaves out a channel): they are sent, their receivers Refused,
+// and the node drops them, as the server would refuse them again.
+var ErrRefused = errors.New("refused by the server")
+
+// Refused is Publish's receiver count for a message the engine's server refused.
+const Refused = -2
 
 // Message is one publication: its topic and its bytes.
 type Message struct {

@@ -36,7 +36,8 @@ type Options struct {
 	// slow; beyond it they are dropped and counted. From MinPublishBuffer to MaxPublishBuffer;
 	// default DefaultPublishBuffer.
 	PublishBuffer int
-	// Logger receives one line per change of the engine's state; nil discards.
+	// Logger receives one line per change of the engine's state, and a warning at most once a
+	// minute about messages not published (too large, refused); nil discards.
 	Logger *slog.Logger
 	// Heartbeat is how often the node tells the others it is alive; a node unheard of for two and
 	// a half heartbeats has gone. Default 2 s.
@@ -84,9 +85,13 @@ type Node struct {
 	lag        lagHistogram
 	counters   counters
 	// maxPayload is the engine's MaxPayload as of its last connection: a larger message is
-	// not published. tooLargeLogged is when such a drop was last logged (Unix ns).
-	maxPayload     atomic.Int64
-	tooLargeLogged atomic.Int64
+	// not published. tooLargeLogged, refusedLogged and subscribeRefusedLogged are when such a
+	// drop, one of a message the engine's server refused, and the server's refusal of
+	// subscriptions were last logged (Unix ns).
+	maxPayload             atomic.Int64
+	tooLargeLogged         atomic.Int64
+	refusedLogged          atomic.Int64
+	subscribeRefusedLogged atomic.Int64
 
 	stateMu   sync.Mutex
 	connected bool
@@ -104,7 +109,7 @@ type Node struct {
 type counters struct {
 	published, received, unrouted, connects         atomic.Uint64
 	droppedDisconnected, droppedSlow, droppedDecode atomic.Uint64
-	droppedTooLarge                                 atomic.Uint64
+	droppedTooLarge, droppedRefused                 atomic.Uint64
 }
 
 // topics are the engine topics of a cluster.
@@ -148,7 +153,7 @@ func Join(b *broker.Broker, engine Engine, opts Options) (*Node, error) {
 	}
 	n.ids.init(randomSlot(), n.spareSlot)
 	n.publisher = newPublisher(engine, opts.PublishBuffer, n.sent, n.dropTooLarge)
-	n.subscriber = newSubscriber(engine, n.fresh, n.resubscribed)
+	n.subscriber = newSubscriber(engine, n.fresh, n.resubscribed, n.subscribeRefused)
 	n.inboxes = make([]*inbox, runtime.GOMAXPROCS(0))
 	for i := range n.inboxes {
 		n.inboxes[i] = newInbox(inboxBytes)
@@ -252,16 +257,35 @@ func (n *Node) dropTooLarge(o outgoing) {
 	if o.track == trackQuery {
 		n.presence.published(o.req, 0)
 	}
+	n.warnEveryMinute(&n.tooLargeLogged, "cluster: a message larger than "+n.engine.String()+" takes was not published: a channel's subscribers on this node have it, a socket of another node does not (counted in dropped.tooLarge; logged once a minute)",
+		slog.Int("bytes", len(o.msg.Data)), slog.Int64("maxPayload", n.maxPayload.Load()))
+}
+
+// subscribeRefused says, at most once a minute, that the engine's server refused subscriptions.
+func (n *Node) subscribeRefused(err error) {
+	n.warnEveryMinute(&n.subscribeRefusedLogged, "cluster: "+n.engine.String()+" refused subscriptions: this node gets no other node's messages for those channels until it accepts them (tried again every "+retryPause.String()+"; logged once a minute)",
+		slog.Any("error", err))
+}
+
+// warnEveryMinute logs msg unless the last time, recorded in last, was less than a minute ago.
+func (n *Node) warnEveryMinute(last *atomic.Int64, msg string, args ...any) {
 	now := n.now().UnixNano()
-	if last := n.tooLargeLogged.Load(); now-last >= int64(time.Minute) && n.tooLargeLogged.CompareAndSwap(last, now) {
-		n.log.Warn("cluster: a message larger than "+n.engine.String()+" takes was not published: a channel's subscribers on this node have it, a socket of another node does not (counted in dropped.tooLarge; logged once a minute)",
-			slog.Int("bytes", len(o.msg.Data)), slog.Int64("maxPayload", n.maxPayload.Load()))
+	if was := last.Load(); now-was >= int64(time.Minute) && last.CompareAndSwap(was, now) {
+		n.log.Warn(msg, args...)
 	}
 }
 
-// sent handles the receiver counts of a batch the engine has published.
-func (n *Node) sent(out []outgoing, receivers []int) {
+// sent handles the receiver counts of a batch the engine has published; refusal is the engine's
+// error when its server refused some of them (receivers Refused), which are dropped.
+func (n *Node) sent(out []outgoing, receivers []int, refusal error) {
 	for i, o := range out {
+		if receivers[i] == Refused {
+			n.counters.droppedRefused.Add(1)
+			if o.track == trackQuery {
+				n.presence.published(o.req, 0)
+			}
+			continue
+		}
 		switch o.track {
 		case trackNode:
 			// Without receiver counts (NATS), a slot that no live node holds says the same.
@@ -276,6 +300,10 @@ func (n *Node) sent(out []outgoing, receivers []int) {
 			}
 			n.presence.published(o.req, receivers[i])
 		}
+	}
+	if refusal != nil {
+		n.warnEveryMinute(&n.refusedLogged, "cluster: "+n.engine.String()+" refused to publish messages, which are dropped: a channel's subscribers on this node have them, other nodes do not (counted in dropped.refused; logged once a minute)",
+			slog.Any("error", refusal))
 	}
 }
 
@@ -474,6 +502,7 @@ type Dropped struct {
 	Slow         uint64 `json:"slow"`         // published or received faster than the engine or this node kept up with
 	Decode       uint64 `json:"decode"`       // received but not an envelope of this version
 	TooLarge     uint64 `json:"tooLarge"`     // larger than the engine takes (MaxPayload): not published (a channel message reached this node's subscribers only)
+	Refused      uint64 `json:"refused"`      // refused by the engine's server (an ACL without the channel): not published, not tried again
 }
 
 // Lag is the percentiles of the time from publication to reception, in milliseconds.
@@ -502,7 +531,7 @@ func (n *Node) Stats() Stats {
 		Published: k.published.Load(), Received: k.received.Load(), Unrouted: k.unrouted.Load(), Connects: k.connects.Load(),
 		Dropped: Dropped{
 			Disconnected: k.droppedDisconnected.Load(), Slow: k.droppedSlow.Load() + n.engine.Dropped(),
-			Decode: k.droppedDecode.Load(), TooLarge: k.droppedTooLarge.Load(),
+			Decode: k.droppedDecode.Load(), TooLarge: k.droppedTooLarge.Load(), Refused: k.droppedRefused.Load(),
 		},
 		LagMs: Lag{P50: p50, P99: p99},
 	}

@@ -1,10 +1,13 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,13 +47,19 @@ type node struct {
 // join starts a Broker and joins it to the cluster on srv.
 func join(t *testing.T, srv *redistest.Server, opts cluster.Options) *node {
 	t.Helper()
+	return joinURL(t, srv.URL, opts)
+}
+
+// joinURL starts a Broker and joins it to the cluster on the Redis at url.
+func joinURL(t *testing.T, url string, opts cluster.Options) *node {
+	t.Helper()
 	h := &opened{ids: make(chan uint64, 100)}
 	h.b = broker.New(h, broker.Options{})
 	listeners, err := h.b.Listen([]string{"127.0.0.1:0"}, broker.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := redis.New(srv.URL, redis.Options{})
+	e, err := redis.New(url, redis.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +231,59 @@ func TestClusterChannelsAndSockets(t *testing.T) {
 }
 
 // The empty channel's topic is the channel prefix itself: it crosses nodes as any other does.
+// lockedBuffer is a log's output, read by the test while the node writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A publication Redis refuses (the node's user has no ACL for its channel) is dropped and
+// counted, logged, and holds up nothing behind it; what was published with it is not repeated.
+// A refused subscription is logged.
+func TestClusterRefusedPublication(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	srv.CLI(t, "ACL", "SETUSER", "limited", "on", ">pw", "resetchannels", "&wsb:c:open", "&wsb:n:*", "&wsb:ctl", "&wsbroker:*", "+@all", "~*")
+	var log lockedBuffer
+	a := joinURL(t, strings.Replace(srv.URL, "unix://", "unix://limited:pw@", 1), cluster.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	b := join(t, srv, cluster.Options{})
+	ca, ida := a.client(t)
+	cb, idb := b.client(t)
+	a.b.Subscribe(ida, []byte("open"))
+	b.b.Subscribe(idb, []byte("open"))
+	b.b.Subscribe(idb, []byte("closed"))
+	subscribed(t, a, b)
+
+	k := a.b.NewCork() // both in one batch of the publisher
+	k.SendToChannel([]byte("closed"), []byte("refused"), true, 0)
+	k.SendToChannel([]byte("open"), []byte("first"), true, 0)
+	k.Flush()
+	a.b.SendToChannel([]byte("open"), []byte("second"), true, 0)
+	for _, c := range []*websocket.Conn{ca, cb} {
+		expect(t, c, "first")
+		expect(t, c, "second")
+	}
+	if d := a.n.Stats().Dropped; d.Refused != 1 {
+		t.Fatalf("dropped %+v: want 1 refused", d)
+	}
+	if got := log.String(); !strings.Contains(got, "refused to publish") || !strings.Contains(got, "NOPERM") || strings.Contains(got, "pw@") {
+		t.Fatalf("log %q: want the refusal, Redis's words, no password", got)
+	}
+	a.b.Subscribe(ida, []byte("closed"))
+	eventually(t, "the refused subscription logged", func() bool { return strings.Contains(log.String(), "refused subscriptions") })
+}
+
 func TestClusterEmptyChannel(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	a, b := join(t, srv, cluster.Options{}), join(t, srv, cluster.Options{})

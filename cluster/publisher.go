@@ -28,7 +28,9 @@ type outgoing struct {
 type publisher struct {
 	engine Engine
 	limit  int
-	sent   func(out []outgoing, receivers []int) // called on the publisher's goroutine for each batch
+	// sent is called on the publisher's goroutine for each batch, with the engine's error if its
+	// server refused some messages (receivers Refused).
+	sent func(out []outgoing, receivers []int, refusal error)
 	// tooLarge is called on the publisher's goroutine for a message the engine refused as larger
 	// than it takes (ErrTooLarge), which is then dropped.
 	tooLarge func(o outgoing)
@@ -44,7 +46,7 @@ type publisher struct {
 // maxBatch bounds the messages of one Engine.Publish call.
 const maxBatch = 512
 
-func newPublisher(e Engine, limit int, sent func([]outgoing, []int), tooLarge func(outgoing)) *publisher {
+func newPublisher(e Engine, limit int, sent func([]outgoing, []int, error), tooLarge func(outgoing)) *publisher {
 	return &publisher{engine: e, limit: limit, sent: sent, tooLarge: tooLarge, wake: make(chan struct{}, 1)}
 }
 
@@ -112,7 +114,11 @@ func (p *publisher) run(ctx context.Context) {
 				msgs = append(msgs, o.msg)
 			}
 			n, err := p.engine.Publish(ctx, msgs, receivers[:len(msgs)])
-			p.sent(batch[:n], receivers[:n])
+			var refusal error
+			if errors.Is(err, ErrRefused) {
+				refusal, err = err, nil // sent and dropped, not tried again
+			}
+			p.sent(batch[:n], receivers[:n], refusal)
 			done := n
 			if errors.Is(err, ErrTooLarge) && n < len(batch) {
 				p.tooLarge(batch[n])

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -18,6 +19,9 @@ type subscriber struct {
 	fresh func(ctx context.Context) error
 	// resubscribed is called once the channels are all subscribed again after fresh.
 	resubscribed func(channels int, took time.Duration)
+	// refused is called with the engine's error when its server refused a batch (ErrRefused),
+	// which is tried again after retryPause, as any failure is.
+	refused func(err error)
 
 	mu        sync.Mutex
 	want      map[string]struct{} // the topics of channels with subscribers here
@@ -33,9 +37,9 @@ type subscriber struct {
 // batchTopics bounds the topics of one Subscribe or Unsubscribe call.
 const batchTopics = 512
 
-func newSubscriber(e Engine, fresh func(context.Context) error, resubscribed func(int, time.Duration)) *subscriber {
+func newSubscriber(e Engine, fresh func(context.Context) error, resubscribed func(int, time.Duration), refused func(error)) *subscriber {
 	return &subscriber{
-		engine: e, fresh: fresh, resubscribed: resubscribed,
+		engine: e, fresh: fresh, resubscribed: resubscribed, refused: refused,
 		want: map[string]struct{}{}, pending: map[string]bool{}, confirmed: map[string]struct{}{},
 		wake: make(chan struct{}, 1),
 	}
@@ -156,6 +160,9 @@ func (s *subscriber) run(ctx context.Context) {
 				err = s.engine.Unsubscribe(ctx, unsubs)
 			}
 			if err != nil {
+				if errors.Is(err, ErrRefused) {
+					s.refused(err)
+				}
 				s.retryLater(ctx)
 				break
 			}

@@ -347,8 +347,8 @@ export interface ClusterStats {
   unrouted: number;
   /** Times the engine was connected: 1 after the first connection, one more after each recovery. */
   connects: number;
-  /** Messages dropped: published while the engine was unreachable past `publishBuffer`; published or received faster than the engine or this node kept up with; received but not understood; larger than the engine takes (NATS's `max_payload`): not published. */
-  dropped: { disconnected: number; slow: number; decode: number; tooLarge: number };
+  /** Messages dropped: published while the engine was unreachable past `publishBuffer`; published or received faster than the engine or this node kept up with; received but not understood; larger than the engine takes (NATS's `max_payload`): not published; refused by the engine's server (a Redis user whose ACL leaves out the channel): not published, not tried again, logged at most once a minute. A message not published has reached this node's subscribers only. */
+  dropped: { disconnected: number; slow: number; decode: number; tooLarge: number; refused: number };
   /** From publication on the origin node to delivery here, in milliseconds (power-of-two buckets). */
   lagMs: { p50: number; p99: number };
 }

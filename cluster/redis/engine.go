@@ -346,7 +346,11 @@ func (e *Engine) Publish(ctx context.Context, msgs []cluster.Message, receivers 
 	if err != nil {
 		return 0, err
 	}
-	counts := make([]int, len(msgs)) // the reader's until the call ends, so not receivers
+	// The reader's until the call ends, so not receivers; an error reply leaves its Refused.
+	counts := make([]int, len(msgs))
+	for i := range counts {
+		counts[i] = cluster.Refused
+	}
 	sent, err := c.pub.do(ctx, len(msgs), counts, func(out []byte) []byte {
 		for _, m := range msgs {
 			out = appendBulk(appendBulk(appendBulk(appendArray(out, 3), "PUBLISH"), m.Topic), m.Data)
@@ -407,17 +411,20 @@ func (e *Engine) Claim(ctx context.Context, topic string) (bool, error) {
 	return count[0] == 1, nil
 }
 
-// describe says what failed and why, in words that never contain the password.
+// describe says what failed and why, in words that never contain the password; Redis's answer
+// (an error reply) is cluster.ErrRefused.
 func (e *Engine) describe(what string, err error) error {
-	if isReply(err) {
-		if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
-			what += ": authentication failed"
-		}
-	}
+	refused := isReply(err)
 	if p := e.addr.password; p != "" && strings.Contains(err.Error(), p) {
-		return fmt.Errorf("redis: %s: %s", what, strings.ReplaceAll(err.Error(), p, "[password]"))
+		err = errors.New(strings.ReplaceAll(err.Error(), p, "[password]"))
 	}
-	return fmt.Errorf("redis: %s: %w", what, err)
+	if !refused {
+		return fmt.Errorf("redis: %s: %w", what, err)
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
+		what += ": authentication failed"
+	}
+	return fmt.Errorf("redis: %s: %w: %w", what, cluster.ErrRefused, err)
 }
 
 // MaxPayload is 0: Redis takes messages up to 512 MB, more than a node sends.

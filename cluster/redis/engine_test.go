@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,11 +259,19 @@ func TestRefusedCommandFailsOnlyThatCall(t *testing.T) {
 	if m := rec.WaitMessages(t, 2); m[0].Topic != "allowed:1" || m[1].Topic != "allowed:3" {
 		t.Fatalf("received %v", m)
 	}
-	// A refused PUBLISH in a pipeline: the one before it is sent, the error says which failed.
+	// A refused PUBLISH in a pipeline: Redis carries out the others, so all count as sent (a
+	// publisher that sent the third again would duplicate it) and the refused one says so.
 	msgs := []cluster.Message{{Topic: "allowed:1", Data: []byte("4")}, {Topic: "denied"}, {Topic: "allowed:3", Data: []byte("5")}}
-	sent, err := e.Publish(enginetest.Context(t), msgs, make([]int, len(msgs)))
-	if sent != 1 || err == nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("publishing to a denied channel: sent %d, %v; want 1 and Redis's NOPERM", sent, err)
+	receivers := make([]int, len(msgs))
+	sent, err := e.Publish(enginetest.Context(t), msgs, receivers)
+	if sent != 3 || !errors.Is(err, cluster.ErrRefused) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("publishing to a denied channel: sent %d, %v; want 3 and Redis's NOPERM as ErrRefused", sent, err)
+	}
+	if want := []int{1, cluster.Refused, 1}; !slices.Equal(receivers, want) {
+		t.Fatalf("receivers %v, want %v", receivers, want)
+	}
+	if m := rec.WaitMessages(t, 4)[2:]; string(m[0].Data) != "4" || string(m[1].Data) != "5" {
+		t.Fatalf("received %v", m)
 	}
 	rec.NoMoreStates(t)
 }

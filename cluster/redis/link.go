@@ -42,7 +42,6 @@ type call struct {
 	replies int   // replies still to come
 	ints    []int // reply i's integer, when it has one (and there is room)
 	got     atomic.Int32
-	errAt   int   // the index of the first error reply
 	err     error // the first error reply
 	done    chan error
 }
@@ -114,7 +113,8 @@ func (l *link) login(a address) error {
 
 // do writes the commands that write appends as one call expecting replies replies, the integers
 // of which go to ints, and waits for them. It returns how many replies came, and the first error
-// reply (at the index it returns), or the link's end, or ctx's.
+// reply (the commands after it were carried out too: all replies came), or the link's end, or
+// ctx's.
 func (l *link) do(ctx context.Context, replies int, ints []int, write func(out []byte) []byte) (int, error) {
 	c := &call{replies: replies, ints: ints, done: make(chan error, 1)}
 	l.writing.Lock()
@@ -139,9 +139,6 @@ func (l *link) do(ctx context.Context, replies int, ints []int, write func(out [
 	}
 	select {
 	case err := <-c.done:
-		if c.err != nil {
-			return c.errAt, err
-		}
 		return int(c.got.Load()), err
 	case <-ctx.Done():
 		return int(c.got.Load()), ctx.Err()
@@ -162,7 +159,7 @@ func (l *link) settle(n int, isInt bool, err error, last bool) error {
 		c.ints[i] = n
 	}
 	if err != nil && c.err == nil {
-		c.err, c.errAt = err, i
+		c.err = err
 	}
 	c.got.Add(1)
 	if c.replies--; c.replies > 0 && !last {
