@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -134,14 +135,29 @@ func (p *Poller[C]) run() {
 	}
 }
 
+// epollReady stores the events of epfd that are there now in events, without waiting, and
+// returns how many (an error as 0: the poller looks again at its next wake). It is a raw system
+// call, as the broker's socket calls are (broker/rawio_linux.go): it never waits, and told of a
+// system call, the runtime wakes sysmon from its sleep whenever an idle process gets input,
+// which on one core takes the core from the thread about to answer it.
+func epollReady(epfd int, events []syscall.EpollEvent) int {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		switch e {
+		case 0:
+			return int(n)
+		case syscall.EINTR:
+		default:
+			return 0
+		}
+	}
+}
+
 // dispatchReady takes the events that are there now (without waiting) and hands their
 // connections to readers, or serves those that here (if not nil) picks; ready is scratch space.
 // It returns how many events it took.
 func (p *Poller[C]) dispatchReady(events []syscall.EpollEvent, ready []C, here func(C) bool) int {
-	n, err := syscall.EpollWait(p.epfd, events, 0)
-	for err == syscall.EINTR {
-		n, err = syscall.EpollWait(p.epfd, events, 0)
-	}
+	n := epollReady(p.epfd, events)
 	if n <= 0 {
 		return 0
 	}
