@@ -11,8 +11,9 @@ import (
 // that an engine is a thin adapter of one client library or protocol: packages cluster/nats and
 // cluster/redis are two.
 //
-// A Node calls Publish from one goroutine and Subscribe, Unsubscribe and Claim from another, so
-// an Engine must allow those calls to run at the same time.
+// A Node calls Subscribe, Unsubscribe and Claim from one goroutine and Publish from another (and
+// from the first once per connection, for a heartbeat), so an Engine must allow those calls to
+// run at the same time.
 type Engine interface {
 	// Start starts connecting in the background and reports to h from then on: it keeps trying,
 	// with backoff, until Close. It returns an error only for a configuration it cannot use.

@@ -32,6 +32,7 @@ const (
 const (
 	flagText  = 1 << 0 // the payload is a text message
 	flagToken = 1 << 1 // kindToken: a token is set (else it is cleared)
+	flagAsk   = 1 << 2 // kindHeartbeat: the sender has subscribed again after a loss; answer with a heartbeat at once
 )
 
 // maxHeader bounds an envelope's header: 3 bytes, a slot, the instance, a time.
@@ -86,8 +87,8 @@ func (h header) appendCopy(dst []byte, to []byte) []byte {
 	return append(h.appendHeader(dst, kindCopy, 0), to...)
 }
 
-func (h header) appendHeartbeat(dst []byte, slots []uint32) []byte {
-	dst = h.appendHeader(dst, kindHeartbeat, 0)
+func (h header) appendHeartbeat(dst []byte, flags byte, slots []uint32) []byte {
+	dst = h.appendHeader(dst, kindHeartbeat, flags)
 	dst = binary.AppendUvarint(dst, uint64(len(slots)))
 	for _, s := range slots {
 		dst = binary.AppendUvarint(dst, uint64(s))

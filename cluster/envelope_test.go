@@ -23,7 +23,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"token set empty", h.appendIDBody(nil, kindToken, flagToken, 8, nil), envelope{kind: kindToken, flags: flagToken, id: 8}},
 		{"subscribe", h.appendIDBody(nil, kindSubscribe, 0, 9, []byte("room\x00.*>")), envelope{kind: kindSubscribe, id: 9, body: []byte("room\x00.*>")}},
 		{"copy", h.appendCopy(nil, []byte("to")), envelope{kind: kindCopy, body: []byte("to")}},
-		{"heartbeat", h.appendHeartbeat(nil, []uint32{1, 1<<slotBits - 1}), envelope{kind: kindHeartbeat, slots: []uint32{1, 1<<slotBits - 1}}},
+		{"heartbeat", h.appendHeartbeat(nil, 0, []uint32{1, 1<<slotBits - 1}), envelope{kind: kindHeartbeat, slots: []uint32{1, 1<<slotBits - 1}}},
+		{"heartbeat asking", h.appendHeartbeat(nil, flagAsk, []uint32{3}), envelope{kind: kindHeartbeat, flags: flagAsk, slots: []uint32{3}}},
 		{"count query", h.appendCountQuery(nil, 77, nil), envelope{kind: kindCountQuery, id: 77}},
 		{"count query on the control topic", h.appendCountQuery(nil, 77, []byte("room")), envelope{kind: kindCountQuery, id: 77, body: []byte("room")}},
 		{"count answer", h.appendCountAnswer(nil, 77, 1000), envelope{kind: kindCountAnswer, id: 77, count: 1000}},
@@ -79,7 +80,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	h := testHeader
 	f.Add(h.appendIDBody(nil, kindChannel, flagText, 3, []byte("x")))
 	f.Add(h.appendClose(nil, 7, 4000, []byte("bye")))
-	f.Add(h.appendHeartbeat(nil, []uint32{1, 2, 3}))
+	f.Add(h.appendHeartbeat(nil, flagAsk, []uint32{1, 2, 3}))
 	f.Add(h.appendCountAnswer(nil, 1, 2))
 	f.Add([]byte{1, 8, 0, 0})
 	f.Fuzz(func(t *testing.T, p []byte) {
@@ -97,7 +98,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		case kindCopy:
 			again = h.appendCopy(nil, e.body)
 		case kindHeartbeat:
-			again = append(h.appendHeartbeat(nil, e.slots), e.body...)
+			again = append(h.appendHeartbeat(nil, e.flags, e.slots), e.body...)
 		case kindCountQuery:
 			again = h.appendCountQuery(nil, e.id, e.body)
 		case kindCountAnswer:

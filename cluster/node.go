@@ -93,6 +93,8 @@ type Node struct {
 	refusedLogged          atomic.Int64
 	subscribeRefusedLogged atomic.Int64
 
+	gate gate
+
 	stateMu   sync.Mutex
 	connected bool
 	since     time.Time // of the last change of connected
@@ -110,6 +112,22 @@ type counters struct {
 	published, received, unrouted, connects         atomic.Uint64
 	droppedDisconnected, droppedSlow, droppedDecode atomic.Uint64
 	droppedTooLarge, droppedRefused                 atomic.Uint64
+}
+
+// gate holds the node's publications after each connection of the engine until the other nodes
+// can receive them: until this node has subscribed its channels again and every node that was
+// live when the engine was lost has been heard from since (each says so once it has subscribed
+// its own again), at most a heartbeat interval. Neither Redis PUB/SUB nor NATS keeps anything for
+// a node not subscribed yet: what was held during an outage would otherwise reach only the nodes
+// that happened to be back first.
+type gate struct {
+	mu         sync.Mutex
+	epoch      int // bumped at each loss: a timer of an earlier connection opens nothing
+	open       bool
+	since      time.Time // when the engine was connected this time
+	subscribed bool      // this node's channels are subscribed again
+	awaited    []uint64  // the instances of the nodes live at the loss
+	timer      *time.Timer
 }
 
 // topics are the engine topics of a cluster.
@@ -198,6 +216,7 @@ func (n *Node) WaitConnected(ctx context.Context) error {
 // engine, after publishing what it can within ctx.
 func (n *Node) Leave(ctx context.Context) {
 	n.b.SetRelay(nil)
+	n.openGate(anyEpoch)
 	n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendLeaving(nil)}})
 	// What is queued, the leaving message last, goes out first while the engine takes it (polled:
 	// the publisher reports nothing when its queue empties).
@@ -327,11 +346,77 @@ func (n *Node) stateChanged(connected bool, err error) {
 	}
 	// The subscriber claims the slots and subscribes before the publisher publishes: the first
 	// heartbeat and the buffered publications then go out under a checked slot.
+	if !connected {
+		n.closeGate()
+	}
 	n.subscriber.setConnected(connected)
 	if !connected {
 		n.publisher.setConnected(false)
 	}
 }
+
+// closeGate holds the publisher at the loss of the engine, noting the nodes to hear from once it
+// is back.
+func (n *Node) closeGate() {
+	g := &n.gate
+	g.mu.Lock()
+	g.epoch++
+	g.open, g.subscribed = false, false
+	g.awaited = n.peers.instances()
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.mu.Unlock()
+	n.publisher.hold()
+}
+
+// armGate starts the gate's wait when the engine is connected: it opens a heartbeat interval later
+// at the latest.
+func (n *Node) armGate() {
+	g := &n.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.since = n.now()
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	epoch := g.epoch
+	g.timer = time.AfterFunc(n.opts.Heartbeat, func() { n.openGate(epoch) })
+}
+
+// tryOpenGate opens the gate if this node has subscribed its channels again and heard from the
+// nodes it waits for.
+func (n *Node) tryOpenGate() {
+	g := &n.gate
+	g.mu.Lock()
+	ready := !g.open && g.subscribed && n.peers.heardSince(g.awaited, g.since)
+	epoch := g.epoch
+	g.mu.Unlock()
+	if ready {
+		n.openGate(epoch)
+	}
+}
+
+// openGate lets the publisher go, unless the engine was lost since epoch (anyEpoch: whatever
+// happened), and tells the other nodes, whose gates may wait for this one's heartbeat.
+func (n *Node) openGate(epoch int) {
+	g := &n.gate
+	g.mu.Lock()
+	if g.open || epoch != anyEpoch && epoch != g.epoch {
+		g.mu.Unlock()
+		return
+	}
+	g.open = true
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.mu.Unlock()
+	n.publisher.release()
+	n.heartbeat()
+}
+
+// anyEpoch opens the gate whatever its epoch (Leave).
+const anyEpoch = -1
 
 // fresh runs on the subscriber's goroutine each time the engine is connected anew: it claims the
 // node's slots and subscribes to the control topic, then lets the publisher go.
@@ -367,8 +452,8 @@ func (n *Node) fresh(ctx context.Context) error {
 	if err := n.engine.Subscribe(ctx, []string{n.topics.control}); err != nil {
 		return err
 	}
-	n.publisher.setConnected(true)
-	n.heartbeat()
+	n.armGate()
+	n.publisher.setConnected(true) // held until the gate opens
 	select {
 	case <-n.firstUp:
 	default:
@@ -420,10 +505,23 @@ func (n *Node) yieldSlot(slot uint32) {
 		slog.Uint64("slot", uint64(slot)), slog.Uint64("now", uint64(next)))
 }
 
-// resubscribed logs the end of a resubscription after the engine came back.
+// resubscribed follows the subscription of the node's channels after each connection of the
+// engine: it logs it, tells the other nodes at once (past the held publisher: their gates may wait
+// for it) and asks for their heartbeats (this node's gate waits for them), and opens this node's
+// gate if it waits for nothing else.
 func (n *Node) resubscribed(channels int, took time.Duration) {
 	n.log.Info("cluster: subscribed", slog.Int("channels", channels), slog.Duration("took", took.Round(time.Millisecond)),
 		slog.Uint64("droppedWhileDisconnected", n.counters.droppedDisconnected.Load()))
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Heartbeat)
+	defer cancel()
+	var receivers [1]int
+	if sent, _ := n.engine.Publish(ctx, []Message{{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, flagAsk, n.ids.slots())}}, receivers[:]); sent == 1 {
+		n.counters.published.Add(1)
+	}
+	n.gate.mu.Lock()
+	n.gate.subscribed = true
+	n.gate.mu.Unlock()
+	n.tryOpenGate()
 }
 
 // heartbeats tells the other nodes this node is alive, and forgets those unheard of (checked four
@@ -446,7 +544,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 
 // heartbeat tells the other nodes that this node is alive, with its slots.
 func (n *Node) heartbeat() {
-	n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, n.ids.slots())}})
+	n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, 0, n.ids.slots())}})
 }
 
 // SubscriberCount returns how many sockets are subscribed to channel on all nodes: this node's,

@@ -65,6 +65,29 @@ func (p *peers) expire(now time.Time) int {
 	return len(p.nodes)
 }
 
+// instances returns the instances of the live nodes.
+func (p *peers) instances() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]uint64, 0, len(p.nodes))
+	for instance := range p.nodes {
+		out = append(out, instance)
+	}
+	return out
+}
+
+// heardSince reports whether every node of instances that is still live was heard at or after t.
+func (p *peers) heardSince(instances []uint64, t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, instance := range instances {
+		if n, ok := p.nodes[instance]; ok && n.lastHeard.Before(t) {
+			return false
+		}
+	}
+	return true
+}
+
 // count returns how many other nodes are live.
 func (p *peers) count() int {
 	p.mu.Lock()

@@ -40,14 +40,15 @@ type publisher struct {
 	head      int
 	bytes     int
 	connected bool
-	wake      chan struct{} // cap 1: something queued, or connected
+	held      bool          // connected or not, nothing goes out (hold, release)
+	wake      chan struct{} // cap 1: something queued, connected or released
 }
 
 // maxBatch bounds the messages of one Engine.Publish call.
 const maxBatch = 512
 
 func newPublisher(e Engine, limit int, sent func([]outgoing, []int, error), tooLarge func(outgoing)) *publisher {
-	return &publisher{engine: e, limit: limit, sent: sent, tooLarge: tooLarge, wake: make(chan struct{}, 1)}
+	return &publisher{engine: e, limit: limit, sent: sent, tooLarge: tooLarge, held: true, wake: make(chan struct{}, 1)}
 }
 
 // push queues o, to be published once the publisher is signalled. It returns false, having
@@ -82,6 +83,22 @@ func (p *publisher) setConnected(c bool) {
 	p.signal()
 }
 
+// hold keeps what is queued, and what comes, from going out until release; a publisher starts
+// held.
+func (p *publisher) hold() {
+	p.mu.Lock()
+	p.held = true
+	p.mu.Unlock()
+}
+
+// release lets the queue go out (while connected).
+func (p *publisher) release() {
+	p.mu.Lock()
+	p.held = false
+	p.mu.Unlock()
+	p.signal()
+}
+
 // queued reports the messages and bytes waiting.
 func (p *publisher) queued() (n, bytes int) {
 	p.mu.Lock()
@@ -101,7 +118,7 @@ func (p *publisher) run(ctx context.Context) {
 		}
 		for {
 			p.mu.Lock()
-			if !p.connected || p.head == len(p.queue) {
+			if !p.connected || p.held || p.head == len(p.queue) {
 				p.mu.Unlock()
 				break
 			}

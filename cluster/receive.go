@@ -143,9 +143,11 @@ func (n *Node) apply(k *broker.Cork, topic string, e *envelope) {
 	case topic == n.topics.control:
 		switch e.kind {
 		case kindHeartbeat:
-			if n.peers.heard(e.instance, e.slots, n.now()) {
-				n.heartbeat() // a node that has just joined learns of this one at once
+			// A node that has just joined, or asks after a loss, hears of this one at once.
+			if n.peers.heard(e.instance, e.slots, n.now()) || e.flags&flagAsk != 0 {
+				n.heartbeat()
 			}
+			n.tryOpenGate()
 			if slices.Contains(e.slots, n.ids.current()) && e.instance < n.instance {
 				n.yieldSlot(n.ids.current())
 			}
