@@ -419,7 +419,8 @@ func (n *Node) openGate(epoch int) {
 const anyEpoch = -1
 
 // fresh runs on the subscriber's goroutine each time the engine is connected anew: it claims the
-// node's slots and subscribes to the control topic, then lets the publisher go.
+// node's slots and subscribes to the control topic, then connects the publisher, held until the
+// gate opens.
 func (n *Node) fresh(ctx context.Context) error {
 	for _, slot := range n.ids.slots() {
 		alone, err := n.engine.Claim(ctx, n.topics.node(slot))
