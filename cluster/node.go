@@ -344,19 +344,17 @@ func (n *Node) stateChanged(connected bool, err error) {
 	} else {
 		n.log.Warn("cluster: lost "+n.engine.String()+"; local delivery continues; retrying", slog.Any("error", err))
 	}
-	// The subscriber claims the slots and subscribes before the publisher publishes: the first
-	// heartbeat and the buffered publications then go out under a checked slot.
+	// At a loss the publisher stops (closeGate); after a connection the subscriber claims the
+	// slots and subscribes before the gate lets the publisher go: the first heartbeat and the
+	// buffered publications then go out under a checked slot, to nodes subscribed again.
 	if !connected {
 		n.closeGate()
 	}
 	n.subscriber.setConnected(connected)
-	if !connected {
-		n.publisher.setConnected(false)
-	}
 }
 
-// closeGate holds the publisher at the loss of the engine, noting the nodes to hear from once it
-// is back.
+// closeGate stops and holds the publisher at the loss of the engine, noting the nodes to hear
+// from once it is back.
 func (n *Node) closeGate() {
 	g := &n.gate
 	g.mu.Lock()
@@ -368,6 +366,7 @@ func (n *Node) closeGate() {
 	}
 	g.mu.Unlock()
 	n.publisher.hold()
+	n.publisher.setConnected(false)
 }
 
 // armGate starts the gate's wait when the engine is connected: it opens a heartbeat interval later
@@ -516,7 +515,7 @@ func (n *Node) resubscribed(channels int, took time.Duration) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Heartbeat)
 	defer cancel()
 	var receivers [1]int
-	if sent, _ := n.engine.Publish(ctx, []Message{{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, flagAsk, n.ids.slots())}}, receivers[:]); sent == 1 {
+	if sent, _ := n.engine.Publish(ctx, []Message{n.heartbeatMessage(flagAsk)}, receivers[:]); sent == 1 {
 		n.counters.published.Add(1)
 	}
 	n.gate.mu.Lock()
@@ -544,8 +543,11 @@ func (n *Node) heartbeats(ctx context.Context) {
 }
 
 // heartbeat tells the other nodes that this node is alive, with its slots.
-func (n *Node) heartbeat() {
-	n.publish(outgoing{msg: Message{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, 0, n.ids.slots())}})
+func (n *Node) heartbeat() { n.publish(outgoing{msg: n.heartbeatMessage(0)}) }
+
+// heartbeatMessage is a heartbeat of this node with flags.
+func (n *Node) heartbeatMessage(flags byte) Message {
+	return Message{Topic: n.topics.control, Data: n.header().appendHeartbeat(nil, flags, n.ids.slots())}
 }
 
 // SubscriberCount returns how many sockets are subscribed to channel on all nodes: this node's,
